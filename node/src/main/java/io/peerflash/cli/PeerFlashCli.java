@@ -1,0 +1,5 @@
+package io.peerflash.cli;
+
+public final class PeerFlashCli {
+  public static void main(String[] args) {}
+}

@@ -1,0 +1,288 @@
+package io.peerflash.node;
+
+import io.peerflash.util.Sizes;
+import java.io.IOException;
+import java.io.Reader;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.function.Function;
+
+/**
+ * Every setting of a node, typed, with its default and meaning beside its key. The same keys are
+ * used in the optional config file ({@code key=value} lines) and as {@code --key value} flags; a
+ * flag overrides the file.
+ */
+public record NodeConfig(
+    String nodeId,
+    String listenHost,
+    int listenPort,
+    Path dataDir,
+    Path sharedDir,
+    long cacheSizeBytes,
+    boolean syncWrites,
+    long writeBackpressureTimeoutMs,
+    long sequentialCutoffBytes,
+    double destageHighWatermark,
+    double destageLowWatermark,
+    long maxDirtyAgeMs,
+    int destageBatchBytes,
+    long destageBackgroundRateBytesPerSec,
+    long storageRetryInitialBackoffMs,
+    long storageRetryMaxBackoffMs,
+    long storageFailingAfterMs,
+    long flushStorageFailureTimeoutMs,
+    long storageLatencyMicros,
+    int rpcThreads,
+    long shutdownGraceMs) {
+
+  /** One documented setting. */
+  public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
+    T parse(String text) {
+      try {
+        return parser.apply(text.trim());
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException(
+            "bad value for " + name + ": '" + text + "': " + e.getMessage(), e);
+      }
+    }
+  }
+
+  private static final List<Key<?>> KEYS = new ArrayList<>();
+
+  private static <T> Key<T> key(String name, String def, String doc, Function<String, T> parser) {
+    Key<T> k = new Key<>(name, def, doc, parser);
+    KEYS.add(k);
+    return k;
+  }
+
+  public static final Key<String> ID =
+      key("id", null, "Node id, unique in the cluster; names this node in status.", s -> s);
+  public static final Key<String> LISTEN =
+      key("listen", "127.0.0.1:7601", "HOST:PORT of the client gRPC API.", s -> s);
+  public static final Key<Path> DATA_DIR =
+      key("data-dir", null, "Local flash directory: the cache file and the RocksDB index.", Path::of);
+  public static final Key<Path> SHARED_DIR =
+      key("shared-dir", null, "Shared storage directory: one backing file per volume.", Path::of);
+  public static final Key<Long> CACHE_SIZE =
+      key(
+          "cache-size",
+          "256MiB",
+          "Size of the preallocated cache file (4 KiB slots); at least 4MiB.",
+          Sizes::parse);
+  public static final Key<Boolean> SYNC =
+      key(
+          "sync",
+          "false",
+          "false: an acknowledged write survives kill -9 of the node process (data and index are in"
+              + " the OS page cache). true: it also survives power loss (group commit: one fsync of"
+              + " the cache file and one of the index log per batch of concurrent writes).",
+          NodeConfig::parseBoolean);
+  public static final Key<Long> WRITE_BACKPRESSURE_TIMEOUT_MS =
+      key(
+          "write-backpressure-timeout-ms",
+          "5000",
+          "How long a write waits for free cache space when the cache is full of dirty data before"
+              + " it fails with RESOURCE_EXHAUSTED.",
+          Long::parseLong);
+  public static final Key<Long> SEQUENTIAL_CUTOFF =
+      key(
+          "sequential-cutoff",
+          "4MiB",
+          "Read misses of a sequential stream past this many bytes are not promoted into the"
+              + " cache (0 disables the cutoff).",
+          Sizes::parse);
+  public static final Key<Double> DESTAGE_HIGH_WATERMARK =
+      key(
+          "destage-high-watermark",
+          "0.5",
+          "Dirty fraction of the cache above which the destager runs flat out.",
+          Double::parseDouble);
+  public static final Key<Double> DESTAGE_LOW_WATERMARK =
+      key(
+          "destage-low-watermark",
+          "0.4",
+          "Dirty fraction at which flat-out destaging stops again.",
+          Double::parseDouble);
+  public static final Key<Long> MAX_DIRTY_AGE_MS =
+      key(
+          "max-dirty-age-ms",
+          "30000",
+          "A dirty block older than this is destaged even below the watermarks.",
+          Long::parseLong);
+  public static final Key<Long> DESTAGE_BATCH =
+      key(
+          "destage-batch",
+          "1MiB",
+          "Dirty data the destager takes per batch (one fsync of shared storage per batch).",
+          Sizes::parse);
+  public static final Key<Long> DESTAGE_BACKGROUND_RATE =
+      key(
+          "destage-background-rate",
+          "64MiB",
+          "Bytes per second the destager writes while below the high watermark (aged blocks,"
+              + " trickle); above it, and for Flush, it is not paced.",
+          Sizes::parse);
+  public static final Key<Long> STORAGE_RETRY_INITIAL_BACKOFF_MS =
+      key(
+          "storage-retry-initial-backoff-ms",
+          "50",
+          "First wait after a failed shared-storage operation; doubles per failure.",
+          Long::parseLong);
+  public static final Key<Long> STORAGE_RETRY_MAX_BACKOFF_MS =
+      key(
+          "storage-retry-max-backoff-ms",
+          "5000",
+          "Longest wait between shared-storage retries.",
+          Long::parseLong);
+  public static final Key<Long> STORAGE_FAILING_AFTER_MS =
+      key(
+          "storage-failing-after-ms",
+          "10000",
+          "A volume whose shared storage keeps failing this long is reported STORAGE_FAILING.",
+          Long::parseLong);
+  public static final Key<Long> FLUSH_STORAGE_FAILURE_TIMEOUT_MS =
+      key(
+          "flush-storage-failure-timeout-ms",
+          "30000",
+          "Flush gives up with UNAVAILABLE once shared storage has failed continuously this long.",
+          Long::parseLong);
+  public static final Key<Long> STORAGE_LATENCY_US =
+      key(
+          "storage-latency-us",
+          "0",
+          "Latency added to every shared-storage operation, to emulate a SAN in tests and"
+              + " benchmarks.",
+          Long::parseLong);
+  public static final Key<Integer> RPC_THREADS =
+      key(
+          "rpc-threads",
+          "16",
+          "Threads that run gRPC requests (they block on flash and shared-storage I/O).",
+          Integer::parseInt);
+  public static final Key<Long> SHUTDOWN_GRACE_MS =
+      key(
+          "shutdown-grace-ms",
+          "10000",
+          "On SIGTERM, how long in-flight requests may take to finish.",
+          Long::parseLong);
+
+  /** The keys in documentation order. */
+  public static List<Key<?>> keys() {
+    return Collections.unmodifiableList(KEYS);
+  }
+
+  private static boolean parseBoolean(String s) {
+    return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+      case "true", "yes", "1", "on" -> true;
+      case "false", "no", "0", "off" -> false;
+      default -> throw new IllegalArgumentException("expected true or false");
+    };
+  }
+
+  /** Reads a {@code key=value} file; unknown keys are an error so typos do not go unnoticed. */
+  public static Map<String, String> readFile(Path file) throws IOException {
+    Properties p = new Properties();
+    try (Reader r = Files.newBufferedReader(file)) {
+      p.load(r);
+    }
+    Map<String, String> values = new LinkedHashMap<>();
+    for (String name : p.stringPropertyNames()) {
+      values.put(name, p.getProperty(name));
+    }
+    return values;
+  }
+
+  /** Builds a config from explicit values; absent keys take their defaults. */
+  public static NodeConfig fromMap(Map<String, String> values) {
+    for (String name : values.keySet()) {
+      if (KEYS.stream().noneMatch(k -> k.name().equals(name))) {
+        throw new IllegalArgumentException("unknown setting '" + name + "'");
+      }
+    }
+    String listen = get(values, LISTEN);
+    int colon = listen.lastIndexOf(':');
+    if (colon <= 0) {
+      throw new IllegalArgumentException("listen must be HOST:PORT, got '" + listen + "'");
+    }
+    NodeConfig c =
+        new NodeConfig(
+            get(values, ID),
+            listen.substring(0, colon),
+            Integer.parseInt(listen.substring(colon + 1)),
+            get(values, DATA_DIR),
+            get(values, SHARED_DIR),
+            get(values, CACHE_SIZE),
+            get(values, SYNC),
+            get(values, WRITE_BACKPRESSURE_TIMEOUT_MS),
+            get(values, SEQUENTIAL_CUTOFF),
+            get(values, DESTAGE_HIGH_WATERMARK),
+            get(values, DESTAGE_LOW_WATERMARK),
+            get(values, MAX_DIRTY_AGE_MS),
+            Math.toIntExact(get(values, DESTAGE_BATCH)),
+            get(values, DESTAGE_BACKGROUND_RATE),
+            get(values, STORAGE_RETRY_INITIAL_BACKOFF_MS),
+            get(values, STORAGE_RETRY_MAX_BACKOFF_MS),
+            get(values, STORAGE_FAILING_AFTER_MS),
+            get(values, FLUSH_STORAGE_FAILURE_TIMEOUT_MS),
+            get(values, STORAGE_LATENCY_US),
+            get(values, RPC_THREADS),
+            get(values, SHUTDOWN_GRACE_MS));
+    c.validate();
+    return c;
+  }
+
+  private static <T> T get(Map<String, String> values, Key<T> key) {
+    String v = values.getOrDefault(key.name(), key.defaultValue());
+    if (v == null) {
+      throw new IllegalArgumentException("missing required setting --" + key.name());
+    }
+    return key.parse(v);
+  }
+
+  /**
+   * @throws IllegalArgumentException naming the broken limit
+   */
+  public void validate() {
+    if (nodeId.isBlank()) {
+      throw new IllegalArgumentException("id must not be empty");
+    }
+    if (cacheSizeBytes < 4 * Sizes.MIB) {
+      throw new IllegalArgumentException(
+          "cache-size must be at least 4MiB (got " + cacheSizeBytes + " bytes)");
+    }
+    if (cacheSizeBytes % 4096 != 0) {
+      throw new IllegalArgumentException("cache-size must be a multiple of 4KiB");
+    }
+    if (!(destageLowWatermark >= 0
+        && destageLowWatermark < destageHighWatermark
+        && destageHighWatermark <= 1)) {
+      throw new IllegalArgumentException(
+          "need 0 <= destage-low-watermark < destage-high-watermark <= 1");
+    }
+    if (destageBatchBytes < 4096 || destageBatchBytes % 4096 != 0) {
+      throw new IllegalArgumentException("destage-batch must be a positive multiple of 4KiB");
+    }
+    if (rpcThreads < 1) {
+      throw new IllegalArgumentException("rpc-threads must be at least 1");
+    }
+    if (listenPort < 0 || listenPort > 65535) {
+      throw new IllegalArgumentException("listen port out of range: " + listenPort);
+    }
+  }
+
+  /** Documentation of every key, for {@code --help} and the README. */
+  public static String reference() {
+    StringBuilder sb = new StringBuilder();
+    for (Key<?> k : KEYS) {
+      sb.append(String.format("  %-34s default %s%n      %s%n", k.name(),
+          k.defaultValue() == null ? "(required)" : k.defaultValue(), k.doc()));
+    }
+    return sb.toString();
+  }
+}
