@@ -1,25 +1,141 @@
 package io.peerflash.node;
 
+import io.grpc.Server;
+import io.grpc.ServerBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.engine.EngineConfig;
+import io.peerflash.node.rpc.NodeGrpcService;
+import io.peerflash.node.rpc.VolumeGrpcService;
+import io.peerflash.node.storage.BackingStore;
+import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.node.storage.LatencyInjectingBackingStore;
+import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Time;
 import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /** A running node: the cache engine, the destager and the gRPC server. */
 public final class PeerFlashNode implements AutoCloseable {
-  private PeerFlashNode() {}
+  private static final Logger log = LoggerFactory.getLogger(PeerFlashNode.class);
+  /** Largest accepted message: room for a 1 MiB write, and a clear error for a bigger one. */
+  static final int MAX_INBOUND_MESSAGE_BYTES = 8 << 20;
 
-  /** Opens the local cache and shared storage, recovers, and starts serving. */
+  private final NodeConfig config;
+  private final CacheEngine engine;
+  private final ExecutorService rpcExecutor;
+  private final HealthStatusManager health = new HealthStatusManager();
+  private final Server server;
+  private volatile boolean closed;
+
+  private PeerFlashNode(NodeConfig config, CacheEngine engine, ServerBuilder<?> builder)
+      throws IOException {
+    this.config = config;
+    this.engine = engine;
+    // Handlers block on flash and shared-storage I/O, so they run on a pool, not the event loop.
+    this.rpcExecutor =
+        new ThreadPoolExecutor(
+            config.rpcThreads(),
+            config.rpcThreads(),
+            60,
+            TimeUnit.SECONDS,
+            new LinkedBlockingQueue<>(),
+            new NamedThreadFactory("peerflash-rpc", true));
+    this.server =
+        builder
+            .executor(rpcExecutor)
+            .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
+            .addService(new VolumeGrpcService(engine, rpcExecutor))
+            .addService(new NodeGrpcService(config.nodeId(), engine))
+            .addService(health.getHealthService())
+            .addService(ProtoReflectionServiceV1.newInstance())
+            .build()
+            .start();
+    health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
+  }
+
+  /** Opens the local cache and shared storage, recovers, and serves on {@code config.listen}. */
   public static PeerFlashNode start(NodeConfig config) throws IOException {
-    throw new UnsupportedOperationException("not yet wired");
+    return start(
+        config,
+        NettyServerBuilder.forAddress(
+            new InetSocketAddress(config.listenHost(), config.listenPort())));
+  }
+
+  /** Serves on the given builder's transport (tests pass an in-process one). */
+  public static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder)
+      throws IOException {
+    BackingStore backing = new FileBackingStore(config.sharedDir());
+    if (config.storageLatencyMicros() > 0) {
+      backing = new LatencyInjectingBackingStore(backing, config.storageLatencyMicros());
+    }
+    CacheEngine engine = CacheEngine.open(EngineConfig.from(config), backing, Time.SYSTEM);
+    try {
+      PeerFlashNode node = new PeerFlashNode(config, engine, builder);
+      engine.start();
+      log.info(
+          "node {} serving on {}:{} (cache {} bytes, sync={})",
+          config.nodeId(),
+          config.listenHost(),
+          node.port(),
+          config.cacheSizeBytes(),
+          config.syncWrites());
+      return node;
+    } catch (IOException | RuntimeException e) {
+      engine.close();
+      throw e;
+    }
   }
 
   /** The bound client port (useful with port 0). */
   public int port() {
-    return 0;
+    return server.getPort();
+  }
+
+  public CacheEngine engine() {
+    return engine;
   }
 
   /** Blocks until the node has shut down. */
-  public void awaitTermination() throws InterruptedException {}
+  public void awaitTermination() throws InterruptedException {
+    server.awaitTermination();
+  }
 
   /** Stops accepting, finishes in-flight requests, keeps dirty data for the next start. */
   @Override
-  public void close() {}
+  public synchronized void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    log.info("node {} shutting down", config.nodeId());
+    health.enterTerminalState();
+    server.shutdown();
+    try {
+      if (!server.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS)) {
+        log.warn("in-flight requests still running after {} ms; cancelling", config.shutdownGraceMs());
+        server.shutdownNow();
+        server.awaitTermination(2, TimeUnit.SECONDS);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      server.shutdownNow();
+    }
+    rpcExecutor.shutdown();
+    try {
+      rpcExecutor.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    engine.close();
+    log.info("node {} stopped; dirty data kept for the next start", config.nodeId());
+  }
 }

@@ -1,0 +1,103 @@
+package io.peerflash.node.cache;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+
+/**
+ * The preallocated local flash file, an array of 4 KiB slots. Positional reads and writes only, so
+ * any number of threads use it at once without a lock.
+ */
+public final class CacheFile implements AutoCloseable {
+  public static final int SLOT_SIZE = 4096;
+  private static final int ZERO_CHUNK = 1 << 20;
+
+  private final Path path;
+  private final FileChannel channel;
+  private final int slots;
+
+  /**
+   * Opens the file, creating and preallocating it when new or smaller than {@code sizeBytes}. The
+   * space is written (not left sparse) so a full file system shows up at start, not as a failed
+   * write later.
+   */
+  public CacheFile(Path path, long sizeBytes) throws IOException {
+    this.path = path;
+    if (sizeBytes % SLOT_SIZE != 0) {
+      throw new IllegalArgumentException("cache size must be a multiple of 4 KiB: " + sizeBytes);
+    }
+    long slotCount = sizeBytes / SLOT_SIZE;
+    if (slotCount > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("cache size too large: " + sizeBytes);
+    }
+    this.slots = (int) slotCount;
+    Files.createDirectories(path.getParent());
+    this.channel =
+        FileChannel.open(
+            path, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
+    long existing = channel.size();
+    if (existing < sizeBytes) {
+      ByteBuffer zeros = ByteBuffer.allocateDirect(ZERO_CHUNK);
+      for (long pos = existing; pos < sizeBytes; ) {
+        zeros.clear().limit((int) Math.min(ZERO_CHUNK, sizeBytes - pos));
+        pos += channel.write(zeros, pos);
+      }
+      channel.force(true);
+    }
+  }
+
+  public int slots() {
+    return slots;
+  }
+
+  public long sizeBytes() {
+    return (long) slots * SLOT_SIZE;
+  }
+
+  /** Writes exactly 4 KiB (the buffer's remaining bytes) into the slot. */
+  public void write(int slot, ByteBuffer src) throws IOException {
+    checkSlot(slot);
+    if (src.remaining() != SLOT_SIZE) {
+      throw new IllegalArgumentException("slot write of " + src.remaining() + " bytes");
+    }
+    long pos = (long) slot * SLOT_SIZE;
+    while (src.hasRemaining()) {
+      pos += channel.write(src, pos);
+    }
+  }
+
+  /** Reads the slot's 4 KiB into the buffer's remaining space (which must be 4 KiB). */
+  public void read(int slot, ByteBuffer dst) throws IOException {
+    checkSlot(slot);
+    if (dst.remaining() != SLOT_SIZE) {
+      throw new IllegalArgumentException("slot read of " + dst.remaining() + " bytes");
+    }
+    long pos = (long) slot * SLOT_SIZE;
+    while (dst.hasRemaining()) {
+      int n = channel.read(dst, pos);
+      if (n < 0) {
+        throw new IOException("cache file " + path + " shorter than slot " + slot);
+      }
+      pos += n;
+    }
+  }
+
+  /** Makes every write so far durable (fdatasync). */
+  public void force() throws IOException {
+    channel.force(false);
+  }
+
+  private void checkSlot(int slot) {
+    if (slot < 0 || slot >= slots) {
+      throw new IllegalArgumentException("slot " + slot + " outside 0.." + (slots - 1));
+    }
+  }
+
+  @Override
+  public void close() throws IOException {
+    channel.close();
+  }
+}

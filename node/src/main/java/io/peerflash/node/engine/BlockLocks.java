@@ -1,0 +1,105 @@
+package io.peerflash.node.engine;
+
+import java.util.Arrays;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * Striped read/write locks over a volume's blocks, plus a version per stripe that grows with every
+ * change to a block of the stripe (so a reader can tell that nothing changed between two locked
+ * sections). Ranges are always locked in ascending stripe order, so lockers never deadlock.
+ */
+final class BlockLocks {
+  private static final int STRIPES = 256;
+  private static final int MASK = STRIPES - 1;
+
+  private final ReentrantReadWriteLock[] locks = new ReentrantReadWriteLock[STRIPES];
+  // Guarded by the stripe's lock: written under the write lock, read under either.
+  private final long[] versions = new long[STRIPES];
+
+  BlockLocks() {
+    for (int i = 0; i < STRIPES; i++) {
+      locks[i] = new ReentrantReadWriteLock();
+    }
+  }
+
+  /** Held stripes; closing releases them. */
+  final class Held implements AutoCloseable {
+    private final int[] stripes;
+    private final boolean write;
+
+    private Held(int[] stripes, boolean write) {
+      this.stripes = stripes;
+      this.write = write;
+    }
+
+    @Override
+    public void close() {
+      for (int i = stripes.length - 1; i >= 0; i--) {
+        if (write) {
+          locks[stripes[i]].writeLock().unlock();
+        } else {
+          locks[stripes[i]].readLock().unlock();
+        }
+      }
+    }
+  }
+
+  Held lockRange(long firstBlock, int count, boolean write) {
+    int[] stripes;
+    if (count >= STRIPES) {
+      stripes = new int[STRIPES];
+      for (int i = 0; i < STRIPES; i++) {
+        stripes[i] = i;
+      }
+    } else {
+      stripes = new int[count];
+      for (int i = 0; i < count; i++) {
+        stripes[i] = (int) ((firstBlock + i) & MASK);
+      }
+      Arrays.sort(stripes);
+    }
+    return lock(stripes, write);
+  }
+
+  Held lockBlocks(long[] blocks, int count, boolean write) {
+    int[] stripes = new int[count];
+    for (int i = 0; i < count; i++) {
+      stripes[i] = (int) (blocks[i] & MASK);
+    }
+    Arrays.sort(stripes);
+    int unique = 0;
+    for (int i = 0; i < count; i++) {
+      if (unique == 0 || stripes[unique - 1] != stripes[i]) {
+        stripes[unique++] = stripes[i];
+      }
+    }
+    return lock(Arrays.copyOf(stripes, unique), write);
+  }
+
+  private Held lock(int[] stripes, boolean write) {
+    for (int s : stripes) {
+      if (write) {
+        locks[s].writeLock().lock();
+      } else {
+        locks[s].readLock().lock();
+      }
+    }
+    return new Held(stripes, write);
+  }
+
+  /** Tries the write lock of one block's stripe without waiting; null if busy. */
+  Held tryLockBlock(long block) {
+    int s = (int) (block & MASK);
+    return locks[s].writeLock().tryLock() ? new Held(new int[] {s}, true) : null;
+  }
+
+  /** Call with the block's stripe write-locked. */
+  void bump(long block) {
+    versions[(int) (block & MASK)]++;
+  }
+
+  /** Call with the block's stripe locked (read or write). */
+  long version(long block) {
+    return versions[(int) (block & MASK)];
+  }
+}

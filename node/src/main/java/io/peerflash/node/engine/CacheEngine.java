@@ -1,0 +1,1134 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.cache.CacheFile;
+import io.peerflash.node.cache.ClockEvictor;
+import io.peerflash.node.cache.SlotAllocator;
+import io.peerflash.node.engine.CacheException.Reason;
+import io.peerflash.node.index.BlockEntry;
+import io.peerflash.node.index.BlockIndex;
+import io.peerflash.node.index.KeyValueStorage;
+import io.peerflash.node.index.KeyValueStorage.Batch;
+import io.peerflash.node.index.RocksKeyValueStorage;
+import io.peerflash.node.index.VolumeCatalog;
+import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.storage.BackingStore;
+import io.peerflash.util.Sizes;
+import io.peerflash.util.Time;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.zip.CRC32C;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The node's flash cache: volumes, the write path, the read path and recovery. The write path of
+ * a write-back volume is {@link #writeBack}; read it top to bottom.
+ *
+ * <p>Ordering rules that make a crash at any instant safe:
+ *
+ * <ul>
+ *   <li>A block's data is written to a free slot before the index entry pointing to it is
+ *       committed; the entry carries the data's CRC32C, so a torn slot is detected.
+ *   <li>A dirty block is never overwritten in place: a new version takes a new slot, and the old
+ *       slot is freed only after the new entry is committed.
+ *   <li>One request's blocks are committed in one index batch: after a crash a request is either
+ *       wholly there or wholly absent.
+ *   <li>Only clean blocks are evicted; a block becomes clean only after shared storage has synced
+ *       it.
+ * </ul>
+ */
+public final class CacheEngine implements AutoCloseable {
+  public static final int BLOCK = CacheFile.SLOT_SIZE;
+  public static final int SECTOR = 512;
+  public static final int MAX_IO_BYTES = 1 << 20;
+  public static final long MAX_VOLUME_BYTES = 64 * Sizes.TIB;
+  public static final int MAX_REPLICAS = 2;
+
+  private static final Logger log = LoggerFactory.getLogger(CacheEngine.class);
+  private static final ThreadLocal<ByteBuffer> SCRATCH =
+      ThreadLocal.withInitial(() -> ByteBuffer.allocate(BLOCK));
+  private static final ThreadLocal<CRC32C> CRC = ThreadLocal.withInitial(CRC32C::new);
+
+  final EngineConfig config;
+  final Time time;
+  final KeyValueStorage kv;
+  final BlockIndex index;
+  final VolumeCatalog catalog;
+  final CacheFile cacheFile;
+  final SlotAllocator slots;
+  final ClockEvictor evictor;
+  final BackingStore backing;
+  final GroupCommitter committer;
+  final EngineStats stats = new EngineStats();
+  final Destager destager;
+
+  private final ConcurrentHashMap<String, CachedVolume> volumesByName = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<Long, CachedVolume> volumesById = new ConcurrentHashMap<>();
+  private final Object createLock = new Object();
+  /** Slots holding dirty data (zero blocks hold none). Drives the watermarks. */
+  final AtomicLong dirtySlots = new AtomicLong();
+
+  // Writers waiting for free slots wait here; the destager signals after cleaning blocks.
+  final ReentrantLock spaceLock = new ReentrantLock();
+  final Condition spaceFreed = spaceLock.newCondition();
+  final AtomicLong spaceWaiters = new AtomicLong();
+
+  private CacheEngine(
+      EngineConfig config,
+      Time time,
+      KeyValueStorage kv,
+      CacheFile cacheFile,
+      BackingStore backing,
+      BitSet usedSlots) {
+    this.config = config;
+    this.time = time;
+    this.kv = kv;
+    this.index = new BlockIndex(kv);
+    try {
+      this.catalog = new VolumeCatalog(kv);
+    } catch (IOException e) {
+      throw new IllegalStateException(e);
+    }
+    this.cacheFile = cacheFile;
+    this.slots = new SlotAllocator(cacheFile.slots(), usedSlots);
+    this.evictor = new ClockEvictor(cacheFile.slots());
+    this.backing = backing;
+    this.committer = new GroupCommitter(kv, cacheFile, config.syncWrites());
+    this.destager = new Destager(this);
+  }
+
+  /**
+   * Opens (or creates) the cache in {@code config.dataDir()} and recovers every volume and block
+   * entry. Dirty blocks are checked against their checksum now, so damage shows up at start.
+   */
+  public static CacheEngine open(EngineConfig config, BackingStore backing, Time time)
+      throws IOException {
+    KeyValueStorage kv = new RocksKeyValueStorage(config.dataDir().resolve("index"));
+    CacheFile cacheFile = null;
+    try {
+      cacheFile = new CacheFile(config.dataDir().resolve("cache.slots"), config.cacheSizeBytes());
+      CacheEngine engine = new CacheEngine(config, time, kv, cacheFile, backing, new BitSet());
+      return engine.recover();
+    } catch (IOException | RuntimeException e) {
+      if (cacheFile != null) {
+        cacheFile.close();
+      }
+      kv.close();
+      throw e;
+    }
+  }
+
+  /** Rebuilds in-memory state from the index; returns a fresh engine with the right free slots. */
+  private CacheEngine recover() throws IOException {
+    long started = time.nanoTime();
+    Map<Long, VolumeInfo> infos = new HashMap<>();
+    for (VolumeInfo info : catalog.loadAll()) {
+      infos.put(info.id(), info);
+    }
+    BitSet used = new BitSet(cacheFile.slots());
+    Map<Integer, long[]> slotOwner = new HashMap<>();
+    Map<Long, Map<Long, BlockEntry>> entries = new HashMap<>();
+    Map<Long, Long> maxSeq = new HashMap<>();
+    Batch drop = new Batch();
+    long[] dirtyBeyond = new long[1];
+    index.forEach(
+        (volumeId, block, e) -> {
+          if (!infos.containsKey(volumeId)) {
+            index.delete(drop, volumeId, block); // left over from a delete cut short
+            return;
+          }
+          maxSeq.merge(volumeId, e.seq(), Math::max);
+          if (!e.isZero()) {
+            if (e.slot() >= cacheFile.slots()) {
+              if (e.dirty()) {
+                dirtyBeyond[0]++;
+              } else {
+                index.delete(drop, volumeId, block);
+              }
+              return;
+            }
+            if (used.get(e.slot())) {
+              // Two entries for one slot: only possible when a clean entry's removal was lost
+              // in a power cut. Keep the entry the slot's content matches.
+              long[] other = slotOwner.get(e.slot());
+              BlockEntry prev = entries.get(other[0]).get(other[1]);
+              BlockEntry loser = pickLoser(prev, e);
+              if (loser == e) {
+                index.delete(drop, volumeId, block);
+                return;
+              }
+              entries.get(other[0]).remove(other[1]);
+              index.delete(drop, other[0], other[1]);
+            }
+            used.set(e.slot());
+            slotOwner.put(e.slot(), new long[] {volumeId, block});
+          }
+          entries.computeIfAbsent(volumeId, k -> new HashMap<>()).put(block, e);
+        });
+    if (dirtyBeyond[0] > 0) {
+      throw new IOException(
+          dirtyBeyond[0]
+              + " dirty blocks lie beyond the configured cache-size of "
+              + config.cacheSizeBytes()
+              + " bytes; restart with the cache-size they were written with");
+    }
+    kv.write(drop, true);
+    CacheEngine engine = new CacheEngine(config, time, kv, cacheFile, backing, used);
+    long dirtyBlocks = 0;
+    long corrupt = 0;
+    for (VolumeInfo info : infos.values()) {
+      CachedVolume v = new CachedVolume(info, maxSeq.getOrDefault(info.id(), 0L) + 1);
+      for (Map.Entry<Long, BlockEntry> me : entries.getOrDefault(info.id(), Map.of()).entrySet()) {
+        long block = me.getKey();
+        BlockEntry e = me.getValue();
+        v.blocks.put(block, e);
+        if (!e.isZero()) {
+          engine.evictor.occupy(e.slot(), info.id(), block, e.dirty());
+        }
+        if (e.dirty()) {
+          dirtyBlocks++;
+          if (!e.isZero()) {
+            engine.dirtySlots.incrementAndGet();
+            if (!engine.checksumMatches(e)) {
+              v.corruptBlocks.add(block);
+              corrupt++;
+              log.error(
+                  "volume {} block {}: dirty data failed its checksum at start; it will not be"
+                      + " served or destaged",
+                  info.name(),
+                  block);
+              continue;
+            }
+          }
+          v.dirty.add(e.seq(), block);
+        }
+      }
+      engine.volumesByName.put(info.name(), v);
+      engine.volumesById.put(info.id(), v);
+    }
+    log.info(
+        "recovered {} volumes, {} cached blocks ({} dirty, {} corrupt) in {} ms",
+        infos.size(),
+        used.cardinality(),
+        dirtyBlocks,
+        corrupt,
+        TimeUnit.NANOSECONDS.toMillis(time.nanoTime() - started));
+    return engine;
+  }
+
+  private BlockEntry pickLoser(BlockEntry a, BlockEntry b) throws IOException {
+    boolean aOk = checksumMatches(a);
+    boolean bOk = checksumMatches(b);
+    if (aOk != bOk) {
+      return aOk ? b : a;
+    }
+    if (a.dirty() != b.dirty()) {
+      return a.dirty() ? b : a;
+    }
+    return a.seq() >= b.seq() ? b : a;
+  }
+
+  private boolean checksumMatches(BlockEntry e) throws IOException {
+    ByteBuffer buf = SCRATCH.get().clear();
+    cacheFile.read(e.slot(), buf);
+    return crc(buf.flip()) == e.crc();
+  }
+
+  /** Starts background work (the destager). */
+  public void start() {
+    destager.start();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Volumes
+
+  public VolumeInfo createVolume(String name, long sizeBytes, CacheMode mode, int replicas)
+      throws CacheException {
+    if (!VolumeInfo.isValidName(name)) {
+      throw CacheException.invalid(
+          "volume name '"
+              + name
+              + "' is invalid: use 1-128 characters from A-Z a-z 0-9 . _ -, starting with a"
+              + " letter or digit");
+    }
+    checkPolicy(mode, replicas);
+    if (sizeBytes == 0 || sizeBytes % BLOCK != 0) {
+      throw CacheException.invalid(
+          "volume size " + sizeBytes + " must be a positive multiple of 4096 bytes");
+    }
+    if (sizeBytes > MAX_VOLUME_BYTES) {
+      throw CacheException.invalid(
+          "volume size " + sizeBytes + " exceeds the limit of " + MAX_VOLUME_BYTES + " bytes");
+    }
+    synchronized (createLock) {
+      if (volumesByName.containsKey(name)) {
+        throw new CacheException(Reason.ALREADY_EXISTS, "volume '" + name + "' already exists");
+      }
+      try {
+        backing.create(name, sizeBytes);
+      } catch (IOException e) {
+        throw unavailable("cannot create the backing file of volume '" + name + "'", e);
+      }
+      try {
+        VolumeInfo info = catalog.create(name, sizeBytes, mode, replicas);
+        CachedVolume v = new CachedVolume(info, 1);
+        volumesById.put(info.id(), v);
+        volumesByName.put(name, v);
+        log.info("created volume {} of {} bytes, {}", name, sizeBytes, mode);
+        return info;
+      } catch (IOException e) {
+        throw unavailable("cannot store the definition of volume '" + name + "'", e);
+      }
+    }
+  }
+
+  public VolumeInfo getVolume(String name) throws CacheException {
+    return volume(name).info;
+  }
+
+  public List<VolumeInfo> listVolumes() {
+    List<VolumeInfo> all = new ArrayList<>();
+    for (CachedVolume v : volumesByName.values()) {
+      all.add(v.info);
+    }
+    all.sort(Comparator.comparing(VolumeInfo::name));
+    return all;
+  }
+
+  /** Drops the volume, its cached blocks (dirty ones too) and its backing file. */
+  public void deleteVolume(String name) throws CacheException {
+    CachedVolume v = volume(name);
+    v.gate.writeLock().lock();
+    try {
+      if (v.deleted) {
+        throw CacheException.notFound(name);
+      }
+      v.deleted = true;
+      volumesByName.remove(name, v);
+      Batch batch = new Batch();
+      index.deleteVolume(batch, v.id());
+      catalog.delete(v.info, batch);
+      for (Map.Entry<Long, BlockEntry> me : v.blocks.entrySet()) {
+        try (BlockLocks.Held h = v.locks.lockRange(me.getKey(), 1, true)) {
+          BlockEntry e = v.blocks.remove(me.getKey());
+          if (e != null && !e.isZero()) {
+            if (e.dirty()) {
+              dirtySlots.decrementAndGet();
+            }
+            evictor.release(e.slot());
+            slots.free(e.slot());
+          }
+        }
+      }
+      volumesById.remove(v.id());
+      backing.delete(name);
+      log.info("deleted volume {}", name);
+    } catch (IOException e) {
+      throw unavailable("deleting volume '" + name + "' failed", e);
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+    signalSpace();
+  }
+
+  /**
+   * Changes the cache mode and replica count. Leaving write-back destages every dirty block before
+   * returning.
+   */
+  public VolumeInfo setPolicy(String name, CacheMode mode, int replicas) throws CacheException {
+    checkPolicy(mode, replicas);
+    CachedVolume v = volume(name);
+    VolumeInfo before;
+    VolumeInfo after;
+    // Exclusive: in-flight writes finish under the old mode, later ones see the new mode.
+    v.gate.writeLock().lock();
+    try {
+      if (v.deleted) {
+        throw CacheException.notFound(name);
+      }
+      before = v.info;
+      after = before.withPolicy(mode, replicas);
+      catalog.update(after);
+      v.info = after;
+    } catch (IOException e) {
+      throw unavailable("cannot store the policy of volume '" + name + "'", e);
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+    if (before.mode() == CacheMode.WRITE_BACK && mode != CacheMode.WRITE_BACK) {
+      destager.flush(v, Long.MAX_VALUE - 1);
+    }
+    log.info("volume {} policy {} -> {}", name, before.mode(), mode);
+    return after;
+  }
+
+  private static void checkPolicy(CacheMode mode, int replicas) throws CacheException {
+    if (mode == null) {
+      throw CacheException.invalid("cache mode must be given");
+    }
+    if (replicas < 0 || replicas > MAX_REPLICAS) {
+      throw CacheException.invalid(
+          "replicas " + replicas + " out of range: must be 0 to " + MAX_REPLICAS);
+    }
+  }
+
+  CachedVolume volume(String name) throws CacheException {
+    CachedVolume v = name == null ? null : volumesByName.get(name);
+    if (v == null) {
+      throw CacheException.notFound(name);
+    }
+    return v;
+  }
+
+  List<CachedVolume> volumes() {
+    return new ArrayList<>(volumesById.values());
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Write
+
+  /**
+   * Writes {@code data} (its remaining bytes) at {@code offset}, acknowledged per the volume's
+   * mode when this returns.
+   */
+  public void write(String name, long offset, ByteBuffer data) throws CacheException {
+    CachedVolume v = volume(name);
+    checkIo(v, offset, data.remaining(), "write");
+    v.gate.readLock().lock();
+    try {
+      checkNotDeleted(v);
+      if (v.info.mode() == CacheMode.WRITE_BACK) {
+        writeBack(v, offset, data.remaining(), data);
+      } else {
+        writeToStorage(v, offset, data.remaining(), data);
+      }
+    } finally {
+      v.gate.readLock().unlock();
+    }
+  }
+
+  /** Discards a range: it reads as zeros afterwards, and shared storage gets zeros. */
+  public void trim(String name, long offset, long length) throws CacheException {
+    CachedVolume v = volume(name);
+    checkIo(v, offset, length, "trim");
+    v.gate.readLock().lock();
+    try {
+      checkNotDeleted(v);
+      if (v.info.mode() == CacheMode.WRITE_BACK) {
+        writeBack(v, offset, (int) length, null);
+      } else {
+        writeToStorage(v, offset, (int) length, null);
+      }
+    } finally {
+      v.gate.readLock().unlock();
+    }
+  }
+
+  /**
+   * The write-back path. {@code data == null} writes zeros (trim): whole blocks become zero
+   * entries that need no slot.
+   *
+   * @return the highest sequence number the write used
+   */
+  private long writeBack(CachedVolume v, long offset, int length, ByteBuffer data)
+      throws CacheException {
+    long first = offset / BLOCK;
+    int count = (int) ((offset + length - 1) / BLOCK - first + 1);
+    // 1. Reserve slots before locking blocks: a writer waiting for space must not hold locks the
+    //    destager needs to make space.
+    int needed = data != null ? count : partialBlocks(offset, length, first, count);
+    int[] newSlots = reserveSlots(needed, true);
+    int usedSlots = 0;
+    try (BlockLocks.Held held = v.locks.lockRange(first, count, true)) {
+      // 2. Sequence numbers: their order is the destage order.
+      long seq0 = v.nextSeq.getAndAdd(count);
+      long now = time.nowMs();
+      BlockEntry[] fresh = new BlockEntry[count];
+      Batch batch = new Batch();
+      // 3. Data into fresh slots (never over the current version), then index entries.
+      for (int i = 0; i < count; i++) {
+        long block = first + i;
+        long blockStart = block * BLOCK;
+        int from = (int) (Math.max(offset, blockStart) - blockStart);
+        int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
+        boolean whole = from == 0 && to == BLOCK;
+        if (data == null && whole) {
+          fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, now);
+        } else {
+          ByteBuffer content;
+          if (whole) {
+            content = data.duplicate();
+            content.position(data.position() + (int) (blockStart - offset)).limit(content.position() + BLOCK);
+            content = content.slice();
+          } else {
+            content = currentContent(v, block);
+            if (data == null) {
+              content.put(from, new byte[to - from]);
+            } else {
+              content.put(
+                  from, data, data.position() + (int) (blockStart + from - offset), to - from);
+            }
+          }
+          int crc = crc(content.duplicate());
+          int slot = newSlots[usedSlots++];
+          writeSlot(slot, content);
+          fresh[i] = new BlockEntry(slot, seq0 + i, crc, true, now);
+        }
+        index.put(batch, v.id(), block, fresh[i]);
+      }
+      // 4. Durable: data before index (group fsync with --sync).
+      commit(batch);
+      // 5. Visible: swap the in-memory entries, free the superseded slots.
+      for (int i = 0; i < count; i++) {
+        install(v, first + i, fresh[i]);
+      }
+      return seq0 + count - 1;
+    } finally {
+      if (usedSlots < needed) {
+        slots.freeAll(newSlots, usedSlots, needed);
+      }
+      destager.noteDirty();
+    }
+  }
+
+  private static int partialBlocks(long offset, int length, long first, int count) {
+    int n = 0;
+    if (offset % BLOCK != 0) {
+      n++;
+    }
+    long end = offset + length;
+    if (end % BLOCK != 0 && (count > 1 || n == 0)) {
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Write-through and write-around: shared storage first (synced), then the cache. A block that is
+   * still dirty (left from write-back mode) takes the write-back path and is destaged before this
+   * returns, so storage never sees writes out of order.
+   */
+  private void writeToStorage(CachedVolume v, long offset, int length, ByteBuffer data)
+      throws CacheException {
+    long first = offset / BLOCK;
+    int count = (int) ((offset + length - 1) / BLOCK - first + 1);
+    boolean fillCache = v.info.mode() == CacheMode.WRITE_THROUGH && data != null;
+    int[] newSlots = fillCache ? reserveSlots(count, false) : null;
+    int usedSlots = 0;
+    boolean hasDirty = false;
+    try (BlockLocks.Held held = v.locks.lockRange(first, count, true)) {
+      for (int i = 0; i < count && !hasDirty; i++) {
+        BlockEntry e = v.blocks.get(first + i);
+        hasDirty = e != null && e.dirty();
+      }
+      if (!hasDirty) {
+        storageWrite(v, offset, length, data);
+        Batch batch = new Batch();
+        BlockEntry[] fresh = new BlockEntry[count];
+        long now = time.nowMs();
+        for (int i = 0; i < count; i++) {
+          long block = first + i;
+          BlockEntry old = v.blocks.get(block);
+          long blockStart = block * BLOCK;
+          int from = (int) (Math.max(offset, blockStart) - blockStart);
+          int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
+          boolean whole = from == 0 && to == BLOCK;
+          if (newSlots != null && (whole || old != null)) {
+            ByteBuffer content;
+            if (whole) {
+              content = data.duplicate();
+              content.position(data.position() + (int) (blockStart - offset)).limit(content.position() + BLOCK);
+              content = content.slice();
+            } else {
+              content = currentContent(v, block);
+              content.put(
+                  from, data, data.position() + (int) (blockStart + from - offset), to - from);
+            }
+            int slot = newSlots[usedSlots++];
+            int crc = crc(content.duplicate());
+            writeSlot(slot, content);
+            fresh[i] = new BlockEntry(slot, v.nextSeq.getAndIncrement(), crc, false, now);
+            index.put(batch, v.id(), block, fresh[i]);
+          } else if (old != null) {
+            index.delete(batch, v.id(), block);
+          }
+        }
+        commitUnsynced(batch);
+        for (int i = 0; i < count; i++) {
+          if (fresh[i] != null) {
+            install(v, first + i, fresh[i]);
+          } else {
+            drop(v, first + i);
+          }
+        }
+        return;
+      }
+    } finally {
+      if (newSlots != null && usedSlots < newSlots.length) {
+        slots.freeAll(newSlots, usedSlots, newSlots.length);
+      }
+    }
+    long seq = writeBack(v, offset, length, data);
+    destager.flush(v, seq);
+  }
+
+  private void storageWrite(CachedVolume v, long offset, int length, ByteBuffer data)
+      throws CacheException {
+    try {
+      if (data == null) {
+        backing.writeZeros(v.name(), offset, length);
+      } else {
+        backing.write(v.name(), offset, data.duplicate());
+      }
+      backing.sync(v.name());
+    } catch (IOException e) {
+      throw unavailable("shared storage write of volume '" + v.name() + "' failed", e);
+    }
+  }
+
+  /** The block's current 4 KiB (cache or shared storage), in a scratch buffer. Call locked. */
+  private ByteBuffer currentContent(CachedVolume v, long block) throws CacheException {
+    ByteBuffer buf = SCRATCH.get().clear();
+    BlockEntry e = v.blocks.get(block);
+    if (e != null && e.isZero()) {
+      buf.put(0, new byte[BLOCK]);
+      return buf;
+    }
+    if (e != null && readSlotVerified(v, block, e, buf.clear())) {
+      return buf.clear();
+    }
+    try {
+      backing.read(v.name(), block * BLOCK, buf.clear());
+    } catch (IOException ex) {
+      throw unavailable(
+          "shared storage read of volume '" + v.name() + "' failed (needed to merge a write not"
+              + " aligned to 4096 bytes)",
+          ex);
+    }
+    return buf.clear();
+  }
+
+  /**
+   * Reads a slot and checks its CRC. A failed clean block returns false (read shared storage
+   * instead); a failed dirty block is acknowledged data damaged on flash and throws DATA_LOSS.
+   */
+  private boolean readSlotVerified(CachedVolume v, long block, BlockEntry e, ByteBuffer dst)
+      throws CacheException {
+    int start = dst.position();
+    try {
+      cacheFile.read(e.slot(), dst);
+    } catch (IOException ex) {
+      throw unavailable("local flash read failed", ex);
+    }
+    ByteBuffer check = dst.duplicate().position(start).limit(start + BLOCK);
+    if (crc(check) == e.crc()) {
+      return true;
+    }
+    stats.checksumFailures.increment();
+    if (e.dirty()) {
+      v.corruptBlocks.add(block);
+      log.error("volume {} block {}: dirty data failed its checksum", v.name(), block);
+      throw new CacheException(
+          Reason.DATA_LOSS,
+          "volume '" + v.name() + "' block " + block + " (offset " + block * BLOCK
+              + "): cached dirty data failed its checksum");
+    }
+    log.warn("volume {} block {}: clean cached copy failed its checksum; re-reading shared"
+        + " storage", v.name(), block);
+    return false;
+  }
+
+  /** Publishes a committed entry. Call with the block write-locked. */
+  private void install(CachedVolume v, long block, BlockEntry fresh) {
+    BlockEntry old = v.blocks.put(block, fresh);
+    if (old != null) {
+      release(v, old);
+    }
+    v.corruptBlocks.remove(block);
+    if (fresh.dirty()) {
+      v.dirty.add(fresh.seq(), block);
+      if (!fresh.isZero()) {
+        dirtySlots.incrementAndGet();
+      }
+    }
+    if (!fresh.isZero()) {
+      evictor.occupy(fresh.slot(), v.id(), block, fresh.dirty());
+    }
+    v.locks.bump(block);
+  }
+
+  /**
+   * Marks a destaged version clean (a zero block is dropped: shared storage now reads as zeros),
+   * unless a newer version replaced it meanwhile. Call with the block write-locked.
+   */
+  void markDestaged(CachedVolume v, long block, long seq, Batch batch) {
+    BlockEntry e = v.blocks.get(block);
+    if (e == null || e.seq() != seq || !e.dirty()) {
+      return;
+    }
+    v.dirty.remove(seq);
+    if (e.isZero()) {
+      v.blocks.remove(block);
+      index.delete(batch, v.id(), block);
+    } else {
+      BlockEntry clean = e.asClean();
+      v.blocks.put(block, clean);
+      index.put(batch, v.id(), block, clean);
+      dirtySlots.decrementAndGet();
+      evictor.markClean(e.slot());
+    }
+    v.locks.bump(block);
+  }
+
+  /** Removes a committed-deleted entry. Call with the block write-locked. */
+  private void drop(CachedVolume v, long block) {
+    BlockEntry old = v.blocks.remove(block);
+    if (old != null) {
+      release(v, old);
+      v.corruptBlocks.remove(block);
+      v.locks.bump(block);
+    }
+  }
+
+  private void release(CachedVolume v, BlockEntry old) {
+    if (old.dirty()) {
+      v.dirty.remove(old.seq());
+      if (!old.isZero()) {
+        dirtySlots.decrementAndGet();
+      }
+    }
+    if (!old.isZero()) {
+      evictor.release(old.slot());
+      slots.free(old.slot());
+    }
+    signalSpace();
+  }
+
+  private void commit(Batch batch) throws CacheException {
+    try {
+      committer.commit(batch);
+    } catch (IOException e) {
+      throw unavailable("local index commit failed", e);
+    }
+  }
+
+  private void commitUnsynced(Batch batch) throws CacheException {
+    try {
+      kv.write(batch, false);
+    } catch (IOException e) {
+      throw unavailable("local index commit failed", e);
+    }
+  }
+
+  private void writeSlot(int slot, ByteBuffer content) throws CacheException {
+    try {
+      cacheFile.write(slot, content.duplicate());
+    } catch (IOException e) {
+      throw unavailable("local flash write failed", e);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Space: reservation, eviction, backpressure
+
+  /**
+   * Takes {@code n} free slots, evicting clean blocks if needed. When {@code wait}, waits up to
+   * the backpressure timeout for the destager to clean blocks, then fails with
+   * RESOURCE_EXHAUSTED; otherwise returns null at once when there is no space.
+   */
+  int[] reserveSlots(int n, boolean wait) throws CacheException {
+    int[] out = new int[n];
+    if (n == 0 || slots.tryAllocate(n, out)) {
+      return out;
+    }
+    long deadlineNanos = 0;
+    boolean counted = false;
+    try {
+      while (true) {
+        int missing = n - slots.freeSlots();
+        if (missing > 0) {
+          evictor.evict(missing, this::tryEvict);
+        }
+        if (slots.tryAllocate(n, out)) {
+          return out;
+        }
+        if (!wait) {
+          return null;
+        }
+        long now = time.nanoTime();
+        if (deadlineNanos == 0) {
+          deadlineNanos = now + TimeUnit.MILLISECONDS.toNanos(config.writeBackpressureTimeoutMs());
+          stats.backpressureWaits.increment();
+          spaceWaiters.incrementAndGet();
+          counted = true;
+          destager.wake();
+        }
+        long left = deadlineNanos - now;
+        if (left <= 0) {
+          stats.backpressureRejections.increment();
+          throw new CacheException(
+              Reason.RESOURCE_EXHAUSTED,
+              String.format(
+                  "cache full: %d of %d slots hold dirty data and %d are free; a write of %d"
+                      + " blocks waited %d ms (write-backpressure-timeout-ms) for the destager",
+                  dirtySlots.get(),
+                  slots.totalSlots(),
+                  slots.freeSlots(),
+                  n,
+                  config.writeBackpressureTimeoutMs()));
+        }
+        spaceLock.lock();
+        try {
+          spaceFreed.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(20)));
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new CacheException(Reason.UNAVAILABLE, "interrupted while waiting for space");
+        } finally {
+          spaceLock.unlock();
+        }
+      }
+    } finally {
+      if (counted) {
+        spaceWaiters.decrementAndGet();
+      }
+    }
+  }
+
+  void signalSpace() {
+    if (spaceWaiters.get() > 0) {
+      spaceLock.lock();
+      try {
+        spaceFreed.signalAll();
+      } finally {
+        spaceLock.unlock();
+      }
+    }
+  }
+
+  /** Evicts one clean block if it is still where the clock saw it and nobody holds it. */
+  private boolean tryEvict(int slot, long volumeId, long block) {
+    CachedVolume v = volumesById.get(volumeId);
+    if (v == null) {
+      return false;
+    }
+    BlockLocks.Held held = v.locks.tryLockBlock(block);
+    if (held == null) {
+      return false;
+    }
+    try (held) {
+      BlockEntry e = v.blocks.get(block);
+      if (v.deleted || e == null || e.dirty() || e.slot() != slot) {
+        return false;
+      }
+      Batch batch = new Batch();
+      index.delete(batch, volumeId, block);
+      kv.write(batch, false);
+      v.blocks.remove(block);
+      v.locks.bump(block);
+      evictor.release(slot);
+      slots.free(slot);
+      stats.evictedBlocks.increment();
+      return true;
+    } catch (IOException e) {
+      log.warn("evicting volume {} block {} failed: {}", v.name(), block, e.getMessage());
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Read
+
+  /** Returns {@code length} bytes at {@code offset}: the latest acknowledged data of every byte. */
+  public byte[] read(String name, long offset, int length) throws CacheException {
+    CachedVolume v = volume(name);
+    checkIo(v, offset, length, "read");
+    byte[] out = new byte[length];
+    v.gate.readLock().lock();
+    try {
+      checkNotDeleted(v);
+      long run = v.noteRead(offset, length);
+      boolean promote =
+          v.info.mode() != CacheMode.WRITE_AROUND
+              && (config.sequentialCutoffBytes() == 0 || run <= config.sequentialCutoffBytes());
+      long first = offset / BLOCK;
+      int count = (int) ((offset + length - 1) / BLOCK - first + 1);
+      long[] missing = new long[count];
+      long[] versions = new long[count];
+      int misses = 0;
+      byte[] missData;
+      try (BlockLocks.Held held = v.locks.lockRange(first, count, false)) {
+        ByteBuffer scratch = SCRATCH.get();
+        for (int i = 0; i < count; i++) {
+          long block = first + i;
+          long blockStart = block * BLOCK;
+          int from = (int) (Math.max(offset, blockStart) - blockStart);
+          int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
+          int outPos = (int) (blockStart + from - offset);
+          BlockEntry e = v.blocks.get(block);
+          if (e == null) {
+            versions[misses] = v.locks.version(block);
+            missing[misses++] = block;
+            continue;
+          }
+          if (e.isZero()) {
+            stats.readHits.increment();
+            continue; // out is already zeros
+          }
+          if (v.corruptBlocks.contains(block)) {
+            throw new CacheException(
+                Reason.DATA_LOSS,
+                "volume '" + name + "' block " + block + " (offset " + blockStart
+                    + "): cached dirty data failed its checksum");
+          }
+          boolean whole = from == 0 && to == BLOCK;
+          ByteBuffer dst = whole ? ByteBuffer.wrap(out, outPos, BLOCK) : scratch.clear();
+          if (readSlotVerified(v, block, e, dst)) {
+            if (!whole) {
+              System.arraycopy(scratch.array(), from, out, outPos, to - from);
+            }
+            evictor.touch(e.slot());
+            stats.readHits.increment();
+          } else {
+            versions[misses] = v.locks.version(block);
+            missing[misses++] = block;
+          }
+        }
+        stats.readMisses.add(misses);
+        missData = misses == 0 ? null : readMisses(v, offset, length, out, missing, misses);
+      }
+      if (promote && missData != null) {
+        promote(v, missing, versions, misses, missData);
+      }
+    } finally {
+      v.gate.readLock().unlock();
+    }
+    return out;
+  }
+
+  /**
+   * Reads missed blocks whole from shared storage (adjacent ones in one request), copies the
+   * requested part into {@code out}, and returns the whole blocks for promotion.
+   */
+  private byte[] readMisses(
+      CachedVolume v, long offset, int length, byte[] out, long[] missing, int misses)
+      throws CacheException {
+    byte[] data = new byte[misses * BLOCK];
+    int i = 0;
+    while (i < misses) {
+      int j = i + 1;
+      while (j < misses && missing[j] == missing[j - 1] + 1) {
+        j++;
+      }
+      try {
+        backing.read(v.name(), missing[i] * BLOCK, ByteBuffer.wrap(data, i * BLOCK, (j - i) * BLOCK));
+      } catch (IOException e) {
+        throw unavailable("shared storage read of volume '" + v.name() + "' failed", e);
+      }
+      i = j;
+    }
+    for (int k = 0; k < misses; k++) {
+      long blockStart = missing[k] * BLOCK;
+      int from = (int) (Math.max(offset, blockStart) - blockStart);
+      int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
+      System.arraycopy(data, k * BLOCK + from, out, (int) (blockStart + from - offset), to - from);
+    }
+    return data;
+  }
+
+  /**
+   * Inserts blocks read from shared storage as clean entries, unless anything touched their stripe
+   * since the read (then the data may be stale) or there is no free space without waiting.
+   */
+  private void promote(CachedVolume v, long[] blocks, long[] versions, int n, byte[] data) {
+    int[] newSlots;
+    try {
+      newSlots = reserveSlots(n, false);
+    } catch (CacheException e) {
+      return;
+    }
+    if (newSlots == null) {
+      return;
+    }
+    int used = 0;
+    try (BlockLocks.Held held = v.locks.lockBlocks(blocks, n, true)) {
+      if (v.deleted) {
+        return;
+      }
+      Batch batch = new Batch();
+      BlockEntry[] fresh = new BlockEntry[n];
+      long now = time.nowMs();
+      for (int i = 0; i < n; i++) {
+        if (v.blocks.containsKey(blocks[i]) || v.locks.version(blocks[i]) != versions[i]) {
+          continue;
+        }
+        ByteBuffer content = ByteBuffer.wrap(data, i * BLOCK, BLOCK);
+        int slot = newSlots[used++];
+        int crc = crc(content.duplicate());
+        writeSlot(slot, content);
+        fresh[i] = new BlockEntry(slot, v.nextSeq.getAndIncrement(), crc, false, now);
+        index.put(batch, v.id(), blocks[i], fresh[i]);
+      }
+      commitUnsynced(batch);
+      for (int i = 0; i < n; i++) {
+        if (fresh[i] != null) {
+          install(v, blocks[i], fresh[i]);
+        }
+      }
+    } catch (CacheException e) {
+      log.debug("promotion skipped: {}", e.getMessage());
+      used = 0; // nothing installed: the batch failed before install
+    } finally {
+      if (used < n) {
+        slots.freeAll(newSlots, used, n);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Flush and status
+
+  /**
+   * Returns once every write acknowledged before this call is on shared storage (synced).
+   *
+   * @return bytes the destager wrote for this volume while the flush waited
+   */
+  public long flush(String name) throws CacheException {
+    CachedVolume v = volume(name);
+    long before = v.destagedBytes.sum();
+    destager.flush(v, v.nextSeq.get() - 1);
+    return v.destagedBytes.sum() - before;
+  }
+
+  public VolumeStatusView volumeStatus(String name) throws CacheException {
+    return status(volume(name));
+  }
+
+  VolumeStatusView status(CachedVolume v) {
+    long now = time.nowMs();
+    long oldestAge = 0;
+    Map.Entry<Long, Long> oldest = v.dirty.first();
+    if (oldest != null) {
+      BlockEntry e = v.blocks.get(oldest.getValue());
+      oldestAge = e == null ? 0 : Math.max(0, now - e.writtenAtMs());
+    }
+    VolumeStatusView.Health health = VolumeStatusView.Health.HEALTHY;
+    String detail = "";
+    if (!v.corruptBlocks.isEmpty()) {
+      health = VolumeStatusView.Health.CORRUPT_DIRTY_DATA;
+      detail = v.corruptBlocks.size() + " dirty blocks failed their checksum";
+    } else if (v.storageFailing(now, config.storageFailingAfterMs())) {
+      health = VolumeStatusView.Health.STORAGE_FAILING;
+      detail =
+          "shared storage failing for " + (now - v.storageFailingSinceMs) + " ms: "
+              + v.lastStorageError;
+    }
+    long dirtyBlocks = v.dirty.size() + v.corruptBlocks.size();
+    return new VolumeStatusView(
+        v.info,
+        health,
+        detail,
+        dirtyBlocks * BLOCK,
+        (long) v.blocks.size() * BLOCK,
+        oldestAge,
+        v.corruptBlocks.size(),
+        v.destagedBytes.sum());
+  }
+
+  public NodeStatusView status() {
+    List<VolumeStatusView> vols = new ArrayList<>();
+    for (VolumeInfo info : listVolumes()) {
+      CachedVolume v = volumesByName.get(info.name());
+      if (v != null) {
+        vols.add(status(v));
+      }
+    }
+    long used = (long) (slots.totalSlots() - slots.freeSlots()) * BLOCK;
+    return new NodeStatusView(
+        cacheFile.sizeBytes(),
+        used,
+        dirtySlots.get() * BLOCK,
+        stats.readHits.sum(),
+        stats.readMisses.sum(),
+        config.syncWrites(),
+        stats.destagedBytes.sum(),
+        stats.evictedBlocks.sum(),
+        stats.backpressureWaits.sum(),
+        stats.backpressureRejections.sum(),
+        committer.groups.sum(),
+        committer.batches.sum(),
+        vols);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private static void checkIo(CachedVolume v, long offset, long length, String op)
+      throws CacheException {
+    if (offset < 0 || offset % SECTOR != 0) {
+      throw CacheException.invalid(op + " offset " + offset + " is not a multiple of 512 bytes");
+    }
+    if (length <= 0 || length % SECTOR != 0) {
+      throw CacheException.invalid(
+          op + " length " + length + " is not a positive multiple of 512 bytes");
+    }
+    if (length > MAX_IO_BYTES) {
+      throw CacheException.invalid(
+          op + " length " + length + " exceeds the limit of " + MAX_IO_BYTES
+              + " bytes (1 MiB) per request");
+    }
+    long size = v.info.sizeBytes();
+    if (offset + length > size) {
+      throw CacheException.invalid(
+          op + " of " + length + " bytes at offset " + offset + " is outside volume '" + v.name()
+              + "' of " + size + " bytes");
+    }
+  }
+
+  private static void checkNotDeleted(CachedVolume v) throws CacheException {
+    if (v.deleted) {
+      throw CacheException.notFound(v.name());
+    }
+  }
+
+  static int crc(ByteBuffer content) {
+    CRC32C c = CRC.get();
+    c.reset();
+    c.update(content);
+    return (int) c.getValue();
+  }
+
+  static CacheException unavailable(String what, IOException e) {
+    return new CacheException(Reason.UNAVAILABLE, what + ": " + e.getMessage(), e);
+  }
+
+  /** Stops the destager and closes local storage. Dirty data stays for the next start. */
+  @Override
+  public void close() {
+    destager.close();
+    try {
+      kv.sync();
+    } catch (IOException e) {
+      log.warn("index sync at close failed: {}", e.getMessage());
+    }
+    kv.close();
+    try {
+      cacheFile.force();
+      cacheFile.close();
+    } catch (IOException e) {
+      log.warn("cache file close failed: {}", e.getMessage());
+    }
+    backing.close();
+  }
+}

@@ -1,0 +1,41 @@
+package io.peerflash.node.engine;
+
+/** A request the engine refused or could not complete; {@link #reason} maps to a gRPC status. */
+public final class CacheException extends Exception {
+  public enum Reason {
+    NOT_FOUND,
+    ALREADY_EXISTS,
+    INVALID_ARGUMENT,
+    /** The cache stayed full of dirty data for the whole backpressure wait. */
+    RESOURCE_EXHAUSTED,
+    /** Shared storage or local flash failed; the request may be retried. */
+    UNAVAILABLE,
+    /** A dirty block failed its checksum: the only copy of acknowledged data is damaged. */
+    DATA_LOSS,
+    FAILED_PRECONDITION
+  }
+
+  private final Reason reason;
+
+  public CacheException(Reason reason, String message) {
+    super(message);
+    this.reason = reason;
+  }
+
+  public CacheException(Reason reason, String message, Throwable cause) {
+    super(message, cause);
+    this.reason = reason;
+  }
+
+  public Reason reason() {
+    return reason;
+  }
+
+  static CacheException notFound(String volume) {
+    return new CacheException(Reason.NOT_FOUND, "volume '" + volume + "' does not exist");
+  }
+
+  static CacheException invalid(String message) {
+    return new CacheException(Reason.INVALID_ARGUMENT, message);
+  }
+}

@@ -1,0 +1,70 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.index.BlockEntry;
+import io.peerflash.node.index.VolumeInfo;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/** The in-memory state of one volume: its block map (mirroring the durable index) and its health. */
+final class CachedVolume {
+  volatile VolumeInfo info;
+  final ConcurrentHashMap<Long, BlockEntry> blocks = new ConcurrentHashMap<>();
+  final BlockLocks locks = new BlockLocks();
+  final DirtyBlockIndex dirty = new DirtyBlockIndex();
+  final AtomicLong nextSeq;
+  /** I/O takes it shared; delete and policy barriers take it exclusively. */
+  final ReentrantReadWriteLock gate = new ReentrantReadWriteLock();
+
+  volatile boolean deleted;
+
+  /** Dirty blocks whose checksum failed: kept (never served, never destaged) and reported. */
+  final Set<Long> corruptBlocks = ConcurrentHashMap.newKeySet();
+
+  // Destage health, written by the destager thread only.
+  volatile long storageFailingSinceMs;
+  volatile long lastStorageErrorMs;
+  volatile String lastStorageError = "";
+  volatile long lastDestageSuccessMs;
+  volatile long retryAtMs;
+  int consecutiveFailures;
+  int isolatedBatchesLeft;
+  final ConcurrentHashMap<Long, Long> blockRetryAtMs = new ConcurrentHashMap<>();
+  final ConcurrentHashMap<Long, Integer> blockFailures = new ConcurrentHashMap<>();
+
+  /** Highest sequence a Flush waits for; the destager works on the volume until it is clean. */
+  final AtomicLong flushTargetSeq = new AtomicLong(-1);
+
+  final LongAdder destagedBytes = new LongAdder();
+
+  // Sequential-read detection for the promotion cutoff.
+  private long lastReadEnd = -1;
+  private long sequentialRunBytes;
+
+  CachedVolume(VolumeInfo info, long nextSeq) {
+    this.info = info;
+    this.nextSeq = new AtomicLong(nextSeq);
+  }
+
+  long id() {
+    return info.id();
+  }
+
+  String name() {
+    return info.name();
+  }
+
+  /** Records a read and returns the length of the sequential run it extends. */
+  synchronized long noteRead(long offset, long length) {
+    sequentialRunBytes = offset == lastReadEnd ? sequentialRunBytes + length : length;
+    lastReadEnd = offset + length;
+    return sequentialRunBytes;
+  }
+
+  boolean storageFailing(long nowMs, long failingAfterMs) {
+    long since = storageFailingSinceMs;
+    return since != 0 && nowMs - since >= failingAfterMs;
+  }
+}

@@ -1,0 +1,452 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.engine.CacheException.Reason;
+import io.peerflash.node.index.BlockEntry;
+import io.peerflash.node.index.KeyValueStorage.Batch;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Writes dirty blocks to shared storage, one thread for the node, one volume batch at a time.
+ *
+ * <p>Per volume, blocks go oldest sequence first; a batch (up to {@code destage-batch} bytes) is
+ * sorted by block so adjacent blocks become one write, then shared storage is fsynced, and only
+ * then are the blocks marked clean (if no newer version arrived meanwhile). Overwrites coalesce by
+ * construction: only a block's newest version is dirty.
+ *
+ * <p>Which volume next: a pending Flush first, then (above the high watermark, or while writers
+ * wait for space) the volume with the oldest dirty data, then volumes whose oldest dirty block is
+ * older than {@code max-dirty-age-ms}. Below the high watermark batches are paced to {@code
+ * destage-background-rate} so foreground I/O keeps the disk.
+ *
+ * <p>Failures: a failed batch puts its volume into exponential backoff and splits later batches
+ * into single blocks, so one bad block gets its own backoff and never holds back the rest. Other
+ * volumes are not affected.
+ */
+final class Destager implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(Destager.class);
+  private static final int BLOCK = CacheEngine.BLOCK;
+  private static final long IDLE_WAIT_MS = 100;
+
+  private final CacheEngine engine;
+  private final EngineConfig config;
+  private final Thread thread;
+  private final ReentrantLock lock = new ReentrantLock();
+  private final Condition work = lock.newCondition();
+  private final Condition progress = lock.newCondition();
+  private volatile boolean closed;
+  private volatile boolean flatOut;
+  private int roundRobin;
+
+  private final int batchBlocks;
+  private final long[] seqs;
+  private final long[] blocks;
+  private final boolean[] isZero;
+  private final boolean[] skip;
+  private final ByteBuffer data;
+
+  Destager(CacheEngine engine) {
+    this.engine = engine;
+    this.config = engine.config;
+    this.batchBlocks = config.destageBatchBytes() / BLOCK;
+    this.seqs = new long[batchBlocks];
+    this.blocks = new long[batchBlocks];
+    this.isZero = new boolean[batchBlocks];
+    this.skip = new boolean[batchBlocks];
+    this.data = ByteBuffer.allocateDirect(batchBlocks * BLOCK);
+    this.thread = new Thread(this::run, "peerflash-destager");
+    this.thread.setDaemon(true);
+  }
+
+  void start() {
+    thread.start();
+  }
+
+  void wake() {
+    lock.lock();
+    try {
+      work.signalAll();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Called after each write-back write: cheap unless the high watermark was just crossed. */
+  void noteDirty() {
+    if (!flatOut && dirtyFraction() >= config.destageHighWatermark()) {
+      wake();
+    }
+  }
+
+  private double dirtyFraction() {
+    return (double) engine.dirtySlots.get() / engine.slots.totalSlots();
+  }
+
+  /**
+   * Waits until no dirty block of {@code v} with sequence at most {@code targetSeq} remains.
+   * Bounded: fails with UNAVAILABLE when shared storage has failed without a success for {@code
+   * flush-storage-failure-timeout-ms}, and with DATA_LOSS when corrupt dirty blocks remain.
+   */
+  void flush(CachedVolume v, long targetSeq) throws CacheException {
+    v.flushTargetSeq.accumulateAndGet(targetSeq, Math::max);
+    wake();
+    while (v.dirty.firstSeq() <= targetSeq) {
+      if (closed) {
+        throw new CacheException(Reason.UNAVAILABLE, "node is shutting down; flush interrupted");
+      }
+      if (v.deleted) {
+        throw CacheException.notFound(v.name());
+      }
+      long now = engine.time.nowMs();
+      long failingSince = v.storageFailingSinceMs;
+      if (failingSince != 0 && now - failingSince >= config.flushStorageFailureTimeoutMs()) {
+        throw new CacheException(
+            Reason.UNAVAILABLE,
+            String.format(
+                "flush of volume '%s' gave up: shared storage has failed for %d ms"
+                    + " (flush-storage-failure-timeout-ms %d): %s; %d dirty blocks remain and"
+                    + " destage keeps retrying",
+                v.name(),
+                now - failingSince,
+                config.flushStorageFailureTimeoutMs(),
+                v.lastStorageError,
+                v.dirty.size()));
+      }
+      lock.lock();
+      try {
+        progress.await(50, TimeUnit.MILLISECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new CacheException(Reason.UNAVAILABLE, "flush interrupted");
+      } finally {
+        lock.unlock();
+      }
+    }
+    if (!v.corruptBlocks.isEmpty()) {
+      throw new CacheException(
+          Reason.DATA_LOSS,
+          "volume '" + v.name() + "' has " + v.corruptBlocks.size()
+              + " dirty blocks that failed their checksum and cannot be destaged; every other"
+              + " write is on shared storage");
+    }
+  }
+
+  private void run() {
+    while (!closed) {
+      try {
+        long pauseMs = step();
+        if (pauseMs > 0) {
+          awaitWork(pauseMs);
+        }
+      } catch (RuntimeException | Error e) {
+        log.error("destager step failed; continuing", e);
+        awaitWork(IDLE_WAIT_MS);
+      }
+    }
+  }
+
+  private void awaitWork(long ms) {
+    lock.lock();
+    try {
+      if (!closed) {
+        work.await(ms, TimeUnit.MILLISECONDS);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /**
+   * Destages one batch of the most pressing volume.
+   *
+   * @return how long to pause before the next step (0: go on at once)
+   */
+  long step() {
+    double dirty = dirtyFraction();
+    if (dirty >= config.destageHighWatermark() || engine.spaceWaiters.get() > 0) {
+      flatOut = true;
+    } else if (dirty <= config.destageLowWatermark()) {
+      flatOut = false;
+    }
+    long now = engine.time.nowMs();
+    CachedVolume v = choose(now);
+    if (v == null) {
+      return IDLE_WAIT_MS;
+    }
+    boolean paced = !flatOut && !flushPending(v);
+    long bytes = destageBatch(v, now);
+    signalProgress();
+    if (bytes > 0 && paced) {
+      return Math.max(1, bytes * 1000 / Math.max(1, config.destageBackgroundRateBytesPerSec()));
+    }
+    return 0;
+  }
+
+  private boolean flushPending(CachedVolume v) {
+    return v.flushTargetSeq.get() >= v.dirty.firstSeq();
+  }
+
+  private CachedVolume choose(long now) {
+    List<CachedVolume> all = engine.volumes();
+    int n = all.size();
+    if (n == 0) {
+      return null;
+    }
+    roundRobin = (roundRobin + 1) % n;
+    CachedVolume oldest = null;
+    long oldestWrittenAt = Long.MAX_VALUE;
+    CachedVolume aged = null;
+    for (int k = 0; k < n; k++) {
+      CachedVolume v = all.get((roundRobin + k) % n);
+      if (v.deleted || v.dirty.size() == 0 || v.retryAtMs > now) {
+        continue;
+      }
+      if (flushPending(v)) {
+        return v;
+      }
+      Map.Entry<Long, Long> first = v.dirty.first();
+      BlockEntry e = first == null ? null : v.blocks.get(first.getValue());
+      long writtenAt = e == null ? now : e.writtenAtMs();
+      if (writtenAt < oldestWrittenAt) {
+        oldestWrittenAt = writtenAt;
+        oldest = v;
+      }
+      if (aged == null && now - writtenAt >= config.maxDirtyAgeMs()) {
+        aged = v;
+      }
+    }
+    return flatOut ? oldest : aged;
+  }
+
+  /**
+   * @return bytes written to shared storage, 0 if there was nothing to do, -1 on failure
+   */
+  long destageBatch(CachedVolume v, long now) {
+    v.gate.readLock().lock();
+    try {
+      if (v.deleted) {
+        return 0;
+      }
+      int limit = v.isolatedBatchesLeft > 0 ? 1 : batchBlocks;
+      long[] s = new long[limit];
+      long[] b = new long[limit];
+      int n =
+          v.dirty.oldest(
+              s,
+              b,
+              x -> v.corruptBlocks.contains(x) || v.blockRetryAtMs.getOrDefault(x, 0L) > now);
+      if (n == 0) {
+        return 0;
+      }
+      // Oldest first was the choice; block order is the write order, so neighbours merge.
+      Integer[] order = new Integer[n];
+      for (int i = 0; i < n; i++) {
+        order[i] = i;
+      }
+      Arrays.sort(order, (x, y) -> Long.compare(b[x], b[y]));
+      for (int i = 0; i < n; i++) {
+        blocks[i] = b[order[i]];
+        seqs[i] = s[order[i]];
+      }
+      int live = readBatch(v, n);
+      if (live == 0) {
+        return 0;
+      }
+      long bytes;
+      try {
+        bytes = writeBatch(v, n);
+        engine.backing.sync(v.name());
+      } catch (IOException e) {
+        onFailure(v, n, e, now);
+        return -1;
+      }
+      onSuccess(v, n, now);
+      markClean(v, n);
+      v.destagedBytes.add(bytes);
+      engine.stats.destagedBytes.add(bytes);
+      engine.signalSpace();
+      return bytes;
+    } catch (CacheException e) {
+      log.warn("destage of volume {} failed: {}", v.name(), e.getMessage());
+      return -1;
+    } finally {
+      v.gate.readLock().unlock();
+    }
+  }
+
+  /** Copies each block's current dirty version into {@code data} (slot i holds block i). */
+  private int readBatch(CachedVolume v, int n) throws CacheException {
+    int live = 0;
+    for (int i = 0; i < n; i++) {
+      skip[i] = true;
+      try (BlockLocks.Held h = v.locks.lockRange(blocks[i], 1, false)) {
+        BlockEntry e = v.blocks.get(blocks[i]);
+        if (e == null || e.seq() != seqs[i] || !e.dirty()) {
+          continue; // superseded or trimmed since it was picked
+        }
+        isZero[i] = e.isZero();
+        if (!isZero[i]) {
+          ByteBuffer dst = data.duplicate().position(i * BLOCK).limit((i + 1) * BLOCK);
+          try {
+            engine.cacheFile.read(e.slot(), dst);
+          } catch (IOException ex) {
+            throw CacheEngine.unavailable("local flash read failed", ex);
+          }
+          ByteBuffer check = data.duplicate().position(i * BLOCK).limit((i + 1) * BLOCK);
+          if (CacheEngine.crc(check) != e.crc()) {
+            corrupt(v, blocks[i], seqs[i]);
+            continue;
+          }
+        }
+        skip[i] = false;
+        live++;
+      }
+    }
+    return live;
+  }
+
+  private void corrupt(CachedVolume v, long block, long seq) {
+    engine.stats.checksumFailures.increment();
+    log.error(
+        "volume {} block {}: dirty data failed its checksum; not destaging it", v.name(), block);
+    v.corruptBlocks.add(block);
+    // The dirty index changes only under the block's write lock.
+    try (BlockLocks.Held h = v.locks.tryLockBlock(block)) {
+      if (h != null) {
+        BlockEntry e = v.blocks.get(block);
+        if (e != null && e.seq() == seq) {
+          v.dirty.remove(seq);
+        }
+      }
+    }
+  }
+
+  /** Writes runs of adjacent blocks with one request each. */
+  private long writeBatch(CachedVolume v, int n) throws IOException {
+    long bytes = 0;
+    int i = 0;
+    while (i < n) {
+      if (skip[i]) {
+        i++;
+        continue;
+      }
+      int j = i + 1;
+      while (j < n && !skip[j] && blocks[j] == blocks[j - 1] + 1 && isZero[j] == isZero[i]) {
+        j++;
+      }
+      long offset = blocks[i] * BLOCK;
+      int len = (j - i) * BLOCK;
+      if (isZero[i]) {
+        engine.backing.writeZeros(v.name(), offset, len);
+      } else {
+        engine.backing.write(
+            v.name(), offset, data.duplicate().position(i * BLOCK).limit(j * BLOCK));
+      }
+      bytes += len;
+      i = j;
+    }
+    return bytes;
+  }
+
+  private void markClean(CachedVolume v, int n) throws CacheException {
+    long[] live = new long[n];
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+      if (!skip[i]) {
+        live[m++] = blocks[i];
+      }
+    }
+    try (BlockLocks.Held h = v.locks.lockBlocks(live, m, true)) {
+      Batch batch = new Batch();
+      for (int i = 0; i < n; i++) {
+        if (!skip[i]) {
+          engine.markDestaged(v, blocks[i], seqs[i], batch);
+        }
+      }
+      try {
+        engine.kv.write(batch, false);
+      } catch (IOException e) {
+        // Memory says clean, the index still says dirty: at worst the blocks are destaged again
+        // after a restart. Nothing is lost.
+        throw CacheEngine.unavailable("index update after destage failed", e);
+      }
+    }
+  }
+
+  private void onFailure(CachedVolume v, int n, IOException e, long now) {
+    v.lastStorageError = e.getMessage() == null ? e.toString() : e.getMessage();
+    v.lastStorageErrorMs = now;
+    if (v.storageFailingSinceMs == 0) {
+      v.storageFailingSinceMs = now;
+    }
+    v.consecutiveFailures++;
+    v.retryAtMs = now + backoffMs(v.consecutiveFailures);
+    if (n > 1) {
+      v.isolatedBatchesLeft = n;
+    } else {
+      int failures = v.blockFailures.merge(blocks[0], 1, Integer::sum);
+      v.blockRetryAtMs.put(blocks[0], now + backoffMs(failures));
+      // Let the other blocks go on soon even though this one failed.
+      v.retryAtMs = now + config.storageRetryInitialBackoffMs();
+    }
+    log.warn(
+        "destage of volume {} ({} blocks) failed, retrying in {} ms: {}",
+        v.name(),
+        n,
+        v.retryAtMs - now,
+        v.lastStorageError);
+  }
+
+  private void onSuccess(CachedVolume v, int n, long now) {
+    v.consecutiveFailures = 0;
+    v.lastDestageSuccessMs = now;
+    if (v.isolatedBatchesLeft > 0) {
+      v.isolatedBatchesLeft--;
+    }
+    for (int i = 0; i < n; i++) {
+      if (!skip[i]) {
+        v.blockFailures.remove(blocks[i]);
+        v.blockRetryAtMs.remove(blocks[i]);
+      }
+    }
+    if (v.blockFailures.isEmpty()) {
+      v.storageFailingSinceMs = 0;
+    }
+  }
+
+  private long backoffMs(int failures) {
+    long backoff = config.storageRetryInitialBackoffMs() << Math.min(failures - 1, 20);
+    return Math.min(backoff, config.storageRetryMaxBackoffMs());
+  }
+
+  private void signalProgress() {
+    lock.lock();
+    try {
+      progress.signalAll();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  @Override
+  public void close() {
+    closed = true;
+    wake();
+    signalProgress();
+    try {
+      thread.join(TimeUnit.SECONDS.toMillis(10));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

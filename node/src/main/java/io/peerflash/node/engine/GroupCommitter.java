@@ -1,0 +1,96 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.cache.CacheFile;
+import io.peerflash.node.index.KeyValueStorage;
+import io.peerflash.node.index.KeyValueStorage.Batch;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Makes index batches durable after the cache-file data they point to.
+ *
+ * <p>Without sync, a batch goes straight to the index log (in the OS page cache, like the data it
+ * points to): it survives a process crash. With sync, concurrent writers share one fsync of the
+ * cache file followed by one synced index write: the first waiting writer becomes the leader and
+ * commits everything queued, the others wait for it (no committer thread, so no hand-off).
+ */
+final class GroupCommitter {
+  private static final class Pending {
+    final Batch batch;
+    boolean done;
+    IOException error;
+
+    Pending(Batch batch) {
+      this.batch = batch;
+    }
+  }
+
+  private final KeyValueStorage kv;
+  private final CacheFile cacheFile;
+  private final boolean sync;
+  private final ReentrantLock lock = new ReentrantLock();
+  private final Condition committed = lock.newCondition();
+  private List<Pending> queue = new ArrayList<>();
+  private boolean leaderActive;
+  final LongAdder groups = new LongAdder();
+  final LongAdder batches = new LongAdder();
+
+  GroupCommitter(KeyValueStorage kv, CacheFile cacheFile, boolean sync) {
+    this.kv = kv;
+    this.cacheFile = cacheFile;
+    this.sync = sync;
+  }
+
+  void commit(Batch batch) throws IOException {
+    batches.increment();
+    if (!sync) {
+      groups.increment();
+      kv.write(batch, false);
+      return;
+    }
+    Pending mine = new Pending(batch);
+    lock.lock();
+    try {
+      queue.add(mine);
+      while (!mine.done) {
+        if (leaderActive) {
+          committed.awaitUninterruptibly();
+          continue;
+        }
+        leaderActive = true;
+        List<Pending> group = queue;
+        queue = new ArrayList<>();
+        lock.unlock();
+        IOException failure = null;
+        try {
+          Batch merged = new Batch();
+          for (Pending p : group) {
+            merged.append(p.batch);
+          }
+          cacheFile.force();
+          kv.write(merged, true);
+          groups.increment();
+        } catch (IOException e) {
+          failure = e;
+        } finally {
+          lock.lock();
+        }
+        for (Pending p : group) {
+          p.done = true;
+          p.error = failure;
+        }
+        leaderActive = false;
+        committed.signalAll();
+      }
+    } finally {
+      lock.unlock();
+    }
+    if (mine.error != null) {
+      throw mine.error;
+    }
+  }
+}

@@ -1,0 +1,19 @@
+package io.peerflash.node.engine;
+
+import java.util.List;
+
+/** A snapshot of the node's cache for status reporting. */
+public record NodeStatusView(
+    long cacheSizeBytes,
+    long cacheUsedBytes,
+    long dirtyBytes,
+    long readHits,
+    long readMisses,
+    boolean syncWrites,
+    long destagedBytes,
+    long evictedBlocks,
+    long backpressureWaits,
+    long backpressureRejections,
+    long commitGroups,
+    long commitBatches,
+    List<VolumeStatusView> volumes) {}

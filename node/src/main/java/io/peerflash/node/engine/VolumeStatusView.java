@@ -1,0 +1,20 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.index.VolumeInfo;
+
+/** A snapshot of one volume for status reporting. */
+public record VolumeStatusView(
+    VolumeInfo info,
+    Health health,
+    String healthDetail,
+    long dirtyBytes,
+    long cachedBytes,
+    long oldestDirtyAgeMs,
+    long corruptBlocks,
+    long destagedBytes) {
+  public enum Health {
+    HEALTHY,
+    STORAGE_FAILING,
+    CORRUPT_DIRTY_DATA
+  }
+}

@@ -1,0 +1,71 @@
+package io.peerflash.node.index;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The durable key-value store under the node's metadata. Keys live in a few tables; a {@link Batch}
+ * is applied atomically (all or nothing, also across a crash). With {@code sync=false} a committed
+ * batch survives a crash of the process but not of the machine; with {@code sync=true} it survives
+ * power loss.
+ */
+public interface KeyValueStorage extends AutoCloseable {
+
+  enum Table {
+    /** Node-wide counters such as the next volume id. */
+    META,
+    /** Volume definitions, keyed by name. */
+    VOLUMES,
+    /** The block index: (volume id, block number) to slot, sequence, checksum and state. */
+    BLOCKS
+  }
+
+  /** Visits keys in ascending byte order. Return false to stop. */
+  interface Visitor {
+    boolean visit(byte[] key, byte[] value);
+  }
+
+  byte[] get(Table table, byte[] key) throws IOException;
+
+  void write(Batch batch, boolean sync) throws IOException;
+
+  /** Visits every key of the table that starts with {@code prefix} (empty prefix: all). */
+  void scan(Table table, byte[] prefix, Visitor visitor) throws IOException;
+
+  /** Forces everything written so far (also with sync=false) to stable storage. */
+  void sync() throws IOException;
+
+  @Override
+  void close();
+
+  /** Operations applied together. Not thread-safe. */
+  final class Batch {
+    record Op(Table table, byte[] key, byte[] value) {}
+
+    final List<Op> ops = new ArrayList<>();
+
+    public Batch put(Table table, byte[] key, byte[] value) {
+      ops.add(new Op(table, key, value));
+      return this;
+    }
+
+    public Batch delete(Table table, byte[] key) {
+      ops.add(new Op(table, key, null));
+      return this;
+    }
+
+    public Batch append(Batch other) {
+      ops.addAll(other.ops);
+      return this;
+    }
+
+    public boolean isEmpty() {
+      return ops.isEmpty();
+    }
+
+    public int size() {
+      return ops.size();
+    }
+  }
+}

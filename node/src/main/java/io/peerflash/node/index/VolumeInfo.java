@@ -1,0 +1,53 @@
+package io.peerflash.node.index;
+
+import java.nio.charset.StandardCharsets;
+import java.util.regex.Pattern;
+
+/**
+ * A volume's definition: immutable; a policy change yields a new value.
+ *
+ * @param id node-local id used in index keys (names can be long; ids are 8 bytes)
+ */
+public record VolumeInfo(long id, String name, long sizeBytes, CacheMode mode, int replicas) {
+  /** How writes are acknowledged and whether the cache is filled. */
+  public enum CacheMode {
+    WRITE_BACK,
+    WRITE_THROUGH,
+    WRITE_AROUND
+  }
+
+  private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+
+  /** Names become file names on shared storage, so only a safe alphabet is allowed. */
+  public static boolean isValidName(String name) {
+    return name != null && NAME.matcher(name).matches();
+  }
+
+  public VolumeInfo withPolicy(CacheMode newMode, int newReplicas) {
+    return new VolumeInfo(id, name, sizeBytes, newMode, newReplicas);
+  }
+
+  public long blocks() {
+    return sizeBytes / 4096;
+  }
+
+  byte[] encode() {
+    byte[] n = name.getBytes(StandardCharsets.UTF_8);
+    byte[] b = new byte[8 + 8 + 1 + 1 + n.length];
+    Bytes.putLong(b, 0, id);
+    Bytes.putLong(b, 8, sizeBytes);
+    b[16] = (byte) mode.ordinal();
+    b[17] = (byte) replicas;
+    System.arraycopy(n, 0, b, 18, n.length);
+    return b;
+  }
+
+  static VolumeInfo decode(byte[] b) {
+    return new VolumeInfo(
+        Bytes.getLong(b, 0),
+        new String(b, 18, b.length - 18, StandardCharsets.UTF_8),
+        Bytes.getLong(b, 8),
+        CacheMode.values()[b[16]],
+        b[17]);
+  }
+}

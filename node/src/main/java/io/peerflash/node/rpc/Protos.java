@@ -1,0 +1,70 @@
+package io.peerflash.node.rpc;
+
+import io.grpc.Status;
+import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.engine.VolumeStatusView;
+import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.Volume;
+import io.peerflash.proto.v1.VolumePolicy;
+import io.peerflash.proto.v1.VolumeState;
+
+/** Translation between engine values and peerflash.v1 messages and statuses. */
+final class Protos {
+  private Protos() {}
+
+  static Status toStatus(CacheException e) {
+    Status.Code code =
+        switch (e.reason()) {
+          case NOT_FOUND -> Status.Code.NOT_FOUND;
+          case ALREADY_EXISTS -> Status.Code.ALREADY_EXISTS;
+          case INVALID_ARGUMENT -> Status.Code.INVALID_ARGUMENT;
+          case RESOURCE_EXHAUSTED -> Status.Code.RESOURCE_EXHAUSTED;
+          case UNAVAILABLE -> Status.Code.UNAVAILABLE;
+          case DATA_LOSS -> Status.Code.DATA_LOSS;
+          case FAILED_PRECONDITION -> Status.Code.FAILED_PRECONDITION;
+        };
+    return Status.fromCode(code).withDescription(e.getMessage());
+  }
+
+  static VolumeInfo.CacheMode mode(CacheMode mode) throws CacheException {
+    return switch (mode) {
+      case WRITE_BACK -> VolumeInfo.CacheMode.WRITE_BACK;
+      case WRITE_THROUGH -> VolumeInfo.CacheMode.WRITE_THROUGH;
+      case WRITE_AROUND -> VolumeInfo.CacheMode.WRITE_AROUND;
+      default ->
+          throw new CacheException(
+              CacheException.Reason.INVALID_ARGUMENT,
+              "policy.mode must be WRITE_BACK, WRITE_THROUGH or WRITE_AROUND");
+    };
+  }
+
+  static CacheMode mode(VolumeInfo.CacheMode mode) {
+    return switch (mode) {
+      case WRITE_BACK -> CacheMode.WRITE_BACK;
+      case WRITE_THROUGH -> CacheMode.WRITE_THROUGH;
+      case WRITE_AROUND -> CacheMode.WRITE_AROUND;
+    };
+  }
+
+  static Volume volume(VolumeStatusView s) {
+    VolumeInfo info = s.info();
+    return Volume.newBuilder()
+        .setName(info.name())
+        .setSizeBytes(info.sizeBytes())
+        .setPolicy(
+            VolumePolicy.newBuilder().setMode(mode(info.mode())).setReplicas(info.replicas()))
+        .setState(
+            switch (s.health()) {
+              case HEALTHY -> VolumeState.HEALTHY;
+              case STORAGE_FAILING -> VolumeState.STORAGE_FAILING;
+              case CORRUPT_DIRTY_DATA -> VolumeState.CORRUPT_DIRTY_DATA;
+            })
+        .setStateDetail(s.healthDetail())
+        .setDirtyBytes(s.dirtyBytes())
+        .setCachedBytes(s.cachedBytes())
+        .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())
+        .setCorruptBlocks(s.corruptBlocks())
+        .build();
+  }
+}

@@ -1,0 +1,235 @@
+package io.peerflash.node.rpc;
+
+import com.google.protobuf.UnsafeByteOperations;
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.engine.CacheException;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.DeleteVolumeRequest;
+import io.peerflash.proto.v1.DeleteVolumeResponse;
+import io.peerflash.proto.v1.FlushRequest;
+import io.peerflash.proto.v1.FlushResponse;
+import io.peerflash.proto.v1.GetVolumeRequest;
+import io.peerflash.proto.v1.ListVolumesRequest;
+import io.peerflash.proto.v1.ListVolumesResponse;
+import io.peerflash.proto.v1.ReadRequest;
+import io.peerflash.proto.v1.ReadResponse;
+import io.peerflash.proto.v1.SetPolicyRequest;
+import io.peerflash.proto.v1.TrimRequest;
+import io.peerflash.proto.v1.TrimResponse;
+import io.peerflash.proto.v1.Volume;
+import io.peerflash.proto.v1.VolumeServiceGrpc;
+import io.peerflash.proto.v1.WriteRequest;
+import io.peerflash.proto.v1.WriteResponse;
+import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/** peerflash.v1.VolumeService: translates messages and hands off to the {@link CacheEngine}. */
+public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImplBase {
+  /** Requests of one WriteStream processed at once; more wait in gRPC flow control. */
+  static final int STREAM_WINDOW = 64;
+
+  private final CacheEngine engine;
+  private final Executor streamExecutor;
+
+  /**
+   * @param streamExecutor runs the concurrent requests of a WriteStream
+   */
+  public VolumeGrpcService(CacheEngine engine, Executor streamExecutor) {
+    this.engine = engine;
+    this.streamExecutor = streamExecutor;
+  }
+
+  /** A call body that may throw CacheException. */
+  private interface Call<T> {
+    T run() throws CacheException;
+  }
+
+  private static <T> void answer(StreamObserver<T> out, Call<T> call) {
+    T result;
+    try {
+      result = call.run();
+    } catch (CacheException e) {
+      out.onError(Protos.toStatus(e).asRuntimeException());
+      return;
+    } catch (RuntimeException e) {
+      out.onError(
+          Status.INTERNAL.withDescription(e.toString()).withCause(e).asRuntimeException());
+      return;
+    }
+    out.onNext(result);
+    out.onCompleted();
+  }
+
+  private Volume volume(String name) throws CacheException {
+    return Protos.volume(engine.volumeStatus(name));
+  }
+
+  @Override
+  public void createVolume(CreateVolumeRequest req, StreamObserver<Volume> out) {
+    answer(
+        out,
+        () -> {
+          engine.createVolume(
+              req.getName(),
+              req.getSizeBytes(),
+              Protos.mode(req.getPolicy().getMode()),
+              req.getPolicy().getReplicas());
+          return volume(req.getName());
+        });
+  }
+
+  @Override
+  public void getVolume(GetVolumeRequest req, StreamObserver<Volume> out) {
+    answer(out, () -> volume(req.getName()));
+  }
+
+  @Override
+  public void listVolumes(ListVolumesRequest req, StreamObserver<ListVolumesResponse> out) {
+    answer(
+        out,
+        () -> {
+          ListVolumesResponse.Builder b = ListVolumesResponse.newBuilder();
+          for (var s : engine.status().volumes()) {
+            b.addVolumes(Protos.volume(s));
+          }
+          return b.build();
+        });
+  }
+
+  @Override
+  public void deleteVolume(DeleteVolumeRequest req, StreamObserver<DeleteVolumeResponse> out) {
+    answer(
+        out,
+        () -> {
+          engine.deleteVolume(req.getName());
+          return DeleteVolumeResponse.getDefaultInstance();
+        });
+  }
+
+  @Override
+  public void setPolicy(SetPolicyRequest req, StreamObserver<Volume> out) {
+    answer(
+        out,
+        () -> {
+          engine.setPolicy(
+              req.getName(),
+              Protos.mode(req.getPolicy().getMode()),
+              req.getPolicy().getReplicas());
+          return volume(req.getName());
+        });
+  }
+
+  @Override
+  public void write(WriteRequest req, StreamObserver<WriteResponse> out) {
+    answer(
+        out,
+        () -> {
+          engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
+          return WriteResponse.newBuilder().setRequestId(req.getRequestId()).build();
+        });
+  }
+
+  @Override
+  public void read(ReadRequest req, StreamObserver<ReadResponse> out) {
+    answer(
+        out,
+        () -> {
+          if (req.getLength() > CacheEngine.MAX_IO_BYTES) {
+            throw new CacheException(
+                CacheException.Reason.INVALID_ARGUMENT,
+                "read length " + req.getLength() + " exceeds the limit of "
+                    + CacheEngine.MAX_IO_BYTES + " bytes (1 MiB) per request");
+          }
+          byte[] data = engine.read(req.getVolume(), req.getOffset(), (int) req.getLength());
+          return ReadResponse.newBuilder().setData(UnsafeByteOperations.unsafeWrap(data)).build();
+        });
+  }
+
+  @Override
+  public void flush(FlushRequest req, StreamObserver<FlushResponse> out) {
+    answer(
+        out,
+        () -> FlushResponse.newBuilder().setDestagedBytes(engine.flush(req.getVolume())).build());
+  }
+
+  @Override
+  public void trim(TrimRequest req, StreamObserver<TrimResponse> out) {
+    answer(
+        out,
+        () -> {
+          engine.trim(req.getVolume(), req.getOffset(), req.getLength());
+          return TrimResponse.getDefaultInstance();
+        });
+  }
+
+  @Override
+  public StreamObserver<WriteRequest> writeStream(StreamObserver<WriteResponse> responses) {
+    ServerCallStreamObserver<WriteResponse> out =
+        (ServerCallStreamObserver<WriteResponse>) responses;
+    out.disableAutoRequest();
+    out.request(STREAM_WINDOW);
+    return new WriteStreamHandler(out);
+  }
+
+  /**
+   * Runs up to {@link #STREAM_WINDOW} writes of one stream concurrently (so they share group
+   * commits), answers each as it completes, and completes the stream after the last answer.
+   */
+  private final class WriteStreamHandler implements StreamObserver<WriteRequest> {
+    private final ServerCallStreamObserver<WriteResponse> out;
+    private final AtomicInteger inFlight = new AtomicInteger(1); // 1 = the open request side
+    private volatile boolean failed;
+
+    WriteStreamHandler(ServerCallStreamObserver<WriteResponse> out) {
+      this.out = out;
+    }
+
+    @Override
+    public void onNext(WriteRequest req) {
+      inFlight.incrementAndGet();
+      streamExecutor.execute(
+          () -> {
+            WriteResponse.Builder resp = WriteResponse.newBuilder().setRequestId(req.getRequestId());
+            try {
+              engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
+            } catch (CacheException e) {
+              Status s = Protos.toStatus(e);
+              resp.setCode(s.getCode().value()).setMessage(s.getDescription());
+            } catch (RuntimeException e) {
+              resp.setCode(Status.Code.INTERNAL.value()).setMessage(e.toString());
+            }
+            synchronized (out) {
+              if (!failed && !out.isCancelled()) {
+                out.onNext(resp.build());
+                out.request(1);
+              }
+            }
+            finishOne();
+          });
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      failed = true;
+      finishOne();
+    }
+
+    @Override
+    public void onCompleted() {
+      finishOne();
+    }
+
+    private void finishOne() {
+      if (inFlight.decrementAndGet() == 0) {
+        synchronized (out) {
+          if (!failed && !out.isCancelled()) {
+            out.onCompleted();
+          }
+        }
+      }
+    }
+  }
+}
