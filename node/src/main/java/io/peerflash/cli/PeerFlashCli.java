@@ -1,5 +1,193 @@
 package io.peerflash.cli;
 
-public final class PeerFlashCli {
-  public static void main(String[] args) {}
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.peerflash.client.PeerFlashClient;
+import io.peerflash.client.PeerFlashException;
+import io.peerflash.node.NodeConfig;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.UsageMessageSpec;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ParseResult;
+import picocli.CommandLine.ScopeType;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.UnmatchedArgumentException;
+
+/**
+ * The {@code peerflash} command line: runs a node, or talks to one over gRPC.
+ *
+ * <p>Exit codes: 0 success, 1 the operation failed (server error, unreachable node, I/O error), 2
+ * usage or configuration error.
+ */
+@Command(
+    name = "peerflash",
+    scope = ScopeType.INHERIT,
+    mixinStandardHelpOptions = true,
+    versionProvider = PeerFlashCli.Version.class,
+    description = "PeerFlash: a clustered write-back flash cache in front of shared storage.",
+    subcommands = {
+      NodeCommand.class,
+      VolumeCommand.class,
+      IoCommands.Write.class,
+      IoCommands.Read.class,
+      IoCommands.Trim.class,
+      FlushCommand.class,
+      StatusCommand.class
+    })
+public final class PeerFlashCli implements Callable<Integer> {
+  static final int EXIT_OK = 0;
+  static final int EXIT_FAILURE = 1;
+  static final int EXIT_USAGE = 2;
+
+  /** Opens a channel to {@code HOST:PORT}; tests substitute an in-process channel. */
+  @FunctionalInterface
+  interface ChannelFactory {
+    ManagedChannel open(String target);
+  }
+
+  private final ChannelFactory channels;
+  private final PrintStream out;
+  private final PrintStream err;
+  private final boolean interactive;
+  private final boolean quietLibraryLogging;
+  // The node the current command talks to, to name it when it cannot be reached.
+  private volatile String target;
+
+  @Spec CommandSpec spec;
+
+  public PeerFlashCli() {
+    this(PeerFlashCli::plaintextChannel, System.out, System.err, System.console() != null, true);
+  }
+
+  /** For tests: no console, and the JVM's logging configuration is left alone. */
+  PeerFlashCli(ChannelFactory channels, PrintStream out, PrintStream err) {
+    this(channels, out, err, false, false);
+  }
+
+  private PeerFlashCli(
+      ChannelFactory channels,
+      PrintStream out,
+      PrintStream err,
+      boolean interactive,
+      boolean quietLibraryLogging) {
+    this.channels = channels;
+    this.out = out;
+    this.err = err;
+    this.interactive = interactive;
+    this.quietLibraryLogging = quietLibraryLogging;
+  }
+
+  public static void main(String[] args) {
+    System.exit(new PeerFlashCli().execute(args));
+  }
+
+  /** Runs one command line and returns its exit code. */
+  public int execute(String... args) {
+    CommandLine cl = new CommandLine(this);
+    cl.setOut(new PrintWriter(out, true));
+    cl.setErr(new PrintWriter(err, true));
+    cl.setParameterExceptionHandler(this::onUsageError);
+    cl.setExecutionExceptionHandler(this::onFailure);
+    // The settings reference is preformatted; picocli's own footer would rewrap and reindent it.
+    cl.getSubcommands()
+        .get("node")
+        .getHelpSectionMap()
+        .put(
+            UsageMessageSpec.SECTION_KEY_FOOTER,
+            help ->
+                String.format(
+                        "%nSettings (keys of --config files and --set KEY=VALUE; the flags above"
+                            + " are shortcuts and win over both):%n")
+                    + NodeConfig.reference());
+    return cl.execute(args);
+  }
+
+  @Override
+  public Integer call() {
+    throw new ParameterException(spec.commandLine(), "missing command");
+  }
+
+  PrintStream out() {
+    return out;
+  }
+
+  PrintStream err() {
+    return err;
+  }
+
+  /** Whether stderr is a terminal, so progress can be redrawn in place. */
+  boolean interactive() {
+    return interactive;
+  }
+
+  PeerFlashClient connect(String target) {
+    this.target = target;
+    if (quietLibraryLogging) {
+      ClientLogging.quiet();
+    }
+    return PeerFlashClient.builder().channel(channels.open(target), true).build();
+  }
+
+  static ManagedChannel plaintextChannel(String target) {
+    return ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+  }
+
+  private int onUsageError(ParameterException ex, String[] args) {
+    CommandLine cl = ex.getCommandLine();
+    PrintWriter w = cl.getErr();
+    w.println("error: " + ex.getMessage());
+    UnmatchedArgumentException.printSuggestions(ex, w);
+    w.println("Try '" + cl.getCommandSpec().qualifiedName() + " --help' for usage.");
+    w.flush();
+    return EXIT_USAGE;
+  }
+
+  private int onFailure(Exception ex, CommandLine cl, ParseResult parsed) {
+    Throwable e = ex instanceof StatusRuntimeException ? PeerFlashException.from(ex) : ex;
+    if (e instanceof PeerFlashException pfe) {
+      if (isUnreachable(pfe)) {
+        err.println(
+            "error: cannot reach peerflash node at "
+                + target
+                + ": "
+                + Formats.connectFailure(pfe.status().getCause())
+                + " (is it running? choose another with --target HOST:PORT)");
+      } else {
+        String description = pfe.description();
+        err.println(
+            "error: "
+                + pfe.code()
+                + ": "
+                + (description == null || description.isEmpty() ? "(no details)" : description));
+      }
+    } else {
+      err.println("error: " + Formats.describe(e));
+    }
+    if (System.getenv("PEERFLASH_DEBUG") != null) {
+      e.printStackTrace(err);
+    }
+    err.flush();
+    return EXIT_FAILURE;
+  }
+
+  // A transport failure carries its cause (connection refused, unknown host); an UNAVAILABLE the
+  // server chose to send (e.g. a flush giving up on shared storage) arrives without one.
+  private static boolean isUnreachable(PeerFlashException e) {
+    return e.code() == Status.Code.UNAVAILABLE && e.status().getCause() != null;
+  }
+
+  static final class Version implements CommandLine.IVersionProvider {
+    @Override
+    public String[] getVersion() {
+      String v = PeerFlashCli.class.getPackage().getImplementationVersion();
+      return new String[] {"peerflash " + (v == null ? "(development build)" : v)};
+    }
+  }
 }

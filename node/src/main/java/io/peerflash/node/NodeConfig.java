@@ -66,7 +66,11 @@ public record NodeConfig(
   public static final Key<String> LISTEN =
       key("listen", "127.0.0.1:7601", "HOST:PORT of the client gRPC API.", s -> s);
   public static final Key<Path> DATA_DIR =
-      key("data-dir", null, "Local flash directory: the cache file and the RocksDB index.", Path::of);
+      key(
+          "data-dir",
+          null,
+          "Local flash directory: the cache file and the RocksDB index.",
+          Path::of);
   public static final Key<Path> SHARED_DIR =
       key("shared-dir", null, "Shared storage directory: one backing file per volume.", Path::of);
   public static final Key<Long> CACHE_SIZE =
@@ -280,8 +284,10 @@ public record NodeConfig(
   public static String reference() {
     StringBuilder sb = new StringBuilder();
     for (Key<?> k : KEYS) {
-      sb.append(String.format("  %-34s default %s%n      %s%n", k.name(),
-          k.defaultValue() == null ? "(required)" : k.defaultValue(), k.doc()));
+      sb.append(
+          String.format(
+              "  %-34s default %s%n      %s%n",
+              k.name(), k.defaultValue() == null ? "(required)" : k.defaultValue(), k.doc()));
     }
     return sb.toString();
   }

@@ -26,6 +26,7 @@ import org.slf4j.LoggerFactory;
 /** A running node: the cache engine, the destager and the gRPC server. */
 public final class PeerFlashNode implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(PeerFlashNode.class);
+
   /** Largest accepted message: room for a 1 MiB write, and a clear error for a bigger one. */
   static final int MAX_INBOUND_MESSAGE_BYTES = 8 << 20;
 
@@ -121,7 +122,8 @@ public final class PeerFlashNode implements AutoCloseable {
     server.shutdown();
     try {
       if (!server.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS)) {
-        log.warn("in-flight requests still running after {} ms; cancelling", config.shutdownGraceMs());
+        log.warn(
+            "in-flight requests still running after {} ms; cancelling", config.shutdownGraceMs());
         server.shutdownNow();
         server.awaitTermination(2, TimeUnit.SECONDS);
       }

@@ -2,7 +2,9 @@ package io.peerflash.util;
 
 import java.util.Locale;
 
-/** Parses and prints byte sizes such as {@code 4096}, {@code 64KiB}, {@code 256MiB}, {@code 1GiB}. */
+/**
+ * Parses and prints byte sizes such as {@code 4096}, {@code 64KiB}, {@code 256MiB}, {@code 1GiB}.
+ */
 public final class Sizes {
   public static final long KIB = 1024L;
   public static final long MIB = 1024L * KIB;

@@ -3,8 +3,8 @@ package io.peerflash.node.cache;
 import java.util.BitSet;
 
 /**
- * Hands out free cache slots. In memory only: at start the free set is rebuilt from the block
- * index (a slot is in use exactly when an index entry points to it), so a crash can never leak or
+ * Hands out free cache slots. In memory only: at start the free set is rebuilt from the block index
+ * (a slot is in use exactly when an index entry points to it), so a crash can never leak or
  * double-allocate a slot.
  */
 public final class SlotAllocator {

@@ -33,8 +33,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The node's flash cache: volumes, the write path, the read path and recovery. The write path of
- * a write-back volume is {@link #writeBack}; read it top to bottom.
+ * The node's flash cache: volumes, the write path, the read path and recovery. The write path of a
+ * write-back volume is {@link #writeBack}; read it top to bottom.
  *
  * <p>Ordering rules that make a crash at any instant safe:
  *
@@ -77,6 +77,7 @@ public final class CacheEngine implements AutoCloseable {
   private final ConcurrentHashMap<String, CachedVolume> volumesByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<Long, CachedVolume> volumesById = new ConcurrentHashMap<>();
   private final Object createLock = new Object();
+
   /** Slots holding dirty data (zero blocks hold none). Drives the watermarks. */
   final AtomicLong dirtySlots = new AtomicLong();
 
@@ -400,8 +401,8 @@ public final class CacheEngine implements AutoCloseable {
   // Write
 
   /**
-   * Writes {@code data} (its remaining bytes) at {@code offset}, acknowledged per the volume's
-   * mode when this returns.
+   * Writes {@code data} (its remaining bytes) at {@code offset}, acknowledged per the volume's mode
+   * when this returns.
    */
   public void write(String name, long offset, ByteBuffer data) throws CacheException {
     CachedVolume v = volume(name);
@@ -437,8 +438,8 @@ public final class CacheEngine implements AutoCloseable {
   }
 
   /**
-   * The write-back path. {@code data == null} writes zeros (trim): whole blocks become zero
-   * entries that need no slot.
+   * The write-back path. {@code data == null} writes zeros (trim): whole blocks become zero entries
+   * that need no slot.
    *
    * @return the highest sequence number the write used
    */
@@ -470,7 +471,9 @@ public final class CacheEngine implements AutoCloseable {
           ByteBuffer content;
           if (whole) {
             content = data.duplicate();
-            content.position(data.position() + (int) (blockStart - offset)).limit(content.position() + BLOCK);
+            content
+                .position(data.position() + (int) (blockStart - offset))
+                .limit(content.position() + BLOCK);
             content = content.slice();
           } else {
             content = currentContent(v, block);
@@ -549,7 +552,9 @@ public final class CacheEngine implements AutoCloseable {
             ByteBuffer content;
             if (whole) {
               content = data.duplicate();
-              content.position(data.position() + (int) (blockStart - offset)).limit(content.position() + BLOCK);
+              content
+                  .position(data.position() + (int) (blockStart - offset))
+                  .limit(content.position() + BLOCK);
               content = content.slice();
             } else {
               content = currentContent(v, block);
@@ -613,7 +618,9 @@ public final class CacheEngine implements AutoCloseable {
       backing.read(v.name(), block * BLOCK, buf.clear());
     } catch (IOException ex) {
       throw unavailable(
-          "shared storage read of volume '" + v.name() + "' failed (needed to merge a write not"
+          "shared storage read of volume '"
+              + v.name()
+              + "' failed (needed to merge a write not"
               + " aligned to 4096 bytes)",
           ex);
     }
@@ -642,11 +649,18 @@ public final class CacheEngine implements AutoCloseable {
       log.error("volume {} block {}: dirty data failed its checksum", v.name(), block);
       throw new CacheException(
           Reason.DATA_LOSS,
-          "volume '" + v.name() + "' block " + block + " (offset " + block * BLOCK
+          "volume '"
+              + v.name()
+              + "' block "
+              + block
+              + " (offset "
+              + block * BLOCK
               + "): cached dirty data failed its checksum");
     }
-    log.warn("volume {} block {}: clean cached copy failed its checksum; re-reading shared"
-        + " storage", v.name(), block);
+    log.warn(
+        "volume {} block {}: clean cached copy failed its checksum; re-reading shared" + " storage",
+        v.name(),
+        block);
     return false;
   }
 
@@ -744,9 +758,9 @@ public final class CacheEngine implements AutoCloseable {
   // Space: reservation, eviction, backpressure
 
   /**
-   * Takes {@code n} free slots, evicting clean blocks if needed. When {@code wait}, waits up to
-   * the backpressure timeout for the destager to clean blocks, then fails with
-   * RESOURCE_EXHAUSTED; otherwise returns null at once when there is no space.
+   * Takes {@code n} free slots, evicting clean blocks if needed. When {@code wait}, waits up to the
+   * backpressure timeout for the destager to clean blocks, then fails with RESOURCE_EXHAUSTED;
+   * otherwise returns null at once when there is no space.
    */
   int[] reserveSlots(int n, boolean wait) throws CacheException {
     int[] out = new int[n];
@@ -889,7 +903,12 @@ public final class CacheEngine implements AutoCloseable {
           if (v.corruptBlocks.contains(block)) {
             throw new CacheException(
                 Reason.DATA_LOSS,
-                "volume '" + name + "' block " + block + " (offset " + blockStart
+                "volume '"
+                    + name
+                    + "' block "
+                    + block
+                    + " (offset "
+                    + blockStart
                     + "): cached dirty data failed its checksum");
           }
           boolean whole = from == 0 && to == BLOCK;
@@ -932,7 +951,8 @@ public final class CacheEngine implements AutoCloseable {
         j++;
       }
       try {
-        backing.read(v.name(), missing[i] * BLOCK, ByteBuffer.wrap(data, i * BLOCK, (j - i) * BLOCK));
+        backing.read(
+            v.name(), missing[i] * BLOCK, ByteBuffer.wrap(data, i * BLOCK, (j - i) * BLOCK));
       } catch (IOException e) {
         throw unavailable("shared storage read of volume '" + v.name() + "' failed", e);
       }
@@ -1031,7 +1051,9 @@ public final class CacheEngine implements AutoCloseable {
     } else if (v.storageFailing(now, config.storageFailingAfterMs())) {
       health = VolumeStatusView.Health.STORAGE_FAILING;
       detail =
-          "shared storage failing for " + (now - v.storageFailingSinceMs) + " ms: "
+          "shared storage failing for "
+              + (now - v.storageFailingSinceMs)
+              + " ms: "
               + v.lastStorageError;
     }
     long dirtyBlocks = v.dirty.size() + v.corruptBlocks.size();
@@ -1085,14 +1107,26 @@ public final class CacheEngine implements AutoCloseable {
     }
     if (length > MAX_IO_BYTES) {
       throw CacheException.invalid(
-          op + " length " + length + " exceeds the limit of " + MAX_IO_BYTES
+          op
+              + " length "
+              + length
+              + " exceeds the limit of "
+              + MAX_IO_BYTES
               + " bytes (1 MiB) per request");
     }
     long size = v.info.sizeBytes();
     if (offset + length > size) {
       throw CacheException.invalid(
-          op + " of " + length + " bytes at offset " + offset + " is outside volume '" + v.name()
-              + "' of " + size + " bytes");
+          op
+              + " of "
+              + length
+              + " bytes at offset "
+              + offset
+              + " is outside volume '"
+              + v.name()
+              + "' of "
+              + size
+              + " bytes");
     }
   }
 

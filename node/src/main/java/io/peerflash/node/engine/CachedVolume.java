@@ -8,13 +8,16 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
-/** The in-memory state of one volume: its block map (mirroring the durable index) and its health. */
+/**
+ * The in-memory state of one volume: its block map (mirroring the durable index) and its health.
+ */
 final class CachedVolume {
   volatile VolumeInfo info;
   final ConcurrentHashMap<Long, BlockEntry> blocks = new ConcurrentHashMap<>();
   final BlockLocks locks = new BlockLocks();
   final DirtyBlockIndex dirty = new DirtyBlockIndex();
   final AtomicLong nextSeq;
+
   /** I/O takes it shared; delete and policy barriers take it exclusively. */
   final ReentrantReadWriteLock gate = new ReentrantReadWriteLock();
 

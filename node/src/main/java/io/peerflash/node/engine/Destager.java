@@ -133,7 +133,10 @@ final class Destager implements AutoCloseable {
     if (!v.corruptBlocks.isEmpty()) {
       throw new CacheException(
           Reason.DATA_LOSS,
-          "volume '" + v.name() + "' has " + v.corruptBlocks.size()
+          "volume '"
+              + v.name()
+              + "' has "
+              + v.corruptBlocks.size()
               + " dirty blocks that failed their checksum and cannot be destaged; every other"
               + " write is on shared storage");
     }
@@ -242,9 +245,7 @@ final class Destager implements AutoCloseable {
       long[] b = new long[limit];
       int n =
           v.dirty.oldest(
-              s,
-              b,
-              x -> v.corruptBlocks.contains(x) || v.blockRetryAtMs.getOrDefault(x, 0L) > now);
+              s, b, x -> v.corruptBlocks.contains(x) || v.blockRetryAtMs.getOrDefault(x, 0L) > now);
       if (n == 0) {
         return 0;
       }

@@ -41,39 +41,91 @@ public record EngineConfig(
   /** Defaults for tests: small cache, async writes. */
   public static EngineConfig defaults(Path dataDir, long cacheSizeBytes) {
     return new EngineConfig(
-        dataDir, cacheSizeBytes, false, 5000, 4L << 20, 0.5, 0.4, 30_000, 1 << 20, 64L << 20, 50,
-        5000, 10_000, 30_000);
+        dataDir,
+        cacheSizeBytes,
+        false,
+        5000,
+        4L << 20,
+        0.5,
+        0.4,
+        30_000,
+        1 << 20,
+        64L << 20,
+        50,
+        5000,
+        10_000,
+        30_000);
   }
 
   public EngineConfig withSync(boolean sync) {
     return new EngineConfig(
-        dataDir, cacheSizeBytes, sync, writeBackpressureTimeoutMs, sequentialCutoffBytes,
-        destageHighWatermark, destageLowWatermark, maxDirtyAgeMs, destageBatchBytes,
-        destageBackgroundRateBytesPerSec, storageRetryInitialBackoffMs, storageRetryMaxBackoffMs,
-        storageFailingAfterMs, flushStorageFailureTimeoutMs);
+        dataDir,
+        cacheSizeBytes,
+        sync,
+        writeBackpressureTimeoutMs,
+        sequentialCutoffBytes,
+        destageHighWatermark,
+        destageLowWatermark,
+        maxDirtyAgeMs,
+        destageBatchBytes,
+        destageBackgroundRateBytesPerSec,
+        storageRetryInitialBackoffMs,
+        storageRetryMaxBackoffMs,
+        storageFailingAfterMs,
+        flushStorageFailureTimeoutMs);
   }
 
   public EngineConfig withBackpressureTimeoutMs(long ms) {
     return new EngineConfig(
-        dataDir, cacheSizeBytes, syncWrites, ms, sequentialCutoffBytes, destageHighWatermark,
-        destageLowWatermark, maxDirtyAgeMs, destageBatchBytes, destageBackgroundRateBytesPerSec,
-        storageRetryInitialBackoffMs, storageRetryMaxBackoffMs, storageFailingAfterMs,
+        dataDir,
+        cacheSizeBytes,
+        syncWrites,
+        ms,
+        sequentialCutoffBytes,
+        destageHighWatermark,
+        destageLowWatermark,
+        maxDirtyAgeMs,
+        destageBatchBytes,
+        destageBackgroundRateBytesPerSec,
+        storageRetryInitialBackoffMs,
+        storageRetryMaxBackoffMs,
+        storageFailingAfterMs,
         flushStorageFailureTimeoutMs);
   }
 
   public EngineConfig withDestage(double high, double low, long maxDirtyAgeMs) {
     return new EngineConfig(
-        dataDir, cacheSizeBytes, syncWrites, writeBackpressureTimeoutMs, sequentialCutoffBytes,
-        high, low, maxDirtyAgeMs, destageBatchBytes, destageBackgroundRateBytesPerSec,
-        storageRetryInitialBackoffMs, storageRetryMaxBackoffMs, storageFailingAfterMs,
+        dataDir,
+        cacheSizeBytes,
+        syncWrites,
+        writeBackpressureTimeoutMs,
+        sequentialCutoffBytes,
+        high,
+        low,
+        maxDirtyAgeMs,
+        destageBatchBytes,
+        destageBackgroundRateBytesPerSec,
+        storageRetryInitialBackoffMs,
+        storageRetryMaxBackoffMs,
+        storageFailingAfterMs,
         flushStorageFailureTimeoutMs);
   }
 
   public EngineConfig withStorageTimeouts(long failingAfterMs, long flushFailureTimeoutMs) {
     return new EngineConfig(
-        dataDir, cacheSizeBytes, syncWrites, writeBackpressureTimeoutMs, sequentialCutoffBytes,
-        destageHighWatermark, destageLowWatermark, maxDirtyAgeMs, destageBatchBytes,
-        destageBackgroundRateBytesPerSec, storageRetryInitialBackoffMs, storageRetryMaxBackoffMs,
-        failingAfterMs, flushFailureTimeoutMs);
+        dataDir,
+        cacheSizeBytes,
+        syncWrites,
+        writeBackpressureTimeoutMs,
+        sequentialCutoffBytes,
+        destageHighWatermark,
+        destageLowWatermark,
+        maxDirtyAgeMs,
+        destageBatchBytes,
+        destageBackgroundRateBytesPerSec,
+        storageRetryInitialBackoffMs,
+        storageRetryMaxBackoffMs,
+        failingAfterMs,
+        flushFailureTimeoutMs);
   }
 }

@@ -38,6 +38,10 @@ public record BlockEntry(int slot, long seq, int crc, boolean dirty, long writte
       throw new IllegalStateException("corrupt block index entry of " + b.length + " bytes");
     }
     return new BlockEntry(
-        Bytes.getInt(b, 0), Bytes.getLong(b, 4), Bytes.getInt(b, 12), b[16] == 1, Bytes.getLong(b, 17));
+        Bytes.getInt(b, 0),
+        Bytes.getLong(b, 4),
+        Bytes.getInt(b, 12),
+        b[16] == 1,
+        Bytes.getLong(b, 17));
   }
 }

@@ -20,7 +20,10 @@ import org.rocksdb.RocksIterator;
 import org.rocksdb.WriteBatch;
 import org.rocksdb.WriteOptions;
 
-/** {@link KeyValueStorage} on RocksDB: one column family per table. The only class that sees RocksDB. */
+/**
+ * {@link KeyValueStorage} on RocksDB: one column family per table. The only class that sees
+ * RocksDB.
+ */
 public final class RocksKeyValueStorage implements KeyValueStorage {
   static {
     RocksDB.loadLibrary();

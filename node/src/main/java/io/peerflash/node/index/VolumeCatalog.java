@@ -39,9 +39,7 @@ public final class VolumeCatalog {
     byte[] next = new byte[8];
     Bytes.putLong(next, 0, nextId + 1);
     kv.write(
-        new Batch()
-            .put(Table.VOLUMES, key(name), info.encode())
-            .put(Table.META, NEXT_ID, next),
+        new Batch().put(Table.VOLUMES, key(name), info.encode()).put(Table.META, NEXT_ID, next),
         true);
     nextId++;
     return info;

@@ -55,8 +55,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
       out.onError(Protos.toStatus(e).asRuntimeException());
       return;
     } catch (RuntimeException e) {
-      out.onError(
-          Status.INTERNAL.withDescription(e.toString()).withCause(e).asRuntimeException());
+      out.onError(Status.INTERNAL.withDescription(e.toString()).withCause(e).asRuntimeException());
       return;
     }
     out.onNext(result);
@@ -115,9 +114,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         out,
         () -> {
           engine.setPolicy(
-              req.getName(),
-              Protos.mode(req.getPolicy().getMode()),
-              req.getPolicy().getReplicas());
+              req.getName(), Protos.mode(req.getPolicy().getMode()), req.getPolicy().getReplicas());
           return volume(req.getName());
         });
   }
@@ -140,8 +137,11 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
           if (req.getLength() > CacheEngine.MAX_IO_BYTES) {
             throw new CacheException(
                 CacheException.Reason.INVALID_ARGUMENT,
-                "read length " + req.getLength() + " exceeds the limit of "
-                    + CacheEngine.MAX_IO_BYTES + " bytes (1 MiB) per request");
+                "read length "
+                    + req.getLength()
+                    + " exceeds the limit of "
+                    + CacheEngine.MAX_IO_BYTES
+                    + " bytes (1 MiB) per request");
           }
           byte[] data = engine.read(req.getVolume(), req.getOffset(), (int) req.getLength());
           return ReadResponse.newBuilder().setData(UnsafeByteOperations.unsafeWrap(data)).build();
@@ -192,7 +192,8 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
       inFlight.incrementAndGet();
       streamExecutor.execute(
           () -> {
-            WriteResponse.Builder resp = WriteResponse.newBuilder().setRequestId(req.getRequestId());
+            WriteResponse.Builder resp =
+                WriteResponse.newBuilder().setRequestId(req.getRequestId());
             try {
               engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
             } catch (CacheException e) {

@@ -4,7 +4,9 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.locks.LockSupport;
 
-/** Adds a fixed latency to every data operation, to emulate a SAN or NFS in tests and benchmarks. */
+/**
+ * Adds a fixed latency to every data operation, to emulate a SAN or NFS in tests and benchmarks.
+ */
 public final class LatencyInjectingBackingStore implements BackingStore {
   private final BackingStore delegate;
   private final long latencyNanos;

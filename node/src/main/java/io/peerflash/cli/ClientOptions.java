@@ -1,0 +1,33 @@
+package io.peerflash.cli;
+
+import io.peerflash.client.PeerFlashClient;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/** The options every command that talks to a node shares. */
+final class ClientOptions {
+  @Option(
+      names = "--target",
+      paramLabel = "HOST:PORT",
+      defaultValue = "${env:PEERFLASH_TARGET:-127.0.0.1:7601}",
+      description = "Node to talk to (default: ${DEFAULT-VALUE}, or $PEERFLASH_TARGET).")
+  String target;
+
+  @Spec(Spec.Target.MIXEE)
+  CommandSpec command;
+
+  PeerFlashCli cli() {
+    return (PeerFlashCli) command.root().userObject();
+  }
+
+  PeerFlashClient connect() {
+    int colon = target.lastIndexOf(':');
+    if (colon <= 0 || colon == target.length() - 1) {
+      throw new ParameterException(
+          command.commandLine(), "--target must be HOST:PORT, got '" + target + "'");
+    }
+    return cli().connect(target);
+  }
+}

@@ -1,0 +1,139 @@
+package io.peerflash.cli;
+
+import io.peerflash.node.NodeConfig;
+import io.peerflash.node.PeerFlashNode;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** Runs a node in the foreground; SIGTERM stops it gracefully. */
+@Command(
+    name = "node",
+    sortOptions = false,
+    description = {
+      "Run a PeerFlash node in the foreground until SIGTERM or Ctrl-C, which stop it gracefully:"
+          + " no new requests are accepted and those in flight finish.",
+      "Settings come from --config, then --set, then the flags below."
+    })
+final class NodeCommand implements Callable<Integer> {
+  // No defaults on any option: only what was given overrides the config file.
+  @Option(names = "--id", paramLabel = "ID", description = "Node id, unique in the cluster.")
+  String id;
+
+  @Option(
+      names = "--listen",
+      paramLabel = "HOST:PORT",
+      description = "Client gRPC address (default 127.0.0.1:7601; port 0 picks a free one).")
+  String listen;
+
+  @Option(names = "--data-dir", paramLabel = "DIR", description = "Local flash directory.")
+  String dataDir;
+
+  @Option(names = "--shared-dir", paramLabel = "DIR", description = "Shared storage directory.")
+  String sharedDir;
+
+  @Option(
+      names = "--cache-size",
+      paramLabel = "SIZE",
+      description = "Cache file size, e.g. 256MiB (default 256MiB).")
+  String cacheSize;
+
+  @Option(
+      names = "--sync",
+      arity = "0..1",
+      fallbackValue = "true",
+      paramLabel = "BOOL",
+      description = "Make acknowledged writes survive power loss (fsync per batch).")
+  String sync;
+
+  @Option(names = "--config", paramLabel = "FILE", description = "File of key=value settings.")
+  Path config;
+
+  @Option(
+      names = "--set",
+      paramLabel = "KEY=VALUE",
+      description = "Any setting listed below; repeatable.")
+  Map<String, String> settings;
+
+  @Spec CommandSpec spec;
+
+  @Override
+  public Integer call() throws IOException, InterruptedException {
+    PeerFlashCli cli = (PeerFlashCli) spec.root().userObject();
+    PrintStream err = cli.err();
+    NodeConfig nodeConfig;
+    try {
+      nodeConfig = NodeConfig.fromMap(settings());
+    } catch (IOException e) {
+      err.println("error: cannot read config file " + config + ": " + Formats.describe(e));
+      return PeerFlashCli.EXIT_USAGE;
+    } catch (IllegalArgumentException e) {
+      err.println("error: bad configuration: " + e.getMessage());
+      return PeerFlashCli.EXIT_USAGE;
+    }
+    PeerFlashNode node;
+    try {
+      node = PeerFlashNode.start(nodeConfig);
+    } catch (IOException e) {
+      err.println("error: cannot start node " + nodeConfig.nodeId() + ": " + Formats.describe(e));
+      return PeerFlashCli.EXIT_FAILURE;
+    }
+    // Runs on SIGTERM/SIGINT; close() stops accepting and lets in-flight requests finish.
+    Thread hook = new Thread(node::close, "peerflash-shutdown");
+    Runtime.getRuntime().addShutdownHook(hook);
+    cli.out()
+        .println(
+            "peerflash node "
+                + nodeConfig.nodeId()
+                + " listening on "
+                + nodeConfig.listenHost()
+                + ":"
+                + node.port());
+    cli.out().flush();
+    try {
+      node.awaitTermination();
+    } finally {
+      boolean hookPending;
+      try {
+        hookPending = Runtime.getRuntime().removeShutdownHook(hook);
+      } catch (IllegalStateException e) {
+        hookPending = false; // The JVM is shutting down and the hook is closing the node.
+      }
+      if (hookPending) {
+        node.close();
+      }
+    }
+    return PeerFlashCli.EXIT_OK;
+  }
+
+  /** The settings in force: the config file, overridden by --set, overridden by the flags. */
+  Map<String, String> settings() throws IOException {
+    Map<String, String> values = new LinkedHashMap<>();
+    if (config != null) {
+      values.putAll(NodeConfig.readFile(config));
+    }
+    if (settings != null) {
+      values.putAll(settings);
+    }
+    putIfGiven(values, NodeConfig.ID, id);
+    putIfGiven(values, NodeConfig.LISTEN, listen);
+    putIfGiven(values, NodeConfig.DATA_DIR, dataDir);
+    putIfGiven(values, NodeConfig.SHARED_DIR, sharedDir);
+    putIfGiven(values, NodeConfig.CACHE_SIZE, cacheSize);
+    putIfGiven(values, NodeConfig.SYNC, sync);
+    return values;
+  }
+
+  private static void putIfGiven(Map<String, String> values, NodeConfig.Key<?> key, String v) {
+    if (v != null) {
+      values.put(key.name(), v);
+    }
+  }
+}

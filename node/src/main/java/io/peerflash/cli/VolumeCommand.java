@@ -1,0 +1,245 @@
+package io.peerflash.cli;
+
+import io.peerflash.cli.Converters.ModeCandidates;
+import io.peerflash.cli.Converters.ModeConverter;
+import io.peerflash.cli.Converters.SizeConverter;
+import io.peerflash.client.PeerFlashClient;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.Volume;
+import java.io.PrintStream;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/** {@code peerflash volume ...}: the volume catalogue and policies. */
+@Command(
+    name = "volume",
+    description = "Create, list, inspect and delete volumes, and change their cache policy.",
+    subcommands = {
+      VolumeCommand.Create.class,
+      VolumeCommand.ListVolumes.class,
+      VolumeCommand.Stat.class,
+      VolumeCommand.Delete.class,
+      VolumeCommand.SetPolicy.class
+    })
+final class VolumeCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Override
+  public Integer call() {
+    throw new ParameterException(
+        spec.commandLine(), "missing sub-command (create, list, stat, delete or set-policy)");
+  }
+
+  static String replicas(int n) {
+    return n == 1 ? "1 replica" : n + " replicas";
+  }
+
+  static void requireReplicas(CommandSpec spec, Integer replicas) {
+    if (replicas != null && replicas < 0) {
+      throw new ParameterException(
+          spec.commandLine(), "--replicas must be 0 or more, got " + replicas);
+    }
+  }
+
+  @Command(name = "create", description = "Create a volume.")
+  static final class Create implements Callable<Integer> {
+    @Mixin ClientOptions client;
+    @Spec CommandSpec spec;
+
+    @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
+    String name;
+
+    @Option(
+        names = "--size",
+        required = true,
+        paramLabel = "SIZE",
+        converter = SizeConverter.class,
+        description = "Volume size, e.g. 10GiB (a multiple of 4KiB).")
+    long sizeBytes;
+
+    @Option(
+        names = "--mode",
+        paramLabel = "MODE",
+        defaultValue = "write-back",
+        converter = ModeConverter.class,
+        completionCandidates = ModeCandidates.class,
+        description = "${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    CacheMode mode;
+
+    @Option(
+        names = "--replicas",
+        paramLabel = "N",
+        defaultValue = "0",
+        description = "Peer copies of each dirty block, 0-2 (default: ${DEFAULT-VALUE}).")
+    int replicas;
+
+    @Override
+    public Integer call() {
+      requireReplicas(spec, replicas);
+      try (PeerFlashClient c = client.connect()) {
+        Volume v = c.createVolume(name, sizeBytes, mode, replicas);
+        client
+            .cli()
+            .out()
+            .println(
+                "created volume "
+                    + v.getName()
+                    + ": "
+                    + Formats.size(v.getSizeBytes())
+                    + ", "
+                    + Formats.mode(v.getPolicy().getMode())
+                    + ", "
+                    + replicas(v.getPolicy().getReplicas()));
+      }
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(name = "list", description = "List the volumes of the node.")
+  static final class ListVolumes implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Override
+    public Integer call() {
+      List<Volume> volumes;
+      try (PeerFlashClient c = client.connect()) {
+        volumes = c.listVolumes();
+      }
+      PrintStream out = client.cli().out();
+      if (volumes.isEmpty()) {
+        out.println("no volumes");
+        return PeerFlashCli.EXIT_OK;
+      }
+      Table table = new Table("NAME", "SIZE", "MODE", "REPLICAS", "STATE", "DIRTY", "CACHED");
+      for (Volume v : volumes) {
+        table.row(
+            v.getName(),
+            Formats.size(v.getSizeBytes()),
+            Formats.mode(v.getPolicy().getMode()),
+            v.getPolicy().getReplicas(),
+            v.getState(),
+            Formats.size(v.getDirtyBytes()),
+            Formats.size(v.getCachedBytes()));
+      }
+      table.print(out);
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(name = "stat", description = "Show everything the node reports about a volume.")
+  static final class Stat implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
+    String name;
+
+    @Override
+    public Integer call() {
+      Volume v;
+      try (PeerFlashClient c = client.connect()) {
+        v = c.getVolume(name);
+      }
+      PrintStream out = client.cli().out();
+      out.println(Formats.field("name", v.getName()));
+      out.println(Formats.field("size", Formats.sizeExact(v.getSizeBytes())));
+      out.println(Formats.field("mode", Formats.mode(v.getPolicy().getMode())));
+      out.println(Formats.field("replicas", v.getPolicy().getReplicas()));
+      out.println(Formats.field("state", v.getState()));
+      out.println(
+          Formats.field("state detail", v.getStateDetail().isEmpty() ? "-" : v.getStateDetail()));
+      out.println(Formats.field("dirty", Formats.sizeExact(v.getDirtyBytes())));
+      out.println(Formats.field("cached", Formats.sizeExact(v.getCachedBytes())));
+      out.println(
+          Formats.field(
+              "oldest dirty age",
+              v.getOldestDirtyAgeMs() == 0 ? "-" : Formats.durationMs(v.getOldestDirtyAgeMs())));
+      out.println(Formats.field("corrupt blocks", v.getCorruptBlocks()));
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(name = "delete", description = "Delete a volume and its data.")
+  static final class Delete implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
+    String name;
+
+    @Override
+    public Integer call() {
+      try (PeerFlashClient c = client.connect()) {
+        c.deleteVolume(name);
+      }
+      client.cli().out().println("deleted volume " + name);
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(
+      name = "set-policy",
+      description = {
+        "Change a volume's cache mode and/or replica count online; what is not given is kept.",
+        "Leaving write-back destages all dirty data first, so this can take a while."
+      })
+  static final class SetPolicy implements Callable<Integer> {
+    @Mixin ClientOptions client;
+    @Spec CommandSpec spec;
+
+    @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
+    String name;
+
+    @Option(
+        names = "--mode",
+        paramLabel = "MODE",
+        converter = ModeConverter.class,
+        completionCandidates = ModeCandidates.class,
+        description = "${COMPLETION-CANDIDATES}.")
+    CacheMode mode;
+
+    @Option(names = "--replicas", paramLabel = "N", description = "Peer copies, 0-2.")
+    Integer replicas;
+
+    @Override
+    public Integer call() {
+      if (mode == null && replicas == null) {
+        throw new ParameterException(
+            spec.commandLine(), "nothing to change: give --mode and/or --replicas");
+      }
+      requireReplicas(spec, replicas);
+      PrintStream out = client.cli().out();
+      try (PeerFlashClient c = client.connect()) {
+        // The RPC replaces the whole policy, so the part not given is read back first.
+        Volume current = c.getVolume(name);
+        CacheMode newMode = mode != null ? mode : current.getPolicy().getMode();
+        int newReplicas = replicas != null ? replicas : current.getPolicy().getReplicas();
+        if (current.getPolicy().getMode() == CacheMode.WRITE_BACK
+            && newMode != CacheMode.WRITE_BACK
+            && current.getDirtyBytes() > 0) {
+          client
+              .cli()
+              .err()
+              .println(
+                  "leaving write-back: destaging "
+                      + Formats.size(current.getDirtyBytes())
+                      + " of dirty data first...");
+        }
+        Volume v = c.setPolicy(name, newMode, newReplicas);
+        out.println(
+            "volume "
+                + v.getName()
+                + ": "
+                + Formats.mode(v.getPolicy().getMode())
+                + ", "
+                + replicas(v.getPolicy().getReplicas()));
+      }
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+}

@@ -1,0 +1,303 @@
+package io.peerflash.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.grpc.Server;
+import io.grpc.inprocess.InProcessChannelBuilder;
+import io.grpc.inprocess.InProcessServerBuilder;
+import io.peerflash.client.FakeVolumeService;
+import io.peerflash.node.NodeConfig;
+import io.peerflash.util.Sizes;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+class PeerFlashCliTest {
+  private final FakeVolumeService fake = new FakeVolumeService();
+  private Server server;
+  private String serverName;
+  private ByteArrayOutputStream out;
+  private ByteArrayOutputStream err;
+
+  @TempDir Path tmp;
+
+  @BeforeEach
+  void start() throws Exception {
+    serverName = InProcessServerBuilder.generateName();
+    server =
+        InProcessServerBuilder.forName(serverName)
+            .addService(fake)
+            .addService(fake.nodeService)
+            .build()
+            .start();
+  }
+
+  @AfterEach
+  void stop() throws Exception {
+    server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+  }
+
+  /** Runs the CLI against the in-process fake, whatever --target says. */
+  private int run(String... args) {
+    out = new ByteArrayOutputStream();
+    err = new ByteArrayOutputStream();
+    PeerFlashCli cli =
+        new PeerFlashCli(
+            target -> InProcessChannelBuilder.forName(serverName).build(),
+            new PrintStream(out, true, StandardCharsets.UTF_8),
+            new PrintStream(err, true, StandardCharsets.UTF_8));
+    return cli.execute(args);
+  }
+
+  private String out() {
+    return out.toString(StandardCharsets.UTF_8);
+  }
+
+  private String err() {
+    return err.toString(StandardCharsets.UTF_8);
+  }
+
+  @Test
+  void volumeCreateListStatSetPolicyDelete() {
+    assertThat(run("volume", "create", "vol1", "--size", "8MiB", "--mode", "write-through"))
+        .isZero();
+    assertThat(out()).contains("created volume vol1: 8.0 MiB, write-through, 0 replicas");
+    assertThat(run("volume", "create", "vol2", "--size", "4096", "--replicas", "2")).isZero();
+
+    assertThat(run("volume", "list")).isZero();
+    String[] lines = out().split("\n");
+    assertThat(lines[0]).startsWith("NAME").contains("SIZE", "MODE", "REPLICAS", "STATE", "DIRTY");
+    assertThat(lines[1]).contains("vol1", "8.0 MiB", "write-through", "HEALTHY");
+    assertThat(lines[2]).contains("vol2", "4.0 KiB", "write-back", "2");
+
+    assertThat(run("volume", "stat", "vol1")).isZero();
+    assertThat(out()).contains("size:", "8.0 MiB (8388608 B)", "mode:", "corrupt blocks:");
+
+    // Only the mode changes; the replica count is read back and kept.
+    assertThat(run("volume", "set-policy", "vol2", "--mode", "WRITE_AROUND")).isZero();
+    assertThat(out()).contains("volume vol2: write-around, 2 replicas");
+
+    assertThat(run("volume", "delete", "vol1")).isZero();
+    assertThat(run("volume", "list")).isZero();
+    assertThat(out()).doesNotContain("vol1");
+  }
+
+  @Test
+  void writeAndReadRoundTripThroughChunksAndTheWriteStream() throws Exception {
+    assertThat(run("volume", "create", "v", "--size", "8MiB")).isZero();
+    byte[] data = new byte[(int) (3 * Sizes.MIB + 512)];
+    new Random(42).nextBytes(data);
+    Path in = tmp.resolve("in.bin");
+    Files.write(in, data);
+
+    assertThat(run("write", "v", "--offset", "4KiB", "--in", in.toString())).as(err()).isZero();
+    assertThat(out()).contains("wrote 3.0 MiB to v at offset 4096");
+    assertThat(fake.streamedWrites.get()).as("1 MiB chunks over WriteStream").isEqualTo(4);
+    byte[] stored = fake.contents("v");
+    assertThat(java.util.Arrays.copyOfRange(stored, 4096, 4096 + data.length)).isEqualTo(data);
+
+    Path back = tmp.resolve("back.bin");
+    int reads = fake.reads.get();
+    assertThat(
+            run(
+                "read",
+                "v",
+                "--offset",
+                "4k",
+                "--length",
+                String.valueOf(data.length),
+                "--out",
+                back.toString()))
+        .as(err())
+        .isZero();
+    assertThat(fake.reads.get() - reads).as("1 MiB reads").isEqualTo(4);
+    assertThat(Files.readAllBytes(back)).isEqualTo(data);
+  }
+
+  @Test
+  void smallWriteIsOneUnaryCallAndReadCanGoToStdout() throws Exception {
+    assertThat(run("volume", "create", "v", "--size", "1MiB")).isZero();
+    byte[] data = new byte[8192];
+    new Random(7).nextBytes(data);
+    Path in = tmp.resolve("small.bin");
+    Files.write(in, data);
+    assertThat(run("write", "v", "--offset", "0", "--in", in.toString())).isZero();
+    assertThat(fake.streamedWrites.get()).isZero();
+
+    assertThat(run("read", "v", "--offset", "0", "--length", "8KiB", "--out", "-")).isZero();
+    assertThat(out.toByteArray()).isEqualTo(data);
+    assertThat(err()).isEmpty();
+
+    assertThat(run("trim", "v", "--offset", "0", "--length", "4KiB")).isZero();
+    assertThat(java.util.Arrays.copyOf(fake.contents("v"), 4096)).containsOnly(0);
+  }
+
+  @Test
+  void sizeOptionsAcceptUnitsAndRejectNonsense() {
+    Converters.SizeConverter sizes = new Converters.SizeConverter();
+    assertThat(sizes.convert("4096")).isEqualTo(4096);
+    assertThat(sizes.convert("4KiB")).isEqualTo(4096);
+    assertThat(sizes.convert("1m")).isEqualTo(Sizes.MIB);
+    assertThat(run("volume", "create", "v", "--size", "12XB")).isEqualTo(2);
+    assertThat(err()).contains("--size").contains("unknown size unit");
+    assertThat(run("trim", "v", "--offset", "99999999999999999999", "--length", "512"))
+        .isEqualTo(2);
+  }
+
+  @Test
+  void usageErrorsExitWithTwo() {
+    assertThat(run()).isEqualTo(2);
+    assertThat(run("frobnicate")).isEqualTo(2);
+    assertThat(run("volume")).isEqualTo(2);
+    assertThat(run("volume", "create", "v")).isEqualTo(2);
+    assertThat(err()).contains("Missing required option: '--size=SIZE'");
+    assertThat(run("volume", "create", "v", "--size", "1MiB", "--mode", "write-sideways"))
+        .isEqualTo(2);
+    assertThat(err()).contains("unknown mode 'write-sideways'");
+    assertThat(run("volume", "create", "v", "--size", "1MiB", "--replicas", "-1")).isEqualTo(2);
+    assertThat(run("volume", "set-policy", "v")).isEqualTo(2);
+    assertThat(err()).contains("nothing to change");
+    assertThat(run("trim", "v", "--offset", "100", "--length", "512")).isEqualTo(2);
+    assertThat(err()).contains("--offset must be a multiple of 512");
+    assertThat(run("status", "--target", "no-port")).isEqualTo(2);
+  }
+
+  @Test
+  void serverErrorsPrintCodeAndDescriptionAndExitWithOne() {
+    assertThat(run("volume", "stat", "ghost")).isEqualTo(1);
+    assertThat(err()).isEqualTo("error: NOT_FOUND: no volume named ghost" + System.lineSeparator());
+    assertThat(run("volume", "create", "v", "--size", "1000")).isEqualTo(1);
+    assertThat(err()).startsWith("error: INVALID_ARGUMENT: ");
+  }
+
+  @Test
+  void localFileErrorsAreOneLine() {
+    assertThat(run("write", "v", "--offset", "0", "--in", tmp.resolve("nope").toString()))
+        .isEqualTo(1);
+    assertThat(err().strip()).isEqualTo("error: no such file: " + tmp.resolve("nope"));
+  }
+
+  @Test
+  void unreachableTargetIsNamed() throws Exception {
+    int port;
+    try (ServerSocket s = new ServerSocket(0)) {
+      port = s.getLocalPort();
+    }
+    out = new ByteArrayOutputStream();
+    err = new ByteArrayOutputStream();
+    int code =
+        new PeerFlashCli(
+                PeerFlashCli::plaintextChannel,
+                new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8))
+            .execute("status", "--target", "127.0.0.1:" + port);
+    assertThat(code).isEqualTo(1);
+    assertThat(err()).startsWith("error: cannot reach peerflash node at 127.0.0.1:" + port);
+    assertThat(err().lines()).hasSize(1);
+  }
+
+  @Test
+  void statusShowsTheNodeAndItsVolumes() {
+    assertThat(run("volume", "create", "v", "--size", "1MiB")).isZero();
+    assertThat(run("status")).isZero();
+    assertThat(out()).contains("fake-node", "75.0%", "VOLUME", "OLDEST DIRTY");
+    assertThat(out().lines().filter(l -> l.startsWith("v "))).hasSize(1);
+  }
+
+  @Test
+  void slowFlushShowsProgressThenTheResult() throws Exception {
+    assertThat(run("volume", "create", "v", "--size", "1MiB")).isZero();
+    Path in = tmp.resolve("in.bin");
+    Files.write(in, new byte[65536]);
+    assertThat(run("write", "v", "--offset", "0", "--in", in.toString())).isZero();
+    fake.flushDelayMs = 800;
+    assertThat(run("flush", "v")).as(err()).isZero();
+    assertThat(err()).contains("[..........] 0% 64.0 KiB left").contains("[##########] 100%");
+    assertThat(out()).contains("flushed v: destaged 64.0 KiB in");
+  }
+
+  @Test
+  void quickFlushShowsNoProgress() {
+    assertThat(run("volume", "create", "v", "--size", "1MiB")).isZero();
+    assertThat(run("flush", "v")).isZero();
+    assertThat(err()).isEmpty();
+    assertThat(out()).contains("flushed v: destaged 0 B in");
+  }
+
+  @Test
+  void progressLine() {
+    assertThat(FlushCommand.progressLine(100 * Sizes.MIB, 52 * Sizes.MIB))
+        .isEqualTo("[#####.....] 48% 52.0 MiB left");
+    assertThat(FlushCommand.progressLine(100, 0)).isEqualTo("[##########] 100% 0 B left");
+    // More dirty data than at the start (new writes) shows as no progress, not negative.
+    assertThat(FlushCommand.progressLine(100, 150)).isEqualTo("[..........] 0% 150 B left");
+    assertThat(FlushCommand.progressLine(0, 0)).startsWith("[##########] 100%");
+  }
+
+  @Test
+  void nodeSettingsLayerFileThenSetThenFlags() throws Exception {
+    Path file = tmp.resolve("node.properties");
+    Files.writeString(file, "id=from-file\ncache-size=64MiB\nrpc-threads=4\ndata-dir=/file/data\n");
+    NodeCommand node = new NodeCommand();
+    new CommandLine(node)
+        .parseArgs(
+            "--config",
+            file.toString(),
+            "--set",
+            "rpc-threads=8",
+            "--set",
+            "id=from-set",
+            "--id",
+            "from-flag",
+            "--shared-dir",
+            "/shared",
+            "--sync");
+    Map<String, String> settings = node.settings();
+    assertThat(settings)
+        .containsEntry("id", "from-flag")
+        .containsEntry("cache-size", "64MiB")
+        .containsEntry("rpc-threads", "8")
+        .containsEntry("data-dir", "/file/data")
+        .containsEntry("shared-dir", "/shared")
+        .containsEntry("sync", "true")
+        .doesNotContainKey("listen");
+    NodeConfig config = NodeConfig.fromMap(settings);
+    assertThat(config.nodeId()).isEqualTo("from-flag");
+    assertThat(config.syncWrites()).isTrue();
+  }
+
+  @Test
+  void badNodeConfigIsOneLineAndExitsWithTwo() {
+    assertThat(run("node", "--id", "n1", "--data-dir", "/d")).isEqualTo(2);
+    assertThat(err())
+        .isEqualTo(
+            "error: bad configuration: missing required setting --shared-dir"
+                + System.lineSeparator());
+    assertThat(
+            run("node", "--id", "n1", "--data-dir", "/d", "--shared-dir", "/s", "--set", "bogus=1"))
+        .isEqualTo(2);
+    assertThat(err()).contains("unknown setting 'bogus'");
+    assertThat(run("node", "--config", tmp.resolve("missing.properties").toString())).isEqualTo(2);
+    assertThat(err()).startsWith("error: cannot read config file");
+  }
+
+  @Test
+  void nodeHelpListsEverySetting() {
+    assertThat(run("node", "--help")).isZero();
+    for (NodeConfig.Key<?> key : NodeConfig.keys()) {
+      assertThat(out()).contains(key.name());
+    }
+    assertThat(out()).contains(NodeConfig.reference());
+  }
+}

@@ -1,0 +1,115 @@
+package io.peerflash.it;
+
+import io.peerflash.client.PeerFlashClient;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/** A node running as a real JVM process from the built jar, for crash tests. */
+final class NodeProcess implements AutoCloseable {
+  private final Path dataDir;
+  private final Path sharedDir;
+  private final List<String> extraArgs;
+  private final Path log;
+  private int port;
+  private Process process;
+
+  NodeProcess(Path workDir, List<String> extraArgs) {
+    this.dataDir = workDir.resolve("data");
+    this.sharedDir = workDir.resolve("shared");
+    this.extraArgs = extraArgs;
+    this.log = workDir.resolve("node.log");
+  }
+
+  Path sharedDir() {
+    return sharedDir;
+  }
+
+  String target() {
+    return "127.0.0.1:" + port;
+  }
+
+  static Path jar() {
+    String jar = System.getProperty("peerflash.jar", "target/peerflash.jar");
+    Path p = Path.of(jar);
+    if (!Files.exists(p)) {
+      throw new IllegalStateException("node jar not built: " + p.toAbsolutePath());
+    }
+    return p;
+  }
+
+  /** Starts the process and waits until it answers status calls. */
+  void start() throws IOException, InterruptedException {
+    if (port == 0) {
+      try (ServerSocket s = new ServerSocket(0)) {
+        port = s.getLocalPort();
+      }
+    }
+    List<String> cmd = new ArrayList<>();
+    cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    cmd.add("-Xmx512m");
+    cmd.add("-jar");
+    cmd.add(jar().toString());
+    cmd.add("node");
+    cmd.addAll(
+        List.of(
+            "--id", "crash-node",
+            "--listen", target(),
+            "--data-dir", dataDir.toString(),
+            "--shared-dir", sharedDir.toString()));
+    cmd.addAll(extraArgs);
+    process =
+        new ProcessBuilder(cmd)
+            .redirectErrorStream(true)
+            .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
+            .start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (true) {
+      if (!process.isAlive()) {
+        throw new IllegalStateException(
+            "node exited with " + process.exitValue() + ":\n" + Files.readString(log));
+      }
+      try (PeerFlashClient c =
+          PeerFlashClient.builder().target(target()).deadline(Duration.ofSeconds(2)).build()) {
+        c.status();
+        return;
+      } catch (RuntimeException e) {
+        if (System.nanoTime() > deadline) {
+          throw new IllegalStateException("node did not come up:\n" + Files.readString(log), e);
+        }
+        Thread.sleep(100);
+      }
+    }
+  }
+
+  /** SIGKILL: no shutdown hook runs, nothing is flushed. */
+  void kill() throws InterruptedException {
+    process.destroyForcibly();
+    process.waitFor(30, TimeUnit.SECONDS);
+  }
+
+  /** SIGTERM; returns the exit code. */
+  int terminate(Duration timeout) throws InterruptedException {
+    process.destroy();
+    if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+      throw new IllegalStateException("node did not stop within " + timeout + " after SIGTERM");
+    }
+    return process.exitValue();
+  }
+
+  String logText() throws IOException {
+    return Files.exists(log) ? Files.readString(log) : "";
+  }
+
+  @Override
+  public void close() {
+    if (process != null && process.isAlive()) {
+      process.destroyForcibly();
+    }
+  }
+}

@@ -1,0 +1,189 @@
+package io.peerflash.node.bench;
+
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.engine.EngineConfig;
+import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Time;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.HdrHistogram.Histogram;
+
+/**
+ * How much does destaging cost foreground writes? Runs 4 KiB random write-back writes against the
+ * engine (in process, real RocksDB and files) in three phases of the same length and prints a table
+ * with ratios:
+ *
+ * <ol>
+ *   <li>floor: a 4 KiB {@code pwrite} into a file, the cost no cache can avoid;
+ *   <li>destage idle: the destager has nothing to do (watermarks out of reach);
+ *   <li>destage flat out: the destager writes to shared storage all the time (watermarks at 0).
+ * </ol>
+ *
+ * <p>Run: {@code node/bench/destage-impact.sh [seconds] [threads]}.
+ */
+public final class DestageImpactBenchmark {
+  private static final int BLOCK = 4096;
+  private static final long VOLUME_BYTES = 1L << 30;
+
+  record Result(String name, long ops, double seconds, Histogram latencyNanos, long destagedBytes) {
+    double iops() {
+      return ops / seconds;
+    }
+  }
+
+  interface Op {
+    void run(long offset, ByteBuffer data) throws Exception;
+  }
+
+  public static void main(String[] args) throws Exception {
+    int seconds = args.length > 0 ? Integer.parseInt(args[0]) : 10;
+    int threads = args.length > 1 ? Integer.parseInt(args[1]) : 4;
+    Path dir = Files.createTempDirectory("peerflash-bench");
+    try {
+      List<Result> results = new ArrayList<>();
+      results.add(floor(dir.resolve("floor"), seconds, threads));
+      results.add(engine(dir.resolve("idle"), "destage idle", 1.0, 0.99, seconds, threads));
+      results.add(engine(dir.resolve("busy"), "destage flat out", 0.0001, 0.0, seconds, threads));
+      print(results, threads);
+    } finally {
+      try (var walk = Files.walk(dir)) {
+        walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      }
+    }
+  }
+
+  private static Result floor(Path dir, int seconds, int threads) throws Exception {
+    Files.createDirectories(dir);
+    try (FileChannel ch =
+        FileChannel.open(
+            dir.resolve("file"),
+            StandardOpenOption.CREATE,
+            StandardOpenOption.READ,
+            StandardOpenOption.WRITE)) {
+      return run(
+          "floor: pwrite 4 KiB", seconds, threads, (off, data) -> ch.write(data, off), () -> 0L);
+    }
+  }
+
+  private static Result engine(
+      Path dir, String name, double high, double low, int seconds, int threads) throws Exception {
+    FileBackingStore backing = new FileBackingStore(dir.resolve("shared"));
+    EngineConfig config =
+        EngineConfig.defaults(dir.resolve("data"), 512L << 20)
+            .withDestage(high, low, Long.MAX_VALUE / 4)
+            .withBackpressureTimeoutMs(60_000);
+    try (CacheEngine engine = CacheEngine.open(config, backing, Time.SYSTEM)) {
+      engine.start();
+      engine.createVolume("bench", VOLUME_BYTES, CacheMode.WRITE_BACK, 0);
+      return run(
+          name,
+          seconds,
+          threads,
+          (off, data) -> engine.write("bench", off, data),
+          () -> engine.status().destagedBytes());
+    }
+  }
+
+  private static Result run(
+      String name, int seconds, int threads, Op op, java.util.function.LongSupplier destaged)
+      throws Exception {
+    ExecutorService pool =
+        Executors.newFixedThreadPool(threads, new NamedThreadFactory("bench", true));
+    // Warm up the JIT and the files for a second, then measure.
+    long warmupEnd = System.nanoTime() + 1_000_000_000L;
+    long destagedBefore = 0;
+    List<Future<Histogram>> futures = new ArrayList<>();
+    long[] start = new long[1];
+    for (int t = 0; t < threads; t++) {
+      final int seed = t;
+      futures.add(
+          pool.submit(
+              () -> {
+                SplittableRandom rnd = new SplittableRandom(seed);
+                byte[] bytes = new byte[BLOCK];
+                Histogram h = new Histogram(3_600_000_000_000L, 3);
+                long end = warmupEnd + seconds * 1_000_000_000L;
+                long now;
+                while ((now = System.nanoTime()) < end) {
+                  rnd.nextBytes(bytes);
+                  long off = rnd.nextLong(VOLUME_BYTES / BLOCK) * BLOCK;
+                  long t0 = System.nanoTime();
+                  op.run(off, ByteBuffer.wrap(bytes));
+                  long t1 = System.nanoTime();
+                  if (now >= warmupEnd) {
+                    h.recordValue(t1 - t0);
+                  }
+                }
+                return h;
+              }));
+    }
+    while (System.nanoTime() < warmupEnd) {
+      Thread.sleep(10);
+    }
+    destagedBefore = destaged.getAsLong();
+    Histogram all = new Histogram(3_600_000_000_000L, 3);
+    for (Future<Histogram> f : futures) {
+      all.add(f.get());
+    }
+    long destagedBytes = destaged.getAsLong() - destagedBefore;
+    pool.shutdown();
+    return new Result(name, all.getTotalCount(), seconds, all, destagedBytes);
+  }
+
+  private static void print(List<Result> results, int threads) {
+    Result floor = results.get(0);
+    Result idle = results.get(1);
+    System.out.printf(
+        Locale.ROOT,
+        "4 KiB random writes, %d threads, %.0f s per phase (write-back, no --sync)%n",
+        threads,
+        floor.seconds());
+    System.out.printf(
+        Locale.ROOT,
+        "| %-22s | %9s | %8s | %8s | %9s | %9s | %11s | %12s | %13s |%n",
+        "phase",
+        "IOPS",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "destage MB/s",
+        "IOPS vs floor",
+        "IOPS vs idle");
+    System.out.println("|---|---|---|---|---|---|---|---|---|");
+    for (Result r : results) {
+      Histogram h = r.latencyNanos();
+      System.out.printf(
+          Locale.ROOT,
+          "| %-22s | %9.0f | %8.1f | %8.1f | %9.1f | %9.1f | %11.1f | %12.2f | %13.2f |%n",
+          r.name(),
+          r.iops(),
+          h.getValueAtPercentile(50) / 1000.0,
+          h.getValueAtPercentile(99) / 1000.0,
+          h.getValueAtPercentile(99.9) / 1000.0,
+          h.getMaxValue() / 1000.0,
+          r.destagedBytes() / r.seconds() / 1e6,
+          r.iops() / floor.iops(),
+          r.iops() / idle.iops());
+    }
+  }
+
+  private DestageImpactBenchmark() {}
+
+  static {
+    // Keep engine logs out of the table.
+    System.setProperty("peerflash.log.level", "WARN");
+  }
+}

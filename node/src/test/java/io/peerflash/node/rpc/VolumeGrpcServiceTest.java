@@ -1,0 +1,205 @@
+package io.peerflash.node.rpc;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.ByteString;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.inprocess.InProcessChannelBuilder;
+import io.grpc.inprocess.InProcessServerBuilder;
+import io.grpc.stub.StreamObserver;
+import io.peerflash.node.NodeConfig;
+import io.peerflash.node.PeerFlashNode;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.FlushRequest;
+import io.peerflash.proto.v1.GetStatusRequest;
+import io.peerflash.proto.v1.GetVolumeRequest;
+import io.peerflash.proto.v1.NodeServiceGrpc;
+import io.peerflash.proto.v1.ReadRequest;
+import io.peerflash.proto.v1.VolumePolicy;
+import io.peerflash.proto.v1.VolumeServiceGrpc;
+import io.peerflash.proto.v1.WriteRequest;
+import io.peerflash.proto.v1.WriteResponse;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class VolumeGrpcServiceTest {
+  @TempDir Path dir;
+  private PeerFlashNode node;
+  private ManagedChannel channel;
+  private VolumeServiceGrpc.VolumeServiceBlockingStub volumes;
+
+  @BeforeEach
+  void start() throws Exception {
+    String name = InProcessServerBuilder.generateName();
+    NodeConfig config =
+        NodeConfig.fromMap(
+            Map.of(
+                "id",
+                "n1",
+                "data-dir",
+                dir.resolve("data").toString(),
+                "shared-dir",
+                dir.resolve("shared").toString(),
+                "cache-size",
+                "16MiB"));
+    node = PeerFlashNode.start(config, InProcessServerBuilder.forName(name));
+    channel = InProcessChannelBuilder.forName(name).build();
+    volumes = VolumeServiceGrpc.newBlockingStub(channel);
+  }
+
+  @AfterEach
+  void stop() {
+    channel.shutdownNow();
+    node.close();
+  }
+
+  private void create(String name, long size) {
+    volumes.createVolume(
+        CreateVolumeRequest.newBuilder()
+            .setName(name)
+            .setSizeBytes(size)
+            .setPolicy(VolumePolicy.newBuilder().setMode(CacheMode.WRITE_BACK))
+            .build());
+  }
+
+  @Test
+  void writeReadFlushOverGrpc() {
+    create("v", 1 << 20);
+    byte[] data = new byte[8192];
+    new Random(1).nextBytes(data);
+    volumes.write(
+        WriteRequest.newBuilder()
+            .setVolume("v")
+            .setOffset(4096)
+            .setData(ByteString.copyFrom(data))
+            .build());
+    ByteString got =
+        volumes
+            .read(ReadRequest.newBuilder().setVolume("v").setOffset(4096).setLength(8192).build())
+            .getData();
+    assertThat(got.toByteArray()).isEqualTo(data);
+    assertThat(
+            volumes.getVolume(GetVolumeRequest.newBuilder().setName("v").build()).getDirtyBytes())
+        .isEqualTo(8192);
+    assertThat(volumes.flush(FlushRequest.newBuilder().setVolume("v").build()).getDestagedBytes())
+        .isEqualTo(8192);
+    var status =
+        NodeServiceGrpc.newBlockingStub(channel).getStatus(GetStatusRequest.getDefaultInstance());
+    assertThat(status.getNodeId()).isEqualTo("n1");
+    assertThat(status.getVolumesCount()).isEqualTo(1);
+  }
+
+  @Test
+  void errorsCarryStatusCodesAndNameTheLimit() {
+    create("v", 1 << 20);
+    assertCode(
+        () -> volumes.getVolume(GetVolumeRequest.newBuilder().setName("nope").build()),
+        Status.Code.NOT_FOUND,
+        "nope");
+    assertCode(() -> create("v", 1 << 20), Status.Code.ALREADY_EXISTS, "already exists");
+    assertCode(
+        () ->
+            volumes.read(
+                ReadRequest.newBuilder().setVolume("v").setOffset(0).setLength(4 << 20).build()),
+        Status.Code.INVALID_ARGUMENT,
+        "1 MiB");
+    assertCode(
+        () ->
+            volumes.write(
+                WriteRequest.newBuilder()
+                    .setVolume("v")
+                    .setOffset(7)
+                    .setData(ByteString.copyFrom(new byte[512]))
+                    .build()),
+        Status.Code.INVALID_ARGUMENT,
+        "512");
+    assertCode(
+        () ->
+            volumes.createVolume(
+                CreateVolumeRequest.newBuilder().setName("m").setSizeBytes(4096).build()),
+        Status.Code.INVALID_ARGUMENT,
+        "mode");
+    // The node is still serving.
+    assertThat(volumes.getVolume(GetVolumeRequest.newBuilder().setName("v").build()).getName())
+        .isEqualTo("v");
+  }
+
+  @Test
+  void writeStreamAnswersEveryRequestById() throws Exception {
+    create("v", 4 << 20);
+    int n = 500;
+    Map<Long, Integer> codes = new ConcurrentHashMap<>();
+    CountDownLatch done = new CountDownLatch(1);
+    StreamObserver<WriteRequest> requests =
+        VolumeServiceGrpc.newStub(channel)
+            .writeStream(
+                new StreamObserver<>() {
+                  @Override
+                  public void onNext(WriteResponse r) {
+                    codes.put(r.getRequestId(), r.getCode());
+                  }
+
+                  @Override
+                  public void onError(Throwable t) {
+                    done.countDown();
+                  }
+
+                  @Override
+                  public void onCompleted() {
+                    done.countDown();
+                  }
+                });
+    for (int i = 0; i < n; i++) {
+      long offset = (long) (i % 1000) * 4096;
+      requests.onNext(
+          WriteRequest.newBuilder()
+              .setVolume(i == 7 ? "missing" : "v")
+              .setOffset(offset)
+              .setRequestId(i)
+              .setData(ByteString.copyFrom(new byte[4096]))
+              .build());
+    }
+    requests.onCompleted();
+    assertThat(done.await(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(codes).hasSize(n);
+    assertThat(codes.get(7L)).isEqualTo(Status.Code.NOT_FOUND.value());
+    assertThat(
+            codes.entrySet().stream()
+                .filter(e -> e.getKey() != 7L)
+                .allMatch(e -> e.getValue() == 0))
+        .isTrue();
+  }
+
+  @Test
+  void healthServiceReportsServing() {
+    var health = HealthGrpc.newBlockingStub(channel);
+    assertThat(health.check(HealthCheckRequest.newBuilder().build()).getStatus())
+        .isEqualTo(HealthCheckResponse.ServingStatus.SERVING);
+  }
+
+  private static void assertCode(Runnable call, Status.Code code, String messagePart) {
+    assertThatThrownBy(call::run)
+        .isInstanceOf(StatusRuntimeException.class)
+        .satisfies(
+            e -> {
+              Status s = ((StatusRuntimeException) e).getStatus();
+              assertThat(s.getCode()).isEqualTo(code);
+              assertThat(s.getDescription()).contains(messagePart);
+            });
+  }
+}
