@@ -204,6 +204,7 @@ public final class CacheEngine implements AutoCloseable {
             engine.dirtySlots.incrementAndGet();
             if (!engine.checksumMatches(e)) {
               v.corruptBlocks.add(block);
+              v.dirty.add(e.seq(), block);
               corrupt++;
               log.error(
                   "volume {} block {}: dirty data failed its checksum at start; it will not be"
@@ -771,8 +772,10 @@ public final class CacheEngine implements AutoCloseable {
     boolean counted = false;
     try {
       while (true) {
-        int missing = n - slots.freeSlots();
-        if (missing > 0) {
+        int free = slots.freeSlots();
+        int missing = n - free;
+        long clean = slots.totalSlots() - free - dirtySlots.get();
+        if (missing > 0 && clean > 0) {
           evictor.evict(missing, this::tryEvict);
         }
         if (slots.tryAllocate(n, out)) {
@@ -882,6 +885,7 @@ public final class CacheEngine implements AutoCloseable {
       long[] versions = new long[count];
       int misses = 0;
       byte[] missData;
+      List<long[]> badClean = null;
       try (BlockLocks.Held held = v.locks.lockRange(first, count, false)) {
         ByteBuffer scratch = SCRATCH.get();
         for (int i = 0; i < count; i++) {
@@ -922,12 +926,19 @@ public final class CacheEngine implements AutoCloseable {
           } else {
             versions[misses] = v.locks.version(block);
             missing[misses++] = block;
+            badClean = badClean == null ? new ArrayList<>() : badClean;
+            badClean.add(new long[] {block, e.slot()});
           }
         }
         stats.readMisses.add(misses);
         missData = misses == 0 ? null : readMisses(v, offset, length, out, missing, misses);
       }
-      if (promote && missData != null) {
+      if (badClean != null) {
+        // Drop damaged clean copies so the next read promotes a good one from shared storage.
+        for (long[] b : badClean) {
+          tryEvict((int) b[1], v.id(), b[0]);
+        }
+      } else if (promote && missData != null) {
         promote(v, missing, versions, misses, missData);
       }
     } finally {
@@ -1056,7 +1067,7 @@ public final class CacheEngine implements AutoCloseable {
               + " ms: "
               + v.lastStorageError;
     }
-    long dirtyBlocks = v.dirty.size() + v.corruptBlocks.size();
+    long dirtyBlocks = v.dirty.size();
     return new VolumeStatusView(
         v.info,
         health,

@@ -35,6 +35,7 @@ final class Destager implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(Destager.class);
   private static final int BLOCK = CacheEngine.BLOCK;
   private static final long IDLE_WAIT_MS = 100;
+  private static final long NOTHING_TO_DO_BACKOFF_MS = 20;
 
   private final CacheEngine engine;
   private final EngineConfig config;
@@ -98,7 +99,7 @@ final class Destager implements AutoCloseable {
   void flush(CachedVolume v, long targetSeq) throws CacheException {
     v.flushTargetSeq.accumulateAndGet(targetSeq, Math::max);
     wake();
-    while (v.dirty.firstSeq() <= targetSeq) {
+    while (v.dirty.firstSeqExcluding(v.corruptBlocks::contains, targetSeq) <= targetSeq) {
       if (closed) {
         throw new CacheException(Reason.UNAVAILABLE, "node is shutting down; flush interrupted");
       }
@@ -189,6 +190,10 @@ final class Destager implements AutoCloseable {
     boolean paced = !flatOut && !flushPending(v);
     long bytes = destageBatch(v, now);
     signalProgress();
+    if (bytes == 0) {
+      // Nothing destageable right now (blocks corrupt or backing off): look at others first.
+      v.retryAtMs = now + NOTHING_TO_DO_BACKOFF_MS;
+    }
     if (bytes > 0 && paced) {
       return Math.max(1, bytes * 1000 / Math.max(1, config.destageBackgroundRateBytesPerSec()));
     }
@@ -196,7 +201,8 @@ final class Destager implements AutoCloseable {
   }
 
   private boolean flushPending(CachedVolume v) {
-    return v.flushTargetSeq.get() >= v.dirty.firstSeq();
+    long target = v.flushTargetSeq.get();
+    return target >= 0 && v.dirty.firstSeqExcluding(v.corruptBlocks::contains, target) <= target;
   }
 
   private CachedVolume choose(long now) {
@@ -305,7 +311,7 @@ final class Destager implements AutoCloseable {
           }
           ByteBuffer check = data.duplicate().position(i * BLOCK).limit((i + 1) * BLOCK);
           if (CacheEngine.crc(check) != e.crc()) {
-            corrupt(v, blocks[i], seqs[i]);
+            corrupt(v, blocks[i]);
             continue;
           }
         }
@@ -316,20 +322,13 @@ final class Destager implements AutoCloseable {
     return live;
   }
 
-  private void corrupt(CachedVolume v, long block, long seq) {
+  private void corrupt(CachedVolume v, long block) {
     engine.stats.checksumFailures.increment();
     log.error(
         "volume {} block {}: dirty data failed its checksum; not destaging it", v.name(), block);
+    // It stays dirty (it is acknowledged data, and a later write may replace it); Flush and the
+    // destager skip it, status reports it.
     v.corruptBlocks.add(block);
-    // The dirty index changes only under the block's write lock.
-    try (BlockLocks.Held h = v.locks.tryLockBlock(block)) {
-      if (h != null) {
-        BlockEntry e = v.blocks.get(block);
-        if (e != null && e.seq() == seq) {
-          v.dirty.remove(seq);
-        }
-      }
-    }
   }
 
   /** Writes runs of adjacent blocks with one request each. */

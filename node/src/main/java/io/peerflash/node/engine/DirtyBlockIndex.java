@@ -35,6 +35,19 @@ final class DirtyBlockIndex {
     return e == null ? Long.MAX_VALUE : e.getKey();
   }
 
+  /**
+   * The oldest dirty sequence whose block the predicate does not exclude, or {@code Long.MAX_VALUE}
+   * when none is at most {@code limitSeq}.
+   */
+  long firstSeqExcluding(LongPredicate excludeBlock, long limitSeq) {
+    for (Map.Entry<Long, Long> e : blockBySeq.headMap(limitSeq, true).entrySet()) {
+      if (!excludeBlock.test(e.getValue())) {
+        return e.getKey();
+      }
+    }
+    return Long.MAX_VALUE;
+  }
+
   /** The oldest (sequence, block), or null. */
   Map.Entry<Long, Long> first() {
     return blockBySeq.firstEntry();
