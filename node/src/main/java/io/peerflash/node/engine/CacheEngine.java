@@ -354,6 +354,7 @@ public final class CacheEngine implements AutoCloseable {
     CachedVolume v = volume(name);
     VolumeInfo before;
     VolumeInfo after;
+    long destageTarget;
     // Exclusive: in-flight writes finish under the old mode, later ones see the new mode.
     v.gate.writeLock().lock();
     try {
@@ -364,13 +365,15 @@ public final class CacheEngine implements AutoCloseable {
       after = before.withPolicy(mode, replicas);
       catalog.update(after);
       v.info = after;
+      // Every write-back write has finished (we hold the gate): this is the last one to destage.
+      destageTarget = v.nextSeq.get() - 1;
     } catch (IOException e) {
       throw unavailable("cannot store the policy of volume '" + name + "'", e);
     } finally {
       v.gate.writeLock().unlock();
     }
     if (before.mode() == CacheMode.WRITE_BACK && mode != CacheMode.WRITE_BACK) {
-      destager.flush(v, Long.MAX_VALUE - 1);
+      destager.flush(v, destageTarget);
     }
     log.info("volume {} policy {} -> {}", name, before.mode(), mode);
     return after;
@@ -408,16 +411,21 @@ public final class CacheEngine implements AutoCloseable {
   public void write(String name, long offset, ByteBuffer data) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, data.remaining(), "write");
+    long destageBeforeAck = -1;
     v.gate.readLock().lock();
     try {
       checkNotDeleted(v);
       if (v.info.mode() == CacheMode.WRITE_BACK) {
         writeBack(v, offset, data.remaining(), data);
       } else {
-        writeToStorage(v, offset, data.remaining(), data);
+        destageBeforeAck = writeToStorage(v, offset, data.remaining(), data);
       }
     } finally {
       v.gate.readLock().unlock();
+    }
+    if (destageBeforeAck >= 0) {
+      // Outside the gate: a policy change or delete queued on it must not stall the destager.
+      destager.flush(v, destageBeforeAck);
     }
   }
 
@@ -425,16 +433,20 @@ public final class CacheEngine implements AutoCloseable {
   public void trim(String name, long offset, long length) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, length, "trim");
+    long destageBeforeAck = -1;
     v.gate.readLock().lock();
     try {
       checkNotDeleted(v);
       if (v.info.mode() == CacheMode.WRITE_BACK) {
         writeBack(v, offset, (int) length, null);
       } else {
-        writeToStorage(v, offset, (int) length, null);
+        destageBeforeAck = writeToStorage(v, offset, (int) length, null);
       }
     } finally {
       v.gate.readLock().unlock();
+    }
+    if (destageBeforeAck >= 0) {
+      destager.flush(v, destageBeforeAck);
     }
   }
 
@@ -521,10 +533,12 @@ public final class CacheEngine implements AutoCloseable {
 
   /**
    * Write-through and write-around: shared storage first (synced), then the cache. A block that is
-   * still dirty (left from write-back mode) takes the write-back path and is destaged before this
-   * returns, so storage never sees writes out of order.
+   * still dirty (left from write-back mode) takes the write-back path and is destaged before the
+   * acknowledgement, so storage never sees writes out of order.
+   *
+   * @return the sequence the caller must see destaged before acknowledging, or -1
    */
-  private void writeToStorage(CachedVolume v, long offset, int length, ByteBuffer data)
+  private long writeToStorage(CachedVolume v, long offset, int length, ByteBuffer data)
       throws CacheException {
     long first = offset / BLOCK;
     int count = (int) ((offset + length - 1) / BLOCK - first + 1);
@@ -538,7 +552,14 @@ public final class CacheEngine implements AutoCloseable {
         hasDirty = e != null && e.dirty();
       }
       if (!hasDirty) {
-        storageWrite(v, offset, length, data);
+        try {
+          storageWrite(v, offset, length, data);
+        } catch (CacheException e) {
+          // Storage may hold the new bytes even though the write failed (a failed fsync): cached
+          // copies of the range could now be older than storage, so drop them.
+          dropRange(v, first, count);
+          throw e;
+        }
         Batch batch = new Batch();
         BlockEntry[] fresh = new BlockEntry[count];
         long now = time.nowMs();
@@ -579,15 +600,37 @@ public final class CacheEngine implements AutoCloseable {
             drop(v, first + i);
           }
         }
-        return;
+        return -1;
       }
     } finally {
       if (newSlots != null && usedSlots < newSlots.length) {
         slots.freeAll(newSlots, usedSlots, newSlots.length);
       }
     }
-    long seq = writeBack(v, offset, length, data);
-    destager.flush(v, seq);
+    return writeBack(v, offset, length, data);
+  }
+
+  /** Drops the clean cached copies of a range. Call with the blocks write-locked. */
+  private void dropRange(CachedVolume v, long first, int count) {
+    Batch batch = new Batch();
+    for (int i = 0; i < count; i++) {
+      BlockEntry e = v.blocks.get(first + i);
+      if (e != null && !e.dirty()) {
+        index.delete(batch, v.id(), first + i);
+      }
+    }
+    try {
+      kv.write(batch, false);
+    } catch (IOException e) {
+      log.warn("dropping cached copies of volume {} failed: {}", v.name(), e.getMessage());
+      return;
+    }
+    for (int i = 0; i < count; i++) {
+      BlockEntry e = v.blocks.get(first + i);
+      if (e != null && !e.dirty()) {
+        drop(v, first + i);
+      }
+    }
   }
 
   private void storageWrite(CachedVolume v, long offset, int length, ByteBuffer data)

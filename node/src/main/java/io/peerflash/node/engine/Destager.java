@@ -98,6 +98,10 @@ final class Destager implements AutoCloseable {
    */
   void flush(CachedVolume v, long targetSeq) throws CacheException {
     v.flushTargetSeq.accumulateAndGet(targetSeq, Math::max);
+    long flushStartMs = engine.time.nowMs();
+    // A flush is a reason to try failing storage again now rather than after the backoff.
+    v.retryAtMs = 0;
+    v.blockRetryAtMs.clear();
     wake();
     while (v.dirty.firstSeqExcluding(v.corruptBlocks::contains, targetSeq) <= targetSeq) {
       if (closed) {
@@ -108,7 +112,10 @@ final class Destager implements AutoCloseable {
       }
       long now = engine.time.nowMs();
       long failingSince = v.storageFailingSinceMs;
-      if (failingSince != 0 && now - failingSince >= config.flushStorageFailureTimeoutMs()) {
+      // Give up only on a failure seen after this flush began (storage may have healed).
+      if (failingSince != 0
+          && v.lastStorageErrorMs >= flushStartMs
+          && now - failingSince >= config.flushStorageFailureTimeoutMs()) {
         throw new CacheException(
             Reason.UNAVAILABLE,
             String.format(
@@ -241,7 +248,11 @@ final class Destager implements AutoCloseable {
    * @return bytes written to shared storage, 0 if there was nothing to do, -1 on failure
    */
   long destageBatch(CachedVolume v, long now) {
-    v.gate.readLock().lock();
+    // tryLock barges past a queued policy change or delete: they wait for writers that may in
+    // turn wait for this destager to free space.
+    if (!v.gate.readLock().tryLock()) {
+      return 0;
+    }
     try {
       if (v.deleted) {
         return 0;

@@ -1,0 +1,117 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.storage.BackingStore;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Test-only decorator: fails writes and/or syncs on demand (all of them, or only writes touching
+ * one byte range), and can hold writes until released.
+ */
+final class FaultyBackingStore implements BackingStore {
+  private final BackingStore delegate;
+  volatile boolean failWrites;
+  volatile boolean failSyncs;
+  volatile boolean failReads;
+
+  /** Writes overlapping [badFrom, badTo) of {@link #badVolume} fail; badTo 0 means none. */
+  volatile String badVolume;
+
+  volatile long badFrom;
+  volatile long badTo;
+
+  /** While set, data writes wait (up to 30 s) until it is cleared. */
+  volatile boolean holdWrites;
+
+  final AtomicInteger failedWrites = new AtomicInteger();
+  final AtomicInteger failedSyncs = new AtomicInteger();
+  final AtomicInteger heldWrites = new AtomicInteger();
+
+  FaultyBackingStore(BackingStore delegate) {
+    this.delegate = delegate;
+  }
+
+  void failRange(String volume, long from, long to) {
+    badVolume = volume;
+    badFrom = from;
+    badTo = to;
+  }
+
+  void heal() {
+    failWrites = false;
+    failSyncs = false;
+    failReads = false;
+    badTo = 0;
+    badVolume = null;
+  }
+
+  private void checkWrite(String volume, long offset, long length) throws IOException {
+    if (holdWrites) {
+      heldWrites.incrementAndGet();
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (holdWrites && System.nanoTime() < deadline) {
+        try {
+          Thread.sleep(2);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted while held");
+        }
+      }
+    }
+    if (failWrites) {
+      failedWrites.incrementAndGet();
+      throw new IOException("injected write failure");
+    }
+    long to = badTo;
+    if (to > 0 && volume.equals(badVolume) && offset < to && offset + length > badFrom) {
+      failedWrites.incrementAndGet();
+      throw new IOException("injected bad-range write failure at " + offset);
+    }
+  }
+
+  @Override
+  public void create(String volume, long sizeBytes) throws IOException {
+    delegate.create(volume, sizeBytes);
+  }
+
+  @Override
+  public void delete(String volume) throws IOException {
+    delegate.delete(volume);
+  }
+
+  @Override
+  public void read(String volume, long offset, ByteBuffer dst) throws IOException {
+    if (failReads) {
+      throw new IOException("injected read failure");
+    }
+    delegate.read(volume, offset, dst);
+  }
+
+  @Override
+  public void write(String volume, long offset, ByteBuffer src) throws IOException {
+    checkWrite(volume, offset, src.remaining());
+    delegate.write(volume, offset, src);
+  }
+
+  @Override
+  public void writeZeros(String volume, long offset, long length) throws IOException {
+    checkWrite(volume, offset, length);
+    delegate.writeZeros(volume, offset, length);
+  }
+
+  @Override
+  public void sync(String volume) throws IOException {
+    if (failSyncs) {
+      failedSyncs.incrementAndGet();
+      throw new IOException("injected sync failure");
+    }
+    delegate.sync(volume);
+  }
+
+  @Override
+  public void close() {
+    delegate.close();
+  }
+}

@@ -1,0 +1,246 @@
+package io.peerflash.node.engine;
+
+import static io.peerflash.node.engine.EngineTestSupport.BLOCK;
+import static io.peerflash.node.engine.EngineTestSupport.assertFileEquals;
+import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
+import static io.peerflash.node.engine.EngineTestSupport.pattern;
+import static io.peerflash.node.engine.EngineTestSupport.readFile;
+import static io.peerflash.node.engine.EngineTestSupport.retryWhile;
+import static io.peerflash.node.engine.EngineTestSupport.withRetry;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.peerflash.node.engine.CacheException.Reason;
+import io.peerflash.node.engine.VolumeStatusView.Health;
+import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.util.Time;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/** Shared storage failing: write-back keeps going, flush is bounded, bad blocks are isolated. */
+class StorageFailureTest {
+  private static final String VOL = "vol";
+  private static final long FAILING_AFTER_MS = 200;
+  private static final long FLUSH_TIMEOUT_MS = 800;
+
+  @TempDir Path tmp;
+  private FileBackingStore files;
+  private FaultyBackingStore store;
+  private CacheEngine engine;
+
+  private void open(long retryInitialMs, long retryMaxMs) throws Exception {
+    EngineConfig config =
+        withRetry(
+            EngineConfig.defaults(tmp.resolve("data"), 4L << 20)
+                .withStorageTimeouts(FAILING_AFTER_MS, FLUSH_TIMEOUT_MS),
+            retryInitialMs,
+            retryMaxMs);
+    files = new FileBackingStore(tmp.resolve("shared"));
+    store = new FaultyBackingStore(files);
+    engine = CacheEngine.open(config, store, Time.SYSTEM);
+    engine.start();
+  }
+
+  @AfterEach
+  void tearDown() {
+    if (engine != null) {
+      engine.close();
+    }
+  }
+
+  enum Failure {
+    WRITES,
+    SYNCS
+  }
+
+  private void randomWrite(Random rnd, byte[] model) throws CacheException {
+    int len = rnd.nextBoolean() ? BLOCK * (1 + rnd.nextInt(4)) : 512 * (1 + rnd.nextInt(16));
+    long off = (long) rnd.nextInt((model.length - len) / 512 + 1) * 512;
+    byte[] data = new byte[len];
+    rnd.nextBytes(data);
+    engine.write(VOL, off, ByteBuffer.wrap(data));
+    System.arraycopy(data, 0, model, (int) off, len);
+  }
+
+  @ParameterizedTest
+  @EnumSource(Failure.class)
+  void writeBackContinuesWhileStorageFailsAndFlushIsBounded(Failure kind) throws Exception {
+    open(20, 200);
+    Random rnd = new Random(kind.ordinal() + 11);
+    byte[] model = new byte[2 << 20];
+    engine.createVolume(VOL, model.length, CacheMode.WRITE_BACK, 0);
+    for (int i = 0; i < 16; i++) {
+      randomWrite(rnd, model);
+    }
+    engine.flush(VOL);
+    assertFileEquals(files.fileOf(VOL), model, "before the failure");
+
+    if (kind == Failure.WRITES) {
+      store.failWrites = true;
+    } else {
+      store.failSyncs = true;
+    }
+    for (int i = 0; i < 40; i++) {
+      randomWrite(rnd, model); // acknowledged: no exception
+    }
+    long t0 = System.nanoTime();
+    assertThatThrownBy(() -> engine.flush(VOL))
+        .isInstanceOfSatisfying(
+            CacheException.class,
+            ex -> {
+              assertThat(ex.reason()).isEqualTo(Reason.UNAVAILABLE);
+              assertThat(ex.getMessage()).contains("flush-storage-failure-timeout-ms");
+            });
+    long elapsedMs = (System.nanoTime() - t0) / 1_000_000;
+    assertThat(elapsedMs).isBetween(FLUSH_TIMEOUT_MS - 100, FLUSH_TIMEOUT_MS + 4000);
+    assertThat(store.failedWrites.get() + store.failedSyncs.get()).isPositive();
+
+    VolumeStatusView st = engine.volumeStatus(VOL);
+    assertThat(st.health()).isEqualTo(Health.STORAGE_FAILING);
+    assertThat(st.healthDetail()).contains("injected");
+    assertThat(st.dirtyBytes()).isPositive();
+    // Acknowledged data is served from the cache meanwhile.
+    assertThat(engine.read(VOL, 0, 1 << 20)).isEqualTo(Arrays.copyOfRange(model, 0, 1 << 20));
+    assertThat(engine.read(VOL, 1 << 20, 1 << 20))
+        .isEqualTo(Arrays.copyOfRange(model, 1 << 20, 2 << 20));
+
+    store.heal();
+    // The destager retries after its backoff (at most 200 ms here); flush then succeeds.
+    retryWhile(Reason.UNAVAILABLE, 5000, () -> engine.flush(VOL));
+    assertFileEquals(files.fileOf(VOL), model, "after healing");
+    assertThat(engine.volumeStatus(VOL).health()).isEqualTo(Health.HEALTHY);
+    assertThat(engine.volumeStatus(VOL).dirtyBytes()).isZero();
+  }
+
+  @Test
+  void oneBadBlockDoesNotHoldBackTheOthersAndIsRetriedAtABoundedRate() throws Exception {
+    open(20, 500);
+    int blocks = 64;
+    int bad = 37;
+    engine.createVolume(VOL, 1 << 20, CacheMode.WRITE_BACK, 0);
+    store.failRange(VOL, (long) bad * BLOCK, (long) (bad + 1) * BLOCK);
+    byte[][] data = new byte[blocks][];
+    for (int b = 0; b < blocks; b++) {
+      data[b] = pattern(b + 500, BLOCK);
+      engine.write(VOL, (long) b * BLOCK, ByteBuffer.wrap(data[b]));
+    }
+    assertThatThrownBy(() -> engine.flush(VOL))
+        .isInstanceOfSatisfying(
+            CacheException.class, ex -> assertThat(ex.reason()).isEqualTo(Reason.UNAVAILABLE));
+
+    awaitTrue(
+        10_000,
+        "every good block on shared storage",
+        () -> {
+          try {
+            for (int b = 0; b < blocks; b++) {
+              if (b != bad
+                  && !Arrays.equals(
+                      readFile(files.fileOf(VOL), (long) b * BLOCK, BLOCK), data[b])) {
+                return false;
+              }
+            }
+            return true;
+          } catch (IOException e) {
+            throw new IllegalStateException(e);
+          }
+        });
+    assertThat(readFile(files.fileOf(VOL), (long) bad * BLOCK, BLOCK)).isEqualTo(new byte[BLOCK]);
+    awaitTrue(
+        5000,
+        "only the bad block dirty",
+        () -> {
+          try {
+            return engine.volumeStatus(VOL).dirtyBytes() == BLOCK;
+          } catch (CacheException e) {
+            throw new IllegalStateException(e);
+          }
+        });
+    assertThat(engine.read(VOL, (long) bad * BLOCK, BLOCK)).isEqualTo(data[bad]);
+    assertThat(engine.volumeStatus(VOL).health()).isEqualTo(Health.STORAGE_FAILING);
+
+    // Retries of the bad block are paced by backoff: a handful in 2 s, not a storm.
+    int before = store.failedWrites.get();
+    Thread.sleep(2000);
+    int attempts = store.failedWrites.get() - before;
+    System.out.println("bad-block attempts in 2 s: " + attempts);
+    assertThat(attempts).isBetween(1, 199);
+
+    store.heal();
+    retryWhile(Reason.UNAVAILABLE, 5000, () -> engine.flush(VOL));
+    assertThat(readFile(files.fileOf(VOL), (long) bad * BLOCK, BLOCK)).isEqualTo(data[bad]);
+    assertThat(engine.volumeStatus(VOL).health()).isEqualTo(Health.HEALTHY);
+  }
+
+  /**
+   * While the only dirty block waits out its per-block backoff, Destager.destageBatch finds nothing
+   * to do and returns 0, and step() returns 0 (no pause) because the volume is still chosen (flush
+   * pending or aged): the destager thread spins at 100% CPU.
+   */
+  @Test
+  void destagerDoesNotSpinWhileTheOnlyDirtyBlockIsBackingOff() throws Exception {
+    open(20, 2000);
+    engine.createVolume(VOL, 1 << 20, CacheMode.WRITE_BACK, 0);
+    store.failRange(VOL, 0, BLOCK);
+    engine.write(VOL, 0, ByteBuffer.wrap(pattern(1, BLOCK)));
+    assertThatThrownBy(() -> engine.flush(VOL)).isInstanceOf(CacheException.class);
+
+    Thread destager =
+        Thread.getAllStackTraces().keySet().stream()
+            .filter(t -> t.getName().equals("peerflash-destager") && t.isAlive())
+            .findFirst()
+            .orElseThrow();
+    ThreadMXBean mx = ManagementFactory.getThreadMXBean();
+    long cpu0 = mx.getThreadCpuTime(destager.getId());
+    long wall0 = System.nanoTime();
+    Thread.sleep(1000);
+    long cpuMs = (mx.getThreadCpuTime(destager.getId()) - cpu0) / 1_000_000;
+    long wallMs = (System.nanoTime() - wall0) / 1_000_000;
+    System.out.println("destager CPU " + cpuMs + " ms in " + wallMs + " ms");
+    assertThat(cpuMs).as("destager CPU time over %d ms of wall time", wallMs).isLessThan(200);
+  }
+
+  @Test
+  void writeThroughWriteFailsWhileStorageFailsAndEarlierDataStillReads() throws Exception {
+    open(20, 200);
+    engine.createVolume(VOL, 1 << 20, CacheMode.WRITE_THROUGH, 0);
+    engine.createVolume("around", 1 << 20, CacheMode.WRITE_AROUND, 0);
+    byte[] before = pattern(7, 8 * BLOCK);
+    engine.write(VOL, 0, ByteBuffer.wrap(before));
+    engine.write("around", 0, ByteBuffer.wrap(before));
+    assertThat(readFile(files.fileOf(VOL), 0, 8 * BLOCK)).isEqualTo(before);
+
+    store.failWrites = true;
+    for (String vol : new String[] {VOL, "around"}) {
+      assertThatThrownBy(() -> engine.write(vol, 2L * BLOCK, ByteBuffer.wrap(pattern(8, BLOCK))))
+          .isInstanceOfSatisfying(
+              CacheException.class, ex -> assertThat(ex.reason()).isEqualTo(Reason.UNAVAILABLE));
+      assertThatThrownBy(() -> engine.write(vol, 3L * BLOCK + 512, ByteBuffer.wrap(new byte[512])))
+          .isInstanceOfSatisfying(
+              CacheException.class, ex -> assertThat(ex.reason()).isEqualTo(Reason.UNAVAILABLE));
+      assertThatThrownBy(() -> engine.trim(vol, 4L * BLOCK, BLOCK))
+          .isInstanceOfSatisfying(
+              CacheException.class, ex -> assertThat(ex.reason()).isEqualTo(Reason.UNAVAILABLE));
+      assertThat(engine.read(vol, 0, 8 * BLOCK)).as(vol).isEqualTo(before);
+      assertThat(engine.volumeStatus(vol).dirtyBytes()).isZero();
+    }
+
+    store.heal();
+    byte[] after = pattern(9, BLOCK);
+    engine.write(VOL, 2L * BLOCK, ByteBuffer.wrap(after));
+    System.arraycopy(after, 0, before, 2 * BLOCK, BLOCK);
+    assertThat(engine.read(VOL, 0, 8 * BLOCK)).isEqualTo(before);
+    assertThat(readFile(files.fileOf(VOL), 0, 8 * BLOCK)).isEqualTo(before);
+  }
+}
