@@ -48,7 +48,7 @@ public final class DestageImpactBenchmark {
   }
 
   public static void main(String[] args) throws Exception {
-    int seconds = args.length > 0 ? Integer.parseInt(args[0]) : 10;
+    int seconds = args.length > 0 ? Integer.parseInt(args[0]) : 5;
     int threads = args.length > 1 ? Integer.parseInt(args[1]) : 4;
     Path dir = Files.createTempDirectory("peerflash-bench");
     try {
@@ -81,7 +81,7 @@ public final class DestageImpactBenchmark {
       Path dir, String name, double high, double low, int seconds, int threads) throws Exception {
     FileBackingStore backing = new FileBackingStore(dir.resolve("shared"));
     EngineConfig config =
-        EngineConfig.defaults(dir.resolve("data"), 512L << 20)
+        EngineConfig.defaults(dir.resolve("data"), 1L << 30)
             .withDestage(high, low, Long.MAX_VALUE / 4)
             .withBackpressureTimeoutMs(60_000);
     try (CacheEngine engine = CacheEngine.open(config, backing, Time.SYSTEM)) {
