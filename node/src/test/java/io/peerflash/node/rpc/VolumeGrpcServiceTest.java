@@ -192,6 +192,40 @@ class VolumeGrpcServiceTest {
         .isEqualTo(HealthCheckResponse.ServingStatus.SERVING);
   }
 
+  @Test
+  void reflectionListsThePeerFlashServices() throws Exception {
+    java.util.List<String> names = new java.util.concurrent.CopyOnWriteArrayList<>();
+    CountDownLatch done = new CountDownLatch(1);
+    StreamObserver<io.grpc.reflection.v1.ServerReflectionRequest> req =
+        io.grpc.reflection.v1.ServerReflectionGrpc.newStub(channel)
+            .serverReflectionInfo(
+                new StreamObserver<>() {
+                  @Override
+                  public void onNext(io.grpc.reflection.v1.ServerReflectionResponse r) {
+                    r.getListServicesResponse()
+                        .getServiceList()
+                        .forEach(s -> names.add(s.getName()));
+                  }
+
+                  @Override
+                  public void onError(Throwable t) {
+                    done.countDown();
+                  }
+
+                  @Override
+                  public void onCompleted() {
+                    done.countDown();
+                  }
+                });
+    req.onNext(
+        io.grpc.reflection.v1.ServerReflectionRequest.newBuilder().setListServices("").build());
+    req.onCompleted();
+    assertThat(done.await(10, TimeUnit.SECONDS)).isTrue();
+    assertThat(names)
+        .contains(
+            "peerflash.v1.VolumeService", "peerflash.v1.NodeService", "grpc.health.v1.Health");
+  }
+
   private static void assertCode(Runnable call, Status.Code code, String messagePart) {
     assertThatThrownBy(call::run)
         .isInstanceOf(StatusRuntimeException.class)
