@@ -12,6 +12,7 @@ import io.peerflash.node.index.RocksKeyValueStorage;
 import io.peerflash.node.index.VolumeCatalog;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.BackingStore;
 import io.peerflash.util.Sizes;
 import io.peerflash.util.Time;
@@ -372,7 +373,9 @@ public final class CacheEngine implements AutoCloseable {
     } finally {
       v.gate.writeLock().unlock();
     }
-    if (before.mode() == CacheMode.WRITE_BACK && mode != CacheMode.WRITE_BACK) {
+    if (before.mode() == CacheMode.WRITE_BACK
+        && mode != CacheMode.WRITE_BACK
+        && after.role() == Role.OWNER) {
       destager.flush(v, destageTarget);
     }
     log.info("volume {} policy {} -> {}", name, before.mode(), mode);
@@ -1071,6 +1074,170 @@ public final class CacheEngine implements AutoCloseable {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Replica copies (this node holds another node's dirty blocks)
+
+  /**
+   * A whole block image from a volume's owner.
+   *
+   * @param data exactly 4 KiB, or null for a zero block (a trimmed block)
+   */
+  public record ReplicaBlock(long block, long seq, ByteBuffer data) {}
+
+  /**
+   * Changes how this node holds a volume. Becoming OWNER turns every held copy into this node's own
+   * dirty data (served and destaged from now on); becoming REPLICA stops serving and destaging. The
+   * caller (the cluster layer) decides, under the volume's epoch.
+   */
+  public void setRole(String name, Role role) throws CacheException {
+    CachedVolume v = volume(name);
+    v.gate.writeLock().lock();
+    try {
+      if (v.deleted) {
+        throw CacheException.notFound(name);
+      }
+      if (v.info.role() == role) {
+        return;
+      }
+      VolumeInfo after = v.info.withRole(role);
+      catalog.update(after);
+      v.info = after;
+      log.info("volume {} is now held as {}", name, role);
+    } catch (IOException e) {
+      throw unavailable("cannot store the role of volume '" + name + "'", e);
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+    destager.wake();
+  }
+
+  /**
+   * Stores copies of an owner's dirty blocks, durable like this node's own write-back writes (group
+   * commit with sync). A copy not newer than the one held for its block is ignored, so retransmits
+   * and reordering are harmless. All blocks of one call commit atomically.
+   */
+  public void applyReplicaBlocks(String name, List<ReplicaBlock> blocks) throws CacheException {
+    CachedVolume v = volume(name);
+    int n = blocks.size();
+    int needed = 0;
+    long[] blockNos = new long[n];
+    for (int i = 0; i < n; i++) {
+      ReplicaBlock b = blocks.get(i);
+      if (b.block() < 0 || b.block() >= v.info.blocks()) {
+        throw CacheException.invalid(
+            "replica block "
+                + b.block()
+                + " outside volume '"
+                + name
+                + "' of "
+                + v.info.blocks()
+                + " blocks");
+      }
+      if (b.data() != null && b.data().remaining() != BLOCK) {
+        throw CacheException.invalid(
+            "replica block image of " + b.data().remaining() + " bytes; must be 4096");
+      }
+      needed += b.data() == null ? 0 : 1;
+      blockNos[i] = b.block();
+    }
+    v.gate.readLock().lock();
+    try {
+      if (v.deleted) {
+        throw CacheException.notFound(name);
+      }
+      if (v.info.role() != Role.REPLICA) {
+        throw new CacheException(
+            Reason.FAILED_PRECONDITION,
+            "volume '" + name + "' is owned by this node; it takes no replica copies");
+      }
+      int[] newSlots = reserveSlots(needed, true);
+      int used = 0;
+      try (BlockLocks.Held held = v.locks.lockBlocks(blockNos, n, true)) {
+        Batch batch = new Batch();
+        BlockEntry[] fresh = new BlockEntry[n];
+        long now = time.nowMs();
+        long maxSeq = -1;
+        for (int i = 0; i < n; i++) {
+          ReplicaBlock b = blocks.get(i);
+          BlockEntry held0 = v.blocks.get(b.block());
+          if (held0 != null && held0.seq() >= b.seq()) {
+            continue;
+          }
+          for (int j = 0; j < i; j++) {
+            // Two images of one block in one call: keep the newer.
+            if (fresh[j] != null && blockNos[j] == b.block() && fresh[j].seq() >= b.seq()) {
+              b = null;
+              break;
+            }
+          }
+          if (b == null) {
+            continue;
+          }
+          if (b.data() == null) {
+            fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, b.seq(), 0, true, now);
+          } else {
+            int slot = newSlots[used++];
+            writeSlot(slot, b.data());
+            fresh[i] = new BlockEntry(slot, b.seq(), crc(b.data().duplicate()), true, now);
+          }
+          index.put(batch, v.id(), b.block(), fresh[i]);
+          maxSeq = Math.max(maxSeq, b.seq());
+        }
+        commit(batch);
+        for (int i = 0; i < n; i++) {
+          if (fresh[i] != null) {
+            BlockEntry current = v.blocks.get(blockNos[i]);
+            if (current == null || current.seq() < fresh[i].seq()) {
+              install(v, blockNos[i], fresh[i]);
+            }
+          }
+        }
+        long next = maxSeq + 1;
+        v.nextSeq.accumulateAndGet(next, Math::max);
+      } finally {
+        if (used < needed) {
+          slots.freeAll(newSlots, used, needed);
+        }
+      }
+    } finally {
+      v.gate.readLock().unlock();
+    }
+  }
+
+  /**
+   * Drops held copies the owner has destaged: a copy goes only if its sequence is at most the
+   * released one (a newer copy is still needed). Not synced: a lost release only keeps a copy
+   * longer.
+   */
+  public void releaseReplicaBlocks(String name, long[] blocks, long[] seqs) throws CacheException {
+    CachedVolume v = volume(name);
+    v.gate.readLock().lock();
+    try {
+      if (v.deleted || v.info.role() != Role.REPLICA) {
+        return; // an owner keeps its dirty data until its own destager cleans it
+      }
+      try (BlockLocks.Held held = v.locks.lockBlocks(blocks, blocks.length, true)) {
+        Batch batch = new Batch();
+        boolean[] drop = new boolean[blocks.length];
+        for (int i = 0; i < blocks.length; i++) {
+          BlockEntry e = v.blocks.get(blocks[i]);
+          if (e != null && e.dirty() && e.seq() <= seqs[i]) {
+            index.delete(batch, v.id(), blocks[i]);
+            drop[i] = true;
+          }
+        }
+        commitUnsynced(batch);
+        for (int i = 0; i < blocks.length; i++) {
+          if (drop[i]) {
+            drop(v, blocks[i]);
+          }
+        }
+      }
+    } finally {
+      v.gate.readLock().unlock();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Flush and status
 
   /**
@@ -1080,6 +1247,7 @@ public final class CacheEngine implements AutoCloseable {
    */
   public long flush(String name) throws CacheException {
     CachedVolume v = volume(name);
+    checkNotDeleted(v);
     long before = v.destagedBytes.sum();
     destager.flush(v, v.nextSeq.get() - 1);
     return v.destagedBytes.sum() - before;
@@ -1187,6 +1355,11 @@ public final class CacheEngine implements AutoCloseable {
   private static void checkNotDeleted(CachedVolume v) throws CacheException {
     if (v.deleted) {
       throw CacheException.notFound(v.name());
+    }
+    if (v.info.role() != Role.OWNER) {
+      throw new CacheException(
+          Reason.FAILED_PRECONDITION,
+          "volume '" + v.name() + "' is held on this node as a replica; its owner serves it");
     }
   }
 

@@ -3,6 +3,7 @@ package io.peerflash.node.engine;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.KeyValueStorage.Batch;
+import io.peerflash.node.index.VolumeInfo;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
@@ -224,7 +225,10 @@ final class Destager implements AutoCloseable {
     CachedVolume aged = null;
     for (int k = 0; k < n; k++) {
       CachedVolume v = all.get((roundRobin + k) % n);
-      if (v.deleted || v.dirty.size() == 0 || v.retryAtMs > now) {
+      if (v.deleted
+          || v.info.role() != VolumeInfo.Role.OWNER
+          || v.dirty.size() == 0
+          || v.retryAtMs > now) {
         continue;
       }
       if (flushPending(v)) {
@@ -254,8 +258,8 @@ final class Destager implements AutoCloseable {
       return 0;
     }
     try {
-      if (v.deleted) {
-        return 0;
+      if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER) {
+        return 0; // a replica never destages another node's data
       }
       int limit = v.isolatedBatchesLeft > 0 ? 1 : batchBlocks;
       long[] s = new long[limit];

@@ -35,7 +35,8 @@ public final class VolumeCatalog {
   /** Allocates an id and stores the definition. */
   public synchronized VolumeInfo create(
       String name, long sizeBytes, VolumeInfo.CacheMode mode, int replicas) throws IOException {
-    VolumeInfo info = new VolumeInfo(nextId, name, sizeBytes, mode, replicas);
+    VolumeInfo info =
+        new VolumeInfo(nextId, name, sizeBytes, mode, replicas, VolumeInfo.Role.OWNER);
     byte[] next = new byte[8];
     Bytes.putLong(next, 0, nextId + 1);
     kv.write(

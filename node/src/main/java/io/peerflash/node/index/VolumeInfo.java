@@ -8,7 +8,18 @@ import java.util.regex.Pattern;
  *
  * @param id node-local id used in index keys (names can be long; ids are 8 bytes)
  */
-public record VolumeInfo(long id, String name, long sizeBytes, CacheMode mode, int replicas) {
+public record VolumeInfo(
+    long id, String name, long sizeBytes, CacheMode mode, int replicas, Role role) {
+  /**
+   * How this node holds the volume: as its OWNER (serves I/O, destages) or as a REPLICA (stores the
+   * owner's dirty blocks; never serves, never destages). Persisted so that a restarted replica can
+   * never start destaging copies on its own.
+   */
+  public enum Role {
+    OWNER,
+    REPLICA
+  }
+
   /** How writes are acknowledged and whether the cache is filled. */
   public enum CacheMode {
     WRITE_BACK,
@@ -16,6 +27,7 @@ public record VolumeInfo(long id, String name, long sizeBytes, CacheMode mode, i
     WRITE_AROUND
   }
 
+  private static final int NAME_OFFSET = 19;
   private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 
   /** Names become file names on shared storage, so only a safe alphabet is allowed. */
@@ -24,7 +36,11 @@ public record VolumeInfo(long id, String name, long sizeBytes, CacheMode mode, i
   }
 
   public VolumeInfo withPolicy(CacheMode newMode, int newReplicas) {
-    return new VolumeInfo(id, name, sizeBytes, newMode, newReplicas);
+    return new VolumeInfo(id, name, sizeBytes, newMode, newReplicas, role);
+  }
+
+  public VolumeInfo withRole(Role newRole) {
+    return new VolumeInfo(id, name, sizeBytes, mode, replicas, newRole);
   }
 
   public long blocks() {
@@ -33,21 +49,23 @@ public record VolumeInfo(long id, String name, long sizeBytes, CacheMode mode, i
 
   byte[] encode() {
     byte[] n = name.getBytes(StandardCharsets.UTF_8);
-    byte[] b = new byte[8 + 8 + 1 + 1 + n.length];
+    byte[] b = new byte[NAME_OFFSET + n.length];
     Bytes.putLong(b, 0, id);
     Bytes.putLong(b, 8, sizeBytes);
     b[16] = (byte) mode.ordinal();
     b[17] = (byte) replicas;
-    System.arraycopy(n, 0, b, 18, n.length);
+    b[18] = (byte) role.ordinal();
+    System.arraycopy(n, 0, b, NAME_OFFSET, n.length);
     return b;
   }
 
   static VolumeInfo decode(byte[] b) {
     return new VolumeInfo(
         Bytes.getLong(b, 0),
-        new String(b, 18, b.length - 18, StandardCharsets.UTF_8),
+        new String(b, NAME_OFFSET, b.length - NAME_OFFSET, StandardCharsets.UTF_8),
         Bytes.getLong(b, 8),
         CacheMode.values()[b[16]],
-        b[17]);
+        b[17],
+        Role.values()[b[18]]);
   }
 }

@@ -1,0 +1,132 @@
+package io.peerflash.node.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
+import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.index.VolumeInfo.Role;
+import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.util.Time;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A node holding another node's dirty blocks: apply, release, restart, and taking over. */
+class ReplicaStoreTest {
+  private static final int BLOCK = 4096;
+  @TempDir Path dir;
+  private FileBackingStore backing;
+  private CacheEngine engine;
+
+  @BeforeEach
+  void open() throws Exception {
+    engine = openEngine();
+    engine.createVolume("v", 1 << 20, CacheMode.WRITE_BACK, 1);
+    engine.setRole("v", Role.REPLICA);
+  }
+
+  @AfterEach
+  void close() {
+    engine.close();
+  }
+
+  private CacheEngine openEngine() throws IOException {
+    backing = new FileBackingStore(dir.resolve("shared"));
+    CacheEngine e =
+        CacheEngine.open(
+            EngineConfig.defaults(dir.resolve("data"), 8 << 20).withDestage(0.01, 0.0, 10),
+            backing,
+            Time.SYSTEM);
+    e.start();
+    return e;
+  }
+
+  private static ByteBuffer image(int fill) {
+    byte[] b = new byte[BLOCK];
+    Arrays.fill(b, (byte) fill);
+    return ByteBuffer.wrap(b);
+  }
+
+  private byte[] backingBlock(long block) throws IOException {
+    byte[] all = Files.readAllBytes(backing.fileOf("v"));
+    return Arrays.copyOfRange(all, (int) block * BLOCK, (int) (block + 1) * BLOCK);
+  }
+
+  @Test
+  void copiesAreKeptNewestFirstAndNeverDestagedByAReplica() throws Exception {
+    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(3, 10, image(1))));
+    // An older copy (a retransmit or a reordered message) does not replace a newer one.
+    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(3, 9, image(2))));
+    engine.applyReplicaBlocks(
+        "v", List.of(new ReplicaBlock(4, 11, image(4)), new ReplicaBlock(4, 12, image(5))));
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(2 * BLOCK);
+    Thread.sleep(300); // watermarks at ~0 and max age 10 ms: an owner would destage now
+    assertThat(backingBlock(3)).isEqualTo(new byte[BLOCK]);
+    assertThatThrownBy(() -> engine.read("v", 0, 4096))
+        .isInstanceOf(CacheException.class)
+        .hasMessageContaining("replica");
+    assertThatThrownBy(() -> engine.write("v", 0, image(1)))
+        .isInstanceOf(CacheException.class)
+        .hasMessageContaining("replica");
+    // Taking over: the copies become this node's dirty data, served and destaged.
+    engine.setRole("v", Role.OWNER);
+    assertThat(engine.read("v", 3 * BLOCK, BLOCK)).isEqualTo(image(1).array());
+    assertThat(engine.read("v", 4 * BLOCK, BLOCK)).isEqualTo(image(5).array());
+    engine.flush("v");
+    assertThat(backingBlock(3)).isEqualTo(image(1).array());
+    assertThat(backingBlock(4)).isEqualTo(image(5).array());
+    // New writes continue after the inherited sequences.
+    engine.write("v", 3 * BLOCK, image(7));
+    assertThat(engine.read("v", 3 * BLOCK, BLOCK)).isEqualTo(image(7).array());
+  }
+
+  @Test
+  void releaseDropsOnlyCopiesThatAreNotNewer() throws Exception {
+    engine.applyReplicaBlocks(
+        "v",
+        List.of(
+            new ReplicaBlock(1, 5, image(1)),
+            new ReplicaBlock(2, 6, image(2)),
+            new ReplicaBlock(3, 7, null)));
+    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(2, 9, image(3))));
+    engine.releaseReplicaBlocks("v", new long[] {1, 2, 3}, new long[] {5, 6, 7});
+    // Block 2 holds sequence 9, newer than the release: it stays.
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
+    long used = engine.status().cacheUsedBytes();
+    assertThat(used).isEqualTo(BLOCK);
+  }
+
+  @Test
+  void copiesAndRoleSurviveRestart() throws Exception {
+    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(9))));
+    engine.close();
+    engine = openEngine();
+    assertThat(engine.getVolume("v").role()).isEqualTo(Role.REPLICA);
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
+    Thread.sleep(200);
+    assertThat(backingBlock(0)).isEqualTo(new byte[BLOCK]);
+    engine.setRole("v", Role.OWNER);
+    engine.flush("v");
+    assertThat(backingBlock(0)).isEqualTo(image(9).array());
+  }
+
+  @Test
+  void anOwnerTakesNoCopies() throws Exception {
+    engine.setRole("v", Role.OWNER);
+    assertThatThrownBy(
+            () -> engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1)))))
+        .isInstanceOf(CacheException.class)
+        .satisfies(
+            e ->
+                assertThat(((CacheException) e).reason())
+                    .isEqualTo(CacheException.Reason.FAILED_PRECONDITION));
+  }
+}
