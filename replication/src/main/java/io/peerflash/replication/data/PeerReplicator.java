@@ -1,0 +1,216 @@
+package io.peerflash.replication.data;
+
+import io.grpc.Channel;
+import io.grpc.Status;
+import io.grpc.stub.StreamObserver;
+import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.proto.v1.ReleaseRequest;
+import io.peerflash.proto.v1.ReleaseResponse;
+import io.peerflash.proto.v1.ReplicaServiceGrpc;
+import io.peerflash.proto.v1.ReplicateAck;
+import io.peerflash.proto.v1.ReplicateRequest;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The owner's end of one replica node: a long-lived Replicate stream, pipelined batches matched to
+ * acks by id. Every batch either is acked or fails within {@code ackTimeoutMs}: a dead, frozen or
+ * cut-off peer turns into a prompt, bounded failure the caller can act on (the volume's
+ * on-peer-loss policy), never a hang. A broken stream is reopened on the next batch.
+ */
+public final class PeerReplicator implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(PeerReplicator.class);
+
+  private record Pending(
+      CompletableFuture<Void> future, long generation, ScheduledFuture<?> timer) {}
+
+  private final String peerId;
+  private final ReplicaServiceGrpc.ReplicaServiceStub stub;
+  private final ScheduledExecutorService timers;
+  private final long ackTimeoutMs;
+  private final AtomicLong nextBatchId = new AtomicLong(1);
+  private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
+  private final Object lock = new Object();
+  // Guarded by lock.
+  private StreamObserver<ReplicateRequest> stream;
+  private long generation;
+  private boolean closed;
+
+  /**
+   * @param timers a shared, named scheduler for ack timeouts
+   */
+  public PeerReplicator(
+      String peerId, Channel channel, ScheduledExecutorService timers, long ackTimeoutMs) {
+    this.peerId = peerId;
+    this.stub = ReplicaServiceGrpc.newStub(channel);
+    this.timers = timers;
+    this.ackTimeoutMs = ackTimeoutMs;
+  }
+
+  public String peerId() {
+    return peerId;
+  }
+
+  /**
+   * Sends one batch. The images' data is not copied: leave it unchanged until the future completes.
+   * The future fails with a {@link ReplicaException}: FAILED_PRECONDITION when the peer refuses the
+   * epoch, UNAVAILABLE when the peer is unreachable or does not ack in time.
+   */
+  public CompletableFuture<Void> replicate(
+      String volume, long epoch, String ownerId, List<BlockImage> blocks) {
+    long id = nextBatchId.getAndIncrement();
+    CompletableFuture<Void> future = new CompletableFuture<>();
+    ReplicateRequest req =
+        ReplicateRequest.newBuilder()
+            .setBatchId(id)
+            .setVolume(volume)
+            .setEpoch(epoch)
+            .setOwnerId(ownerId)
+            .addAllBlocks(blocks)
+            .build();
+    synchronized (lock) {
+      if (closed) {
+        future.completeExceptionally(unavailable("replicator to " + peerId + " is closed"));
+        return future;
+      }
+      if (stream == null) {
+        generation++;
+        stream = stub.replicate(new Acks(generation));
+      }
+      ScheduledFuture<?> timer =
+          timers.schedule(() -> timedOut(id), ackTimeoutMs, TimeUnit.MILLISECONDS);
+      pending.put(id, new Pending(future, generation, timer));
+      try {
+        stream.onNext(req);
+      } catch (RuntimeException e) {
+        failStream(generation, Status.UNAVAILABLE.withDescription(e.toString()));
+      }
+    }
+    return future;
+  }
+
+  /** Tells the peer it may drop copies up to these sequences; failures only cost space there. */
+  public void release(String volume, long epoch, String ownerId, long[] blocks, long[] seqs) {
+    ReleaseRequest.Builder req =
+        ReleaseRequest.newBuilder().setVolume(volume).setEpoch(epoch).setOwnerId(ownerId);
+    for (int i = 0; i < blocks.length; i++) {
+      req.addBlocks(blocks[i]).addSeqs(seqs[i]);
+    }
+    stub.withDeadlineAfter(ackTimeoutMs, TimeUnit.MILLISECONDS)
+        .release(
+            req.build(),
+            new StreamObserver<ReleaseResponse>() {
+              @Override
+              public void onNext(ReleaseResponse value) {}
+
+              @Override
+              public void onError(Throwable t) {
+                log.debug("release to {} failed: {}", peerId, t.toString());
+              }
+
+              @Override
+              public void onCompleted() {}
+            });
+  }
+
+  public int inFlight() {
+    return pending.size();
+  }
+
+  private void timedOut(long id) {
+    synchronized (lock) {
+      // Waits out a replicate() still between scheduling this timer and registering the batch.
+    }
+    Pending p = pending.get(id);
+    if (p == null) {
+      return;
+    }
+    // A peer that misses one ack deadline is presumed gone: fail everything on this stream now
+    // rather than letting each batch wait out its own timer, and start afresh next time.
+    failStream(
+        p.generation(),
+        Status.UNAVAILABLE.withDescription(
+            "peer " + peerId + " did not ack within " + ackTimeoutMs + " ms"));
+  }
+
+  private void failStream(long gen, Status status) {
+    StreamObserver<ReplicateRequest> toCancel = null;
+    synchronized (lock) {
+      if (gen == generation && stream != null) {
+        toCancel = stream;
+        stream = null;
+      }
+    }
+    if (toCancel != null) {
+      try {
+        toCancel.onError(status.asRuntimeException());
+      } catch (RuntimeException ignored) {
+        // already closed
+      }
+    }
+    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
+      if (e.getValue().generation() == gen && pending.remove(e.getKey(), e.getValue())) {
+        e.getValue().timer().cancel(false);
+        e.getValue().future().completeExceptionally(new ReplicaException(status));
+      }
+    }
+  }
+
+  private static ReplicaException unavailable(String why) {
+    return new ReplicaException(Status.UNAVAILABLE.withDescription(why));
+  }
+
+  private final class Acks implements StreamObserver<ReplicateAck> {
+    private final long gen;
+
+    Acks(long gen) {
+      this.gen = gen;
+    }
+
+    @Override
+    public void onNext(ReplicateAck ack) {
+      Pending p = pending.remove(ack.getBatchId());
+      if (p == null) {
+        return; // timed out already
+      }
+      p.timer().cancel(false);
+      if (ack.getCode() == 0) {
+        p.future().complete(null);
+      } else {
+        p.future()
+            .completeExceptionally(
+                new ReplicaException(
+                    Status.fromCodeValue(ack.getCode()).withDescription(ack.getMessage())));
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      failStream(gen, Status.fromThrowable(t).augmentDescription("replica " + peerId));
+    }
+
+    @Override
+    public void onCompleted() {
+      failStream(
+          gen, Status.UNAVAILABLE.withDescription("replica " + peerId + " ended the stream"));
+    }
+  }
+
+  @Override
+  public void close() {
+    long gen;
+    synchronized (lock) {
+      closed = true;
+      gen = generation;
+    }
+    failStream(gen, Status.UNAVAILABLE.withDescription("replicator to " + peerId + " closed"));
+  }
+}

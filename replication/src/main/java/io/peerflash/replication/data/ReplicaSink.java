@@ -1,0 +1,28 @@
+package io.peerflash.replication.data;
+
+import java.nio.ByteBuffer;
+import java.util.List;
+
+/**
+ * Where a replica node keeps the copies owners send it: the node's own flash cache. Contract:
+ * {@link #apply} returns only once the copies are as durable as the node's own write-back writes; a
+ * copy not newer (by sequence) than the one held for its block is ignored; {@link #release} drops
+ * only copies whose sequence is at most the released one.
+ */
+public interface ReplicaSink {
+  /**
+   * One block image.
+   *
+   * @param data exactly 4 KiB, or null for a zero (trimmed) block
+   */
+  record Block(long block, long seq, ByteBuffer data) {}
+
+  void apply(String volume, List<Block> blocks) throws ReplicaException;
+
+  void release(String volume, long[] blocks, long[] seqs) throws ReplicaException;
+
+  /** The highest sequence held for the volume (0 when none) and the number of dirty blocks. */
+  CopyState describe(String volume) throws ReplicaException;
+
+  record CopyState(long maxSeq, long dirtyBlocks) {}
+}

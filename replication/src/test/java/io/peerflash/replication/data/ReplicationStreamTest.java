@@ -1,0 +1,210 @@
+package io.peerflash.replication.data;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.ByteString;
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.peerflash.proto.v1.BlockImage;
+import java.net.InetSocketAddress;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** An owner's replicator against a replica service over real loopback sockets. */
+class ReplicationStreamTest {
+  /** An in-memory replica keeping the newest image per block, like the engine does. */
+  static final class MemorySink implements ReplicaSink {
+    final Map<Long, Long> seqByBlock = new ConcurrentHashMap<>();
+    volatile CountDownLatch freeze; // non-null: apply blocks until counted down
+
+    @Override
+    public void apply(String volume, List<Block> blocks) {
+      CountDownLatch f = freeze;
+      if (f != null) {
+        try {
+          f.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+      for (Block b : blocks) {
+        seqByBlock.merge(b.block(), b.seq(), Math::max);
+      }
+    }
+
+    @Override
+    public void release(String volume, long[] blocks, long[] seqs) {
+      for (int i = 0; i < blocks.length; i++) {
+        long seq = seqs[i];
+        seqByBlock.computeIfPresent(blocks[i], (k, v) -> v <= seq ? null : v);
+      }
+    }
+
+    @Override
+    public CopyState describe(String volume) {
+      return new CopyState(
+          seqByBlock.values().stream().mapToLong(Long::longValue).max().orElse(0),
+          seqByBlock.size());
+    }
+  }
+
+  private final MemorySink sink = new MemorySink();
+  private final AtomicLong mapEpoch = new AtomicLong(5);
+  private final EpochGuard guard =
+      (volume, epoch, owner) -> {
+        if (epoch < mapEpoch.get()) {
+          throw ReplicaException.staleEpoch(volume, epoch, mapEpoch.get());
+        }
+      };
+  private final ScheduledExecutorService timers =
+      Executors.newSingleThreadScheduledExecutor(
+          r -> {
+            Thread t = new Thread(r, "test-replication-timers");
+            t.setDaemon(true);
+            return t;
+          });
+  private Server server;
+  private int port;
+  private ManagedChannel channel;
+  private PeerReplicator replicator;
+
+  @BeforeEach
+  void start() throws Exception {
+    startServer(0);
+    channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+    replicator = new PeerReplicator("peer-1", channel, timers, 500);
+  }
+
+  private void startServer(int atPort) throws Exception {
+    server =
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", atPort))
+            .addService(new ReplicaGrpcService(sink, guard))
+            .build()
+            .start();
+    port = server.getPort();
+  }
+
+  @AfterEach
+  void stop() {
+    replicator.close();
+    channel.shutdownNow();
+    server.shutdownNow();
+    timers.shutdownNow();
+  }
+
+  private static List<BlockImage> images(long block, long seq) {
+    return List.of(
+        BlockImage.newBuilder()
+            .setBlock(block)
+            .setSeq(seq)
+            .setData(ByteString.copyFrom(new byte[4096]))
+            .build());
+  }
+
+  @Test
+  void pipelinedBatchesAreAllAcked() throws Exception {
+    // Windows of 64 in flight, as a node's bounded write queue would send them.
+    for (int w = 0; w < 2000; w += 64) {
+      List<CompletableFuture<Void>> futures = new ArrayList<>();
+      for (int i = w + 1; i <= Math.min(2000, w + 64); i++) {
+        futures.add(replicator.replicate("v", 5, "owner", images(i % 100, i)));
+      }
+      CompletableFuture.allOf(futures.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
+    }
+    assertThat(sink.seqByBlock).hasSize(100);
+    assertThat(sink.describe("v").maxSeq()).isEqualTo(2000);
+    assertThat(replicator.inFlight()).isZero();
+  }
+
+  @Test
+  void staleEpochIsRefused() throws Exception {
+    mapEpoch.set(7);
+    assertThatThrownBy(() -> replicator.replicate("v", 6, "old-owner", images(1, 1)).get())
+        .isInstanceOf(ExecutionException.class)
+        .cause()
+        .isInstanceOf(ReplicaException.class)
+        .satisfies(
+            e ->
+                assertThat(((ReplicaException) e).status().getCode())
+                    .isEqualTo(Status.Code.FAILED_PRECONDITION))
+        .hasMessageContaining("stale epoch 6");
+    assertThat(sink.seqByBlock).isEmpty();
+    // The stream survives a refusal: the current epoch goes through.
+    replicator.replicate("v", 7, "owner", images(1, 2)).get(5, TimeUnit.SECONDS);
+    assertThat(sink.seqByBlock).containsEntry(1L, 2L);
+  }
+
+  @Test
+  void frozenPeerFailsBatchesWithinTheAckTimeout() throws Exception {
+    sink.freeze = new CountDownLatch(1);
+    long start = System.nanoTime();
+    CompletableFuture<Void> a = replicator.replicate("v", 5, "owner", images(1, 1));
+    CompletableFuture<Void> b = replicator.replicate("v", 5, "owner", images(2, 2));
+    assertThatThrownBy(() -> b.get(5, TimeUnit.SECONDS))
+        .cause()
+        .hasMessageContaining("did not ack within 500 ms");
+    assertThatThrownBy(() -> a.get(5, TimeUnit.SECONDS))
+        .cause()
+        .isInstanceOf(ReplicaException.class);
+    long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+    assertThat(ms).isBetween(400L, 3000L);
+    sink.freeze.countDown();
+    sink.freeze = null;
+    // A fresh stream works again.
+    replicator.replicate("v", 5, "owner", images(3, 3)).get(5, TimeUnit.SECONDS);
+  }
+
+  @Test
+  void deadPeerFailsPromptlyAndIsReconnectedAfterRestart() throws Exception {
+    replicator.replicate("v", 5, "owner", images(1, 1)).get(5, TimeUnit.SECONDS);
+    server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    long start = System.nanoTime();
+    assertThatThrownBy(
+            () -> replicator.replicate("v", 5, "owner", images(2, 2)).get(5, TimeUnit.SECONDS))
+        .cause()
+        .isInstanceOf(ReplicaException.class);
+    assertThat(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start)).isLessThan(3000);
+    startServer(port);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+    while (true) {
+      try {
+        replicator.replicate("v", 5, "owner", images(4, 4)).get(5, TimeUnit.SECONDS);
+        break;
+      } catch (ExecutionException e) {
+        if (System.nanoTime() > deadline) {
+          throw e;
+        }
+        Thread.sleep(100);
+      }
+    }
+    assertThat(sink.seqByBlock).containsEntry(4L, 4L);
+  }
+
+  @Test
+  void releaseDropsOnlyCopiesThatAreNotNewer() throws Exception {
+    replicator.replicate("v", 5, "owner", images(1, 10)).get(5, TimeUnit.SECONDS);
+    replicator.replicate("v", 5, "owner", images(2, 11)).get(5, TimeUnit.SECONDS);
+    replicator.release("v", 5, "owner", new long[] {1, 2}, new long[] {10, 9});
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    while (sink.seqByBlock.containsKey(1L) && System.nanoTime() < deadline) {
+      Thread.sleep(10);
+    }
+    assertThat(sink.seqByBlock).doesNotContainKey(1L).containsEntry(2L, 11L);
+  }
+}
