@@ -24,8 +24,11 @@ import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
@@ -56,6 +59,7 @@ public final class CacheEngine implements AutoCloseable {
   public static final int MAX_IO_BYTES = 1 << 20;
   public static final long MAX_VOLUME_BYTES = 64 * Sizes.TIB;
   public static final int MAX_REPLICAS = 2;
+  private static final long REPLICATION_WAIT_BACKSTOP_MS = 30_000;
 
   private static final Logger log = LoggerFactory.getLogger(CacheEngine.class);
   private static final ThreadLocal<ByteBuffer> SCRATCH =
@@ -74,6 +78,7 @@ public final class CacheEngine implements AutoCloseable {
   final GroupCommitter committer;
   final EngineStats stats = new EngineStats();
   final Destager destager;
+  volatile ReplicationPort replication = ReplicationPort.NONE;
 
   private final ConcurrentHashMap<String, CachedVolume> volumesByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<Long, CachedVolume> volumesById = new ConcurrentHashMap<>();
@@ -249,6 +254,11 @@ public final class CacheEngine implements AutoCloseable {
     return crc(buf.flip()) == e.crc();
   }
 
+  /** Connects the write path to the cluster's replicas (before {@link #start}). */
+  public void setReplicationPort(ReplicationPort port) {
+    this.replication = port;
+  }
+
   /** Starts background work (the destager). */
   public void start() {
     destager.start();
@@ -419,7 +429,7 @@ public final class CacheEngine implements AutoCloseable {
     try {
       checkNotDeleted(v);
       if (v.info.mode() == CacheMode.WRITE_BACK) {
-        writeBack(v, offset, data.remaining(), data);
+        destageBeforeAck = writeBack(v, offset, data.remaining(), data);
       } else {
         destageBeforeAck = writeToStorage(v, offset, data.remaining(), data);
       }
@@ -441,7 +451,7 @@ public final class CacheEngine implements AutoCloseable {
     try {
       checkNotDeleted(v);
       if (v.info.mode() == CacheMode.WRITE_BACK) {
-        writeBack(v, offset, (int) length, null);
+        destageBeforeAck = writeBack(v, offset, (int) length, null);
       } else {
         destageBeforeAck = writeToStorage(v, offset, (int) length, null);
       }
@@ -457,7 +467,9 @@ public final class CacheEngine implements AutoCloseable {
    * The write-back path. {@code data == null} writes zeros (trim): whole blocks become zero entries
    * that need no slot.
    *
-   * @return the highest sequence number the write used
+   * @return -1 when the write may be acknowledged now; otherwise its highest sequence, which must
+   *     be destaged first (its copies could not reach every replica: the write goes through to
+   *     shared storage, as a write-through write would)
    */
   private long writeBack(CachedVolume v, long offset, int length, ByteBuffer data)
       throws CacheException {
@@ -474,7 +486,9 @@ public final class CacheEngine implements AutoCloseable {
       long now = time.nowMs();
       BlockEntry[] fresh = new BlockEntry[count];
       Batch batch = new Batch();
-      // 3. Data into fresh slots (never over the current version), then index entries.
+      List<ReplicaBlock> images = new ArrayList<>(count);
+      // 3. Data into fresh slots (never over the current version), then index entries; the same
+      //    images go to the replicas.
       for (int i = 0; i < count; i++) {
         long block = first + i;
         long blockStart = block * BLOCK;
@@ -483,6 +497,7 @@ public final class CacheEngine implements AutoCloseable {
         boolean whole = from == 0 && to == BLOCK;
         if (data == null && whole) {
           fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, now);
+          images.add(new ReplicaBlock(block, seq0 + i, null));
         } else {
           ByteBuffer content;
           if (whole) {
@@ -504,21 +519,75 @@ public final class CacheEngine implements AutoCloseable {
           int slot = newSlots[usedSlots++];
           writeSlot(slot, content);
           fresh[i] = new BlockEntry(slot, seq0 + i, crc, true, now);
+          // A merged block lives in a scratch buffer reused by the next block: copy it.
+          ByteBuffer image =
+              whole ? content : ByteBuffer.allocate(BLOCK).put(content.duplicate()).flip();
+          images.add(new ReplicaBlock(block, seq0 + i, image));
         }
         index.put(batch, v.id(), block, fresh[i]);
       }
-      // 4. Durable: data before index (group fsync with --sync).
+      // 4. Copies to the replicas, in flight while the local commit runs.
+      CompletableFuture<Void> copies = replication.replicate(v.info, images);
+      // 5. Durable locally: data before index (group fsync with --sync).
       commit(batch);
-      // 5. Visible: swap the in-memory entries, free the superseded slots.
+      CacheException fenced = null;
+      boolean replicated = true;
+      if (copies != null) {
+        try {
+          replicated = awaitCopies(v, copies);
+        } catch (CacheException e) {
+          fenced = e;
+        }
+      }
+      // 6. Visible: swap the in-memory entries, free the superseded slots. (Also when fenced: the
+      //    index already holds them; they are an unacknowledged write.)
       for (int i = 0; i < count; i++) {
         install(v, first + i, fresh[i]);
       }
-      return seq0 + count - 1;
+      if (fenced != null) {
+        throw fenced;
+      }
+      return replicated ? -1 : seq0 + count - 1;
     } finally {
       if (usedSlots < needed) {
         slots.freeAll(newSlots, usedSlots, needed);
       }
       destager.noteDirty();
+    }
+  }
+
+  /**
+   * Waits for the replicas' acks. The port bounds the wait; the timeout here only backs it up.
+   *
+   * @return false when a replica could not take the copies
+   * @throws CacheException FAILED_PRECONDITION when a replica refused this node's epoch: it is no
+   *     longer the owner and must not acknowledge (nor write through to shared storage)
+   */
+  private boolean awaitCopies(CachedVolume v, CompletableFuture<Void> copies)
+      throws CacheException {
+    try {
+      copies.get(REPLICATION_WAIT_BACKSTOP_MS, TimeUnit.MILLISECONDS);
+      return true;
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof ReplicationPort.FencedException f) {
+        throw new CacheException(
+            Reason.FAILED_PRECONDITION,
+            "volume '" + v.name() + "': this node is no longer its owner: " + f.getMessage());
+      }
+      log.warn(
+          "volume {}: copies did not reach every replica ({}); destaging the write before its ack",
+          v.name(),
+          e.getCause() == null ? e.toString() : e.getCause().getMessage());
+      return false;
+    } catch (TimeoutException e) {
+      log.warn(
+          "volume {}: copies did not reach every replica ({}); destaging the write before its ack",
+          v.name(),
+          e.getCause() == null ? e.toString() : e.getCause().getMessage());
+      return false;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return false;
     }
   }
 
@@ -610,7 +679,8 @@ public final class CacheEngine implements AutoCloseable {
         slots.freeAll(newSlots, usedSlots, newSlots.length);
       }
     }
-    return writeBack(v, offset, length, data);
+    long last = writeBack(v, offset, length, data);
+    return last >= 0 ? last : v.nextSeq.get() - 1;
   }
 
   /** Drops the clean cached copies of a range. Call with the blocks write-locked. */
@@ -1201,6 +1271,12 @@ public final class CacheEngine implements AutoCloseable {
     } finally {
       v.gate.readLock().unlock();
     }
+  }
+
+  /** The highest sequence this node holds for a volume and how many dirty blocks. */
+  public long[] describeCopies(String name) throws CacheException {
+    CachedVolume v = volume(name);
+    return new long[] {v.nextSeq.get() - 1, v.dirty.size()};
   }
 
   /**

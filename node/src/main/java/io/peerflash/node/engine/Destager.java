@@ -390,6 +390,16 @@ final class Destager implements AutoCloseable {
       }
       try {
         engine.kv.write(batch, false);
+        long[] cleanBlocks = new long[m];
+        long[] cleanSeqs = new long[m];
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+          if (!skip[i]) {
+            cleanBlocks[k] = blocks[i];
+            cleanSeqs[k++] = seqs[i];
+          }
+        }
+        engine.replication.released(v.info, cleanBlocks, cleanSeqs);
       } catch (IOException e) {
         // Memory says clean, the index still says dirty: at worst the blocks are destaged again
         // after a restart. Nothing is lost.

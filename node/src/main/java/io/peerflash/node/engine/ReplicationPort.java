@@ -1,0 +1,43 @@
+package io.peerflash.node.engine;
+
+import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
+import io.peerflash.node.index.VolumeInfo;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * How the write path reaches a volume's replicas. The cluster layer implements it; a single node
+ * uses {@link #NONE}.
+ */
+public interface ReplicationPort {
+  /**
+   * Sends the block images of one write to the volume's replicas, in parallel with the local write.
+   * The images' data must not be modified until the future completes.
+   *
+   * @return null when the volume needs no copies; otherwise a future that completes when every
+   *     required replica has the copies durably, or fails (bounded in time) when one cannot; it
+   *     fails with {@link FencedException} when a replica refused this node's epoch
+   */
+  CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks);
+
+  /** The owner destaged these versions; replicas may drop copies that are not newer. */
+  void released(VolumeInfo volume, long[] blocks, long[] seqs);
+
+  /** A replica knows a newer epoch: this node is no longer the volume's owner. */
+  final class FencedException extends Exception {
+    public FencedException(String message) {
+      super(message);
+    }
+  }
+
+  ReplicationPort NONE =
+      new ReplicationPort() {
+        @Override
+        public CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks) {
+          return null;
+        }
+
+        @Override
+        public void released(VolumeInfo volume, long[] blocks, long[] seqs) {}
+      };
+}

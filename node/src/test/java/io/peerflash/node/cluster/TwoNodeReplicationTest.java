@@ -1,0 +1,197 @@
+package io.peerflash.node.cluster;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.engine.EngineConfig;
+import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.index.VolumeInfo.Role;
+import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.replication.data.EpochGuard;
+import io.peerflash.replication.data.PeerReplicator;
+import io.peerflash.replication.data.ReplicaException;
+import io.peerflash.replication.data.ReplicaGrpcService;
+import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Time;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * An owner engine copying every write-back write to a replica engine over real gRPC sockets: the
+ * replica holds every acknowledged write, drops copies once the owner destaged them, serves them
+ * after taking over, and a lost replica makes writes go through to shared storage.
+ */
+class TwoNodeReplicationTest {
+  private static final long VOLUME = 4 << 20;
+  @TempDir Path dir;
+  private final AtomicLong epoch = new AtomicLong(1);
+  private ScheduledExecutorService timers;
+  private CacheEngine owner;
+  private CacheEngine replica;
+  private Server replicaServer;
+  private int replicaPort;
+  private ManagedChannel channel;
+  private PeerReplicator toReplica;
+  private final byte[] model = new byte[(int) VOLUME];
+
+  @BeforeEach
+  void start() throws Exception {
+    timers =
+        Executors.newSingleThreadScheduledExecutor(new NamedThreadFactory("test-timers", true));
+    owner = engine("owner", 0.9, 0.8);
+    replica = engine("replica", 0.9, 0.8);
+    replica.createVolume("v", VOLUME, CacheMode.WRITE_BACK, 1);
+    replica.setRole("v", Role.REPLICA);
+    startReplicaServer(0);
+    channel = NettyChannelBuilder.forAddress("127.0.0.1", replicaPort).usePlaintext().build();
+    toReplica = new PeerReplicator("replica", channel, timers, 300);
+    owner.setReplicationPort(
+        new PeerReplicationPort(
+            v -> new PeerReplicationPort.Targets(epoch.get(), "owner", List.of(toReplica))));
+    owner.createVolume("v", VOLUME, CacheMode.WRITE_BACK, 1);
+  }
+
+  private CacheEngine engine(String name, double high, double low) throws Exception {
+    // Both nodes see the same shared storage.
+    CacheEngine e =
+        CacheEngine.open(
+            EngineConfig.defaults(dir.resolve(name), 16 << 20).withDestage(high, low, 60_000),
+            new FileBackingStore(dir.resolve("shared")),
+            Time.SYSTEM);
+    e.start();
+    return e;
+  }
+
+  private void startReplicaServer(int port) throws Exception {
+    EpochGuard guard =
+        (volume, e, ownerId) -> {
+          if (e < epoch.get()) {
+            throw ReplicaException.staleEpoch(volume, e, epoch.get());
+          }
+        };
+    replicaServer =
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
+            .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard))
+            .build()
+            .start();
+    replicaPort = replicaServer.getPort();
+  }
+
+  @AfterEach
+  void stop() {
+    toReplica.close();
+    channel.shutdownNow();
+    replicaServer.shutdownNow();
+    if (owner != null) {
+      owner.close();
+    }
+    replica.close();
+    timers.shutdownNow();
+  }
+
+  private void write(long offset, byte[] data) throws CacheException {
+    owner.write("v", offset, ByteBuffer.wrap(data));
+    System.arraycopy(data, 0, model, (int) offset, data.length);
+  }
+
+  private void randomWrites(Random rnd, int n) throws CacheException {
+    for (int i = 0; i < n; i++) {
+      int len = 512 * (1 + rnd.nextInt(32));
+      long off = 512L * rnd.nextInt((int) ((VOLUME - len) / 512));
+      byte[] data = new byte[len];
+      rnd.nextBytes(data);
+      write(off, data);
+    }
+  }
+
+  private byte[] shared() throws Exception {
+    return Files.readAllBytes(dir.resolve("shared").resolve("v"));
+  }
+
+  @Test
+  void replicaHoldsEveryAcknowledgedWriteAndServesItAfterTakeover() throws Exception {
+    randomWrites(new Random(1), 400);
+    owner.trim("v", 8192, 16384);
+    Arrays.fill(model, 8192, 8192 + 16384, (byte) 0);
+    long ownerDirty = owner.volumeStatus("v").dirtyBytes();
+    assertThat(replica.volumeStatus("v").dirtyBytes()).isEqualTo(ownerDirty).isPositive();
+    // The owner dies with everything dirty; the replica takes over (epoch + 1).
+    owner.close();
+    owner = null;
+    epoch.incrementAndGet();
+    replica.setRole("v", Role.OWNER);
+    byte[] served = new byte[(int) VOLUME];
+    for (int off = 0; off < VOLUME; off += 1 << 20) {
+      System.arraycopy(replica.read("v", off, 1 << 20), 0, served, off, 1 << 20);
+    }
+    assertThat(Arrays.equals(served, model))
+        .as("new owner serves every acknowledged write")
+        .isTrue();
+    replica.flush("v");
+    assertThat(Arrays.equals(shared(), model)).as("and destages them").isTrue();
+  }
+
+  @Test
+  void replicaDropsCopiesTheOwnerDestaged() throws Exception {
+    randomWrites(new Random(2), 200);
+    assertThat(replica.volumeStatus("v").dirtyBytes()).isPositive();
+    owner.flush("v");
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (replica.volumeStatus("v").dirtyBytes() > 0 && System.nanoTime() < deadline) {
+      Thread.sleep(20);
+    }
+    assertThat(replica.volumeStatus("v").dirtyBytes()).isZero();
+    assertThat(replica.status().cacheUsedBytes()).isZero();
+    assertThat(Arrays.equals(shared(), model)).isTrue();
+  }
+
+  @Test
+  void lostReplicaMakesWritesGoThroughToSharedStorage() throws Exception {
+    randomWrites(new Random(3), 20);
+    replicaServer.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    byte[] data = new byte[4096];
+    new Random(4).nextBytes(data);
+    long start = System.nanoTime();
+    write(1 << 20, data);
+    long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+    // Acknowledged only once on shared storage, within the replication ack timeout + a destage.
+    assertThat(Arrays.copyOfRange(shared(), 1 << 20, (1 << 20) + 4096)).isEqualTo(data);
+    assertThat(ms).isLessThan(5000);
+  }
+
+  @Test
+  void staleOwnerGetsNoAcknowledgement() throws Exception {
+    write(0, new byte[4096]);
+    epoch.set(7); // the cluster moved on; this owner still writes with its old epoch
+    PeerReplicationPort stale =
+        new PeerReplicationPort(
+            v -> new PeerReplicationPort.Targets(6, "owner", List.of(toReplica)));
+    owner.setReplicationPort(stale);
+    byte[] data = new byte[4096];
+    Arrays.fill(data, (byte) 9);
+    assertThatThrownBy(() -> owner.write("v", 0, ByteBuffer.wrap(data)))
+        .isInstanceOf(CacheException.class)
+        .hasMessageContaining("no longer its owner");
+    // Nothing reached shared storage on its behalf.
+    assertThat(Arrays.copyOfRange(shared(), 0, 4096)).isEqualTo(new byte[4096]);
+  }
+}
