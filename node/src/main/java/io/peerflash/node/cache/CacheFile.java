@@ -2,6 +2,7 @@ package io.peerflash.node.cache;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,8 +17,16 @@ public final class CacheFile implements AutoCloseable {
   private static final int ZERO_CHUNK = 1 << 20;
 
   private final Path path;
-  private final FileChannel channel;
+  // FileChannel I/O is interruptible: an interrupted thread closes the channel for everyone. It is
+  // then reopened, so one cancelled request never takes the cache down.
+  private volatile FileChannel channel;
+  private volatile boolean closed;
   private final int slots;
+
+  /** One restartable channel operation. */
+  private interface ChannelOp {
+    void run(FileChannel ch) throws IOException;
+  }
 
   /**
    * Opens the file, creating and preallocating it when new or smaller than {@code sizeBytes}. The
@@ -35,9 +44,7 @@ public final class CacheFile implements AutoCloseable {
     }
     this.slots = (int) slotCount;
     Files.createDirectories(path.getParent());
-    this.channel =
-        FileChannel.open(
-            path, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
+    this.channel = open();
     long existing = channel.size();
     if (existing < sizeBytes) {
       ByteBuffer zeros = ByteBuffer.allocateDirect(ZERO_CHUNK);
@@ -47,6 +54,11 @@ public final class CacheFile implements AutoCloseable {
       }
       channel.force(true);
     }
+  }
+
+  private FileChannel open() throws IOException {
+    return FileChannel.open(
+        path, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
   }
 
   public int slots() {
@@ -63,10 +75,15 @@ public final class CacheFile implements AutoCloseable {
     if (src.remaining() != SLOT_SIZE) {
       throw new IllegalArgumentException("slot write of " + src.remaining() + " bytes");
     }
-    long pos = (long) slot * SLOT_SIZE;
-    while (src.hasRemaining()) {
-      pos += channel.write(src, pos);
-    }
+    int start = src.position();
+    io(
+        ch -> {
+          src.position(start);
+          long pos = (long) slot * SLOT_SIZE;
+          while (src.hasRemaining()) {
+            pos += ch.write(src, pos);
+          }
+        });
   }
 
   /** Reads the slot's 4 KiB into the buffer's remaining space (which must be 4 KiB). */
@@ -75,19 +92,50 @@ public final class CacheFile implements AutoCloseable {
     if (dst.remaining() != SLOT_SIZE) {
       throw new IllegalArgumentException("slot read of " + dst.remaining() + " bytes");
     }
-    long pos = (long) slot * SLOT_SIZE;
-    while (dst.hasRemaining()) {
-      int n = channel.read(dst, pos);
-      if (n < 0) {
-        throw new IOException("cache file " + path + " shorter than slot " + slot);
-      }
-      pos += n;
-    }
+    int start = dst.position();
+    io(
+        ch -> {
+          dst.position(start);
+          long pos = (long) slot * SLOT_SIZE;
+          while (dst.hasRemaining()) {
+            int n = ch.read(dst, pos);
+            if (n < 0) {
+              throw new IOException("cache file " + path + " shorter than slot " + slot);
+            }
+            pos += n;
+          }
+        });
   }
 
   /** Makes every write so far durable (fdatasync). */
   public void force() throws IOException {
-    channel.force(false);
+    io(ch -> ch.force(false));
+  }
+
+  private void io(ChannelOp op) throws IOException {
+    try {
+      op.run(channel);
+    } catch (ClosedChannelException e) {
+      if (closed) {
+        throw e;
+      }
+      // Retry once on a fresh channel with the interrupt status cleared, then restore it.
+      boolean interrupted = Thread.interrupted();
+      try {
+        op.run(reopen());
+      } finally {
+        if (interrupted) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    }
+  }
+
+  private synchronized FileChannel reopen() throws IOException {
+    if (!channel.isOpen()) {
+      channel = open();
+    }
+    return channel;
   }
 
   private void checkSlot(int slot) {
@@ -98,6 +146,7 @@ public final class CacheFile implements AutoCloseable {
 
   @Override
   public void close() throws IOException {
+    closed = true;
     channel.close();
   }
 }

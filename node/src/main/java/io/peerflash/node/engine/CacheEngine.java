@@ -324,6 +324,18 @@ public final class CacheEngine implements AutoCloseable {
   public void deleteVolume(String name) throws CacheException {
     CachedVolume v = volume(name);
     v.gate.writeLock().lock();
+    // Held to the end: a volume created under the same name meanwhile would lose its backing file.
+    try {
+      synchronized (createLock) {
+        deleteLocked(v, name);
+      }
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+    signalSpace();
+  }
+
+  private void deleteLocked(CachedVolume v, String name) throws CacheException {
     try {
       if (v.deleted) {
         throw CacheException.notFound(name);
@@ -350,10 +362,7 @@ public final class CacheEngine implements AutoCloseable {
       log.info("deleted volume {}", name);
     } catch (IOException e) {
       throw unavailable("deleting volume '" + name + "' failed", e);
-    } finally {
-      v.gate.writeLock().unlock();
     }
-    signalSpace();
   }
 
   /**
@@ -480,6 +489,7 @@ public final class CacheEngine implements AutoCloseable {
     int needed = data != null ? count : partialBlocks(offset, length, first, count);
     int[] newSlots = reserveSlots(needed, true);
     int usedSlots = 0;
+    boolean commitTried = false;
     try (BlockLocks.Held held = v.locks.lockRange(first, count, true)) {
       // 2. Sequence numbers: their order is the destage order.
       long seq0 = v.nextSeq.getAndAdd(count);
@@ -529,6 +539,7 @@ public final class CacheEngine implements AutoCloseable {
       // 4. Copies to the replicas, in flight while the local commit runs.
       CompletableFuture<Void> copies = replication.replicate(v.info, images);
       // 5. Durable locally: data before index (group fsync with --sync).
+      commitTried = true;
       commit(batch);
       CacheException fenced = null;
       boolean replicated = true;
@@ -549,10 +560,17 @@ public final class CacheEngine implements AutoCloseable {
       }
       return replicated ? -1 : seq0 + count - 1;
     } finally {
-      if (usedSlots < needed) {
-        slots.freeAll(newSlots, usedSlots, needed);
-      }
+      // Slots written but never committed hold nothing anyone points to: free them. After a
+      // failed commit the index may still point to them (a sync that failed after the write):
+      // keep them until the next start rebuilds the free list from the index.
+      releaseReserved(newSlots, commitTried ? usedSlots : 0, needed);
       destager.noteDirty();
+    }
+  }
+
+  private void releaseReserved(int[] reserved, int from, int to) {
+    if (reserved != null && from < to) {
+      slots.freeAll(reserved, from, to);
     }
   }
 
@@ -617,6 +635,7 @@ public final class CacheEngine implements AutoCloseable {
     boolean fillCache = v.info.mode() == CacheMode.WRITE_THROUGH && data != null;
     int[] newSlots = fillCache ? reserveSlots(count, false) : null;
     int usedSlots = 0;
+    boolean commitTried = false;
     boolean hasDirty = false;
     try (BlockLocks.Held held = v.locks.lockRange(first, count, true)) {
       for (int i = 0; i < count && !hasDirty; i++) {
@@ -631,6 +650,12 @@ public final class CacheEngine implements AutoCloseable {
           // copies of the range could now be older than storage, so drop them.
           dropRange(v, first, count);
           throw e;
+        } finally {
+          // Shared storage changed under these blocks: a promotion that read them before must
+          // not install what it read.
+          for (int i = 0; i < count; i++) {
+            v.locks.bump(first + i);
+          }
         }
         Batch batch = new Batch();
         BlockEntry[] fresh = new BlockEntry[count];
@@ -664,7 +689,9 @@ public final class CacheEngine implements AutoCloseable {
             index.delete(batch, v.id(), block);
           }
         }
-        commitUnsynced(batch);
+        // Synced with --sync: after a power cut the old clean copy must not come back.
+        commitTried = true;
+        commit(batch);
         for (int i = 0; i < count; i++) {
           if (fresh[i] != null) {
             install(v, first + i, fresh[i]);
@@ -675,8 +702,8 @@ public final class CacheEngine implements AutoCloseable {
         return -1;
       }
     } finally {
-      if (newSlots != null && usedSlots < newSlots.length) {
-        slots.freeAll(newSlots, usedSlots, newSlots.length);
+      if (newSlots != null) {
+        releaseReserved(newSlots, commitTried ? usedSlots : 0, newSlots.length);
       }
     }
     long last = writeBack(v, offset, length, data);
@@ -693,7 +720,7 @@ public final class CacheEngine implements AutoCloseable {
       }
     }
     try {
-      kv.write(batch, false);
+      kv.write(batch, config.syncWrites());
     } catch (IOException e) {
       log.warn("dropping cached copies of volume {} failed: {}", v.name(), e.getMessage());
       return;
@@ -1301,7 +1328,12 @@ public final class CacheEngine implements AutoCloseable {
             drop[i] = true;
           }
         }
-        commitUnsynced(batch);
+        // Synced with --sync, for the same reason as marking blocks clean.
+        try {
+          kv.write(batch, config.syncWrites());
+        } catch (IOException e) {
+          throw unavailable("local index commit failed", e);
+        }
         for (int i = 0; i < blocks.length; i++) {
           if (drop[i]) {
             drop(v, blocks[i]);
@@ -1453,7 +1485,10 @@ public final class CacheEngine implements AutoCloseable {
   /** Stops the destager and closes local storage. Dirty data stays for the next start. */
   @Override
   public void close() {
-    destager.close();
+    if (!destager.stop()) {
+      log.error("destager still busy after 10 s; leaving local storage open (nothing is lost)");
+      return;
+    }
     try {
       kv.sync();
     } catch (IOException e) {

@@ -299,7 +299,9 @@ final class Destager implements AutoCloseable {
       engine.signalSpace();
       return bytes;
     } catch (CacheException e) {
-      log.warn("destage of volume {} failed: {}", v.name(), e.getMessage());
+      // Local flash or index trouble counts like a storage failure: backoff, status, and a
+      // bounded Flush.
+      onFailure(v, 2, new IOException(e.getMessage(), e), now);
       return -1;
     } finally {
       v.gate.readLock().unlock();
@@ -389,7 +391,9 @@ final class Destager implements AutoCloseable {
         }
       }
       try {
-        engine.kv.write(batch, false);
+        // Synced with --sync: once a clean block's slot is reused, the durable index must not
+        // still call it dirty, or a power cut would make its data look damaged.
+        engine.kv.write(batch, config.syncWrites());
         long[] cleanBlocks = new long[m];
         long[] cleanSeqs = new long[m];
         int k = 0;
@@ -465,6 +469,15 @@ final class Destager implements AutoCloseable {
 
   @Override
   public void close() {
+    stop();
+  }
+
+  /**
+   * Stops the thread.
+   *
+   * @return false if it is still running (stuck in I/O): local storage must then stay open
+   */
+  boolean stop() {
     closed = true;
     wake();
     signalProgress();
@@ -473,5 +486,6 @@ final class Destager implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+    return !thread.isAlive();
   }
 }

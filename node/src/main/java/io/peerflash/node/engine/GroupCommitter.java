@@ -76,6 +76,9 @@ final class GroupCommitter {
           groups.increment();
         } catch (IOException e) {
           failure = e;
+        } catch (RuntimeException | Error e) {
+          // Never leave the group without a leader: every later writer would wait forever.
+          failure = new IOException("group commit failed: " + e, e);
         } finally {
           lock.lock();
         }

@@ -2,6 +2,7 @@ package io.peerflash.node.storage;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -54,49 +55,88 @@ public final class FileBackingStore implements BackingStore {
     syncDirectory();
   }
 
+  /** One restartable operation on a volume's channel. */
+  private interface ChannelOp {
+    void run(FileChannel ch) throws IOException;
+  }
+
+  /**
+   * Runs an operation; if an interrupted thread closed the channel (FileChannel I/O is
+   * interruptible), retries once on a fresh one so other requests are not affected.
+   */
+  private void io(String volume, ChannelOp op) throws IOException {
+    FileChannel ch = channel(volume);
+    try {
+      op.run(ch);
+    } catch (ClosedChannelException e) {
+      open.remove(volume, ch);
+      boolean interrupted = Thread.interrupted();
+      try {
+        op.run(channel(volume));
+      } finally {
+        if (interrupted) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    }
+  }
+
   @Override
   public void read(String volume, long offset, ByteBuffer dst) throws IOException {
-    FileChannel ch = channel(volume);
-    long pos = offset;
-    while (dst.hasRemaining()) {
-      int n = ch.read(dst, pos);
-      if (n < 0) {
-        // Past the end of a shorter file: the rest reads as zeros.
-        while (dst.hasRemaining()) {
-          dst.put((byte) 0);
-        }
-        return;
-      }
-      pos += n;
-    }
+    int start = dst.position();
+    io(
+        volume,
+        ch -> {
+          dst.position(start);
+          long pos = offset;
+          while (dst.hasRemaining()) {
+            int n = ch.read(dst, pos);
+            if (n < 0) {
+              // Past the end of a shorter file: the rest reads as zeros.
+              while (dst.hasRemaining()) {
+                dst.put((byte) 0);
+              }
+              return;
+            }
+            pos += n;
+          }
+        });
   }
 
   @Override
   public void write(String volume, long offset, ByteBuffer src) throws IOException {
-    FileChannel ch = channel(volume);
-    long pos = offset;
-    while (src.hasRemaining()) {
-      pos += ch.write(src, pos);
-    }
+    int start = src.position();
+    io(
+        volume,
+        ch -> {
+          src.position(start);
+          long pos = offset;
+          while (src.hasRemaining()) {
+            pos += ch.write(src, pos);
+          }
+        });
   }
 
   @Override
   public void writeZeros(String volume, long offset, long length) throws IOException {
-    FileChannel ch = channel(volume);
-    long pos = offset;
-    long end = offset + length;
-    while (pos < end) {
-      ByteBuffer z = ZEROS.duplicate();
-      z.limit((int) Math.min(z.capacity(), end - pos));
-      while (z.hasRemaining()) {
-        pos += ch.write(z, pos);
-      }
-    }
+    io(
+        volume,
+        ch -> {
+          long pos = offset;
+          long end = offset + length;
+          while (pos < end) {
+            ByteBuffer z = ZEROS.duplicate();
+            z.limit((int) Math.min(z.capacity(), end - pos));
+            while (z.hasRemaining()) {
+              pos += ch.write(z, pos);
+            }
+          }
+        });
   }
 
   @Override
   public void sync(String volume) throws IOException {
-    channel(volume).force(false);
+    io(volume, ch -> ch.force(false));
   }
 
   private FileChannel channel(String volume) throws IOException {

@@ -149,17 +149,19 @@ public final class PeerReplicator implements AutoCloseable {
         stream = null;
       }
     }
+    // Fail the batches first, with the real reason: cancelling the call below reports a
+    // generic CANCELLED back through Acks.onError.
+    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
+      if (e.getValue().generation() == gen && pending.remove(e.getKey(), e.getValue())) {
+        e.getValue().timer().cancel(false);
+        e.getValue().future().completeExceptionally(new ReplicaException(status));
+      }
+    }
     if (toCancel != null) {
       try {
         toCancel.onError(status.asRuntimeException());
       } catch (RuntimeException ignored) {
         // already closed
-      }
-    }
-    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
-      if (e.getValue().generation() == gen && pending.remove(e.getKey(), e.getValue())) {
-        e.getValue().timer().cancel(false);
-        e.getValue().future().completeExceptionally(new ReplicaException(status));
       }
     }
   }

@@ -1,0 +1,572 @@
+package io.peerflash.replication.cluster;
+
+import io.peerflash.proto.v1.ClusterCommand;
+import io.peerflash.proto.v1.ClusterMapSnapshot;
+import io.peerflash.proto.v1.CommandResult;
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.apache.ratis.client.RaftClient;
+import org.apache.ratis.client.RaftClientConfigKeys;
+import org.apache.ratis.conf.RaftProperties;
+import org.apache.ratis.grpc.GrpcConfigKeys;
+import org.apache.ratis.protocol.ClientId;
+import org.apache.ratis.protocol.Message;
+import org.apache.ratis.protocol.RaftClientReply;
+import org.apache.ratis.protocol.RaftGroup;
+import org.apache.ratis.protocol.RaftGroupId;
+import org.apache.ratis.protocol.RaftPeer;
+import org.apache.ratis.protocol.RaftPeerId;
+import org.apache.ratis.protocol.SetConfigurationRequest;
+import org.apache.ratis.retry.RetryPolicies;
+import org.apache.ratis.retry.RetryPolicy;
+import org.apache.ratis.server.DivisionInfo;
+import org.apache.ratis.server.RaftServer;
+import org.apache.ratis.server.RaftServerConfigKeys;
+import org.apache.ratis.server.storage.RaftStorage;
+import org.apache.ratis.thirdparty.com.google.protobuf.UnsafeByteOperations;
+import org.apache.ratis.util.TimeDuration;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One node's view of, and voice in, the cluster: a Ratis server holding the {@link ClusterMap}
+ * ({@link ClusterStateMachine}), Raft clients to submit commands, this node's {@link LeaseKeeper}
+ * and the {@link LivenessMonitor} (active only on the leader).
+ *
+ * <p>Threads, all named {@code peerflash-cp-<node>-*}: {@code submit-N} (2; block on Raft commits
+ * and complete the futures of {@link #submit}), {@code lease} (heartbeats), {@code timer} (liveness
+ * ticks, registration retries), {@code events} (leader listeners). Ratis runs its own threads.
+ *
+ * <p>All nodes share one Raft group whose id is derived from {@link #GROUP_NAME}.
+ */
+public final class ControlPlane implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(ControlPlane.class);
+
+  /** The name the fixed Raft group id is derived from. */
+  public static final String GROUP_NAME = "peerflash-cluster-v1";
+
+  public static final RaftGroupId GROUP_ID =
+      RaftGroupId.valueOf(UUID.nameUUIDFromBytes(GROUP_NAME.getBytes(StandardCharsets.UTF_8)));
+
+  /** How long a submitted command is retried (across leader changes) before it fails. */
+  static final int SUBMIT_ATTEMPTS = 150;
+
+  static final TimeDuration RETRY_SLEEP = TimeDuration.valueOf(100, TimeUnit.MILLISECONDS);
+
+  private final ControlPlaneConfig config;
+  private final ClusterStateMachine stateMachine;
+  private final RaftServer server;
+  private final RaftClient commandClient;
+  private final RaftClient heartbeatClient;
+  private final ThreadPoolExecutor submitExecutor;
+  private final ScheduledExecutorService leaseExecutor;
+  private final ScheduledExecutorService timer;
+  private final ExecutorService eventExecutor;
+  private final LeaseKeeper leaseKeeper;
+  private final LivenessMonitor livenessMonitor;
+  private final CompletableFuture<CommandResult> registered = new CompletableFuture<>();
+  private volatile boolean closed;
+
+  private ControlPlane(ControlPlaneConfig config) throws IOException {
+    this.config = config;
+    String prefix = "peerflash-cp-" + config.nodeId();
+    this.eventExecutor =
+        new ThreadPoolExecutor(
+            1,
+            1,
+            0,
+            TimeUnit.MILLISECONDS,
+            new LinkedBlockingQueue<>(),
+            new NamedThreads(prefix + "-events"));
+    this.submitExecutor =
+        new ThreadPoolExecutor(
+            2,
+            2,
+            0,
+            TimeUnit.MILLISECONDS,
+            new LinkedBlockingQueue<>(),
+            new NamedThreads(prefix + "-submit"));
+    this.leaseExecutor = scheduler(prefix + "-lease");
+    this.timer = scheduler(prefix + "-timer");
+    this.stateMachine = new ClusterStateMachine(eventExecutor);
+
+    List<RaftPeer> peers = new ArrayList<>();
+    config.initialPeers().forEach((id, address) -> peers.add(peer(id, address)));
+    RaftGroup clusterGroup = RaftGroup.valueOf(GROUP_ID, peers);
+
+    this.livenessMonitor =
+        new LivenessMonitor(
+            config.nodeId(),
+            config.time(),
+            config.leaseTimeoutMs(),
+            config.clockSkewMarginMs(),
+            stateMachine::map,
+            this::isLeaderReady,
+            this::submit,
+            timer);
+    stateMachine.addCommandListener(livenessMonitor::onApplied);
+
+    RaftProperties serverProps = serverProperties(config);
+    Files.createDirectories(config.storageDir());
+    // A bootstrapping voter starts with the initial group; a joining node starts with an empty
+    // group and learns the configuration from the leader once a member calls addPeer for it.
+    RaftGroup serverGroup = config.bootstrapsAsVoter() ? clusterGroup : RaftGroup.valueOf(GROUP_ID);
+    this.server =
+        RaftServer.newBuilder()
+            .setServerId(RaftPeerId.valueOf(config.nodeId()))
+            .setGroup(serverGroup)
+            .setStateMachine(stateMachine)
+            .setProperties(serverProps)
+            .setOption(RaftStorage.StartupOption.RECOVER)
+            .build();
+
+    this.commandClient =
+        client(
+            clusterGroup,
+            TimeDuration.valueOf(3, TimeUnit.SECONDS),
+            RetryPolicies.retryUpToMaximumCountWithFixedSleep(SUBMIT_ATTEMPTS, RETRY_SLEEP));
+    // Heartbeats: own client, short per-attempt timeout and few retries, so a lost heartbeat does
+    // not hold up the next one for long (the lease is measured from each send anyway).
+    long hbMs = config.heartbeatIntervalMs();
+    this.heartbeatClient =
+        client(
+            clusterGroup,
+            TimeDuration.valueOf(Math.max(200, hbMs), TimeUnit.MILLISECONDS),
+            RetryPolicies.retryUpToMaximumCountWithFixedSleep(
+                3, TimeDuration.valueOf(Math.max(20, hbMs / 10), TimeUnit.MILLISECONDS)));
+
+    ClusterCommand heartbeat =
+        ClusterCommand.newBuilder()
+            .setHeartbeat(ClusterCommand.Heartbeat.newBuilder().setNodeId(config.nodeId()))
+            .build();
+    this.leaseKeeper =
+        new LeaseKeeper(
+            config.nodeId(),
+            config.time(),
+            config.leaseTimeoutMs(),
+            config.clockSkewMarginMs(),
+            () -> send(heartbeatClient, heartbeat),
+            leaseExecutor);
+  }
+
+  /**
+   * Starts the Raft server and clients, then (without waiting) registers this node in the map and
+   * starts heartbeating and liveness monitoring. Returns once the server is listening; use {@link
+   * #registered()} to wait for the registration to be committed.
+   */
+  public static ControlPlane start(ControlPlaneConfig config) throws IOException {
+    ControlPlane cp = new ControlPlane(config);
+    try {
+      cp.server.start();
+    } catch (IOException | RuntimeException e) {
+      cp.close();
+      throw e;
+    }
+    cp.register();
+    cp.leaseKeeper.start();
+    cp.livenessMonitor.start();
+    LOG.info(
+        "{}: control plane started on {} ({})",
+        config.nodeId(),
+        config.raftAddress(),
+        config.bootstrapsAsVoter() ? "voter" : "joining");
+    return cp;
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  /**
+   * Submits a command to the Raft leader; Ratis' client follows leader changes and retries for up
+   * to about {@code SUBMIT_ATTEMPTS * 100 ms} (longer when attempts time out). The future is
+   * completed on one of this control plane's {@code submit} threads with the result of applying the
+   * command (errors such as a stale epoch are results, not exceptions); it fails with an
+   * IOException only when the command could not be committed (no leader reachable, closed).
+   */
+  public CompletableFuture<CommandResult> submit(ClusterCommand command) {
+    return onSubmitThread(() -> send(commandClient, command));
+  }
+
+  /** A task of the submit pool that can be failed if the pool is shut down before it runs. */
+  private static final class SubmitTask<T> implements Runnable {
+    final CompletableFuture<T> future = new CompletableFuture<>();
+    final IoCall<T> call;
+
+    SubmitTask(IoCall<T> call) {
+      this.call = call;
+    }
+
+    @Override
+    public void run() {
+      try {
+        future.complete(call.call());
+      } catch (Throwable t) {
+        future.completeExceptionally(t);
+      }
+    }
+  }
+
+  @FunctionalInterface
+  private interface IoCall<T> {
+    T call() throws IOException;
+  }
+
+  private <T> CompletableFuture<T> onSubmitThread(IoCall<T> call) {
+    SubmitTask<T> task = new SubmitTask<>(call);
+    try {
+      submitExecutor.execute(task);
+    } catch (RejectedExecutionException e) {
+      task.future.completeExceptionally(new IOException("control plane is closed", e));
+    }
+    return task.future;
+  }
+
+  private static CommandResult send(RaftClient client, ClusterCommand command) throws IOException {
+    RaftClientReply reply =
+        client.io().send(Message.valueOf(UnsafeByteOperations.unsafeWrap(command.toByteArray())));
+    if (!reply.isSuccess()) {
+      throw reply.getException() != null
+          ? reply.getException()
+          : new IOException("command failed: " + reply);
+    }
+    return CommandResult.parseFrom(reply.getMessage().getContent().toByteArray());
+  }
+
+  /**
+   * Reads the map linearizably from the leader (a Raft read-only query), unlike {@link #map()},
+   * which is this node's replica and may lag the leader.
+   */
+  public CompletableFuture<ClusterMap> readLinearizable() {
+    return onSubmitThread(
+        () -> {
+          RaftClientReply reply = commandClient.io().sendReadOnly(Message.EMPTY);
+          if (!reply.isSuccess()) {
+            throw reply.getException() != null
+                ? reply.getException()
+                : new IOException("query failed: " + reply);
+          }
+          return ClusterMap.fromSnapshot(
+              ClusterMapSnapshot.parseFrom(reply.getMessage().getContent().toByteArray()));
+        });
+  }
+
+  /** Registers this node (retrying until committed or closed); completes {@link #registered()}. */
+  private void register() {
+    ClusterCommand cmd =
+        ClusterCommand.newBuilder()
+            .setRegisterMember(
+                ClusterCommand.RegisterMember.newBuilder()
+                    .setId(config.nodeId())
+                    .setGrpcAddress(config.grpcAddress())
+                    .setRaftAddress(config.raftAddress())
+                    .setFaultDomain(config.faultDomain()))
+            .build();
+    submit(cmd)
+        .whenComplete(
+            (r, e) -> {
+              if (e == null && r.getOk()) {
+                registered.complete(r);
+                return;
+              }
+              if (closed) {
+                registered.completeExceptionally(new IOException("closed before registration"));
+                return;
+              }
+              LOG.info(
+                  "{}: registration not committed yet ({}), retrying",
+                  config.nodeId(),
+                  e != null ? e.toString() : r.getMessage());
+              try {
+                timer.schedule(this::register, 500, TimeUnit.MILLISECONDS);
+              } catch (RejectedExecutionException rejected) {
+                registered.completeExceptionally(rejected);
+              }
+            });
+  }
+
+  /** Completes when this node's RegisterMember has been committed. */
+  public CompletableFuture<CommandResult> registered() {
+    return registered;
+  }
+
+  // ---------------------------------------------------------------- state
+
+  /** This node's replica of the map (as of its last applied command). */
+  public ClusterMap map() {
+    return stateMachine.map();
+  }
+
+  /** Called with every new map, on the state machine's thread, in apply order; keep it quick. */
+  public void addListener(Consumer<ClusterMap> listener) {
+    stateMachine.addListener(listener);
+  }
+
+  public void removeListener(Consumer<ClusterMap> listener) {
+    stateMachine.removeListener(listener);
+  }
+
+  /** Called with every applied command and its result (state machine thread; keep it quick). */
+  public void addCommandListener(ClusterStateMachine.CommandListener listener) {
+    stateMachine.addCommandListener(listener);
+  }
+
+  /** Called with the new leader id (empty: unknown) on leader changes, on the events thread. */
+  public void addLeaderListener(Consumer<Optional<String>> listener) {
+    stateMachine.addLeaderListener(listener);
+  }
+
+  public String nodeId() {
+    return config.nodeId();
+  }
+
+  public ControlPlaneConfig config() {
+    return config;
+  }
+
+  public LeaseKeeper leaseKeeper() {
+    return leaseKeeper;
+  }
+
+  ClusterStateMachine stateMachine() {
+    return stateMachine;
+  }
+
+  public LivenessMonitor livenessMonitor() {
+    return livenessMonitor;
+  }
+
+  /** This node holds a valid lease by its own clock (shorthand for the lease keeper's). */
+  public boolean leaseValid() {
+    return leaseKeeper.leaseValid();
+  }
+
+  private Optional<DivisionInfo> division() {
+    try {
+      return Optional.of(server.getDivision(GROUP_ID).getInfo());
+    } catch (IOException | RuntimeException e) {
+      return Optional.empty();
+    }
+  }
+
+  public boolean isLeader() {
+    return !closed && division().map(DivisionInfo::isLeader).orElse(false);
+  }
+
+  /** Leader that has committed an entry of its term: its view of the log is complete. */
+  public boolean isLeaderReady() {
+    return !closed && division().map(d -> d.isLeader() && d.isLeaderReady()).orElse(false);
+  }
+
+  /** The current leader as this node knows it. */
+  public Optional<String> leaderId() {
+    if (closed) {
+      return Optional.empty();
+    }
+    Optional<String> fromDivision =
+        division().map(DivisionInfo::getLeaderId).map(RaftPeerId::toString);
+    return fromDivision.isPresent() ? fromDivision : stateMachine.leaderId();
+  }
+
+  /** Raft voters in this node's current configuration, id to address. */
+  public Map<String, String> raftPeers() {
+    Map<String, String> out = new java.util.TreeMap<>();
+    try {
+      for (RaftPeer p : server.getDivision(GROUP_ID).getRaftConf().getCurrentPeers()) {
+        out.put(p.getId().toString(), p.getAddress());
+      }
+    } catch (IOException e) {
+      // not in the group yet
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- membership
+
+  /**
+   * Adds a voter online (Raft setConfiguration, mode ADD). The new node must be running (started
+   * with initialPeers not containing itself); the leader brings it up to date first. Blocks until
+   * the new configuration is committed. Registering the node in the map is separate (the new node
+   * does it itself on start).
+   */
+  public void addPeer(String id, String raftAddress) throws IOException {
+    RaftClientReply reply =
+        commandClient
+            .admin()
+            .setConfiguration(
+                SetConfigurationRequest.Arguments.newBuilder()
+                    .setServersInNewConf(List.of(peer(id, raftAddress)))
+                    .setMode(SetConfigurationRequest.Mode.ADD)
+                    .build());
+    if (!reply.isSuccess()) {
+      throw new IOException("addPeer " + id + " failed", reply.getException());
+    }
+    LOG.info("{}: added Raft peer {} at {}", config.nodeId(), id, raftAddress);
+  }
+
+  /**
+   * Removes a voter online (Raft setConfiguration, compare-and-set on the configuration this node
+   * sees, retried if it changed meanwhile). The removed node should then be closed. Its entry in
+   * the map is separate: submit RemoveMember once it owns nothing.
+   */
+  public void removePeer(String id) throws IOException {
+    IOException last = null;
+    for (int attempt = 0; attempt < 10; attempt++) {
+      Collection<RaftPeer> current = server.getDivision(GROUP_ID).getRaftConf().getCurrentPeers();
+      List<RaftPeer> next = new ArrayList<>();
+      boolean found = false;
+      for (RaftPeer p : current) {
+        if (p.getId().toString().equals(id)) {
+          found = true;
+        } else {
+          next.add(p);
+        }
+      }
+      if (!found) {
+        return;
+      }
+      RaftClientReply reply =
+          commandClient
+              .admin()
+              .setConfiguration(
+                  SetConfigurationRequest.Arguments.newBuilder()
+                      .setServersInCurrentConf(new ArrayList<>(current))
+                      .setServersInNewConf(next)
+                      .setMode(SetConfigurationRequest.Mode.COMPARE_AND_SET)
+                      .build());
+      if (reply.isSuccess()) {
+        LOG.info("{}: removed Raft peer {}", config.nodeId(), id);
+        return;
+      }
+      last = new IOException("removePeer " + id + " failed", reply.getException());
+      try {
+        TimeUnit.MILLISECONDS.sleep(200);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new InterruptedIOException("interrupted");
+      }
+    }
+    throw last;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    leaseKeeper.close();
+    livenessMonitor.close();
+    leaseExecutor.shutdownNow();
+    timer.shutdownNow();
+    closeQuietly("raft server", server);
+    closeQuietly("heartbeat client", heartbeatClient);
+    closeQuietly("command client", commandClient);
+    for (Runnable r : submitExecutor.shutdownNow()) {
+      if (r instanceof SubmitTask<?> t) {
+        t.future.completeExceptionally(new IOException("control plane closed"));
+      }
+    }
+    eventExecutor.shutdown();
+    awaitQuietly(submitExecutor);
+    awaitQuietly(leaseExecutor);
+    awaitQuietly(eventExecutor);
+    registered.completeExceptionally(new IOException("closed"));
+    LOG.info("{}: control plane closed", config.nodeId());
+  }
+
+  private void closeQuietly(String what, AutoCloseable c) {
+    if (c == null) {
+      return;
+    }
+    try {
+      c.close();
+    } catch (Exception e) {
+      LOG.warn("{}: closing {} failed", config.nodeId(), what, e);
+    }
+  }
+
+  private static void awaitQuietly(ExecutorService e) {
+    try {
+      e.awaitTermination(5, TimeUnit.SECONDS);
+    } catch (InterruptedException ie) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  // ---------------------------------------------------------------- Ratis wiring
+
+  private static ScheduledExecutorService scheduler(String name) {
+    ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(1, new NamedThreads(name));
+    s.setRemoveOnCancelPolicy(true);
+    s.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
+    return s;
+  }
+
+  static RaftPeer peer(String id, String address) {
+    return RaftPeer.newBuilder().setId(id).setAddress(address).build();
+  }
+
+  private static RaftProperties serverProperties(ControlPlaneConfig config) {
+    RaftProperties p = new RaftProperties();
+    HostPort hp = HostPort.parse(config.raftAddress());
+    GrpcConfigKeys.Server.setHost(p, hp.host());
+    GrpcConfigKeys.Server.setPort(p, hp.port());
+    RaftServerConfigKeys.setStorageDir(p, List.of(config.storageDir().toFile()));
+    long min = config.electionTimeoutMinMs();
+    RaftServerConfigKeys.Rpc.setTimeoutMin(p, TimeDuration.valueOf(min, TimeUnit.MILLISECONDS));
+    RaftServerConfigKeys.Rpc.setTimeoutMax(p, TimeDuration.valueOf(2 * min, TimeUnit.MILLISECONDS));
+    // readLinearizable(): ReadIndex on the leader instead of a possibly deposed leader's state.
+    RaftServerConfigKeys.Read.setOption(p, RaftServerConfigKeys.Read.Option.LINEARIZABLE);
+    RaftServerConfigKeys.Snapshot.setAutoTriggerEnabled(p, true);
+    RaftServerConfigKeys.Snapshot.setAutoTriggerThreshold(p, config.snapshotThreshold());
+    RaftServerConfigKeys.Snapshot.setCreationGap(p, Math.min(1024, config.snapshotThreshold()));
+    RaftServerConfigKeys.Snapshot.setRetentionFileNum(p, 3);
+    RaftServerConfigKeys.Log.setPurgeGap(p, (int) Math.min(1024, config.snapshotThreshold()));
+    config.raftOverrides().forEach(p::set);
+    return p;
+  }
+
+  private RaftClient client(RaftGroup group, TimeDuration requestTimeout, RetryPolicy retry) {
+    RaftProperties p = new RaftProperties();
+    RaftClientConfigKeys.Rpc.setRequestTimeout(p, requestTimeout);
+    return RaftClient.newBuilder()
+        .setProperties(p)
+        .setRaftGroup(group)
+        .setClientId(ClientId.randomId())
+        .setRetryPolicy(retry)
+        .build();
+  }
+
+  /** host:port. */
+  record HostPort(String host, int port) {
+    static HostPort parse(String s) {
+      int colon = s.lastIndexOf(':');
+      if (colon <= 0 || colon == s.length() - 1) {
+        throw new IllegalArgumentException("not host:port: " + s);
+      }
+      String host = s.substring(0, colon);
+      if (host.startsWith("[") && host.endsWith("]")) {
+        host = host.substring(1, host.length() - 1);
+      }
+      return new HostPort(host, Integer.parseInt(s.substring(colon + 1)));
+    }
+  }
+}

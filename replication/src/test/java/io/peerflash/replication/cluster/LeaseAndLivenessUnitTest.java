@@ -1,0 +1,211 @@
+package io.peerflash.replication.cluster;
+
+import static io.peerflash.replication.cluster.ClusterMapTest.applyOk;
+import static io.peerflash.replication.cluster.ClusterMapTest.heartbeat;
+import static io.peerflash.replication.cluster.ClusterMapTest.register;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.peerflash.proto.v1.ClusterCommand;
+import io.peerflash.proto.v1.ClusterError;
+import io.peerflash.proto.v1.CommandResult;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/** LeaseKeeper and LivenessMonitor against a manual clock: no sleeping, no Raft. */
+class LeaseAndLivenessUnitTest {
+  static final long LEASE = 3000;
+  static final long MARGIN = 500;
+
+  static final class ManualTime implements Time {
+    final AtomicLong nanos = new AtomicLong(123_456_789L);
+
+    void advanceMs(long ms) {
+      nanos.addAndGet(TimeUnit.MILLISECONDS.toNanos(ms));
+    }
+
+    @Override
+    public long nowMs() {
+      return TimeUnit.NANOSECONDS.toMillis(nanos.get());
+    }
+
+    @Override
+    public long nanoTime() {
+      return nanos.get();
+    }
+
+    @Override
+    public void sleepMs(long ms) {
+      advanceMs(ms);
+    }
+  }
+
+  final ScheduledExecutorService unused =
+      Executors.newSingleThreadScheduledExecutor(new NamedThreads("unit-test-scheduler"));
+
+  @AfterEach
+  void stop() {
+    unused.shutdownNow();
+  }
+
+  static final CommandResult OK = CommandResult.newBuilder().setOk(true).build();
+
+  @Test
+  void theLeaseCountsFromTheSendOfTheHeartbeat() {
+    ManualTime time = new ManualTime();
+    // The heartbeat takes 400 ms to commit.
+    LeaseKeeper keeper =
+        new LeaseKeeper(
+            "n1",
+            time,
+            LEASE,
+            MARGIN,
+            () -> {
+              time.advanceMs(400);
+              return OK;
+            },
+            unused);
+    assertThat(keeper.leaseValid()).isFalse();
+    long sent = time.nanoTime();
+    keeper.heartbeatOnce();
+    assertThat(keeper.leaseValid()).isTrue();
+    assertThat(keeper.lastSuccessfulHeartbeatSentNanos()).isEqualTo(sent);
+    assertThat(keeper.leaseValidUntilNanos() - sent)
+        .isEqualTo(TimeUnit.MILLISECONDS.toNanos(LEASE - MARGIN));
+    time.advanceMs(LEASE - MARGIN - 400 - 1);
+    assertThat(keeper.leaseValid()).isTrue();
+    time.advanceMs(1);
+    assertThat(keeper.leaseValid()).isFalse();
+  }
+
+  @Test
+  void failedOrRejectedHeartbeatsDoNotExtendTheLease() {
+    ManualTime time = new ManualTime();
+    AtomicReference<Object> next = new AtomicReference<>(OK);
+    LeaseKeeper keeper =
+        new LeaseKeeper(
+            "n1",
+            time,
+            LEASE,
+            MARGIN,
+            () -> {
+              Object o = next.get();
+              if (o instanceof Exception e) {
+                throw e;
+              }
+              return (CommandResult) o;
+            },
+            unused);
+    keeper.heartbeatOnce();
+    long until = keeper.leaseValidUntilNanos();
+    time.advanceMs(1000);
+    next.set(new java.io.IOException("no leader"));
+    keeper.heartbeatOnce();
+    next.set(
+        CommandResult.newBuilder().setError(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER).build());
+    keeper.heartbeatOnce();
+    assertThat(keeper.leaseValidUntilNanos()).isEqualTo(until);
+    assertThat(keeper.failedHeartbeats()).isEqualTo(2);
+    time.advanceMs(LEASE - MARGIN - 1000);
+    assertThat(keeper.leaseValid()).isFalse();
+  }
+
+  @Test
+  void theLeaderMarksDownOnlyAfterLeasePlusMarginAndGivesAFreshPeriodOnElection() {
+    ManualTime time = new ManualTime();
+    AtomicReference<ClusterMap> map =
+        new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", "")));
+    AtomicBoolean leader = new AtomicBoolean(false);
+    List<ClusterCommand> submitted = new ArrayList<>();
+    LivenessMonitor monitor =
+        new LivenessMonitor(
+            "n1",
+            time,
+            LEASE,
+            MARGIN,
+            map::get,
+            leader::get,
+            c -> {
+              submitted.add(c);
+              return new CompletableFuture<>(); // stays pending: no duplicate MarkDown
+            },
+            unused);
+
+    // A follower only records.
+    time.advanceMs(10 * LEASE);
+    monitor.tick();
+    assertThat(submitted).isEmpty();
+
+    // Becoming leader: everyone gets a full fresh period, even though the records are old.
+    leader.set(true);
+    monitor.tick();
+    time.advanceMs(LEASE + MARGIN);
+    monitor.tick();
+    assertThat(submitted).isEmpty();
+
+    // n1 keeps heartbeating, n2 is silent.
+    ClusterCommand hb1 = heartbeat("n1");
+    ClusterMap.Applied a = map.get().apply(hb1);
+    map.set(a.map());
+    monitor.onApplied(10, hb1, a.result(), a.map());
+    time.advanceMs(1);
+    monitor.tick();
+    assertThat(submitted).hasSize(1);
+    ClusterCommand.MarkDown md = submitted.get(0).getMarkDown();
+    assertThat(md.getNodeId()).isEqualTo("n2");
+    assertThat(md.getExpectedHeartbeats())
+        .isEqualTo(map.get().member("n2").orElseThrow().heartbeats());
+    monitor.tick();
+    assertThat(submitted).hasSize(1); // one in flight at a time
+
+    // Losing leadership and winning it again resets the clock again.
+    leader.set(false);
+    monitor.tick();
+    leader.set(true);
+    monitor.tick();
+    time.advanceMs(LEASE);
+    monitor.tick();
+    assertThat(submitted).hasSize(1);
+  }
+
+  @Test
+  void aHeartbeatSeenOnlyInTheMapIsTimedWhenSeen() {
+    ManualTime time = new ManualTime();
+    AtomicReference<ClusterMap> map =
+        new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n2", "")));
+    List<ClusterCommand> submitted = new ArrayList<>();
+    LivenessMonitor monitor =
+        new LivenessMonitor(
+            "n1",
+            time,
+            LEASE,
+            MARGIN,
+            map::get,
+            () -> true,
+            c -> {
+              submitted.add(c);
+              return CompletableFuture.completedFuture(OK);
+            },
+            unused);
+    monitor.tick(); // becomes leader
+    time.advanceMs(LEASE);
+    // A snapshot install brings a newer heartbeat count without a command event.
+    map.set(applyOk(map.get(), heartbeat("n2")));
+    monitor.tick();
+    time.advanceMs(LEASE + MARGIN);
+    monitor.tick();
+    assertThat(submitted).isEmpty();
+    time.advanceMs(1);
+    monitor.tick();
+    assertThat(submitted).hasSize(1);
+    assertThat(submitted.get(0).getMarkDown().getExpectedHeartbeats()).isEqualTo(2);
+  }
+}
