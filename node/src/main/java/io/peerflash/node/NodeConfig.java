@@ -39,7 +39,13 @@ public record NodeConfig(
     long flushStorageFailureTimeoutMs,
     long storageLatencyMicros,
     int rpcThreads,
-    long shutdownGraceMs) {
+    long shutdownGraceMs,
+    String raftAddress,
+    Map<String, String> raftPeers,
+    String faultDomain,
+    long leaseTimeoutMs,
+    long clockSkewMarginMs,
+    long replicationAckTimeoutMs) {
 
   /** One documented setting. */
   public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
@@ -176,6 +182,45 @@ public record NodeConfig(
           "On SIGTERM, how long in-flight requests may take to finish.",
           Long::parseLong);
 
+  public static final Key<String> RAFT =
+      key(
+          "raft",
+          "",
+          "HOST:PORT of this node's Raft (cluster map) endpoint; empty runs a single node without"
+              + " a cluster.",
+          s -> s);
+  public static final Key<Map<String, String>> PEERS =
+      key(
+          "peers",
+          "",
+          "The initial Raft voters as ID=HOST:PORT,ID=HOST:PORT,... (this node included).",
+          NodeConfig::parsePeers);
+  public static final Key<String> FAULT_DOMAIN =
+      key(
+          "fault-domain",
+          "",
+          "Failure domain (rack, host, zone): replicas go to other domains when possible.",
+          s -> s);
+  public static final Key<Long> LEASE_TIMEOUT_MS =
+      key(
+          "lease-timeout-ms",
+          "3000",
+          "Cluster lease: renewed every third of it; a node that cannot renew stops serving and"
+              + " destaging, and the leader marks it DOWN after lease + margin.",
+          Long::parseLong);
+  public static final Key<Long> CLOCK_SKEW_MARGIN_MS =
+      key(
+          "clock-skew-margin-ms",
+          "500",
+          "Safety margin between a node's own lease end and the leader's DOWN decision.",
+          Long::parseLong);
+  public static final Key<Long> REPLICATION_ACK_TIMEOUT_MS =
+      key(
+          "replication-ack-timeout-ms",
+          "1000",
+          "A peer that does not ack a copy within this is treated as lost (on-peer-loss applies).",
+          Long::parseLong);
+
   /** The keys in documentation order. */
   public static List<Key<?>> keys() {
     return Collections.unmodifiableList(KEYS);
@@ -187,6 +232,27 @@ public record NodeConfig(
       case "false", "no", "0", "off" -> false;
       default -> throw new IllegalArgumentException("expected true or false");
     };
+  }
+
+  /** Whether this node runs as a member of a cluster (with a Raft endpoint). */
+  public boolean clustered() {
+    return !raftAddress.isEmpty();
+  }
+
+  static Map<String, String> parsePeers(String text) {
+    Map<String, String> peers = new LinkedHashMap<>();
+    if (text.isBlank()) {
+      return peers;
+    }
+    for (String part : text.split(",")) {
+      int eq = part.indexOf('=');
+      if (eq <= 0 || part.indexOf(':', eq) < 0) {
+        throw new IllegalArgumentException(
+            "peer '" + part + "' is not ID=HOST:PORT (e.g. n1=127.0.0.1:7701)");
+      }
+      peers.put(part.substring(0, eq).trim(), part.substring(eq + 1).trim());
+    }
+    return peers;
   }
 
   /** Reads a {@code key=value} file; unknown keys are an error so typos do not go unnoticed. */
@@ -236,7 +302,13 @@ public record NodeConfig(
             get(values, FLUSH_STORAGE_FAILURE_TIMEOUT_MS),
             get(values, STORAGE_LATENCY_US),
             get(values, RPC_THREADS),
-            get(values, SHUTDOWN_GRACE_MS));
+            get(values, SHUTDOWN_GRACE_MS),
+            get(values, RAFT),
+            get(values, PEERS),
+            get(values, FAULT_DOMAIN),
+            get(values, LEASE_TIMEOUT_MS),
+            get(values, CLOCK_SKEW_MARGIN_MS),
+            get(values, REPLICATION_ACK_TIMEOUT_MS));
     c.validate();
     return c;
   }
@@ -274,6 +346,13 @@ public record NodeConfig(
     }
     if (rpcThreads < 1) {
       throw new IllegalArgumentException("rpc-threads must be at least 1");
+    }
+    if (clustered() && !raftPeers.containsKey(nodeId)) {
+      throw new IllegalArgumentException(
+          "peers must include this node (" + nodeId + "=" + raftAddress + ")");
+    }
+    if (clustered() && leaseTimeoutMs <= 2 * clockSkewMarginMs) {
+      throw new IllegalArgumentException("need clock-skew-margin-ms < lease-timeout-ms / 2");
     }
     if (listenPort < 0 || listenPort > 65535) {
       throw new IllegalArgumentException("listen port out of range: " + listenPort);

@@ -5,6 +5,8 @@ import io.grpc.ServerBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import io.peerflash.node.cluster.ClusterNode;
+import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.EngineConfig;
 import io.peerflash.node.rpc.NodeGrpcService;
@@ -12,6 +14,7 @@ import io.peerflash.node.rpc.VolumeGrpcService;
 import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.node.storage.LatencyInjectingBackingStore;
+import io.peerflash.replication.data.ReplicaGrpcService;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
@@ -35,12 +38,15 @@ public final class PeerFlashNode implements AutoCloseable {
   private final ExecutorService rpcExecutor;
   private final HealthStatusManager health = new HealthStatusManager();
   private final Server server;
+  private final ClusterNode cluster;
   private volatile boolean closed;
 
-  private PeerFlashNode(NodeConfig config, CacheEngine engine, ServerBuilder<?> builder)
+  private PeerFlashNode(
+      NodeConfig config, CacheEngine engine, ClusterNode cluster, ServerBuilder<?> builder)
       throws IOException {
     this.config = config;
     this.engine = engine;
+    this.cluster = cluster;
     // Handlers block on flash and shared-storage I/O, so they run on a pool, not the event loop.
     this.rpcExecutor =
         new ThreadPoolExecutor(
@@ -50,16 +56,18 @@ public final class PeerFlashNode implements AutoCloseable {
             TimeUnit.SECONDS,
             new LinkedBlockingQueue<>(),
             new NamedThreadFactory("peerflash-rpc", true));
-    this.server =
-        builder
-            .executor(rpcExecutor)
-            .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
-            .addService(new VolumeGrpcService(engine, rpcExecutor))
-            .addService(new NodeGrpcService(config.nodeId(), engine))
-            .addService(health.getHealthService())
-            .addService(ProtoReflectionServiceV1.newInstance())
-            .build()
-            .start();
+    builder
+        .executor(rpcExecutor)
+        .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
+        .addService(new VolumeGrpcService(engine, rpcExecutor, cluster))
+        .addService(new NodeGrpcService(config.nodeId(), engine))
+        .addService(health.getHealthService())
+        .addService(ProtoReflectionServiceV1.newInstance());
+    if (cluster != null) {
+      // Peers replicate to this node on the same port as clients.
+      builder.addService(new ReplicaGrpcService(new EngineReplicaSink(engine), cluster));
+    }
+    this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
   }
 
@@ -79,8 +87,10 @@ public final class PeerFlashNode implements AutoCloseable {
       backing = new LatencyInjectingBackingStore(backing, config.storageLatencyMicros());
     }
     CacheEngine engine = CacheEngine.open(EngineConfig.from(config), backing, Time.SYSTEM);
+    ClusterNode cluster = null;
     try {
-      PeerFlashNode node = new PeerFlashNode(config, engine, builder);
+      cluster = config.clustered() ? ClusterNode.start(config, engine) : null;
+      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, builder);
       engine.start();
       log.info(
           "node {} serving on {}:{} (cache {} bytes, sync={})",
@@ -91,9 +101,17 @@ public final class PeerFlashNode implements AutoCloseable {
           config.syncWrites());
       return node;
     } catch (IOException | RuntimeException e) {
+      if (cluster != null) {
+        cluster.close();
+      }
       engine.close();
       throw e;
     }
+  }
+
+  /** The cluster membership, or null on a single node. */
+  public ClusterNode cluster() {
+    return cluster;
   }
 
   /** The bound client port (useful with port 0). */
@@ -137,6 +155,9 @@ public final class PeerFlashNode implements AutoCloseable {
       idle = rpcExecutor.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+    }
+    if (cluster != null) {
+      cluster.close();
     }
     if (!idle) {
       // Closing RocksDB under a running request could crash the process; leaving it open loses

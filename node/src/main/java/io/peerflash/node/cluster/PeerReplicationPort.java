@@ -21,8 +21,17 @@ import java.util.function.Function;
  * epoch come from a {@link Targets} lookup (the cluster map).
  */
 public final class PeerReplicationPort implements ReplicationPort {
-  /** Where a volume's copies go now. */
-  public record Targets(long epoch, String ownerId, List<PeerReplicator> replicas) {}
+  /**
+   * Where a volume's copies go now.
+   *
+   * @param acceptFewer the volume's on-peer-loss policy accepts acknowledging with fewer copies
+   */
+  public record Targets(
+      long epoch, String ownerId, List<PeerReplicator> replicas, boolean acceptFewer) {
+    public Targets(long epoch, String ownerId, List<PeerReplicator> replicas) {
+      this(epoch, ownerId, replicas, false);
+    }
+  }
 
   private final Function<VolumeInfo, Targets> lookup;
 
@@ -39,7 +48,17 @@ public final class PeerReplicationPort implements ReplicationPort {
       return null;
     }
     Targets t = lookup.apply(volume);
-    if (t == null || t.replicas().isEmpty()) {
+    if (t == null) {
+      return null;
+    }
+    if (t.replicas().size() < volume.replicas() && !t.acceptFewer()) {
+      // Fewer peers than the policy asks for: the write must go through to shared storage.
+      return CompletableFuture.failedFuture(
+          new ReplicaException(
+              Status.UNAVAILABLE.withDescription(
+                  t.replicas().size() + " of " + volume.replicas() + " replicas available")));
+    }
+    if (t.replicas().isEmpty()) {
       return null;
     }
     List<BlockImage> images = new ArrayList<>(blocks.size());

@@ -32,6 +32,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Predicate;
 import java.util.zip.CRC32C;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -79,6 +80,9 @@ public final class CacheEngine implements AutoCloseable {
   final EngineStats stats = new EngineStats();
   final Destager destager;
   volatile ReplicationPort replication = ReplicationPort.NONE;
+
+  /** Whether this node may serve and destage an owned volume now (its cluster lease is valid). */
+  volatile Predicate<VolumeInfo> mayServe = v -> true;
 
   private final ConcurrentHashMap<String, CachedVolume> volumesByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<Long, CachedVolume> volumesById = new ConcurrentHashMap<>();
@@ -259,6 +263,14 @@ public final class CacheEngine implements AutoCloseable {
     this.replication = port;
   }
 
+  /**
+   * Installs the check that fences a node without a valid lease: owned volumes are neither served
+   * nor destaged while it fails.
+   */
+  public void setServeGuard(Predicate<VolumeInfo> guard) {
+    this.mayServe = guard;
+  }
+
   /** Starts background work (the destager). */
   public void start() {
     destager.start();
@@ -305,6 +317,91 @@ public final class CacheEngine implements AutoCloseable {
         throw unavailable("cannot store the definition of volume '" + name + "'", e);
       }
     }
+  }
+
+  /**
+   * Creates or updates a volume whose definition comes from the cluster map (id, policy and this
+   * node's role). Only the owner creating a new volume creates its backing file.
+   */
+  public VolumeInfo adoptVolume(VolumeInfo wanted, boolean createBackingFile)
+      throws CacheException {
+    synchronized (createLock) {
+      CachedVolume v = volumesByName.get(wanted.name());
+      if (v != null && v.id() != wanted.id()) {
+        throw new CacheException(
+            Reason.FAILED_PRECONDITION,
+            "volume '"
+                + wanted.name()
+                + "' is held locally with id "
+                + v.id()
+                + ", not "
+                + wanted.id());
+      }
+      if (v == null) {
+        try {
+          // Never re-create an existing file: that would empty a volume's destaged data.
+          if (createBackingFile && !backing.exists(wanted.name())) {
+            backing.create(wanted.name(), wanted.sizeBytes());
+          }
+          catalog.put(wanted);
+        } catch (IOException e) {
+          throw unavailable("cannot adopt volume '" + wanted.name() + "'", e);
+        }
+        CachedVolume fresh = new CachedVolume(wanted, 1);
+        volumesById.put(wanted.id(), fresh);
+        volumesByName.put(wanted.name(), fresh);
+        log.info("adopted volume {} as {}", wanted.name(), wanted.role());
+        return wanted;
+      }
+    }
+    CachedVolume v = volume(wanted.name());
+    if (v.info.mode() != wanted.mode() || v.info.replicas() != wanted.replicas()) {
+      setPolicy(wanted.name(), wanted.mode(), wanted.replicas());
+    }
+    if (v.info.role() != wanted.role()) {
+      setRole(wanted.name(), wanted.role());
+    }
+    return v.info;
+  }
+
+  /**
+   * Forgets a volume on this node, dirty copies included, without touching its backing file: for
+   * copies a newer epoch superseded (the data is safe with the current owner and replicas).
+   */
+  public void dropLocalVolume(String name) throws CacheException {
+    CachedVolume v = volume(name);
+    v.gate.writeLock().lock();
+    try {
+      synchronized (createLock) {
+        if (v.deleted) {
+          return;
+        }
+        v.deleted = true;
+        volumesByName.remove(name, v);
+        Batch batch = new Batch();
+        index.deleteVolume(batch, v.id());
+        catalog.delete(v.info, batch);
+        for (Map.Entry<Long, BlockEntry> me : v.blocks.entrySet()) {
+          try (BlockLocks.Held h = v.locks.lockRange(me.getKey(), 1, true)) {
+            BlockEntry e = v.blocks.remove(me.getKey());
+            if (e != null && !e.isZero()) {
+              if (e.dirty()) {
+                dirtySlots.decrementAndGet();
+              }
+              evictor.release(e.slot());
+              slots.free(e.slot());
+            }
+          }
+        }
+        volumesById.remove(v.id());
+        log.info("dropped local copies of volume {}", name);
+      }
+    } catch (IOException e) {
+      throw unavailable("dropping volume '" + name + "' failed", e);
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+    signalSpace();
   }
 
   public VolumeInfo getVolume(String name) throws CacheException {
@@ -1460,7 +1557,7 @@ public final class CacheEngine implements AutoCloseable {
     }
   }
 
-  private static void checkNotDeleted(CachedVolume v) throws CacheException {
+  private void checkNotDeleted(CachedVolume v) throws CacheException {
     if (v.deleted) {
       throw CacheException.notFound(v.name());
     }
@@ -1468,6 +1565,11 @@ public final class CacheEngine implements AutoCloseable {
       throw new CacheException(
           Reason.FAILED_PRECONDITION,
           "volume '" + v.name() + "' is held on this node as a replica; its owner serves it");
+    }
+    if (!mayServe.test(v.info)) {
+      throw new CacheException(
+          Reason.UNAVAILABLE,
+          "volume '" + v.name() + "': this node's cluster lease is not valid; not serving");
     }
   }
 

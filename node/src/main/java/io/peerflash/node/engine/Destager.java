@@ -261,6 +261,9 @@ final class Destager implements AutoCloseable {
       if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER) {
         return 0; // a replica never destages another node's data
       }
+      if (!engine.mayServe.test(v.info)) {
+        return 0; // no valid lease: another node may already own the volume
+      }
       int limit = v.isolatedBatchesLeft > 0 ? 1 : batchBlocks;
       long[] s = new long[limit];
       long[] b = new long[limit];
@@ -286,6 +289,11 @@ final class Destager implements AutoCloseable {
       }
       long bytes;
       try {
+        // Checked again right before touching shared storage: the lease may have run out while
+        // the batch was read (a long pause).
+        if (!engine.mayServe.test(v.info)) {
+          return 0;
+        }
         bytes = writeBatch(v, n);
         engine.backing.sync(v.name());
       } catch (IOException e) {
@@ -360,6 +368,9 @@ final class Destager implements AutoCloseable {
       int j = i + 1;
       while (j < n && !skip[j] && blocks[j] == blocks[j - 1] + 1 && isZero[j] == isZero[i]) {
         j++;
+      }
+      if (!engine.mayServe.test(v.info)) {
+        throw new IOException("cluster lease expired during destage; stopping before storage");
       }
       long offset = blocks[i] * BLOCK;
       int len = (j - i) * BLOCK;

@@ -46,6 +46,11 @@ public final class VolumeCatalog {
     return info;
   }
 
+  /** Stores a definition whose id was assigned elsewhere (the cluster map). */
+  public void put(VolumeInfo info) throws IOException {
+    update(info);
+  }
+
   public void update(VolumeInfo info) throws IOException {
     kv.write(new Batch().put(Table.VOLUMES, key(info.name()), info.encode()), true);
   }

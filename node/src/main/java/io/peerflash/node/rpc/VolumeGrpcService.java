@@ -33,13 +33,22 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   private final CacheEngine engine;
   private final Executor streamExecutor;
+  private final ClusterRouting cluster;
 
   /**
    * @param streamExecutor runs the concurrent requests of a WriteStream
+   * @param cluster the cluster's routing and volume administration; null on a single node
    */
-  public VolumeGrpcService(CacheEngine engine, Executor streamExecutor) {
+  public VolumeGrpcService(CacheEngine engine, Executor streamExecutor, ClusterRouting cluster) {
     this.engine = engine;
     this.streamExecutor = streamExecutor;
+    this.cluster = cluster;
+  }
+
+  private void route(String volume) {
+    if (cluster != null) {
+      cluster.routeIo(volume);
+    }
   }
 
   /** A call body that may throw CacheException. */
@@ -51,6 +60,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     T result;
     try {
       result = call.run();
+    } catch (io.grpc.StatusRuntimeException e) {
+      out.onError(e);
+      return;
     } catch (CacheException e) {
       out.onError(Protos.toStatus(e).asRuntimeException());
       return;
@@ -71,6 +83,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          if (cluster != null) {
+            return cluster.createVolume(req);
+          }
           engine.createVolume(
               req.getName(),
               req.getSizeBytes(),
@@ -82,7 +97,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void getVolume(GetVolumeRequest req, StreamObserver<Volume> out) {
-    answer(out, () -> volume(req.getName()));
+    answer(out, () -> cluster != null ? cluster.getVolume(req.getName()) : volume(req.getName()));
   }
 
   @Override
@@ -91,6 +106,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         out,
         () -> {
           ListVolumesResponse.Builder b = ListVolumesResponse.newBuilder();
+          if (cluster != null) {
+            return b.addAllVolumes(cluster.listVolumes()).build();
+          }
           for (var s : engine.status().volumes()) {
             b.addVolumes(Protos.volume(s));
           }
@@ -103,6 +121,10 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          if (cluster != null) {
+            cluster.deleteVolume(req.getName());
+            return DeleteVolumeResponse.getDefaultInstance();
+          }
           engine.deleteVolume(req.getName());
           return DeleteVolumeResponse.getDefaultInstance();
         });
@@ -113,6 +135,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          if (cluster != null) {
+            return cluster.setPolicy(req);
+          }
           engine.setPolicy(
               req.getName(), Protos.mode(req.getPolicy().getMode()), req.getPolicy().getReplicas());
           return volume(req.getName());
@@ -124,6 +149,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          route(req.getVolume());
           engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
           return WriteResponse.newBuilder().setRequestId(req.getRequestId()).build();
         });
@@ -143,6 +169,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
                     + CacheEngine.MAX_IO_BYTES
                     + " bytes (1 MiB) per request");
           }
+          route(req.getVolume());
           byte[] data = engine.read(req.getVolume(), req.getOffset(), (int) req.getLength());
           return ReadResponse.newBuilder().setData(UnsafeByteOperations.unsafeWrap(data)).build();
         });
@@ -152,7 +179,10 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   public void flush(FlushRequest req, StreamObserver<FlushResponse> out) {
     answer(
         out,
-        () -> FlushResponse.newBuilder().setDestagedBytes(engine.flush(req.getVolume())).build());
+        () -> {
+          route(req.getVolume());
+          return FlushResponse.newBuilder().setDestagedBytes(engine.flush(req.getVolume())).build();
+        });
   }
 
   @Override
@@ -160,6 +190,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          route(req.getVolume());
           engine.trim(req.getVolume(), req.getOffset(), req.getLength());
           return TrimResponse.getDefaultInstance();
         });
@@ -195,7 +226,24 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
             WriteResponse.Builder resp =
                 WriteResponse.newBuilder().setRequestId(req.getRequestId());
             try {
+              route(req.getVolume());
               engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
+            } catch (io.grpc.StatusRuntimeException e) {
+              Status s = e.getStatus();
+              io.grpc.Metadata trailers = e.getTrailers();
+              String owner =
+                  trailers == null
+                      ? null
+                      : trailers.get(
+                          io.grpc.Metadata.Key.of(
+                              ClusterRouting.OWNER_TRAILER,
+                              io.grpc.Metadata.ASCII_STRING_MARSHALLER));
+              resp.setCode(s.getCode().value())
+                  .setMessage(
+                      (s.getDescription() == null ? "" : s.getDescription())
+                          + (owner == null
+                              ? ""
+                              : " [" + ClusterRouting.OWNER_TRAILER + "=" + owner + "]"));
             } catch (CacheException e) {
               Status s = Protos.toStatus(e);
               resp.setCode(s.getCode().value()).setMessage(s.getDescription());

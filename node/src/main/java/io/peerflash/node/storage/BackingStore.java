@@ -12,6 +12,9 @@ public interface BackingStore extends AutoCloseable {
   /** Creates (or empties) the volume's object with the given size; reads of it return zeros. */
   void create(String volume, long sizeBytes) throws IOException;
 
+  /** Whether the volume's object exists (so a new owner never re-creates, i.e. empties, it). */
+  boolean exists(String volume) throws IOException;
+
   /** Removes the volume's object; a missing object is not an error. */
   void delete(String volume) throws IOException;
 

@@ -49,6 +49,11 @@ public final class FileBackingStore implements BackingStore {
   }
 
   @Override
+  public boolean exists(String volume) {
+    return Files.exists(fileOf(volume));
+  }
+
+  @Override
   public void delete(String volume) throws IOException {
     closeChannel(volume);
     Files.deleteIfExists(fileOf(volume));

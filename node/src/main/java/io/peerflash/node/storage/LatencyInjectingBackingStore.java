@@ -29,6 +29,11 @@ public final class LatencyInjectingBackingStore implements BackingStore {
   }
 
   @Override
+  public boolean exists(String volume) throws IOException {
+    return delegate.exists(volume);
+  }
+
+  @Override
   public void delete(String volume) throws IOException {
     delegate.delete(volume);
   }

@@ -77,6 +77,11 @@ final class FaultyBackingStore implements BackingStore {
   }
 
   @Override
+  public boolean exists(String volume) throws IOException {
+    return delegate.exists(volume);
+  }
+
+  @Override
   public void delete(String volume) throws IOException {
     delegate.delete(volume);
   }

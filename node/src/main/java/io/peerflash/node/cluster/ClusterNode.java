@@ -1,0 +1,589 @@
+package io.peerflash.node.cluster;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.peerflash.node.NodeConfig;
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.engine.CacheException.Reason;
+import io.peerflash.node.engine.VolumeStatusView;
+import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.node.index.VolumeInfo.Role;
+import io.peerflash.node.rpc.ClusterRouting;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.ClusterCommand;
+import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.DescribeCopiesRequest;
+import io.peerflash.proto.v1.OnPeerLoss;
+import io.peerflash.proto.v1.ReplicaServiceGrpc;
+import io.peerflash.proto.v1.SetPolicyRequest;
+import io.peerflash.proto.v1.Volume;
+import io.peerflash.proto.v1.VolumePolicy;
+import io.peerflash.proto.v1.VolumeState;
+import io.peerflash.replication.cluster.ClusterMap;
+import io.peerflash.replication.cluster.ControlPlane;
+import io.peerflash.replication.cluster.ControlPlaneConfig;
+import io.peerflash.replication.cluster.Member;
+import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.data.EpochGuard;
+import io.peerflash.replication.data.PeerReplicator;
+import io.peerflash.replication.data.ReplicaException;
+import io.peerflash.util.NamedThreadFactory;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A node as a cluster member: the Raft-held map decides which volumes it owns or replicates; this
+ * class keeps the engine in line with the map (volumes, roles), routes client I/O to owners, guards
+ * replica copies by epoch, fences the node when its lease lapses, and, on the leader, fails volumes
+ * of a DOWN owner over to the replica holding the most.
+ */
+public final class ClusterNode implements ClusterRouting, EpochGuard, AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
+  private static final Metadata.Key<String> OWNER_KEY =
+      Metadata.Key.of(OWNER_TRAILER, Metadata.ASCII_STRING_MARSHALLER);
+  private static final long COMMAND_TIMEOUT_MS = 15_000;
+  private static final long MAP_CATCH_UP_MS = 2_000;
+
+  private final NodeConfig config;
+  private final String nodeId;
+  private final CacheEngine engine;
+  private final ControlPlane controlPlane;
+  private final ScheduledExecutorService timers =
+      Executors.newSingleThreadScheduledExecutor(
+          new NamedThreadFactory("peerflash-cluster-timer", true));
+  private final ExecutorService reconciler =
+      Executors.newSingleThreadExecutor(new NamedThreadFactory("peerflash-reconciler", true));
+  private final AtomicBoolean reconcileQueued = new AtomicBoolean();
+  private final ConcurrentHashMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, PeerReplicator> replicators = new ConcurrentHashMap<>();
+  private final Set<String> failoversInProgress = ConcurrentHashMap.newKeySet();
+  private volatile boolean ready;
+  private volatile boolean closed;
+
+  private ClusterNode(NodeConfig config, CacheEngine engine, ControlPlane controlPlane) {
+    this.config = config;
+    this.nodeId = config.nodeId();
+    this.engine = engine;
+    this.controlPlane = controlPlane;
+  }
+
+  /** Joins the Raft group and connects the engine to the cluster (before the engine starts). */
+  public static ClusterNode start(NodeConfig config, CacheEngine engine) throws IOException {
+    if (config.listenPort() == 0) {
+      throw new IllegalArgumentException("a cluster member needs a fixed listen port");
+    }
+    ControlPlaneConfig cp =
+        ControlPlaneConfig.of(
+                config.nodeId(),
+                config.raftAddress(),
+                config.listenHost() + ":" + config.listenPort(),
+                config.faultDomain(),
+                config.raftPeers(),
+                config.dataDir().resolve("raft"))
+            .withLease(config.leaseTimeoutMs(), config.clockSkewMarginMs());
+    ControlPlane controlPlane = ControlPlane.start(cp);
+    ClusterNode node = new ClusterNode(config, engine, controlPlane);
+    // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
+    // leader can hand its volumes to another node).
+    engine.setServeGuard(v -> node.ready && controlPlane.leaseValid());
+    engine.setReplicationPort(new PeerReplicationPort(node::targets));
+    controlPlane.addListener(map -> node.scheduleReconcile());
+    node.reconciler.execute(node::initialReconcile);
+    return node;
+  }
+
+  public ControlPlane controlPlane() {
+    return controlPlane;
+  }
+
+  public boolean ready() {
+    return ready;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Keeping the engine in line with the map
+
+  /** The first reconcile reads a linearizable map: a half-replayed log must not drop volumes. */
+  private void initialReconcile() {
+    while (!closed) {
+      try {
+        ClusterMap map = controlPlane.readLinearizable().get(10, TimeUnit.SECONDS);
+        reconcile(map);
+        ready = true;
+        log.info("node {} in step with the cluster map; serving", nodeId);
+        scheduleReconcile();
+        return;
+      } catch (Exception e) {
+        log.info("waiting for the cluster map: {}", e.toString());
+        sleep(500);
+      }
+    }
+  }
+
+  private void scheduleReconcile() {
+    if (ready && !closed && reconcileQueued.compareAndSet(false, true)) {
+      reconciler.execute(
+          () -> {
+            reconcileQueued.set(false);
+            try {
+              ClusterMap map = controlPlane.map();
+              reconcile(map);
+              maybeFailOver(map);
+            } catch (RuntimeException e) {
+              log.warn("reconcile failed; retrying", e);
+              timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS);
+            }
+          });
+    }
+  }
+
+  private void reconcile(ClusterMap map) {
+    Set<String> inMap = new HashSet<>();
+    for (VolumeRecord rec : map.volumes().values()) {
+      inMap.add(rec.name());
+      Role role =
+          rec.owner().equals(nodeId)
+              ? Role.OWNER
+              : rec.replicaSet().contains(nodeId) ? Role.REPLICA : null;
+      try {
+        if (role != null) {
+          engine.adoptVolume(
+              new VolumeInfo(
+                  rec.id(),
+                  rec.name(),
+                  rec.sizeBytes(),
+                  mode(rec.mode()),
+                  rec.requestedReplicas(),
+                  role),
+              role == Role.OWNER);
+        } else if (held(rec.name())) {
+          // Not ours at the current epoch: the owner and replicas of that epoch hold every
+          // acknowledged write, so these copies are superseded.
+          engine.dropLocalVolume(rec.name());
+        }
+      } catch (CacheException e) {
+        log.warn("volume {}: cannot follow the cluster map yet: {}", rec.name(), e.getMessage());
+      }
+    }
+    for (VolumeInfo local : engine.listVolumes()) {
+      if (!inMap.contains(local.name())) {
+        try {
+          if (local.role() == Role.OWNER) {
+            engine.deleteVolume(
+                local.name()); // deleted from the cluster: the owner removes the file
+          } else {
+            engine.dropLocalVolume(local.name());
+          }
+        } catch (CacheException e) {
+          log.warn("volume {}: delete failed: {}", local.name(), e.getMessage());
+        }
+      }
+    }
+  }
+
+  private boolean held(String name) {
+    try {
+      engine.getVolume(name);
+      return true;
+    } catch (CacheException e) {
+      return false;
+    }
+  }
+
+  /**
+   * On the leader: for each volume whose owner is DOWN, ask the live replica holders how much they
+   * hold and commit the most complete one as the new owner (compare-and-set on the epoch).
+   */
+  private void maybeFailOver(ClusterMap map) {
+    if (!controlPlane.isLeaderReady()) {
+      return;
+    }
+    for (VolumeRecord rec : map.volumes().values()) {
+      Optional<Member> owner = map.member(rec.owner());
+      if (owner.isPresent() && owner.get().isAlive()) {
+        continue;
+      }
+      if (!failoversInProgress.add(rec.name())) {
+        continue;
+      }
+      try {
+        String best = null;
+        long bestSeq = -1;
+        for (String candidate : rec.replicaSet()) {
+          Optional<Member> m = map.member(candidate);
+          if (m.isEmpty() || !m.get().isUp()) {
+            continue;
+          }
+          try {
+            long seq =
+                ReplicaServiceGrpc.newBlockingStub(channel(m.get().grpcAddress()))
+                    .withDeadlineAfter(1, TimeUnit.SECONDS)
+                    .describeCopies(
+                        DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build())
+                    .getMaxSeq();
+            if (seq > bestSeq) {
+              bestSeq = seq;
+              best = candidate;
+            }
+          } catch (RuntimeException e) {
+            log.info("failover of {}: {} did not answer: {}", rec.name(), candidate, e.toString());
+          }
+        }
+        if (best == null) {
+          log.error(
+              "volume {}: owner {} is down and no live replica holds its data; it stays"
+                  + " unavailable until {} returns",
+              rec.name(),
+              rec.owner(),
+              rec.owner());
+          continue;
+        }
+        CommandResult r =
+            controlPlane
+                .submit(
+                    ClusterCommand.newBuilder()
+                        .setChangeOwner(
+                            ClusterCommand.ChangeOwner.newBuilder()
+                                .setVolume(rec.name())
+                                .setNewOwner(best)
+                                .setExpectedEpoch(rec.epoch()))
+                        .build())
+                .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        log.warn(
+            "volume {}: owner {} down; {} takes over at sequence {} ({})",
+            rec.name(),
+            rec.owner(),
+            best,
+            bestSeq,
+            r.getOk() ? "committed" : r.getMessage());
+      } catch (Exception e) {
+        log.warn("failover of {} failed; will retry: {}", rec.name(), e.toString());
+        timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS);
+      } finally {
+        failoversInProgress.remove(rec.name());
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Replication targets (owner side) and the epoch guard (replica side)
+
+  private PeerReplicationPort.Targets targets(VolumeInfo v) {
+    VolumeRecord rec = controlPlane.map().volume(v.name()).orElse(null);
+    if (rec == null || !rec.owner().equals(nodeId)) {
+      return null;
+    }
+    List<PeerReplicator> peers = new ArrayList<>();
+    for (String id : rec.replicaSet()) {
+      PeerReplicator r = replicator(id);
+      if (r != null) {
+        peers.add(r);
+      }
+    }
+    boolean acceptFewer = rec.onPeerLoss() == OnPeerLoss.ON_PEER_LOSS_ACCEPT;
+    return new PeerReplicationPort.Targets(rec.epoch(), nodeId, peers, acceptFewer);
+  }
+
+  private PeerReplicator replicator(String memberId) {
+    Optional<Member> m = controlPlane.map().member(memberId);
+    if (m.isEmpty()) {
+      return null;
+    }
+    return replicators.computeIfAbsent(
+        memberId,
+        id ->
+            new PeerReplicator(
+                id, channel(m.get().grpcAddress()), timers, config.replicationAckTimeoutMs()));
+  }
+
+  private ManagedChannel channel(String address) {
+    return channels.computeIfAbsent(
+        address, a -> NettyChannelBuilder.forTarget(a).usePlaintext().build());
+  }
+
+  @Override
+  public void checkReplicate(String volume, long epoch, String ownerId) throws ReplicaException {
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(MAP_CATCH_UP_MS);
+    while (true) {
+      VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
+      boolean behind = rec == null || rec.epoch() < epoch || !ready || !heldAsReplica(volume);
+      if (!behind) {
+        if (epoch < rec.epoch()) {
+          throw ReplicaException.staleEpoch(volume, epoch, rec.epoch());
+        }
+        if (!rec.owner().equals(ownerId) || !rec.replicaSet().contains(nodeId)) {
+          throw new ReplicaException(
+              Status.FAILED_PRECONDITION.withDescription(
+                  "at epoch "
+                      + epoch
+                      + " of volume '"
+                      + volume
+                      + "' the owner is "
+                      + rec.owner()
+                      + " and the replicas are "
+                      + rec.replicaSet()));
+        }
+        return;
+      }
+      // This node's map (or its engine) is behind the sender's: wait a little for it.
+      if (System.nanoTime() > deadline) {
+        throw new ReplicaException(
+            Status.UNAVAILABLE.withDescription(
+                "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume));
+      }
+      sleep(10);
+    }
+  }
+
+  private boolean heldAsReplica(String volume) {
+    try {
+      return engine.getVolume(volume).role() == Role.REPLICA;
+    } catch (CacheException e) {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Client routing and volume administration
+
+  @Override
+  public void routeIo(String volume) {
+    ClusterMap map = controlPlane.map();
+    VolumeRecord rec = map.volume(volume).orElse(null);
+    if (rec == null) {
+      throw Status.NOT_FOUND
+          .withDescription("volume '" + volume + "' does not exist")
+          .asRuntimeException();
+    }
+    if (!rec.owner().equals(nodeId)) {
+      Optional<Member> owner = map.member(rec.owner());
+      if (owner.isEmpty() || !owner.get().isAlive()) {
+        throw Status.UNAVAILABLE
+            .withDescription(
+                "volume '"
+                    + volume
+                    + "': its owner "
+                    + rec.owner()
+                    + " is down; failover in"
+                    + " progress")
+            .asRuntimeException();
+      }
+      Metadata trailers = new Metadata();
+      trailers.put(OWNER_KEY, rec.owner() + "@" + owner.get().grpcAddress());
+      throw Status.FAILED_PRECONDITION
+          .withDescription(
+              "volume '"
+                  + volume
+                  + "' is owned by "
+                  + rec.owner()
+                  + " at "
+                  + owner.get().grpcAddress())
+          .asRuntimeException(trailers);
+    }
+    if (!ready || !held(volume)) {
+      throw Status.UNAVAILABLE
+          .withDescription("node " + nodeId + " is taking over volume '" + volume + "'")
+          .asRuntimeException();
+    }
+  }
+
+  @Override
+  public Volume createVolume(CreateVolumeRequest req) throws CacheException {
+    if (req.getPolicy().getMode() == CacheMode.CACHE_MODE_UNSPECIFIED) {
+      throw new CacheException(
+          Reason.INVALID_ARGUMENT, "policy.mode must be WRITE_BACK, WRITE_THROUGH or WRITE_AROUND");
+    }
+    if (!VolumeInfo.isValidName(req.getName())) {
+      throw new CacheException(
+          Reason.INVALID_ARGUMENT,
+          "volume name '"
+              + req.getName()
+              + "' is invalid: use 1-128 characters from A-Z a-z 0-9"
+              + " . _ -, starting with a letter or digit");
+    }
+    CommandResult r =
+        submit(
+            ClusterCommand.newBuilder()
+                .setCreateVolume(
+                    ClusterCommand.CreateVolume.newBuilder()
+                        .setName(req.getName())
+                        .setSizeBytes(req.getSizeBytes())
+                        .setMode(req.getPolicy().getMode())
+                        .setReplicas(req.getPolicy().getReplicas())
+                        .setOnPeerLoss(OnPeerLoss.ON_PEER_LOSS_WRITE_THROUGH)
+                        .setPreferredOwner(nodeId))
+                .build());
+    VolumeRecord rec = VolumeRecord.fromProto(r.getVolume());
+    awaitLocal(rec);
+    return volume(rec);
+  }
+
+  @Override
+  public void deleteVolume(String name) throws CacheException {
+    submit(
+        ClusterCommand.newBuilder()
+            .setDeleteVolume(ClusterCommand.DeleteVolume.newBuilder().setName(name))
+            .build());
+  }
+
+  @Override
+  public Volume setPolicy(SetPolicyRequest req) throws CacheException {
+    VolumeRecord current =
+        controlPlane
+            .map()
+            .volume(req.getName())
+            .orElseThrow(() -> CacheExceptionHolder.notFound(req.getName()));
+    CommandResult r =
+        submit(
+            ClusterCommand.newBuilder()
+                .setSetPolicy(
+                    ClusterCommand.SetPolicy.newBuilder()
+                        .setName(req.getName())
+                        .setMode(req.getPolicy().getMode())
+                        .setReplicas(req.getPolicy().getReplicas())
+                        .setOnPeerLoss(current.onPeerLoss()))
+                .build());
+    return volume(VolumeRecord.fromProto(r.getVolume()));
+  }
+
+  @Override
+  public Volume getVolume(String name) throws CacheException {
+    VolumeRecord rec =
+        controlPlane.map().volume(name).orElseThrow(() -> CacheExceptionHolder.notFound(name));
+    return volume(rec);
+  }
+
+  @Override
+  public List<Volume> listVolumes() {
+    List<Volume> all = new ArrayList<>();
+    for (VolumeRecord rec : controlPlane.map().volumes().values()) {
+      all.add(volume(rec));
+    }
+    return all;
+  }
+
+  private Volume volume(VolumeRecord rec) {
+    Volume.Builder b =
+        Volume.newBuilder()
+            .setName(rec.name())
+            .setSizeBytes(rec.sizeBytes())
+            .setPolicy(
+                VolumePolicy.newBuilder().setMode(rec.mode()).setReplicas(rec.requestedReplicas()))
+            .setState(VolumeState.HEALTHY);
+    if (rec.owner().equals(nodeId)) {
+      try {
+        VolumeStatusView s = engine.volumeStatus(rec.name());
+        b.setDirtyBytes(s.dirtyBytes())
+            .setCachedBytes(s.cachedBytes())
+            .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())
+            .setCorruptBlocks(s.corruptBlocks());
+        if (s.health() != VolumeStatusView.Health.HEALTHY) {
+          b.setState(
+                  s.health() == VolumeStatusView.Health.STORAGE_FAILING
+                      ? VolumeState.STORAGE_FAILING
+                      : VolumeState.CORRUPT_DIRTY_DATA)
+              .setStateDetail(s.healthDetail());
+        }
+      } catch (CacheException e) {
+        // not adopted yet
+      }
+    }
+    String detail =
+        "owner "
+            + rec.owner()
+            + ", epoch "
+            + rec.epoch()
+            + ", replicas "
+            + rec.replicaSet()
+            + (rec.underReplicated() ? " (fewer than requested: writes go through)" : "");
+    if (b.getStateDetail().isEmpty()) {
+      b.setStateDetail(detail);
+    }
+    return b.build();
+  }
+
+  private void awaitLocal(VolumeRecord rec) {
+    if (!rec.owner().equals(nodeId)) {
+      return;
+    }
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!held(rec.name()) && System.nanoTime() < deadline) {
+      sleep(10);
+    }
+  }
+
+  private CommandResult submit(ClusterCommand command) throws CacheException {
+    CommandResult r;
+    try {
+      r = controlPlane.submit(command).get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    } catch (Exception e) {
+      throw new CacheException(
+          Reason.UNAVAILABLE, "the cluster did not commit the change: " + e, e);
+    }
+    if (r.getOk()) {
+      return r;
+    }
+    Reason reason =
+        switch (r.getError()) {
+          case CLUSTER_ERROR_VOLUME_NOT_FOUND -> Reason.NOT_FOUND;
+          case CLUSTER_ERROR_VOLUME_EXISTS -> Reason.ALREADY_EXISTS;
+          case CLUSTER_ERROR_INVALID_ARGUMENT -> Reason.INVALID_ARGUMENT;
+          case CLUSTER_ERROR_NO_CAPACITY -> Reason.RESOURCE_EXHAUSTED;
+          default -> Reason.FAILED_PRECONDITION;
+        };
+    throw new CacheException(reason, r.getMessage());
+  }
+
+  private static VolumeInfo.CacheMode mode(CacheMode mode) {
+    return switch (mode) {
+      case WRITE_THROUGH -> VolumeInfo.CacheMode.WRITE_THROUGH;
+      case WRITE_AROUND -> VolumeInfo.CacheMode.WRITE_AROUND;
+      default -> VolumeInfo.CacheMode.WRITE_BACK;
+    };
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Builds NOT_FOUND for lambdas (CacheException's own factory is package-private). */
+  private static final class CacheExceptionHolder {
+    static CacheException notFound(String name) {
+      return new CacheException(Reason.NOT_FOUND, "volume '" + name + "' does not exist");
+    }
+  }
+
+  @Override
+  public void close() {
+    closed = true;
+    reconciler.shutdownNow();
+    for (PeerReplicator r : replicators.values()) {
+      r.close();
+    }
+    for (ManagedChannel c : channels.values()) {
+      c.shutdownNow();
+    }
+    controlPlane.close();
+    timers.shutdownNow();
+  }
+}

@@ -1,0 +1,34 @@
+package io.peerflash.node.rpc;
+
+import io.peerflash.node.engine.CacheException;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.SetPolicyRequest;
+import io.peerflash.proto.v1.Volume;
+import java.util.List;
+
+/**
+ * What the client API needs from the cluster: where a volume lives, and volume administration
+ * through the cluster map. Absent on a single node.
+ */
+public interface ClusterRouting {
+  /** Trailer naming a volume's owner, {@code NODEID@HOST:PORT}, sent with FAILED_PRECONDITION. */
+  String OWNER_TRAILER = "peerflash-owner";
+
+  /**
+   * Lets an I/O call proceed only on the volume's owner.
+   *
+   * @throws io.grpc.StatusRuntimeException FAILED_PRECONDITION with the {@link #OWNER_TRAILER} when
+   *     another node owns it, UNAVAILABLE while it has no live owner, NOT_FOUND when unknown
+   */
+  void routeIo(String volume);
+
+  Volume createVolume(CreateVolumeRequest request) throws CacheException;
+
+  void deleteVolume(String name) throws CacheException;
+
+  Volume setPolicy(SetPolicyRequest request) throws CacheException;
+
+  Volume getVolume(String name) throws CacheException;
+
+  List<Volume> listVolumes();
+}

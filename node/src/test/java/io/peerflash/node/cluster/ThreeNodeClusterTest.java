@@ -1,0 +1,166 @@
+package io.peerflash.node.cluster;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.peerflash.client.PeerFlashClient;
+import io.peerflash.client.PeerFlashException;
+import io.peerflash.node.NodeConfig;
+import io.peerflash.node.PeerFlashNode;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.Volume;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Three real nodes in one JVM (real Raft, real gRPC over loopback): volumes are placed by the
+ * cluster map, writes are copied to a peer before the ack, a non-owner points clients to the owner,
+ * and when the owner dies its replica takes over with every acknowledged write.
+ */
+class ThreeNodeClusterTest {
+  private static final long VOLUME = 2 << 20;
+  @TempDir Path dir;
+  private final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
+  private final Map<String, String> clientAddress = new HashMap<>();
+
+  @AfterEach
+  void stop() {
+    nodes.values().forEach(PeerFlashNode::close);
+  }
+
+  private static int freePort() throws Exception {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  private void startCluster() throws Exception {
+    Map<String, String> raft = new LinkedHashMap<>();
+    for (int i = 1; i <= 3; i++) {
+      raft.put("n" + i, "127.0.0.1:" + freePort());
+      clientAddress.put("n" + i, "127.0.0.1:" + freePort());
+    }
+    String peers =
+        String.join(
+            ",", raft.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList());
+    for (String id : raft.keySet()) {
+      Map<String, String> c = new HashMap<>();
+      c.put("id", id);
+      c.put("listen", clientAddress.get(id));
+      c.put("raft", raft.get(id));
+      c.put("peers", peers);
+      c.put("fault-domain", "rack-" + id);
+      c.put("data-dir", dir.resolve(id).toString());
+      c.put("shared-dir", dir.resolve("shared").toString());
+      c.put("cache-size", "16MiB");
+      c.put("lease-timeout-ms", "1500");
+      c.put("clock-skew-margin-ms", "300");
+      c.put("replication-ack-timeout-ms", "500");
+      nodes.put(id, PeerFlashNode.start(NodeConfig.fromMap(c)));
+    }
+    await(() -> nodes.values().stream().allMatch(n -> n.cluster().ready()), 60, "cluster ready");
+  }
+
+  private static void await(BooleanSupplier condition, int seconds, String what)
+      throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("timed out waiting for " + what);
+      }
+      Thread.sleep(20);
+    }
+  }
+
+  @Test
+  void ownerFailureLosesNoAcknowledgedWrite() throws Exception {
+    startCluster();
+    byte[] model = new byte[(int) VOLUME];
+    String owner;
+    String replica;
+    try (PeerFlashClient c =
+        PeerFlashClient.builder()
+            .target(clientAddress.get("n1"))
+            .deadline(Duration.ofSeconds(20))
+            .build()) {
+      Volume v = c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+      assertThat(v.getStateDetail()).contains("owner n1");
+      owner = "n1";
+      Random rnd = new Random(7);
+      for (int i = 0; i < 300; i++) {
+        int len = 512 * (1 + rnd.nextInt(16));
+        long off = 512L * rnd.nextInt((int) ((VOLUME - len) / 512));
+        byte[] data = new byte[len];
+        rnd.nextBytes(data);
+        c.write("vm1", off, data);
+        System.arraycopy(data, 0, model, (int) off, len);
+      }
+      String detail = c.getVolume("vm1").getStateDetail();
+      replica = detail.contains("[n2]") ? "n2" : "n3";
+      assertThat(detail).contains("replicas [" + replica + "]");
+    }
+    // The replica holds exactly the owner's dirty data.
+    long ownerDirty = nodes.get(owner).engine().volumeStatus("vm1").dirtyBytes();
+    assertThat(ownerDirty).isPositive();
+    assertThat(nodes.get(replica).engine().volumeStatus("vm1").dirtyBytes()).isEqualTo(ownerDirty);
+    // A non-owner sends the client to the owner.
+    String other = replica.equals("n2") ? "n3" : "n2";
+    try (PeerFlashClient c = PeerFlashClient.connect(clientAddress.get(other))) {
+      assertThatThrownBy(() -> c.read("vm1", 0, 4096))
+          .isInstanceOf(PeerFlashException.class)
+          .hasMessageContaining("owned by n1");
+    }
+    // The owner dies with everything dirty.
+    long killed = System.nanoTime();
+    nodes.remove(owner).close();
+    try (PeerFlashClient c =
+        PeerFlashClient.builder()
+            .target(clientAddress.get(replica))
+            .deadline(Duration.ofSeconds(5))
+            .build()) {
+      byte[] served = null;
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (served == null) {
+        try {
+          served = c.read("vm1", 0, (int) VOLUME / 2);
+        } catch (PeerFlashException e) {
+          if (System.nanoTime() > deadline) {
+            throw e;
+          }
+          Thread.sleep(50);
+        }
+      }
+      long failoverMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - killed);
+      System.out.printf("failover: %s took over vm1 in %d ms%n", replica, failoverMs);
+      byte[] all = new byte[(int) VOLUME];
+      System.arraycopy(served, 0, all, 0, served.length);
+      byte[] rest = c.read("vm1", VOLUME / 2, (int) VOLUME / 2);
+      System.arraycopy(rest, 0, all, (int) VOLUME / 2, rest.length);
+      assertThat(Arrays.equals(all, model))
+          .as("new owner serves every acknowledged write")
+          .isTrue();
+      // Writes continue on the new owner, then everything reaches shared storage.
+      byte[] more = new byte[4096];
+      Arrays.fill(more, (byte) 5);
+      c.write("vm1", 0, more);
+      System.arraycopy(more, 0, model, 0, 4096);
+      c.flush("vm1");
+      assertThat(Arrays.equals(Files.readAllBytes(dir.resolve("shared").resolve("vm1")), model))
+          .as("shared storage equals the model after Flush")
+          .isTrue();
+      assertThat(failoverMs).isLessThan(15_000);
+    }
+  }
+}
