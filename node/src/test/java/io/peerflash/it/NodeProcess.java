@@ -12,6 +12,7 @@ import java.util.concurrent.TimeUnit;
 
 /** A node running as a real JVM process from the built jar, for crash tests. */
 final class NodeProcess implements AutoCloseable {
+  private final String id;
   private final Path dataDir;
   private final Path sharedDir;
   private final List<String> extraArgs;
@@ -20,10 +21,25 @@ final class NodeProcess implements AutoCloseable {
   private Process process;
 
   NodeProcess(Path workDir, List<String> extraArgs) {
-    this.dataDir = workDir.resolve("data");
-    this.sharedDir = workDir.resolve("shared");
+    this("crash-node", workDir.resolve("data"), workDir.resolve("shared"), 0, extraArgs);
+  }
+
+  /** A node of a cluster: its own data dir, the cluster's shared dir, a fixed client port. */
+  NodeProcess(String id, Path dataDir, Path sharedDir, int port, List<String> extraArgs) {
+    this.id = id;
+    this.dataDir = dataDir;
+    this.sharedDir = sharedDir;
+    this.port = port;
     this.extraArgs = extraArgs;
-    this.log = workDir.resolve("node.log");
+    this.log = dataDir.resolveSibling(id + ".log");
+  }
+
+  String id() {
+    return id;
+  }
+
+  boolean alive() {
+    return process != null && process.isAlive();
   }
 
   Path sharedDir() {
@@ -45,6 +61,7 @@ final class NodeProcess implements AutoCloseable {
 
   /** Starts the process and waits until it answers status calls. */
   void start() throws IOException, InterruptedException {
+    Files.createDirectories(dataDir.getParent());
     if (port == 0) {
       try (ServerSocket s = new ServerSocket(0)) {
         port = s.getLocalPort();
@@ -58,7 +75,7 @@ final class NodeProcess implements AutoCloseable {
     cmd.add("node");
     cmd.addAll(
         List.of(
-            "--id", "crash-node",
+            "--id", id,
             "--listen", target(),
             "--data-dir", dataDir.toString(),
             "--shared-dir", sharedDir.toString()));

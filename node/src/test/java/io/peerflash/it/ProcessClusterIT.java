@@ -1,0 +1,240 @@
+package io.peerflash.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.peerflash.client.PeerFlashClient;
+import io.peerflash.proto.v1.CacheMode;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Three node processes; the owner of a write-back volume with one replica is killed with SIGKILL
+ * while writers run. Writers retry each write until it is acknowledged (re-writing the same bytes
+ * is harmless), so at the end every write is acknowledged: the new owner must serve all of them,
+ * and after Flush shared storage must equal them byte for byte.
+ */
+class ProcessClusterIT {
+  private static final int BLOCK = 4096;
+  private static final int WRITERS = 2;
+  private static final int REGION = 1 << 20;
+  private static final long VOLUME = (long) WRITERS * REGION;
+  private static final Pattern OWNER = Pattern.compile("owner (n\\d)");
+
+  @TempDir Path dir;
+  private final Map<String, NodeProcess> nodes = new LinkedHashMap<>();
+
+  @AfterEach
+  void stop() {
+    clients.values().forEach(PeerFlashClient::close);
+    nodes.values().forEach(NodeProcess::close);
+  }
+
+  private static int freePort() throws Exception {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  private String ownerOf(String volume) {
+    for (NodeProcess n : nodes.values()) {
+      if (!n.alive()) {
+        continue;
+      }
+      try (PeerFlashClient c =
+          PeerFlashClient.builder().target(n.target()).deadline(Duration.ofSeconds(2)).build()) {
+        Matcher m = OWNER.matcher(c.getVolume(volume).getStateDetail());
+        if (m.find()) {
+          return m.group(1);
+        }
+      } catch (RuntimeException e) {
+        // try the next node
+      }
+    }
+    return null;
+  }
+
+  @Test
+  void killOwnerDuringWritesLosesNothing() throws Exception {
+    Map<String, String> raft = new LinkedHashMap<>();
+    Map<String, Integer> client = new LinkedHashMap<>();
+    for (int i = 1; i <= 3; i++) {
+      raft.put("n" + i, "127.0.0.1:" + freePort());
+      client.put("n" + i, freePort());
+    }
+    String peers =
+        String.join(
+            ",", raft.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList());
+    for (String id : raft.keySet()) {
+      nodes.put(
+          id,
+          new NodeProcess(
+              id,
+              dir.resolve(id),
+              dir.resolve("shared"),
+              client.get(id),
+              List.of(
+                  "--cache-size", "32MiB",
+                  "--set", "raft=" + raft.get(id),
+                  "--set", "peers=" + peers,
+                  "--set", "fault-domain=rack-" + id,
+                  "--set", "lease-timeout-ms=1500",
+                  "--set", "clock-skew-margin-ms=300",
+                  "--set", "replication-ack-timeout-ms=500")));
+    }
+    for (NodeProcess n : nodes.values()) {
+      n.start();
+    }
+    byte[][] models = new byte[WRITERS][REGION];
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (true) {
+      try (PeerFlashClient c = PeerFlashClient.connect(nodes.get("n1").target())) {
+        c.createVolume("vm", VOLUME, CacheMode.WRITE_BACK, 1);
+        break;
+      } catch (RuntimeException e) {
+        if (System.nanoTime() > deadline) {
+          throw e;
+        }
+        Thread.sleep(200); // the cluster map is still forming
+      }
+    }
+    AtomicBoolean stop = new AtomicBoolean();
+    AtomicLong acked = new AtomicLong();
+    AtomicLong firstAckAfterKill = new AtomicLong();
+    AtomicLong killedAt = new AtomicLong();
+    List<Thread> writers = new ArrayList<>();
+    List<Throwable> failures = new ArrayList<>();
+    for (int w = 0; w < WRITERS; w++) {
+      final int region = w;
+      Thread t =
+          new Thread(
+              () -> {
+                Random rnd = new Random(100 + region);
+                try {
+                  while (!stop.get()) {
+                    int len =
+                        rnd.nextInt(3) == 0
+                            ? 512 * (1 + rnd.nextInt(8))
+                            : BLOCK * (1 + rnd.nextInt(4));
+                    long off = 512L * rnd.nextInt((REGION - len) / 512);
+                    byte[] data = new byte[len];
+                    rnd.nextBytes(data);
+                    String by = writeUntilAcked((long) region * REGION + off, data);
+                    System.arraycopy(data, 0, models[region], (int) off, len);
+                    acked.incrementAndGet();
+                    if (killedAt.get() != 0 && !by.equals("n1")) {
+                      firstAckAfterKill.compareAndSet(0, System.nanoTime());
+                    }
+                  }
+                } catch (Throwable e) {
+                  synchronized (failures) {
+                    failures.add(e);
+                  }
+                }
+              },
+              "cluster-writer-" + w);
+      t.start();
+      writers.add(t);
+    }
+    Thread.sleep(2000);
+    String owner = ownerOf("vm");
+    assertThat(owner).isEqualTo("n1");
+    killedAt.set(System.nanoTime());
+    nodes.get(owner).kill();
+    Thread.sleep(6000);
+    stop.set(true);
+    for (Thread t : writers) {
+      t.join(60_000);
+    }
+    assertThat(failures).isEmpty();
+    assertThat(firstAckAfterKill.get()).as("writes resumed after the kill").isNotZero();
+    long failoverMs = TimeUnit.NANOSECONDS.toMillis(firstAckAfterKill.get() - killedAt.get());
+    String newOwner = ownerOf("vm");
+    assertThat(newOwner).isNotNull().isNotEqualTo(owner);
+    byte[] expected = new byte[(int) VOLUME];
+    for (int w = 0; w < WRITERS; w++) {
+      System.arraycopy(models[w], 0, expected, w * REGION, REGION);
+    }
+    try (PeerFlashClient c =
+        PeerFlashClient.builder()
+            .target(nodes.get(newOwner).target())
+            .deadline(Duration.ofSeconds(30))
+            .build()) {
+      byte[] served = new byte[(int) VOLUME];
+      for (int off = 0; off < VOLUME; off += 1 << 20) {
+        System.arraycopy(c.read("vm", off, 1 << 20), 0, served, off, 1 << 20);
+      }
+      assertThat(Arrays.equals(served, expected))
+          .as("new owner serves every acknowledged write")
+          .isTrue();
+      c.flush("vm");
+    }
+    assertThat(Arrays.equals(Files.readAllBytes(dir.resolve("shared").resolve("vm")), expected))
+        .as("shared storage equals every acknowledged write after Flush")
+        .isTrue();
+    System.out.printf(
+        "cluster kill test: %d acknowledged writes, 0 lost, owner %s killed, %s took over,"
+            + " writes resumed %d ms after the kill%n",
+        acked.get(), owner, newOwner, failoverMs);
+  }
+
+  private volatile String currentOwner;
+  private final Map<String, PeerFlashClient> clients =
+      new java.util.concurrent.ConcurrentHashMap<>();
+
+  private PeerFlashClient client(String id) {
+    return clients.computeIfAbsent(
+        id,
+        k ->
+            PeerFlashClient.builder()
+                .target(nodes.get(k).target())
+                .deadline(Duration.ofSeconds(5))
+                .build());
+  }
+
+  /**
+   * Sends the write to the current owner until one acknowledges it (bounded).
+   *
+   * @return the node that acknowledged it
+   */
+  private String writeUntilAcked(long offset, byte[] data) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (true) {
+      String owner = currentOwner;
+      if (owner == null) {
+        owner = ownerOf("vm");
+        currentOwner = owner;
+      }
+      NodeProcess n = owner == null ? null : nodes.get(owner);
+      if (n != null && n.alive()) {
+        try {
+          client(owner).write("vm", offset, data);
+          return owner;
+        } catch (RuntimeException e) {
+          currentOwner = null; // died, fenced, or no longer the owner: look again
+        }
+      } else {
+        currentOwner = null;
+      }
+      if (System.nanoTime() > deadline) {
+        throw new AssertionError("write at " + offset + " not acknowledged within 30 s");
+      }
+      Thread.sleep(50);
+    }
+  }
+}
