@@ -154,6 +154,10 @@ class ProcessClusterIT {
     Thread.sleep(2000);
     String owner = ownerOf("vm");
     assertThat(owner).isEqualTo("n1");
+    try (PeerFlashClient c = PeerFlashClient.connect(nodes.get("n1").target())) {
+      // Protected before the kill: one replica holds every dirty write.
+      assertThat(c.getVolume("vm").getStateDetail()).containsPattern("replicas \\[n[23]\\]");
+    }
     killedAt.set(System.nanoTime());
     nodes.get(owner).kill();
     Thread.sleep(6000);

@@ -102,7 +102,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
     // leader can hand its volumes to another node).
     engine.setServeGuard(v -> node.ready && controlPlane.leaseValid());
-    engine.setReplicationPort(new PeerReplicationPort(node::targets));
+    engine.setReplicationPort(new PeerReplicationPort(node::targets, node::evictReplica));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;
@@ -112,8 +112,9 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     return controlPlane;
   }
 
+  /** In step with the map and holding a valid lease: serving. */
   public boolean ready() {
-    return ready;
+    return ready && controlPlane.leaseValid();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -123,6 +124,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   private void initialReconcile() {
     while (!closed) {
       try {
+        controlPlane.registered().get(10, TimeUnit.SECONDS);
         ClusterMap map = controlPlane.readLinearizable().get(10, TimeUnit.SECONDS);
         reconcile(map);
         ready = true;
@@ -298,6 +300,47 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     }
     boolean acceptFewer = rec.onPeerLoss() == OnPeerLoss.ON_PEER_LOSS_ACCEPT;
     return new PeerReplicationPort.Targets(rec.epoch(), nodeId, peers, acceptFewer);
+  }
+
+  /**
+   * Takes a replica that failed to ack out of the volume's replica set, so it can never win a
+   * failover without the write about to be acknowledged without it. Bounded by the lease.
+   */
+  private java.util.concurrent.CompletableFuture<Boolean> evictReplica(
+      String volume, String peerId, long epoch) {
+    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
+    if (rec == null || !rec.owner().equals(nodeId)) {
+      return java.util.concurrent.CompletableFuture.completedFuture(false);
+    }
+    if (!rec.replicaSet().contains(peerId)) {
+      return java.util.concurrent.CompletableFuture.completedFuture(rec.epoch() > epoch);
+    }
+    List<String> remaining = new ArrayList<>(rec.replicaSet());
+    remaining.remove(peerId);
+    log.warn(
+        "volume {}: replica {} did not take a copy; removing it from the replica set",
+        volume,
+        peerId);
+    return controlPlane
+        .submit(
+            ClusterCommand.newBuilder()
+                .setSetReplicaSet(
+                    ClusterCommand.SetReplicaSet.newBuilder()
+                        .setVolume(volume)
+                        .addAllReplicas(remaining)
+                        .setExpectedEpoch(rec.epoch()))
+                .build())
+        .thenApply(
+            r -> {
+              if (r.getOk()) {
+                return true; // committed; this node's copy of the map follows shortly
+              }
+              VolumeRecord now = controlPlane.map().volume(volume).orElse(null);
+              return now != null
+                  && now.owner().equals(nodeId)
+                  && !now.replicaSet().contains(peerId);
+            })
+        .completeOnTimeout(false, config.leaseTimeoutMs(), TimeUnit.MILLISECONDS);
   }
 
   private PeerReplicator replicator(String memberId) {
@@ -518,13 +561,32 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     return b.build();
   }
 
+  /**
+   * Waits (bounded) until the owner and every replica hold the new volume, so the first writes do
+   * not find a replica that has not caught up and lose it.
+   */
   private void awaitLocal(VolumeRecord rec) {
-    if (!rec.owner().equals(nodeId)) {
-      return;
-    }
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-    while (!held(rec.name()) && System.nanoTime() < deadline) {
-      sleep(10);
+    if (rec.owner().equals(nodeId)) {
+      while (!held(rec.name()) && System.nanoTime() < deadline) {
+        sleep(10);
+      }
+    }
+    for (String replica : rec.replicaSet()) {
+      Optional<Member> m = controlPlane.map().member(replica);
+      if (m.isEmpty()) {
+        continue;
+      }
+      while (System.nanoTime() < deadline) {
+        try {
+          ReplicaServiceGrpc.newBlockingStub(channel(m.get().grpcAddress()))
+              .withDeadlineAfter(1, TimeUnit.SECONDS)
+              .describeCopies(DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build());
+          break;
+        } catch (RuntimeException e) {
+          sleep(20); // not adopted there yet
+        }
+      }
     }
   }
 

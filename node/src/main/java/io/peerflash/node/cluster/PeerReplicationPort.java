@@ -21,6 +21,9 @@ import java.util.function.Function;
  * epoch come from a {@link Targets} lookup (the cluster map).
  */
 public final class PeerReplicationPort implements ReplicationPort {
+  private static final org.slf4j.Logger log =
+      org.slf4j.LoggerFactory.getLogger(PeerReplicationPort.class);
+
   /**
    * Where a volume's copies go now.
    *
@@ -33,13 +36,29 @@ public final class PeerReplicationPort implements ReplicationPort {
     }
   }
 
+  /**
+   * Removes a replica that failed to take a copy from the volume's replica set (in the cluster map)
+   * before the write may be acknowledged without it: a replica that missed an acknowledged write
+   * must never be chosen at failover. Completes with true once the map no longer lists it (at a
+   * newer epoch, with this node still the owner).
+   */
+  public interface ReplicaEviction {
+    CompletableFuture<Boolean> evict(String volume, String peerId, long epoch);
+  }
+
   private final Function<VolumeInfo, Targets> lookup;
+  private final ReplicaEviction eviction;
 
   /**
    * @param lookup the volume's epoch and replica peers; null or no replicas means no copies
    */
   public PeerReplicationPort(Function<VolumeInfo, Targets> lookup) {
+    this(lookup, (volume, peer, epoch) -> CompletableFuture.completedFuture(true));
+  }
+
+  public PeerReplicationPort(Function<VolumeInfo, Targets> lookup, ReplicaEviction eviction) {
     this.lookup = lookup;
+    this.eviction = eviction;
   }
 
   @Override
@@ -73,28 +92,94 @@ public final class PeerReplicationPort implements ReplicationPort {
       }
       images.add(img.build());
     }
-    CompletableFuture<?>[] acks = new CompletableFuture<?>[t.replicas().size()];
-    for (int i = 0; i < acks.length; i++) {
-      acks[i] = t.replicas().get(i).replicate(volume.name(), t.epoch(), t.ownerId(), images);
-    }
     CompletableFuture<Void> result = new CompletableFuture<>();
-    CompletableFuture.allOf(acks)
+    attempt(volume, images, t, 1, result);
+    return result;
+  }
+
+  /**
+   * Sends to the targets of one epoch. A refused epoch is retried with the map's newer targets
+   * while this node is still the owner (a replica-set change also bumps the epoch).
+   */
+  private void attempt(
+      VolumeInfo volume,
+      List<BlockImage> images,
+      Targets t,
+      int attemptNo,
+      CompletableFuture<Void> result) {
+    // Each peer: its ack, or, if it failed for any reason but a refused epoch, its removal from
+    // the replica set (true) or the failure to remove it (false).
+    List<CompletableFuture<Outcome>> outcomes = new ArrayList<>();
+    for (PeerReplicator r : t.replicas()) {
+      outcomes.add(
+          r.replicate(volume.name(), t.epoch(), t.ownerId(), images)
+              .handle((ok, failure) -> failure)
+              .thenCompose(
+                  failure -> {
+                    if (failure == null) {
+                      return CompletableFuture.completedFuture(Outcome.ACKED);
+                    }
+                    Throwable cause =
+                        failure instanceof CompletionException ? failure.getCause() : failure;
+                    if (cause instanceof ReplicaException re
+                        && re.status().getCode() == Status.Code.FAILED_PRECONDITION) {
+                      return CompletableFuture.completedFuture(Outcome.FENCED);
+                    }
+                    log.warn(
+                        "volume {}: replica {} failed at epoch {}: {}",
+                        volume.name(),
+                        r.peerId(),
+                        t.epoch(),
+                        cause.toString());
+                    return eviction
+                        .evict(volume.name(), r.peerId(), t.epoch())
+                        .handle((done, e) -> e == null && done ? Outcome.EVICTED : Outcome.STUCK);
+                  }));
+    }
+    CompletableFuture.allOf(outcomes.toArray(CompletableFuture[]::new))
         .whenComplete(
-            (ok, failure) -> {
-              if (failure == null) {
-                result.complete(null);
-                return;
+            (ignored, never) -> {
+              boolean fenced = false;
+              boolean stuck = false;
+              boolean evicted = false;
+              for (CompletableFuture<Outcome> o : outcomes) {
+                Outcome out = o.join();
+                fenced |= out == Outcome.FENCED;
+                stuck |= out == Outcome.STUCK;
+                evicted |= out == Outcome.EVICTED;
               }
-              Throwable cause =
-                  failure instanceof CompletionException ? failure.getCause() : failure;
-              if (cause instanceof ReplicaException re
-                  && re.status().getCode() == Status.Code.FAILED_PRECONDITION) {
-                result.completeExceptionally(new FencedException(re.getMessage()));
+              if (fenced) {
+                Targets newer = attemptNo < MAX_ATTEMPTS ? lookup.apply(volume) : null;
+                if (newer != null && newer.epoch() > t.epoch()) {
+                  attempt(volume, images, newer, attemptNo + 1, result);
+                  return;
+                }
+                result.completeExceptionally(
+                    new FencedException("a replica refused epoch " + t.epoch()));
+              } else if (stuck) {
+                // Could neither reach a replica nor take it out of the map: acknowledging now
+                // would let it win a later failover without this write.
+                result.completeExceptionally(
+                    new FencedException(
+                        "a replica is unreachable and could not be removed from the cluster map"));
+              } else if (evicted) {
+                result.completeExceptionally(
+                    new ReplicaException(
+                        Status.UNAVAILABLE.withDescription(
+                            "a replica was lost and removed; the write goes through")));
               } else {
-                result.completeExceptionally(cause);
+                result.complete(null);
               }
             });
-    return result;
+  }
+
+  private static final int MAX_ATTEMPTS = 3;
+
+  private enum Outcome {
+    ACKED,
+    FENCED,
+    EVICTED,
+    STUCK
   }
 
   @Override

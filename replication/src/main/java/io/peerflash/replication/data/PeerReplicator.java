@@ -1,6 +1,7 @@
 package io.peerflash.replication.data;
 
 import io.grpc.Channel;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import io.peerflash.proto.v1.BlockImage;
@@ -83,7 +84,14 @@ public final class PeerReplicator implements AutoCloseable {
       }
       if (stream == null) {
         generation++;
-        stream = stub.replicate(new Acks(generation));
+        // The stream outlives the call that opens it (often a client's Write on this node):
+        // detach it from that call's context, whose cancellation would otherwise end it.
+        Context previous = Context.ROOT.attach();
+        try {
+          stream = stub.replicate(new Acks(generation));
+        } finally {
+          Context.ROOT.detach(previous);
+        }
       }
       ScheduledFuture<?> timer =
           timers.schedule(() -> timedOut(id), ackTimeoutMs, TimeUnit.MILLISECONDS);
@@ -104,6 +112,15 @@ public final class PeerReplicator implements AutoCloseable {
     for (int i = 0; i < blocks.length; i++) {
       req.addBlocks(blocks[i]).addSeqs(seqs[i]);
     }
+    Context previous = Context.ROOT.attach();
+    try {
+      sendRelease(req);
+    } finally {
+      Context.ROOT.detach(previous);
+    }
+  }
+
+  private void sendRelease(ReleaseRequest.Builder req) {
     stub.withDeadlineAfter(ackTimeoutMs, TimeUnit.MILLISECONDS)
         .release(
             req.build(),
