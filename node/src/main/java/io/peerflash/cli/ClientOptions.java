@@ -10,9 +10,13 @@ import picocli.CommandLine.Spec;
 final class ClientOptions {
   @Option(
       names = "--target",
-      paramLabel = "HOST:PORT",
+      paramLabel = "HOST:PORT[,HOST:PORT...]",
       defaultValue = "${env:PEERFLASH_TARGET:-127.0.0.1:7601}",
-      description = "Node to talk to (default: ${DEFAULT-VALUE}, or $PEERFLASH_TARGET).")
+      description = {
+        "Node to talk to, or several nodes of a cluster separated by commas: calls go to the"
+            + " volume's owner and fail over to the others (default: ${DEFAULT-VALUE}, or"
+            + " $PEERFLASH_TARGET)."
+      })
   String target;
 
   @Spec(Spec.Target.MIXEE)
@@ -23,10 +27,12 @@ final class ClientOptions {
   }
 
   PeerFlashClient connect() {
-    int colon = target.lastIndexOf(':');
-    if (colon <= 0 || colon == target.length() - 1) {
+    try {
+      PeerFlashClient.parseTargets(target);
+    } catch (IllegalArgumentException e) {
       throw new ParameterException(
-          command.commandLine(), "--target must be HOST:PORT, got '" + target + "'");
+          command.commandLine(),
+          "--target must be HOST:PORT or HOST:PORT,HOST:PORT,...: " + e.getMessage());
     }
     return cli().connect(target);
   }

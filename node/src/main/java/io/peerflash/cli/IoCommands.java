@@ -4,8 +4,6 @@ import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
 import io.peerflash.cli.Converters.SizeConverter;
 import io.peerflash.client.PeerFlashClient;
-import io.peerflash.client.PeerFlashException;
-import io.peerflash.client.WriteStreamSession;
 import io.peerflash.util.Sizes;
 import java.io.EOFException;
 import java.io.IOException;
@@ -16,7 +14,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.concurrent.Callable;
-import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -82,11 +79,15 @@ final class IoCommands {
       long startNanos = System.nanoTime();
       try (PeerFlashClient c = client.connect();
           FileChannel file = FileChannel.open(in, StandardOpenOption.READ)) {
-        if (sizeBytes <= CHUNK_BYTES) {
-          c.write(name, offset, readFully(file, 0, (int) sizeBytes));
-        } else {
-          writePipelined(c, file, sizeBytes);
-        }
+        // Pipelined over a write stream; a chunk refused by a node that no longer owns the
+        // volume, or lost with a dead node, is resent to the new owner.
+        c.writeWithRetry(
+            name,
+            offset,
+            sizeBytes,
+            CHUNK_BYTES,
+            WRITE_STREAM_IN_FLIGHT,
+            (pos, n) -> readFully(file, pos, n));
       }
       long elapsedNanos = System.nanoTime() - startNanos;
       client
@@ -105,27 +106,6 @@ final class IoCommands {
                   + Formats.rate(sizeBytes, elapsedNanos)
                   + ")");
       return PeerFlashCli.EXIT_OK;
-    }
-
-    private void writePipelined(PeerFlashClient c, FileChannel file, long sizeBytes)
-        throws IOException {
-      AtomicReference<Throwable> firstError = new AtomicReference<>();
-      try (WriteStreamSession session = c.openWriteStream(WRITE_STREAM_IN_FLIGHT)) {
-        for (long pos = 0; pos < sizeBytes && firstError.get() == null; pos += CHUNK_BYTES) {
-          int n = (int) Math.min(CHUNK_BYTES, sizeBytes - pos);
-          session
-              .write(name, offset + pos, readFully(file, pos, n))
-              .whenComplete(
-                  (ok, e) -> {
-                    if (e != null) {
-                      firstError.compareAndSet(null, e);
-                    }
-                  });
-        }
-      } // close() waits for the writes still in flight.
-      if (firstError.get() != null) {
-        throw PeerFlashException.from(firstError.get());
-      }
     }
 
     private ByteString readFully(FileChannel file, long position, int length) throws IOException {

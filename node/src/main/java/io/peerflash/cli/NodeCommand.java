@@ -53,6 +53,24 @@ final class NodeCommand implements Callable<Integer> {
       description = "Make acknowledged writes survive power loss (fsync per batch).")
   String sync;
 
+  @Option(
+      names = "--raft",
+      paramLabel = "HOST:PORT",
+      description = "This node's Raft address: runs it as a cluster member.")
+  String raft;
+
+  @Option(
+      names = "--peers",
+      paramLabel = "ID=HOST:PORT,...",
+      description = "The initial Raft voters, this node included.")
+  String peers;
+
+  @Option(
+      names = "--fault-domain",
+      paramLabel = "NAME",
+      description = "Rack, host or zone: replicas go to other domains when possible.")
+  String faultDomain;
+
   @Option(names = "--config", paramLabel = "FILE", description = "File of key=value settings.")
   Path config;
 
@@ -128,6 +146,9 @@ final class NodeCommand implements Callable<Integer> {
     putIfGiven(values, NodeConfig.SHARED_DIR, sharedDir);
     putIfGiven(values, NodeConfig.CACHE_SIZE, cacheSize);
     putIfGiven(values, NodeConfig.SYNC, sync);
+    putIfGiven(values, NodeConfig.RAFT, raft);
+    putIfGiven(values, NodeConfig.PEERS, peers);
+    putIfGiven(values, NodeConfig.FAULT_DOMAIN, faultDomain);
     return values;
   }
 

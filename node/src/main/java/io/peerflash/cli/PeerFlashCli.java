@@ -1,7 +1,6 @@
 package io.peerflash.cli;
 
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.peerflash.client.PeerFlashClient;
@@ -9,6 +8,7 @@ import io.peerflash.client.PeerFlashException;
 import io.peerflash.node.NodeConfig;
 import java.io.PrintStream;
 import java.io.PrintWriter;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -39,7 +39,8 @@ import picocli.CommandLine.UnmatchedArgumentException;
       IoCommands.Read.class,
       IoCommands.Trim.class,
       FlushCommand.class,
-      StatusCommand.class
+      StatusCommand.class,
+      LocalClusterCommand.class
     })
 public final class PeerFlashCli implements Callable<Integer> {
   static final int EXIT_OK = 0;
@@ -59,6 +60,8 @@ public final class PeerFlashCli implements Callable<Integer> {
   private final boolean quietLibraryLogging;
   // The node the current command talks to, to name it when it cannot be reached.
   private volatile String target;
+  // How local-cluster starts a node (null: this program's java and jar); tests substitute a fake.
+  private volatile List<String> nodeLauncher;
 
   @Spec CommandSpec spec;
 
@@ -122,6 +125,15 @@ public final class PeerFlashCli implements Callable<Integer> {
     return err;
   }
 
+  List<String> nodeLauncher() {
+    return nodeLauncher;
+  }
+
+  /** For tests: the command line prefix local-cluster starts nodes with, before "node ...". */
+  void nodeLauncher(List<String> launcher) {
+    this.nodeLauncher = launcher == null ? null : List.copyOf(launcher);
+  }
+
   /** Whether stderr is a terminal, so progress can be redrawn in place. */
   boolean interactive() {
     return interactive;
@@ -129,14 +141,19 @@ public final class PeerFlashCli implements Callable<Integer> {
 
   PeerFlashClient connect(String target) {
     this.target = target;
+    return clientBuilder(target).build();
+  }
+
+  /** A client builder for {@code targets} whose channels come from this CLI's channel factory. */
+  PeerFlashClient.Builder clientBuilder(String targets) {
     if (quietLibraryLogging) {
       ClientLogging.quiet();
     }
-    return PeerFlashClient.builder().channel(channels.open(target), true).build();
+    return PeerFlashClient.builder().target(targets).channelFactory(channels::open);
   }
 
   static ManagedChannel plaintextChannel(String target) {
-    return ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    return PeerFlashClient.plaintextChannel(target);
   }
 
   private int onUsageError(ParameterException ex, String[] args) {
@@ -154,8 +171,9 @@ public final class PeerFlashCli implements Callable<Integer> {
     if (e instanceof PeerFlashException pfe) {
       if (isUnreachable(pfe)) {
         err.println(
-            "error: cannot reach peerflash node at "
-                + target
+            (target != null && target.contains(",")
+                    ? "error: cannot reach any peerflash node of " + target
+                    : "error: cannot reach peerflash node at " + target)
                 + ": "
                 + Formats.connectFailure(pfe.status().getCause())
                 + " (is it running? choose another with --target HOST:PORT)");

@@ -2,10 +2,14 @@ package io.peerflash.client;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
+import io.grpc.ConnectivityState;
+import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.stub.AbstractStub;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DeleteVolumeRequest;
@@ -23,51 +27,132 @@ import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Supplier;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
- * Java client of a PeerFlash node. Thread-safe; one instance can be shared by many threads.
+ * Java client of a PeerFlash node or cluster. Thread-safe; one instance can be shared by many
+ * threads.
  *
  * <p>Every failed call throws {@link PeerFlashException}. Each call has a deadline ({@link
  * #DEFAULT_DEADLINE} unless configured), except {@link #flush} and {@link #setPolicy}, which wait
  * for destaging and therefore get no deadline unless one is given explicitly: a large dirty volume
  * on slow shared storage can legitimately take longer than any fixed I/O timeout.
+ *
+ * <h2>Clusters: redirects and failover</h2>
+ *
+ * <p>The client may be given several node addresses ({@code HOST:PORT,HOST:PORT,...}); it keeps one
+ * channel per address, opened on first use. Calls about a volume (write, read, trim, flush,
+ * getVolume, setPolicy, deleteVolume) go to the node last seen owning it, else to the last node
+ * that answered, else to the first target. Other calls (createVolume, listVolumes, status) go to
+ * any node that answers.
+ *
+ * <ul>
+ *   <li><b>Redirects.</b> A node that does not own the volume fails the call with
+ *       FAILED_PRECONDITION and a {@code peerflash-owner: NODEID@HOST:PORT} trailer; the client
+ *       remembers that owner and resends there, following at most {@value #MAX_REDIRECTS} redirects
+ *       in a row. A longer chain, or a redirect to an owner that has just proved unreachable, means
+ *       ownership is moving: it is handled like an unreachable node below.
+ *   <li><b>Failover.</b> On UNAVAILABLE (node dead, unreachable, shutting down), or
+ *       DEADLINE_EXCEEDED before a connection was established, the call is resent to the next known
+ *       address (targets, then owners learned from redirects); once every address has failed, the
+ *       client backs off (50 ms, doubling, at most 1 s) and starts over, until the retry budget
+ *       ({@link #DEFAULT_RETRY_BUDGET} from the first failure, and never past the call's deadline)
+ *       runs out; then the last failure is thrown. A failover lasting a few seconds is thus
+ *       invisible to callers.
+ *   <li><b>Fail fast.</b> While no node has ever answered this client (wrong addresses, cluster not
+ *       started), a call fails as soon as each address has been tried once: there is nothing to
+ *       fail over from.
+ *   <li><b>Retried calls are assumed idempotent.</b> A write is idempotent by (volume, offset,
+ *       data): writing the same bytes again is harmless for a block device, so a write whose
+ *       outcome is unknown (the node died after receiving it) is simply sent again; likewise read,
+ *       trim, flush, getVolume and setPolicy. A retried createVolume or deleteVolume whose first
+ *       attempt did take effect reports ALREADY_EXISTS or NOT_FOUND.
+ *   <li>Any other failure is thrown at once, with the server's code.
+ * </ul>
+ *
+ * <p>A {@link WriteStreamSession} is bound to one node and neither follows redirects nor fails
+ * over; {@link #writeWithRetry} builds a resilient pipelined upload on top of it.
  */
 public final class PeerFlashClient implements AutoCloseable {
   public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(60);
 
-  private final ManagedChannel channel;
-  private final boolean ownsChannel;
+  /** How long a call keeps retrying unreachable nodes, from its first failure. */
+  public static final Duration DEFAULT_RETRY_BUDGET = Duration.ofSeconds(15);
+
+  /** How long a TCP connection attempt may take before the node is deemed unreachable. */
+  public static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(3);
+
+  /** Redirects followed in a row before the client backs off and asks again. */
+  public static final int MAX_REDIRECTS = 3;
+
+  static final long INITIAL_BACKOFF_NANOS = TimeUnit.MILLISECONDS.toNanos(50);
+  static final long MAX_BACKOFF_NANOS = TimeUnit.SECONDS.toNanos(1);
+
+  /** Opens a channel to a node's client address {@code HOST:PORT}; tests pass in-process ones. */
+  @FunctionalInterface
+  public interface ChannelFactory {
+    ManagedChannel open(String address);
+  }
+
+  /**
+   * The bytes of an upload for {@link #writeWithRetry}: {@code length} bytes at {@code position}
+   * from the start of the upload. May be asked again for a chunk that must be resent.
+   */
+  @FunctionalInterface
+  public interface ChunkSource {
+    ByteString read(long position, int length) throws IOException;
+  }
+
+  private final Routing routing;
+  private final boolean ownsRouting;
   private final Duration deadline;
   private final Duration flushDeadline;
-  private final VolumeServiceGrpc.VolumeServiceBlockingStub volumes;
-  private final VolumeServiceGrpc.VolumeServiceStub asyncVolumes;
-  private final NodeServiceGrpc.NodeServiceBlockingStub node;
+  private final Duration retryBudget;
 
-  /** A client over a channel the caller keeps ownership of (e.g. an in-process channel). */
+  /**
+   * A client over a channel the caller keeps ownership of (e.g. an in-process channel). It cannot
+   * follow redirects to other nodes; use {@link Builder#channelFactory} for that.
+   */
   public PeerFlashClient(ManagedChannel channel) {
-    this(channel, false, DEFAULT_DEADLINE, null);
+    this(
+        new Routing(Objects.requireNonNull(channel, "channel").authority(), channel, false, null),
+        false,
+        DEFAULT_DEADLINE,
+        null,
+        DEFAULT_RETRY_BUDGET);
   }
 
   private PeerFlashClient(
-      ManagedChannel channel, boolean ownsChannel, Duration deadline, Duration flushDeadline) {
-    this.channel = Objects.requireNonNull(channel, "channel");
-    this.ownsChannel = ownsChannel;
+      Routing routing,
+      boolean ownsRouting,
+      Duration deadline,
+      Duration flushDeadline,
+      Duration retryBudget) {
+    this.routing = routing;
+    this.ownsRouting = ownsRouting;
     this.deadline = deadline;
     this.flushDeadline = flushDeadline;
-    this.volumes = VolumeServiceGrpc.newBlockingStub(channel);
-    this.asyncVolumes = VolumeServiceGrpc.newStub(channel);
-    this.node = NodeServiceGrpc.newBlockingStub(channel);
+    this.retryBudget = retryBudget;
   }
 
-  /** Connects over plaintext to {@code HOST:PORT}; {@link #close()} shuts the channel down. */
-  public static PeerFlashClient connect(String hostPort) {
-    return builder().target(hostPort).build();
+  /**
+   * Connects over plaintext to {@code HOST:PORT}, or to a cluster given as {@code
+   * HOST:PORT,HOST:PORT,...}; {@link #close()} shuts the channels down.
+   */
+  public static PeerFlashClient connect(String targets) {
+    return builder().target(targets).build();
   }
 
   public static Builder builder() {
@@ -75,17 +160,70 @@ public final class PeerFlashClient implements AutoCloseable {
   }
 
   /**
-   * A view of this client whose every call, flush and set-policy included, uses {@code deadline}
-   * (null: none). The view shares the channel and never closes it; keep this client open while the
-   * view is in use.
+   * Parses {@code HOST:PORT[,HOST:PORT...]} (blanks around commas ignored, duplicates dropped).
+   *
+   * @throws IllegalArgumentException naming the first malformed entry
    */
-  public PeerFlashClient withDeadline(Duration deadline) {
-    return new PeerFlashClient(channel, false, deadline, deadline);
+  public static List<String> parseTargets(String targets) {
+    Objects.requireNonNull(targets, "targets");
+    List<String> result = new ArrayList<>();
+    for (String part : targets.split(",", -1)) {
+      String t = part.trim();
+      if (t.isEmpty()) {
+        continue;
+      }
+      int colon = t.lastIndexOf(':');
+      if (colon <= 0 || colon == t.length() - 1) {
+        throw new IllegalArgumentException("target must be HOST:PORT, got '" + t + "'");
+      }
+      String port = t.substring(colon + 1);
+      int p;
+      try {
+        p = Integer.parseInt(port);
+      } catch (NumberFormatException e) {
+        p = -1;
+      }
+      if (p < 0 || p > 65535) {
+        throw new IllegalArgumentException("bad port in target '" + t + "'");
+      }
+      if (!result.contains(t)) {
+        result.add(t);
+      }
+    }
+    if (result.isEmpty()) {
+      throw new IllegalArgumentException("no target given");
+    }
+    return result;
   }
 
-  /** The channel calls go through (e.g. to watch its connectivity state). */
+  /**
+   * The default channel: plaintext, with a {@link #CONNECT_TIMEOUT} so that a node that silently
+   * drops packets is given up on quickly rather than at the call's deadline.
+   */
+  public static ManagedChannel plaintextChannel(String address) {
+    return NettyChannelBuilder.forTarget(address)
+        .usePlaintext()
+        .withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) CONNECT_TIMEOUT.toMillis())
+        .build();
+  }
+
+  /**
+   * A view of this client whose every call, flush and set-policy included, uses {@code deadline}
+   * (null: none). The view shares the channels and never closes them; keep this client open while
+   * the view is in use.
+   */
+  public PeerFlashClient withDeadline(Duration deadline) {
+    return new PeerFlashClient(routing, false, deadline, deadline, retryBudget);
+  }
+
+  /** The channel to the node calls without a volume go to first (e.g. to watch its state). */
   public ManagedChannel channel() {
-    return channel;
+    return routing.channel(routing.first(null));
+  }
+
+  /** The address of {@code volume}'s owner as last seen by this client, or null. */
+  public String ownerOf(String volume) {
+    return routing.owner(volume);
   }
 
   public Volume createVolume(String name, long sizeBytes, CacheMode mode, int replicas) {
@@ -95,25 +233,25 @@ public final class PeerFlashClient implements AutoCloseable {
             .setSizeBytes(sizeBytes)
             .setPolicy(policy(mode, replicas))
             .build();
-    return call(() -> timed(volumes, deadline).createVolume(request));
+    return call(null, deadline, (ch, d) -> volumes(ch, d).createVolume(request));
   }
 
   public Volume getVolume(String name) {
     GetVolumeRequest request = GetVolumeRequest.newBuilder().setName(name).build();
-    return call(() -> timed(volumes, deadline).getVolume(request));
+    return call(name, deadline, (ch, d) -> volumes(ch, d).getVolume(request));
   }
 
   public List<Volume> listVolumes() {
     return call(
-        () ->
-            timed(volumes, deadline)
-                .listVolumes(ListVolumesRequest.getDefaultInstance())
-                .getVolumesList());
+        null,
+        deadline,
+        (ch, d) ->
+            volumes(ch, d).listVolumes(ListVolumesRequest.getDefaultInstance()).getVolumesList());
   }
 
   public void deleteVolume(String name) {
     DeleteVolumeRequest request = DeleteVolumeRequest.newBuilder().setName(name).build();
-    call(() -> timed(volumes, deadline).deleteVolume(request));
+    call(name, deadline, (ch, d) -> volumes(ch, d).deleteVolume(request));
   }
 
   /**
@@ -123,7 +261,7 @@ public final class PeerFlashClient implements AutoCloseable {
   public Volume setPolicy(String name, CacheMode mode, int replicas) {
     SetPolicyRequest request =
         SetPolicyRequest.newBuilder().setName(name).setPolicy(policy(mode, replicas)).build();
-    return call(() -> timed(volumes, flushDeadline).setPolicy(request));
+    return call(name, flushDeadline, (ch, d) -> volumes(ch, d).setPolicy(request));
   }
 
   public void write(String name, long offset, byte[] data) {
@@ -135,10 +273,14 @@ public final class PeerFlashClient implements AutoCloseable {
     write(name, offset, UnsafeByteOperations.unsafeWrap(data));
   }
 
+  /**
+   * Writes {@code data} at {@code offset}. Follows redirects and, after UNAVAILABLE, resends the
+   * same bytes to another node: safe because a write is idempotent by (volume, offset, data).
+   */
   public void write(String name, long offset, ByteString data) {
     WriteRequest request =
         WriteRequest.newBuilder().setVolume(name).setOffset(offset).setData(data).build();
-    call(() -> timed(volumes, deadline).write(request));
+    call(name, deadline, (ch, d) -> volumes(ch, d).write(request));
   }
 
   public byte[] read(String name, long offset, int length) {
@@ -149,47 +291,141 @@ public final class PeerFlashClient implements AutoCloseable {
   public ByteString readByteString(String name, long offset, int length) {
     ReadRequest request =
         ReadRequest.newBuilder().setVolume(name).setOffset(offset).setLength(length).build();
-    return call(() -> timed(volumes, deadline).read(request).getData());
+    return call(name, deadline, (ch, d) -> volumes(ch, d).read(request).getData());
   }
 
   /** Waits until every write acknowledged before the call is durable on shared storage. */
   public FlushResponse flush(String name) {
     FlushRequest request = FlushRequest.newBuilder().setVolume(name).build();
-    return call(() -> timed(volumes, flushDeadline).flush(request));
+    return call(name, flushDeadline, (ch, d) -> volumes(ch, d).flush(request));
   }
 
   public void trim(String name, long offset, long length) {
     TrimRequest request =
         TrimRequest.newBuilder().setVolume(name).setOffset(offset).setLength(length).build();
-    call(() -> timed(volumes, deadline).trim(request));
+    call(name, deadline, (ch, d) -> volumes(ch, d).trim(request));
   }
 
+  /** The status of one node: the first that answers. */
   public NodeStatus status() {
-    return call(() -> timed(node, deadline).getStatus(GetStatusRequest.getDefaultInstance()));
+    return call(
+        null,
+        deadline,
+        (ch, d) -> {
+          NodeServiceGrpc.NodeServiceBlockingStub stub = NodeServiceGrpc.newBlockingStub(ch);
+          return (d == null ? stub : stub.withDeadline(d))
+              .getStatus(GetStatusRequest.getDefaultInstance());
+        });
   }
 
   /**
    * Opens a pipelined writer over the WriteStream RPC with at most {@code maxInFlight}
-   * unacknowledged writes. The stream itself has no deadline; {@link WriteStreamSession#close()}
-   * waits up to this client's deadline for the last acknowledgements.
+   * unacknowledged writes, to the node calls without a volume go to. The stream itself has no
+   * deadline; {@link WriteStreamSession#close()} waits up to this client's deadline for the last
+   * acknowledgements.
    */
   public WriteStreamSession openWriteStream(int maxInFlight) {
-    return new WriteStreamSession(asyncVolumes, maxInFlight, deadline);
+    return openWriteStream(null, maxInFlight);
+  }
+
+  /**
+   * Like {@link #openWriteStream(int)}, but to the node last seen owning {@code volume}. The
+   * session stays bound to that node: see {@link WriteStreamSession} for what happens when it stops
+   * owning the volume or dies.
+   */
+  public WriteStreamSession openWriteStream(String volume, int maxInFlight) {
+    ManagedChannel ch = routing.channel(routing.first(volume));
+    return new WriteStreamSession(VolumeServiceGrpc.newStub(ch), maxInFlight, deadline);
+  }
+
+  /**
+   * Writes {@code length} bytes from {@code source} at {@code offset} of {@code volume} in chunks
+   * of {@code chunkBytes}, pipelined over write streams with at most {@code maxInFlight} chunks
+   * unanswered, riding out redirects and failovers.
+   *
+   * <p>The first chunk is sent with {@link #write(String, long, ByteString)}, which finds the
+   * volume's owner; the rest go over a {@link WriteStreamSession} to that owner. When a streamed
+   * chunk fails with UNAVAILABLE, FAILED_PRECONDITION, CANCELLED or DEADLINE_EXCEEDED (the owner
+   * moved or died, or the stream broke), no further chunk is streamed; once the stream is closed,
+   * every such chunk is read again from {@code source} and resent with {@code write}, which follows
+   * the redirect or fails over (and throws if that does not succeed within the retry budget); then
+   * a new stream is opened to the owner for the remaining chunks. Resending is safe because writes
+   * are idempotent by (volume, offset, data). Any other failure is thrown once the stream is
+   * closed, leaving the range partly written.
+   *
+   * @throws PeerFlashException on a failure that could not be retried
+   * @throws IOException from {@code source}
+   */
+  public void writeWithRetry(
+      String volume, long offset, long length, int chunkBytes, int maxInFlight, ChunkSource source)
+      throws IOException {
+    Objects.requireNonNull(volume, "volume");
+    Objects.requireNonNull(source, "source");
+    if (length < 0 || chunkBytes < 1) {
+      throw new IllegalArgumentException("bad length " + length + " or chunk size " + chunkBytes);
+    }
+    if (length == 0) {
+      return;
+    }
+    int first = (int) Math.min(chunkBytes, length);
+    write(volume, offset, source.read(0, first));
+    long pos = first;
+    while (pos < length) {
+      ConcurrentLinkedQueue<Long> resend = new ConcurrentLinkedQueue<>();
+      AtomicReference<PeerFlashException> fatal = new AtomicReference<>();
+      AtomicBoolean stop = new AtomicBoolean();
+      try (WriteStreamSession session = openWriteStream(volume, maxInFlight)) {
+        while (pos < length && !stop.get()) {
+          long p = pos;
+          int n = (int) Math.min(chunkBytes, length - p);
+          session
+              .write(volume, offset + p, source.read(p, n))
+              .whenComplete(
+                  (ok, t) -> {
+                    if (t == null) {
+                      return;
+                    }
+                    PeerFlashException e =
+                        PeerFlashException.from(
+                            t instanceof CompletionException && t.getCause() != null
+                                ? t.getCause()
+                                : t);
+                    if (resendable(e.code())) {
+                      String owner = PeerFlashException.ownerAddress(e.owner());
+                      if (owner != null) {
+                        routing.learnOwner(volume, owner);
+                      }
+                      resend.add(p);
+                    } else {
+                      fatal.compareAndSet(null, e);
+                    }
+                    stop.set(true);
+                  });
+          pos += n;
+        }
+      } // close() waits for every streamed chunk's answer.
+      if (fatal.get() != null) {
+        throw fatal.get();
+      }
+      List<Long> again = new ArrayList<>(resend);
+      again.sort(null);
+      for (long p : again) {
+        write(volume, offset + p, source.read(p, (int) Math.min(chunkBytes, length - p)));
+      }
+    }
+  }
+
+  private static boolean resendable(Status.Code code) {
+    return code == Status.Code.UNAVAILABLE
+        || code == Status.Code.FAILED_PRECONDITION
+        || code == Status.Code.CANCELLED
+        || code == Status.Code.DEADLINE_EXCEEDED;
   }
 
   @Override
   public void close() {
-    if (!ownsChannel) {
-      return;
-    }
-    channel.shutdown();
-    try {
-      if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {
-        channel.shutdownNow();
-      }
-    } catch (InterruptedException e) {
-      channel.shutdownNow();
-      Thread.currentThread().interrupt();
+    if (ownsRouting) {
+      routing.close();
     }
   }
 
@@ -200,43 +436,185 @@ public final class PeerFlashClient implements AutoCloseable {
     return VolumePolicy.newBuilder().setMode(mode).setReplicas(replicas).build();
   }
 
-  // The deadline is fixed per call, not per stub, because a gRPC deadline is an absolute instant.
-  private static <S extends AbstractStub<S>> S timed(S stub, Duration deadline) {
-    return deadline == null
-        ? stub
-        : stub.withDeadlineAfter(deadline.toNanos(), TimeUnit.NANOSECONDS);
+  private static VolumeServiceGrpc.VolumeServiceBlockingStub volumes(
+      ManagedChannel ch, Deadline d) {
+    VolumeServiceGrpc.VolumeServiceBlockingStub stub = VolumeServiceGrpc.newBlockingStub(ch);
+    return d == null ? stub : stub.withDeadline(d);
   }
 
-  private static <T> T call(Supplier<T> rpc) {
-    try {
-      return rpc.get();
-    } catch (StatusRuntimeException e) {
-      throw PeerFlashException.from(e);
+  /** One attempt of a call on one node. */
+  @FunctionalInterface
+  private interface Attempt<T> {
+    T run(ManagedChannel channel, Deadline deadline);
+  }
+
+  /**
+   * Runs {@code attempt} against the right node, following redirects and failing over as the class
+   * comment describes. {@code volume} is null for calls about no volume.
+   */
+  private <T> T call(String volume, Duration callDeadline, Attempt<T> attempt) {
+    // The deadline is fixed per call, not per stub, because a gRPC deadline is an absolute instant;
+    // every attempt of the call shares it.
+    Deadline rpcDeadline =
+        callDeadline == null ? null : Deadline.after(callDeadline.toNanos(), TimeUnit.NANOSECONDS);
+    Set<String> failed = new HashSet<>();
+    int redirects = 0;
+    long backoff = INITIAL_BACKOFF_NANOS;
+    long giveUpAt = 0;
+    boolean failing = false;
+    int attempts = 0;
+    StatusRuntimeException last;
+    String address = routing.first(volume);
+    while (true) {
+      ManagedChannel ch = routing.channel(address);
+      attempts++;
+      try {
+        T result = attempt.run(ch, rpcDeadline);
+        routing.answered(volume, address);
+        return result;
+      } catch (StatusRuntimeException e) {
+        last = e;
+      }
+      Status.Code code = last.getStatus().getCode();
+      String next;
+      if (code == Status.Code.FAILED_PRECONDITION && volume != null) {
+        routing.markReached();
+        String owner = ownerAddress(last.getTrailers());
+        if (owner == null || owner.equals(address) || !routing.canOpen(owner)) {
+          throw PeerFlashException.from(last);
+        }
+        routing.learnOwner(volume, owner);
+        if (!failed.contains(owner) && redirects < MAX_REDIRECTS) {
+          redirects++;
+          address = owner;
+          continue;
+        }
+        // Sent back to an owner that just proved unreachable, or bounced around: ownership is
+        // moving. Ask the nodes not yet tried, then wait and ask again.
+        failed.add(address);
+        failed.add(owner);
+        next = routing.next(volume, failed);
+      } else if (connectionFailure(code, ch)) {
+        if (ch.isShutdown() || routing.closed()) {
+          throw PeerFlashException.from(last);
+        }
+        if (ch.getState(false) == ConnectivityState.READY) {
+          routing.markReached(); // The node itself said UNAVAILABLE (e.g. shutting down).
+        }
+        routing.unreachable(volume, address, ch);
+        failed.add(address);
+        next = routing.next(volume, failed);
+      } else {
+        routing.markReached();
+        throw PeerFlashException.from(last);
+      }
+      if (!failing) {
+        failing = true;
+        long budget = retryBudget.toNanos();
+        giveUpAt = System.nanoTime() + budget;
+        if (rpcDeadline != null) {
+          long left = rpcDeadline.timeRemaining(TimeUnit.NANOSECONDS);
+          if (left < budget) {
+            giveUpAt = System.nanoTime() + left;
+          }
+        }
+      }
+      if (next == null) {
+        // Every known node has failed this round.
+        if (!routing.reached()) {
+          throw gaveUp(last, attempts, "no node answered");
+        }
+        long left = giveUpAt - System.nanoTime();
+        if (left <= 0) {
+          throw gaveUp(last, attempts, "retry budget exhausted");
+        }
+        sleep(Math.min(backoff, left));
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_NANOS);
+        failed.clear();
+        redirects = 0;
+        next = routing.first(volume);
+      }
+      address = next;
     }
   }
 
-  /** Configures a client: where it connects and its deadlines. */
+  // UNAVAILABLE: refused, reset, unreachable or shutting down. DEADLINE_EXCEEDED counts only when
+  // no connection was ever made: otherwise the node may simply be slow, and the deadline is spent.
+  private static boolean connectionFailure(Status.Code code, ManagedChannel ch) {
+    return code == Status.Code.UNAVAILABLE
+        || (code == Status.Code.DEADLINE_EXCEEDED && ch.getState(false) != ConnectivityState.READY);
+  }
+
+  private static String ownerAddress(Metadata trailers) {
+    return trailers == null
+        ? null
+        : PeerFlashException.ownerAddress(trailers.get(PeerFlashException.OWNER_KEY));
+  }
+
+  private PeerFlashException gaveUp(StatusRuntimeException last, int attempts, String why) {
+    if (attempts <= 1) {
+      return PeerFlashException.from(last);
+    }
+    Status s = last.getStatus();
+    String description = s.getDescription();
+    String extra =
+        why + " after " + attempts + " attempts (nodes tried: " + routing.knownAddresses() + ")";
+    return new PeerFlashException(
+        s.withDescription(description == null ? extra : description + "; " + extra),
+        last.getTrailers());
+  }
+
+  private static void sleep(long nanos) {
+    try {
+      TimeUnit.NANOSECONDS.sleep(nanos);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new PeerFlashException(
+          Status.CANCELLED.withDescription("interrupted while waiting to retry"));
+    }
+  }
+
+  /** Configures a client: where it connects, its deadlines and its retry budget. */
   public static final class Builder {
     private ManagedChannel channel;
     private boolean ownsChannel;
-    private String target;
+    private List<String> targets;
+    private ChannelFactory channelFactory;
     private Duration deadline = DEFAULT_DEADLINE;
     private Duration flushDeadline;
+    private Duration retryBudget = DEFAULT_RETRY_BUDGET;
 
     private Builder() {}
 
-    /** Plaintext connection to {@code HOST:PORT}, owned by the client. */
-    public Builder target(String hostPort) {
-      this.target = Objects.requireNonNull(hostPort, "hostPort");
+    /**
+     * Plaintext connections, owned by the client, to {@code HOST:PORT} or to several nodes of a
+     * cluster, {@code HOST:PORT,HOST:PORT,...}.
+     *
+     * @throws IllegalArgumentException when malformed (see {@link #parseTargets})
+     */
+    public Builder target(String targets) {
+      this.targets = parseTargets(targets);
       this.channel = null;
       return this;
     }
 
-    /** An existing channel; {@code closeWithClient} hands its ownership to the client. */
+    /**
+     * An existing channel; {@code closeWithClient} hands its ownership to the client. Without a
+     * {@link #channelFactory}, redirects to other nodes cannot be followed.
+     */
     public Builder channel(ManagedChannel channel, boolean closeWithClient) {
       this.channel = Objects.requireNonNull(channel, "channel");
       this.ownsChannel = closeWithClient;
-      this.target = null;
+      this.targets = null;
+      return this;
+    }
+
+    /**
+     * How channels to node addresses (targets, and owners learned from redirects) are opened;
+     * default {@link PeerFlashClient#plaintextChannel}. The client closes them.
+     */
+    public Builder channelFactory(ChannelFactory channelFactory) {
+      this.channelFactory = channelFactory;
       return this;
     }
 
@@ -252,15 +630,29 @@ public final class PeerFlashClient implements AutoCloseable {
       return this;
     }
 
+    /**
+     * How long a call keeps retrying unreachable nodes after its first failure (never past its
+     * deadline); zero or null disables retries (redirects are still followed).
+     */
+    public Builder retryBudget(Duration retryBudget) {
+      this.retryBudget =
+          retryBudget == null || retryBudget.isNegative() ? Duration.ZERO : retryBudget;
+      return this;
+    }
+
     public PeerFlashClient build() {
-      if (channel == null && target == null) {
+      Routing routing;
+      if (channel != null) {
+        routing = new Routing(channel.authority(), channel, ownsChannel, channelFactory);
+      } else if (targets != null) {
+        routing =
+            new Routing(
+                targets,
+                channelFactory != null ? channelFactory : PeerFlashClient::plaintextChannel);
+      } else {
         throw new IllegalStateException("set a target or a channel");
       }
-      if (channel != null) {
-        return new PeerFlashClient(channel, ownsChannel, deadline, flushDeadline);
-      }
-      ManagedChannel ch = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
-      return new PeerFlashClient(ch, true, deadline, flushDeadline);
+      return new PeerFlashClient(routing, true, deadline, flushDeadline, retryBudget);
     }
   }
 }

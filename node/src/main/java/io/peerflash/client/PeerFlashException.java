@@ -1,5 +1,6 @@
 package io.peerflash.client;
 
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import io.grpc.StatusRuntimeException;
@@ -12,11 +13,24 @@ import io.grpc.StatusRuntimeException;
 public final class PeerFlashException extends RuntimeException {
   private static final long serialVersionUID = 1L;
 
+  /**
+   * Trailer a cluster node adds to FAILED_PRECONDITION when it does not own the volume a call
+   * names: {@code NODEID@HOST:PORT}, the owner's client address.
+   */
+  public static final Metadata.Key<String> OWNER_KEY =
+      Metadata.Key.of("peerflash-owner", Metadata.ASCII_STRING_MARSHALLER);
+
   private final transient Status status;
+  private final transient Metadata trailers;
 
   public PeerFlashException(Status status) {
+    this(status, null);
+  }
+
+  public PeerFlashException(Status status, Metadata trailers) {
     super(describe(status), status.getCause());
     this.status = status;
+    this.trailers = trailers;
   }
 
   /** Converts any throwable (usually a {@link StatusRuntimeException}) to a PeerFlashException. */
@@ -25,10 +39,10 @@ public final class PeerFlashException extends RuntimeException {
       return e;
     }
     if (t instanceof StatusRuntimeException e) {
-      return new PeerFlashException(e.getStatus());
+      return new PeerFlashException(e.getStatus(), e.getTrailers());
     }
     if (t instanceof StatusException e) {
-      return new PeerFlashException(e.getStatus());
+      return new PeerFlashException(e.getStatus(), e.getTrailers());
     }
     return new PeerFlashException(Status.fromThrowable(t));
   }
@@ -49,6 +63,39 @@ public final class PeerFlashException extends RuntimeException {
 
   public Status.Code code() {
     return status.getCode();
+  }
+
+  /** The trailers the server sent with the failure, possibly null. */
+  public Metadata trailers() {
+    return trailers;
+  }
+
+  /**
+   * The volume owner named by a cluster node's redirect ({@code NODEID@HOST:PORT}), or null when
+   * this failure is not a redirect.
+   */
+  public String owner() {
+    if (status.getCode() != Status.Code.FAILED_PRECONDITION || trailers == null) {
+      return null;
+    }
+    String owner = trailers.get(OWNER_KEY);
+    return owner == null || owner.isBlank() ? null : owner.trim();
+  }
+
+  /**
+   * The client address ({@code HOST:PORT}) in an owner value {@code NODEID@HOST:PORT} (the node id
+   * is optional), or null when it is malformed.
+   */
+  public static String ownerAddress(String owner) {
+    if (owner == null) {
+      return null;
+    }
+    String address = owner.substring(owner.indexOf('@') + 1).trim();
+    int colon = address.lastIndexOf(':');
+    if (colon <= 0 || colon == address.length() - 1) {
+      return null;
+    }
+    return address;
   }
 
   /** The server's (or transport's) description, possibly null. */

@@ -29,6 +29,15 @@ import java.util.concurrent.TimeUnit;
  * future completes.
  *
  * <p>Thread-safe: several threads may write through one session.
+ *
+ * <p>A session is bound to the one node it was opened to: it neither follows redirects nor fails
+ * over. When that node does not own the volume, the write's future (or, if the node ends the
+ * stream, every outstanding future) fails with FAILED_PRECONDITION, and {@link
+ * PeerFlashException#owner()} names the owner when the node said; when the stream breaks (node dead
+ * or shutting down), every outstanding and later write fails with the stream's code (UNAVAILABLE,
+ * CANCELLED...). Writes are idempotent by (volume, offset, data), so the caller can resend failed
+ * ones with {@link PeerFlashClient#write(String, long, ByteString)}, which follows redirects and
+ * fails over, and open a new session; {@link PeerFlashClient#writeWithRetry} does exactly that.
  */
 public final class WriteStreamSession implements AutoCloseable {
   private final int maxInFlight;

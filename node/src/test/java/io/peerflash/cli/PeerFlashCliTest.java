@@ -103,7 +103,8 @@ class PeerFlashCliTest {
 
     assertThat(run("write", "v", "--offset", "4KiB", "--in", in.toString())).as(err()).isZero();
     assertThat(out()).contains("wrote 3.0 MiB to v at offset 4096");
-    assertThat(fake.streamedWrites.get()).as("1 MiB chunks over WriteStream").isEqualTo(4);
+    // The first chunk goes as a unary write (it finds the volume's owner), the rest are streamed.
+    assertThat(fake.streamedWrites.get()).as("1 MiB chunks over WriteStream").isEqualTo(3);
     byte[] stored = fake.contents("v");
     assertThat(java.util.Arrays.copyOfRange(stored, 4096, 4096 + data.length)).isEqualTo(data);
 
@@ -204,6 +205,40 @@ class PeerFlashCliTest {
             .execute("status", "--target", "127.0.0.1:" + port);
     assertThat(code).isEqualTo(1);
     assertThat(err()).startsWith("error: cannot reach peerflash node at 127.0.0.1:" + port);
+    assertThat(err().lines()).hasSize(1);
+  }
+
+  @Test
+  void targetTakesACommaSeparatedList() {
+    assertThat(run("status", "--target", "127.0.0.1:7601, 127.0.0.1:7602,127.0.0.1:7603")).isZero();
+    assertThat(out()).contains("fake-node");
+    assertThat(run("status", "--target", "127.0.0.1:7601,nohost")).isEqualTo(2);
+    assertThat(err()).contains("--target must be HOST:PORT").contains("'nohost'");
+    assertThat(run("status", "--target", " , ")).isEqualTo(2);
+    assertThat(err()).contains("no target given");
+  }
+
+  @Test
+  void unreachableTargetListIsNamed() throws Exception {
+    int[] ports = new int[2];
+    for (int i = 0; i < 2; i++) {
+      try (ServerSocket s = new ServerSocket(0)) {
+        ports[i] = s.getLocalPort();
+      }
+    }
+    String targets = "127.0.0.1:" + ports[0] + ",127.0.0.1:" + ports[1];
+    out = new ByteArrayOutputStream();
+    err = new ByteArrayOutputStream();
+    int code =
+        new PeerFlashCli(
+                PeerFlashCli::plaintextChannel,
+                new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8))
+            .execute("volume", "list", "--target", targets);
+    assertThat(code).isEqualTo(1);
+    assertThat(err())
+        .startsWith(
+            "error: cannot reach any peerflash node of " + targets + ": connection refused");
     assertThat(err().lines()).hasSize(1);
   }
 

@@ -160,7 +160,11 @@ class ProcessCrashIT {
     AtomicBoolean stop = new AtomicBoolean();
     List<Thread> threads = new ArrayList<>();
     try (PeerFlashClient c =
-        PeerFlashClient.builder().target(node.target()).deadline(Duration.ofSeconds(20)).build()) {
+        PeerFlashClient.builder()
+            .target(node.target())
+            .deadline(Duration.ofSeconds(20))
+            .retryBudget(Duration.ZERO)
+            .build()) {
       for (Region r : regions) {
         long seed = random.nextLong();
         Thread t = new Thread(() -> writeLoop(c, r, seed, stop), "crash-writer-" + r.index);

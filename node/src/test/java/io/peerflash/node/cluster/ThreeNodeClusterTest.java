@@ -220,10 +220,19 @@ class ThreeNodeClusterTest {
     assertThat(nodes.get(replica).engine().volumeStatus("vm1").dirtyBytes()).isEqualTo(ownerDirty);
     // A non-owner sends the client to the owner.
     String other = replica.equals("n2") ? "n3" : "n2";
-    try (PeerFlashClient c = PeerFlashClient.connect(clientAddress.get(other))) {
+    io.grpc.ManagedChannel raw =
+        io.grpc.ManagedChannelBuilder.forTarget(clientAddress.get(other)).usePlaintext().build();
+    try (PeerFlashClient c = new PeerFlashClient(raw)) {
       assertThatThrownBy(() -> c.read("vm1", 0, 4096))
           .isInstanceOf(PeerFlashException.class)
-          .hasMessageContaining("owned by n1");
+          .hasMessageContaining("owned by n1")
+          .satisfies(e -> assertThat(((PeerFlashException) e).owner()).startsWith("n1@"));
+    } finally {
+      raw.shutdownNow();
+    }
+    // ... and the client library follows it transparently.
+    try (PeerFlashClient c = PeerFlashClient.connect(clientAddress.get(other))) {
+      assertThat(c.read("vm1", 0, 4096)).isEqualTo(Arrays.copyOfRange(model, 0, 4096));
     }
     // The owner dies with everything dirty.
     long killed = System.nanoTime();

@@ -1,0 +1,396 @@
+package io.peerflash.cli;
+
+import io.peerflash.cli.Converters.SizeConverter;
+import io.peerflash.client.PeerFlashClient;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.URISyntaxException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.stream.Collectors;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/**
+ * Runs a cluster of node processes on loopback for trying things out: failover can be exercised by
+ * killing a node (its pid is in DIR/cluster.txt).
+ */
+@Command(
+    name = "local-cluster",
+    sortOptions = false,
+    description = {
+      "Start N nodes on 127.0.0.1 as child processes, each logging to DIR/n<i>.log, and wait until"
+          + " Ctrl-C or SIGTERM, which stop them all (SIGTERM, then SIGKILL after 15 s).",
+      "DIR/cluster.txt lists each node: id, pid, client address, Raft address."
+    })
+final class LocalClusterCommand implements Callable<Integer> {
+  static final int MAX_NODES = 9;
+  static final Duration READY_TIMEOUT = Duration.ofSeconds(60);
+  static final Duration STOP_TIMEOUT = Duration.ofSeconds(15);
+  static final int LOG_TAIL_LINES = 30;
+
+  @Option(names = "--nodes", required = true, paramLabel = "N", description = "Nodes, 1-9.")
+  int nodes;
+
+  @Option(
+      names = "--dir",
+      required = true,
+      paramLabel = "DIR",
+      description = "Holds each node's data (DIR/n<i>), the shared storage (DIR/shared) and logs.")
+  Path dir;
+
+  @Option(
+      names = "--cache-size",
+      paramLabel = "SIZE",
+      converter = SizeConverter.class,
+      description = "Cache size of each node, e.g. 64MiB (default: the node's).")
+  Long cacheSize;
+
+  @Option(names = "--sync", description = "Start the nodes with --sync.")
+  boolean sync;
+
+  @Option(
+      names = "--base-port",
+      paramLabel = "PORT",
+      defaultValue = "7601",
+      description = "Client port of n1; n<i> uses PORT+i-1 (default: ${DEFAULT-VALUE}).")
+  int basePort;
+
+  @Option(
+      names = "--raft-base-port",
+      paramLabel = "PORT",
+      defaultValue = "7701",
+      description = "Raft port of n1; n<i> uses PORT+i-1 (default: ${DEFAULT-VALUE}).")
+  int raftBasePort;
+
+  @Spec CommandSpec spec;
+
+  /** One started node. */
+  record Node(String id, String address, String raftAddress, Process process, Path log) {}
+
+  @Override
+  public Integer call() throws IOException {
+    validate();
+    PeerFlashCli cli = (PeerFlashCli) spec.root().userObject();
+    PrintStream out = cli.out();
+    PrintStream err = cli.err();
+    Files.createDirectories(dir.resolve("shared"));
+    List<String> launcher = cli.nodeLauncher() != null ? cli.nodeLauncher() : launcher();
+    List<Node> started = new ArrayList<>();
+    AtomicBoolean stopping = new AtomicBoolean();
+    Thread hook =
+        new Thread(
+            () -> {
+              stopping.set(true);
+              out.println("stopping the cluster...");
+              out.flush();
+              stopAll(started, err);
+            },
+            "peerflash-local-cluster-stop");
+    Runtime.getRuntime().addShutdownHook(hook);
+    boolean hookPending = true;
+    try {
+      for (int i = 1; i <= nodes; i++) {
+        Files.createDirectories(dir.resolve(id(i)));
+        Path log = dir.resolve(id(i) + ".log");
+        List<String> command = new ArrayList<>(launcher);
+        command.addAll(nodeArgs(i));
+        Process p =
+            new ProcessBuilder(command)
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
+                .redirectInput(ProcessBuilder.Redirect.from(nullDevice()))
+                .start();
+        synchronized (started) {
+          started.add(new Node(id(i), clientAddress(i), raftAddress(i), p, log));
+        }
+      }
+      Files.writeString(dir.resolve("cluster.txt"), clusterFile(started), StandardCharsets.UTF_8);
+      out.println("started " + nodes + " node(s) in " + dir + " (logs: " + dir + "/n<i>.log)");
+      out.println("use: --target " + targets());
+      out.println("  or: export PEERFLASH_TARGET=" + targets());
+      out.flush();
+      if (!awaitReady(cli, started, err)) {
+        stopAll(started, err);
+        return PeerFlashCli.EXIT_FAILURE;
+      }
+      out.println("cluster ready; Ctrl-C stops it");
+      out.flush();
+      return watch(started, stopping, out, err);
+    } catch (InterruptedException e) {
+      // Stopped from within the JVM (tests): stop the nodes as Ctrl-C would.
+      stopAll(started, err);
+      Thread.currentThread().interrupt();
+      return PeerFlashCli.EXIT_OK;
+    } finally {
+      try {
+        hookPending = Runtime.getRuntime().removeShutdownHook(hook);
+      } catch (IllegalStateException e) {
+        hookPending = false; // The JVM is exiting and the hook is stopping the nodes.
+      }
+      if (hookPending) {
+        stopAll(started, null);
+      }
+    }
+  }
+
+  private void validate() {
+    if (nodes < 1 || nodes > MAX_NODES) {
+      throw new ParameterException(
+          spec.commandLine(), "--nodes must be between 1 and " + MAX_NODES + ", got " + nodes);
+    }
+    for (int base : new int[] {basePort, raftBasePort}) {
+      if (base < 1 || base + nodes - 1 > 65535) {
+        throw new ParameterException(
+            spec.commandLine(), "ports " + base + ".." + (base + nodes - 1) + " are out of range");
+      }
+    }
+    int lo = Math.max(basePort, raftBasePort);
+    int hi = Math.min(basePort, raftBasePort) + nodes - 1;
+    if (lo <= hi) {
+      throw new ParameterException(
+          spec.commandLine(), "--base-port and --raft-base-port ranges overlap");
+    }
+  }
+
+  static String id(int i) {
+    return "n" + i;
+  }
+
+  String clientAddress(int i) {
+    return "127.0.0.1:" + (basePort + i - 1);
+  }
+
+  String raftAddress(int i) {
+    return "127.0.0.1:" + (raftBasePort + i - 1);
+  }
+
+  /** The --target list of the whole cluster. */
+  String targets() {
+    List<String> all = new ArrayList<>();
+    for (int i = 1; i <= nodes; i++) {
+      all.add(clientAddress(i));
+    }
+    return String.join(",", all);
+  }
+
+  /** {@code n1=127.0.0.1:7701,n2=...}: every node's Raft address. */
+  String peers() {
+    List<String> all = new ArrayList<>();
+    for (int i = 1; i <= nodes; i++) {
+      all.add(id(i) + "=" + raftAddress(i));
+    }
+    return String.join(",", all);
+  }
+
+  /** The arguments of node {@code i} (1-based), from the {@code node} command on. */
+  List<String> nodeArgs(int i) {
+    List<String> args = new ArrayList<>();
+    args.add("node");
+    args.add("--id");
+    args.add(id(i));
+    args.add("--listen");
+    args.add(clientAddress(i));
+    args.add("--raft");
+    args.add(raftAddress(i));
+    args.add("--peers");
+    args.add(peers());
+    args.add("--data-dir");
+    args.add(dir.resolve(id(i)).toString());
+    args.add("--shared-dir");
+    args.add(dir.resolve("shared").toString());
+    if (cacheSize != null) {
+      args.add("--cache-size");
+      args.add(Long.toString(cacheSize));
+    }
+    if (sync) {
+      args.add("--sync");
+    }
+    return args;
+  }
+
+  /**
+   * How to start this program again: this JVM's java, with the same jar ({@code -jar}) or, when
+   * running from class directories (IDE, tests), the same class path and main class.
+   */
+  static List<String> launcher() {
+    String java =
+        ProcessHandle.current()
+            .info()
+            .command()
+            .orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    Path location;
+    try {
+      location =
+          Path.of(PeerFlashCli.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+    } catch (URISyntaxException | NullPointerException e) {
+      location = null;
+    }
+    if (location != null && Files.isRegularFile(location)) {
+      return List.of(java, "-jar", location.toString());
+    }
+    return List.of(
+        java, "-cp", System.getProperty("java.class.path"), PeerFlashCli.class.getName());
+  }
+
+  static String clusterFile(List<Node> started) {
+    StringBuilder b = new StringBuilder();
+    for (Node n : started) {
+      b.append(n.id())
+          .append(' ')
+          .append(n.process().pid())
+          .append(' ')
+          .append(n.address())
+          .append(' ')
+          .append(n.raftAddress())
+          .append('\n');
+    }
+    return b.toString();
+  }
+
+  /** Waits until every node answers status; false (after saying why) when one exits or hangs. */
+  private boolean awaitReady(PeerFlashCli cli, List<Node> started, PrintStream err)
+      throws InterruptedException {
+    long deadline = System.nanoTime() + READY_TIMEOUT.toNanos();
+    List<Node> pending = new ArrayList<>(started);
+    while (!pending.isEmpty()) {
+      for (var it = pending.iterator(); it.hasNext(); ) {
+        Node n = it.next();
+        if (!n.process().isAlive()) {
+          err.println(
+              "error: node "
+                  + n.id()
+                  + " exited with code "
+                  + n.process().exitValue()
+                  + " before it was ready; last lines of "
+                  + n.log()
+                  + ":");
+          err.println(tail(n.log()));
+          err.flush();
+          return false;
+        }
+        if (answers(cli, n.address())) {
+          it.remove();
+        }
+      }
+      if (pending.isEmpty()) {
+        return true;
+      }
+      if (System.nanoTime() > deadline) {
+        err.println(
+            "error: node(s) "
+                + pending.stream().map(Node::id).collect(Collectors.joining(", "))
+                + " did not answer within "
+                + READY_TIMEOUT.toSeconds()
+                + " s; see their logs in "
+                + dir);
+        err.flush();
+        return false;
+      }
+      Thread.sleep(200);
+    }
+    return true;
+  }
+
+  private static boolean answers(PeerFlashCli cli, String address) {
+    try (PeerFlashClient c =
+        cli.clientBuilder(address)
+            .deadline(Duration.ofSeconds(2))
+            .retryBudget(Duration.ZERO)
+            .build()) {
+      c.status();
+      return true;
+    } catch (RuntimeException e) {
+      return false;
+    }
+  }
+
+  /** Reports nodes that exit (e.g. killed to try failover) until all have; 1 if none is left. */
+  private static int watch(
+      List<Node> started, AtomicBoolean stopping, PrintStream out, PrintStream err)
+      throws InterruptedException {
+    List<Node> alive = new ArrayList<>(started);
+    while (!alive.isEmpty()) {
+      if (stopping.get()) {
+        // Ctrl-C or SIGTERM: the shutdown hook is stopping the nodes; the JVM exits after it.
+        Thread.sleep(Long.MAX_VALUE);
+      }
+      for (var it = alive.iterator(); it.hasNext(); ) {
+        Node n = it.next();
+        if (!n.process().isAlive()) {
+          it.remove();
+          out.println(
+              "node "
+                  + n.id()
+                  + " (pid "
+                  + n.process().pid()
+                  + ") exited with code "
+                  + n.process().exitValue());
+          out.flush();
+        }
+      }
+      Thread.sleep(500);
+    }
+    err.println("error: every node has exited");
+    err.flush();
+    return PeerFlashCli.EXIT_FAILURE;
+  }
+
+  /** SIGTERM to every node, then up to {@link #STOP_TIMEOUT} each before SIGKILL. */
+  static void stopAll(List<Node> started, PrintStream err) {
+    List<Node> all;
+    synchronized (started) {
+      all = new ArrayList<>(started);
+    }
+    for (Node n : all) {
+      n.process().destroy();
+    }
+    boolean interrupted = Thread.interrupted();
+    for (Node n : all) {
+      try {
+        if (!interrupted && !n.process().waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+          if (err != null) {
+            err.println("node " + n.id() + " did not stop within 15 s; killing it");
+          }
+          n.process().destroyForcibly();
+        } else if (interrupted) {
+          n.process().destroyForcibly();
+        }
+      } catch (InterruptedException e) {
+        interrupted = true;
+        n.process().destroyForcibly();
+      }
+    }
+    if (interrupted) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  static String tail(Path log) {
+    try {
+      List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
+      return String.join(
+          System.lineSeparator(),
+          lines.subList(Math.max(0, lines.size() - LOG_TAIL_LINES), lines.size()));
+    } catch (IOException e) {
+      return "(cannot read " + log + ": " + Formats.describe(e) + ")";
+    }
+  }
+
+  private static java.io.File nullDevice() {
+    return new java.io.File(
+        System.getProperty("os.name").toLowerCase(java.util.Locale.ROOT).startsWith("windows")
+            ? "NUL"
+            : "/dev/null");
+  }
+}

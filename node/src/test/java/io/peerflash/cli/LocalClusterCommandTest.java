@@ -1,0 +1,212 @@
+package io.peerflash.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.peerflash.client.PeerFlashClient;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+@Timeout(60)
+class LocalClusterCommandTest {
+  @TempDir Path tmp;
+
+  private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+  private final ByteArrayOutputStream err = new ByteArrayOutputStream();
+
+  private PeerFlashCli cli(List<String> launcher) {
+    PeerFlashCli cli =
+        new PeerFlashCli(
+            PeerFlashCli::plaintextChannel,
+            new PrintStream(out, true, StandardCharsets.UTF_8),
+            new PrintStream(err, true, StandardCharsets.UTF_8));
+    cli.nodeLauncher(launcher);
+    return cli;
+  }
+
+  private String out() {
+    return out.toString(StandardCharsets.UTF_8);
+  }
+
+  private String err() {
+    return err.toString(StandardCharsets.UTF_8);
+  }
+
+  private static List<String> fakeLauncher(String... jvmOptions) {
+    List<String> l = new ArrayList<>();
+    l.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    l.add("-Xmx64m");
+    l.addAll(List.of(jvmOptions));
+    l.add("-cp");
+    l.add(System.getProperty("java.class.path"));
+    l.add(FakeNodeMain.class.getName());
+    return l;
+  }
+
+  /** A port p such that p and p+1 are free (for now). */
+  private static int twoFreePorts() throws IOException {
+    for (int attempt = 0; attempt < 50; attempt++) {
+      int p;
+      try (ServerSocket s = new ServerSocket(0)) {
+        p = s.getLocalPort();
+      }
+      if (p >= 65535) {
+        continue;
+      }
+      try (ServerSocket s = new ServerSocket(p + 1)) {
+        return p;
+      } catch (IOException e) {
+        // Taken; try another.
+      }
+    }
+    throw new IOException("no two consecutive free ports");
+  }
+
+  @Test
+  void buildsEachNodesCommandLine() {
+    LocalClusterCommand cmd = new LocalClusterCommand();
+    new CommandLine(cmd)
+        .parseArgs("--nodes", "3", "--dir", "/tmp/c", "--cache-size", "64MiB", "--sync");
+    assertThat(cmd.nodeArgs(2))
+        .containsExactly(
+            "node",
+            "--id",
+            "n2",
+            "--listen",
+            "127.0.0.1:7602",
+            "--raft",
+            "127.0.0.1:7702",
+            "--peers",
+            "n1=127.0.0.1:7701,n2=127.0.0.1:7702,n3=127.0.0.1:7703",
+            "--data-dir",
+            Path.of("/tmp/c", "n2").toString(),
+            "--shared-dir",
+            Path.of("/tmp/c", "shared").toString(),
+            "--cache-size",
+            Long.toString(64L << 20),
+            "--sync");
+    assertThat(cmd.targets()).isEqualTo("127.0.0.1:7601,127.0.0.1:7602,127.0.0.1:7603");
+
+    LocalClusterCommand ports = new LocalClusterCommand();
+    new CommandLine(ports)
+        .parseArgs("--nodes", "1", "--dir", "d", "--base-port", "9000", "--raft-base-port", "9100");
+    assertThat(ports.nodeArgs(1))
+        .containsSubsequence("--listen", "127.0.0.1:9000")
+        .containsSubsequence("--raft", "127.0.0.1:9100", "--peers", "n1=127.0.0.1:9100")
+        .doesNotContain("--sync", "--cache-size");
+  }
+
+  @Test
+  void launcherRerunsThisProgramWithThisJava() {
+    List<String> l = LocalClusterCommand.launcher();
+    assertThat(Path.of(l.get(0)).getFileName().toString()).startsWith("java");
+    // Tests run from class directories, so the class path and main class are passed.
+    assertThat(l).containsSubsequence("-cp", System.getProperty("java.class.path"));
+    assertThat(l.get(l.size() - 1)).isEqualTo(PeerFlashCli.class.getName());
+  }
+
+  @Test
+  void rejectsBadNodeCountsAndPorts() {
+    PeerFlashCli cli = cli(null);
+    String dir = tmp.toString();
+    assertThat(cli.execute("local-cluster", "--nodes", "0", "--dir", dir)).isEqualTo(2);
+    assertThat(err()).contains("--nodes must be between 1 and 9");
+    assertThat(cli.execute("local-cluster", "--nodes", "10", "--dir", dir)).isEqualTo(2);
+    assertThat(
+            cli.execute("local-cluster", "--nodes", "3", "--dir", dir, "--raft-base-port", "7603"))
+        .isEqualTo(2);
+    assertThat(err()).contains("overlap");
+    assertThat(cli.execute("local-cluster", "--nodes", "3", "--dir", dir, "--base-port", "65534"))
+        .isEqualTo(2);
+    assertThat(tmp.resolve("cluster.txt")).doesNotExist();
+  }
+
+  @Test
+  void aNodeExitingEarlyStopsTheOthersAndShowsItsLog() throws Exception {
+    int base = twoFreePorts();
+    int code =
+        cli(fakeLauncher("-Dfakenode.exit=3"))
+            .execute(
+                "local-cluster",
+                "--nodes",
+                "2",
+                "--dir",
+                tmp.toString(),
+                "--base-port",
+                Integer.toString(base),
+                "--raft-base-port",
+                Integer.toString(base + 100));
+    assertThat(code).as(err()).isEqualTo(1);
+    assertThat(err()).contains("exited with code 3 before it was ready").contains("--raft");
+    List<String> lines = Files.readAllLines(tmp.resolve("cluster.txt"));
+    assertThat(lines).hasSize(2);
+    assertThat(lines.get(0)).matches("n1 \\d+ 127\\.0\\.0\\.1:" + base + " 127\\.0\\.0\\.1:\\d+");
+    assertThat(Files.readString(tmp.resolve("n2.log")))
+        .contains("fake node args: node --id n2 --listen 127.0.0.1:" + (base + 1));
+    assertThat(tmp.resolve("n1")).isDirectory();
+    assertThat(tmp.resolve("shared")).isDirectory();
+    for (String line : lines) {
+      long pid = Long.parseLong(line.split(" ")[1]);
+      assertThat(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)).isFalse();
+    }
+  }
+
+  @Test
+  void startsWaitsUntilReadyAndStopsEveryNode() throws Exception {
+    int base = twoFreePorts();
+    PeerFlashCli cli = cli(fakeLauncher());
+    AtomicInteger code = new AtomicInteger(-1);
+    Thread runner =
+        new Thread(
+            () ->
+                code.set(
+                    cli.execute(
+                        "local-cluster",
+                        "--nodes",
+                        "2",
+                        "--dir",
+                        tmp.toString(),
+                        "--base-port",
+                        Integer.toString(base),
+                        "--raft-base-port",
+                        Integer.toString(base + 100))),
+            "test-local-cluster");
+    runner.start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
+    while (!out().contains("cluster ready")) {
+      assertThat(runner.isAlive()).as(out() + err()).isTrue();
+      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
+      Thread.sleep(50);
+    }
+    String targets = "127.0.0.1:" + base + ",127.0.0.1:" + (base + 1);
+    assertThat(out()).contains("--target " + targets);
+    List<String> lines = Files.readAllLines(tmp.resolve("cluster.txt"));
+    assertThat(lines).hasSize(2);
+    try (PeerFlashClient c =
+        PeerFlashClient.builder().target(targets).deadline(Duration.ofSeconds(5)).build()) {
+      assertThat(c.status().getNodeId()).isEqualTo("fake-node");
+    }
+
+    runner.interrupt(); // As Ctrl-C would, minus the JVM exit.
+    runner.join(30_000);
+    assertThat(runner.isAlive()).isFalse();
+    assertThat(code.get()).isZero();
+    for (String line : lines) {
+      long pid = Long.parseLong(line.split(" ")[1]);
+      assertThat(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)).isFalse();
+    }
+  }
+}
