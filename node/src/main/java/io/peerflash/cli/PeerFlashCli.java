@@ -40,6 +40,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
       IoCommands.Trim.class,
       FlushCommand.class,
       StatusCommand.class,
+      ClusterCommand.class,
       LocalClusterCommand.class
     })
 public final class PeerFlashCli implements Callable<Integer> {

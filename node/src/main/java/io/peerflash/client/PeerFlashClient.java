@@ -117,6 +117,10 @@ public final class PeerFlashClient implements AutoCloseable {
 
   private final Routing routing;
   private final boolean ownsRouting;
+
+  /** Longest single attempt of a block I/O call before the client tries another node. */
+  static final Duration IO_ATTEMPT_TIMEOUT = Duration.ofSeconds(5);
+
   private final Duration deadline;
   private final Duration flushDeadline;
   private final Duration retryBudget;
@@ -280,7 +284,7 @@ public final class PeerFlashClient implements AutoCloseable {
   public void write(String name, long offset, ByteString data) {
     WriteRequest request =
         WriteRequest.newBuilder().setVolume(name).setOffset(offset).setData(data).build();
-    call(name, deadline, (ch, d) -> volumes(ch, d).write(request));
+    ioCall(name, (ch, d) -> volumes(ch, d).write(request));
   }
 
   public byte[] read(String name, long offset, int length) {
@@ -291,7 +295,7 @@ public final class PeerFlashClient implements AutoCloseable {
   public ByteString readByteString(String name, long offset, int length) {
     ReadRequest request =
         ReadRequest.newBuilder().setVolume(name).setOffset(offset).setLength(length).build();
-    return call(name, deadline, (ch, d) -> volumes(ch, d).read(request).getData());
+    return ioCall(name, (ch, d) -> volumes(ch, d).read(request).getData());
   }
 
   /** Waits until every write acknowledged before the call is durable on shared storage. */
@@ -303,7 +307,7 @@ public final class PeerFlashClient implements AutoCloseable {
   public void trim(String name, long offset, long length) {
     TrimRequest request =
         TrimRequest.newBuilder().setVolume(name).setOffset(offset).setLength(length).build();
-    call(name, deadline, (ch, d) -> volumes(ch, d).trim(request));
+    ioCall(name, (ch, d) -> volumes(ch, d).trim(request));
   }
 
   /** The status of one node: the first that answers. */
@@ -315,6 +319,19 @@ public final class PeerFlashClient implements AutoCloseable {
           NodeServiceGrpc.NodeServiceBlockingStub stub = NodeServiceGrpc.newBlockingStub(ch);
           return (d == null ? stub : stub.withDeadline(d))
               .getStatus(GetStatusRequest.getDefaultInstance());
+        });
+  }
+
+  /** The cluster map as the answering node holds it (UNIMPLEMENTED on a single node). */
+  public io.peerflash.proto.v1.ClusterStatus clusterStatus() {
+    return call(
+        null,
+        deadline,
+        (ch, d) -> {
+          io.peerflash.proto.v1.ClusterServiceGrpc.ClusterServiceBlockingStub stub =
+              io.peerflash.proto.v1.ClusterServiceGrpc.newBlockingStub(ch);
+          return (d == null ? stub : stub.withDeadline(d))
+              .getClusterStatus(io.peerflash.proto.v1.GetClusterStatusRequest.getDefaultInstance());
         });
   }
 
@@ -449,10 +466,25 @@ public final class PeerFlashClient implements AutoCloseable {
   }
 
   /**
+   * A block I/O call: besides the call deadline, each attempt is bounded by {@link
+   * #IO_ATTEMPT_TIMEOUT}, so a node that froze with the connection open (a long pause, SIGSTOP)
+   * costs one attempt, not the whole call; the next attempt finds the volume's new owner. I/O is
+   * idempotent, so the retry is safe.
+   */
+  private <T> T ioCall(String volume, Attempt<T> attempt) {
+    return call(volume, deadline, IO_ATTEMPT_TIMEOUT, attempt);
+  }
+
+  private <T> T call(String volume, Duration callDeadline, Attempt<T> attempt) {
+    return call(volume, callDeadline, null, attempt);
+  }
+
+  /**
    * Runs {@code attempt} against the right node, following redirects and failing over as the class
    * comment describes. {@code volume} is null for calls about no volume.
    */
-  private <T> T call(String volume, Duration callDeadline, Attempt<T> attempt) {
+  private <T> T call(
+      String volume, Duration callDeadline, Duration attemptTimeout, Attempt<T> attempt) {
     // The deadline is fixed per call, not per stub, because a gRPC deadline is an absolute instant;
     // every attempt of the call shares it.
     Deadline rpcDeadline =
@@ -468,8 +500,13 @@ public final class PeerFlashClient implements AutoCloseable {
     while (true) {
       ManagedChannel ch = routing.channel(address);
       attempts++;
+      Deadline attemptDeadline = rpcDeadline;
+      if (attemptTimeout != null) {
+        Deadline bound = Deadline.after(attemptTimeout.toNanos(), TimeUnit.NANOSECONDS);
+        attemptDeadline = rpcDeadline == null ? bound : rpcDeadline.minimum(bound);
+      }
       try {
-        T result = attempt.run(ch, rpcDeadline);
+        T result = attempt.run(ch, attemptDeadline);
         routing.answered(volume, address);
         return result;
       } catch (StatusRuntimeException e) {
@@ -494,7 +531,12 @@ public final class PeerFlashClient implements AutoCloseable {
         failed.add(address);
         failed.add(owner);
         next = routing.next(volume, failed);
-      } else if (connectionFailure(code, ch)) {
+      } else if (connectionFailure(code, ch)
+          || (code == Status.Code.DEADLINE_EXCEEDED
+              && attemptDeadline != rpcDeadline
+              && (rpcDeadline == null || !rpcDeadline.isExpired()))) {
+        // (or an I/O attempt ran out of its own time while the call still has some: the node
+        // may be frozen; try the others)
         if (ch.isShutdown() || routing.closed()) {
           throw PeerFlashException.from(last);
         }

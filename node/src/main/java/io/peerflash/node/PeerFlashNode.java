@@ -9,6 +9,7 @@ import io.peerflash.node.cluster.ClusterNode;
 import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.EngineConfig;
+import io.peerflash.node.rpc.ClusterGrpcService;
 import io.peerflash.node.rpc.NodeGrpcService;
 import io.peerflash.node.rpc.VolumeGrpcService;
 import io.peerflash.node.storage.BackingStore;
@@ -66,6 +67,7 @@ public final class PeerFlashNode implements AutoCloseable {
     if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
       builder.addService(new ReplicaGrpcService(new EngineReplicaSink(engine), cluster));
+      builder.addService(new ClusterGrpcService(cluster::status));
     }
     this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);

@@ -104,6 +104,23 @@ final class NodeProcess implements AutoCloseable {
     }
   }
 
+  /** SIGSTOP: the process freezes (like a very long GC pause) until {@link #unfreeze}. */
+  void freeze() throws IOException, InterruptedException {
+    signal("STOP");
+  }
+
+  /** SIGCONT. */
+  void unfreeze() throws IOException, InterruptedException {
+    signal("CONT");
+  }
+
+  private void signal(String name) throws IOException, InterruptedException {
+    Process p = new ProcessBuilder("kill", "-" + name, Long.toString(process.pid())).start();
+    if (p.waitFor() != 0) {
+      throw new IOException("kill -" + name + " " + process.pid() + " failed");
+    }
+  }
+
   /** SIGKILL: no shutdown hook runs, nothing is flushed. */
   void kill() throws InterruptedException {
     process.destroyForcibly();

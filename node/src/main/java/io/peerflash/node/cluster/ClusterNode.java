@@ -74,6 +74,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   private final ConcurrentHashMap<String, PeerReplicator> replicators = new ConcurrentHashMap<>();
   private final Set<String> failoversInProgress = ConcurrentHashMap.newKeySet();
   private volatile boolean ready;
+  private volatile long lapsesAtSync;
   private volatile boolean closed;
 
   private ClusterNode(NodeConfig config, CacheEngine engine, ControlPlane controlPlane) {
@@ -101,11 +102,29 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     ClusterNode node = new ClusterNode(config, engine, controlPlane);
     // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
     // leader can hand its volumes to another node).
-    engine.setServeGuard(v -> node.ready && controlPlane.leaseValid());
+    engine.setServeGuard(node::mayServe);
     engine.setReplicationPort(new PeerReplicationPort(node::targets, node::evictReplica));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;
+  }
+
+  /**
+   * Fencing: serve and destage a volume only with a valid lease that has not lapsed since this node
+   * last read the map linearizably, and only while the map still names this node its owner. After a
+   * lapse (cut off or frozen), the node re-reads the map first: its volumes may be gone.
+   */
+  private boolean mayServe(VolumeInfo v) {
+    if (!ready || !controlPlane.leaseValid()) {
+      return false;
+    }
+    if (controlPlane.leaseKeeper().lapses() != lapsesAtSync) {
+      ready = false;
+      log.warn("node {}: lease lapsed; re-reading the cluster map before serving again", nodeId);
+      reconciler.execute(this::initialReconcile);
+      return false;
+    }
+    return controlPlane.map().volume(v.name()).map(r -> r.owner().equals(nodeId)).orElse(false);
   }
 
   public ControlPlane controlPlane() {
@@ -124,9 +143,14 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   private void initialReconcile() {
     while (!closed) {
       try {
+        if (ready) {
+          return;
+        }
         controlPlane.registered().get(10, TimeUnit.SECONDS);
+        long lapses = controlPlane.leaseKeeper().lapses();
         ClusterMap map = controlPlane.readLinearizable().get(10, TimeUnit.SECONDS);
         reconcile(map);
+        lapsesAtSync = lapses;
         ready = true;
         log.info("node {} in step with the cluster map; serving", nodeId);
         scheduleReconcile();
@@ -174,6 +198,10 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
                   rec.requestedReplicas(),
                   role),
               role == Role.OWNER);
+          if (role == Role.OWNER && rec.underReplicated()) {
+            // Dirty data written before a replica was lost has fewer copies than wanted.
+            engine.destageSoon(rec.name());
+          }
         } else if (held(rec.name())) {
           // Not ours at the current epoch: the owner and replicas of that epoch hold every
           // acknowledged write, so these copies are superseded.
@@ -400,6 +428,22 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     } catch (CacheException e) {
       return false;
     }
+  }
+
+  /** The map as this node holds it, for `cluster status`. */
+  public io.peerflash.proto.v1.ClusterStatus status() {
+    ClusterMap map = controlPlane.map();
+    io.peerflash.proto.v1.ClusterStatus.Builder b =
+        io.peerflash.proto.v1.ClusterStatus.newBuilder()
+            .setAnsweredBy(nodeId)
+            .setLeaderId(controlPlane.leaderId().orElse(""));
+    for (Member m : map.members().values()) {
+      b.addMembers(m.toProto());
+    }
+    for (VolumeRecord v : map.volumes().values()) {
+      b.addVolumes(v.toProto());
+    }
+    return b.build();
   }
 
   // ---------------------------------------------------------------------------------------------

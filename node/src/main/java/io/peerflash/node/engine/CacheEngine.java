@@ -1458,6 +1458,16 @@ public final class CacheEngine implements AutoCloseable {
     return v.destagedBytes.sum() - before;
   }
 
+  /**
+   * Asks the destager to write every dirty block of the volume now, without waiting: for a volume
+   * whose dirty data has fewer copies than its policy wants.
+   */
+  public void destageSoon(String name) throws CacheException {
+    CachedVolume v = volume(name);
+    v.flushTargetSeq.accumulateAndGet(v.nextSeq.get() - 1, Math::max);
+    destager.wake();
+  }
+
   public VolumeStatusView volumeStatus(String name) throws CacheException {
     return status(volume(name));
   }

@@ -43,6 +43,7 @@ public final class LeaseKeeper implements AutoCloseable {
   private long validUntilNanos;
   private long lastSuccessSentNanos;
   private long successes;
+  private long lapses;
   private long failures;
   private ScheduledFuture<?> task;
 
@@ -97,6 +98,11 @@ public final class LeaseKeeper implements AutoCloseable {
   /** A heartbeat sent at {@code sentNanos} was committed: the lease lasts until then + lease. */
   void onHeartbeatCommitted(long sentNanos) {
     synchronized (lock) {
+      if (granted && validUntilNanos - sentNanos <= 0) {
+        // The lease had run out before this heartbeat was sent (cut off, or frozen): whatever
+        // this node believed about the map may be stale.
+        lapses++;
+      }
       long until = sentNanos + leaseNanos;
       if (!granted || until - validUntilNanos > 0) {
         validUntilNanos = until;
@@ -123,6 +129,16 @@ public final class LeaseKeeper implements AutoCloseable {
   public boolean leaseValid() {
     synchronized (lock) {
       return granted && validUntilNanos - time.nanoTime() > 0;
+    }
+  }
+
+  /**
+   * How many times the lease ran out and was renewed later. A node must re-read the map before
+   * serving again after a lapse: the cluster may have given its volumes away meanwhile.
+   */
+  public long lapses() {
+    synchronized (lock) {
+      return lapses;
     }
   }
 

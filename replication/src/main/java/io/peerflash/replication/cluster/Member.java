@@ -56,7 +56,7 @@ public record Member(
     return new Member(id, grpcAddress, raftAddress, faultDomain, state, heartbeats + 1);
   }
 
-  ClusterMember toProto() {
+  public ClusterMember toProto() {
     return ClusterMember.newBuilder()
         .setId(id)
         .setGrpcAddress(grpcAddress)
