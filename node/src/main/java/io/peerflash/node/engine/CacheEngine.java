@@ -376,24 +376,7 @@ public final class CacheEngine implements AutoCloseable {
         if (v.deleted) {
           return;
         }
-        v.deleted = true;
-        volumesByName.remove(name, v);
-        Batch batch = new Batch();
-        index.deleteVolume(batch, v.id());
-        catalog.delete(v.info, batch);
-        for (Map.Entry<Long, BlockEntry> me : v.blocks.entrySet()) {
-          try (BlockLocks.Held h = v.locks.lockRange(me.getKey(), 1, true)) {
-            BlockEntry e = v.blocks.remove(me.getKey());
-            if (e != null && !e.isZero()) {
-              if (e.dirty()) {
-                dirtySlots.decrementAndGet();
-              }
-              evictor.release(e.slot());
-              slots.free(e.slot());
-            }
-          }
-        }
-        volumesById.remove(v.id());
+        forget(v);
         log.info("dropped local copies of volume {}", name);
       }
     } catch (IOException e) {
@@ -437,29 +420,37 @@ public final class CacheEngine implements AutoCloseable {
       if (v.deleted) {
         throw CacheException.notFound(name);
       }
-      v.deleted = true;
-      volumesByName.remove(name, v);
-      Batch batch = new Batch();
-      index.deleteVolume(batch, v.id());
-      catalog.delete(v.info, batch);
-      for (Map.Entry<Long, BlockEntry> me : v.blocks.entrySet()) {
-        try (BlockLocks.Held h = v.locks.lockRange(me.getKey(), 1, true)) {
-          BlockEntry e = v.blocks.remove(me.getKey());
-          if (e != null && !e.isZero()) {
-            if (e.dirty()) {
-              dirtySlots.decrementAndGet();
-            }
-            evictor.release(e.slot());
-            slots.free(e.slot());
-          }
-        }
-      }
-      volumesById.remove(v.id());
+      forget(v);
       backing.delete(name);
       log.info("deleted volume {}", name);
     } catch (IOException e) {
       throw unavailable("deleting volume '" + name + "' failed", e);
     }
+  }
+
+  /**
+   * Removes a volume from this node: its definition and block entries (one synced batch), then its
+   * slots. Call with the gate held exclusively and under the create lock.
+   */
+  private void forget(CachedVolume v) throws IOException {
+    v.deleted = true;
+    volumesByName.remove(v.name(), v);
+    Batch batch = new Batch();
+    index.deleteVolume(batch, v.id());
+    catalog.delete(v.info, batch);
+    for (Map.Entry<Long, BlockEntry> me : v.blocks.entrySet()) {
+      try (BlockLocks.Held h = v.locks.lockRange(me.getKey(), 1, true)) {
+        BlockEntry e = v.blocks.remove(me.getKey());
+        if (e != null && !e.isZero()) {
+          if (e.dirty()) {
+            dirtySlots.decrementAndGet();
+          }
+          evictor.release(e.slot());
+          slots.free(e.slot());
+        }
+      }
+    }
+    volumesById.remove(v.id());
   }
 
   /**
