@@ -54,9 +54,11 @@ final class ClusterCommand {
         for (ClusterVolume v : s.getVolumesList()) {
           String dirty = "?";
           long dirtyBytes = -1;
+          long atRiskBytes = -1;
           try {
             Volume vol = c.getVolume(v.getName()); // answered by the owner
             dirtyBytes = vol.getDirtyBytes();
+            atRiskBytes = vol.getAtRiskBytes();
             dirty = Formats.size(dirtyBytes);
           } catch (PeerFlashException e) {
             dirty = "? (" + e.code() + ")";
@@ -64,7 +66,7 @@ final class ClusterCommand {
           boolean fewer = v.getReplicaSetCount() < v.getRequestedReplicas();
           // Fewer replicas than wanted: dirty data written before has fewer copies than asked
           // for until the owner has destaged it (it does so at once; new writes go through).
-          String atRisk = fewer && dirtyBytes > 0 ? Formats.size(dirtyBytes) : "0 B";
+          String atRisk = atRiskBytes < 0 ? "?" : Formats.size(atRiskBytes);
           volumes.row(
               v.getName(),
               v.getOwner(),

@@ -161,6 +161,14 @@ final class VolumeCommand implements Callable<Integer> {
               "oldest dirty age",
               v.getOldestDirtyAgeMs() == 0 ? "-" : Formats.durationMs(v.getOldestDirtyAgeMs())));
       out.println(Formats.field("corrupt blocks", v.getCorruptBlocks()));
+      if (!v.getOwner().isEmpty()) {
+        out.println(Formats.field("owner", v.getOwner() + " (epoch " + v.getEpoch() + ")"));
+        out.println(
+            Formats.field(
+                "replicas held",
+                v.getEffectiveReplicas() + " of " + v.getPolicy().getReplicas() + " wanted"));
+        out.println(Formats.field("at risk", Formats.size(v.getAtRiskBytes())));
+      }
       return PeerFlashCli.EXIT_OK;
     }
   }

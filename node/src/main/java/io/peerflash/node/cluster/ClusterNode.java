@@ -572,10 +572,16 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
             .setSizeBytes(rec.sizeBytes())
             .setPolicy(
                 VolumePolicy.newBuilder().setMode(rec.mode()).setReplicas(rec.requestedReplicas()))
-            .setState(VolumeState.HEALTHY);
+            .setState(VolumeState.HEALTHY)
+            .setOwner(rec.owner())
+            .setEpoch(rec.epoch())
+            .setEffectiveReplicas(rec.replicaSet().size());
     if (rec.owner().equals(nodeId)) {
       try {
         VolumeStatusView s = engine.volumeStatus(rec.name());
+        if (rec.underReplicated()) {
+          b.setAtRiskBytes(s.dirtyBytes());
+        }
         b.setDirtyBytes(s.dirtyBytes())
             .setCachedBytes(s.cachedBytes())
             .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())

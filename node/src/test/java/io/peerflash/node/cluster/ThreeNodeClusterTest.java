@@ -136,6 +136,10 @@ class ThreeNodeClusterTest {
       assertThat(Arrays.copyOfRange(shared, 8192, 8192 + 4096)).isEqualTo(data);
       assertThat(ms).isLessThan(5000);
       assertThat(c.getVolume("vm1").getStateDetail()).contains("replicas []");
+      assertThat(c.getVolume("vm1").getEffectiveReplicas()).isZero();
+      assertThat(c.getVolume("vm1").getEpoch()).isGreaterThan(1);
+      // The owner destages what had fewer copies than wanted: nothing stays at risk.
+      await(() -> c.getVolume("vm1").getAtRiskBytes() == 0, 20, "at-risk data destaged");
       assertThat(Arrays.equals(readAll(c), model)).isTrue();
     }
   }
