@@ -12,6 +12,7 @@ import io.peerflash.node.engine.VolumeStatusView;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.rpc.ClusterRouting;
+import io.peerflash.node.rpc.Protos;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
@@ -194,7 +195,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
                   rec.id(),
                   rec.name(),
                   rec.sizeBytes(),
-                  mode(rec.mode()),
+                  Protos.mode(rec.mode()),
                   rec.requestedReplicas(),
                   role),
               role == Role.OWNER);
@@ -535,7 +536,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
         controlPlane
             .map()
             .volume(req.getName())
-            .orElseThrow(() -> CacheExceptionHolder.notFound(req.getName()));
+            .orElseThrow(() -> CacheException.notFound(req.getName()));
     CommandResult r =
         submit(
             ClusterCommand.newBuilder()
@@ -552,7 +553,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   @Override
   public Volume getVolume(String name) throws CacheException {
     VolumeRecord rec =
-        controlPlane.map().volume(name).orElseThrow(() -> CacheExceptionHolder.notFound(name));
+        controlPlane.map().volume(name).orElseThrow(() -> CacheException.notFound(name));
     return volume(rec);
   }
 
@@ -662,26 +663,11 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     throw new CacheException(reason, r.getMessage());
   }
 
-  private static VolumeInfo.CacheMode mode(CacheMode mode) {
-    return switch (mode) {
-      case WRITE_THROUGH -> VolumeInfo.CacheMode.WRITE_THROUGH;
-      case WRITE_AROUND -> VolumeInfo.CacheMode.WRITE_AROUND;
-      default -> VolumeInfo.CacheMode.WRITE_BACK;
-    };
-  }
-
   private static void sleep(long ms) {
     try {
       Thread.sleep(ms);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-    }
-  }
-
-  /** Builds NOT_FOUND for lambdas (CacheException's own factory is package-private). */
-  private static final class CacheExceptionHolder {
-    static CacheException notFound(String name) {
-      return new CacheException(Reason.NOT_FOUND, "volume '" + name + "' does not exist");
     }
   }
 

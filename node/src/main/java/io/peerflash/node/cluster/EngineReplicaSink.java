@@ -1,9 +1,9 @@
 package io.peerflash.node.cluster;
 
-import io.grpc.Status;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.rpc.Protos;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaSink;
 import java.util.ArrayList;
@@ -50,15 +50,6 @@ public final class EngineReplicaSink implements ReplicaSink {
   }
 
   private static ReplicaException translate(CacheException e) {
-    Status.Code code =
-        switch (e.reason()) {
-          case NOT_FOUND -> Status.Code.NOT_FOUND;
-          case INVALID_ARGUMENT -> Status.Code.INVALID_ARGUMENT;
-          case RESOURCE_EXHAUSTED -> Status.Code.RESOURCE_EXHAUSTED;
-          case FAILED_PRECONDITION -> Status.Code.FAILED_PRECONDITION;
-          case DATA_LOSS -> Status.Code.DATA_LOSS;
-          default -> Status.Code.UNAVAILABLE;
-        };
-    return new ReplicaException(Status.fromCode(code).withDescription(e.getMessage()));
+    return new ReplicaException(Protos.toStatus(e));
   }
 }

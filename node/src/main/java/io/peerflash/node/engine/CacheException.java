@@ -31,7 +31,7 @@ public final class CacheException extends Exception {
     return reason;
   }
 
-  static CacheException notFound(String volume) {
+  public static CacheException notFound(String volume) {
     return new CacheException(Reason.NOT_FOUND, "volume '" + volume + "' does not exist");
   }
 

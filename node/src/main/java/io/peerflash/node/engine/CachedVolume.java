@@ -30,7 +30,6 @@ final class CachedVolume {
   volatile long storageFailingSinceMs;
   volatile long lastStorageErrorMs;
   volatile String lastStorageError = "";
-  volatile long lastDestageSuccessMs;
   volatile long retryAtMs;
   int consecutiveFailures;
   int isolatedBatchesLeft;

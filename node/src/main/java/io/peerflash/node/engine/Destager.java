@@ -309,7 +309,8 @@ final class Destager implements AutoCloseable {
     } catch (CacheException e) {
       // Local flash or index trouble counts like a storage failure: backoff, status, and a
       // bounded Flush.
-      onFailure(v, 2, new IOException(e.getMessage(), e), now);
+      recordFailure(v, e.getMessage(), now);
+      logFailure(v, now);
       return -1;
     } finally {
       v.gate.readLock().unlock();
@@ -423,14 +424,9 @@ final class Destager implements AutoCloseable {
     }
   }
 
+  /** A batch failed on shared storage: back off, and isolate blocks so a bad one stands alone. */
   private void onFailure(CachedVolume v, int n, IOException e, long now) {
-    v.lastStorageError = e.getMessage() == null ? e.toString() : e.getMessage();
-    v.lastStorageErrorMs = now;
-    if (v.storageFailingSinceMs == 0) {
-      v.storageFailingSinceMs = now;
-    }
-    v.consecutiveFailures++;
-    v.retryAtMs = now + backoffMs(v.consecutiveFailures);
+    recordFailure(v, e.getMessage() == null ? e.toString() : e.getMessage(), now);
     if (n > 1) {
       v.isolatedBatchesLeft = n;
     } else {
@@ -439,17 +435,33 @@ final class Destager implements AutoCloseable {
       // Let the other blocks go on soon even though this one failed.
       v.retryAtMs = now + config.storageRetryInitialBackoffMs();
     }
+    logFailure(v, now);
+  }
+
+  /**
+   * Any failed destage attempt (shared storage, or local flash and index): it counts toward
+   * STORAGE_FAILING and a bounded Flush, and backs the volume off exponentially.
+   */
+  private void recordFailure(CachedVolume v, String error, long now) {
+    v.lastStorageError = error;
+    v.lastStorageErrorMs = now;
+    if (v.storageFailingSinceMs == 0) {
+      v.storageFailingSinceMs = now;
+    }
+    v.consecutiveFailures++;
+    v.retryAtMs = now + backoffMs(v.consecutiveFailures);
+  }
+
+  private void logFailure(CachedVolume v, long now) {
     log.warn(
-        "destage of volume {} ({} blocks) failed, retrying in {} ms: {}",
+        "destage of volume {} failed, retrying in {} ms: {}",
         v.name(),
-        n,
         v.retryAtMs - now,
         v.lastStorageError);
   }
 
   private void onSuccess(CachedVolume v, int n, long now) {
     v.consecutiveFailures = 0;
-    v.lastDestageSuccessMs = now;
     if (v.isolatedBatchesLeft > 0) {
       v.isolatedBatchesLeft--;
     }

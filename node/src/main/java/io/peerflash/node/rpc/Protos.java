@@ -10,10 +10,10 @@ import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeState;
 
 /** Translation between engine values and peerflash.v1 messages and statuses. */
-final class Protos {
+public final class Protos {
   private Protos() {}
 
-  static Status toStatus(CacheException e) {
+  public static Status toStatus(CacheException e) {
     Status.Code code =
         switch (e.reason()) {
           case NOT_FOUND -> Status.Code.NOT_FOUND;
@@ -27,7 +27,7 @@ final class Protos {
     return Status.fromCode(code).withDescription(e.getMessage());
   }
 
-  static VolumeInfo.CacheMode mode(CacheMode mode) throws CacheException {
+  public static VolumeInfo.CacheMode mode(CacheMode mode) throws CacheException {
     return switch (mode) {
       case WRITE_BACK -> VolumeInfo.CacheMode.WRITE_BACK;
       case WRITE_THROUGH -> VolumeInfo.CacheMode.WRITE_THROUGH;
