@@ -1,6 +1,7 @@
 package io.peerflash.cli;
 
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.util.Sizes;
 import java.util.List;
 import java.util.Locale;
@@ -36,6 +37,29 @@ final class Converters {
         default ->
             throw new TypeConversionException(
                 "unknown mode '" + value + "' (use write-back, write-through or write-around)");
+      };
+    }
+  }
+
+  /** write-through, block, accept. */
+  static final class OnPeerLossConverter implements ITypeConverter<OnPeerLoss> {
+    @Override
+    public OnPeerLoss convert(String value) {
+      return switch (value.trim().toLowerCase(Locale.ROOT).replace('_', '-')) {
+        case "write-through" -> OnPeerLoss.ON_PEER_LOSS_WRITE_THROUGH;
+        case "block" -> OnPeerLoss.ON_PEER_LOSS_BLOCK;
+        case "accept" -> OnPeerLoss.ON_PEER_LOSS_ACCEPT;
+        default ->
+            throw new TypeConversionException(
+                "unknown on-peer-loss '" + value + "' (use write-through, block or accept)");
+      };
+    }
+
+    static String format(OnPeerLoss p) {
+      return switch (p) {
+        case ON_PEER_LOSS_BLOCK -> "block";
+        case ON_PEER_LOSS_ACCEPT -> "accept";
+        default -> "write-through";
       };
     }
   }

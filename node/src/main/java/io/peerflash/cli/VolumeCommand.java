@@ -2,10 +2,14 @@ package io.peerflash.cli;
 
 import io.peerflash.cli.Converters.ModeCandidates;
 import io.peerflash.cli.Converters.ModeConverter;
+import io.peerflash.cli.Converters.OnPeerLossConverter;
 import io.peerflash.cli.Converters.SizeConverter;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.OnPeerLoss;
+import io.peerflash.proto.v1.ReplicaStatus;
 import io.peerflash.proto.v1.Volume;
+import io.peerflash.proto.v1.VolumePolicy;
 import java.io.PrintStream;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -80,11 +84,28 @@ final class VolumeCommand implements Callable<Integer> {
         description = "Peer copies of each dirty block, 0-2 (default: ${DEFAULT-VALUE}).")
     int replicas;
 
+    @Option(
+        names = "--on-peer-loss",
+        paramLabel = "POLICY",
+        defaultValue = "write-through",
+        converter = OnPeerLossConverter.class,
+        description =
+            "While fewer replicas hold copies than wanted: write-through (writes go to shared"
+                + " storage), block (writes wait, bounded, then fail) or accept (acknowledged with"
+                + " fewer copies, reported at risk). Default: ${DEFAULT-VALUE}.")
+    OnPeerLoss onPeerLoss;
+
     @Override
     public Integer call() {
       requireReplicas(spec, replicas);
       try (PeerFlashClient c = client.connect()) {
-        Volume v = c.createVolume(name, sizeBytes, mode, replicas);
+        Volume v =
+            c.createVolume(
+                name,
+                sizeBytes,
+                PeerFlashClient.policy(mode, replicas).toBuilder()
+                    .setOnPeerLoss(onPeerLoss)
+                    .build());
         client
             .cli()
             .out()
@@ -167,7 +188,25 @@ final class VolumeCommand implements Callable<Integer> {
             Formats.field(
                 "replicas held",
                 v.getEffectiveReplicas() + " of " + v.getPolicy().getReplicas() + " wanted"));
+        out.println(
+            Formats.field(
+                "on peer loss", OnPeerLossConverter.format(v.getPolicy().getOnPeerLoss())));
         out.println(Formats.field("at risk", Formats.size(v.getAtRiskBytes())));
+        for (ReplicaStatus r : v.getReplicasList()) {
+          out.println(
+              Formats.field(
+                  "replica " + r.getNode(),
+                  (r.getInSync()
+                          ? "in sync"
+                          : "re-protecting, "
+                              + Formats.size(r.getResyncRemainingBytes())
+                              + " left to copy")
+                      + ", lag "
+                      + r.getLagMs()
+                      + " ms ("
+                      + r.getInFlightBatches()
+                      + " batches in flight)"));
+        }
       }
       return PeerFlashCli.EXIT_OK;
     }
@@ -214,11 +253,18 @@ final class VolumeCommand implements Callable<Integer> {
     @Option(names = "--replicas", paramLabel = "N", description = "Peer copies, 0-2.")
     Integer replicas;
 
+    @Option(
+        names = "--on-peer-loss",
+        paramLabel = "POLICY",
+        converter = OnPeerLossConverter.class,
+        description = "write-through, block or accept.")
+    OnPeerLoss onPeerLoss;
+
     @Override
     public Integer call() {
-      if (mode == null && replicas == null) {
+      if (mode == null && replicas == null && onPeerLoss == null) {
         throw new ParameterException(
-            spec.commandLine(), "nothing to change: give --mode and/or --replicas");
+            spec.commandLine(), "nothing to change: give --mode, --replicas and/or --on-peer-loss");
       }
       requireReplicas(spec, replicas);
       PrintStream out = client.cli().out();
@@ -238,7 +284,11 @@ final class VolumeCommand implements Callable<Integer> {
                       + Formats.size(current.getDirtyBytes())
                       + " of dirty data first...");
         }
-        Volume v = c.setPolicy(name, newMode, newReplicas);
+        VolumePolicy.Builder policy = PeerFlashClient.policy(newMode, newReplicas).toBuilder();
+        if (onPeerLoss != null) {
+          policy.setOnPeerLoss(onPeerLoss);
+        }
+        Volume v = c.setPolicy(name, policy.build());
         out.println(
             "volume "
                 + v.getName()

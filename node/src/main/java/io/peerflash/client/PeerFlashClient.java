@@ -231,11 +231,16 @@ public final class PeerFlashClient implements AutoCloseable {
   }
 
   public Volume createVolume(String name, long sizeBytes, CacheMode mode, int replicas) {
+    return createVolume(name, sizeBytes, policy(mode, replicas));
+  }
+
+  /** Creates a volume with a whole policy (mode, replicas, on-peer-loss). */
+  public Volume createVolume(String name, long sizeBytes, VolumePolicy policy) {
     CreateVolumeRequest request =
         CreateVolumeRequest.newBuilder()
             .setName(name)
             .setSizeBytes(sizeBytes)
-            .setPolicy(policy(mode, replicas))
+            .setPolicy(policy)
             .build();
     return call(null, deadline, (ch, d) -> volumes(ch, d).createVolume(request));
   }
@@ -263,8 +268,13 @@ public final class PeerFlashClient implements AutoCloseable {
    * the flush deadline (none by default).
    */
   public Volume setPolicy(String name, CacheMode mode, int replicas) {
+    return setPolicy(name, policy(mode, replicas));
+  }
+
+  /** Replaces a volume's policy; an unspecified on-peer-loss is kept. */
+  public Volume setPolicy(String name, VolumePolicy policy) {
     SetPolicyRequest request =
-        SetPolicyRequest.newBuilder().setName(name).setPolicy(policy(mode, replicas)).build();
+        SetPolicyRequest.newBuilder().setName(name).setPolicy(policy).build();
     return call(name, flushDeadline, (ch, d) -> volumes(ch, d).setPolicy(request));
   }
 
@@ -446,7 +456,8 @@ public final class PeerFlashClient implements AutoCloseable {
     }
   }
 
-  private static VolumePolicy policy(CacheMode mode, int replicas) {
+  /** A policy of a mode and a replica count (on-peer-loss left to the default). */
+  public static VolumePolicy policy(CacheMode mode, int replicas) {
     if (replicas < 0) {
       throw new IllegalArgumentException("replicas must not be negative: " + replicas);
     }

@@ -45,7 +45,9 @@ public record NodeConfig(
     String faultDomain,
     long leaseTimeoutMs,
     long clockSkewMarginMs,
-    long replicationAckTimeoutMs) {
+    long replicationAckTimeoutMs,
+    long peerLossWaitMs,
+    String advertiseAddress) {
 
   /** One documented setting. */
   public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
@@ -220,6 +222,20 @@ public record NodeConfig(
           "1000",
           "A peer that does not ack a copy within this is treated as lost (on-peer-loss applies).",
           Long::parseLong);
+  public static final Key<Long> PEER_LOSS_WAIT_MS =
+      key(
+          "peer-loss-wait-ms",
+          "5000",
+          "A write to a volume with on-peer-loss block waits at most this for its replicas to be"
+              + " restored, then fails with UNAVAILABLE.",
+          Long::parseLong);
+  public static final Key<String> ADVERTISE =
+      key(
+          "advertise",
+          "",
+          "HOST:PORT other nodes and clients use to reach this node's gRPC port (default: the"
+              + " listen address; set it when listening on 0.0.0.0 or behind NAT).",
+          s -> s);
 
   /** The keys in documentation order. */
   public static List<Key<?>> keys() {
@@ -232,6 +248,11 @@ public record NodeConfig(
       case "false", "no", "0", "off" -> false;
       default -> throw new IllegalArgumentException("expected true or false");
     };
+  }
+
+  /** HOST:PORT of this node's gRPC services as other nodes and clients reach them. */
+  public String grpcAddress() {
+    return advertiseAddress.isEmpty() ? listenHost + ":" + listenPort : advertiseAddress;
   }
 
   /** Whether this node runs as a member of a cluster (with a Raft endpoint). */
@@ -308,7 +329,9 @@ public record NodeConfig(
             get(values, FAULT_DOMAIN),
             get(values, LEASE_TIMEOUT_MS),
             get(values, CLOCK_SKEW_MARGIN_MS),
-            get(values, REPLICATION_ACK_TIMEOUT_MS));
+            get(values, REPLICATION_ACK_TIMEOUT_MS),
+            get(values, PEER_LOSS_WAIT_MS),
+            get(values, ADVERTISE));
     c.validate();
     return c;
   }
@@ -347,9 +370,14 @@ public record NodeConfig(
     if (rpcThreads < 1) {
       throw new IllegalArgumentException("rpc-threads must be at least 1");
     }
-    if (clustered() && !raftPeers.containsKey(nodeId)) {
+    if (clustered() && raftPeers.isEmpty()) {
       throw new IllegalArgumentException(
-          "peers must include this node (" + nodeId + "=" + raftAddress + ")");
+          "peers must name the cluster's voters (this node included when it bootstraps the"
+              + " cluster; without it, it joins a running cluster: see cluster add-node)");
+    }
+    if (!advertiseAddress.isEmpty() && advertiseAddress.lastIndexOf(':') <= 0) {
+      throw new IllegalArgumentException(
+          "advertise must be HOST:PORT, got '" + advertiseAddress + "'");
     }
     if (clustered() && leaseTimeoutMs <= 2 * clockSkewMarginMs) {
       throw new IllegalArgumentException("need clock-skew-margin-ms < lease-timeout-ms / 2");

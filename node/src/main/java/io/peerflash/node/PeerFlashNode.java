@@ -16,6 +16,7 @@ import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.node.storage.LatencyInjectingBackingStore;
 import io.peerflash.replication.data.ReplicaGrpcService;
+import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
@@ -40,14 +41,20 @@ public final class PeerFlashNode implements AutoCloseable {
   private final HealthStatusManager health = new HealthStatusManager();
   private final Server server;
   private final ClusterNode cluster;
+  private final FaultPoints faults;
   private volatile boolean closed;
 
   private PeerFlashNode(
-      NodeConfig config, CacheEngine engine, ClusterNode cluster, ServerBuilder<?> builder)
+      NodeConfig config,
+      CacheEngine engine,
+      ClusterNode cluster,
+      FaultPoints faults,
+      ServerBuilder<?> builder)
       throws IOException {
     this.config = config;
     this.engine = engine;
     this.cluster = cluster;
+    this.faults = faults;
     // Handlers block on flash and shared-storage I/O, so they run on a pool, not the event loop.
     this.rpcExecutor =
         new ThreadPoolExecutor(
@@ -89,10 +96,13 @@ public final class PeerFlashNode implements AutoCloseable {
       backing = new LatencyInjectingBackingStore(backing, config.storageLatencyMicros());
     }
     CacheEngine engine = CacheEngine.open(EngineConfig.from(config), backing, Time.SYSTEM);
+    FaultPoints faults = new FaultPoints();
+    engine.setFaultPoints(faults);
     ClusterNode cluster = null;
     try {
-      cluster = config.clustered() ? ClusterNode.start(config, engine) : null;
-      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, builder);
+      cluster = config.clustered() ? ClusterNode.start(config, engine, faults, Time.SYSTEM) : null;
+      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, faults, builder);
+      faults.onCrash(node::crash);
       engine.start();
       log.info(
           "node {} serving on {}:{} (cache {} bytes, sync={})",
@@ -109,6 +119,34 @@ public final class PeerFlashNode implements AutoCloseable {
       engine.close();
       throw e;
     }
+  }
+
+  /** Fault injection points of this node (tests only; a CRASH stops the node abruptly). */
+  public FaultPoints faults() {
+    return faults;
+  }
+
+  /**
+   * Stops at once, as a killed process would as far as peers can tell: no drain, no goodbye to the
+   * cluster; what is durable on local flash stays for the next start.
+   */
+  public synchronized void crash() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    log.warn("node {} crashing (fault injection)", config.nodeId());
+    server.shutdownNow();
+    rpcExecutor.shutdownNow();
+    if (cluster != null) {
+      cluster.close();
+    }
+    try {
+      rpcExecutor.awaitTermination(2, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    engine.close();
   }
 
   /** The cluster membership, or null on a single node. */

@@ -20,6 +20,7 @@ import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
+import io.peerflash.proto.v1.ReplicaStatus;
 import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
@@ -32,13 +33,17 @@ import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.EpochGuard;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
+import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Time;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -73,20 +78,45 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   private final AtomicBoolean reconcileQueued = new AtomicBoolean();
   private final ConcurrentHashMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, PeerReplicator> replicators = new ConcurrentHashMap<>();
+  private final ExecutorService evictions =
+      Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-evict", true));
+  private final ExecutorService copier =
+      Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-reprotect", true));
   private final Set<String> failoversInProgress = ConcurrentHashMap.newKeySet();
+  private final FaultPoints faults;
+  private final Time time;
+  private final Reprotector reprotector;
   private volatile boolean ready;
   private volatile long lapsesAtSync;
   private volatile boolean closed;
 
-  private ClusterNode(NodeConfig config, CacheEngine engine, ControlPlane controlPlane) {
+  private ClusterNode(
+      NodeConfig config,
+      CacheEngine engine,
+      ControlPlane controlPlane,
+      FaultPoints faults,
+      Time time) {
     this.config = config;
     this.nodeId = config.nodeId();
     this.engine = engine;
     this.controlPlane = controlPlane;
+    this.faults = faults;
+    this.time = time;
+    this.reprotector =
+        new Reprotector(
+            nodeId,
+            engine,
+            controlPlane,
+            this::replicator,
+            copier,
+            time,
+            config.replicationAckTimeoutMs(),
+            faults);
   }
 
   /** Joins the Raft group and connects the engine to the cluster (before the engine starts). */
-  public static ClusterNode start(NodeConfig config, CacheEngine engine) throws IOException {
+  public static ClusterNode start(
+      NodeConfig config, CacheEngine engine, FaultPoints faults, Time time) throws IOException {
     if (config.listenPort() == 0) {
       throw new IllegalArgumentException("a cluster member needs a fixed listen port");
     }
@@ -94,17 +124,19 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
         ControlPlaneConfig.of(
                 config.nodeId(),
                 config.raftAddress(),
-                config.listenHost() + ":" + config.listenPort(),
+                config.grpcAddress(),
                 config.faultDomain(),
                 config.raftPeers(),
                 config.dataDir().resolve("raft"))
             .withLease(config.leaseTimeoutMs(), config.clockSkewMarginMs());
     ControlPlane controlPlane = ControlPlane.start(cp);
-    ClusterNode node = new ClusterNode(config, engine, controlPlane);
+    controlPlane.useFaultPoints(faults);
+    ClusterNode node = new ClusterNode(config, engine, controlPlane, faults, time);
     // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
     // leader can hand its volumes to another node).
     engine.setServeGuard(node::mayServe);
-    engine.setReplicationPort(new PeerReplicationPort(node::targets, node::evictReplica));
+    engine.setReplicationPort(
+        new PeerReplicationPort(node::targets, node::evictReplica, node::admit));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;
@@ -172,6 +204,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
               ClusterMap map = controlPlane.map();
               reconcile(map);
               maybeFailOver(map);
+              reprotector.maybeReprotect(map);
             } catch (RuntimeException e) {
               log.warn("reconcile failed; retrying", e);
               timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS);
@@ -187,7 +220,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
       Role role =
           rec.owner().equals(nodeId)
               ? Role.OWNER
-              : rec.replicaSet().contains(nodeId) ? Role.REPLICA : null;
+              : rec.allReplicas().contains(nodeId) ? Role.REPLICA : null;
       try {
         if (role != null) {
           engine.adoptVolume(
@@ -276,6 +309,9 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
             log.info("failover of {}: {} did not answer: {}", rec.name(), candidate, e.toString());
           }
         }
+        if (best != null) {
+          faults.hit(FaultPoints.FAILOVER_BEFORE_CHANGE_OWNER, rec.name());
+        }
         if (best == null) {
           log.error(
               "volume {}: owner {} is down and no live replica holds its data; it stays"
@@ -321,55 +357,89 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
       return null;
     }
     List<PeerReplicator> peers = new ArrayList<>();
-    for (String id : rec.replicaSet()) {
+    int inSync = 0;
+    for (String id : rec.allReplicas()) {
       PeerReplicator r = replicator(id);
       if (r != null) {
         peers.add(r);
+        inSync += rec.replicaSet().contains(id) ? 1 : 0;
       }
     }
     boolean acceptFewer = rec.onPeerLoss() == OnPeerLoss.ON_PEER_LOSS_ACCEPT;
-    return new PeerReplicationPort.Targets(rec.epoch(), nodeId, peers, acceptFewer);
+    return new PeerReplicationPort.Targets(rec.epoch(), nodeId, peers, inSync, acceptFewer);
   }
 
   /**
-   * Takes a replica that failed to ack out of the volume's replica set, so it can never win a
-   * failover without the write about to be acknowledged without it. Bounded by the lease.
+   * On-peer-loss {@code block}: a write waits (bounded) while fewer in-sync replicas hold copies
+   * than the policy asks for, then fails with UNAVAILABLE naming the wait.
    */
-  private java.util.concurrent.CompletableFuture<Boolean> evictReplica(
-      String volume, String peerId, long epoch) {
-    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
-    if (rec == null || !rec.owner().equals(nodeId)) {
-      return java.util.concurrent.CompletableFuture.completedFuture(false);
+  private void admit(VolumeInfo v) throws CacheException {
+    long deadline = time.nowMs() + config.peerLossWaitMs();
+    while (true) {
+      VolumeRecord rec = controlPlane.map().volume(v.name()).orElse(null);
+      if (rec == null
+          || rec.onPeerLoss() != OnPeerLoss.ON_PEER_LOSS_BLOCK
+          || !rec.underReplicated()) {
+        return;
+      }
+      if (time.nowMs() >= deadline) {
+        throw new CacheException(
+            Reason.UNAVAILABLE,
+            "volume '"
+                + v.name()
+                + "' has "
+                + rec.replicaSet().size()
+                + " of "
+                + rec.requestedReplicas()
+                + " replicas in sync and its on-peer-loss policy is block; waited "
+                + config.peerLossWaitMs()
+                + " ms (peer-loss-wait-ms) for re-protection");
+      }
+      sleep(10);
     }
-    if (!rec.replicaSet().contains(peerId)) {
-      return java.util.concurrent.CompletableFuture.completedFuture(rec.epoch() > epoch);
-    }
-    List<String> remaining = new ArrayList<>(rec.replicaSet());
-    remaining.remove(peerId);
-    log.warn(
-        "volume {}: replica {} did not take a copy; removing it from the replica set",
-        volume,
-        peerId);
-    return controlPlane
-        .submit(
-            ClusterCommand.newBuilder()
-                .setSetReplicaSet(
-                    ClusterCommand.SetReplicaSet.newBuilder()
-                        .setVolume(volume)
-                        .addAllReplicas(remaining)
-                        .setExpectedEpoch(rec.epoch()))
-                .build())
-        .thenApply(
-            r -> {
-              if (r.getOk()) {
-                return true; // committed; this node's copy of the map follows shortly
-              }
-              VolumeRecord now = controlPlane.map().volume(volume).orElse(null);
-              return now != null
-                  && now.owner().equals(nodeId)
-                  && !now.replicaSet().contains(peerId);
-            })
+  }
+
+  /**
+   * Takes a replica that failed to take a copy (in sync or being filled) out of the volume's
+   * replicas, so it can never win a failover without the write about to be acknowledged without it.
+   * Retried across epoch changes; bounded by the lease.
+   */
+  private CompletableFuture<Boolean> evictReplica(String volume, String peerId, long epoch) {
+    return CompletableFuture.supplyAsync(() -> evictBlocking(volume, peerId, epoch), evictions)
         .completeOnTimeout(false, config.leaseTimeoutMs(), TimeUnit.MILLISECONDS);
+  }
+
+  private boolean evictBlocking(String volume, String peerId, long epoch) {
+    long deadline = time.nowMs() + config.leaseTimeoutMs();
+    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
+    while (rec != null && rec.owner().equals(nodeId) && time.nowMs() < deadline) {
+      if (!rec.allReplicas().contains(peerId)) {
+        return rec.epoch() > epoch;
+      }
+      log.warn("volume {}: replica {} did not take a copy; removing it", volume, peerId);
+      CommandResult r;
+      try {
+        r =
+            controlPlane
+                .submit(
+                    ClusterCommand.newBuilder()
+                        .setRemoveReplica(
+                            ClusterCommand.RemoveReplica.newBuilder()
+                                .setVolume(volume)
+                                .setMember(peerId)
+                                .setExpectedEpoch(rec.epoch()))
+                        .build())
+                .get(Math.max(1, deadline - time.nowMs()), TimeUnit.MILLISECONDS);
+      } catch (Exception e) {
+        return false;
+      }
+      if (r.getOk()) {
+        return true; // committed; this node's copy of the map follows shortly
+      }
+      // Compare-and-set lost to another change: try again at the epoch the map has now.
+      rec = r.hasVolume() ? VolumeRecord.fromProto(r.getVolume()) : null;
+    }
+    return false;
   }
 
   private PeerReplicator replicator(String memberId) {
@@ -381,7 +451,12 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
         memberId,
         id ->
             new PeerReplicator(
-                id, channel(m.get().grpcAddress()), timers, config.replicationAckTimeoutMs()));
+                nodeId,
+                id,
+                channel(m.get().grpcAddress()),
+                timers,
+                config.replicationAckTimeoutMs(),
+                faults));
   }
 
   private ManagedChannel channel(String address) {
@@ -399,7 +474,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
         if (epoch < rec.epoch()) {
           throw ReplicaException.staleEpoch(volume, epoch, rec.epoch());
         }
-        if (!rec.owner().equals(ownerId) || !rec.replicaSet().contains(nodeId)) {
+        if (!rec.owner().equals(ownerId) || !rec.allReplicas().contains(nodeId)) {
           throw new ReplicaException(
               Status.FAILED_PRECONDITION.withDescription(
                   "at epoch "
@@ -409,7 +484,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
                       + "' the owner is "
                       + rec.owner()
                       + " and the replicas are "
-                      + rec.replicaSet()));
+                      + rec.allReplicas()));
         }
         return;
       }
@@ -514,7 +589,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
                         .setSizeBytes(req.getSizeBytes())
                         .setMode(req.getPolicy().getMode())
                         .setReplicas(req.getPolicy().getReplicas())
-                        .setOnPeerLoss(OnPeerLoss.ON_PEER_LOSS_WRITE_THROUGH)
+                        .setOnPeerLoss(req.getPolicy().getOnPeerLoss())
                         .setPreferredOwner(nodeId))
                 .build());
     VolumeRecord rec = VolumeRecord.fromProto(r.getVolume());
@@ -545,7 +620,10 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
                         .setName(req.getName())
                         .setMode(req.getPolicy().getMode())
                         .setReplicas(req.getPolicy().getReplicas())
-                        .setOnPeerLoss(current.onPeerLoss()))
+                        .setOnPeerLoss(
+                            req.getPolicy().getOnPeerLoss() == OnPeerLoss.ON_PEER_LOSS_UNSPECIFIED
+                                ? current.onPeerLoss()
+                                : req.getPolicy().getOnPeerLoss()))
                 .build());
     return volume(VolumeRecord.fromProto(r.getVolume()));
   }
@@ -572,12 +650,29 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
             .setName(rec.name())
             .setSizeBytes(rec.sizeBytes())
             .setPolicy(
-                VolumePolicy.newBuilder().setMode(rec.mode()).setReplicas(rec.requestedReplicas()))
+                VolumePolicy.newBuilder()
+                    .setMode(rec.mode())
+                    .setReplicas(rec.requestedReplicas())
+                    .setOnPeerLoss(rec.onPeerLoss()))
             .setState(VolumeState.HEALTHY)
             .setOwner(rec.owner())
             .setEpoch(rec.epoch())
             .setEffectiveReplicas(rec.replicaSet().size());
     if (rec.owner().equals(nodeId)) {
+      Map<String, Reprotector.Progress> copies = reprotector.progress();
+      for (String peer : rec.allReplicas()) {
+        ReplicaStatus.Builder r =
+            ReplicaStatus.newBuilder().setNode(peer).setInSync(rec.replicaSet().contains(peer));
+        PeerReplicator rep = replicators.get(peer);
+        if (rep != null) {
+          r.setInFlightBatches(rep.inFlight()).setLagMs(rep.oldestInFlightMs());
+        }
+        Reprotector.Progress p = copies.get(rec.name() + "/" + peer);
+        if (p != null) {
+          r.setResyncRemainingBytes(Math.max(0, p.totalBytes() - p.ackedBytes()));
+        }
+        b.addReplicas(r);
+      }
       try {
         VolumeStatusView s = engine.volumeStatus(rec.name());
         if (rec.underReplicated()) {
@@ -605,11 +700,20 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
             + rec.epoch()
             + ", replicas "
             + rec.replicaSet()
-            + (rec.underReplicated() ? " (fewer than requested: writes go through)" : "");
+            + (rec.syncing().isEmpty() ? "" : ", re-protecting to " + rec.syncing())
+            + (rec.underReplicated() ? " (fewer than requested: " + peerLossEffect(rec) + ")" : "");
     if (b.getStateDetail().isEmpty()) {
       b.setStateDetail(detail);
     }
     return b.build();
+  }
+
+  private static String peerLossEffect(VolumeRecord rec) {
+    return switch (rec.onPeerLoss()) {
+      case ON_PEER_LOSS_BLOCK -> "writes wait for re-protection";
+      case ON_PEER_LOSS_ACCEPT -> "writes are acknowledged with fewer copies, at risk";
+      default -> "writes go through to shared storage";
+    };
   }
 
   /**
@@ -675,6 +779,8 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   public void close() {
     closed = true;
     reconciler.shutdownNow();
+    copier.shutdownNow();
+    evictions.shutdownNow();
     for (PeerReplicator r : replicators.values()) {
       r.close();
     }

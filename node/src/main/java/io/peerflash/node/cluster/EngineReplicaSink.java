@@ -40,6 +40,15 @@ public final class EngineReplicaSink implements ReplicaSink {
   }
 
   @Override
+  public void reset(String volume, long belowSeq) throws ReplicaException {
+    try {
+      engine.resetReplica(volume, belowSeq);
+    } catch (CacheException e) {
+      throw translate(e);
+    }
+  }
+
+  @Override
   public CopyState describe(String volume) throws ReplicaException {
     try {
       long[] d = engine.describeCopies(volume);

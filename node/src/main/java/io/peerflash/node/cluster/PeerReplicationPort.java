@@ -1,9 +1,9 @@
 package io.peerflash.node.cluster;
 
-import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
 import io.grpc.Status;
 import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
+import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.engine.ReplicationPort;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.proto.v1.BlockImage;
@@ -27,12 +27,19 @@ public final class PeerReplicationPort implements ReplicationPort {
   /**
    * Where a volume's copies go now.
    *
+   * @param replicas every peer that must get the copies: in-sync replicas and those being filled by
+   *     re-protection
+   * @param inSync how many of them count as copies (the in-sync ones)
    * @param acceptFewer the volume's on-peer-loss policy accepts acknowledging with fewer copies
    */
   public record Targets(
-      long epoch, String ownerId, List<PeerReplicator> replicas, boolean acceptFewer) {
+      long epoch, String ownerId, List<PeerReplicator> replicas, int inSync, boolean acceptFewer) {
     public Targets(long epoch, String ownerId, List<PeerReplicator> replicas) {
-      this(epoch, ownerId, replicas, false);
+      this(epoch, ownerId, replicas, replicas.size(), false);
+    }
+
+    boolean underReplicated(VolumeInfo volume) {
+      return inSync < volume.replicas() && !acceptFewer;
     }
   }
 
@@ -46,8 +53,14 @@ public final class PeerReplicationPort implements ReplicationPort {
     CompletableFuture<Boolean> evict(String volume, String peerId, long epoch);
   }
 
+  /** Waits (bounded) until a volume may take writes under its on-peer-loss policy. */
+  public interface Admission {
+    void admit(VolumeInfo volume) throws CacheException;
+  }
+
   private final Function<VolumeInfo, Targets> lookup;
   private final ReplicaEviction eviction;
+  private final Admission admission;
 
   /**
    * @param lookup the volume's epoch and replica peers; null or no replicas means no copies
@@ -57,8 +70,31 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   public PeerReplicationPort(Function<VolumeInfo, Targets> lookup, ReplicaEviction eviction) {
+    this(lookup, eviction, volume -> {});
+  }
+
+  public PeerReplicationPort(
+      Function<VolumeInfo, Targets> lookup, ReplicaEviction eviction, Admission admission) {
     this.lookup = lookup;
     this.eviction = eviction;
+    this.admission = admission;
+  }
+
+  @Override
+  public void admit(VolumeInfo volume) throws CacheException {
+    admission.admit(volume);
+  }
+
+  /** A block image for the wire; its data is wrapped, not copied. */
+  static BlockImage image(ReplicaBlock b) {
+    BlockImage.Builder img = BlockImage.newBuilder().setBlock(b.block()).setSeq(b.seq());
+    if (b.data() == null) {
+      img.setZero(true);
+    } else {
+      // Zero-copy: the engine keeps the buffer unchanged until the future completes.
+      img.setData(UnsafeByteOperations.unsafeWrap(b.data().duplicate()));
+    }
+    return img.build();
   }
 
   @Override
@@ -70,27 +106,12 @@ public final class PeerReplicationPort implements ReplicationPort {
     if (t == null) {
       return null;
     }
-    if (t.replicas().size() < volume.replicas() && !t.acceptFewer()) {
-      // Fewer peers than the policy asks for: the write must go through to shared storage.
-      return CompletableFuture.failedFuture(
-          new ReplicaException(
-              Status.UNAVAILABLE.withDescription(
-                  t.replicas().size() + " of " + volume.replicas() + " replicas available")));
-    }
     if (t.replicas().isEmpty()) {
-      return null;
+      return t.underReplicated(volume) ? CompletableFuture.failedFuture(fewer(t, volume)) : null;
     }
     List<BlockImage> images = new ArrayList<>(blocks.size());
     for (ReplicaBlock b : blocks) {
-      BlockImage.Builder img = BlockImage.newBuilder().setBlock(b.block()).setSeq(b.seq());
-      if (b.data() == null) {
-        img.setZero(true);
-      } else {
-        // Zero-copy: the engine keeps the buffer unchanged until the future completes.
-        ByteString data = UnsafeByteOperations.unsafeWrap(b.data().duplicate());
-        img.setData(data);
-      }
-      images.add(img.build());
+      images.add(image(b));
     }
     CompletableFuture<Void> result = new CompletableFuture<>();
     attempt(volume, images, t, 1, result);
@@ -167,6 +188,10 @@ public final class PeerReplicationPort implements ReplicationPort {
                     new ReplicaException(
                         Status.UNAVAILABLE.withDescription(
                             "a replica was lost and removed; the write goes through")));
+              } else if (t.underReplicated(volume)) {
+                // Every peer has it, but fewer of them count as copies than the policy asks for
+                // (re-protection is filling a new one): the write must go through as well.
+                result.completeExceptionally(fewer(t, volume));
               } else {
                 result.complete(null);
               }
@@ -174,6 +199,12 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   private static final int MAX_ATTEMPTS = 3;
+
+  private static ReplicaException fewer(Targets t, VolumeInfo volume) {
+    return new ReplicaException(
+        Status.UNAVAILABLE.withDescription(
+            t.inSync() + " of " + volume.replicas() + " replicas in sync; the write goes through"));
+  }
 
   private enum Outcome {
     ACKED,
@@ -188,11 +219,50 @@ public final class PeerReplicationPort implements ReplicationPort {
       return;
     }
     Targets t = lookup.apply(volume);
+    if (t != null) {
+      for (PeerReplicator r : t.replicas()) {
+        release(volume, r, blocks, seqs, t.epoch(), 1);
+      }
+    }
+  }
+
+  /**
+   * A release must reach every replica the map lists: one that kept a destaged copy could, after a
+   * failover, write it over newer data. Refused for its epoch: resent at the newer one while the
+   * peer is still a replica (otherwise it drops its copies itself). Lost: the peer is removed.
+   */
+  private void release(
+      VolumeInfo volume, PeerReplicator r, long[] blocks, long[] seqs, long epoch, int attemptNo) {
+    Targets t = lookup.apply(volume);
     if (t == null) {
       return;
     }
-    for (PeerReplicator r : t.replicas()) {
-      r.release(volume.name(), t.epoch(), t.ownerId(), blocks, seqs);
-    }
+    r.release(volume.name(), epoch, t.ownerId(), blocks, seqs)
+        .whenComplete(
+            (ok, failure) -> {
+              if (failure == null) {
+                return;
+              }
+              Throwable cause =
+                  failure instanceof CompletionException ? failure.getCause() : failure;
+              if (cause instanceof ReplicaException re
+                  && re.status().getCode() == Status.Code.FAILED_PRECONDITION) {
+                Targets newer = lookup.apply(volume);
+                if (newer != null
+                    && newer.epoch() > epoch
+                    && newer.replicas().contains(r)
+                    && attemptNo < MAX_ATTEMPTS) {
+                  release(volume, r, blocks, seqs, newer.epoch(), attemptNo + 1);
+                }
+                return;
+              }
+              log.warn(
+                  "volume {}: replica {} missed a release at epoch {}: {}; removing it",
+                  volume.name(),
+                  r.peerId(),
+                  epoch,
+                  cause.toString());
+              eviction.evict(volume.name(), r.peerId(), epoch);
+            });
   }
 }

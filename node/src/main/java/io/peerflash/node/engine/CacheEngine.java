@@ -14,11 +14,13 @@ import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.BackingStore;
+import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.Sizes;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.BitSet;
 import java.util.Comparator;
 import java.util.HashMap;
@@ -83,6 +85,8 @@ public final class CacheEngine implements AutoCloseable {
 
   /** Whether this node may serve and destage an owned volume now (its cluster lease is valid). */
   volatile Predicate<VolumeInfo> mayServe = v -> true;
+
+  volatile FaultPoints faults = new FaultPoints();
 
   private final ConcurrentHashMap<String, CachedVolume> volumesByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<Long, CachedVolume> volumesById = new ConcurrentHashMap<>();
@@ -269,6 +273,11 @@ public final class CacheEngine implements AutoCloseable {
    */
   public void setServeGuard(Predicate<VolumeInfo> guard) {
     this.mayServe = guard;
+  }
+
+  /** Where tests inject faults (the node shares one instance among its parts). */
+  public void setFaultPoints(FaultPoints faults) {
+    this.faults = faults;
   }
 
   /** Starts background work (the destager). */
@@ -521,6 +530,9 @@ public final class CacheEngine implements AutoCloseable {
   public void write(String name, long offset, ByteBuffer data) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, data.remaining(), "write");
+    if (v.info.mode() == CacheMode.WRITE_BACK) {
+      replication.admit(v.info);
+    }
     long destageBeforeAck = -1;
     v.gate.readLock().lock();
     try {
@@ -543,6 +555,9 @@ public final class CacheEngine implements AutoCloseable {
   public void trim(String name, long offset, long length) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, length, "trim");
+    if (v.info.mode() == CacheMode.WRITE_BACK) {
+      replication.admit(v.info);
+    }
     long destageBeforeAck = -1;
     v.gate.readLock().lock();
     try {
@@ -1386,6 +1401,162 @@ public final class CacheEngine implements AutoCloseable {
     } finally {
       v.gate.readLock().unlock();
     }
+  }
+
+  /**
+   * Re-protection begins on this replica: drops every copy of the volume below {@code belowSeq}
+   * (left from an earlier time this node held it), so only the owner's current blocks remain.
+   */
+  public void resetReplica(String name, long belowSeq) throws CacheException {
+    CachedVolume v = volume(name);
+    v.gate.writeLock().lock();
+    try {
+      if (v.deleted || v.info.role() != Role.REPLICA) {
+        throw new CacheException(
+            Reason.FAILED_PRECONDITION, "volume '" + name + "' is not held here as a replica");
+      }
+      Batch batch = new Batch();
+      List<Long> stale = new ArrayList<>();
+      for (Map.Entry<Long, BlockEntry> e : v.blocks.entrySet()) {
+        if (e.getValue().seq() < belowSeq) {
+          index.delete(batch, v.id(), e.getKey());
+          stale.add(e.getKey());
+        }
+      }
+      try {
+        kv.write(batch, config.syncWrites());
+      } catch (IOException e) {
+        throw unavailable("local index commit failed", e);
+      }
+      for (long block : stale) {
+        drop(v, block);
+      }
+      if (!stale.isEmpty()) {
+        log.info(
+            "volume {}: dropped {} stale replica copies before re-protection", name, stale.size());
+      }
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+  }
+
+  /** Where re-protection sends an owned volume's dirty blocks: one new replica, in order. */
+  public interface CopySink {
+    /**
+     * Called once, under the volume's write barrier (no write in flight, none starting): every
+     * write that follows reaches the new replica through the write path. Must not block.
+     *
+     * @param resetBelowSeq the replica must first drop copies below this sequence
+     */
+    void begin(long resetBelowSeq);
+
+    /**
+     * Sends one batch; called with its blocks locked, so a release of them is ordered after it.
+     * Must not block; the data is not touched afterwards.
+     */
+    CompletableFuture<Void> send(List<ReplicaBlock> blocks);
+  }
+
+  private static final int COPY_BATCH_BLOCKS = 64;
+  private static final int COPY_WINDOW = 8;
+
+  /**
+   * Re-protection: sends every dirty block of an owned volume to a new replica, while writes go on.
+   * Returns once the replica acknowledged all of them.
+   *
+   * @param progress told the bytes acknowledged so far, after each batch
+   * @return bytes copied
+   * @throws CacheException UNAVAILABLE when a batch failed or timed out
+   */
+  public long copyDirtyBlocks(
+      String name, CopySink sink, long batchTimeoutMs, java.util.function.LongConsumer progress)
+      throws CacheException {
+    CachedVolume v = volume(name);
+    long[][] dirty;
+    v.gate.writeLock().lock();
+    try {
+      if (v.deleted || v.info.role() != Role.OWNER) {
+        throw new CacheException(
+            Reason.FAILED_PRECONDITION, "volume '" + name + "' is not owned by this node");
+      }
+      dirty = v.dirty.snapshot();
+      sink.begin(v.nextSeq.get());
+    } finally {
+      v.gate.writeLock().unlock();
+    }
+    long[] blocks = dirty[1].clone();
+    Arrays.sort(blocks);
+    java.util.ArrayDeque<CompletableFuture<Void>> window = new java.util.ArrayDeque<>();
+    long sentBytes = 0;
+    long ackedBytes = 0;
+    java.util.ArrayDeque<Long> batchBytes = new java.util.ArrayDeque<>();
+    for (int from = 0; from < blocks.length; from += COPY_BATCH_BLOCKS) {
+      int n = Math.min(COPY_BATCH_BLOCKS, blocks.length - from);
+      long[] chunk = Arrays.copyOfRange(blocks, from, from + n);
+      List<ReplicaBlock> images = new ArrayList<>(n);
+      ByteBuffer buf = ByteBuffer.allocate(n * BLOCK);
+      try (BlockLocks.Held held = v.locks.lockBlocks(chunk, n, false)) {
+        for (long block : chunk) {
+          BlockEntry e = v.blocks.get(block);
+          if (e == null || !e.dirty()) {
+            continue; // destaged meanwhile: storage has it, and its release went out already
+          }
+          if (e.isZero()) {
+            images.add(new ReplicaBlock(block, e.seq(), null));
+            continue;
+          }
+          ByteBuffer slice = buf.slice(images.size() * BLOCK, BLOCK);
+          try {
+            if (!readSlotVerified(v, block, e, slice.duplicate())) {
+              continue;
+            }
+          } catch (CacheException ex) {
+            if (ex.reason() == Reason.DATA_LOSS) {
+              continue; // reported already; nothing sound to copy
+            }
+            throw ex;
+          }
+          images.add(new ReplicaBlock(block, e.seq(), slice));
+        }
+        if (!images.isEmpty()) {
+          window.add(sink.send(images));
+          batchBytes.add((long) images.size() * BLOCK);
+          sentBytes += (long) images.size() * BLOCK;
+        }
+      }
+      while (window.size() >= COPY_WINDOW) {
+        awaitCopy(name, window.poll(), batchTimeoutMs);
+        ackedBytes += batchBytes.poll();
+        progress.accept(ackedBytes);
+      }
+    }
+    while (!window.isEmpty()) {
+      awaitCopy(name, window.poll(), batchTimeoutMs);
+      ackedBytes += batchBytes.poll();
+      progress.accept(ackedBytes);
+    }
+    return sentBytes;
+  }
+
+  private static void awaitCopy(String name, CompletableFuture<Void> f, long timeoutMs)
+      throws CacheException {
+    try {
+      f.get(timeoutMs, TimeUnit.MILLISECONDS);
+    } catch (ExecutionException | TimeoutException e) {
+      Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
+      throw new CacheException(
+          Reason.UNAVAILABLE,
+          "re-protection of volume '" + name + "': the new replica did not take a batch: " + cause,
+          cause);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new CacheException(Reason.UNAVAILABLE, "interrupted");
+    }
+  }
+
+  /** Dirty blocks of a volume now (for re-protection progress). */
+  public int dirtyBlocks(String name) throws CacheException {
+    return volume(name).dirty.size();
   }
 
   /** The highest sequence this node holds for a volume and how many dirty blocks. */

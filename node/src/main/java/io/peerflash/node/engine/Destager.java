@@ -4,6 +4,7 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.KeyValueStorage.Batch;
 import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.replication.fault.FaultPoints;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
@@ -296,6 +297,7 @@ final class Destager implements AutoCloseable {
         }
         bytes = writeBatch(v, n);
         engine.backing.sync(v.name());
+        engine.faults.hit(FaultPoints.DESTAGE_AFTER_STORAGE_WRITE, v.name());
       } catch (IOException e) {
         onFailure(v, n, e, now);
         return -1;

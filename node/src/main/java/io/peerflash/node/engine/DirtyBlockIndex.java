@@ -48,6 +48,24 @@ final class DirtyBlockIndex {
     return Long.MAX_VALUE;
   }
 
+  /** Every dirty block now, as {sequences, blocks}: a moment's view for re-protection. */
+  long[][] snapshot() {
+    int n = Math.max(count.get(), 0);
+    long[] seqs = new long[n];
+    long[] blocks = new long[n];
+    int i = 0;
+    for (Map.Entry<Long, Long> e : blockBySeq.entrySet()) {
+      if (i == n) {
+        seqs = java.util.Arrays.copyOf(seqs, n * 2 + 1);
+        blocks = java.util.Arrays.copyOf(blocks, n * 2 + 1);
+        n = seqs.length;
+      }
+      seqs[i] = e.getKey();
+      blocks[i++] = e.getValue();
+    }
+    return new long[][] {java.util.Arrays.copyOf(seqs, i), java.util.Arrays.copyOf(blocks, i)};
+  }
+
   /** The oldest (sequence, block), or null. */
   Map.Entry<Long, Long> first() {
     return blockBySeq.firstEntry();

@@ -20,8 +20,19 @@ public interface ReplicationPort {
    */
   CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks);
 
-  /** The owner destaged these versions; replicas may drop copies that are not newer. */
+  /**
+   * The owner destaged these versions; replicas may drop copies that are not newer. Called with the
+   * blocks locked, so the release is ordered after any copy of them already sent.
+   */
   void released(VolumeInfo volume, long[] blocks, long[] seqs);
+
+  /**
+   * Called before a write-back write takes any lock: may wait (bounded) until the volume can take
+   * writes under its on-peer-loss policy.
+   *
+   * @throws CacheException UNAVAILABLE when the wait ran out
+   */
+  default void admit(VolumeInfo volume) throws CacheException {}
 
   /** A replica knows a newer epoch: this node is no longer the volume's owner. */
   final class FencedException extends Exception {

@@ -133,6 +133,9 @@ public final class ClusterMap {
       case SET_POLICY -> setPolicy(command.getSetPolicy());
       case CHANGE_OWNER -> changeOwner(command.getChangeOwner());
       case SET_REPLICA_SET -> setReplicaSet(command.getSetReplicaSet());
+      case ADD_REPLICAS -> addReplicas(command.getAddReplicas());
+      case REPLICA_IN_SYNC -> replicaInSync(command.getReplicaInSync());
+      case REMOVE_REPLICA -> removeReplica(command.getRemoveReplica());
       case COMMAND_NOT_SET -> fail(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT, "no command set");
     };
   }
@@ -274,7 +277,7 @@ public final class ClusterMap {
     if (owner == null) {
       return fail(ClusterError.CLUSTER_ERROR_NO_CAPACITY, "no UP member can own a volume");
     }
-    List<String> replicas = chooseReplicas(owner, c.getReplicas(), loads);
+    List<String> replicas = chooseReplicas(owner, c.getReplicas(), loads, Set.of(owner));
     VolumeRecord vol =
         new VolumeRecord(
             nextVolumeId,
@@ -285,7 +288,8 @@ public final class ClusterMap {
             onPeerLoss(c.getOnPeerLoss()),
             owner,
             1,
-            replicas);
+            replicas,
+            List.of());
     TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
     v.put(vol.name(), vol);
     return ok(new ClusterMap(memberMap, v, nextVolumeId + 1), vol);
@@ -313,8 +317,13 @@ public final class ClusterMap {
     if (set.size() > c.getReplicas()) {
       set = set.subList(0, c.getReplicas());
     }
+    // Syncing replicas only make sense while write-back copies are kept, and within the count.
+    List<String> syncing = c.getMode() == CacheMode.WRITE_BACK ? old.syncing() : List.of();
+    if (syncing.size() > c.getReplicas() - set.size()) {
+      syncing = syncing.subList(0, Math.max(0, c.getReplicas() - set.size()));
+    }
     VolumeRecord vol =
-        old.withPolicy(c.getMode(), c.getReplicas(), onPeerLoss(c.getOnPeerLoss()), set);
+        old.withPolicy(c.getMode(), c.getReplicas(), onPeerLoss(c.getOnPeerLoss()), set, syncing);
     TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
     v.put(vol.name(), vol);
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
@@ -339,7 +348,8 @@ public final class ClusterMap {
     }
     List<String> set = new ArrayList<>(old.replicaSet());
     set.remove(owner.id());
-    VolumeRecord vol = old.withPlacement(owner.id(), set);
+    // Syncing replicas were being filled by the old owner: the new one starts afresh.
+    VolumeRecord vol = old.withPlacement(owner.id(), set, List.of());
     TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
     v.put(vol.name(), vol);
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
@@ -371,14 +381,122 @@ public final class ClusterMap {
       if (m == null) {
         return fail(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER, "unknown member " + id);
       }
-      boolean kept = m.state() == Member.State.DRAINING && old.replicaSet().contains(id);
+      boolean kept =
+          m.state() == Member.State.DRAINING
+              && (old.replicaSet().contains(id) || old.syncing().contains(id));
       if (!m.isUp() && !kept) {
         return fail(
             ClusterError.CLUSTER_ERROR_MEMBER_NOT_UP,
             "member " + id + " is " + m.state() + ", cannot take a replica");
       }
     }
-    VolumeRecord vol = old.withPlacement(old.owner(), set);
+    List<String> syncing = new ArrayList<>(old.syncing());
+    syncing.removeAll(set);
+    VolumeRecord vol = old.withPlacement(old.owner(), set, syncing);
+    TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
+    v.put(vol.name(), vol);
+    return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
+  }
+
+  private Applied addReplicas(ClusterCommand.AddReplicas c) {
+    VolumeRecord old = volumes.get(c.getVolume());
+    if (old == null) {
+      return notFound(c.getVolume());
+    }
+    if (old.epoch() != c.getExpectedEpoch()) {
+      return staleEpoch(old, c.getExpectedEpoch());
+    }
+    if (old.mode() != CacheMode.WRITE_BACK) {
+      return fail(
+          ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT,
+          "volume " + old.name() + " is " + old.mode() + ": only write-back volumes keep replicas");
+    }
+    int wanted = replicasWanted(old);
+    if (wanted <= 0) {
+      return ok(this, old); // nothing to add; the epoch stays
+    }
+    Set<String> exclude = new HashSet<>(old.allReplicas());
+    exclude.add(old.owner());
+    List<String> chosen = chooseReplicas(old.owner(), wanted, loads(), exclude);
+    if (chosen.isEmpty()) {
+      return fail(
+          ClusterError.CLUSTER_ERROR_NO_CAPACITY,
+          "no UP member can take another replica of volume " + old.name());
+    }
+    List<String> syncing = new ArrayList<>(old.syncing());
+    syncing.addAll(chosen);
+    VolumeRecord vol = old.withPlacement(old.owner(), old.replicaSet(), syncing);
+    TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
+    v.put(vol.name(), vol);
+    return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
+  }
+
+  /**
+   * Replicas a volume should still gain: requested minus in-sync members that are UP (a DRAINING
+   * one is about to leave) minus those being filled.
+   */
+  public int replicasWanted(VolumeRecord vol) {
+    if (vol.mode() != CacheMode.WRITE_BACK) {
+      return 0;
+    }
+    long keeping =
+        vol.replicaSet().stream()
+            .filter(id -> members.containsKey(id) && members.get(id).isUp())
+            .count();
+    return (int) Math.max(0, vol.requestedReplicas() - keeping - vol.syncing().size());
+  }
+
+  private Applied replicaInSync(ClusterCommand.ReplicaInSync c) {
+    VolumeRecord old = volumes.get(c.getVolume());
+    if (old == null) {
+      return notFound(c.getVolume());
+    }
+    if (old.epoch() != c.getExpectedEpoch()) {
+      return staleEpoch(old, c.getExpectedEpoch());
+    }
+    if (!old.syncing().contains(c.getMember())) {
+      return fail(
+          ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT,
+          "member " + c.getMember() + " is not being filled for volume " + old.name());
+    }
+    List<String> syncing = new ArrayList<>(old.syncing());
+    syncing.remove(c.getMember());
+    List<String> set = new ArrayList<>(old.replicaSet());
+    set.add(c.getMember());
+    // More copies than asked for (a DRAINING member was being replaced): it leaves.
+    for (String id : List.copyOf(set)) {
+      Member m = members.get(id);
+      if (set.size() > old.requestedReplicas() && (m == null || !m.isUp())) {
+        set.remove(id);
+      }
+    }
+    if (set.size() > old.requestedReplicas()) {
+      return fail(
+          ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT,
+          "volume " + old.name() + " already has its " + old.requestedReplicas() + " replicas");
+    }
+    VolumeRecord vol = old.withPlacement(old.owner(), set, syncing);
+    TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
+    v.put(vol.name(), vol);
+    return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
+  }
+
+  private Applied removeReplica(ClusterCommand.RemoveReplica c) {
+    VolumeRecord old = volumes.get(c.getVolume());
+    if (old == null) {
+      return notFound(c.getVolume());
+    }
+    if (old.epoch() != c.getExpectedEpoch()) {
+      return staleEpoch(old, c.getExpectedEpoch());
+    }
+    if (!old.allReplicas().contains(c.getMember())) {
+      return ok(this, old); // already gone
+    }
+    List<String> set = new ArrayList<>(old.replicaSet());
+    set.remove(c.getMember());
+    List<String> syncing = new ArrayList<>(old.syncing());
+    syncing.remove(c.getMember());
+    VolumeRecord vol = old.withPlacement(old.owner(), set, syncing);
     TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
     v.put(vol.name(), vol);
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
@@ -403,18 +521,22 @@ public final class ClusterMap {
   }
 
   /**
-   * Up to {@code count} distinct UP members other than the owner: first those in a fault domain not
-   * yet used (by the owner or an earlier choice), then the least loaded, then by id.
+   * Up to {@code count} distinct UP members not in {@code exclude} (which holds the owner and the
+   * current replicas): first those in a fault domain not yet used (by an excluded member or an
+   * earlier choice), then the least loaded, then by id.
    */
-  private List<String> chooseReplicas(String owner, int count, Map<String, Integer> loads) {
+  private List<String> chooseReplicas(
+      String owner, int count, Map<String, Integer> loads, Set<String> exclude) {
     Set<String> usedDomains = new HashSet<>();
-    Member ownerMember = members.get(owner);
-    if (ownerMember != null) {
-      usedDomains.add(domainKey(ownerMember));
+    for (String id : exclude) {
+      Member used = members.get(id);
+      if (used != null) {
+        usedDomains.add(domainKey(used));
+      }
     }
     List<Member> candidates = new ArrayList<>();
     for (Member m : members.values()) {
-      if (m.isUp() && !m.id().equals(owner)) {
+      if (m.isUp() && !m.id().equals(owner) && !exclude.contains(m.id())) {
         candidates.add(m);
       }
     }
@@ -443,13 +565,15 @@ public final class ClusterMap {
     }
   }
 
-  /** Removes {@code node} from every replica set, bumping the epoch of those volumes. */
+  /** Removes {@code node} from every replica set (in sync or syncing), bumping those epochs. */
   private static void dropReplica(TreeMap<String, VolumeRecord> v, String node) {
     for (VolumeRecord vol : List.copyOf(v.values())) {
-      if (vol.replicaSet().contains(node)) {
+      if (vol.allReplicas().contains(node)) {
         List<String> set = new ArrayList<>(vol.replicaSet());
         set.remove(node);
-        v.put(vol.name(), vol.withPlacement(vol.owner(), set));
+        List<String> syncing = new ArrayList<>(vol.syncing());
+        syncing.remove(node);
+        v.put(vol.name(), vol.withPlacement(vol.owner(), set, syncing));
       }
     }
   }

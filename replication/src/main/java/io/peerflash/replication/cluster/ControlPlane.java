@@ -3,6 +3,7 @@ package io.peerflash.replication.cluster;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.replication.fault.FaultPoints;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.nio.charset.StandardCharsets;
@@ -75,6 +76,7 @@ public final class ControlPlane implements AutoCloseable {
   private final RaftServer server;
   private final RaftClient commandClient;
   private final RaftClient heartbeatClient;
+  private volatile FaultPoints faults = new FaultPoints();
   private final ThreadPoolExecutor submitExecutor;
   private final ScheduledExecutorService leaseExecutor;
   private final ScheduledExecutorService timer;
@@ -162,7 +164,10 @@ public final class ControlPlane implements AutoCloseable {
             config.time(),
             config.leaseTimeoutMs(),
             config.clockSkewMarginMs(),
-            () -> send(heartbeatClient, heartbeat),
+            () -> {
+              faults.hit(FaultPoints.LEASE_HEARTBEAT, config.nodeId());
+              return send(heartbeatClient, heartbeat);
+            },
             leaseExecutor);
   }
 
@@ -306,6 +311,11 @@ public final class ControlPlane implements AutoCloseable {
   }
 
   // ---------------------------------------------------------------- state
+
+  /** Where tests inject faults into this control plane (the node shares its own instance). */
+  public void useFaultPoints(FaultPoints faults) {
+    this.faults = faults;
+  }
 
   /** This node's replica of the map (as of its last applied command). */
   public ClusterMap map() {

@@ -17,7 +17,10 @@ import java.util.Objects;
  * @param onPeerLoss what to do while fewer peers than requested hold copies
  * @param owner the node serving and destaging the volume
  * @param epoch incremented on every change of owner or replica set; never decreases
- * @param replicaSet peers holding copies of dirty blocks: distinct, never containing the owner
+ * @param replicaSet in-sync peers, each holding a copy of every dirty block: distinct, never
+ *     containing the owner; only these may take the volume over
+ * @param syncing peers being filled by re-protection: they receive every new write but count as
+ *     copies only once in sync; distinct, disjoint from the owner and the replica set
  */
 public record VolumeRecord(
     long id,
@@ -28,7 +31,8 @@ public record VolumeRecord(
     OnPeerLoss onPeerLoss,
     String owner,
     long epoch,
-    List<String> replicaSet) {
+    List<String> replicaSet,
+    List<String> syncing) {
 
   public VolumeRecord {
     Objects.requireNonNull(name, "name");
@@ -36,6 +40,17 @@ public record VolumeRecord(
     Objects.requireNonNull(onPeerLoss, "onPeerLoss");
     Objects.requireNonNull(owner, "owner");
     replicaSet = List.copyOf(replicaSet);
+    syncing = List.copyOf(syncing);
+  }
+
+  /** Every peer that must receive the volume's writes: in-sync replicas, then syncing ones. */
+  public List<String> allReplicas() {
+    if (syncing.isEmpty()) {
+      return replicaSet;
+    }
+    List<String> all = new java.util.ArrayList<>(replicaSet);
+    all.addAll(syncing);
+    return List.copyOf(all);
   }
 
   /** Peer copies actually assigned now (at most {@link #requestedReplicas()}). */
@@ -49,15 +64,41 @@ public record VolumeRecord(
   }
 
   VolumeRecord withPlacement(String newOwner, List<String> newReplicas) {
+    return withPlacement(newOwner, newReplicas, syncing);
+  }
+
+  VolumeRecord withPlacement(String newOwner, List<String> newReplicas, List<String> newSyncing) {
     return new VolumeRecord(
-        id, name, sizeBytes, mode, requestedReplicas, onPeerLoss, newOwner, epoch + 1, newReplicas);
+        id,
+        name,
+        sizeBytes,
+        mode,
+        requestedReplicas,
+        onPeerLoss,
+        newOwner,
+        epoch + 1,
+        newReplicas,
+        newSyncing);
   }
 
   VolumeRecord withPolicy(
-      CacheMode newMode, int newReplicas, OnPeerLoss newOnPeerLoss, List<String> newSet) {
-    long newEpoch = newSet.equals(replicaSet) ? epoch : epoch + 1;
+      CacheMode newMode,
+      int newReplicas,
+      OnPeerLoss newOnPeerLoss,
+      List<String> newSet,
+      List<String> newSyncing) {
+    long newEpoch = newSet.equals(replicaSet) && newSyncing.equals(syncing) ? epoch : epoch + 1;
     return new VolumeRecord(
-        id, name, sizeBytes, newMode, newReplicas, newOnPeerLoss, owner, newEpoch, newSet);
+        id,
+        name,
+        sizeBytes,
+        newMode,
+        newReplicas,
+        newOnPeerLoss,
+        owner,
+        newEpoch,
+        newSet,
+        newSyncing);
   }
 
   public ClusterVolume toProto() {
@@ -71,6 +112,7 @@ public record VolumeRecord(
         .setOwner(owner)
         .setEpoch(epoch)
         .addAllReplicaSet(replicaSet)
+        .addAllSyncing(syncing)
         .build();
   }
 
@@ -84,6 +126,7 @@ public record VolumeRecord(
         p.getOnPeerLoss(),
         p.getOwner(),
         p.getEpoch(),
-        p.getReplicaSetList());
+        p.getReplicaSetList(),
+        p.getSyncingList());
   }
 }

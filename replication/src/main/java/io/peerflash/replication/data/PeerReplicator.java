@@ -5,11 +5,10 @@ import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import io.peerflash.proto.v1.BlockImage;
-import io.peerflash.proto.v1.ReleaseRequest;
-import io.peerflash.proto.v1.ReleaseResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.replication.fault.FaultPoints;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -31,9 +30,11 @@ public final class PeerReplicator implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(PeerReplicator.class);
 
   private record Pending(
-      CompletableFuture<Void> future, long generation, ScheduledFuture<?> timer) {}
+      CompletableFuture<Void> future, long generation, ScheduledFuture<?> timer, long sentNanos) {}
 
   private final String peerId;
+  private final String link;
+  private final FaultPoints faults;
   private final ReplicaServiceGrpc.ReplicaServiceStub stub;
   private final ScheduledExecutorService timers;
   private final long ackTimeoutMs;
@@ -50,6 +51,22 @@ public final class PeerReplicator implements AutoCloseable {
    */
   public PeerReplicator(
       String peerId, Channel channel, ScheduledExecutorService timers, long ackTimeoutMs) {
+    this("", peerId, channel, timers, ackTimeoutMs, new FaultPoints());
+  }
+
+  /**
+   * @param selfId this node's id (names the link at fault point {@code replicate.send})
+   * @param timers a shared, named scheduler for ack timeouts
+   */
+  public PeerReplicator(
+      String selfId,
+      String peerId,
+      Channel channel,
+      ScheduledExecutorService timers,
+      long ackTimeoutMs,
+      FaultPoints faults) {
+    this.link = selfId + ">" + peerId;
+    this.faults = faults;
     this.peerId = peerId;
     this.stub = ReplicaServiceGrpc.newStub(channel);
     this.timers = timers;
@@ -61,22 +78,50 @@ public final class PeerReplicator implements AutoCloseable {
   }
 
   /**
-   * Sends one batch. The images' data is not copied: leave it unchanged until the future completes.
-   * The future fails with a {@link ReplicaException}: FAILED_PRECONDITION when the peer refuses the
-   * epoch, UNAVAILABLE when the peer is unreachable or does not ack in time.
+   * Sends one batch of copies. The images' data is not copied: leave it unchanged until the future
+   * completes. The future fails with a {@link ReplicaException}: FAILED_PRECONDITION when the peer
+   * refuses the epoch, UNAVAILABLE when the peer is unreachable or does not ack in time.
    */
   public CompletableFuture<Void> replicate(
       String volume, long epoch, String ownerId, List<BlockImage> blocks) {
+    return send(request(volume, epoch, ownerId).addAllBlocks(blocks));
+  }
+
+  /**
+   * Tells the peer it may drop copies up to these sequences. On the copies' stream, so it is
+   * applied after every copy sent before it; acked like a copy.
+   */
+  public CompletableFuture<Void> release(
+      String volume, long epoch, String ownerId, long[] blocks, long[] seqs) {
+    ReplicateRequest.Builder req = request(volume, epoch, ownerId);
+    for (int i = 0; i < blocks.length; i++) {
+      req.addReleasedBlocks(blocks[i]).addReleasedSeqs(seqs[i]);
+    }
+    return send(req);
+  }
+
+  /**
+   * Re-protection begins: the peer drops every copy of the volume below {@code belowSeq} before
+   * anything sent after this.
+   */
+  public CompletableFuture<Void> reset(String volume, long epoch, String ownerId, long belowSeq) {
+    return send(request(volume, epoch, ownerId).setResetBelowSeq(belowSeq));
+  }
+
+  private static ReplicateRequest.Builder request(String volume, long epoch, String ownerId) {
+    return ReplicateRequest.newBuilder().setVolume(volume).setEpoch(epoch).setOwnerId(ownerId);
+  }
+
+  private CompletableFuture<Void> send(ReplicateRequest.Builder builder) {
     long id = nextBatchId.getAndIncrement();
     CompletableFuture<Void> future = new CompletableFuture<>();
-    ReplicateRequest req =
-        ReplicateRequest.newBuilder()
-            .setBatchId(id)
-            .setVolume(volume)
-            .setEpoch(epoch)
-            .setOwnerId(ownerId)
-            .addAllBlocks(blocks)
-            .build();
+    ReplicateRequest req = builder.setBatchId(id).build();
+    boolean dropped = false;
+    try {
+      faults.hit(FaultPoints.REPLICATE_SEND, link);
+    } catch (FaultPoints.Dropped e) {
+      dropped = true; // lost on the wire: its ack timer fails it
+    }
     synchronized (lock) {
       if (closed) {
         future.completeExceptionally(unavailable("replicator to " + peerId + " is closed"));
@@ -95,9 +140,11 @@ public final class PeerReplicator implements AutoCloseable {
       }
       ScheduledFuture<?> timer =
           timers.schedule(() -> timedOut(id), ackTimeoutMs, TimeUnit.MILLISECONDS);
-      pending.put(id, new Pending(future, generation, timer));
+      pending.put(id, new Pending(future, generation, timer, System.nanoTime()));
       try {
-        stream.onNext(req);
+        if (!dropped) {
+          stream.onNext(req);
+        }
       } catch (RuntimeException e) {
         failStream(generation, Status.UNAVAILABLE.withDescription(e.toString()));
       }
@@ -105,41 +152,18 @@ public final class PeerReplicator implements AutoCloseable {
     return future;
   }
 
-  /** Tells the peer it may drop copies up to these sequences; failures only cost space there. */
-  public void release(String volume, long epoch, String ownerId, long[] blocks, long[] seqs) {
-    ReleaseRequest.Builder req =
-        ReleaseRequest.newBuilder().setVolume(volume).setEpoch(epoch).setOwnerId(ownerId);
-    for (int i = 0; i < blocks.length; i++) {
-      req.addBlocks(blocks[i]).addSeqs(seqs[i]);
-    }
-    Context previous = Context.ROOT.attach();
-    try {
-      sendRelease(req);
-    } finally {
-      Context.ROOT.detach(previous);
-    }
-  }
-
-  private void sendRelease(ReleaseRequest.Builder req) {
-    stub.withDeadlineAfter(ackTimeoutMs, TimeUnit.MILLISECONDS)
-        .release(
-            req.build(),
-            new StreamObserver<ReleaseResponse>() {
-              @Override
-              public void onNext(ReleaseResponse value) {}
-
-              @Override
-              public void onError(Throwable t) {
-                log.debug("release to {} failed: {}", peerId, t.toString());
-              }
-
-              @Override
-              public void onCompleted() {}
-            });
-  }
-
+  /** Batches sent and not yet acked. */
   public int inFlight() {
     return pending.size();
+  }
+
+  /** Age of the oldest batch not yet acked (the replication lag), 0 when none. */
+  public long oldestInFlightMs() {
+    long oldest = Long.MAX_VALUE;
+    for (Pending p : pending.values()) {
+      oldest = Math.min(oldest, p.sentNanos());
+    }
+    return oldest == Long.MAX_VALUE ? 0 : TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - oldest);
   }
 
   private void timedOut(long id) {

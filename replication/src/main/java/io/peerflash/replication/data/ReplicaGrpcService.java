@@ -5,8 +5,6 @@ import io.grpc.stub.StreamObserver;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
 import io.peerflash.proto.v1.DescribeCopiesResponse;
-import io.peerflash.proto.v1.ReleaseRequest;
-import io.peerflash.proto.v1.ReleaseResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
@@ -34,7 +32,23 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
         ReplicateAck.Builder ack = ReplicateAck.newBuilder().setBatchId(req.getBatchId());
         try {
           guard.checkReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
-          sink.apply(req.getVolume(), blocks(req.getBlocksList()));
+          if (req.getResetBelowSeq() > 0) {
+            sink.reset(req.getVolume(), req.getResetBelowSeq());
+          }
+          if (req.getBlocksCount() > 0) {
+            sink.apply(req.getVolume(), blocks(req.getBlocksList()));
+          }
+          if (req.getReleasedBlocksCount() != req.getReleasedSeqsCount()) {
+            throw new ReplicaException(
+                Status.INVALID_ARGUMENT.withDescription(
+                    "released_blocks and released_seqs differ in length"));
+          }
+          if (req.getReleasedBlocksCount() > 0) {
+            sink.release(
+                req.getVolume(),
+                req.getReleasedBlocksList().stream().mapToLong(Long::longValue).toArray(),
+                req.getReleasedSeqsList().stream().mapToLong(Long::longValue).toArray());
+          }
         } catch (ReplicaException e) {
           ack.setCode(e.status().getCode().value()).setMessage(e.status().getDescription());
         } catch (RuntimeException e) {
@@ -65,24 +79,6 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
               img.getZero() ? null : img.getData().asReadOnlyByteBuffer()));
     }
     return blocks;
-  }
-
-  @Override
-  public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> out) {
-    try {
-      guard.checkReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
-      long[] blocks = req.getBlocksList().stream().mapToLong(Long::longValue).toArray();
-      long[] seqs = req.getSeqsList().stream().mapToLong(Long::longValue).toArray();
-      if (blocks.length != seqs.length) {
-        throw new ReplicaException(
-            Status.INVALID_ARGUMENT.withDescription("blocks and seqs differ in length"));
-      }
-      sink.release(req.getVolume(), blocks, seqs);
-      out.onNext(ReleaseResponse.getDefaultInstance());
-      out.onCompleted();
-    } catch (ReplicaException e) {
-      out.onError(e.status().asRuntimeException());
-    }
   }
 
   @Override

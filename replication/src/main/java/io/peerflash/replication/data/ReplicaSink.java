@@ -21,6 +21,9 @@ public interface ReplicaSink {
 
   void release(String volume, long[] blocks, long[] seqs) throws ReplicaException;
 
+  /** Drops every copy held for the volume whose sequence is below {@code belowSeq}. */
+  void reset(String volume, long belowSeq) throws ReplicaException;
+
   /** The highest sequence held for the volume (0 when none) and the number of dirty blocks. */
   CopyState describe(String volume) throws ReplicaException;
 

@@ -1,0 +1,259 @@
+package io.peerflash.node.cluster;
+
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
+import io.peerflash.node.engine.CacheException;
+import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.ClusterCommand;
+import io.peerflash.proto.v1.ClusterError;
+import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.replication.cluster.ClusterMap;
+import io.peerflash.replication.cluster.ControlPlane;
+import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.data.PeerReplicator;
+import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.util.Time;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Re-protection, on a volume's owner: when fewer in-sync replicas hold its dirty data than the
+ * policy asks for, asks the map for new peers (AddReplicas), copies every dirty block to each while
+ * new writes also reach it, and then commits it in sync (ReplicaInSync, compare-and-set on the
+ * epoch the copy began at: any change in between, such as the peer missing a write and being
+ * removed, fails it and the copy starts over).
+ *
+ * <p>Also clears the replicas of a volume that left write-back once it holds no dirty data.
+ */
+final class Reprotector {
+  private static final Logger log = LoggerFactory.getLogger(Reprotector.class);
+  private static final long ADD_RETRY_MS = 2_000;
+  private static final long COMMAND_TIMEOUT_MS = 15_000;
+
+  /** Progress of one copy, for status. */
+  record Progress(long totalBytes, long ackedBytes) {}
+
+  private final String nodeId;
+  private final CacheEngine engine;
+  private final ControlPlane controlPlane;
+  private final Function<String, PeerReplicator> replicators;
+  private final ExecutorService copier;
+  private final Time time;
+  private final long batchTimeoutMs;
+  private final FaultPoints faults;
+  // volume + "/" + peer -> progress of the copy running now
+  private final Map<String, Progress> running = new ConcurrentHashMap<>();
+  // volume -> time of the last AddReplicas or clear attempt (rate limit when no peer is free)
+  private final Map<String, Long> lastAttemptMs = new ConcurrentHashMap<>();
+
+  Reprotector(
+      String nodeId,
+      CacheEngine engine,
+      ControlPlane controlPlane,
+      Function<String, PeerReplicator> replicators,
+      ExecutorService copier,
+      Time time,
+      long batchTimeoutMs,
+      FaultPoints faults) {
+    this.nodeId = nodeId;
+    this.engine = engine;
+    this.controlPlane = controlPlane;
+    this.replicators = replicators;
+    this.copier = copier;
+    this.time = time;
+    this.batchTimeoutMs = batchTimeoutMs;
+    this.faults = faults;
+  }
+
+  /** Looks at every volume this node owns; starts what is missing. Quick; never blocks. */
+  void maybeReprotect(ClusterMap map) {
+    for (VolumeRecord rec : map.volumesOwnedBy(nodeId)) {
+      if (rec.mode() != CacheMode.WRITE_BACK) {
+        maybeClearReplicas(rec);
+        continue;
+      }
+      for (String peer : rec.syncing()) {
+        String key = rec.name() + "/" + peer;
+        if (running.putIfAbsent(key, new Progress(0, 0)) == null) {
+          copier.execute(() -> copy(rec.name(), peer, key));
+        }
+      }
+      if (map.replicasWanted(rec) > 0 && due(rec.name())) {
+        submitAsync(
+            ClusterCommand.newBuilder()
+                .setAddReplicas(
+                    ClusterCommand.AddReplicas.newBuilder()
+                        .setVolume(rec.name())
+                        .setExpectedEpoch(rec.epoch()))
+                .build(),
+            "add replicas to " + rec.name());
+      }
+    }
+  }
+
+  /** Copy progress per "volume/peer", for status. */
+  Map<String, Progress> progress() {
+    return Map.copyOf(running);
+  }
+
+  private boolean due(String volume) {
+    long now = time.nowMs();
+    Long last = lastAttemptMs.get(volume);
+    if (last != null && now - last < ADD_RETRY_MS) {
+      return false;
+    }
+    lastAttemptMs.put(volume, now);
+    return true;
+  }
+
+  /** A volume out of write-back keeps no replicas once its dirty data is on shared storage. */
+  private void maybeClearReplicas(VolumeRecord rec) {
+    if (rec.replicaSet().isEmpty() && rec.syncing().isEmpty()) {
+      return;
+    }
+    try {
+      if (engine.dirtyBlocks(rec.name()) > 0 || !due(rec.name())) {
+        return;
+      }
+    } catch (CacheException e) {
+      return;
+    }
+    submitAsync(
+        ClusterCommand.newBuilder()
+            .setSetReplicaSet(
+                ClusterCommand.SetReplicaSet.newBuilder()
+                    .setVolume(rec.name())
+                    .setExpectedEpoch(rec.epoch()))
+            .build(),
+        "clear the replicas of " + rec.name());
+  }
+
+  private void submitAsync(ClusterCommand command, String what) {
+    controlPlane
+        .submit(command)
+        .whenComplete(
+            (r, e) -> {
+              if (e != null) {
+                log.info("could not {}: {}", what, e.toString());
+              } else if (!r.getOk() && r.getError() != ClusterError.CLUSTER_ERROR_STALE_EPOCH) {
+                log.info("could not {}: {}", what, r.getMessage());
+              }
+            });
+  }
+
+  /** One copy to one syncing peer, retried while the map still lists it as syncing. */
+  private void copy(String volume, String peer, String key) {
+    try {
+      for (int attempt = 1; attempt <= 5; attempt++) {
+        VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
+        if (rec == null || !rec.owner().equals(nodeId) || !rec.syncing().contains(peer)) {
+          return;
+        }
+        PeerReplicator r = replicators.apply(peer);
+        if (r == null) {
+          return;
+        }
+        long epoch = rec.epoch();
+        try {
+          long start = time.nowMs();
+          long total = (long) engine.dirtyBlocks(volume) * CacheEngine.BLOCK;
+          running.put(key, new Progress(total, 0));
+          List<CompletableFuture<Void>> resets = new ArrayList<>(1);
+          long bytes =
+              engine.copyDirtyBlocks(
+                  volume,
+                  new CacheEngine.CopySink() {
+                    @Override
+                    public void begin(long resetBelowSeq) {
+                      resets.add(r.reset(volume, epoch, nodeId, resetBelowSeq));
+                    }
+
+                    @Override
+                    public CompletableFuture<Void> send(List<ReplicaBlock> blocks) {
+                      return r.replicate(volume, epoch, nodeId, images(blocks));
+                    }
+                  },
+                  batchTimeoutMs,
+                  acked -> running.put(key, new Progress(total, acked)));
+          resets.get(0).get(batchTimeoutMs, TimeUnit.MILLISECONDS);
+          faults.hit(FaultPoints.REPROTECT_BEFORE_IN_SYNC, peer);
+          CommandResult result =
+              controlPlane
+                  .submit(
+                      ClusterCommand.newBuilder()
+                          .setReplicaInSync(
+                              ClusterCommand.ReplicaInSync.newBuilder()
+                                  .setVolume(volume)
+                                  .setMember(peer)
+                                  .setExpectedEpoch(epoch))
+                          .build())
+                  .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+          if (result.getOk()) {
+            log.info(
+                "volume {}: {} is in sync after copying {} bytes in {} ms (epoch {})",
+                volume,
+                peer,
+                bytes,
+                time.nowMs() - start,
+                epoch + 1);
+            return;
+          }
+          log.info(
+              "volume {}: {} copied, but {}; starting over", volume, peer, result.getMessage());
+        } catch (CacheException | java.util.concurrent.ExecutionException e) {
+          log.warn("volume {}: re-protection to {} failed: {}", volume, peer, e.toString());
+          removeAfterFailure(volume, peer, epoch);
+          return;
+        } catch (java.util.concurrent.TimeoutException e) {
+          log.warn("volume {}: re-protection to {} timed out; starting over", volume, peer);
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } finally {
+      running.remove(key);
+      // Another syncing peer or a new AddReplicas may be due now.
+      maybeReprotect(controlPlane.map());
+    }
+  }
+
+  /** A peer that cannot take the copy leaves the syncing list; AddReplicas picks again later. */
+  private void removeAfterFailure(String volume, String peer, long epoch)
+      throws InterruptedException {
+    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
+    if (rec == null || !rec.syncing().contains(peer)) {
+      return;
+    }
+    try {
+      controlPlane
+          .submit(
+              ClusterCommand.newBuilder()
+                  .setRemoveReplica(
+                      ClusterCommand.RemoveReplica.newBuilder()
+                          .setVolume(volume)
+                          .setMember(peer)
+                          .setExpectedEpoch(rec.epoch()))
+                  .build())
+          .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+      log.info("volume {}: could not remove syncing peer {}: {}", volume, peer, e.toString());
+    }
+  }
+
+  private static List<BlockImage> images(List<ReplicaBlock> blocks) {
+    List<BlockImage> images = new ArrayList<>(blocks.size());
+    for (ReplicaBlock b : blocks) {
+      images.add(PeerReplicationPort.image(b));
+    }
+    return images;
+  }
+}
