@@ -392,6 +392,9 @@ public final class ClusterMap {
     }
     List<String> syncing = new ArrayList<>(old.syncing());
     syncing.removeAll(set);
+    while (!syncing.isEmpty() && set.size() + syncing.size() > old.requestedReplicas()) {
+      syncing.remove(syncing.size() - 1); // no room left for it
+    }
     VolumeRecord vol = old.withPlacement(old.owner(), set, syncing);
     TreeMap<String, VolumeRecord> v = new TreeMap<>(volumeMap);
     v.put(vol.name(), vol);

@@ -108,6 +108,46 @@ class ClusterMapTest {
         .build();
   }
 
+  static ClusterCommand addReplicas(String volume, long expectedEpoch) {
+    return ClusterCommand.newBuilder()
+        .setAddReplicas(
+            ClusterCommand.AddReplicas.newBuilder()
+                .setVolume(volume)
+                .setExpectedEpoch(expectedEpoch))
+        .build();
+  }
+
+  static ClusterCommand inSync(String volume, String member, long expectedEpoch) {
+    return ClusterCommand.newBuilder()
+        .setReplicaInSync(
+            ClusterCommand.ReplicaInSync.newBuilder()
+                .setVolume(volume)
+                .setMember(member)
+                .setExpectedEpoch(expectedEpoch))
+        .build();
+  }
+
+  static ClusterCommand removeReplica(String volume, String member, long expectedEpoch) {
+    return ClusterCommand.newBuilder()
+        .setRemoveReplica(
+            ClusterCommand.RemoveReplica.newBuilder()
+                .setVolume(volume)
+                .setMember(member)
+                .setExpectedEpoch(expectedEpoch))
+        .build();
+  }
+
+  static ClusterCommand setMode(String name, CacheMode mode, int replicas) {
+    return ClusterCommand.newBuilder()
+        .setSetPolicy(
+            ClusterCommand.SetPolicy.newBuilder()
+                .setName(name)
+                .setMode(mode)
+                .setReplicas(replicas)
+                .setOnPeerLoss(OnPeerLoss.ON_PEER_LOSS_WRITE_THROUGH))
+        .build();
+  }
+
   /** Applies commands that must succeed. */
   static ClusterMap applyOk(ClusterMap map, ClusterCommand... commands) {
     for (ClusterCommand c : commands) {
@@ -342,6 +382,96 @@ class ClusterMapTest {
 
   // ------------------------------------------------------------------ determinism and invariants
 
+  // ------------------------------------------------------------------ re-protection
+
+  @Test
+  void lostReplicaIsReplacedBySyncingPeerThatCountsOnlyOnceInSync() {
+    ClusterMap m = applyOk(fourNodes(), create("v", 1, "a"));
+    // a in d1 owns; c (d2) and d (d3) are the other-domain candidates; c is first by id.
+    assertThat(vol(m, "v").replicaSet()).containsExactly("c");
+    m = applyOk(m, markDown("c", 0));
+    VolumeRecord lost = vol(m, "v");
+    assertThat(lost.replicaSet()).isEmpty();
+    assertThat(lost.underReplicated()).isTrue();
+    assertThat(m.replicasWanted(lost)).isEqualTo(1);
+
+    m = applyOk(m, addReplicas("v", lost.epoch()));
+    VolumeRecord syncing = vol(m, "v");
+    assertThat(syncing.syncing()).containsExactly("d"); // another domain than the owner's
+    assertThat(syncing.replicaSet()).isEmpty();
+    assertThat(syncing.underReplicated()).as("a syncing peer is not a copy yet").isTrue();
+    assertThat(syncing.allReplicas()).containsExactly("d");
+    assertThat(syncing.epoch()).isEqualTo(lost.epoch() + 1);
+    assertThat(m.replicasWanted(syncing)).isZero();
+    // Nothing more to add: ok and unchanged (no epoch bump).
+    ClusterMap.Applied again = m.apply(addReplicas("v", syncing.epoch()));
+    assertThat(again.result().getOk()).isTrue();
+    assertThat(again.map()).isSameAs(m);
+
+    // Any change since the copy began fails the in-sync commit (compare-and-set).
+    assertThat(m.apply(inSync("v", "d", syncing.epoch() - 1)).result().getError())
+        .isEqualTo(ClusterError.CLUSTER_ERROR_STALE_EPOCH);
+    m = applyOk(m, inSync("v", "d", syncing.epoch()));
+    VolumeRecord done = vol(m, "v");
+    assertThat(done.replicaSet()).containsExactly("d");
+    assertThat(done.syncing()).isEmpty();
+    assertThat(done.underReplicated()).isFalse();
+    assertThat(done.epoch()).isEqualTo(syncing.epoch() + 1);
+  }
+
+  @Test
+  void syncingPeerCanBeRemovedAndLeavesOnDownOrOwnerChange() {
+    ClusterMap m = applyOk(fourNodes(), create("v", 2, "a"));
+    VolumeRecord v = vol(m, "v");
+    String lostPeer = v.replicaSet().get(0);
+    m = applyOk(m, markDown(lostPeer, 0));
+    m = applyOk(m, addReplicas("v", vol(m, "v").epoch()));
+    String filling = vol(m, "v").syncing().get(0);
+    // It missed a copy: removed (compare-and-set), then chosen again later.
+    m = applyOk(m, removeReplica("v", filling, vol(m, "v").epoch()));
+    assertThat(vol(m, "v").allReplicas()).doesNotContain(filling);
+    m = applyOk(m, addReplicas("v", vol(m, "v").epoch()));
+    assertThat(vol(m, "v").syncing()).containsExactly(filling);
+    // A DOWN member leaves syncing too.
+    m = applyOk(m, markDown(filling, 0));
+    assertThat(vol(m, "v").syncing()).isEmpty();
+    m = applyOk(m, heartbeat(filling), addReplicas("v", vol(m, "v").epoch()));
+    assertThat(vol(m, "v").syncing()).containsExactly(filling);
+    // A new owner starts re-protection afresh: the old owner's syncing peers are dropped.
+    String stays = vol(m, "v").replicaSet().get(0);
+    m = applyOk(m, changeOwner("v", stays, vol(m, "v").epoch()));
+    assertThat(vol(m, "v").syncing()).isEmpty();
+    assertThat(vol(m, "v").replicaSet()).isEmpty();
+  }
+
+  @Test
+  void drainingReplicaIsReplacedThenLeaves() {
+    ClusterMap m = applyOk(fourNodes(), create("v", 1, "a"));
+    String old = vol(m, "v").replicaSet().get(0);
+    m = applyOk(m, drain(old));
+    VolumeRecord v = vol(m, "v");
+    assertThat(v.underReplicated()).as("a draining replica still holds every copy").isFalse();
+    assertThat(m.replicasWanted(v)).isEqualTo(1);
+    m = applyOk(m, addReplicas("v", v.epoch()));
+    String fresh = vol(m, "v").syncing().get(0);
+    assertThat(fresh).isNotEqualTo(old);
+    m = applyOk(m, inSync("v", fresh, vol(m, "v").epoch()));
+    assertThat(vol(m, "v").replicaSet()).containsExactly(fresh);
+  }
+
+  @Test
+  void leavingWriteBackDropsSyncingPeersAndAddsNone() {
+    ClusterMap m = applyOk(fourNodes(), create("v", 1, "a"));
+    m = applyOk(m, markDown(vol(m, "v").replicaSet().get(0), 0));
+    m = applyOk(m, addReplicas("v", vol(m, "v").epoch()));
+    assertThat(vol(m, "v").syncing()).hasSize(1);
+    m = applyOk(m, setMode("v", CacheMode.WRITE_THROUGH, 1));
+    assertThat(vol(m, "v").syncing()).isEmpty();
+    assertThat(m.replicasWanted(vol(m, "v"))).isZero();
+    assertThat(m.apply(addReplicas("v", vol(m, "v").epoch())).result().getError())
+        .isEqualTo(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT);
+  }
+
   @Test
   void theSameCommandsGiveEqualMaps() {
     List<ClusterCommand> commands = randomCommands(new Random(7), 2000);
@@ -385,8 +515,20 @@ class ClusterMapTest {
       assertThat(v.replicaSet()).as(where).doesNotContain(v.owner());
       assertThat(new HashSet<>(v.replicaSet())).as(where).hasSameSizeAs(v.replicaSet());
       assertThat(v.replicaSet().size()).as(where).isLessThanOrEqualTo(v.requestedReplicas());
+      assertThat(v.syncing()).as(where).doesNotContain(v.owner());
+      assertThat(new HashSet<>(v.allReplicas())).as(where).hasSameSizeAs(v.allReplicas());
+      long upInSync =
+          v.replicaSet().stream()
+              .filter(id -> m.member(id).map(Member::isUp).orElse(false))
+              .count();
+      assertThat(upInSync + v.syncing().size())
+          .as(where + ": UP in-sync replicas plus syncing ones")
+          .isLessThanOrEqualTo(v.requestedReplicas());
+      if (v.mode() != CacheMode.WRITE_BACK) {
+        assertThat(v.syncing()).as(where).isEmpty();
+      }
       assertThat(m.members()).as(where).containsKey(v.owner());
-      for (String r : v.replicaSet()) {
+      for (String r : v.allReplicas()) {
         Member member = m.member(r).orElse(null);
         assertThat(member).as(where + ": replica " + r + " is a member").isNotNull();
         assertThat(member.state()).as(where).isNotEqualTo(Member.State.DOWN);
@@ -412,7 +554,7 @@ class ClusterMapTest {
       String name = names[r.nextInt(names.length)];
       long epoch = 1 + r.nextInt(8);
       ClusterCommand c =
-          switch (r.nextInt(12)) {
+          switch (r.nextInt(17)) {
             case 0 -> register(node, domains[r.nextInt(domains.length)]);
             case 1, 2 -> heartbeat(node);
             case 3 -> markDown(node, r.nextBoolean() ? 0 : 1 + r.nextInt(20));
@@ -422,6 +564,14 @@ class ClusterMapTest {
             case 8 -> delete(name);
             case 9 -> setPolicy(name, r.nextInt(3));
             case 10 -> changeOwner(name, node, epoch);
+            case 11, 12 -> addReplicas(name, epoch);
+            case 13 -> inSync(name, node, epoch);
+            case 14 -> removeReplica(name, node, epoch);
+            case 15 ->
+                setMode(
+                    name,
+                    r.nextBoolean() ? CacheMode.WRITE_BACK : CacheMode.WRITE_THROUGH,
+                    r.nextInt(3));
             default -> {
               List<String> set = new ArrayList<>();
               for (int k = r.nextInt(3); k > 0; k--) {
