@@ -84,7 +84,11 @@ final class Reprotector {
       for (String peer : rec.syncing()) {
         String key = rec.name() + "/" + peer;
         if (running.putIfAbsent(key, new Progress(0, 0)) == null) {
-          copier.execute(() -> copy(rec.name(), peer, key));
+          try {
+            copier.execute(() -> copy(rec.name(), peer, key));
+          } catch (java.util.concurrent.RejectedExecutionException e) {
+            running.remove(key); // the node is closing
+          }
         }
       }
       if (map.replicasWanted(rec) > 0 && due(rec.name())) {

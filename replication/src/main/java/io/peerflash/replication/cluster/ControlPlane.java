@@ -205,7 +205,15 @@ public final class ControlPlane implements AutoCloseable {
    * IOException only when the command could not be committed (no leader reachable, closed).
    */
   public CompletableFuture<CommandResult> submit(ClusterCommand command) {
-    return onSubmitThread(() -> send(commandClient, command));
+    return onSubmitThread(
+        () -> {
+          try {
+            faults.hit(FaultPoints.RAFT_SUBMIT, config.nodeId());
+          } catch (FaultPoints.Dropped e) {
+            throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
+          }
+          return send(commandClient, command);
+        });
   }
 
   /** A task of the submit pool that can be failed if the pool is shut down before it runs. */

@@ -116,12 +116,7 @@ public final class PeerReplicator implements AutoCloseable {
     long id = nextBatchId.getAndIncrement();
     CompletableFuture<Void> future = new CompletableFuture<>();
     ReplicateRequest req = builder.setBatchId(id).build();
-    boolean dropped = false;
-    try {
-      faults.hit(FaultPoints.REPLICATE_SEND, link);
-    } catch (FaultPoints.Dropped e) {
-      dropped = true; // lost on the wire: its ack timer fails it
-    }
+    long gen;
     synchronized (lock) {
       if (closed) {
         future.completeExceptionally(unavailable("replicator to " + peerId + " is closed"));
@@ -138,13 +133,24 @@ public final class PeerReplicator implements AutoCloseable {
           Context.ROOT.detach(previous);
         }
       }
+      gen = generation;
       ScheduledFuture<?> timer =
           timers.schedule(() -> timedOut(id), ackTimeoutMs, TimeUnit.MILLISECONDS);
-      pending.put(id, new Pending(future, generation, timer, System.nanoTime()));
+      pending.put(id, new Pending(future, gen, timer, System.nanoTime()));
+    }
+    try {
+      // In flight from here: an injected delay counts as lag, and one past the ack timeout fails
+      // the batch like a slow network would.
+      faults.hit(FaultPoints.REPLICATE_SEND, link);
+    } catch (FaultPoints.Dropped e) {
+      return future; // lost on the wire: its ack timer fails it
+    }
+    synchronized (lock) {
+      if (gen != generation || stream == null || !pending.containsKey(id)) {
+        return future; // the stream failed meanwhile, and this batch with it
+      }
       try {
-        if (!dropped) {
-          stream.onNext(req);
-        }
+        stream.onNext(req);
       } catch (RuntimeException e) {
         failStream(generation, Status.UNAVAILABLE.withDescription(e.toString()));
       }

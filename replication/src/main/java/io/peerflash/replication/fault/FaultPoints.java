@@ -19,6 +19,9 @@ public final class FaultPoints {
   /** A node's lease heartbeat to the Raft leader. Key: the node id. */
   public static final String LEASE_HEARTBEAT = "lease.heartbeat";
 
+  /** A node submits a command to the Raft leader (cut off: it cannot commit). Key: node id. */
+  public static final String RAFT_SUBMIT = "raft.submit";
+
   /** Re-protection copied everything and is about to commit the peer in sync. Key: the peer. */
   public static final String REPROTECT_BEFORE_IN_SYNC = "reprotect.before-in-sync";
 
