@@ -50,15 +50,21 @@ final class ClusterCommand {
           return PeerFlashCli.EXIT_OK;
         }
         Table volumes =
-            new Table("VOLUME", "OWNER", "EPOCH", "REPLICAS", "WANTED", "DIRTY", "AT RISK");
+            new Table("VOLUME", "OWNER", "EPOCH", "REPLICAS", "WANTED", "DIRTY", "AT RISK", "LAG");
         for (ClusterVolume v : s.getVolumesList()) {
           String dirty = "?";
           long dirtyBytes = -1;
           long atRiskBytes = -1;
+          String lag = "?";
           try {
             Volume vol = c.getVolume(v.getName()); // answered by the owner
             dirtyBytes = vol.getDirtyBytes();
             atRiskBytes = vol.getAtRiskBytes();
+            lag =
+                vol.getReplicasCount() == 0
+                    ? "-"
+                    : vol.getReplicasList().stream().mapToLong(r -> r.getLagMs()).max().getAsLong()
+                        + " ms";
             dirty = Formats.size(dirtyBytes);
           } catch (PeerFlashException e) {
             dirty = "? (" + e.code() + ")";
@@ -67,16 +73,22 @@ final class ClusterCommand {
           // Fewer replicas than wanted: dirty data written before has fewer copies than asked
           // for until the owner has destaged it (it does so at once; new writes go through).
           String atRisk = atRiskBytes < 0 ? "?" : Formats.size(atRiskBytes);
+          String replicas = String.join(",", v.getReplicaSetList());
+          if (v.getSyncingCount() > 0) {
+            replicas +=
+                (replicas.isEmpty() ? "" : ",")
+                    + String.join(",", v.getSyncingList())
+                    + " (filling)";
+          }
           volumes.row(
               v.getName(),
               v.getOwner(),
               v.getEpoch(),
-              String.join(",", v.getReplicaSetList()).isEmpty()
-                  ? "-"
-                  : String.join(",", v.getReplicaSetList()),
+              replicas.isEmpty() ? "-" : replicas,
               v.getRequestedReplicas() + (fewer ? " (degraded)" : ""),
               dirty,
-              atRisk);
+              atRisk,
+              lag);
         }
         volumes.print(out);
       }
