@@ -135,20 +135,27 @@ class ClusterFaultTest {
     String owner = ownerOf("vm1");
     String lost = cluster.volume("vm1").getStateDetail().contains("[n2]") ? "n2" : "n3";
     String spare = otherThan(owner, lost);
-    cluster.crash(lost);
-
-    await(
-        () -> {
-          try {
-            return inSyncReplicas("vm1").equals(List.of(spare));
-          } catch (Exception e) {
-            return false;
-          }
-        },
-        40,
-        "re-protection to " + spare);
-    long copied = cluster.node(spare).engine().volumeStatus("vm1").dirtyBytes();
-    assertThat(copied).as("the new replica received the owner's dirty blocks").isPositive();
+    // The replica dies while writes run.
+    try (RetryingWriter w =
+        new RetryingWriter(cluster.client(), "vm1", VOLUME, 11, 30_000).start()) {
+      w.awaitMore(20, 30);
+      cluster.crash(lost);
+      await(
+          () -> {
+            try {
+              return inSyncReplicas("vm1").equals(List.of(spare));
+            } catch (Exception e) {
+              return false;
+            }
+          },
+          40,
+          "re-protection to " + spare);
+      long copied = cluster.node(spare).engine().volumeStatus("vm1").dirtyBytes();
+      assertThat(copied).as("the new replica received the owner's dirty blocks").isPositive();
+      w.awaitMore(10, 30);
+      w.close();
+      mergeInto(model, w);
+    }
 
     // Writes go on, and the new replica alone is enough to take over with everything. (The lost
     // node comes back first, empty of this volume, so that Raft keeps a majority of three.)
