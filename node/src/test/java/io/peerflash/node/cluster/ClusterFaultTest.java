@@ -108,6 +108,22 @@ class ClusterFaultTest {
         .toList();
   }
 
+  /** Waits until vm1's in-sync replicas, as its owner reports them, satisfy {@code test}. */
+  private void awaitInSync(
+      java.util.function.Predicate<List<String>> test, int seconds, String what)
+      throws InterruptedException {
+    await(
+        () -> {
+          try {
+            return test.test(inSyncReplicas("vm1"));
+          } catch (Exception e) {
+            return false; // owner changing or restarting
+          }
+        },
+        seconds,
+        what);
+  }
+
   private String otherThan(String... ids) {
     List<String> taken = List.of(ids);
     return cluster.nodes.keySet().stream().filter(id -> !taken.contains(id)).findFirst().get();
@@ -121,35 +137,43 @@ class ClusterFaultTest {
     }
   }
 
+  /** Who holds vm1 after {@link #dirtyVolumeWithOneReplica}. */
+  private record Placement(byte[] model, String owner, String replica, String spare) {}
+
+  /**
+   * Three nodes with slow shared storage (so data stays dirty long enough for re-protection to have
+   * work to do); vm1 owned by n1 with one replica, and {@code writes} dirty blocks in it.
+   */
+  private Placement dirtyVolumeWithOneReplica(int storageLatencyUs, long seed, int writes)
+      throws Exception {
+    start(
+        3,
+        Map.of("storage-latency-us", String.valueOf(storageLatencyUs), "destage-batch", "16KiB"));
+    byte[] model = new byte[(int) VOLUME];
+    try (PeerFlashClient c = cluster.client("n1")) {
+      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+      writeBlocks(c, "vm1", model, seed, writes);
+    }
+    String owner = ownerOf("vm1");
+    String replica = cluster.volume("vm1").getStateDetail().contains("[n2]") ? "n2" : "n3";
+    return new Placement(model, owner, replica, otherThan(owner, replica));
+  }
+
   // --------------------------------------------------------------------------- re-protection
 
   @Test
   void lostReplicaIsReplacedAndTheNewReplicaCanTakeOver() throws Exception {
-    // Slow shared storage keeps data dirty long enough for re-protection to have work to do.
-    start(3, Map.of("storage-latency-us", "40000", "destage-batch", "16KiB"));
-    byte[] model = new byte[(int) VOLUME];
-    try (PeerFlashClient c = cluster.client("n1")) {
-      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
-      writeBlocks(c, "vm1", model, 1, 300);
-    }
-    String owner = ownerOf("vm1");
-    String lost = cluster.volume("vm1").getStateDetail().contains("[n2]") ? "n2" : "n3";
-    String spare = otherThan(owner, lost);
+    Placement p = dirtyVolumeWithOneReplica(40000, 1, 300);
+    byte[] model = p.model();
+    String owner = p.owner();
+    String lost = p.replica();
+    String spare = p.spare();
     // The replica dies while writes run.
     try (RetryingWriter w =
         new RetryingWriter(cluster.client(), "vm1", VOLUME, 11, 30_000).start()) {
       w.awaitMore(20, 30);
       cluster.crash(lost);
-      await(
-          () -> {
-            try {
-              return inSyncReplicas("vm1").equals(List.of(spare));
-            } catch (Exception e) {
-              return false;
-            }
-          },
-          40,
-          "re-protection to " + spare);
+      awaitInSync(r -> r.equals(List.of(spare)), 40, "re-protection to " + spare);
       long copied = cluster.node(spare).engine().volumeStatus("vm1").dirtyBytes();
       assertThat(copied).as("the new replica received the owner's dirty blocks").isPositive();
       w.awaitMore(10, 30);
@@ -172,15 +196,11 @@ class ClusterFaultTest {
 
   @Test
   void peerThatMissesACopyDuringReprotectionIsRemovedAndFilledAgain() throws Exception {
-    start(3, Map.of("storage-latency-us", "20000", "destage-batch", "16KiB"));
-    byte[] model = new byte[(int) VOLUME];
-    try (PeerFlashClient c = cluster.client("n1")) {
-      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
-      writeBlocks(c, "vm1", model, 3, 200);
-    }
-    String owner = ownerOf("vm1");
-    String lost = cluster.volume("vm1").getStateDetail().contains("[n2]") ? "n2" : "n3";
-    String spare = otherThan(owner, lost);
+    Placement p = dirtyVolumeWithOneReplica(20000, 3, 200);
+    byte[] model = p.model();
+    String owner = p.owner();
+    String lost = p.replica();
+    String spare = p.spare();
     FaultPoints faults = cluster.node(owner).faults();
     // The first two batches to the new peer are lost on the wire: the copy fails, the peer is
     // taken out of the syncing list, and re-protection picks it again.
@@ -188,14 +208,8 @@ class ClusterFaultTest {
     cluster.crash(lost);
     try (RetryingWriter w =
         new RetryingWriter(cluster.client(), "vm1", VOLUME, 4, 30_000).start()) {
-      await(
-          () -> {
-            try {
-              return inSyncReplicas("vm1").equals(List.of(spare));
-            } catch (Exception e) {
-              return false;
-            }
-          },
+      awaitInSync(
+          r -> r.equals(List.of(spare)),
           60,
           "re-protection to " + spare + " after the lost batches");
       w.awaitMore(20, 30);
@@ -223,15 +237,11 @@ class ClusterFaultTest {
 
   @Test
   void failoverNeverPicksAPeerThatIsNotInSync() throws Exception {
-    start(3, Map.of("storage-latency-us", "40000", "destage-batch", "16KiB"));
-    byte[] model = new byte[(int) VOLUME];
-    try (PeerFlashClient c = cluster.client("n1")) {
-      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
-      writeBlocks(c, "vm1", model, 5, 200);
-    }
-    String owner = ownerOf("vm1");
-    String lost = cluster.volume("vm1").getStateDetail().contains("[n2]") ? "n2" : "n3";
-    String spare = otherThan(owner, lost);
+    Placement p = dirtyVolumeWithOneReplica(40000, 5, 200);
+    byte[] model = p.model();
+    String owner = p.owner();
+    String lost = p.replica();
+    String spare = p.spare();
     // The owner copies everything to the spare, then crashes before committing it in sync.
     cluster.node(owner).faults().arm(FaultPoints.REPROTECT_BEFORE_IN_SYNC, spare, Action.CRASH);
     cluster.crash(lost);
@@ -354,16 +364,7 @@ class ClusterFaultTest {
       byte[] shared = Files.readAllBytes(dir.resolve("shared").resolve("vm1"));
       assertThat(Arrays.copyOfRange(shared, 40 * BLOCK, 41 * BLOCK)).isEqualTo(data);
     }
-    await(
-        () -> {
-          try {
-            return inSyncReplicas("vm1").size() == 1;
-          } catch (Exception e) {
-            return false;
-          }
-        },
-        40,
-        "a replica in sync again");
+    awaitInSync(r -> r.size() == 1, 40, "a replica in sync again");
     assertServes("vm1", model);
     assertFlushedToStorage("vm1", model);
   }
@@ -437,16 +438,7 @@ class ClusterFaultTest {
       for (String id : List.copyOf(cluster.nodes.keySet())) {
         cluster.restart(id);
         cluster.awaitReady();
-        await(
-            () -> {
-              try {
-                return inSyncReplicas("vm1").size() == 1;
-              } catch (Exception e) {
-                return false;
-              }
-            },
-            60,
-            "vm1 protected again after restarting " + id);
+        awaitInSync(r -> r.size() == 1, 60, "vm1 protected again after restarting " + id);
         w.awaitMore(100, 40);
       }
       System.out.printf(

@@ -1,5 +1,6 @@
 package io.peerflash.node.cluster;
 
+import static io.peerflash.node.cluster.InProcessCluster.await;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -9,17 +10,13 @@ import io.peerflash.node.NodeConfig;
 import io.peerflash.node.PeerFlashNode;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.Volume;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -32,53 +29,27 @@ import org.junit.jupiter.api.io.TempDir;
 class ThreeNodeClusterTest {
   private static final long VOLUME = 2 << 20;
   @TempDir Path dir;
-  private final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
-  private final Map<String, String> clientAddress = new HashMap<>();
-  private final Map<String, NodeConfig> configs = new LinkedHashMap<>();
+  private InProcessCluster cluster;
+  private Map<String, PeerFlashNode> nodes;
+  private Map<String, String> clientAddress;
+  private Map<String, NodeConfig> configs;
 
   @AfterEach
   void stop() {
-    nodes.values().forEach(PeerFlashNode::close);
-  }
-
-  private static int freePort() throws Exception {
-    try (ServerSocket s = new ServerSocket(0)) {
-      return s.getLocalPort();
+    if (cluster != null) {
+      cluster.close();
     }
   }
 
   private void startCluster() throws Exception {
-    Map<String, String> raft = new LinkedHashMap<>();
-    for (int i = 1; i <= 3; i++) {
-      raft.put("n" + i, "127.0.0.1:" + freePort());
-      clientAddress.put("n" + i, "127.0.0.1:" + freePort());
-    }
-    String peers =
-        String.join(
-            ",", raft.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList());
-    for (String id : raft.keySet()) {
-      Map<String, String> c = new HashMap<>();
-      c.put("id", id);
-      c.put("listen", clientAddress.get(id));
-      c.put("raft", raft.get(id));
-      c.put("peers", peers);
-      c.put("fault-domain", "rack-" + id);
-      c.put("data-dir", dir.resolve(id).toString());
-      c.put("shared-dir", dir.resolve("shared").toString());
-      c.put("cache-size", "16MiB");
-      c.put("lease-timeout-ms", "1500");
-      c.put("clock-skew-margin-ms", "300");
-      c.put("replication-ack-timeout-ms", "1000");
-      configs.put(id, NodeConfig.fromMap(c));
-    }
-    for (String id : configs.keySet()) {
-      nodes.put(id, PeerFlashNode.start(configs.get(id)));
-    }
-    awaitReady();
+    cluster = new InProcessCluster(dir, 3, Map.of());
+    nodes = cluster.nodes;
+    clientAddress = cluster.clientAddress;
+    configs = cluster.configs;
   }
 
   private void awaitReady() throws InterruptedException {
-    await(() -> nodes.values().stream().allMatch(n -> n.cluster().ready()), 60, "cluster ready");
+    cluster.awaitReady();
   }
 
   private byte[] writeRandom(PeerFlashClient c, byte[] model, long seed, int n) {
@@ -182,17 +153,6 @@ class ThreeNodeClusterTest {
       c.flush("vm1");
       assertThat(Arrays.equals(Files.readAllBytes(dir.resolve("shared").resolve("vm1")), model))
           .isTrue();
-    }
-  }
-
-  private static void await(BooleanSupplier condition, int seconds, String what)
-      throws InterruptedException {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() > deadline) {
-        throw new AssertionError("timed out waiting for " + what);
-      }
-      Thread.sleep(20);
     }
   }
 
