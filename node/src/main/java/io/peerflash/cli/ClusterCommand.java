@@ -2,21 +2,33 @@ package io.peerflash.cli;
 
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
+import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterStatus;
 import io.peerflash.proto.v1.ClusterVolume;
+import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.RemoveNodeResponse;
 import io.peerflash.proto.v1.Volume;
 import java.io.PrintStream;
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
 
 /** The cluster: members, leader, and per volume its owner, epoch, replicas and dirty data. */
 @Command(
     name = "cluster",
-    description = "Inspect the cluster.",
-    subcommands = {ClusterCommand.Status.class})
+    description = "Inspect the cluster, drain and remove a node, add a node.",
+    subcommands = {
+      ClusterCommand.Status.class,
+      ClusterCommand.Drain.class,
+      ClusterCommand.AddNode.class
+    })
 final class ClusterCommand {
+  static final long DRAIN_POLL_MS = 500;
+
   @Command(
       name = "status",
       description =
@@ -92,6 +104,147 @@ final class ClusterCommand {
         }
         volumes.print(out);
       }
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(
+      name = "drain",
+      description = {
+        "Empty a node so it can be stopped: it takes no new placements, moves the volumes it owns"
+            + " to other nodes, and owners replace it as a replica. Waits until it holds nothing,"
+            + " then removes it from the cluster map and the Raft group.",
+        "Shows progress on stderr."
+      })
+  static final class Drain implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "NODE", description = "Id of the node to drain.")
+    String node;
+
+    @Option(
+        names = "--timeout",
+        paramLabel = "DURATION",
+        defaultValue = "10m",
+        converter = Converters.DurationConverter.class,
+        description = "Give up waiting after this long (default: 10m); the node stays DRAINING.")
+    Duration timeout;
+
+    @Override
+    public Integer call() throws InterruptedException {
+      PeerFlashCli cli = client.cli();
+      long deadline = System.nanoTime() + timeout.toNanos();
+      try (PeerFlashClient c = client.connect()) {
+        DrainNodeResponse r = c.drainNode(node);
+        FlushCommand.Progress progress = new FlushCommand.Progress(cli.err(), cli.interactive());
+        while (r.getOwnedVolumesCount() > 0 || r.getReplicaOfCount() > 0) {
+          progress.show(progressLine(r));
+          if (System.nanoTime() > deadline) {
+            progress.end();
+            throw new PeerFlashException(
+                io.grpc.Status.DEADLINE_EXCEEDED.withDescription(
+                    "node "
+                        + node
+                        + " still owns "
+                        + r.getOwnedVolumesList()
+                        + " and holds replicas of "
+                        + r.getReplicaOfList()
+                        + " after "
+                        + Formats.durationMs(timeout.toMillis())
+                        + " (--timeout); it stays DRAINING: run the drain again to keep waiting"));
+          }
+          Thread.sleep(DRAIN_POLL_MS);
+          try {
+            r = c.drainNode(node);
+          } catch (PeerFlashException e) {
+            if (e.code() != io.grpc.Status.Code.UNAVAILABLE
+                && e.code() != io.grpc.Status.Code.DEADLINE_EXCEEDED) {
+              throw e;
+            }
+            // A missed poll (leader change, say) only delays the display; keep waiting.
+          }
+        }
+        progress.show(progressLine(r));
+        progress.end();
+        RemoveNodeResponse removed = c.removeNode(node);
+        cli.out()
+            .println(
+                "node "
+                    + node
+                    + " is drained and removed from the cluster map and the Raft group (voters: "
+                    + String.join(", ", removed.getVotersList())
+                    + "); it can be stopped now");
+      }
+      return PeerFlashCli.EXIT_OK;
+    }
+
+    /** E.g. {@code draining n2: owns 1 volume (vm1), replica of 2 volumes (a, b)}. */
+    static String progressLine(DrainNodeResponse r) {
+      return "draining "
+          + r.getMember().getId()
+          + ": owns "
+          + count(r.getOwnedVolumesList())
+          + ", replica of "
+          + count(r.getReplicaOfList());
+    }
+
+    private static String count(java.util.List<String> volumes) {
+      return volumes.isEmpty()
+          ? "no volume"
+          : volumes.size()
+              + (volumes.size() == 1 ? " volume (" : " volumes (")
+              + String.join(", ", volumes)
+              + ")";
+    }
+  }
+
+  @Command(
+      name = "add-node",
+      description = {
+        "Add a running node to the cluster as a Raft voter. Start it first with --peers naming the"
+            + " current voters (not itself); once added it registers and takes placements."
+      })
+  static final class AddNode implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "ID", description = "Id of the new node (its --id).")
+    String node;
+
+    @Option(
+        names = "--raft",
+        required = true,
+        paramLabel = "HOST:PORT",
+        description = "Address of the new node's Raft server (its --raft).")
+    String raft;
+
+    @Option(
+        names = "--timeout",
+        paramLabel = "DURATION",
+        defaultValue = "60s",
+        converter = Converters.DurationConverter.class,
+        description = "Give up after this long (default: 60s).")
+    Duration timeout;
+
+    @Override
+    public Integer call() {
+      AddNodeResponse r;
+      try (PeerFlashClient c = client.connect()) {
+        r = c.addNode(node, raft, timeout);
+      }
+      client
+          .cli()
+          .out()
+          .println(
+              "added node "
+                  + node
+                  + " (raft "
+                  + raft
+                  + "): "
+                  + r.getMember().getState().name().replace("MEMBER_", "")
+                  + " at "
+                  + r.getMember().getGrpcAddress()
+                  + "; voters: "
+                  + String.join(", ", r.getVotersList()));
       return PeerFlashCli.EXIT_OK;
     }
   }

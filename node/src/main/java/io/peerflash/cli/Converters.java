@@ -3,6 +3,7 @@ package io.peerflash.cli;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.util.Sizes;
+import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
 import picocli.CommandLine.ITypeConverter;
@@ -61,6 +62,40 @@ final class Converters {
         case ON_PEER_LOSS_ACCEPT -> "accept";
         default -> "write-through";
       };
+    }
+  }
+
+  /** Durations: 500ms, 90s, 10m, 1h; a bare number is seconds. */
+  static final class DurationConverter implements ITypeConverter<Duration> {
+    @Override
+    public Duration convert(String value) {
+      String v = value.trim().toLowerCase(Locale.ROOT);
+      int split = 0;
+      while (split < v.length() && Character.isDigit(v.charAt(split))) {
+        split++;
+      }
+      String unit = v.substring(split);
+      long n;
+      try {
+        n = Long.parseLong(v.substring(0, split));
+      } catch (NumberFormatException e) {
+        n = -1;
+      }
+      Duration d =
+          n <= 0
+              ? null
+              : switch (unit) {
+                case "ms" -> Duration.ofMillis(n);
+                case "", "s" -> Duration.ofSeconds(n);
+                case "m", "min" -> Duration.ofMinutes(n);
+                case "h" -> Duration.ofHours(n);
+                default -> null;
+              };
+      if (d == null) {
+        throw new TypeConversionException(
+            "'" + value + "' is not a positive duration (e.g. 500ms, 90s, 10m, 1h)");
+      }
+      return d;
     }
   }
 

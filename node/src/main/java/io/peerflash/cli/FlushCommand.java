@@ -132,7 +132,7 @@ final class FlushCommand implements Callable<Integer> {
    * Redraws one line on a terminal; elsewhere (logs, pipes) prints a line only when the text
    * changes, so a long flush does not flood the log.
    */
-  private static final class Progress {
+  static final class Progress {
     private final PrintStream err;
     private final boolean interactive;
     private String last = "";

@@ -30,7 +30,8 @@ import picocli.CommandLine.Spec;
       VolumeCommand.ListVolumes.class,
       VolumeCommand.Stat.class,
       VolumeCommand.Delete.class,
-      VolumeCommand.SetPolicy.class
+      VolumeCommand.SetPolicy.class,
+      VolumeCommand.Move.class
     })
 final class VolumeCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
@@ -38,7 +39,7 @@ final class VolumeCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     throw new ParameterException(
-        spec.commandLine(), "missing sub-command (create, list, stat, delete or set-policy)");
+        spec.commandLine(), "missing sub-command (create, list, stat, delete, set-policy or move)");
   }
 
   static String replicas(int n) {
@@ -296,6 +297,62 @@ final class VolumeCommand implements Callable<Integer> {
                 + Formats.mode(v.getPolicy().getMode())
                 + ", "
                 + replicas(v.getPolicy().getReplicas()));
+      }
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(
+      name = "move",
+      description = {
+        "Hand a volume to another node of the cluster online, without losing a write.",
+        "The owner destages the volume, pauses its I/O briefly (clients retry) and commits the new"
+            + " owner."
+      })
+  static final class Move implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
+    String name;
+
+    @Option(
+        names = "--to",
+        required = true,
+        paramLabel = "NODE",
+        description = "Id of the new owner (an UP member).")
+    String to;
+
+    @Option(
+        names = "--timeout",
+        paramLabel = "DURATION",
+        defaultValue = "2m",
+        converter = Converters.DurationConverter.class,
+        description = "Give up (the old owner keeps the volume) after this long (default: 2m).")
+    java.time.Duration timeout;
+
+    @Override
+    public Integer call() {
+      io.peerflash.proto.v1.MoveVolumeResponse r;
+      try (PeerFlashClient c = client.connect()) {
+        r = c.moveVolume(name, to, timeout);
+      }
+      PrintStream out = client.cli().out();
+      if (!r.getMoved()) {
+        out.println("volume " + name + " is already owned by " + r.getOwner() + "; nothing to do");
+      } else {
+        out.println(
+            "moved volume "
+                + name
+                + " from "
+                + r.getPreviousOwner()
+                + " to "
+                + r.getOwner()
+                + " (epoch "
+                + r.getEpoch()
+                + "): destaged "
+                + Formats.size(r.getDestagedBytes())
+                + ", I/O paused "
+                + Formats.durationMs(r.getFencedMs()));
       }
       return PeerFlashCli.EXIT_OK;
     }

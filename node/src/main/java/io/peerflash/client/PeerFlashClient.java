@@ -345,6 +345,93 @@ public final class PeerFlashClient implements AutoCloseable {
         });
   }
 
+  /** How long {@link #moveVolume(String, String)} lets the owner take. */
+  public static final Duration DEFAULT_MOVE_TIMEOUT = Duration.ofMinutes(2);
+
+  /**
+   * Hands {@code volume} to the node {@code to} (an UP member) without losing an acknowledged
+   * write; I/O on the volume pauses briefly (this client retries it). Moving to the current owner
+   * succeeds without change. Any node may be asked: it forwards to the owner.
+   */
+  public io.peerflash.proto.v1.MoveVolumeResponse moveVolume(String volume, String to) {
+    return moveVolume(volume, to, DEFAULT_MOVE_TIMEOUT);
+  }
+
+  /** Like {@link #moveVolume(String, String)}, with a bound on the owner's work. */
+  public io.peerflash.proto.v1.MoveVolumeResponse moveVolume(
+      String volume, String to, Duration timeout) {
+    io.peerflash.proto.v1.MoveVolumeRequest request =
+        io.peerflash.proto.v1.MoveVolumeRequest.newBuilder()
+            .setVolume(volume)
+            .setTo(to)
+            .setTimeoutMs(timeout.toMillis())
+            .build();
+    // The answer can take as long as the move itself, plus the forwarding.
+    Duration callDeadline = timeout.plusSeconds(30);
+    return adminCall(callDeadline, (ch, d) -> admin(ch, d).moveVolume(request));
+  }
+
+  /**
+   * Marks {@code node} DRAINING (no new placements; it moves its volumes away, owners replace it as
+   * a replica) and reports what it still holds. Calling it again only reports.
+   */
+  public io.peerflash.proto.v1.DrainNodeResponse drainNode(String node) {
+    io.peerflash.proto.v1.DrainNodeRequest request =
+        io.peerflash.proto.v1.DrainNodeRequest.newBuilder().setNode(node).build();
+    return adminCall(deadline, (ch, d) -> admin(ch, d).drainNode(request));
+  }
+
+  /** Removes a drained (or DOWN) member holding nothing from the map and the Raft group. */
+  public io.peerflash.proto.v1.RemoveNodeResponse removeNode(String node) {
+    io.peerflash.proto.v1.RemoveNodeRequest request =
+        io.peerflash.proto.v1.RemoveNodeRequest.newBuilder().setNode(node).build();
+    return adminCall(deadline, (ch, d) -> admin(ch, d).removeNode(request));
+  }
+
+  /**
+   * Adds the running node {@code node}, whose Raft server listens at {@code raftAddress}, as a Raft
+   * voter; returns once it has registered in the cluster map.
+   */
+  public io.peerflash.proto.v1.AddNodeResponse addNode(
+      String node, String raftAddress, Duration timeout) {
+    io.peerflash.proto.v1.AddNodeRequest request =
+        io.peerflash.proto.v1.AddNodeRequest.newBuilder()
+            .setNode(node)
+            .setRaftAddress(raftAddress)
+            .setTimeoutMs(timeout.toMillis())
+            .build();
+    return adminCall(timeout.plusSeconds(10), (ch, d) -> admin(ch, d).addNode(request));
+  }
+
+  private static io.peerflash.proto.v1.ClusterServiceGrpc.ClusterServiceBlockingStub admin(
+      ManagedChannel ch, Deadline d) {
+    io.peerflash.proto.v1.ClusterServiceGrpc.ClusterServiceBlockingStub stub =
+        io.peerflash.proto.v1.ClusterServiceGrpc.newBlockingStub(ch);
+    return d == null ? stub : stub.withDeadline(d);
+  }
+
+  /**
+   * A cluster administration call. An UNAVAILABLE the node itself sent (a move that failed, say) is
+   * thrown rather than resent; only a node that could not be reached (the status carries the
+   * transport's cause) is tried again.
+   */
+  private <T> T adminCall(Duration callDeadline, Attempt<T> attempt) {
+    return call(
+        null,
+        callDeadline,
+        (ch, d) -> {
+          try {
+            return attempt.run(ch, d);
+          } catch (StatusRuntimeException e) {
+            if (e.getStatus().getCode() == Status.Code.UNAVAILABLE
+                && e.getStatus().getCause() == null) {
+              throw PeerFlashException.from(e);
+            }
+            throw e;
+          }
+        });
+  }
+
   /**
    * Opens a pipelined writer over the WriteStream RPC with at most {@code maxInFlight}
    * unacknowledged writes, to the node calls without a volume go to. The stream itself has no

@@ -74,7 +74,7 @@ public final class PeerFlashNode implements AutoCloseable {
     if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
       builder.addService(new ReplicaGrpcService(new EngineReplicaSink(engine), cluster));
-      builder.addService(new ClusterGrpcService(cluster::status));
+      builder.addService(new ClusterGrpcService(cluster));
     }
     this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);

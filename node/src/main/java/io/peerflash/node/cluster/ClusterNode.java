@@ -11,14 +11,23 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
+import io.peerflash.node.rpc.ClusterAdmin;
 import io.peerflash.node.rpc.ClusterRouting;
 import io.peerflash.node.rpc.Protos;
+import io.peerflash.proto.v1.AddNodeRequest;
+import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
+import io.peerflash.proto.v1.DrainNodeRequest;
+import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.MoveVolumeRequest;
+import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
+import io.peerflash.proto.v1.RemoveNodeRequest;
+import io.peerflash.proto.v1.RemoveNodeResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicaStatus;
 import io.peerflash.proto.v1.SetPolicyRequest;
@@ -59,7 +68,7 @@ import org.slf4j.LoggerFactory;
  * replica copies by epoch, fences the node when its lease lapses, and, on the leader, fails volumes
  * of a DOWN owner over to the replica holding the most.
  */
-public final class ClusterNode implements ClusterRouting, EpochGuard, AutoCloseable {
+public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGuard, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
   private static final Metadata.Key<String> OWNER_KEY =
       Metadata.Key.of(OWNER_TRAILER, Metadata.ASCII_STRING_MARSHALLER);
@@ -86,6 +95,8 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   private final FaultPoints faults;
   private final Time time;
   private final Reprotector reprotector;
+  private final VolumeMover mover;
+  private final Membership membership;
   private volatile boolean ready;
   private volatile long lapsesAtSync;
   private volatile boolean closed;
@@ -112,6 +123,8 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
             time,
             config.replicationAckTimeoutMs(),
             faults);
+    this.mover = new VolumeMover(nodeId, engine, controlPlane, address -> channel(address), time);
+    this.membership = new Membership(controlPlane, time);
   }
 
   /** Joins the Raft group and connects the engine to the cluster (before the engine starts). */
@@ -205,6 +218,7 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
               reconcile(map);
               maybeFailOver(map);
               reprotector.maybeReprotect(map);
+              mover.maybeDrain(map);
             } catch (RuntimeException e) {
               log.warn("reconcile failed; retrying", e);
               timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS);
@@ -506,7 +520,28 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
     }
   }
 
+  @Override
+  public MoveVolumeResponse moveVolume(MoveVolumeRequest request) {
+    return mover.move(request);
+  }
+
+  @Override
+  public DrainNodeResponse drainNode(DrainNodeRequest request) {
+    return membership.drain(request);
+  }
+
+  @Override
+  public RemoveNodeResponse removeNode(RemoveNodeRequest request) {
+    return membership.remove(request);
+  }
+
+  @Override
+  public AddNodeResponse addNode(AddNodeRequest request) {
+    return membership.add(request);
+  }
+
   /** The map as this node holds it, for `cluster status`. */
+  @Override
   public io.peerflash.proto.v1.ClusterStatus status() {
     ClusterMap map = controlPlane.map();
     io.peerflash.proto.v1.ClusterStatus.Builder b =
@@ -778,6 +813,8 @@ public final class ClusterNode implements ClusterRouting, EpochGuard, AutoClosea
   @Override
   public void close() {
     closed = true;
+    mover.close();
+    membership.close();
     reconciler.shutdownNow();
     copier.shutdownNow();
     evictions.shutdownNow();

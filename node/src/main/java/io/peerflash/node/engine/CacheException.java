@@ -12,7 +12,9 @@ public final class CacheException extends Exception {
     UNAVAILABLE,
     /** A dirty block failed its checksum: the only copy of acknowledged data is damaged. */
     DATA_LOSS,
-    FAILED_PRECONDITION
+    FAILED_PRECONDITION,
+    /** A bounded wait ran out; the message names the bound. */
+    DEADLINE_EXCEEDED
   }
 
   private final Reason reason;

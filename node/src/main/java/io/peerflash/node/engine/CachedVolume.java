@@ -23,6 +23,20 @@ final class CachedVolume {
 
   volatile boolean deleted;
 
+  /**
+   * Where a handover of the volume to another node stands ({@link CacheEngine#prepareHandover}).
+   */
+  enum Handover {
+    /** Served as usual. */
+    NONE,
+    /** I/O refused; the destager still writes the remaining dirty blocks. */
+    DRAINING,
+    /** I/O refused and nothing destaged: the next owner may already write to shared storage. */
+    FENCED
+  }
+
+  volatile Handover handover = Handover.NONE;
+
   /** Dirty blocks whose checksum failed: kept (never served, never destaged) and reported. */
   final Set<Long> corruptBlocks = ConcurrentHashMap.newKeySet();
 

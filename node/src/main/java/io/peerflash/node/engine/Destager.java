@@ -99,6 +99,14 @@ final class Destager implements AutoCloseable {
    * flush-storage-failure-timeout-ms}, and with DATA_LOSS when corrupt dirty blocks remain.
    */
   void flush(CachedVolume v, long targetSeq) throws CacheException {
+    flush(v, targetSeq, Long.MAX_VALUE);
+  }
+
+  /**
+   * Like {@link #flush(CachedVolume, long)}, and fails with DEADLINE_EXCEEDED once the engine's
+   * clock reaches {@code deadlineMs} (destage goes on in the background).
+   */
+  void flush(CachedVolume v, long targetSeq, long deadlineMs) throws CacheException {
     v.flushTargetSeq.accumulateAndGet(targetSeq, Math::max);
     long flushStartMs = engine.time.nowMs();
     // A flush is a reason to try failing storage again now rather than after the backoff.
@@ -129,6 +137,13 @@ final class Destager implements AutoCloseable {
                 config.flushStorageFailureTimeoutMs(),
                 v.lastStorageError,
                 v.dirty.size()));
+      }
+      if (now >= deadlineMs) {
+        throw new CacheException(
+            Reason.DEADLINE_EXCEEDED,
+            String.format(
+                "destage of volume '%s' did not finish in time; %d dirty blocks remain",
+                v.name(), v.dirty.size()));
       }
       lock.lock();
       try {
@@ -262,8 +277,8 @@ final class Destager implements AutoCloseable {
       if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER) {
         return 0; // a replica never destages another node's data
       }
-      if (!engine.mayServe.test(v.info)) {
-        return 0; // no valid lease: another node may already own the volume
+      if (!engine.mayDestage(v)) {
+        return 0; // no valid lease (another node may own the volume now), or handed over
       }
       int limit = v.isolatedBatchesLeft > 0 ? 1 : batchBlocks;
       long[] s = new long[limit];
@@ -292,7 +307,7 @@ final class Destager implements AutoCloseable {
       try {
         // Checked again right before touching shared storage: the lease may have run out while
         // the batch was read (a long pause).
-        if (!engine.mayServe.test(v.info)) {
+        if (!engine.mayDestage(v)) {
           return 0;
         }
         bytes = writeBatch(v, n);
@@ -372,8 +387,13 @@ final class Destager implements AutoCloseable {
       while (j < n && !skip[j] && blocks[j] == blocks[j - 1] + 1 && isZero[j] == isZero[i]) {
         j++;
       }
-      if (!engine.mayServe.test(v.info)) {
+      if (!engine.mayDestage(v)) {
         throw new IOException("cluster lease expired during destage; stopping before storage");
+      }
+      try {
+        engine.faults.hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
+      } catch (FaultPoints.Dropped e) {
+        throw new IOException("shared storage write failed: " + e.getMessage());
       }
       long offset = blocks[i] * BLOCK;
       int len = (j - i) * BLOCK;

@@ -23,6 +23,7 @@ public final class Protos {
           case UNAVAILABLE -> Status.Code.UNAVAILABLE;
           case DATA_LOSS -> Status.Code.DATA_LOSS;
           case FAILED_PRECONDITION -> Status.Code.FAILED_PRECONDITION;
+          case DEADLINE_EXCEEDED -> Status.Code.DEADLINE_EXCEEDED;
         };
     return Status.fromCode(code).withDescription(e.getMessage());
   }

@@ -85,6 +85,7 @@ public final class ControlPlane implements AutoCloseable {
   private final LivenessMonitor livenessMonitor;
   private final CompletableFuture<CommandResult> registered = new CompletableFuture<>();
   private volatile boolean closed;
+  private boolean joinLogged; // timer thread only
 
   private ControlPlane(ControlPlaneConfig config) throws IOException {
     this.config = config;
@@ -279,8 +280,33 @@ public final class ControlPlane implements AutoCloseable {
         });
   }
 
-  /** Registers this node (retrying until committed or closed); completes {@link #registered()}. */
+  /**
+   * Registers this node (retrying until committed or closed); completes {@link #registered()}. A
+   * joining node registers only once a member has added it as a voter: registered before, it would
+   * be UP in the map and take placements while its own replica of the map stays empty (the leader
+   * sends no log to a non-voter), so it could neither serve nor take copies.
+   */
   private void register() {
+    if (!config.bootstrapsAsVoter() && !raftPeers().containsKey(config.nodeId())) {
+      if (closed) {
+        registered.completeExceptionally(new IOException("closed before registration"));
+        return;
+      }
+      if (!joinLogged) {
+        joinLogged = true;
+        LOG.info(
+            "{}: waiting to be added to the Raft group (cluster add-node {} --raft {})",
+            config.nodeId(),
+            config.nodeId(),
+            config.raftAddress());
+      }
+      try {
+        timer.schedule(this::register, 200, TimeUnit.MILLISECONDS);
+      } catch (RejectedExecutionException rejected) {
+        registered.completeExceptionally(rejected);
+      }
+      return;
+    }
     ClusterCommand cmd =
         ClusterCommand.newBuilder()
             .setRegisterMember(

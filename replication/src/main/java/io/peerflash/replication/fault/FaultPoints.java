@@ -28,6 +28,12 @@ public final class FaultPoints {
   /** The destager wrote a batch to shared storage and is about to mark it clean. Key: volume. */
   public static final String DESTAGE_AFTER_STORAGE_WRITE = "destage.after-storage-write";
 
+  /**
+   * The destager is about to write a run of blocks to shared storage (after its last fencing
+   * check); DROP fails the write as an I/O error would. Key: the volume.
+   */
+  public static final String DESTAGE_STORAGE_WRITE = "destage.storage-write";
+
   /** The leader chose a new owner and is about to commit the ChangeOwner. Key: the volume. */
   public static final String FAILOVER_BEFORE_CHANGE_OWNER = "failover.before-change-owner";
 

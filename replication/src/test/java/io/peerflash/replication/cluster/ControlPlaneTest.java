@@ -193,12 +193,16 @@ class ControlPlaneTest {
       cluster.awaitRegistered(WAIT);
       ok(submit(leader, create("before-join", 2, "")));
 
-      // n4 starts empty (not in initialPeers), registers through the cluster, then is added.
+      // n4 starts empty (not in initialPeers); it registers only once it has been added as a
+      // voter, so it never takes placements while it cannot follow the map.
       String address = "127.0.0.1:" + TestCluster.freePort();
       ControlPlane n4 = cluster.start("n4", address);
+      Thread.sleep(1000);
+      assertThat(n4.registered().isDone()).isFalse();
+      assertThat(leader.map().member("n4")).isEmpty();
+      cluster.nodes.get("n2").addPeer("n4", address);
       await(WAIT, () -> n4.registered().isDone(), () -> "n4 registered");
       ok(n4.registered().join());
-      cluster.nodes.get("n2").addPeer("n4", address);
 
       for (ControlPlane cp : cluster.running()) {
         await(
