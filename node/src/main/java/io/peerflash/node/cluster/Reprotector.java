@@ -202,6 +202,13 @@ final class Reprotector {
                           .build())
                   .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
           if (result.getOk()) {
+            // Let this node's map catch up before the next look, which would otherwise still see
+            // the peer syncing and start a needless second copy.
+            long until = time.nowMs() + 2_000;
+            while (time.nowMs() < until
+                && controlPlane.map().volume(volume).map(v -> v.epoch() <= epoch).orElse(false)) {
+              Thread.sleep(10);
+            }
             log.info(
                 "volume {}: {} is in sync after copying {} bytes in {} ms (epoch {})",
                 volume,
