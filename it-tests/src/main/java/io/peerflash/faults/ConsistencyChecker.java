@@ -94,16 +94,18 @@ public final class ConsistencyChecker {
     byte[] model;
     try (PeerFlashClient c = cluster.newClient(Duration.ofSeconds(30))) {
       model = readAll(c, volume, bytes);
+      WriteModel writes = workload.model();
       for (long b = 0; b < blocks; b++) {
-        long acked = workload.lastAcked(b);
-        switch (workload.judge(b, acked, model, (int) (b * BLOCK))) {
+        long acked = writes.lastAcked(b);
+        switch (writes.judge(b, acked, model, (int) (b * BLOCK))) {
           case STALE -> {
             lost++;
             workload.problem("acknowledged write lost", b, acked, model, (int) (b * BLOCK));
           }
           case NEVER_WRITTEN -> {
             neverWritten++;
-            workload.problem("final read of data never written", b, acked, model, (int) b * BLOCK);
+            workload.problem(
+                "final read of data never written", b, acked, model, (int) (b * BLOCK));
           }
           case OK -> {}
         }
@@ -159,7 +161,8 @@ public final class ConsistencyChecker {
     return all;
   }
 
-  private static long differingBlocks(byte[] a, byte[] b, long blocks) {
+  /** Blocks of {@code a} (the model) that {@code b} does not hold identically. */
+  static long differingBlocks(byte[] a, byte[] b, long blocks) {
     long n = 0;
     for (long i = 0; i < blocks; i++) {
       int from = (int) (i * BLOCK);
@@ -186,7 +189,7 @@ public final class ConsistencyChecker {
             + ", shared storage "
             + w.codec().decode(i, shared, from)
             + ", last acknowledged write "
-            + w.lastAcked(i);
+            + w.model().lastAcked(i);
       }
     }
     return "none";
@@ -220,6 +223,7 @@ public final class ConsistencyChecker {
             + ", longest write call "
             + w.longestWriteCallMs()
             + " ms");
+    w.errorSamples().forEach(e -> System.out.println("  write error: " + e));
     r.problems().forEach(p -> System.out.println("  " + p));
     Path summary =
         Path.of(System.getProperty("peerflash.log.dir", "target/container-logs"))

@@ -15,8 +15,6 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAccumulator;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -48,22 +46,13 @@ public final class Workload implements AutoCloseable {
     }
   }
 
-  /** A write's blocks: {@code count} blocks from {@code first}. */
-  record Attempt(long first, int count, int writer) {
-    boolean covers(long block) {
-      return block >= first && block < first + count;
-    }
-  }
-
   private final PeerFlashClient writeClient;
   private final PeerFlashClient readClient;
   private final String volume;
   private final long blocks;
   private final Options options;
   private final BlockCodec codec;
-  private final AtomicLongArray lastAcked;
-  private final Map<Long, Attempt> attempts = new ConcurrentHashMap<>();
-  private final AtomicLong sequence = new AtomicLong();
+  private final WriteModel model;
   private final AtomicBoolean stop = new AtomicBoolean();
   private final List<Thread> threads = new ArrayList<>();
   private final ConcurrentLinkedQueue<Long> ackTimes = new ConcurrentLinkedQueue<>();
@@ -77,6 +66,7 @@ public final class Workload implements AutoCloseable {
   private final LongAdder staleReads = new LongAdder();
   private final LongAdder neverWrittenReads = new LongAdder();
   private final List<String> problems = Collections.synchronizedList(new ArrayList<>());
+  private final List<String> errorSamples = Collections.synchronizedList(new ArrayList<>());
   private final List<Throwable> crashes = Collections.synchronizedList(new ArrayList<>());
 
   public Workload(DockerCluster cluster, String volume, long volumeBytes, Options options) {
@@ -84,7 +74,7 @@ public final class Workload implements AutoCloseable {
     this.blocks = volumeBytes / BLOCK;
     this.options = options;
     this.codec = new BlockCodec(volume);
-    this.lastAcked = new AtomicLongArray((int) blocks);
+    this.model = new WriteModel(codec, blocks);
     // Each call may take a 5 s attempt per node plus the client's retry budget.
     this.writeClient = cluster.newClient(Duration.ofSeconds(20));
     this.readClient = cluster.newClient(Duration.ofSeconds(20));
@@ -136,12 +126,11 @@ public final class Workload implements AutoCloseable {
     while (!stop.get()) {
       int n = 1 + rnd.nextInt(options.maxBlocksPerWrite());
       long first = firstBlock + rnd.nextLong(range - n + 1);
-      long seq = sequence.incrementAndGet();
+      long seq = model.attempt(first, n);
       byte[] data = new byte[n * BLOCK];
       for (int i = 0; i < n; i++) {
         codec.encode(first + i, seq, writer, data, i * BLOCK);
       }
-      attempts.put(seq, new Attempt(first, n, writer));
       boolean done = false;
       while (!done) {
         long t0 = System.nanoTime();
@@ -150,17 +139,15 @@ public final class Workload implements AutoCloseable {
           done = true;
         } catch (PeerFlashException e) {
           failedAttempts.increment();
-          errors.computeIfAbsent(e.code().name(), k -> new LongAdder()).increment();
+          error(e.code().name(), e);
         } catch (RuntimeException e) {
           failedAttempts.increment();
-          errors.computeIfAbsent(e.getClass().getSimpleName(), k -> new LongAdder()).increment();
+          error(e.getClass().getSimpleName(), e);
         }
         long now = System.nanoTime();
         longestWriteCallNanos.accumulate(now - t0);
         if (done) {
-          for (int i = 0; i < n; i++) {
-            lastAcked.set((int) (first + i), seq);
-          }
+          model.acknowledged(seq);
           acked.increment();
           ackTimes.add(now);
         } else if (stop.get()) {
@@ -183,7 +170,7 @@ public final class Workload implements AutoCloseable {
       long first = rnd.nextLong(blocks - n + 1);
       long[] before = new long[n];
       for (int i = 0; i < n; i++) {
-        before[i] = lastAcked.get((int) (first + i));
+        before[i] = model.lastAcked(first + i);
       }
       byte[] got;
       try {
@@ -195,7 +182,7 @@ public final class Workload implements AutoCloseable {
       }
       reads.increment();
       for (int i = 0; i < n; i++) {
-        switch (judge(first + i, before[i], got, i * BLOCK)) {
+        switch (model.judge(first + i, before[i], got, i * BLOCK)) {
           case STALE -> {
             staleReads.increment();
             problem("stale read during the workload", first + i, before[i], got, i * BLOCK);
@@ -211,28 +198,6 @@ public final class Workload implements AutoCloseable {
         DockerCluster.sleep(options.readPauseMs());
       }
     }
-  }
-
-  /** What a read of a block says, given the last write acknowledged before the read began. */
-  enum Verdict {
-    OK,
-    STALE,
-    NEVER_WRITTEN
-  }
-
-  Verdict judge(long block, long ackedBefore, byte[] data, int at) {
-    BlockCodec.Content c = codec.decode(block, data, at);
-    if (c instanceof BlockCodec.Zero) {
-      return ackedBefore == 0 ? Verdict.OK : Verdict.STALE;
-    }
-    if (c instanceof BlockCodec.Written w) {
-      Attempt a = attempts.get(w.seq());
-      if (a == null || !a.covers(block)) {
-        return Verdict.NEVER_WRITTEN;
-      }
-      return w.seq() >= ackedBefore ? Verdict.OK : Verdict.STALE;
-    }
-    return Verdict.NEVER_WRITTEN;
   }
 
   void problem(String what, long block, long acked, byte[] data, int at) {
@@ -271,9 +236,22 @@ public final class Workload implements AutoCloseable {
     readClient.close();
   }
 
-  /** The sequence of the last acknowledged write of {@code block}, 0 if none. */
-  long lastAcked(long block) {
-    return lastAcked.get((int) block);
+  public WriteModel model() {
+    return model;
+  }
+
+  private void error(String code, Exception e) {
+    errors.computeIfAbsent(code, k -> new LongAdder()).increment();
+    if (errorSamples.size() < 6) {
+      errorSamples.add(code + ": " + e.getMessage());
+    }
+  }
+
+  /** The first few write errors, with their messages. */
+  public List<String> errorSamples() {
+    synchronized (errorSamples) {
+      return List.copyOf(errorSamples);
+    }
   }
 
   public long acknowledged() {

@@ -90,7 +90,8 @@ class FaultInjectionIT {
   @Test
   @org.junit.jupiter.api.Order(3)
   void disconnectOwner() {
-    cluster = DockerCluster.builder("disconnect-owner").start();
+    // Eager destage: an isolated owner still reaches shared storage; unfenced, it would write.
+    cluster = DockerCluster.builder("disconnect-owner").set("max-dirty-age-ms", "300").start();
     Workload w = startWorkload(16 * MIB, 1);
     Node owner = protectedOwner();
     long faultAt = System.nanoTime();
