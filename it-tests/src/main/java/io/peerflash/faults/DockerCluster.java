@@ -421,8 +421,9 @@ public final class DockerCluster implements AutoCloseable {
     return client;
   }
 
-  /** The cluster map as seen by the first node that answers within 3 s, if any. */
-  public Optional<ClusterStatus> clusterStatus() {
+  /** The cluster map as seen by every node that answers within 3 s. */
+  public List<ClusterStatus> statuses() {
+    List<ClusterStatus> all = new ArrayList<>();
     for (Node n : nodes) {
       if (n.paused) {
         continue;
@@ -433,18 +434,35 @@ public final class DockerCluster implements AutoCloseable {
               .deadline(Duration.ofSeconds(3))
               .retryBudget(Duration.ZERO)
               .build()) {
-        return Optional.of(c.clusterStatus());
+        all.add(c.clusterStatus());
       } catch (RuntimeException e) {
         // next node
       }
     }
-    return Optional.empty();
+    return all;
   }
 
-  /** The volume's entry in the cluster map (owner, epoch, replica set), if known. */
+  /**
+   * The cluster map as the Raft leader sees it (a node cut off from the others may answer with an
+   * old map), else as the first node that answers.
+   */
+  public Optional<ClusterStatus> clusterStatus() {
+    List<ClusterStatus> all = statuses();
+    return all.stream()
+        .filter(s -> !s.getLeaderId().isEmpty() && s.getAnsweredBy().equals(s.getLeaderId()))
+        .findFirst()
+        .or(() -> all.stream().findFirst());
+  }
+
+  /**
+   * The volume's entry in the cluster map (owner, epoch, replica set): the newest (highest epoch)
+   * any node knows.
+   */
   public Optional<ClusterVolume> volume(String name) {
-    return clusterStatus()
-        .flatMap(s -> s.getVolumesList().stream().filter(v -> v.getName().equals(name)).findAny());
+    return statuses().stream()
+        .flatMap(s -> s.getVolumesList().stream())
+        .filter(v -> v.getName().equals(name))
+        .max(Comparator.comparingLong(ClusterVolume::getEpoch));
   }
 
   /** The volume's owner in the cluster map. */

@@ -109,6 +109,32 @@ class FaultInjectionIT {
 
   @Test
   @org.junit.jupiter.api.Order(4)
+  void partitionOwnerFromPeersButNotFromClients() {
+    // The owner loses every peer but still answers clients (and still reaches shared storage):
+    // after its lease it must refuse them, and never serve or destage stale data.
+    cluster = DockerCluster.builder("partition-owner").set("max-dirty-age-ms", "300").start();
+    Workload w = startWorkload(16 * MIB, 1);
+    Node owner = protectedOwner();
+    long faultAt = System.nanoTime();
+    for (Node n : cluster.nodes()) {
+      if (n != owner) {
+        cluster.cutLink(owner, n);
+      }
+    }
+    Node newOwner = awaitNewOwner(owner, Duration.ofSeconds(60));
+    awaitAcksSince(w, faultAt, Duration.ofSeconds(60));
+    runFor(4);
+    assertThat(cluster.answers(owner)).as("the partitioned owner still answers clients").isTrue();
+    cluster.healNetwork(owner);
+    cluster.awaitAllUp(Duration.ofMinutes(2));
+    runFor(3);
+    Report r = ConsistencyChecker.check("partition-owner", cluster, w, faultAt);
+    assertConsistent(r);
+    assertThat(newOwner).isNotEqualTo(owner);
+  }
+
+  @Test
+  @org.junit.jupiter.api.Order(5)
   void cutLinkBetweenOwnerAndReplica() {
     cluster = DockerCluster.builder("cut-link").start();
     Workload w = startWorkload(16 * MIB, 1);
@@ -129,7 +155,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(5)
+  @org.junit.jupiter.api.Order(6)
   void freezeOwnerPastItsLease() {
     // Eager destage: an owner that woke up unfenced would write its old blocks at once.
     cluster = DockerCluster.builder("freeze-owner").set("max-dirty-age-ms", "300").start();
@@ -149,7 +175,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(6)
+  @org.junit.jupiter.api.Order(7)
   void rollingRestart() {
     // The image's own health check, at a short interval: each node must turn healthy again.
     cluster =
@@ -178,7 +204,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(7)
+  @org.junit.jupiter.api.Order(8)
   void restartAllNodesWithDirtyData() {
     // Nothing is destaged by age: the cluster goes down with its dirty data.
     cluster = DockerCluster.builder("restart-all-dirty").set("max-dirty-age-ms", "600000").start();
@@ -200,7 +226,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(8)
+  @org.junit.jupiter.api.Order(9)
   void packetLossOnReplicationLinks() {
     cluster = DockerCluster.builder("packet-loss").start();
     Workload w = startWorkload(16 * MIB, 1);
@@ -218,7 +244,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(9)
+  @org.junit.jupiter.api.Order(10)
   void sharedStorageFailing() {
     cluster =
         DockerCluster.builder("storage-failing")
@@ -250,7 +276,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(10)
+  @org.junit.jupiter.api.Order(11)
   void cacheFullOfDirtyData() {
     // A small cache, and shared storage full so the destager cannot free it: the cache fills up
     // with dirty data; writes must then be refused within the backpressure wait, never hang, and
@@ -282,7 +308,7 @@ class FaultInjectionIT {
   }
 
   @Test
-  @org.junit.jupiter.api.Order(11)
+  @org.junit.jupiter.api.Order(12)
   void fiveNodesKillOwnerAndAReplica() {
     cluster = DockerCluster.builder("five-nodes-kill-two").nodes(5).start();
     Workload w = startWorkload(16 * MIB, 2);
