@@ -375,6 +375,14 @@ public record NodeConfig(
           "peers must name the cluster's voters (this node included when it bootstraps the"
               + " cluster; without it, it joins a running cluster: see cluster add-node)");
     }
+    if (clustered()
+        && advertiseAddress.isEmpty()
+        && (listenHost.equals("0.0.0.0") || listenHost.equals("::") || listenHost.equals("[::]"))) {
+      throw new IllegalArgumentException(
+          "listen "
+              + listenHost
+              + " is a wildcard: peers and clients cannot reach it; set advertise=HOST:PORT");
+    }
     if (!advertiseAddress.isEmpty() && advertiseAddress.lastIndexOf(':') <= 0) {
       throw new IllegalArgumentException(
           "advertise must be HOST:PORT, got '" + advertiseAddress + "'");

@@ -5,6 +5,7 @@ import io.grpc.Status;
 import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.engine.ReplicationPort;
+import io.peerflash.node.engine.ReplicationPort.StuckException;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.replication.data.PeerReplicator;
@@ -181,8 +182,9 @@ public final class PeerReplicationPort implements ReplicationPort {
                 // Could neither reach a replica nor take it out of the map: acknowledging now
                 // would let it win a later failover without this write.
                 result.completeExceptionally(
-                    new FencedException(
-                        "a replica is unreachable and could not be removed from the cluster map"));
+                    new StuckException(
+                        "a replica is unreachable and could not be removed from the cluster map"
+                            + " (no Raft leader reachable); the write was not acknowledged"));
               } else if (evicted) {
                 result.completeExceptionally(
                     new ReplicaException(

@@ -690,6 +690,10 @@ public final class CacheEngine implements AutoCloseable {
       copies.get(REPLICATION_WAIT_BACKSTOP_MS, TimeUnit.MILLISECONDS);
       return true;
     } catch (ExecutionException e) {
+      if (e.getCause() instanceof ReplicationPort.StuckException s) {
+        throw new CacheException(
+            Reason.UNAVAILABLE, "volume '" + v.name() + "': " + s.getMessage() + "; retry");
+      }
       if (e.getCause() instanceof ReplicationPort.FencedException f) {
         throw new CacheException(
             Reason.FAILED_PRECONDITION,

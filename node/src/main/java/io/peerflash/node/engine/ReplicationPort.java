@@ -34,6 +34,17 @@ public interface ReplicationPort {
    */
   default void admit(VolumeInfo volume) throws CacheException {}
 
+  /**
+   * A replica could neither be reached nor be taken out of the map (the Raft leader is unreachable
+   * or being elected): the write must not be acknowledged, not even through shared storage, since
+   * that replica could still take the volume over without it. Retryable.
+   */
+  final class StuckException extends Exception {
+    public StuckException(String message) {
+      super(message);
+    }
+  }
+
   /** A replica knows a newer epoch: this node is no longer the volume's owner. */
   final class FencedException extends Exception {
     public FencedException(String message) {

@@ -182,16 +182,45 @@ class TwoNodeReplicationTest {
   void staleOwnerGetsNoAcknowledgement() throws Exception {
     write(0, new byte[4096]);
     epoch.set(7); // the cluster moved on; this owner still writes with its old epoch
+    // As in the cluster, a stale owner cannot take the replica out of the map either (its
+    // compare-and-set on the old epoch fails): whether the refusal or an ack timeout comes first
+    // on a loaded machine, the write is not acknowledged.
     PeerReplicationPort stale =
         new PeerReplicationPort(
-            v -> new PeerReplicationPort.Targets(6, "owner", List.of(toReplica)));
+            v -> new PeerReplicationPort.Targets(6, "owner", List.of(toReplica)),
+            (volume, peer, e) -> java.util.concurrent.CompletableFuture.completedFuture(false));
     owner.setReplicationPort(stale);
     byte[] data = new byte[4096];
     Arrays.fill(data, (byte) 9);
     assertThatThrownBy(() -> owner.write("v", 0, ByteBuffer.wrap(data)))
         .isInstanceOf(CacheException.class)
-        .hasMessageContaining("no longer its owner");
+        .satisfies(
+            e ->
+                assertThat(e.getMessage())
+                    .containsAnyOf("no longer its owner", "could not be removed"));
     // Nothing reached shared storage on its behalf.
     assertThat(Arrays.copyOfRange(shared(), 0, 4096)).isEqualTo(new byte[4096]);
+  }
+
+  @Test
+  void replicaThatCanNeitherBeReachedNorRemovedFailsTheWriteRetryably() throws Exception {
+    // No Raft leader reachable: the unreachable replica stays in the map, so the write must not
+    // be acknowledged at all (not even through shared storage): that replica could still take
+    // the volume over without it.
+    owner.setReplicationPort(
+        new PeerReplicationPort(
+            v -> new PeerReplicationPort.Targets(epoch.get(), "owner", List.of(toReplica)),
+            (volume, peer, e) -> java.util.concurrent.CompletableFuture.completedFuture(false)));
+    replicaServer.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    byte[] data = new byte[4096];
+    Arrays.fill(data, (byte) 5);
+    assertThatThrownBy(() -> owner.write("v", 8192, ByteBuffer.wrap(data)))
+        .isInstanceOf(CacheException.class)
+        .hasMessageContaining("could not be removed from the cluster map")
+        .satisfies(
+            e ->
+                assertThat(((CacheException) e).reason())
+                    .isEqualTo(CacheException.Reason.UNAVAILABLE));
+    assertThat(Arrays.copyOfRange(shared(), 8192, 8192 + 4096)).isEqualTo(new byte[4096]);
   }
 }
