@@ -10,7 +10,7 @@
 # then writes a Markdown report (every ratio, the targets met or missed) and PNG plots.
 #
 # Usage: it-tests/bench/compare.sh [--quick | --full] [--out DIR] [--qd LIST]
-#   --quick  about 3-4 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
+#   --quick  about 4 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
 #   --full   (default) about 12 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
 #   --out    where results, logs and the report go (default: /tmp/peerflash-bench-<time>)
 #
@@ -37,10 +37,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# Every server process gets a warm-up pass (not measured) before its first measured run: on two
+# busy cores the JIT compiler alone takes seconds of CPU, which would otherwise land in the first
+# runs. Each run then has its own short warm-up (its client JVM is new).
 if [ "$MODE" = quick ]; then
-  DUR=3s; WARM=1s; SUSTAIN=40s; SUSTAIN_CACHE=64MiB; CACHE=1GiB; HZ_DUR=3; HZ_WARM=1
+  DUR=3s; WARM=2s; PASS=6s; SUSTAIN=30s; SUSTAIN_CACHE=64MiB; CACHE=1GiB; HZ_DUR=3; HZ_WARM=2
 else
-  DUR=15s; WARM=3s; SUSTAIN=180s; SUSTAIN_CACHE=256MiB; CACHE=1GiB; HZ_DUR=15; HZ_WARM=3
+  DUR=15s; WARM=3s; PASS=20s; SUSTAIN=180s; SUSTAIN_CACHE=256MiB; CACHE=1GiB; HZ_DUR=15; HZ_WARM=3
 fi
 # Ports away from local-cluster's defaults, so a cluster someone is trying out stays untouched.
 BASE_PORT=17601
@@ -110,7 +113,8 @@ wait_for_line() { # file pattern pid seconds
   return 1
 }
 
-pf() { java -jar "$JAR" "$@"; }
+PF=(java -jar "$JAR")
+pf() { "${PF[@]}" "$@"; }
 bench() { # bench args...: one 'peerflash bench' run; its table goes to the log too
   pf bench --target "$TARGET" --qd "$QD" --duration "$DUR" --warmup "$WARM" "$@" \
     | tee -a "$LOGS/bench.log" || echo "warning: this run failed or had errors (see above)" >&2
@@ -120,18 +124,32 @@ CLUSTER_PID=""
 start_cluster() { # name cache-size [local-cluster args...]
   local name=$1 cache=$2
   shift 2
-  local dir="$OUT/$name"
+  local dir="$OUT/$name" p
+  for p in $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) $RAFT_BASE_PORT \
+    $((RAFT_BASE_PORT + 1)) $((RAFT_BASE_PORT + 2)); do
+    port_free "$p" || { echo "error: port $p is still in use before starting $name" >&2; exit 1; }
+  done
   rm -rf "$dir"
   CLUSTER_DIRS+=("$dir")
-  pf local-cluster --nodes 3 --dir "$dir" --cache-size "$cache" \
+  # Started directly (not through a function, which would run in a subshell): $! is the JVM.
+  "${PF[@]}" local-cluster --nodes 3 --dir "$dir" --cache-size "$cache" \
     --base-port $BASE_PORT --raft-base-port $RAFT_BASE_PORT "$@" >"$LOGS/$name.log" 2>&1 &
   CLUSTER_PID=$!
   PIDS+=("$CLUSTER_PID")
   wait_for_line "$LOGS/$name.log" "cluster ready" "$CLUSTER_PID" 120
   echo "== cluster $name: 3 nodes, cache $cache each $*"
 }
+warm_up() { # a pass over the write and read paths of a new cluster, not measured
+  echo "-- warm-up pass ($PASS, not measured)"
+  pf bench --target "$TARGET" --workload write,read-hit --qd 32 --api unary --duration "$PASS" \
+    --warmup 0s --volume b-warm --replicas 1 --working-set 16MiB --delete-volume --no-progress \
+    >/dev/null || true
+}
 stop_cluster() {
-  stop_pid "$CLUSTER_PID" 30
+  local dir=${CLUSTER_DIRS[-1]} pid
+  stop_pid "$CLUSTER_PID" 60
+  # The next cluster uses the same ports: make sure every node is gone.
+  while read -r _ pid _; do stop_pid "$pid" 5; done < "$dir/cluster.txt"
 }
 
 # ---- the peer's side: built first, so a failed download stops the run early ------------------
@@ -152,10 +170,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- 1. the floor: gRPC echo ------------------------------------------------------------------
 echo "== floor: 4 KiB gRPC echo"
-pf bench echo-server --listen "127.0.0.1:$ECHO_PORT" >"$LOGS/echo-server.log" 2>&1 &
+"${PF[@]}" bench echo-server --listen "127.0.0.1:$ECHO_PORT" >"$LOGS/echo-server.log" 2>&1 &
 ECHO_PID=$!
 PIDS+=("$ECHO_PID")
 wait_for_line "$LOGS/echo-server.log" "listening" "$ECHO_PID" 30
+pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd 32 --duration "$PASS" --warmup 0s \
+  --no-progress >/dev/null || true
 pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd "$QD" --duration "$DUR" \
   --warmup "$WARM" --id echo --json "$RESULTS/echo.json" | tee -a "$LOGS/bench.log" \
   || echo "warning: the echo run failed" >&2
@@ -175,6 +195,8 @@ for i in 0 1; do
   wait_for_line "$LOGS/hazelcast-${HZ_PORTS[$i]}.log" "member ready" "${HZ_PIDS[$i]}" 90
 done
 java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$HZ_MEMBERS" \
+  --qd 32 --duration "${PASS%s}" --warmup 0 >/dev/null 2>>"$LOGS/hazelcast-load.log" || true
+java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$HZ_MEMBERS" \
   --qd "$QD" --duration "$HZ_DUR" --warmup "$HZ_WARM" --json "$RESULTS/hazelcast.json" \
   2>"$LOGS/hazelcast-load.log" | tee -a "$LOGS/bench.log" \
   || echo "warning: the Hazelcast run failed; see $LOGS/hazelcast-load.log" >&2
@@ -182,6 +204,7 @@ for pid in "${HZ_PIDS[@]}"; do stop_pid "$pid"; done
 
 # ---- 3. PeerFlash: write-back, replicas 0/1/2, reads, mix, sequential -------------------------
 start_cluster cluster-a "$CACHE"
+warm_up
 echo "-- write-back, replicas 0"
 bench --workload write --volume b-wb0 --replicas 0 --id wb-r0 --delete-volume \
   --label "PeerFlash write-back, replicas 0: 4 KiB random writes" --json "$RESULTS/wb-r0.json"
@@ -209,6 +232,7 @@ stop_cluster
 
 # ---- 4. shared storage with 1 ms latency: write-through vs write-back -------------------------
 start_cluster cluster-slow "$CACHE" --set storage-latency-us=1000
+warm_up
 echo "-- write-through, storage 1 ms"
 bench --workload write --volume b-wt --mode write-through --replicas 0 --id wt-1ms \
   --delete-volume --label "PeerFlash write-through, storage latency 1 ms" \
@@ -233,6 +257,6 @@ ELAPSED=$(($(date +%s) - START))
 pf bench report --in "$RESULTS" --out "$OUT" \
   --context "compare.sh --$MODE on $(hostname), $(nproc) cores, $(java -version 2>&1 | head -1)" \
   --context "$(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED} s; load average at the start: $LOAD_BEFORE, at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
-  --context "runs of $DUR after $WARM warm-up; cache $CACHE per node ($SUSTAIN_CACHE for the sustained run, $SUSTAIN)" \
+  --context "runs of $DUR after $WARM warm-up, each server warmed up for $PASS first; cache $CACHE per node ($SUSTAIN_CACHE for the sustained run, $SUSTAIN)" \
   --context "every process (3 nodes, the load client, Hazelcast members) shares this machine: compare ratios, not absolute times"
 echo "report: $OUT/report.md"
