@@ -60,6 +60,14 @@ final class LocalClusterCommand implements Callable<Integer> {
   boolean sync;
 
   @Option(
+      names = "--set",
+      paramLabel = "KEY=VALUE",
+      description =
+          "A node setting given to every node (see 'peerflash node --help'), e.g."
+              + " storage-latency-us=1000; repeatable.")
+  java.util.Map<String, String> settings;
+
+  @Option(
       names = "--base-port",
       paramLabel = "PORT",
       defaultValue = "7601",
@@ -215,6 +223,12 @@ final class LocalClusterCommand implements Callable<Integer> {
     }
     if (sync) {
       args.add("--sync");
+    }
+    if (settings != null) {
+      for (java.util.Map.Entry<String, String> e : settings.entrySet()) {
+        args.add("--set");
+        args.add(e.getKey() + "=" + e.getValue());
+      }
     }
     return args;
   }

@@ -41,7 +41,8 @@ import picocli.CommandLine.UnmatchedArgumentException;
       FlushCommand.class,
       StatusCommand.class,
       ClusterCommand.class,
-      LocalClusterCommand.class
+      LocalClusterCommand.class,
+      BenchCommand.class
     })
 public final class PeerFlashCli implements Callable<Integer> {
   static final int EXIT_OK = 0;
@@ -55,6 +56,8 @@ public final class PeerFlashCli implements Callable<Integer> {
   }
 
   private final ChannelFactory channels;
+  // Channels of the benchmark client: responses run on the transport thread (no hand-off).
+  private final ChannelFactory benchChannels;
   private final PrintStream out;
   private final PrintStream err;
   private final boolean interactive;
@@ -67,21 +70,29 @@ public final class PeerFlashCli implements Callable<Integer> {
   @Spec CommandSpec spec;
 
   public PeerFlashCli() {
-    this(PeerFlashCli::plaintextChannel, System.out, System.err, System.console() != null, true);
+    this(
+        PeerFlashCli::plaintextChannel,
+        BenchCommand::directChannel,
+        System.out,
+        System.err,
+        System.console() != null,
+        true);
   }
 
   /** For tests: no console, and the JVM's logging configuration is left alone. */
   PeerFlashCli(ChannelFactory channels, PrintStream out, PrintStream err) {
-    this(channels, out, err, false, false);
+    this(channels, channels, out, err, false, false);
   }
 
   private PeerFlashCli(
       ChannelFactory channels,
+      ChannelFactory benchChannels,
       PrintStream out,
       PrintStream err,
       boolean interactive,
       boolean quietLibraryLogging) {
     this.channels = channels;
+    this.benchChannels = benchChannels;
     this.out = out;
     this.err = err;
     this.interactive = interactive;
@@ -151,6 +162,24 @@ public final class PeerFlashCli implements Callable<Integer> {
       ClientLogging.quiet();
     }
     return PeerFlashClient.builder().target(targets).channelFactory(channels::open);
+  }
+
+  /** A channel for the benchmark's load (see {@link BenchCommand#directChannel}). */
+  ManagedChannel benchChannel(String target) {
+    this.target = target;
+    if (quietLibraryLogging) {
+      ClientLogging.quiet();
+    }
+    return benchChannels.open(target);
+  }
+
+  /** A client builder for the benchmark's load, over {@link #benchChannel} channels. */
+  PeerFlashClient.Builder benchClientBuilder(String targets) {
+    this.target = targets;
+    if (quietLibraryLogging) {
+      ClientLogging.quiet();
+    }
+    return PeerFlashClient.builder().target(targets).channelFactory(benchChannels::open);
   }
 
   static ManagedChannel plaintextChannel(String target) {

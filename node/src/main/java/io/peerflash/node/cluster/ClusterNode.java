@@ -473,9 +473,12 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                 faults));
   }
 
+  // Replica acks complete the write's future on the transport thread: their callbacks only
+  // match the ack and wake the waiting writer, so a pool would only add a thread hand-off to
+  // every replicated write. Blocking stubs on these channels run on the caller's thread anyway.
   private ManagedChannel channel(String address) {
     return channels.computeIfAbsent(
-        address, a -> NettyChannelBuilder.forTarget(a).usePlaintext().build());
+        address, a -> NettyChannelBuilder.forTarget(a).usePlaintext().directExecutor().build());
   }
 
   @Override

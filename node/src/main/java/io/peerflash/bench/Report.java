@@ -1,0 +1,463 @@
+package io.peerflash.bench;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.TreeSet;
+
+/**
+ * Turns the results of one comparison run into a Markdown report with every ratio, the targets (met
+ * or missed) and the plots.
+ *
+ * <p>Runs are found by id ({@code compare.sh} names them): {@value #ECHO}, {@value #WB_R0}, {@value
+ * #WB_R1}, {@value #WB_R2}, {@value #READ_HIT}, {@value #READ_MISS}, {@value #MIX}, {@value
+ * #SEQ_WRITE}, {@value #WT_SLOW}, {@value #WB_SLOW}, {@value #PEER}, {@value #SUSTAINED}. Any other
+ * id is listed with its ratios but takes part in no target.
+ */
+public final class Report {
+  public static final String ECHO = "echo";
+  public static final String WB_R0 = "wb-r0";
+  public static final String WB_R1 = "wb-r1";
+  public static final String WB_R2 = "wb-r2";
+  public static final String READ_HIT = "read-hit";
+  public static final String READ_MISS = "read-miss";
+  public static final String MIX = "mix";
+  public static final String SEQ_WRITE = "seq-write";
+  public static final String WT_SLOW = "wt-1ms";
+  public static final String WB_SLOW = "wb-r1-1ms";
+  public static final String PEER = "hazelcast";
+  public static final String SUSTAINED = "sustained";
+
+  /** The file names {@link #write} creates in its directory. */
+  public static final String MARKDOWN = "report.md";
+
+  public static final String LATENCY_PNG = "latency.png";
+  public static final String SUSTAINED_PNG = "sustained.png";
+
+  /** A target of the benchmark and how this run did against it. */
+  public record Verdict(String target, String measured, String ratio, String limit, Boolean met) {
+    String metText() {
+      return met == null ? "not run" : met ? "**met**" : "**missed**";
+    }
+  }
+
+  private final List<BenchResult> results;
+
+  public Report(List<BenchResult> results) {
+    this.results = List.copyOf(results);
+  }
+
+  /** The run with this id and queue depth, or null. */
+  public BenchResult find(String id, int qd) {
+    for (BenchResult r : results) {
+      if (r.id().equals(id) && r.qd() == qd) {
+        return r;
+      }
+    }
+    return null;
+  }
+
+  /** The first run with this id at the highest queue depth above 1, or null. */
+  public BenchResult findDeep(String id) {
+    BenchResult best = null;
+    for (BenchResult r : results) {
+      if (r.id().equals(id) && r.qd() > 1 && (best == null || r.qd() > best.qd())) {
+        best = r;
+      }
+    }
+    return best;
+  }
+
+  private BenchResult first(String id) {
+    for (BenchResult r : results) {
+      if (r.id().equals(id)) {
+        return r;
+      }
+    }
+    return null;
+  }
+
+  /** Every target of the issue, evaluated on these results. */
+  public List<Verdict> verdicts() {
+    List<Verdict> v = new ArrayList<>();
+    BenchResult echo1 = find(ECHO, 1);
+    BenchResult wb1 = find(WB_R1, 1);
+    v.add(
+        atMost(
+            "write-back, replicas 1, QD1: p50 vs gRPC echo QD1 p50",
+            wb1,
+            echo1,
+            r -> r.latency().p50(),
+            2.5,
+            true));
+    v.add(
+        atMost(
+            "read hit, QD1: p50 vs gRPC echo QD1 p50",
+            find(READ_HIT, 1),
+            echo1,
+            r -> r.latency().p50(),
+            1.3,
+            true));
+    BenchResult wbDeep = findDeep(WB_R1);
+    BenchResult peerDeep = wbDeep == null ? findDeep(PEER) : find(PEER, wbDeep.qd());
+    if (wbDeep == null || peerDeep == null) {
+      v.add(
+          new Verdict(
+              "write-back, replicas 1, QD32: IOPS vs Hazelcast put (backup-count 1) at the same QD",
+              "-",
+              "-",
+              ">= 1.5x",
+              null));
+    } else {
+      double ratio = wbDeep.iops() / peerDeep.iops();
+      v.add(
+          new Verdict(
+              "write-back, replicas 1, QD"
+                  + wbDeep.qd()
+                  + ": IOPS vs Hazelcast put (backup-count 1)",
+              count(wbDeep.iops()) + " vs " + count(peerDeep.iops()) + " IOPS",
+              x(ratio),
+              ">= 1.5x",
+              ratio >= 1.5));
+    }
+    BenchResult wt = find(WT_SLOW, 1);
+    BenchResult wbSlow = find(WB_SLOW, 1);
+    if (wt == null || wbSlow == null) {
+      v.add(
+          new Verdict(
+              "1 ms storage, QD1: write-through p50 vs write-back p50", "-", "-", ">= 5x", null));
+    } else {
+      double ratio = wt.latency().p50() / wbSlow.latency().p50();
+      v.add(
+          new Verdict(
+              "1 ms storage, QD1: write-through p50 vs write-back (replicas 1) p50",
+              Plots.micros(wt.latency().p50()) + " vs " + Plots.micros(wbSlow.latency().p50()),
+              x(ratio),
+              ">= 5x",
+              ratio >= 5));
+    }
+    BenchResult s = first(SUSTAINED);
+    BenchResult.Phase bound = s == null ? null : s.phase(LoadDriver.PHASE_DESTAGE_BOUND);
+    if (s == null || bound == null || bound.ops() == 0) {
+      v.add(
+          new Verdict(
+              "sustained: slowest write while destage runs flat out (cache > 2x full)",
+              s == null ? "-" : "no destage-bound phase (wrote too little)",
+              "-",
+              "<= 100 ms",
+              s == null ? null : false));
+    } else {
+      double fill = s.cacheBytes() > 0 ? (double) s.bytes() / s.cacheBytes() : Double.NaN;
+      boolean full = !Double.isNaN(fill) && fill >= 2;
+      v.add(
+          new Verdict(
+              "sustained: slowest write while destage runs flat out (cache > 2x full)",
+              String.format(
+                  Locale.ROOT,
+                  "max %s, p99.9 %s, %s written (%s the cache)",
+                  Plots.micros(bound.latency().max()),
+                  Plots.micros(bound.latency().p999()),
+                  mib(s.bytes()),
+                  Double.isNaN(fill) ? "?" : x(fill)),
+              "-",
+              "<= 100 ms",
+              bound.latency().max() <= 100_000 && full));
+    }
+    return v;
+  }
+
+  private Verdict atMost(
+      String target,
+      BenchResult a,
+      BenchResult b,
+      java.util.function.ToDoubleFunction<BenchResult> f,
+      double limit,
+      boolean latency) {
+    if (a == null || b == null) {
+      return new Verdict(target, "-", "-", "<= " + x(limit), null);
+    }
+    double ratio = f.applyAsDouble(a) / f.applyAsDouble(b);
+    String measured =
+        latency
+            ? Plots.micros(f.applyAsDouble(a)) + " vs " + Plots.micros(f.applyAsDouble(b))
+            : count(f.applyAsDouble(a)) + " vs " + count(f.applyAsDouble(b));
+    return new Verdict(target, measured, x(ratio), "<= " + x(limit), ratio <= limit);
+  }
+
+  /** The report as Markdown; {@code context} lines go under the title. */
+  public String markdown(List<String> context, boolean withLatencyPlot, boolean withSustainedPlot) {
+    StringBuilder b = new StringBuilder();
+    b.append("# PeerFlash benchmark report\n\n");
+    for (String line : context) {
+      b.append(line).append("  \n");
+    }
+    b.append('\n');
+    b.append("## Targets\n\n");
+    b.append("| target | measured | ratio | limit | result |\n|---|---|---|---|---|\n");
+    for (Verdict v : verdicts()) {
+      b.append("| ")
+          .append(v.target())
+          .append(" | ")
+          .append(v.measured())
+          .append(" | ")
+          .append(v.ratio())
+          .append(" | ")
+          .append(v.limit())
+          .append(" | ")
+          .append(v.metText())
+          .append(" |\n");
+    }
+    b.append('\n');
+    b.append("## Every run\n\n");
+    b.append(
+        "Latencies in microseconds. Ratios are against the gRPC echo (the floor) at the same queue"
+            + " depth, measured in the same run: latency ratio = p50 / echo p50, rate ratio ="
+            + " IOPS / echo IOPS.\n\n");
+    b.append(
+        "| run | what | QD | IOPS | MiB/s | p50 | p99 | p99.9 | max | p50 / echo | IOPS / echo |"
+            + " errors |\n");
+    b.append("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (BenchResult r : sorted()) {
+      BenchResult echo = find(ECHO, r.qd());
+      b.append("| ")
+          .append(r.id())
+          .append(" | ")
+          .append(r.label())
+          .append(" | ")
+          .append(r.qd())
+          .append(" | ")
+          .append(count(r.iops()))
+          .append(" | ")
+          .append(String.format(Locale.ROOT, "%.1f", r.mibPerSec()))
+          .append(" | ")
+          .append(us(r.latency().p50()))
+          .append(" | ")
+          .append(us(r.latency().p99()))
+          .append(" | ")
+          .append(us(r.latency().p999()))
+          .append(" | ")
+          .append(us(r.latency().max()))
+          .append(" | ")
+          .append(echo == null ? "-" : x(r.latency().p50() / echo.latency().p50()))
+          .append(" | ")
+          .append(echo == null ? "-" : x(r.iops() / echo.iops()))
+          .append(" | ")
+          .append(r.errors())
+          .append(" |\n");
+    }
+    b.append('\n');
+    comparisons(b);
+    BenchResult s = first(SUSTAINED);
+    if (s != null) {
+      b.append("## Sustained run\n\n");
+      b.append(
+          String.format(
+              Locale.ROOT,
+              "%s, QD%d, %.0f s: %s written, %s the cache of the owner (%s); %d errors.\n\n",
+              s.label(),
+              s.qd(),
+              s.seconds(),
+              mib(s.bytes()),
+              s.cacheBytes() > 0 ? x((double) s.bytes() / s.cacheBytes()) : "?",
+              s.cacheBytes() > 0 ? mib(s.cacheBytes()) : "unknown size",
+              s.errors()));
+      b.append(
+          "The destage-bound phase starts once the writes since the start (warm-up included) exceed"
+              + " the cache: from then on every write needs space the destager must free.\n\n");
+      b.append("| phase | ops | s | IOPS | p50 | p99 | p99.9 | max |\n");
+      b.append("|---|---|---|---|---|---|---|---|\n");
+      for (BenchResult.Phase p : s.phases()) {
+        b.append(
+            String.format(
+                Locale.ROOT,
+                "| %s | %d | %.1f | %s | %s | %s | %s | %s |\n",
+                p.name(),
+                p.ops(),
+                p.seconds(),
+                count(p.iops()),
+                us(p.latency().p50()),
+                us(p.latency().p99()),
+                us(p.latency().p999()),
+                us(p.latency().max())));
+      }
+      double destage = 0;
+      int n = 0;
+      for (BenchResult.TimelinePoint t : s.timeline()) {
+        if (!Double.isNaN(t.destageMibPerSec())) {
+          destage += t.destageMibPerSec();
+          n++;
+        }
+      }
+      if (n > 0) {
+        b.append(
+            String.format(
+                Locale.ROOT, "\nMean destage rate of the owner: %.1f MiB/s.\n", destage / n));
+      }
+      b.append('\n');
+      if (withSustainedPlot) {
+        b.append("![sustained run](").append(SUSTAINED_PNG).append(")\n\n");
+      }
+    }
+    if (withLatencyPlot) {
+      b.append("## Latency distributions\n\n![latency](").append(LATENCY_PNG).append(")\n");
+    }
+    return b.toString();
+  }
+
+  private void comparisons(StringBuilder b) {
+    List<String> lines = new ArrayList<>();
+    BenchResult peer1 = find(PEER, 1);
+    BenchResult wb1 = find(WB_R1, 1);
+    if (peer1 != null && wb1 != null) {
+      lines.add(
+          String.format(
+              Locale.ROOT,
+              "- QD1 write, replicas/backups 1: PeerFlash p50 %s vs Hazelcast put p50 %s (%s);"
+                  + " IOPS %s vs %s (%s)",
+              Plots.micros(wb1.latency().p50()),
+              Plots.micros(peer1.latency().p50()),
+              x(wb1.latency().p50() / peer1.latency().p50()),
+              count(wb1.iops()),
+              count(peer1.iops()),
+              x(wb1.iops() / peer1.iops())));
+    }
+    BenchResult wbDeep = findDeep(WB_R1);
+    BenchResult peerDeep = wbDeep == null ? null : find(PEER, wbDeep.qd());
+    if (wbDeep != null && peerDeep != null) {
+      lines.add(
+          String.format(
+              Locale.ROOT,
+              "- QD%d write, replicas/backups 1: PeerFlash %s IOPS vs Hazelcast %s IOPS (%s); p50 %s"
+                  + " vs %s",
+              wbDeep.qd(),
+              count(wbDeep.iops()),
+              count(peerDeep.iops()),
+              x(wbDeep.iops() / peerDeep.iops()),
+              Plots.micros(wbDeep.latency().p50()),
+              Plots.micros(peerDeep.latency().p50())));
+    }
+    String[] ladder = {WB_R0, WB_R1, WB_R2};
+    BenchResult r0 = find(WB_R0, 1);
+    if (r0 != null) {
+      for (String id : ladder) {
+        BenchResult r = find(id, 1);
+        if (r != null && r != r0) {
+          lines.add(
+              String.format(
+                  Locale.ROOT,
+                  "- QD1 write-back, %s vs replicas 0: p50 %s vs %s (%s): the cost of the copies",
+                  r.label(),
+                  Plots.micros(r.latency().p50()),
+                  Plots.micros(r0.latency().p50()),
+                  x(r.latency().p50() / r0.latency().p50())));
+        }
+      }
+    }
+    BenchResult wt = find(WT_SLOW, 1);
+    BenchResult wbSlow = find(WB_SLOW, 1);
+    if (wt != null && wbSlow != null) {
+      lines.add(
+          String.format(
+              Locale.ROOT,
+              "- 1 ms storage, QD1: write-through p50 %s vs write-back p50 %s (%s lower)",
+              Plots.micros(wt.latency().p50()),
+              Plots.micros(wbSlow.latency().p50()),
+              x(wt.latency().p50() / wbSlow.latency().p50())));
+    }
+    if (!lines.isEmpty()) {
+      b.append("## Side by side\n\n");
+      for (String l : lines) {
+        b.append(l).append('\n');
+      }
+      b.append('\n');
+    }
+  }
+
+  private List<BenchResult> sorted() {
+    List<String> order =
+        List.of(
+            ECHO, WB_R0, WB_R1, WB_R2, READ_HIT, READ_MISS, MIX, SEQ_WRITE, WB_SLOW, WT_SLOW, PEER,
+            SUSTAINED);
+    List<BenchResult> out = new ArrayList<>(results);
+    out.sort(
+        Comparator.comparingInt(
+                (BenchResult r) -> {
+                  int i = order.indexOf(r.id());
+                  return i < 0 ? order.size() : i;
+                })
+            .thenComparing(BenchResult::id)
+            .thenComparingInt(BenchResult::qd));
+    return out;
+  }
+
+  /** Writes report.md and the plots into {@code dir}; returns the Markdown file. */
+  public Path write(Path dir, List<String> context) throws IOException {
+    Files.createDirectories(dir);
+    TreeSet<Integer> depths = new TreeSet<>();
+    for (BenchResult r : results) {
+      if (!r.id().equals(SUSTAINED) && !r.percentiles().isEmpty()) {
+        depths.add(r.qd());
+      }
+    }
+    boolean latencyPlot = !depths.isEmpty();
+    if (latencyPlot) {
+      List<Plots.Panel> panels = new ArrayList<>();
+      for (int qd : depths) {
+        List<BenchResult> rs = new ArrayList<>();
+        for (BenchResult r : sorted()) {
+          if (r.qd() == qd && !r.id().equals(SUSTAINED)) {
+            rs.add(r);
+          }
+        }
+        panels.add(new Plots.Panel("queue depth " + qd, rs));
+      }
+      Plots.writePng(Plots.percentiles(panels), dir.resolve(LATENCY_PNG));
+    }
+    BenchResult s = first(SUSTAINED);
+    boolean sustainedPlot = s != null && !s.timeline().isEmpty();
+    if (sustainedPlot) {
+      Plots.writePng(
+          Plots.timeline(s.label() + ", QD" + s.qd() + ": per second", s.timeline()),
+          dir.resolve(SUSTAINED_PNG));
+    }
+    Path md = dir.resolve(MARKDOWN);
+    Files.writeString(md, markdown(context, latencyPlot, sustainedPlot), StandardCharsets.UTF_8);
+    return md;
+  }
+
+  /** "2.50x". */
+  static String x(double ratio) {
+    if (Double.isNaN(ratio) || Double.isInfinite(ratio)) {
+      return "-";
+    }
+    return String.format(Locale.ROOT, ratio >= 100 ? "%.0fx" : "%.2fx", ratio);
+  }
+
+  /** "812", "12.3k", "1.20M". */
+  public static String count(double v) {
+    if (v >= 1e6) {
+      return String.format(Locale.ROOT, "%.2fM", v / 1e6);
+    }
+    if (v >= 1e4) {
+      return String.format(Locale.ROOT, "%.1fk", v / 1e3);
+    }
+    return String.format(Locale.ROOT, "%.0f", v);
+  }
+
+  /** Microseconds with a precision that suits their size. */
+  static String us(double v) {
+    if (Double.isNaN(v)) {
+      return "-";
+    }
+    return String.format(Locale.ROOT, v >= 100 ? "%.0f" : "%.1f", v);
+  }
+
+  static String mib(long bytes) {
+    return String.format(Locale.ROOT, "%.0f MiB", bytes / (1024.0 * 1024.0));
+  }
+}

@@ -1,0 +1,146 @@
+package io.peerflash.bench;
+
+import static io.peerflash.bench.BenchResultTest.sample;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.peerflash.bench.BenchResult.Phase;
+import io.peerflash.bench.BenchResult.TimelinePoint;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ReportTest {
+  @TempDir Path tmp;
+
+  static BenchResult sustained(double maxMicros, long cacheBytes) {
+    List<TimelinePoint> tl = new ArrayList<>();
+    for (int t = 1; t <= 30; t++) {
+      tl.add(new TimelinePoint(t, 5000 + 100 * t, 200, 900, 3000 + t, t / 30.0, 40));
+    }
+    return new BenchResult(
+        Report.SUSTAINED,
+        "sustained writes",
+        "peerflash",
+        "write",
+        32,
+        4096,
+        "write-back",
+        1,
+        30,
+        150_000,
+        0,
+        new Latency(200, 400, 900, 2000, maxMicros, 250),
+        BenchResult.curve(BenchResultTest.histogram(200, 900)),
+        List.of(
+            new Phase(
+                LoadDriver.PHASE_BURST, 50_000, 10, new Latency(150, 300, 600, 900, 1000, 170)),
+            new Phase(
+                LoadDriver.PHASE_DESTAGE_BOUND,
+                100_000,
+                20,
+                new Latency(250, 500, 1000, 2000, maxMicros, 300))),
+        tl,
+        cacheBytes,
+        "");
+  }
+
+  static List<BenchResult> all(double wbP50) {
+    return List.of(
+        sample(Report.ECHO, 1, 100, 9000),
+        sample(Report.ECHO, 32, 1000, 30000),
+        sample(Report.WB_R0, 1, 150, 6000),
+        sample(Report.WB_R1, 1, wbP50, 4000),
+        sample(Report.WB_R1, 32, 2000, 12000),
+        sample(Report.READ_HIT, 1, 120, 8000),
+        sample(Report.WT_SLOW, 1, 2500, 400),
+        sample(Report.WB_SLOW, 1, 300, 3000),
+        sample(Report.PEER, 1, 180, 5000),
+        sample(Report.PEER, 32, 6000, 6000),
+        sustained(45_000, 64L << 20));
+  }
+
+  @Test
+  void verdictsCompareTheRightRuns() {
+    List<Report.Verdict> v = new Report(all(240)).verdicts();
+    assertThat(v).hasSize(5);
+    assertThat(v.get(0).ratio()).isEqualTo("2.40x");
+    assertThat(v.get(0).met()).isTrue();
+    assertThat(v.get(1).ratio()).isEqualTo("1.20x");
+    assertThat(v.get(1).met()).isTrue();
+    assertThat(v.get(2).ratio()).isEqualTo("2.00x");
+    assertThat(v.get(2).measured()).isEqualTo("12.0k vs 6000 IOPS");
+    assertThat(v.get(2).met()).isTrue();
+    assertThat(v.get(3).ratio()).isEqualTo("8.33x");
+    assertThat(v.get(3).met()).isTrue();
+    // 150000 writes of 4 KiB = 586 MiB into a 64 MiB cache.
+    assertThat(v.get(4).measured()).contains("max 45 ms", "9.16x the cache");
+    assertThat(v.get(4).met()).isTrue();
+
+    List<Report.Verdict> missed = new Report(all(260)).verdicts();
+    assertThat(missed.get(0).met()).isFalse();
+    assertThat(missed.get(0).metText()).isEqualTo("**missed**");
+  }
+
+  @Test
+  void missingRunsAreNotRunAndSlowDestageMisses() {
+    List<Report.Verdict> none = new Report(List.of(sample(Report.ECHO, 1, 100, 1))).verdicts();
+    assertThat(none).allSatisfy(v -> assertThat(v.met()).isNull());
+    List<Report.Verdict> slow = new Report(List.of(sustained(150_000, 64L << 20))).verdicts();
+    assertThat(slow.get(4).met()).isFalse();
+    // Too little written: the cache never was twice full.
+    List<Report.Verdict> small = new Report(List.of(sustained(1_000, 1L << 30))).verdicts();
+    assertThat(small.get(4).met()).isFalse();
+  }
+
+  @Test
+  void writesMarkdownAndPlots() throws IOException {
+    Path md = new Report(all(240)).write(tmp, List.of("machine: test"));
+    String text = Files.readString(md);
+    assertThat(text)
+        .contains("# PeerFlash benchmark report", "machine: test", "## Targets", "**met**")
+        .contains("| wb-r1 | wb-r1 run | 32 | 12.0k |")
+        .contains("## Side by side", "## Sustained run", "destage-bound")
+        .contains("![latency](latency.png)", "![sustained run](sustained.png)")
+        .contains("Mean destage rate of the owner: 40.0 MiB/s");
+    // Echo at QD1 is 1.00x of itself.
+    assertThat(text).contains("| echo | echo run | 1 | 9000 | 35.2 | 100 |");
+    BufferedImage latency = ImageIO.read(tmp.resolve(Report.LATENCY_PNG).toFile());
+    assertThat(latency.getWidth()).isEqualTo(2 * 640);
+    BufferedImage sus = ImageIO.read(tmp.resolve(Report.SUSTAINED_PNG).toFile());
+    assertThat(sus.getWidth()).isEqualTo(1100);
+    // Something was drawn besides the white background.
+    assertThat(distinctColours(latency)).isGreaterThan(5);
+  }
+
+  private static int distinctColours(BufferedImage img) {
+    java.util.Set<Integer> c = new java.util.HashSet<>();
+    for (int x = 0; x < img.getWidth(); x += 3) {
+      for (int y = 0; y < img.getHeight(); y += 3) {
+        c.add(img.getRGB(x, y));
+      }
+    }
+    return c.size();
+  }
+
+  @Test
+  void formats() {
+    assertThat(Report.count(812)).isEqualTo("812");
+    assertThat(Report.count(12_345)).isEqualTo("12.3k");
+    assertThat(Report.count(1_200_000)).isEqualTo("1.20M");
+    assertThat(Report.x(2.5)).isEqualTo("2.50x");
+    assertThat(Report.x(Double.NaN)).isEqualTo("-");
+    assertThat(Plots.micros(250)).isEqualTo("250 us");
+    assertThat(Plots.micros(1500)).isEqualTo("1.5 ms");
+    assertThat(Plots.micros(2_000_000)).isEqualTo("2 s");
+    assertThat(Plots.nines(90)).isCloseTo(1, org.assertj.core.data.Offset.offset(1e-9));
+    assertThat(Plots.nines(99.9)).isCloseTo(3, org.assertj.core.data.Offset.offset(1e-9));
+    assertThat(Plots.nines(100)).isEqualTo(5);
+    assertThat(Plots.decades(120, 4500)).containsExactly(2, 4);
+  }
+}
