@@ -122,6 +122,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             copier,
             time,
             config.replicationAckTimeoutMs(),
+            2 * (config.leaseTimeoutMs() + config.clockSkewMarginMs()),
             faults);
     this.mover = new VolumeMover(nodeId, engine, controlPlane, address -> channel(address), time);
     this.membership = new Membership(controlPlane, time);
@@ -431,6 +432,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         return rec.epoch() > epoch;
       }
       log.warn("volume {}: replica {} did not take a copy; removing it", volume, peerId);
+      reprotector.noteFailed(peerId);
       CommandResult r;
       try {
         r =

@@ -54,6 +54,10 @@ final class Reprotector {
   private final Map<String, Progress> running = new ConcurrentHashMap<>();
   // volume -> time of the last AddReplicas or clear attempt (rate limit when no peer is free)
   private final Map<String, Long> lastAttemptMs = new ConcurrentHashMap<>();
+  // peer -> when it last failed to take a copy: not picked again while the map may still call
+  // it UP (until the leader has had the time to mark it DOWN)
+  private final Map<String, Long> failedAtMs = new ConcurrentHashMap<>();
+  private final long avoidFailedMs;
 
   Reprotector(
       String nodeId,
@@ -63,7 +67,9 @@ final class Reprotector {
       ExecutorService copier,
       Time time,
       long batchTimeoutMs,
+      long avoidFailedMs,
       FaultPoints faults) {
+    this.avoidFailedMs = avoidFailedMs;
     this.nodeId = nodeId;
     this.engine = engine;
     this.controlPlane = controlPlane;
@@ -97,11 +103,23 @@ final class Reprotector {
                 .setAddReplicas(
                     ClusterCommand.AddReplicas.newBuilder()
                         .setVolume(rec.name())
-                        .setExpectedEpoch(rec.epoch()))
+                        .setExpectedEpoch(rec.epoch())
+                        .addAllExclude(recentlyFailed()))
                 .build(),
             "add replicas to " + rec.name());
       }
     }
+  }
+
+  /** A peer failed to take a copy (of any volume): avoid it for a while. */
+  void noteFailed(String peer) {
+    failedAtMs.put(peer, time.nowMs());
+  }
+
+  private List<String> recentlyFailed() {
+    long now = time.nowMs();
+    failedAtMs.values().removeIf(t -> now - t > avoidFailedMs);
+    return List.copyOf(failedAtMs.keySet());
   }
 
   /** Copy progress per "volume/peer", for status. */
@@ -222,6 +240,7 @@ final class Reprotector {
               "volume {}: {} copied, but {}; starting over", volume, peer, result.getMessage());
         } catch (CacheException | java.util.concurrent.ExecutionException e) {
           log.warn("volume {}: re-protection to {} failed: {}", volume, peer, e.toString());
+          noteFailed(peer);
           removeAfterFailure(volume, peer, epoch);
           return;
         } catch (java.util.concurrent.TimeoutException e) {

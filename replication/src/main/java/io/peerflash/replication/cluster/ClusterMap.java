@@ -277,7 +277,8 @@ public final class ClusterMap {
     if (owner == null) {
       return fail(ClusterError.CLUSTER_ERROR_NO_CAPACITY, "no UP member can own a volume");
     }
-    List<String> replicas = chooseReplicas(owner, c.getReplicas(), loads, Set.of(owner));
+    List<String> replicas =
+        chooseReplicas(owner, c.getReplicas(), loads, Set.of(owner), Set.of(owner));
     VolumeRecord vol =
         new VolumeRecord(
             nextVolumeId,
@@ -420,7 +421,9 @@ public final class ClusterMap {
     }
     Set<String> exclude = new HashSet<>(old.allReplicas());
     exclude.add(old.owner());
-    List<String> chosen = chooseReplicas(old.owner(), wanted, loads(), exclude);
+    Set<String> avoid = new HashSet<>(exclude);
+    avoid.addAll(c.getExcludeList());
+    List<String> chosen = chooseReplicas(old.owner(), wanted, loads(), exclude, avoid);
     if (chosen.isEmpty()) {
       return fail(
           ClusterError.CLUSTER_ERROR_NO_CAPACITY,
@@ -524,12 +527,12 @@ public final class ClusterMap {
   }
 
   /**
-   * Up to {@code count} distinct UP members not in {@code exclude} (which holds the owner and the
-   * current replicas): first those in a fault domain not yet used (by an excluded member or an
-   * earlier choice), then the least loaded, then by id.
+   * Up to {@code count} distinct UP members not in {@code avoid}: first those in a fault domain not
+   * yet used (by a member of {@code exclude}, i.e. the owner and current replicas, or an earlier
+   * choice), then the least loaded, then by id.
    */
   private List<String> chooseReplicas(
-      String owner, int count, Map<String, Integer> loads, Set<String> exclude) {
+      String owner, int count, Map<String, Integer> loads, Set<String> exclude, Set<String> avoid) {
     Set<String> usedDomains = new HashSet<>();
     for (String id : exclude) {
       Member used = members.get(id);
@@ -539,7 +542,7 @@ public final class ClusterMap {
     }
     List<Member> candidates = new ArrayList<>();
     for (Member m : members.values()) {
-      if (m.isUp() && !m.id().equals(owner) && !exclude.contains(m.id())) {
+      if (m.isUp() && !m.id().equals(owner) && !avoid.contains(m.id())) {
         candidates.add(m);
       }
     }

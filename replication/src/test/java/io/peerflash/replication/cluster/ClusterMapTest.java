@@ -420,6 +420,20 @@ class ClusterMapTest {
   }
 
   @Test
+  void addReplicasAvoidsPeersThatJustFailed() {
+    ClusterMap m = applyOk(fourNodes(), create("v", 1, "a"));
+    m = applyOk(m, markDown("c", 0));
+    ClusterCommand avoidD =
+        addReplicas("v", vol(m, "v").epoch()).toBuilder()
+            .setAddReplicas(
+                addReplicas("v", vol(m, "v").epoch()).getAddReplicas().toBuilder().addExclude("d"))
+            .build();
+    m = applyOk(m, avoidD);
+    // d (another domain) would come first; it just failed, so b (the owner's domain) is taken.
+    assertThat(vol(m, "v").syncing()).containsExactly("b");
+  }
+
+  @Test
   void syncingPeerCanBeRemovedAndLeavesOnDownOrOwnerChange() {
     ClusterMap m = applyOk(fourNodes(), create("v", 2, "a"));
     VolumeRecord v = vol(m, "v");
