@@ -275,8 +275,31 @@ public final class ControlPlane implements AutoCloseable {
                 ? reply.getException()
                 : new IOException("query failed: " + reply);
           }
-          return ClusterMap.fromSnapshot(
-              ClusterMapSnapshot.parseFrom(reply.getMessage().getContent().toByteArray()));
+          ClusterMapSnapshot leaders =
+              ClusterMapSnapshot.parseFrom(reply.getMessage().getContent().toByteArray());
+          // Answer with this node's own map once it has applied at least as far: callers go on
+          // to act on map(), which must never be older than what they read here (a node back
+          // from a partition would otherwise act on its stale copy right after the read).
+          long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+          while (true) {
+            org.apache.ratis.server.protocol.TermIndex applied =
+                stateMachine.getLastAppliedTermIndex();
+            if (applied != null && applied.getIndex() >= leaders.getAppliedIndex()) {
+              return stateMachine.map();
+            }
+            if (System.nanoTime() > deadline || closed) {
+              throw new IOException(
+                  "this node's map has not caught up with index "
+                      + leaders.getAppliedIndex()
+                      + " of the leader's");
+            }
+            try {
+              TimeUnit.MILLISECONDS.sleep(10);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              throw new java.io.InterruptedIOException("interrupted");
+            }
+          }
         });
   }
 
