@@ -73,7 +73,9 @@ public final class PeerFlashNode implements AutoCloseable {
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
-      builder.addService(new ReplicaGrpcService(new EngineReplicaSink(engine), cluster));
+      builder.addService(
+          new ReplicaGrpcService(new EngineReplicaSink(engine), cluster, rpcExecutor));
+      builder.callExecutor(ReplicaGrpcService.callExecutors());
       builder.addService(new ClusterGrpcService(cluster));
     }
     this.server = builder.build().start();

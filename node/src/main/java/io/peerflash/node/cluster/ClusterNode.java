@@ -485,36 +485,41 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
 
   @Override
   public void checkReplicate(String volume, long epoch, String ownerId) throws ReplicaException {
-    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(MAP_CATCH_UP_MS);
-    while (true) {
-      VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
-      boolean behind = rec == null || rec.epoch() < epoch || !ready || !heldAsReplica(volume);
-      if (!behind) {
-        if (epoch < rec.epoch()) {
-          throw ReplicaException.staleEpoch(volume, epoch, rec.epoch());
-        }
-        if (!rec.owner().equals(ownerId) || !rec.allReplicas().contains(nodeId)) {
-          throw new ReplicaException(
-              Status.FAILED_PRECONDITION.withDescription(
-                  "at epoch "
-                      + epoch
-                      + " of volume '"
-                      + volume
-                      + "' the owner is "
-                      + rec.owner()
-                      + " and the replicas are "
-                      + rec.allReplicas()));
-        }
-        return;
-      }
+    long deadline = time.nowMs() + MAP_CATCH_UP_MS;
+    while (!tryCheckReplicate(volume, epoch, ownerId)) {
       // This node's map (or its engine) is behind the sender's: wait a little for it.
-      if (System.nanoTime() > deadline) {
+      if (time.nowMs() > deadline) {
         throw new ReplicaException(
             Status.UNAVAILABLE.withDescription(
                 "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume));
       }
       sleep(10);
     }
+  }
+
+  @Override
+  public boolean tryCheckReplicate(String volume, long epoch, String ownerId)
+      throws ReplicaException {
+    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
+    if (rec == null || rec.epoch() < epoch || !ready || !heldAsReplica(volume)) {
+      return false;
+    }
+    if (epoch < rec.epoch()) {
+      throw ReplicaException.staleEpoch(volume, epoch, rec.epoch());
+    }
+    if (!rec.owner().equals(ownerId) || !rec.allReplicas().contains(nodeId)) {
+      throw new ReplicaException(
+          Status.FAILED_PRECONDITION.withDescription(
+              "at epoch "
+                  + epoch
+                  + " of volume '"
+                  + volume
+                  + "' the owner is "
+                  + rec.owner()
+                  + " and the replicas are "
+                  + rec.allReplicas()));
+    }
+    return true;
   }
 
   private boolean heldAsReplica(String volume) {

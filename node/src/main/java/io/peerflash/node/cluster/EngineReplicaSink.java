@@ -19,15 +19,28 @@ public final class EngineReplicaSink implements ReplicaSink {
 
   @Override
   public void apply(String volume, List<Block> blocks) throws ReplicaException {
+    try {
+      engine.applyReplicaBlocks(volume, copies(blocks));
+    } catch (CacheException e) {
+      throw translate(e);
+    }
+  }
+
+  @Override
+  public boolean tryApply(String volume, List<Block> blocks) throws ReplicaException {
+    try {
+      return engine.tryApplyReplicaBlocks(volume, copies(blocks));
+    } catch (CacheException e) {
+      throw translate(e);
+    }
+  }
+
+  private static List<ReplicaBlock> copies(List<Block> blocks) {
     List<ReplicaBlock> copies = new ArrayList<>(blocks.size());
     for (Block b : blocks) {
       copies.add(new ReplicaBlock(b.block(), b.seq(), b.data()));
     }
-    try {
-      engine.applyReplicaBlocks(volume, copies);
-    } catch (CacheException e) {
-      throw translate(e);
-    }
+    return copies;
   }
 
   @Override

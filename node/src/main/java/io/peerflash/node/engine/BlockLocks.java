@@ -62,6 +62,10 @@ final class BlockLocks {
   }
 
   Held lockBlocks(long[] blocks, int count, boolean write) {
+    return lock(uniqueStripes(blocks, count), write);
+  }
+
+  private static int[] uniqueStripes(long[] blocks, int count) {
     int[] stripes = new int[count];
     for (int i = 0; i < count; i++) {
       stripes[i] = (int) (blocks[i] & MASK);
@@ -73,7 +77,21 @@ final class BlockLocks {
         stripes[unique++] = stripes[i];
       }
     }
-    return lock(Arrays.copyOf(stripes, unique), write);
+    return Arrays.copyOf(stripes, unique);
+  }
+
+  /** Write-locks the blocks' stripes only if none is busy; null (nothing held) otherwise. */
+  Held tryLockBlocks(long[] blocks, int count) {
+    int[] stripes = uniqueStripes(blocks, count);
+    for (int i = 0; i < stripes.length; i++) {
+      if (!locks[stripes[i]].writeLock().tryLock()) {
+        for (int j = i - 1; j >= 0; j--) {
+          locks[stripes[j]].writeLock().unlock();
+        }
+        return null;
+      }
+    }
+    return new Held(stripes, true);
   }
 
   private Held lock(int[] stripes, boolean write) {

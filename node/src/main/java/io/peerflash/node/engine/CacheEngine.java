@@ -600,8 +600,8 @@ public final class CacheEngine implements AutoCloseable {
       BlockEntry[] fresh = new BlockEntry[count];
       Batch batch = new Batch();
       List<ReplicaBlock> images = new ArrayList<>(count);
-      // 3. Data into fresh slots (never over the current version), then index entries; the same
-      //    images go to the replicas.
+      // 3. The new content of each block, and the same images for the replicas.
+      ByteBuffer[] contents = new ByteBuffer[count];
       for (int i = 0; i < count; i++) {
         long block = first + i;
         long blockStart = block * BLOCK;
@@ -609,39 +609,43 @@ public final class CacheEngine implements AutoCloseable {
         int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
         boolean whole = from == 0 && to == BLOCK;
         if (data == null && whole) {
-          fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, now);
-          images.add(new ReplicaBlock(block, seq0 + i, null));
-        } else {
-          ByteBuffer content;
-          if (whole) {
-            content = data.duplicate();
-            content
-                .position(data.position() + (int) (blockStart - offset))
-                .limit(content.position() + BLOCK);
-            content = content.slice();
-          } else {
-            content = currentContent(v, block);
-            if (data == null) {
-              content.put(from, new byte[to - from]);
-            } else {
-              content.put(
-                  from, data, data.position() + (int) (blockStart + from - offset), to - from);
-            }
-          }
-          int crc = crc(content.duplicate());
-          int slot = newSlots[usedSlots++];
-          writeSlot(slot, content);
-          fresh[i] = new BlockEntry(slot, seq0 + i, crc, true, now);
-          // A merged block lives in a scratch buffer reused by the next block: copy it.
-          ByteBuffer image =
-              whole ? content : ByteBuffer.allocate(BLOCK).put(content.duplicate()).flip();
-          images.add(new ReplicaBlock(block, seq0 + i, image));
+          images.add(new ReplicaBlock(block, seq0 + i, null)); // a zero block: no slot
+          continue;
         }
-        index.put(batch, v.id(), block, fresh[i]);
+        ByteBuffer content;
+        if (whole) {
+          content = data.duplicate();
+          content
+              .position(data.position() + (int) (blockStart - offset))
+              .limit(content.position() + BLOCK);
+          content = content.slice();
+        } else {
+          ByteBuffer merged = currentContent(v, block);
+          if (data == null) {
+            merged.put(from, new byte[to - from]);
+          } else {
+            merged.put(from, data, data.position() + (int) (blockStart + from - offset), to - from);
+          }
+          // The merge happens in a scratch buffer reused by the next block: keep a copy.
+          content = ByteBuffer.allocate(BLOCK).put(merged.duplicate()).flip();
+        }
+        contents[i] = content;
+        images.add(new ReplicaBlock(block, seq0 + i, content));
       }
-      // 4. Copies to the replicas, in flight while the local commit runs.
+      // 4. Copies to the replicas first: they travel while this node stores its own.
       CompletableFuture<Void> copies = replication.replicate(v.info, images);
-      // 5. Durable locally: data before index (group fsync with --sync).
+      // 5. Data into fresh slots (never over the current version), then index entries.
+      for (int i = 0; i < count; i++) {
+        if (contents[i] == null) {
+          fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, now);
+        } else {
+          int slot = newSlots[usedSlots++];
+          writeSlot(slot, contents[i]);
+          fresh[i] = new BlockEntry(slot, seq0 + i, crc(contents[i].duplicate()), true, now);
+        }
+        index.put(batch, v.id(), first + i, fresh[i]);
+      }
+      // 6. Durable locally: data before index (group fsync with --sync).
       commitTried = true;
       commit(batch);
       CacheException fenced = null;
@@ -653,7 +657,7 @@ public final class CacheEngine implements AutoCloseable {
           fenced = e;
         }
       }
-      // 6. Visible: swap the in-memory entries, free the superseded slots. (Also when fenced: the
+      // 7. Visible: swap the in-memory entries, free the superseded slots. (Also when fenced: the
       //    index already holds them; they are an unacknowledged write.)
       for (int i = 0; i < count; i++) {
         install(v, first + i, fresh[i]);
@@ -1320,6 +1324,21 @@ public final class CacheEngine implements AutoCloseable {
    * and reordering are harmless. All blocks of one call commit atomically.
    */
   public void applyReplicaBlocks(String name, List<ReplicaBlock> blocks) throws CacheException {
+    applyReplicaBlocks(name, blocks, true);
+  }
+
+  /**
+   * {@link #applyReplicaBlocks(String, List)} for a caller that must not wait (a transport thread):
+   * returns false, having changed nothing, when storing the copies would mean waiting for cache
+   * space, a lock or an fsync (with sync, every apply waits for one).
+   */
+  public boolean tryApplyReplicaBlocks(String name, List<ReplicaBlock> blocks)
+      throws CacheException {
+    return !config.syncWrites() && applyReplicaBlocks(name, blocks, false);
+  }
+
+  private boolean applyReplicaBlocks(String name, List<ReplicaBlock> blocks, boolean mayWait)
+      throws CacheException {
     CachedVolume v = volume(name);
     int n = blocks.size();
     int needed = 0;
@@ -1343,7 +1362,11 @@ public final class CacheEngine implements AutoCloseable {
       needed += b.data() == null ? 0 : 1;
       blockNos[i] = b.block();
     }
-    v.gate.readLock().lock();
+    if (mayWait) {
+      v.gate.readLock().lock();
+    } else if (!v.gate.readLock().tryLock()) {
+      return false;
+    }
     try {
       if (v.deleted) {
         throw CacheException.notFound(name);
@@ -1353,9 +1376,18 @@ public final class CacheEngine implements AutoCloseable {
             Reason.FAILED_PRECONDITION,
             "volume '" + name + "' is owned by this node; it takes no replica copies");
       }
-      int[] newSlots = reserveSlots(needed, true);
+      int[] newSlots = reserveSlots(needed, mayWait);
+      if (newSlots == null) {
+        return false;
+      }
       int used = 0;
-      try (BlockLocks.Held held = v.locks.lockBlocks(blockNos, n, true)) {
+      BlockLocks.Held held =
+          mayWait ? v.locks.lockBlocks(blockNos, n, true) : v.locks.tryLockBlocks(blockNos, n);
+      if (held == null) {
+        slots.freeAll(newSlots, 0, needed);
+        return false;
+      }
+      try (held) {
         Batch batch = new Batch();
         BlockEntry[] fresh = new BlockEntry[n];
         long now = time.nowMs();
@@ -1405,6 +1437,7 @@ public final class CacheEngine implements AutoCloseable {
     } finally {
       v.gate.readLock().unlock();
     }
+    return true;
   }
 
   /**

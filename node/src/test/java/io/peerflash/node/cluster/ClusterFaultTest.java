@@ -397,7 +397,18 @@ class ClusterFaultTest {
     // n3 returns: re-protection fills it and writes are taken again.
     cluster.nodes.put("n3", PeerFlashNode.start(cluster.configs.get("n3")));
     await(() -> cluster.volume("vm1").getEffectiveReplicas() == 2, 60, "re-protection");
-    cluster.node("n1").engine().write("vm1", 0, data.duplicate());
+    // (Retried like a client would: n3's return can make n1's lease lapse for a moment.)
+    await(
+        () -> {
+          try {
+            cluster.node("n1").engine().write("vm1", 0, data.duplicate());
+            return true;
+          } catch (CacheException e) {
+            return false;
+          }
+        },
+        10,
+        "a write once re-protected");
   }
 
   @Test

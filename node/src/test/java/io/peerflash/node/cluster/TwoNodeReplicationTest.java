@@ -26,6 +26,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -48,6 +49,8 @@ class TwoNodeReplicationTest {
   private CacheEngine owner;
   private CacheEngine replica;
   private Server replicaServer;
+  private final ExecutorService applyPool =
+      Executors.newFixedThreadPool(2, new NamedThreadFactory("test-replica-apply", true));
   private int replicaPort;
   private ManagedChannel channel;
   private PeerReplicator toReplica;
@@ -90,7 +93,8 @@ class TwoNodeReplicationTest {
         };
     replicaServer =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
-            .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard))
+            .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard, applyPool))
+            .callExecutor(ReplicaGrpcService.callExecutors())
             .build()
             .start();
     replicaPort = replicaServer.getPort();
@@ -101,6 +105,7 @@ class TwoNodeReplicationTest {
     toReplica.close();
     channel.shutdownNow();
     replicaServer.shutdownNow();
+    applyPool.shutdownNow();
     if (owner != null) {
       owner.close();
     }

@@ -129,4 +129,47 @@ class ReplicaStoreTest {
                 assertThat(((CacheException) e).reason())
                     .isEqualTo(CacheException.Reason.FAILED_PRECONDITION));
   }
+
+  @Test
+  void tryApplyStoresWithoutWaitingOrLeavesEverythingAsItWas() throws Exception {
+    engine.createVolume("big", 16 << 20, CacheMode.WRITE_BACK, 1);
+    engine.setRole("big", Role.REPLICA);
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1)))))
+        .isTrue();
+    // Fill the cache with copies (a replica never destages them) until no slot is left.
+    long block = 0;
+    while (engine.tryApplyReplicaBlocks(
+        "big", List.of(new ReplicaBlock(block, block + 1, image(2))))) {
+      block++;
+    }
+    long dirty = engine.volumeStatus("big").dirtyBytes();
+    assertThat(dirty).isEqualTo(block * BLOCK).isPositive();
+    // Full: the copy would have to wait for space, so it is refused and nothing changes.
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(1, 2, image(3)))))
+        .isFalse();
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
+    assertThat(engine.volumeStatus("big").dirtyBytes()).isEqualTo(dirty);
+    // Space again once the owner releases copies it destaged.
+    engine.releaseReplicaBlocks("big", new long[] {0, 1}, new long[] {1, 2});
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(1, 2, image(3)))))
+        .isTrue();
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(2 * BLOCK);
+  }
+
+  @Test
+  void withSyncEveryApplyWaitsForAnFsyncSoTryApplyRefuses() throws Exception {
+    engine.close();
+    backing = new FileBackingStore(dir.resolve("shared"));
+    engine =
+        CacheEngine.open(
+            EngineConfig.defaults(dir.resolve("data"), 8 << 20).withSync(true),
+            backing,
+            Time.SYSTEM);
+    engine.start();
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1)))))
+        .isFalse();
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isZero();
+    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1))));
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
+  }
 }

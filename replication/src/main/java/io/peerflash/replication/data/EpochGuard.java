@@ -11,4 +11,14 @@ public interface EpochGuard {
    *     owner at it, NOT_FOUND for an unknown volume
    */
   void checkReplicate(String volume, long epoch, String ownerId) throws ReplicaException;
+
+  /**
+   * {@link #checkReplicate} for a caller that must not wait: returns false when the answer needs a
+   * wait (this node's map is behind the sender's epoch), true when the sender may replicate.
+   */
+  default boolean tryCheckReplicate(String volume, long epoch, String ownerId)
+      throws ReplicaException {
+    checkReplicate(volume, epoch, ownerId);
+    return true;
+  }
 }

@@ -22,22 +22,26 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The owner's end of one replica node: a long-lived Replicate stream, pipelined batches matched to
- * acks by id. Every batch either is acked or fails within {@code ackTimeoutMs}: a dead, frozen or
- * cut-off peer turns into a prompt, bounded failure the caller can act on (the volume's
- * on-peer-loss policy), never a hang. A broken stream is reopened on the next batch.
+ * acks by id. Every batch either is acked or fails within {@code ackTimeoutMs} (plus a tenth of it,
+ * the sweep period): a dead, frozen or cut-off peer turns into a prompt, bounded failure the caller
+ * can act on (the volume's on-peer-loss policy), never a hang. A broken stream is reopened on the
+ * next batch.
+ *
+ * <p>Deadlines are checked by one periodic sweep, not a timer per batch: scheduling and cancelling
+ * a timer for every write would cost each write a timer-queue operation and the timer thread a
+ * wake-up per write.
  */
 public final class PeerReplicator implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(PeerReplicator.class);
 
-  private record Pending(
-      CompletableFuture<Void> future, long generation, ScheduledFuture<?> timer, long sentNanos) {}
+  private record Pending(CompletableFuture<Void> future, long generation, long sentNanos) {}
 
   private final String peerId;
   private final String link;
   private final FaultPoints faults;
   private final ReplicaServiceGrpc.ReplicaServiceStub stub;
-  private final ScheduledExecutorService timers;
   private final long ackTimeoutMs;
+  private final ScheduledFuture<?> sweeper;
   private final AtomicLong nextBatchId = new AtomicLong(1);
   private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
   private final Object lock = new Object();
@@ -47,7 +51,7 @@ public final class PeerReplicator implements AutoCloseable {
   private boolean closed;
 
   /**
-   * @param timers a shared, named scheduler for ack timeouts
+   * @param timers a shared, named scheduler that runs the ack-deadline sweep
    */
   public PeerReplicator(
       String peerId, Channel channel, ScheduledExecutorService timers, long ackTimeoutMs) {
@@ -56,7 +60,7 @@ public final class PeerReplicator implements AutoCloseable {
 
   /**
    * @param selfId this node's id (names the link at fault point {@code replicate.send})
-   * @param timers a shared, named scheduler for ack timeouts
+   * @param timers a shared, named scheduler that runs the ack-deadline sweep
    */
   public PeerReplicator(
       String selfId,
@@ -69,8 +73,10 @@ public final class PeerReplicator implements AutoCloseable {
     this.faults = faults;
     this.peerId = peerId;
     this.stub = ReplicaServiceGrpc.newStub(channel);
-    this.timers = timers;
     this.ackTimeoutMs = ackTimeoutMs;
+    long periodMs = Math.max(1, ackTimeoutMs / 10);
+    this.sweeper =
+        timers.scheduleWithFixedDelay(this::sweep, periodMs, periodMs, TimeUnit.MILLISECONDS);
   }
 
   public String peerId() {
@@ -134,16 +140,14 @@ public final class PeerReplicator implements AutoCloseable {
         }
       }
       gen = generation;
-      ScheduledFuture<?> timer =
-          timers.schedule(() -> timedOut(id), ackTimeoutMs, TimeUnit.MILLISECONDS);
-      pending.put(id, new Pending(future, gen, timer, System.nanoTime()));
+      pending.put(id, new Pending(future, gen, System.nanoTime()));
     }
     try {
       // In flight from here: an injected delay counts as lag, and one past the ack timeout fails
       // the batch like a slow network would.
       faults.hit(FaultPoints.REPLICATE_SEND, link);
     } catch (FaultPoints.Dropped e) {
-      return future; // lost on the wire: its ack timer fails it
+      return future; // lost on the wire: the deadline sweep fails it
     }
     synchronized (lock) {
       if (gen != generation || stream == null || !pending.containsKey(id)) {
@@ -172,20 +176,20 @@ public final class PeerReplicator implements AutoCloseable {
     return oldest == Long.MAX_VALUE ? 0 : TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - oldest);
   }
 
-  private void timedOut(long id) {
-    synchronized (lock) {
-      // Waits out a replicate() still between scheduling this timer and registering the batch.
+  private void sweep() {
+    long now = System.nanoTime();
+    long timeoutNanos = TimeUnit.MILLISECONDS.toNanos(ackTimeoutMs);
+    for (Pending p : pending.values()) {
+      if (now - p.sentNanos() > timeoutNanos) {
+        // A peer that misses one ack deadline is presumed gone: fail everything on this stream
+        // now, and start afresh next time.
+        failStream(
+            p.generation(),
+            Status.UNAVAILABLE.withDescription(
+                "peer " + peerId + " did not ack within " + ackTimeoutMs + " ms"));
+        return;
+      }
     }
-    Pending p = pending.get(id);
-    if (p == null) {
-      return;
-    }
-    // A peer that misses one ack deadline is presumed gone: fail everything on this stream now
-    // rather than letting each batch wait out its own timer, and start afresh next time.
-    failStream(
-        p.generation(),
-        Status.UNAVAILABLE.withDescription(
-            "peer " + peerId + " did not ack within " + ackTimeoutMs + " ms"));
   }
 
   private void failStream(long gen, Status status) {
@@ -200,7 +204,6 @@ public final class PeerReplicator implements AutoCloseable {
     // generic CANCELLED back through Acks.onError.
     for (Map.Entry<Long, Pending> e : pending.entrySet()) {
       if (e.getValue().generation() == gen && pending.remove(e.getKey(), e.getValue())) {
-        e.getValue().timer().cancel(false);
         e.getValue().future().completeExceptionally(new ReplicaException(status));
       }
     }
@@ -230,7 +233,6 @@ public final class PeerReplicator implements AutoCloseable {
       if (p == null) {
         return; // timed out already
       }
-      p.timer().cancel(false);
       if (ack.getCode() == 0) {
         p.future().complete(null);
       } else {
@@ -255,6 +257,7 @@ public final class PeerReplicator implements AutoCloseable {
 
   @Override
   public void close() {
+    sweeper.cancel(false);
     long gen;
     synchronized (lock) {
       closed = true;

@@ -1,6 +1,10 @@
 package io.peerflash.replication.data;
 
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
@@ -8,77 +12,303 @@ import io.peerflash.proto.v1.DescribeCopiesResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.Executor;
 
 /**
  * The replica side of peerflash.v1.ReplicaService: checks the epoch, hands copies to the {@link
- * ReplicaSink}, acks. Requests of one stream are applied in arrival order.
+ * ReplicaSink}, acks. Requests of one stream are applied and acked in arrival order.
+ *
+ * <p>At flash speed a replicated write's latency is mostly thread hand-offs, so a copy is stored on
+ * the thread that delivers it (the transport's, with {@link #callExecutors}) whenever that needs no
+ * wait: without sync, a page-cache write and an index put of a few microseconds, acked from the
+ * same thread. A request that would wait (cache full, this node's map behind the sender's epoch, an
+ * fsync with sync, a busy lock) and every request behind it on the stream go to the apply executor
+ * instead, which drains them in order and stores consecutive copy requests as one batch: one index
+ * commit (one fsync with sync) for all of them, one ack each, like a group commit.
  */
 public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceImplBase {
+  /** Requests of one stream received but not yet acked; more wait in gRPC flow control. */
+  static final int STREAM_WINDOW = 128;
+
+  /** Copy requests stored as one batch at most. */
+  static final int MAX_BATCH_REQUESTS = 64;
+
   private final ReplicaSink sink;
   private final EpochGuard guard;
+  private final Executor applyExecutor;
 
-  public ReplicaGrpcService(ReplicaSink sink, EpochGuard guard) {
+  /**
+   * @param applyExecutor where requests that may wait are applied (a named pool)
+   */
+  public ReplicaGrpcService(ReplicaSink sink, EpochGuard guard, Executor applyExecutor) {
     this.sink = sink;
     this.guard = guard;
+    this.applyExecutor = applyExecutor;
   }
 
-  @Override
-  public StreamObserver<ReplicateRequest> replicate(StreamObserver<ReplicateAck> acks) {
-    return new StreamObserver<>() {
+  /**
+   * For {@code ServerBuilder.callExecutor}: delivers Replicate streams on the transport thread (the
+   * service moves any request that would wait off it), every other call on the server's executor.
+   */
+  public static ServerCallExecutorSupplier callExecutors() {
+    String replicate = ReplicaServiceGrpc.getReplicateMethod().getFullMethodName();
+    Executor transportThread = Runnable::run;
+    return new ServerCallExecutorSupplier() {
       @Override
-      public void onNext(ReplicateRequest req) {
-        ReplicateAck.Builder ack = ReplicateAck.newBuilder().setBatchId(req.getBatchId());
-        try {
-          guard.checkReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
-          if (req.getResetBelowSeq() > 0) {
-            sink.reset(req.getVolume(), req.getResetBelowSeq());
-          }
-          if (req.getBlocksCount() > 0) {
-            sink.apply(req.getVolume(), blocks(req.getBlocksList()));
-          }
-          if (req.getReleasedBlocksCount() != req.getReleasedSeqsCount()) {
-            throw new ReplicaException(
-                Status.INVALID_ARGUMENT.withDescription(
-                    "released_blocks and released_seqs differ in length"));
-          }
-          if (req.getReleasedBlocksCount() > 0) {
-            sink.release(
-                req.getVolume(),
-                req.getReleasedBlocksList().stream().mapToLong(Long::longValue).toArray(),
-                req.getReleasedSeqsList().stream().mapToLong(Long::longValue).toArray());
-          }
-        } catch (ReplicaException e) {
-          ack.setCode(e.status().getCode().value()).setMessage(e.status().getDescription());
-        } catch (RuntimeException e) {
-          ack.setCode(Status.Code.INTERNAL.value()).setMessage(e.toString());
-        }
-        acks.onNext(ack.build());
-      }
-
-      @Override
-      public void onError(Throwable t) {
-        // The owner went away; copies already applied stay until released or superseded.
-      }
-
-      @Override
-      public void onCompleted() {
-        acks.onCompleted();
+      public <ReqT, RespT> Executor getExecutor(ServerCall<ReqT, RespT> call, Metadata headers) {
+        return replicate.equals(call.getMethodDescriptor().getFullMethodName())
+            ? transportThread
+            : null;
       }
     };
   }
 
-  private static List<ReplicaSink.Block> blocks(List<BlockImage> images) {
-    List<ReplicaSink.Block> blocks = new ArrayList<>(images.size());
+  @Override
+  public StreamObserver<ReplicateRequest> replicate(StreamObserver<ReplicateAck> acks) {
+    ServerCallStreamObserver<ReplicateAck> out = (ServerCallStreamObserver<ReplicateAck>) acks;
+    Stream stream = new Stream(out);
+    out.setOnCancelHandler(stream::cancelled);
+    out.disableAutoRequest();
+    out.request(STREAM_WINDOW);
+    return stream;
+  }
+
+  /** One owner's stream. gRPC never calls its observer methods concurrently. */
+  private final class Stream implements StreamObserver<ReplicateRequest> {
+    private final ServerCallStreamObserver<ReplicateAck> acks;
+    // Guarded by this. While draining, a drain task on the apply executor owns the queue and the
+    // acks; otherwise the delivering thread may apply and ack itself.
+    private final ArrayDeque<ReplicateRequest> queued = new ArrayDeque<>();
+    private boolean draining;
+    private boolean ended;
+    private boolean cancelled;
+
+    Stream(ServerCallStreamObserver<ReplicateAck> acks) {
+      this.acks = acks;
+    }
+
+    @Override
+    public void onNext(ReplicateRequest req) {
+      synchronized (this) {
+        if (draining) {
+          queued.add(req);
+          return;
+        }
+      }
+      // Nothing is queued and no drain runs (only this method starts one): apply here if that
+      // needs no wait.
+      ReplicateAck ack = tryApplyNow(req);
+      if (ack != null) {
+        answer(ack);
+        return;
+      }
+      synchronized (this) {
+        queued.add(req);
+        draining = true;
+      }
+      applyExecutor.execute(this::drain);
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      // The owner went away; copies already applied stay until released or superseded. Queued
+      // ones will get no ack, so the owner counts them as failed: storing them is pointless.
+      cancelled();
+    }
+
+    @Override
+    public void onCompleted() {
+      synchronized (this) {
+        if (draining) {
+          ended = true; // the drain completes the stream after its last ack
+          return;
+        }
+      }
+      complete();
+    }
+
+    synchronized void cancelled() {
+      cancelled = true;
+      queued.clear();
+    }
+
+    private void drain() {
+      while (true) {
+        List<ReplicateRequest> batch;
+        synchronized (this) {
+          if (queued.isEmpty()) {
+            draining = false;
+            if (!ended) {
+              return;
+            }
+            break;
+          }
+          batch = new ArrayList<>(Math.min(queued.size(), MAX_BATCH_REQUESTS));
+          while (!queued.isEmpty() && batch.size() < MAX_BATCH_REQUESTS) {
+            batch.add(queued.poll());
+          }
+        }
+        applyInOrder(batch);
+      }
+      complete();
+    }
+
+    /** Applies requests in order; consecutive copy requests of one volume and epoch as one. */
+    private void applyInOrder(List<ReplicateRequest> batch) {
+      int i = 0;
+      while (i < batch.size()) {
+        ReplicateRequest first = batch.get(i);
+        int end = i + 1;
+        if (copyOnly(first)) {
+          while (end < batch.size() && sameCopyGroup(first, batch.get(end))) {
+            end++;
+          }
+        }
+        if (end - i == 1 || !applyGroup(batch.subList(i, end))) {
+          // One request, or a group that failed as a whole: each gets its own outcome.
+          for (int k = i; k < end; k++) {
+            answer(applyOne(batch.get(k)));
+          }
+        }
+        i = end;
+      }
+    }
+
+    /** Stores a group of copy requests with one sink call; false (nothing acked) if it failed. */
+    private boolean applyGroup(List<ReplicateRequest> group) {
+      ReplicateRequest first = group.get(0);
+      List<ReplicaSink.Block> blocks = new ArrayList<>();
+      for (ReplicateRequest r : group) {
+        addBlocks(blocks, r.getBlocksList());
+      }
+      try {
+        guard.checkReplicate(first.getVolume(), first.getEpoch(), first.getOwnerId());
+        sink.apply(first.getVolume(), blocks);
+      } catch (ReplicaException | RuntimeException e) {
+        return false;
+      }
+      for (ReplicateRequest r : group) {
+        answer(ReplicateAck.newBuilder().setBatchId(r.getBatchId()).build());
+      }
+      return true;
+    }
+
+    private void answer(ReplicateAck ack) {
+      synchronized (this) {
+        if (cancelled) {
+          return;
+        }
+      }
+      try {
+        acks.onNext(ack);
+        acks.request(1);
+      } catch (RuntimeException e) {
+        cancelled(); // cancelled meanwhile: the owner has given up on this stream
+      }
+    }
+
+    private void complete() {
+      synchronized (this) {
+        if (cancelled) {
+          return;
+        }
+      }
+      try {
+        acks.onCompleted();
+      } catch (RuntimeException e) {
+        cancelled();
+      }
+    }
+  }
+
+  /** A request that only carries copies (no reset, no releases): the common, batchable kind. */
+  private static boolean copyOnly(ReplicateRequest req) {
+    return req.getResetBelowSeq() == 0
+        && req.getReleasedBlocksCount() == 0
+        && req.getReleasedSeqsCount() == 0
+        && req.getBlocksCount() > 0;
+  }
+
+  private static boolean sameCopyGroup(ReplicateRequest first, ReplicateRequest next) {
+    return copyOnly(next)
+        && next.getEpoch() == first.getEpoch()
+        && next.getVolume().equals(first.getVolume())
+        && next.getOwnerId().equals(first.getOwnerId());
+  }
+
+  /** The ack of a copy request stored without waiting, or null when storing it needs a wait. */
+  private ReplicateAck tryApplyNow(ReplicateRequest req) {
+    if (!copyOnly(req)) {
+      return null;
+    }
+    ReplicateAck.Builder ack = ReplicateAck.newBuilder().setBatchId(req.getBatchId());
+    try {
+      if (!guard.tryCheckReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId())) {
+        return null;
+      }
+      List<ReplicaSink.Block> blocks = new ArrayList<>(req.getBlocksCount());
+      addBlocks(blocks, req.getBlocksList());
+      if (!sink.tryApply(req.getVolume(), blocks)) {
+        return null;
+      }
+    } catch (ReplicaException e) {
+      return failed(ack, e);
+    } catch (RuntimeException e) {
+      return ack.setCode(Status.Code.INTERNAL.value()).setMessage(e.toString()).build();
+    }
+    return ack.build();
+  }
+
+  /** Applies one request, waiting where needed (not on a transport thread). */
+  private ReplicateAck applyOne(ReplicateRequest req) {
+    ReplicateAck.Builder ack = ReplicateAck.newBuilder().setBatchId(req.getBatchId());
+    try {
+      guard.checkReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
+      if (req.getResetBelowSeq() > 0) {
+        sink.reset(req.getVolume(), req.getResetBelowSeq());
+      }
+      if (req.getBlocksCount() > 0) {
+        List<ReplicaSink.Block> blocks = new ArrayList<>(req.getBlocksCount());
+        addBlocks(blocks, req.getBlocksList());
+        sink.apply(req.getVolume(), blocks);
+      }
+      if (req.getReleasedBlocksCount() != req.getReleasedSeqsCount()) {
+        throw new ReplicaException(
+            Status.INVALID_ARGUMENT.withDescription(
+                "released_blocks and released_seqs differ in length"));
+      }
+      if (req.getReleasedBlocksCount() > 0) {
+        sink.release(
+            req.getVolume(),
+            req.getReleasedBlocksList().stream().mapToLong(Long::longValue).toArray(),
+            req.getReleasedSeqsList().stream().mapToLong(Long::longValue).toArray());
+      }
+    } catch (ReplicaException e) {
+      return failed(ack, e);
+    } catch (RuntimeException e) {
+      return ack.setCode(Status.Code.INTERNAL.value()).setMessage(e.toString()).build();
+    }
+    return ack.build();
+  }
+
+  private static ReplicateAck failed(ReplicateAck.Builder ack, ReplicaException e) {
+    String message = e.status().getDescription();
+    return ack.setCode(e.status().getCode().value())
+        .setMessage(message == null ? "" : message)
+        .build();
+  }
+
+  private static void addBlocks(List<ReplicaSink.Block> into, List<BlockImage> images) {
     for (BlockImage img : images) {
-      blocks.add(
+      into.add(
           new ReplicaSink.Block(
               img.getBlock(),
               img.getSeq(),
               img.getZero() ? null : img.getData().asReadOnlyByteBuffer()));
     }
-    return blocks;
   }
 
   @Override

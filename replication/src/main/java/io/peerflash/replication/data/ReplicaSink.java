@@ -19,6 +19,15 @@ public interface ReplicaSink {
 
   void apply(String volume, List<Block> blocks) throws ReplicaException;
 
+  /**
+   * {@link #apply} for a caller that must not wait (a transport thread): returns false, having
+   * stored nothing, when storing would mean waiting (for space, a lock, an fsync). The default
+   * never applies without waiting.
+   */
+  default boolean tryApply(String volume, List<Block> blocks) throws ReplicaException {
+    return false;
+  }
+
   void release(String volume, long[] blocks, long[] seqs) throws ReplicaException;
 
   /** Drops every copy held for the volume whose sequence is below {@code belowSeq}. */

@@ -16,11 +16,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -32,9 +35,21 @@ class ReplicationStreamTest {
   static final class MemorySink implements ReplicaSink {
     final Map<Long, Long> seqByBlock = new ConcurrentHashMap<>();
     volatile CountDownLatch freeze; // non-null: apply blocks until counted down
+    volatile boolean mustWait; // true: every apply needs a wait (tryApply refuses)
+    final List<String> applyThreads = new CopyOnWriteArrayList<>();
+    final AtomicInteger applyCalls = new AtomicInteger();
 
     @Override
-    public void apply(String volume, List<Block> blocks) {
+    public boolean tryApply(String volume, List<Block> blocks) throws ReplicaException {
+      if (mustWait || freeze != null) {
+        return false;
+      }
+      store(blocks);
+      return true;
+    }
+
+    @Override
+    public void apply(String volume, List<Block> blocks) throws ReplicaException {
       CountDownLatch f = freeze;
       if (f != null) {
         try {
@@ -43,6 +58,18 @@ class ReplicationStreamTest {
           Thread.currentThread().interrupt();
         }
       }
+      store(blocks);
+    }
+
+    private void store(List<Block> blocks) throws ReplicaException {
+      for (Block b : blocks) {
+        if (b.block() < 0) {
+          throw new ReplicaException(
+              Status.INVALID_ARGUMENT.withDescription("negative block " + b.block()));
+        }
+      }
+      applyThreads.add(Thread.currentThread().getName());
+      applyCalls.incrementAndGet();
       for (Block b : blocks) {
         seqByBlock.merge(b.block(), b.seq(), Math::max);
       }
@@ -84,6 +111,14 @@ class ReplicationStreamTest {
             t.setDaemon(true);
             return t;
           });
+  private final ExecutorService applyPool =
+      Executors.newFixedThreadPool(
+          2,
+          r -> {
+            Thread t = new Thread(r, "test-replica-apply");
+            t.setDaemon(true);
+            return t;
+          });
   private Server server;
   private int port;
   private ManagedChannel channel;
@@ -99,7 +134,8 @@ class ReplicationStreamTest {
   private void startServer(int atPort) throws Exception {
     server =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", atPort))
-            .addService(new ReplicaGrpcService(sink, guard))
+            .addService(new ReplicaGrpcService(sink, guard, applyPool))
+            .callExecutor(ReplicaGrpcService.callExecutors())
             .build()
             .start();
     port = server.getPort();
@@ -111,6 +147,7 @@ class ReplicationStreamTest {
     channel.shutdownNow();
     server.shutdownNow();
     timers.shutdownNow();
+    applyPool.shutdownNow();
   }
 
   private static List<BlockImage> images(long block, long seq) {
@@ -241,5 +278,83 @@ class ReplicationStreamTest {
     assertThat(sink.seqByBlock).containsOnly(java.util.Map.entry(101L, 301L));
     assertThat(replicator.inFlight()).isZero();
     assertThat(replicator.oldestInFlightMs()).isZero();
+  }
+
+  @Test
+  void copiesThatNeedNoWaitAreStoredOnTheTransportThread() throws Exception {
+    for (long seq = 1; seq <= 50; seq++) {
+      replicator.replicate("v", 5, "owner", images(seq, seq)).get(5, TimeUnit.SECONDS);
+    }
+    assertThat(sink.seqByBlock).hasSize(50);
+    // No hand-off to the apply pool: the thread that read the request stored and acked it.
+    assertThat(sink.applyThreads).hasSize(50).noneMatch(name -> name.equals("test-replica-apply"));
+  }
+
+  @Test
+  void copiesThatMustWaitAreBatchedInOrderOnTheApplyPool() throws Exception {
+    // Acks are held back on purpose here: a patient replicator, so none times out.
+    replicator.close();
+    replicator = new PeerReplicator("peer-1", channel, timers, 10_000);
+    sink.mustWait = true;
+    sink.freeze = new CountDownLatch(1);
+    // The first request blocks the drain; everything sent behind it queues up meanwhile.
+    List<CompletableFuture<Void>> sent = new ArrayList<>();
+    sent.add(replicator.replicate("v", 5, "owner", images(1, 1)));
+    for (long seq = 2; seq <= 40; seq++) {
+      sent.add(replicator.replicate("v", 5, "owner", images(seq % 5, seq)));
+    }
+    // A release queued behind copies applies after them, never before.
+    sent.add(replicator.release("v", 5, "owner", new long[] {0}, new long[] {40}));
+    Thread.sleep(200); // let them all arrive and queue behind the frozen apply
+    sink.freeze.countDown();
+    sink.freeze = null;
+    for (CompletableFuture<Void> f : sent) {
+      f.get(5, TimeUnit.SECONDS);
+    }
+    // Block 0 got seq 40 and then its release; blocks 1-4 hold their newest copy.
+    assertThat(sink.seqByBlock)
+        .doesNotContainKey(0L)
+        .containsEntry(1L, 36L)
+        .containsEntry(2L, 37L)
+        .containsEntry(3L, 38L)
+        .containsEntry(4L, 39L);
+    // 40 copy requests stored in far fewer sink calls: the queue was drained as batches.
+    assertThat(sink.applyCalls.get()).isLessThan(10);
+    assertThat(sink.applyThreads).allMatch(name -> name.equals("test-replica-apply"));
+  }
+
+  @Test
+  void aBatchWithABadRequestStillStoresTheGoodOnes() throws Exception {
+    // Acks are held back on purpose here: a patient replicator, so none times out.
+    replicator.close();
+    replicator = new PeerReplicator("peer-1", channel, timers, 10_000);
+    sink.mustWait = true;
+    sink.freeze = new CountDownLatch(1);
+    CompletableFuture<Void> first = replicator.replicate("v", 5, "owner", images(1, 1));
+    Thread.sleep(100);
+    CompletableFuture<Void> good = replicator.replicate("v", 5, "owner", images(2, 2));
+    CompletableFuture<Void> bad =
+        replicator.replicate(
+            "v",
+            5,
+            "owner",
+            List.of(
+                BlockImage.newBuilder()
+                    .setBlock(-1)
+                    .setSeq(3)
+                    .setData(ByteString.copyFrom(new byte[4096]))
+                    .build()));
+    CompletableFuture<Void> alsoGood = replicator.replicate("v", 5, "owner", images(4, 4));
+    Thread.sleep(100);
+    sink.freeze.countDown();
+    sink.freeze = null;
+    first.get(5, TimeUnit.SECONDS);
+    good.get(5, TimeUnit.SECONDS);
+    alsoGood.get(5, TimeUnit.SECONDS);
+    assertThatThrownBy(() -> bad.get(5, TimeUnit.SECONDS))
+        .cause()
+        .isInstanceOf(ReplicaException.class)
+        .hasMessageContaining("negative block");
+    assertThat(sink.seqByBlock).containsEntry(2L, 2L).containsEntry(4L, 4L);
   }
 }
