@@ -10,7 +10,7 @@
 # then writes a Markdown report (every ratio, the targets met or missed) and PNG plots.
 #
 # Usage: it-tests/bench/compare.sh [--quick | --full] [--out DIR] [--qd LIST]
-#   --quick  about 4 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
+#   --quick  about 6 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
 #   --full   (default) about 12 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
 #   --out    where results, logs and the report go (default: /tmp/peerflash-bench-<time>)
 #
@@ -37,13 +37,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# Every server process gets a warm-up pass (not measured) before its first measured run: on two
-# busy cores the JIT compiler alone takes seconds of CPU, which would otherwise land in the first
-# runs. Each run then has its own short warm-up (its client JVM is new).
+# Every server process gets a warm-up pass (not measured) at QD1 and QD32 before its first measured
+# run: on two busy cores the JIT compiler alone takes seconds of CPU, which would otherwise land in
+# the first runs (a cold echo measured 4x its warm latency). Each run then has its own warm-up
+# (its client JVM is new).
 if [ "$MODE" = quick ]; then
-  DUR=3s; WARM=2s; PASS=6s; SUSTAIN=30s; SUSTAIN_CACHE=64MiB; CACHE=1GiB; HZ_DUR=3; HZ_WARM=2
+  DUR=3s; WARM=4s; PASS=5s; SUSTAIN=30s; SUSTAIN_CACHE=64MiB; CACHE=1GiB; HZ_DUR=3; HZ_WARM=2
 else
-  DUR=15s; WARM=3s; PASS=20s; SUSTAIN=180s; SUSTAIN_CACHE=256MiB; CACHE=1GiB; HZ_DUR=15; HZ_WARM=3
+  DUR=15s; WARM=5s; PASS=20s; SUSTAIN=180s; SUSTAIN_CACHE=256MiB; CACHE=1GiB; HZ_DUR=15; HZ_WARM=3
 fi
 # Ports away from local-cluster's defaults, so a cluster someone is trying out stays untouched.
 BASE_PORT=17601
@@ -113,9 +114,27 @@ wait_for_line() { # file pattern pid seconds
   return 1
 }
 
+# Waits (at most 60 s) until the machine is idle: at least 70 % of its CPU time idle over one
+# second. The previous run leaves work behind (its volume's destage, deletion, compaction, GC);
+# measuring the next one on top of it would charge that work to the wrong run.
+wait_idle() {
+  local i a b idle total
+  for ((i = 0; i < 60; i++)); do
+    a=($(head -1 /proc/stat))
+    sleep 1
+    b=($(head -1 /proc/stat))
+    idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+    total=0
+    for k in 1 2 3 4 5 6 7 8; do total=$((total + b[k] - a[k])); done
+    ((total > 0 && idle * 100 >= total * 70)) && return 0
+  done
+  echo "note: the machine did not go idle within 60 s; measuring anyway" >&2
+}
+
 PF=(java -jar "$JAR")
 pf() { "${PF[@]}" "$@"; }
 bench() { # bench args...: one 'peerflash bench' run; its table goes to the log too
+  wait_idle
   pf bench --target "$TARGET" --qd "$QD" --duration "$DUR" --warmup "$WARM" "$@" \
     | tee -a "$LOGS/bench.log" || echo "warning: this run failed or had errors (see above)" >&2
 }
@@ -141,9 +160,15 @@ start_cluster() { # name cache-size [local-cluster args...]
 }
 warm_up() { # a pass over the write and read paths of a new cluster, not measured
   echo "-- warm-up pass ($PASS, not measured)"
-  pf bench --target "$TARGET" --workload write,read-hit --qd 32 --api unary --duration "$PASS" \
-    --warmup 0s --volume b-warm --replicas 1 --working-set 16MiB --delete-volume --no-progress \
-    >/dev/null || true
+  # Two volumes with one replica each: placement puts their replicas on different nodes, so every
+  # node runs the owner's and the replica's code before the first measured run.
+  for v in b-warm1 b-warm2; do
+    pf bench --target "$TARGET" --workload write,read-hit --qd 1,32 --api unary --duration "$PASS" \
+      --warmup 0s --volume "$v" --replicas 1 --working-set 16MiB --no-progress >/dev/null || true
+  done
+  for v in b-warm1 b-warm2; do
+    pf volume delete "$v" --target "$TARGET" >/dev/null 2>&1 || true
+  done
 }
 stop_cluster() {
   local dir=${CLUSTER_DIRS[-1]} pid
@@ -174,8 +199,9 @@ echo "== floor: 4 KiB gRPC echo"
 ECHO_PID=$!
 PIDS+=("$ECHO_PID")
 wait_for_line "$LOGS/echo-server.log" "listening" "$ECHO_PID" 30
-pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd 32 --duration "$PASS" --warmup 0s \
+pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd 1,32 --duration "$PASS" --warmup 0s \
   --no-progress >/dev/null || true
+wait_idle
 pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd "$QD" --duration "$DUR" \
   --warmup "$WARM" --id echo --json "$RESULTS/echo.json" | tee -a "$LOGS/bench.log" \
   || echo "warning: the echo run failed" >&2
@@ -196,6 +222,7 @@ for i in 0 1; do
 done
 java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$HZ_MEMBERS" \
   --qd 32 --duration "${PASS%s}" --warmup 0 >/dev/null 2>>"$LOGS/hazelcast-load.log" || true
+wait_idle
 java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$HZ_MEMBERS" \
   --qd "$QD" --duration "$HZ_DUR" --warmup "$HZ_WARM" --json "$RESULTS/hazelcast.json" \
   2>"$LOGS/hazelcast-load.log" | tee -a "$LOGS/bench.log" \
@@ -246,6 +273,7 @@ stop_cluster
 # ---- 5. sustained: several times the cache, destage decides -----------------------------------
 start_cluster cluster-sustained "$SUSTAIN_CACHE"
 echo "-- sustained 4 KiB random writes, write-back, replicas 1, QD32, $SUSTAIN"
+wait_idle
 pf bench --target "$TARGET" --workload write --qd 32 --duration "$SUSTAIN" --warmup 0s \
   --volume b-sus --size 16GiB --replicas 1 --sustained --id sustained \
   --label "PeerFlash sustained 4 KiB random writes, write-back, replicas 1" \
