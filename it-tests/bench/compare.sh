@@ -272,9 +272,11 @@ stop_cluster
 
 # ---- 5. sustained: several times the cache, destage decides -----------------------------------
 start_cluster cluster-sustained "$SUSTAIN_CACHE"
+warm_up # a cold JVM's JIT pauses would otherwise land in the first seconds of the run
 echo "-- sustained 4 KiB random writes, write-back, replicas 1, QD32, $SUSTAIN"
 wait_idle
-pf bench --target "$TARGET" --workload write --qd 32 --duration "$SUSTAIN" --warmup 0s \
+# (With a warm-up of its own: a cold load client's JIT and GC pauses would be charged to the nodes.)
+pf bench --target "$TARGET" --workload write --qd 32 --duration "$SUSTAIN" --warmup "$WARM" \
   --volume b-sus --size 16GiB --replicas 1 --sustained --id sustained \
   --label "PeerFlash sustained 4 KiB random writes, write-back, replicas 1" \
   --json "$RESULTS/sustained.json" | tee -a "$LOGS/bench.log" || true
