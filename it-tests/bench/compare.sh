@@ -10,8 +10,8 @@
 # then writes a Markdown report (every ratio, the targets met or missed) and PNG plots.
 #
 # Usage: it-tests/bench/compare.sh [--quick | --full] [--out DIR] [--qd LIST]
-#   --quick  about 6 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
-#   --full   (default) about 12 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
+#   --quick  about 7 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
+#   --full   (default) about 20 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
 #   --out    where results, logs and the report go (default: /tmp/peerflash-bench-<time>)
 #
 # Needs the node's jar: run 'mvn -B -ntp package -DskipTests' from the root first. The peer's
@@ -59,6 +59,13 @@ if [ ! -f "$JAR" ]; then
 fi
 OUT=${OUT:-/tmp/peerflash-bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/results" "$OUT/logs"
+# Each cluster preallocates its cache files and the sustained run writes a 16 GiB volume's worth of
+# shared storage: refuse to start on a disk that would fill up halfway.
+FREE_KB=$(df -Pk "$OUT" | awk 'NR == 2 {print $4}')
+if [ "${FREE_KB:-0}" -lt $((12 * 1024 * 1024)) ]; then
+  echo "error: $OUT has $((FREE_KB / 1024)) MiB free; compare.sh needs about 12 GiB" >&2
+  exit 1
+fi
 RESULTS="$OUT/results"
 LOGS="$OUT/logs"
 echo "compare.sh ($MODE): results, logs and report in $OUT"
@@ -175,6 +182,12 @@ stop_cluster() {
   stop_pid "$CLUSTER_PID" 60
   # The next cluster uses the same ports: make sure every node is gone.
   while read -r _ pid _; do stop_pid "$pid" 5; done < "$dir/cluster.txt"
+  # Keep the node logs; drop the cache files and shared storage (gigabytes per cluster: a full
+  # run would otherwise fill a small disk, and a full disk fails the runs that follow).
+  local name
+  name=$(basename "$dir")
+  for f in "$dir"/n*.log; do [ -f "$f" ] && cp "$f" "$LOGS/$name-$(basename "$f")"; done
+  rm -rf "$dir"
 }
 
 # ---- the peer's side: built first, so a failed download stops the run early ------------------

@@ -614,11 +614,7 @@ public final class CacheEngine implements AutoCloseable {
         }
         ByteBuffer content;
         if (whole) {
-          content = data.duplicate();
-          content
-              .position(data.position() + (int) (blockStart - offset))
-              .limit(content.position() + BLOCK);
-          content = content.slice();
+          content = wholeBlock(data, offset, blockStart);
         } else {
           ByteBuffer merged = currentContent(v, block);
           if (data == null) {
@@ -673,6 +669,15 @@ public final class CacheEngine implements AutoCloseable {
       releaseReserved(newSlots, commitTried ? usedSlots : 0, needed);
       destager.noteDirty();
     }
+  }
+
+  /** The 4 KiB of {@code data} (which starts at volume offset {@code offset}) for one block. */
+  private static ByteBuffer wholeBlock(ByteBuffer data, long offset, long blockStart) {
+    ByteBuffer content = data.duplicate();
+    content
+        .position(data.position() + (int) (blockStart - offset))
+        .limit(content.position() + BLOCK);
+    return content.slice();
   }
 
   private void releaseReserved(int[] reserved, int from, int to) {
@@ -781,11 +786,7 @@ public final class CacheEngine implements AutoCloseable {
           if (newSlots != null && (whole || old != null)) {
             ByteBuffer content;
             if (whole) {
-              content = data.duplicate();
-              content
-                  .position(data.position() + (int) (blockStart - offset))
-                  .limit(content.position() + BLOCK);
-              content = content.slice();
+              content = wholeBlock(data, offset, blockStart);
             } else {
               content = currentContent(v, block);
               content.put(

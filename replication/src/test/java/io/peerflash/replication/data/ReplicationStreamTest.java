@@ -105,20 +105,18 @@ class ReplicationStreamTest {
         }
       };
   private final ScheduledExecutorService timers =
-      Executors.newSingleThreadScheduledExecutor(
-          r -> {
-            Thread t = new Thread(r, "test-replication-timers");
-            t.setDaemon(true);
-            return t;
-          });
+      Executors.newSingleThreadScheduledExecutor(daemonThreads("test-replication-timers"));
   private final ExecutorService applyPool =
-      Executors.newFixedThreadPool(
-          2,
-          r -> {
-            Thread t = new Thread(r, "test-replica-apply");
-            t.setDaemon(true);
-            return t;
-          });
+      Executors.newFixedThreadPool(2, daemonThreads("test-replica-apply"));
+
+  private static java.util.concurrent.ThreadFactory daemonThreads(String name) {
+    return r -> {
+      Thread t = new Thread(r, name);
+      t.setDaemon(true);
+      return t;
+    };
+  }
+
   private Server server;
   private int port;
   private ManagedChannel channel;
