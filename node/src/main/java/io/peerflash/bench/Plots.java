@@ -152,14 +152,7 @@ public final class Plots {
     drawCentered(g, panel.title(), px + pw / 2, y0 + 24);
     g.setFont(g.getFont().deriveFont(Font.PLAIN, 12f));
     // Grid: decades of latency, nines of percentile.
-    for (double d = dec[0]; d <= dec[1]; d++) {
-      int y = py + ph - (int) Math.round((d - dec[0]) / (dec[1] - dec[0]) * ph);
-      g.setColor(new Color(0xdddddd));
-      g.drawLine(px, y, px + pw, y);
-      g.setColor(Color.DARK_GRAY);
-      String label = micros(Math.pow(10, d));
-      g.drawString(label, px - 8 - g.getFontMetrics().stringWidth(label), y + 4);
-    }
+    drawLatencyGrid(g, dec, px, py, pw, ph);
     String[] nineLabels = {"0%", "90%", "99%", "99.9%", "99.99%", "99.999%"};
     for (int k = 0; k <= MAX_NINES; k++) {
       int x = px + (int) Math.round(k / MAX_NINES * pw);
@@ -250,14 +243,7 @@ public final class Plots {
     // Latency panel.
     int py = TOP;
     int ph = top - TOP - 30;
-    for (double d = dec[0]; d <= dec[1]; d++) {
-      int y = py + ph - (int) Math.round((d - dec[0]) / (dec[1] - dec[0]) * ph);
-      g.setColor(new Color(0xdddddd));
-      g.drawLine(px, y, px + pw, y);
-      g.setColor(Color.DARK_GRAY);
-      String label = micros(Math.pow(10, d));
-      g.drawString(label, px - 8 - g.getFontMetrics().stringWidth(label), y + 4);
-    }
+    drawLatencyGrid(g, dec, px, py, pw, ph);
     g.setColor(Color.BLACK);
     g.drawRect(px, py, pw, ph);
     String[] names = {"p50", "p99", "max"};
@@ -336,6 +322,18 @@ public final class Plots {
     g.setStroke(new BasicStroke(1.6f));
     g.draw(path);
     g.setStroke(new BasicStroke(1f));
+  }
+
+  /** One horizontal line and label per decade of latency, {@code dec} = [first, last] exponent. */
+  private static void drawLatencyGrid(Graphics2D g, double[] dec, int px, int py, int pw, int ph) {
+    for (double d = dec[0]; d <= dec[1]; d++) {
+      int y = py + ph - (int) Math.round((d - dec[0]) / (dec[1] - dec[0]) * ph);
+      g.setColor(new Color(0xdddddd));
+      g.drawLine(px, y, px + pw, y);
+      g.setColor(Color.DARK_GRAY);
+      String label = micros(Math.pow(10, d));
+      g.drawString(label, px - 8 - g.getFontMetrics().stringWidth(label), y + 4);
+    }
   }
 
   private static void drawCentered(Graphics2D g, String s, int x, int y) {
