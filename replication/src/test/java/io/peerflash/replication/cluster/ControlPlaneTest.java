@@ -211,6 +211,11 @@ class ControlPlaneTest {
             () -> cp.nodeId() + " sees 4 voters, sees " + cp.raftPeers());
       }
       await(WAIT, () -> n4.map().volume("before-join").isPresent(), () -> "n4 caught up");
+      // Its own registration is a later entry than the volume: wait until n4 has applied it too.
+      await(
+          WAIT,
+          () -> n4.map().members().keySet().equals(java.util.Set.of("n1", "n2", "n3", "n4")),
+          () -> "n4 sees 4 members, sees " + n4.map().members().keySet());
       assertThat(n4.map().members()).containsOnlyKeys("n1", "n2", "n3", "n4");
       assertThat(n4.leaderId()).isEqualTo(Optional.of(leader.nodeId()));
 
