@@ -27,6 +27,7 @@ public record NodeConfig(
     long cacheSizeBytes,
     boolean syncWrites,
     long writeBackpressureTimeoutMs,
+    double writeThrottleReserve,
     long sequentialCutoffBytes,
     double destageHighWatermark,
     double destageLowWatermark,
@@ -102,6 +103,15 @@ public record NodeConfig(
           "How long a write waits for free cache space when the cache is full of dirty data before"
               + " it fails with RESOURCE_EXHAUSTED.",
           Long::parseLong);
+  public static final Key<Double> WRITE_THROTTLE_RESERVE =
+      key(
+          "write-throttle-reserve",
+          "0.05",
+          "Share of the cache (at least two destage batches) kept free or clean while the"
+              + " destager cannot keep up. Below it writers are admitted one at a time at the"
+              + " rate space comes back, so they slow down smoothly instead of all stalling for a"
+              + " destage batch when the cache is full (0 turns the throttle off).",
+          Double::parseDouble);
   public static final Key<Long> SEQUENTIAL_CUTOFF =
       key(
           "sequential-cutoff",
@@ -311,6 +321,7 @@ public record NodeConfig(
             get(values, CACHE_SIZE),
             get(values, SYNC),
             get(values, WRITE_BACKPRESSURE_TIMEOUT_MS),
+            get(values, WRITE_THROTTLE_RESERVE),
             get(values, SEQUENTIAL_CUTOFF),
             get(values, DESTAGE_HIGH_WATERMARK),
             get(values, DESTAGE_LOW_WATERMARK),
@@ -363,6 +374,11 @@ public record NodeConfig(
         && destageHighWatermark <= 1)) {
       throw new IllegalArgumentException(
           "need 0 <= destage-low-watermark < destage-high-watermark <= 1");
+    }
+    if (!(writeThrottleReserve >= 0 && writeThrottleReserve < 1 - destageHighWatermark)) {
+      throw new IllegalArgumentException(
+          "need 0 <= write-throttle-reserve < 1 - destage-high-watermark (the destager must be"
+              + " flat out before writes are throttled)");
     }
     if (destageBatchBytes < 4096 || destageBatchBytes % 4096 != 0) {
       throw new IllegalArgumentException("destage-batch must be a positive multiple of 4KiB");

@@ -71,11 +71,13 @@ public final class PeerFlashNode implements AutoCloseable {
         .addService(new NodeGrpcService(config.nodeId(), engine))
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
-    if (cluster != null) {
+    if (cluster == null) {
+      builder.callExecutor(VolumeGrpcService.callExecutors());
+    } else {
       // Peers replicate to this node on the same port as clients.
       builder.addService(
           new ReplicaGrpcService(new EngineReplicaSink(engine), cluster, rpcExecutor));
-      builder.callExecutor(ReplicaGrpcService.callExecutors());
+      builder.callExecutor(VolumeGrpcService.callExecutors(ReplicaGrpcService.replicateMethod()));
       builder.addService(new ClusterGrpcService(cluster));
     }
     this.server = builder.build().start();

@@ -3,6 +3,7 @@ package io.peerflash.node.engine;
 import io.peerflash.node.cache.CacheFile;
 import io.peerflash.node.cache.ClockEvictor;
 import io.peerflash.node.cache.SlotAllocator;
+import io.peerflash.node.cache.SlotReservations;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.BlockIndex;
@@ -32,8 +33,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.Condition;
-import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Predicate;
 import java.util.zip.CRC32C;
 import org.slf4j.Logger;
@@ -95,10 +94,8 @@ public final class CacheEngine implements AutoCloseable {
   /** Slots holding dirty data (zero blocks hold none). Drives the watermarks. */
   final AtomicLong dirtySlots = new AtomicLong();
 
-  // Writers waiting for free slots wait here; the destager signals after cleaning blocks.
-  final ReentrantLock spaceLock = new ReentrantLock();
-  final Condition spaceFreed = spaceLock.newCondition();
-  final AtomicLong spaceWaiters = new AtomicLong();
+  // Writers short of free slots wait here in arrival order; the destager signals after cleaning.
+  final SlotReservations space;
 
   private CacheEngine(
       EngineConfig config,
@@ -119,6 +116,23 @@ public final class CacheEngine implements AutoCloseable {
     this.cacheFile = cacheFile;
     this.slots = new SlotAllocator(cacheFile.slots(), usedSlots);
     this.evictor = new ClockEvictor(cacheFile.slots());
+    this.space =
+        new SlotReservations(
+            slots,
+            new SlotReservations.SpaceSource() {
+              @Override
+              public long reclaimableSlots() {
+                return slots.totalSlots() - dirtySlots.get();
+              }
+
+              @Override
+              public void reclaim(int missing) {
+                reclaimClean(missing);
+              }
+            },
+            throttleReserveSlots(config, cacheFile.slots()),
+            time,
+            this::onSpaceWait);
     this.backing = backing;
     this.committer = new GroupCommitter(kv, cacheFile, config.syncWrites());
     this.destager = new Destager(this);
@@ -452,7 +466,7 @@ public final class CacheEngine implements AutoCloseable {
         BlockEntry e = v.blocks.remove(me.getKey());
         if (e != null && !e.isZero()) {
           if (e.dirty()) {
-            dirtySlots.decrementAndGet();
+            dirtyDropped();
           }
           evictor.release(e.slot());
           slots.free(e.slot());
@@ -956,7 +970,7 @@ public final class CacheEngine implements AutoCloseable {
       BlockEntry clean = e.asClean();
       v.blocks.put(block, clean);
       index.put(batch, v.id(), block, clean);
-      dirtySlots.decrementAndGet();
+      dirtyDropped();
       evictor.markClean(e.slot());
     }
     v.locks.bump(block);
@@ -976,7 +990,7 @@ public final class CacheEngine implements AutoCloseable {
     if (old.dirty()) {
       v.dirty.remove(old.seq());
       if (!old.isZero()) {
-        dirtySlots.decrementAndGet();
+        dirtyDropped();
       }
     }
     if (!old.isZero()) {
@@ -1019,74 +1033,75 @@ public final class CacheEngine implements AutoCloseable {
    * otherwise returns null at once when there is no space.
    */
   int[] reserveSlots(int n, boolean wait) throws CacheException {
-    int[] out = new int[n];
-    if (n == 0 || slots.tryAllocate(n, out)) {
-      return out;
+    if (!wait) {
+      return space.tryReserve(n);
     }
-    long deadlineNanos = 0;
-    boolean counted = false;
+    if (n > slots.totalSlots()) {
+      throw new CacheException(
+          Reason.RESOURCE_EXHAUSTED,
+          String.format(
+              "a write of %d blocks needs more than the cache's %d slots", n, slots.totalSlots()));
+    }
+    int[] out;
     try {
-      while (true) {
-        int free = slots.freeSlots();
-        int missing = n - free;
-        long clean = slots.totalSlots() - free - dirtySlots.get();
-        if (missing > 0 && clean > 0) {
-          evictor.evict(missing, this::tryEvict);
-        }
-        if (slots.tryAllocate(n, out)) {
-          return out;
-        }
-        if (!wait) {
-          return null;
-        }
-        long now = time.nanoTime();
-        if (deadlineNanos == 0) {
-          deadlineNanos = now + TimeUnit.MILLISECONDS.toNanos(config.writeBackpressureTimeoutMs());
-          stats.backpressureWaits.increment();
-          spaceWaiters.incrementAndGet();
-          counted = true;
-          destager.wake();
-        }
-        long left = deadlineNanos - now;
-        if (left <= 0) {
-          stats.backpressureRejections.increment();
-          throw new CacheException(
-              Reason.RESOURCE_EXHAUSTED,
-              String.format(
-                  "cache full: %d of %d slots hold dirty data and %d are free; a write of %d"
-                      + " blocks waited %d ms (write-backpressure-timeout-ms) for the destager",
-                  dirtySlots.get(),
-                  slots.totalSlots(),
-                  slots.freeSlots(),
-                  n,
-                  config.writeBackpressureTimeoutMs()));
-        }
-        spaceLock.lock();
-        try {
-          spaceFreed.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(20)));
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          throw new CacheException(Reason.UNAVAILABLE, "interrupted while waiting for space");
-        } finally {
-          spaceLock.unlock();
-        }
-      }
-    } finally {
-      if (counted) {
-        spaceWaiters.decrementAndGet();
-      }
+      out = space.reserve(n, TimeUnit.MILLISECONDS.toNanos(config.writeBackpressureTimeoutMs()));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new CacheException(Reason.UNAVAILABLE, "interrupted while waiting for space");
+    }
+    if (out == null) {
+      stats.backpressureRejections.increment();
+      throw new CacheException(
+          Reason.RESOURCE_EXHAUSTED,
+          String.format(
+              "cache full: %d of %d slots hold dirty data and %d are free; a write of %d"
+                  + " blocks waited %d ms (write-backpressure-timeout-ms) for the destager",
+              dirtySlots.get(),
+              slots.totalSlots(),
+              slots.freeSlots(),
+              n,
+              config.writeBackpressureTimeoutMs()));
+    }
+    return out;
+  }
+
+  /**
+   * The write throttle's reserve: the configured share of the cache, but at least two destage
+   * batches (space comes back a batch at a time), and never past the high watermark.
+   */
+  static long throttleReserveSlots(EngineConfig config, int totalSlots) {
+    if (config.writeThrottleReserve() <= 0) {
+      return 0;
+    }
+    long reserve =
+        Math.max(
+            (long) (config.writeThrottleReserve() * totalSlots),
+            2L * config.destageBatchBytes() / BLOCK);
+    return Math.min(reserve, (long) ((1 - config.destageHighWatermark()) * totalSlots));
+  }
+
+  /** Slots that hold dirty data no longer: space the throttle may hand out again. */
+  private void dirtyDropped() {
+    dirtySlots.decrementAndGet();
+    space.reclaimed(1);
+  }
+
+  /** Evicts clean blocks for a reservation that found too few free slots. */
+  private void reclaimClean(int missing) {
+    long clean = slots.totalSlots() - slots.freeSlots() - dirtySlots.get();
+    if (clean > 0) {
+      evictor.evict(missing, this::tryEvict);
     }
   }
 
+  /** A writer starts waiting for space: the destager must go flat out now. */
+  private void onSpaceWait() {
+    stats.backpressureWaits.increment();
+    destager.wake();
+  }
+
   void signalSpace() {
-    if (spaceWaiters.get() > 0) {
-      spaceLock.lock();
-      try {
-        spaceFreed.signalAll();
-      } finally {
-        spaceLock.unlock();
-      }
-    }
+    space.spaceFreed();
   }
 
   /** Evicts one clean block if it is still where the clock saw it and nobody holds it. */

@@ -201,7 +201,7 @@ final class Destager implements AutoCloseable {
    */
   long step() {
     double dirty = dirtyFraction();
-    if (dirty >= config.destageHighWatermark() || engine.spaceWaiters.get() > 0) {
+    if (dirty >= config.destageHighWatermark() || engine.space.waiting() > 0) {
       flatOut = true;
     } else if (dirty <= config.destageLowWatermark()) {
       flatOut = false;

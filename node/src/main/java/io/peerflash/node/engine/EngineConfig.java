@@ -2,6 +2,7 @@ package io.peerflash.node.engine;
 
 import io.peerflash.node.NodeConfig;
 import java.nio.file.Path;
+import java.util.function.Consumer;
 
 /** The settings the cache engine and destager read; see {@link NodeConfig} for their meaning. */
 public record EngineConfig(
@@ -9,6 +10,7 @@ public record EngineConfig(
     long cacheSizeBytes,
     boolean syncWrites,
     long writeBackpressureTimeoutMs,
+    double writeThrottleReserve,
     long sequentialCutoffBytes,
     double destageHighWatermark,
     double destageLowWatermark,
@@ -26,6 +28,7 @@ public record EngineConfig(
         c.cacheSizeBytes(),
         c.syncWrites(),
         c.writeBackpressureTimeoutMs(),
+        c.writeThrottleReserve(),
         c.sequentialCutoffBytes(),
         c.destageHighWatermark(),
         c.destageLowWatermark(),
@@ -38,13 +41,14 @@ public record EngineConfig(
         c.flushStorageFailureTimeoutMs());
   }
 
-  /** Defaults for tests: small cache, async writes. */
+  /** Defaults for tests: small cache, async writes, the node's defaults otherwise. */
   public static EngineConfig defaults(Path dataDir, long cacheSizeBytes) {
     return new EngineConfig(
         dataDir,
         cacheSizeBytes,
         false,
         5000,
+        0.05,
         4L << 20,
         0.5,
         0.4,
@@ -58,74 +62,101 @@ public record EngineConfig(
   }
 
   public EngineConfig withSync(boolean sync) {
-    return new EngineConfig(
-        dataDir,
-        cacheSizeBytes,
-        sync,
-        writeBackpressureTimeoutMs,
-        sequentialCutoffBytes,
-        destageHighWatermark,
-        destageLowWatermark,
-        maxDirtyAgeMs,
-        destageBatchBytes,
-        destageBackgroundRateBytesPerSec,
-        storageRetryInitialBackoffMs,
-        storageRetryMaxBackoffMs,
-        storageFailingAfterMs,
-        flushStorageFailureTimeoutMs);
+    return edit(b -> b.syncWrites = sync);
   }
 
   public EngineConfig withBackpressureTimeoutMs(long ms) {
-    return new EngineConfig(
-        dataDir,
-        cacheSizeBytes,
-        syncWrites,
-        ms,
-        sequentialCutoffBytes,
-        destageHighWatermark,
-        destageLowWatermark,
-        maxDirtyAgeMs,
-        destageBatchBytes,
-        destageBackgroundRateBytesPerSec,
-        storageRetryInitialBackoffMs,
-        storageRetryMaxBackoffMs,
-        storageFailingAfterMs,
-        flushStorageFailureTimeoutMs);
+    return edit(b -> b.writeBackpressureTimeoutMs = ms);
+  }
+
+  public EngineConfig withThrottleReserve(double reserve) {
+    return edit(b -> b.writeThrottleReserve = reserve);
   }
 
   public EngineConfig withDestage(double high, double low, long maxDirtyAgeMs) {
-    return new EngineConfig(
-        dataDir,
-        cacheSizeBytes,
-        syncWrites,
-        writeBackpressureTimeoutMs,
-        sequentialCutoffBytes,
-        high,
-        low,
-        maxDirtyAgeMs,
-        destageBatchBytes,
-        destageBackgroundRateBytesPerSec,
-        storageRetryInitialBackoffMs,
-        storageRetryMaxBackoffMs,
-        storageFailingAfterMs,
-        flushStorageFailureTimeoutMs);
+    return edit(
+        b -> {
+          b.destageHighWatermark = high;
+          b.destageLowWatermark = low;
+          b.maxDirtyAgeMs = maxDirtyAgeMs;
+        });
+  }
+
+  public EngineConfig withRetryBackoff(long initialMs, long maxMs) {
+    return edit(
+        b -> {
+          b.storageRetryInitialBackoffMs = initialMs;
+          b.storageRetryMaxBackoffMs = maxMs;
+        });
   }
 
   public EngineConfig withStorageTimeouts(long failingAfterMs, long flushFailureTimeoutMs) {
-    return new EngineConfig(
-        dataDir,
-        cacheSizeBytes,
-        syncWrites,
-        writeBackpressureTimeoutMs,
-        sequentialCutoffBytes,
-        destageHighWatermark,
-        destageLowWatermark,
-        maxDirtyAgeMs,
-        destageBatchBytes,
-        destageBackgroundRateBytesPerSec,
-        storageRetryInitialBackoffMs,
-        storageRetryMaxBackoffMs,
-        failingAfterMs,
-        flushFailureTimeoutMs);
+    return edit(
+        b -> {
+          b.storageFailingAfterMs = failingAfterMs;
+          b.flushStorageFailureTimeoutMs = flushFailureTimeoutMs;
+        });
+  }
+
+  private EngineConfig edit(Consumer<Editable> change) {
+    Editable b = new Editable(this);
+    change.accept(b);
+    return b.build();
+  }
+
+  /** A mutable copy, so each {@code with} method names only what it changes. */
+  private static final class Editable {
+    Path dataDir;
+    long cacheSizeBytes;
+    boolean syncWrites;
+    long writeBackpressureTimeoutMs;
+    double writeThrottleReserve;
+    long sequentialCutoffBytes;
+    double destageHighWatermark;
+    double destageLowWatermark;
+    long maxDirtyAgeMs;
+    int destageBatchBytes;
+    long destageBackgroundRateBytesPerSec;
+    long storageRetryInitialBackoffMs;
+    long storageRetryMaxBackoffMs;
+    long storageFailingAfterMs;
+    long flushStorageFailureTimeoutMs;
+
+    Editable(EngineConfig c) {
+      dataDir = c.dataDir;
+      cacheSizeBytes = c.cacheSizeBytes;
+      syncWrites = c.syncWrites;
+      writeBackpressureTimeoutMs = c.writeBackpressureTimeoutMs;
+      writeThrottleReserve = c.writeThrottleReserve;
+      sequentialCutoffBytes = c.sequentialCutoffBytes;
+      destageHighWatermark = c.destageHighWatermark;
+      destageLowWatermark = c.destageLowWatermark;
+      maxDirtyAgeMs = c.maxDirtyAgeMs;
+      destageBatchBytes = c.destageBatchBytes;
+      destageBackgroundRateBytesPerSec = c.destageBackgroundRateBytesPerSec;
+      storageRetryInitialBackoffMs = c.storageRetryInitialBackoffMs;
+      storageRetryMaxBackoffMs = c.storageRetryMaxBackoffMs;
+      storageFailingAfterMs = c.storageFailingAfterMs;
+      flushStorageFailureTimeoutMs = c.flushStorageFailureTimeoutMs;
+    }
+
+    EngineConfig build() {
+      return new EngineConfig(
+          dataDir,
+          cacheSizeBytes,
+          syncWrites,
+          writeBackpressureTimeoutMs,
+          writeThrottleReserve,
+          sequentialCutoffBytes,
+          destageHighWatermark,
+          destageLowWatermark,
+          maxDirtyAgeMs,
+          destageBatchBytes,
+          destageBackgroundRateBytesPerSec,
+          storageRetryInitialBackoffMs,
+          storageRetryMaxBackoffMs,
+          storageFailingAfterMs,
+          flushStorageFailureTimeoutMs);
+    }
   }
 }

@@ -21,6 +21,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -48,15 +49,23 @@ class BackpressureTest {
     final List<byte[]> maybe = new ArrayList<>();
   }
 
-  @Test
-  void writesWaitThenFailWithResourceExhaustedAndNothingAcknowledgedIsLost() throws Exception {
+  /** What one overload run saw. */
+  private record Outcome(
+      Map<Integer, ChunkState> state, int acks, int rejections, long slowestAckMs, Path file) {}
+
+  /**
+   * Two writers write 64 KiB chunks at random for up to 15 s, into a 4 MiB cache in front of shared
+   * storage that takes 30 ms per data write and per sync (a 1 MiB destage batch of 16 runs takes
+   * about 0.5 s). Stops early after enough rejections when {@code stopOnRejections}.
+   */
+  private Outcome overload(double throttleReserve, boolean stopOnRejections) throws Exception {
     FileBackingStore files = new FileBackingStore(tmp.resolve("shared"));
-    // 30 ms per data write and per sync: a 1 MiB destage batch of 16 runs takes about 0.5 s.
     LatencyInjectingBackingStore slow = new LatencyInjectingBackingStore(files, 30_000);
     EngineConfig config =
         EngineConfig.defaults(tmp.resolve("data"), 4L << 20)
             .withBackpressureTimeoutMs(TIMEOUT_MS)
-            .withDestage(0.5, 0.25, 200);
+            .withDestage(0.5, 0.25, 200)
+            .withThrottleReserve(throttleReserve);
     engine = CacheEngine.open(config, slow, Time.SYSTEM);
     engine.start();
     engine.createVolume(VOL, VOLUME, CacheMode.WRITE_BACK, 0);
@@ -69,6 +78,7 @@ class BackpressureTest {
     }
     AtomicInteger rejections = new AtomicInteger();
     AtomicInteger acks = new AtomicInteger();
+    AtomicLong slowestAckNanos = new AtomicLong();
     long stopAt = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
     ExecutorService pool = Executors.newFixedThreadPool(threads);
     List<Future<?>> futures = new ArrayList<>();
@@ -78,8 +88,8 @@ class BackpressureTest {
           pool.submit(
               () -> {
                 Random rnd = new Random(42 + me);
-                // Stop after enough rejections (and enough acknowledged writes) or at the deadline.
-                while (System.nanoTime() < stopAt && (rejections.get() < 4 || acks.get() < 100)) {
+                while (System.nanoTime() < stopAt
+                    && (!stopOnRejections || rejections.get() < 4 || acks.get() < 100)) {
                   // Each thread owns the chunks c with c % threads == me.
                   int c = rnd.nextInt(chunks / threads) * threads + me;
                   byte[] data = new byte[CHUNK];
@@ -91,6 +101,7 @@ class BackpressureTest {
                   long t0 = System.nanoTime();
                   try {
                     engine.write(VOL, (long) c * CHUNK, ByteBuffer.wrap(data));
+                    slowestAckNanos.accumulateAndGet(System.nanoTime() - t0, Math::max);
                     synchronized (s) {
                       s.acked = data;
                       s.maybe.clear();
@@ -125,30 +136,25 @@ class BackpressureTest {
     } finally {
       pool.shutdownNow();
     }
-    NodeStatusView st = engine.status();
-    System.out.printf(
-        "acks=%d rejections=%d waits=%d statusRejections=%d%n",
-        acks.get(), rejections.get(), st.backpressureWaits(), st.backpressureRejections());
-    assertThat(st.backpressureWaits()).isPositive();
-    assertThat(rejections.get()).isPositive();
-    assertThat(st.backpressureRejections()).isEqualTo(rejections.get());
-    assertThat(acks.get()).isPositive();
+    return new Outcome(
+        state, acks.get(), rejections.get(), slowestAckNanos.get() / 1_000_000, files.fileOf(VOL));
+  }
 
+  /** After Flush, every chunk reads (from cache and from the backing file) as its last ack. */
+  private void assertNothingAcknowledgedIsLost(Outcome o) throws Exception {
     long t0 = System.nanoTime();
     engine.flush(VOL);
     System.out.printf("flush took %d ms%n", (System.nanoTime() - t0) / 1_000_000);
     assertThat(engine.volumeStatus(VOL).dirtyBytes()).isZero();
-
-    Path file = files.fileOf(VOL);
     int checked = 0;
-    for (Map.Entry<Integer, ChunkState> e : state.entrySet()) {
+    for (Map.Entry<Integer, ChunkState> e : o.state().entrySet()) {
       ChunkState s = e.getValue();
       if (s.acked == null && s.maybe.isEmpty()) {
         continue;
       }
       long off = (long) e.getKey() * CHUNK;
       byte[] read = engine.read(VOL, off, CHUNK);
-      byte[] onFile = readFile(file, off, CHUNK);
+      byte[] onFile = readFile(o.file(), off, CHUNK);
       List<byte[]> allowed = new ArrayList<>(s.maybe);
       allowed.add(s.acked == null ? new byte[CHUNK] : s.acked);
       assertThat(allowed).as("chunk %d read", e.getKey()).contains(read);
@@ -156,5 +162,41 @@ class BackpressureTest {
       checked++;
     }
     assertThat(checked).isGreaterThan(50);
+  }
+
+  @Test
+  void withoutTheThrottleWritesWaitThenFailWithResourceExhaustedAndNothingAcknowledgedIsLost()
+      throws Exception {
+    Outcome o = overload(0, true);
+    NodeStatusView st = engine.status();
+    System.out.printf(
+        "acks=%d rejections=%d waits=%d statusRejections=%d slowest ack=%d ms%n",
+        o.acks(),
+        o.rejections(),
+        st.backpressureWaits(),
+        st.backpressureRejections(),
+        o.slowestAckMs());
+    assertThat(st.backpressureWaits()).isPositive();
+    assertThat(o.rejections()).isPositive();
+    assertThat(st.backpressureRejections()).isEqualTo(o.rejections());
+    assertThat(o.acks()).isPositive();
+    assertNothingAcknowledgedIsLost(o);
+  }
+
+  @Test
+  void theThrottleSlowsWritersToTheDestageRateSoNoneWaitsOutADestageBatch() throws Exception {
+    // The same overload: a destage batch takes about 0.5 s, longer than the 300 ms a write may
+    // wait. Unthrottled, writers run until the cache is full and then wait out whole batches (the
+    // test above). Throttled, they are admitted at the rate space comes back, with space to spare.
+    Outcome o = overload(0.05, false);
+    NodeStatusView st = engine.status();
+    System.out.printf(
+        "acks=%d rejections=%d throttled=%d slowest ack=%d ms%n",
+        o.acks(), o.rejections(), st.backpressureWaits(), o.slowestAckMs());
+    assertThat(st.backpressureWaits()).as("writes were held back").isPositive();
+    assertThat(o.rejections()).as("no write had to wait out the backpressure timeout").isZero();
+    assertThat(o.slowestAckMs()).isLessThan(TIMEOUT_MS);
+    assertThat(o.acks()).isGreaterThan(100);
+    assertNothingAcknowledgedIsLost(o);
   }
 }

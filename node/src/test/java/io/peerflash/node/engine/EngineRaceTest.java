@@ -245,7 +245,8 @@ class EngineRaceTest {
   @Test
   void flushIsBoundedWhenDirtyDataCannotBeReadFromFlash() throws Exception {
     openFaulty(
-        EngineTestSupport.withRetry(EngineConfig.defaults(tmp.resolve("data"), 1L << 20), 10, 100)
+        EngineConfig.defaults(tmp.resolve("data"), 1L << 20)
+            .withRetryBackoff(10, 100)
             .withStorageTimeouts(500, 2000));
     engine.createVolume("v", 1L << 20, CacheMode.WRITE_BACK, 0);
     engine.write("v", 0, buf(pattern(1, BLOCK)));

@@ -19,25 +19,6 @@ final class EngineTestSupport {
 
   private EngineTestSupport() {}
 
-  /** The same config with other retry backoffs (no with* helper exists for them). */
-  static EngineConfig withRetry(EngineConfig c, long initialMs, long maxMs) {
-    return new EngineConfig(
-        c.dataDir(),
-        c.cacheSizeBytes(),
-        c.syncWrites(),
-        c.writeBackpressureTimeoutMs(),
-        c.sequentialCutoffBytes(),
-        c.destageHighWatermark(),
-        c.destageLowWatermark(),
-        c.maxDirtyAgeMs(),
-        c.destageBatchBytes(),
-        c.destageBackgroundRateBytesPerSec(),
-        initialMs,
-        maxMs,
-        c.storageFailingAfterMs(),
-        c.flushStorageFailureTimeoutMs());
-  }
-
   static byte[] randomBytes(Random rnd, int len) {
     byte[] b = new byte[len];
     rnd.nextBytes(b);

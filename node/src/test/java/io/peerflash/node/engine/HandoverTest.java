@@ -2,7 +2,6 @@ package io.peerflash.node.engine;
 
 import static io.peerflash.node.engine.EngineTestSupport.assertFileEquals;
 import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
-import static io.peerflash.node.engine.EngineTestSupport.withRetry;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -35,10 +34,9 @@ class HandoverTest {
   @BeforeEach
   void open() throws Exception {
     EngineConfig config =
-        withRetry(
-            EngineConfig.defaults(tmp.resolve("data"), 4L << 20).withStorageTimeouts(200, 800),
-            20,
-            200);
+        EngineConfig.defaults(tmp.resolve("data"), 4L << 20)
+            .withStorageTimeouts(200, 800)
+            .withRetryBackoff(20, 200);
     files = new FileBackingStore(tmp.resolve("shared"));
     store = new FaultyBackingStore(files);
     engine = CacheEngine.open(config, store, Time.SYSTEM);

@@ -6,7 +6,6 @@ import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
 import static io.peerflash.node.engine.EngineTestSupport.pattern;
 import static io.peerflash.node.engine.EngineTestSupport.readFile;
 import static io.peerflash.node.engine.EngineTestSupport.retryWhile;
-import static io.peerflash.node.engine.EngineTestSupport.withRetry;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -41,11 +40,9 @@ class StorageFailureTest {
 
   private void open(long retryInitialMs, long retryMaxMs) throws Exception {
     EngineConfig config =
-        withRetry(
-            EngineConfig.defaults(tmp.resolve("data"), 4L << 20)
-                .withStorageTimeouts(FAILING_AFTER_MS, FLUSH_TIMEOUT_MS),
-            retryInitialMs,
-            retryMaxMs);
+        EngineConfig.defaults(tmp.resolve("data"), 4L << 20)
+            .withStorageTimeouts(FAILING_AFTER_MS, FLUSH_TIMEOUT_MS)
+            .withRetryBackoff(retryInitialMs, retryMaxMs);
     files = new FileBackingStore(tmp.resolve("shared"));
     store = new FaultyBackingStore(files);
     engine = CacheEngine.open(config, store, Time.SYSTEM);

@@ -27,6 +27,7 @@ import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
@@ -45,19 +46,17 @@ class VolumeGrpcServiceTest {
 
   @BeforeEach
   void start() throws Exception {
+    start(Map.of());
+  }
+
+  private void start(Map<String, String> extra) throws Exception {
     String name = InProcessServerBuilder.generateName();
-    NodeConfig config =
-        NodeConfig.fromMap(
-            Map.of(
-                "id",
-                "n1",
-                "data-dir",
-                dir.resolve("data").toString(),
-                "shared-dir",
-                dir.resolve("shared").toString(),
-                "cache-size",
-                "16MiB"));
-    node = PeerFlashNode.start(config, InProcessServerBuilder.forName(name));
+    Map<String, String> settings = new HashMap<>(extra);
+    settings.put("id", "n1");
+    settings.put("data-dir", dir.resolve("data").toString());
+    settings.put("shared-dir", dir.resolve("shared").toString());
+    settings.put("cache-size", "16MiB");
+    node = PeerFlashNode.start(NodeConfig.fromMap(settings), InProcessServerBuilder.forName(name));
     channel = InProcessChannelBuilder.forName(name).build();
     volumes = VolumeServiceGrpc.newBlockingStub(channel);
   }
@@ -69,11 +68,15 @@ class VolumeGrpcServiceTest {
   }
 
   private void create(String name, long size) {
+    create(name, size, CacheMode.WRITE_BACK);
+  }
+
+  private void create(String name, long size, CacheMode mode) {
     volumes.createVolume(
         CreateVolumeRequest.newBuilder()
             .setName(name)
             .setSizeBytes(size)
-            .setPolicy(VolumePolicy.newBuilder().setMode(CacheMode.WRITE_BACK))
+            .setPolicy(VolumePolicy.newBuilder().setMode(mode))
             .build());
   }
 
@@ -183,6 +186,54 @@ class VolumeGrpcServiceTest {
                 .filter(e -> e.getKey() != 7L)
                 .allMatch(e -> e.getValue() == 0))
         .isTrue();
+  }
+
+  @Test
+  void aSlowWriteOnAStreamDoesNotHoldUpTheWritesBehindIt() throws Exception {
+    // Requests are delivered on the transport thread and each runs on the request pool: a write
+    // that waits (here for 300 ms shared storage) must not delay the next one on the stream.
+    stop();
+    start(Map.of("storage-latency-us", "300000"));
+    create("slow", 1 << 20, CacheMode.WRITE_THROUGH);
+    create("fast", 1 << 20, CacheMode.WRITE_BACK);
+    java.util.List<Long> order = new java.util.concurrent.CopyOnWriteArrayList<>();
+    Map<Long, Long> answeredAtNanos = new ConcurrentHashMap<>();
+    CountDownLatch done = new CountDownLatch(1);
+    StreamObserver<WriteRequest> requests =
+        VolumeServiceGrpc.newStub(channel)
+            .writeStream(
+                new StreamObserver<>() {
+                  @Override
+                  public void onNext(WriteResponse r) {
+                    assertThat(r.getCode()).isZero();
+                    answeredAtNanos.put(r.getRequestId(), System.nanoTime());
+                    order.add(r.getRequestId());
+                  }
+
+                  @Override
+                  public void onError(Throwable t) {
+                    done.countDown();
+                  }
+
+                  @Override
+                  public void onCompleted() {
+                    done.countDown();
+                  }
+                });
+    long t0 = System.nanoTime();
+    for (String volume : new String[] {"slow", "fast"}) {
+      requests.onNext(
+          WriteRequest.newBuilder()
+              .setVolume(volume)
+              .setRequestId(volume.equals("slow") ? 1 : 2)
+              .setData(ByteString.copyFrom(new byte[4096]))
+              .build());
+    }
+    requests.onCompleted();
+    assertThat(done.await(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(order).containsExactly(2L, 1L);
+    assertThat(answeredAtNanos.get(2L) - t0).isLessThan(TimeUnit.MILLISECONDS.toNanos(250));
+    assertThat(answeredAtNanos.get(1L) - t0).isGreaterThan(TimeUnit.MILLISECONDS.toNanos(300));
   }
 
   @Test

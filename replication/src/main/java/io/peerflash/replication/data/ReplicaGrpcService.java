@@ -49,12 +49,17 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
     this.applyExecutor = applyExecutor;
   }
 
+  /** The full name of the Replicate method, for a server that combines call executors. */
+  public static String replicateMethod() {
+    return ReplicaServiceGrpc.getReplicateMethod().getFullMethodName();
+  }
+
   /**
    * For {@code ServerBuilder.callExecutor}: delivers Replicate streams on the transport thread (the
    * service moves any request that would wait off it), every other call on the server's executor.
    */
   public static ServerCallExecutorSupplier callExecutors() {
-    String replicate = ReplicaServiceGrpc.getReplicateMethod().getFullMethodName();
+    String replicate = replicateMethod();
     Executor transportThread = Runnable::run;
     return new ServerCallExecutorSupplier() {
       @Override
