@@ -158,8 +158,9 @@ start_cluster() { # name cache-size [local-cluster args...]
   rm -rf "$dir"
   CLUSTER_DIRS+=("$dir")
   # Started directly (not through a function, which would run in a subshell): $! is the JVM.
-  "${PF[@]}" local-cluster --nodes 3 --dir "$dir" --cache-size "$cache" \
-    --base-port $BASE_PORT --raft-base-port $RAFT_BASE_PORT "$@" >"$LOGS/$name.log" 2>&1 &
+  env ${NODE_JVM_OPTS:+"JDK_JAVA_OPTIONS=$NODE_JVM_OPTS"} "${PF[@]}" local-cluster --nodes 3 --dir "$dir" \
+    --cache-size "$cache" --base-port $BASE_PORT --raft-base-port $RAFT_BASE_PORT "$@" \
+    >"$LOGS/$name.log" 2>&1 &
   CLUSTER_PID=$!
   PIDS+=("$CLUSTER_PID")
   wait_for_line "$LOGS/$name.log" "cluster ready" "$CLUSTER_PID" 120
@@ -284,12 +285,17 @@ bench --workload write --volume b-wbs --replicas 1 --id wb-r1-1ms --delete-volum
 stop_cluster
 
 # ---- 5. sustained: several times the cache, destage decides -----------------------------------
+# GC and safepoint logs of every node and of the load client, to tell a pause in a JVM from a wait
+# for space when a write is slow (logs/gc-sustained-*.log, one per process).
+NODE_JVM_OPTS="-Xlog:gc*,safepoint:file=$LOGS/gc-sustained-node-%p.log:uptime,level,tags"
 start_cluster cluster-sustained "$SUSTAIN_CACHE"
+NODE_JVM_OPTS=""
 warm_up # a cold JVM's JIT pauses would otherwise land in the first seconds of the run
 echo "-- sustained 4 KiB random writes, write-back, replicas 1, QD32, $SUSTAIN"
 wait_idle
 # (With a warm-up of its own: a cold load client's JIT and GC pauses would be charged to the nodes.)
-pf bench --target "$TARGET" --workload write --qd 32 --duration "$SUSTAIN" --warmup "$WARM" \
+JDK_JAVA_OPTIONS="-Xlog:gc*,safepoint:file=$LOGS/gc-sustained-client.log:uptime,level,tags" \
+  pf bench --target "$TARGET" --workload write --qd 32 --duration "$SUSTAIN" --warmup "$WARM" \
   --volume b-sus --size 16GiB --replicas 1 --sustained --id sustained \
   --label "PeerFlash sustained 4 KiB random writes, write-back, replicas 1" \
   --json "$RESULTS/sustained.json" | tee -a "$LOGS/bench.log" || true

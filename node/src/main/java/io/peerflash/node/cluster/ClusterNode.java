@@ -437,14 +437,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       try {
         r =
             controlPlane
-                .submit(
-                    ClusterCommand.newBuilder()
-                        .setRemoveReplica(
-                            ClusterCommand.RemoveReplica.newBuilder()
-                                .setVolume(volume)
-                                .setMember(peerId)
-                                .setExpectedEpoch(rec.epoch()))
-                        .build())
+                .submit(removeReplica(volume, peerId, rec.epoch()))
                 .get(Math.max(1, deadline - time.nowMs()), TimeUnit.MILLISECONDS);
       } catch (Exception e) {
         return false;
@@ -456,6 +449,19 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       rec = r.hasVolume() ? VolumeRecord.fromProto(r.getVolume()) : null;
     }
     return false;
+  }
+
+  /**
+   * Takes {@code member} out of the volume's replica set, if the volume is still at {@code epoch}.
+   */
+  static ClusterCommand removeReplica(String volume, String member, long epoch) {
+    return ClusterCommand.newBuilder()
+        .setRemoveReplica(
+            ClusterCommand.RemoveReplica.newBuilder()
+                .setVolume(volume)
+                .setMember(member)
+                .setExpectedEpoch(epoch))
+        .build();
   }
 
   private PeerReplicator replicator(String memberId) {

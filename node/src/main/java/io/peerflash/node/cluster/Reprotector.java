@@ -265,14 +265,7 @@ final class Reprotector {
     }
     try {
       controlPlane
-          .submit(
-              ClusterCommand.newBuilder()
-                  .setRemoveReplica(
-                      ClusterCommand.RemoveReplica.newBuilder()
-                          .setVolume(volume)
-                          .setMember(peer)
-                          .setExpectedEpoch(rec.epoch()))
-                  .build())
+          .submit(ClusterNode.removeReplica(volume, peer, rec.epoch()))
           .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
     } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
       log.info("volume {}: could not remove syncing peer {}: {}", volume, peer, e.toString());

@@ -1,5 +1,6 @@
 package io.peerflash.replication.cluster;
 
+import io.peerflash.util.Time;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.Objects;

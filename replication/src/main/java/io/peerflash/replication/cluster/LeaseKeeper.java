@@ -1,6 +1,7 @@
 package io.peerflash.replication.cluster;
 
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.util.Time;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;

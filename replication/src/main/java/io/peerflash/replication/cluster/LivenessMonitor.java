@@ -2,6 +2,7 @@ package io.peerflash.replication.cluster;
 
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.util.Time;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;

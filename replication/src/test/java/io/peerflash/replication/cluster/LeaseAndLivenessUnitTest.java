@@ -8,6 +8,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.util.Time;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;

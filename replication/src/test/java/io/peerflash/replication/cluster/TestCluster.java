@@ -1,5 +1,6 @@
 package io.peerflash.replication.cluster;
 
+import io.peerflash.util.Time;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;

@@ -3,8 +3,9 @@ package io.peerflash.util;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The clock every time-based decision reads (dirty age, backoff, backpressure deadlines), so tests
- * can drive time instead of sleeping.
+ * The clock every time-based decision reads (leases, liveness, dirty age, backoff, backpressure
+ * deadlines), so tests can drive time instead of sleeping. Lease arithmetic uses only {@link
+ * #nanoTime()}, which must be monotonic.
  */
 public interface Time {
   long nowMs();
