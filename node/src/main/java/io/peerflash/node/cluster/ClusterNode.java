@@ -34,6 +34,7 @@ import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeState;
+import io.peerflash.replication.cluster.ClusterCommands;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.ControlPlaneConfig;
@@ -338,14 +339,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         }
         CommandResult r =
             controlPlane
-                .submit(
-                    ClusterCommand.newBuilder()
-                        .setChangeOwner(
-                            ClusterCommand.ChangeOwner.newBuilder()
-                                .setVolume(rec.name())
-                                .setNewOwner(best)
-                                .setExpectedEpoch(rec.epoch()))
-                        .build())
+                .submit(ClusterCommands.changeOwner(rec.name(), best, rec.epoch()))
                 .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         log.warn(
             "volume {}: owner {} down; {} takes over at sequence {} ({})",
@@ -437,7 +431,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       try {
         r =
             controlPlane
-                .submit(removeReplica(volume, peerId, rec.epoch()))
+                .submit(ClusterCommands.removeReplica(volume, peerId, rec.epoch()))
                 .get(Math.max(1, deadline - time.nowMs()), TimeUnit.MILLISECONDS);
       } catch (Exception e) {
         return false;
@@ -449,19 +443,6 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       rec = r.hasVolume() ? VolumeRecord.fromProto(r.getVolume()) : null;
     }
     return false;
-  }
-
-  /**
-   * Takes {@code member} out of the volume's replica set, if the volume is still at {@code epoch}.
-   */
-  static ClusterCommand removeReplica(String volume, String member, long epoch) {
-    return ClusterCommand.newBuilder()
-        .setRemoveReplica(
-            ClusterCommand.RemoveReplica.newBuilder()
-                .setVolume(volume)
-                .setMember(member)
-                .setExpectedEpoch(epoch))
-        .build();
   }
 
   private PeerReplicator replicator(String memberId) {

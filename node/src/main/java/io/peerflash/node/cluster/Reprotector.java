@@ -8,6 +8,7 @@ import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.replication.cluster.ClusterCommands;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.VolumeRecord;
@@ -99,13 +100,7 @@ final class Reprotector {
       }
       if (map.replicasWanted(rec) > 0 && due(rec.name())) {
         submitAsync(
-            ClusterCommand.newBuilder()
-                .setAddReplicas(
-                    ClusterCommand.AddReplicas.newBuilder()
-                        .setVolume(rec.name())
-                        .setExpectedEpoch(rec.epoch())
-                        .addAllExclude(recentlyFailed()))
-                .build(),
+            ClusterCommands.addReplicas(rec.name(), rec.epoch(), recentlyFailed()),
             "add replicas to " + rec.name());
       }
     }
@@ -150,12 +145,7 @@ final class Reprotector {
       return;
     }
     submitAsync(
-        ClusterCommand.newBuilder()
-            .setSetReplicaSet(
-                ClusterCommand.SetReplicaSet.newBuilder()
-                    .setVolume(rec.name())
-                    .setExpectedEpoch(rec.epoch()))
-            .build(),
+        ClusterCommands.setReplicaSet(rec.name(), rec.epoch(), List.of()),
         "clear the replicas of " + rec.name());
   }
 
@@ -210,14 +200,7 @@ final class Reprotector {
           faults.hit(FaultPoints.REPROTECT_BEFORE_IN_SYNC, peer);
           CommandResult result =
               controlPlane
-                  .submit(
-                      ClusterCommand.newBuilder()
-                          .setReplicaInSync(
-                              ClusterCommand.ReplicaInSync.newBuilder()
-                                  .setVolume(volume)
-                                  .setMember(peer)
-                                  .setExpectedEpoch(epoch))
-                          .build())
+                  .submit(ClusterCommands.replicaInSync(volume, peer, epoch))
                   .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
           if (result.getOk()) {
             // Let this node's map catch up before the next look, which would otherwise still see
@@ -265,7 +248,7 @@ final class Reprotector {
     }
     try {
       controlPlane
-          .submit(ClusterNode.removeReplica(volume, peer, rec.epoch()))
+          .submit(ClusterCommands.removeReplica(volume, peer, rec.epoch()))
           .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
     } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
       log.info("volume {}: could not remove syncing peer {}: {}", volume, peer, e.toString());

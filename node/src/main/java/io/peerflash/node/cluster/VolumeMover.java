@@ -12,6 +12,7 @@ import io.peerflash.proto.v1.ClusterServiceGrpc;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
+import io.peerflash.replication.cluster.ClusterCommands;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.Member;
@@ -257,7 +258,7 @@ final class VolumeMover implements AutoCloseable {
       try {
         r =
             controlPlane
-                .submit(changeOwner(volume, to, expected))
+                .submit(ClusterCommands.changeOwner(volume, to, expected))
                 .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
@@ -284,16 +285,6 @@ final class VolumeMover implements AutoCloseable {
           .withDescription(what + ": the cluster refused the new owner: " + r.getMessage())
           .asRuntimeException();
     }
-  }
-
-  private static ClusterCommand changeOwner(String volume, String to, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
-        .setChangeOwner(
-            ClusterCommand.ChangeOwner.newBuilder()
-                .setVolume(volume)
-                .setNewOwner(to)
-                .setExpectedEpoch(expectedEpoch))
-        .build();
   }
 
   private enum Outcome {

@@ -1,8 +1,6 @@
 package io.peerflash.node.rpc;
 
 import com.google.protobuf.UnsafeByteOperations;
-import io.grpc.Metadata;
-import io.grpc.ServerCall;
 import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
@@ -26,9 +24,8 @@ import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
+import io.peerflash.replication.data.TransportThreadCalls;
 import java.util.Arrays;
-import java.util.HashSet;
-import java.util.Set;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -209,17 +206,10 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
    * a write costs one thread hand-off instead of two (delivery, then dispatch).
    */
   public static ServerCallExecutorSupplier callExecutors(String... alsoOnTransportThread) {
-    Set<String> methods = new HashSet<>(Arrays.asList(alsoOnTransportThread));
-    methods.add(VolumeServiceGrpc.getWriteStreamMethod().getFullMethodName());
-    Executor transportThread = Runnable::run;
-    return new ServerCallExecutorSupplier() {
-      @Override
-      public <ReqT, RespT> Executor getExecutor(ServerCall<ReqT, RespT> call, Metadata headers) {
-        return methods.contains(call.getMethodDescriptor().getFullMethodName())
-            ? transportThread
-            : null;
-      }
-    };
+    String[] methods = Arrays.copyOf(alsoOnTransportThread, alsoOnTransportThread.length + 1);
+    methods[alsoOnTransportThread.length] =
+        VolumeServiceGrpc.getWriteStreamMethod().getFullMethodName();
+    return TransportThreadCalls.forMethods(methods);
   }
 
   @Override

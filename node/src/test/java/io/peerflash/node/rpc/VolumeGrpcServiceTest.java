@@ -28,9 +28,11 @@ import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
 import java.nio.file.Path;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
@@ -65,6 +67,31 @@ class VolumeGrpcServiceTest {
   void stop() {
     channel.shutdownNow();
     node.close();
+  }
+
+  /** Records a WriteStream's answers: code per request id, arrival order and time. */
+  private static final class WriteResponses implements StreamObserver<WriteResponse> {
+    final Map<Long, Integer> codes = new ConcurrentHashMap<>();
+    final List<Long> order = new CopyOnWriteArrayList<>();
+    final Map<Long, Long> answeredAtNanos = new ConcurrentHashMap<>();
+    final CountDownLatch done = new CountDownLatch(1);
+
+    @Override
+    public void onNext(WriteResponse r) {
+      answeredAtNanos.put(r.getRequestId(), System.nanoTime());
+      codes.put(r.getRequestId(), r.getCode());
+      order.add(r.getRequestId());
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      done.countDown();
+    }
+
+    @Override
+    public void onCompleted() {
+      done.countDown();
+    }
   }
 
   private void create(String name, long size) {
@@ -146,27 +173,9 @@ class VolumeGrpcServiceTest {
   void writeStreamAnswersEveryRequestById() throws Exception {
     create("v", 4 << 20);
     int n = 500;
-    Map<Long, Integer> codes = new ConcurrentHashMap<>();
-    CountDownLatch done = new CountDownLatch(1);
+    WriteResponses responses = new WriteResponses();
     StreamObserver<WriteRequest> requests =
-        VolumeServiceGrpc.newStub(channel)
-            .writeStream(
-                new StreamObserver<>() {
-                  @Override
-                  public void onNext(WriteResponse r) {
-                    codes.put(r.getRequestId(), r.getCode());
-                  }
-
-                  @Override
-                  public void onError(Throwable t) {
-                    done.countDown();
-                  }
-
-                  @Override
-                  public void onCompleted() {
-                    done.countDown();
-                  }
-                });
+        VolumeServiceGrpc.newStub(channel).writeStream(responses);
     for (int i = 0; i < n; i++) {
       long offset = (long) (i % 1000) * 4096;
       requests.onNext(
@@ -178,7 +187,8 @@ class VolumeGrpcServiceTest {
               .build());
     }
     requests.onCompleted();
-    assertThat(done.await(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(responses.done.await(30, TimeUnit.SECONDS)).isTrue();
+    Map<Long, Integer> codes = responses.codes;
     assertThat(codes).hasSize(n);
     assertThat(codes.get(7L)).isEqualTo(Status.Code.NOT_FOUND.value());
     assertThat(
@@ -196,30 +206,9 @@ class VolumeGrpcServiceTest {
     start(Map.of("storage-latency-us", "300000"));
     create("slow", 1 << 20, CacheMode.WRITE_THROUGH);
     create("fast", 1 << 20, CacheMode.WRITE_BACK);
-    java.util.List<Long> order = new java.util.concurrent.CopyOnWriteArrayList<>();
-    Map<Long, Long> answeredAtNanos = new ConcurrentHashMap<>();
-    CountDownLatch done = new CountDownLatch(1);
+    WriteResponses responses = new WriteResponses();
     StreamObserver<WriteRequest> requests =
-        VolumeServiceGrpc.newStub(channel)
-            .writeStream(
-                new StreamObserver<>() {
-                  @Override
-                  public void onNext(WriteResponse r) {
-                    assertThat(r.getCode()).isZero();
-                    answeredAtNanos.put(r.getRequestId(), System.nanoTime());
-                    order.add(r.getRequestId());
-                  }
-
-                  @Override
-                  public void onError(Throwable t) {
-                    done.countDown();
-                  }
-
-                  @Override
-                  public void onCompleted() {
-                    done.countDown();
-                  }
-                });
+        VolumeServiceGrpc.newStub(channel).writeStream(responses);
     long t0 = System.nanoTime();
     for (String volume : new String[] {"slow", "fast"}) {
       requests.onNext(
@@ -230,10 +219,13 @@ class VolumeGrpcServiceTest {
               .build());
     }
     requests.onCompleted();
-    assertThat(done.await(30, TimeUnit.SECONDS)).isTrue();
-    assertThat(order).containsExactly(2L, 1L);
-    assertThat(answeredAtNanos.get(2L) - t0).isLessThan(TimeUnit.MILLISECONDS.toNanos(250));
-    assertThat(answeredAtNanos.get(1L) - t0).isGreaterThan(TimeUnit.MILLISECONDS.toNanos(300));
+    assertThat(responses.done.await(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(responses.codes).containsEntry(1L, 0).containsEntry(2L, 0);
+    assertThat(responses.order).containsExactly(2L, 1L);
+    assertThat(responses.answeredAtNanos.get(2L) - t0)
+        .isLessThan(TimeUnit.MILLISECONDS.toNanos(250));
+    assertThat(responses.answeredAtNanos.get(1L) - t0)
+        .isGreaterThan(TimeUnit.MILLISECONDS.toNanos(300));
   }
 
   @Test

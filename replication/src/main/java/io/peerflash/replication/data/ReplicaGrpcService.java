@@ -1,7 +1,5 @@
 package io.peerflash.replication.data;
 
-import io.grpc.Metadata;
-import io.grpc.ServerCall;
 import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
@@ -59,16 +57,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
    * service moves any request that would wait off it), every other call on the server's executor.
    */
   public static ServerCallExecutorSupplier callExecutors() {
-    String replicate = replicateMethod();
-    Executor transportThread = Runnable::run;
-    return new ServerCallExecutorSupplier() {
-      @Override
-      public <ReqT, RespT> Executor getExecutor(ServerCall<ReqT, RespT> call, Metadata headers) {
-        return replicate.equals(call.getMethodDescriptor().getFullMethodName())
-            ? transportThread
-            : null;
-      }
-    };
+    return TransportThreadCalls.forMethods(replicateMethod());
   }
 
   @Override

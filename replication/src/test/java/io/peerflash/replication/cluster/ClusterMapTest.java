@@ -89,52 +89,23 @@ class ClusterMapTest {
   }
 
   static ClusterCommand changeOwner(String volume, String owner, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
-        .setChangeOwner(
-            ClusterCommand.ChangeOwner.newBuilder()
-                .setVolume(volume)
-                .setNewOwner(owner)
-                .setExpectedEpoch(expectedEpoch))
-        .build();
+    return ClusterCommands.changeOwner(volume, owner, expectedEpoch);
   }
 
   static ClusterCommand setReplicas(String volume, long expectedEpoch, String... replicas) {
-    return ClusterCommand.newBuilder()
-        .setSetReplicaSet(
-            ClusterCommand.SetReplicaSet.newBuilder()
-                .setVolume(volume)
-                .addAllReplicas(List.of(replicas))
-                .setExpectedEpoch(expectedEpoch))
-        .build();
+    return ClusterCommands.setReplicaSet(volume, expectedEpoch, List.of(replicas));
   }
 
   static ClusterCommand addReplicas(String volume, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
-        .setAddReplicas(
-            ClusterCommand.AddReplicas.newBuilder()
-                .setVolume(volume)
-                .setExpectedEpoch(expectedEpoch))
-        .build();
+    return ClusterCommands.addReplicas(volume, expectedEpoch, List.of());
   }
 
   static ClusterCommand inSync(String volume, String member, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
-        .setReplicaInSync(
-            ClusterCommand.ReplicaInSync.newBuilder()
-                .setVolume(volume)
-                .setMember(member)
-                .setExpectedEpoch(expectedEpoch))
-        .build();
+    return ClusterCommands.replicaInSync(volume, member, expectedEpoch);
   }
 
   static ClusterCommand removeReplica(String volume, String member, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
-        .setRemoveReplica(
-            ClusterCommand.RemoveReplica.newBuilder()
-                .setVolume(volume)
-                .setMember(member)
-                .setExpectedEpoch(expectedEpoch))
-        .build();
+    return ClusterCommands.removeReplica(volume, member, expectedEpoch);
   }
 
   static ClusterCommand setMode(String name, CacheMode mode, int replicas) {
