@@ -7,6 +7,7 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.peerflash.client.FakeVolumeService;
 import io.peerflash.node.NodeConfig;
+import io.peerflash.testing.TestPorts;
 import io.peerflash.util.Sizes;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -192,9 +193,7 @@ class PeerFlashCliTest {
   @Test
   void unreachableTargetIsNamed() throws Exception {
     int port;
-    try (ServerSocket s = new ServerSocket(0)) {
-      port = s.getLocalPort();
-    }
+    port = TestPorts.free();
     out = new ByteArrayOutputStream();
     err = new ByteArrayOutputStream();
     int code =

@@ -1,8 +1,8 @@
 package io.peerflash.it;
 
 import io.peerflash.client.PeerFlashClient;
+import io.peerflash.testing.TestPorts;
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -63,9 +63,7 @@ final class NodeProcess implements AutoCloseable {
   void start() throws IOException, InterruptedException {
     Files.createDirectories(dataDir.getParent());
     if (port == 0) {
-      try (ServerSocket s = new ServerSocket(0)) {
-        port = s.getLocalPort();
-      }
+      port = TestPorts.free();
     }
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());

@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
 import io.peerflash.proto.v1.CacheMode;
-import java.net.ServerSocket;
+import io.peerflash.testing.TestPorts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -49,9 +49,7 @@ class ProcessClusterIT {
   }
 
   private static int freePort() throws Exception {
-    try (ServerSocket s = new ServerSocket(0)) {
-      return s.getLocalPort();
-    }
+    return TestPorts.free();
   }
 
   private String ownerOf(String volume) {

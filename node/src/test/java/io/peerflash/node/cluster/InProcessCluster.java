@@ -4,7 +4,7 @@ import io.peerflash.client.PeerFlashClient;
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.PeerFlashNode;
 import io.peerflash.proto.v1.Volume;
-import java.net.ServerSocket;
+import io.peerflash.testing.TestPorts;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.HashMap;
@@ -12,12 +12,18 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
+import org.apache.ratis.util.ExitUtils;
 
 /**
  * N real nodes in one JVM (real Raft, real gRPC over loopback, real RocksDB and files), each with
  * its fault points, that tests stop, crash and restart. Short leases so failures resolve quickly.
  */
 final class InProcessCluster implements AutoCloseable {
+  static {
+    // A Raft server that cannot start (its port taken) must fail its test, not exit the test JVM.
+    ExitUtils.disableSystemExit();
+  }
+
   final Path dir;
   final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
   final Map<String, NodeConfig> configs = new LinkedHashMap<>();
@@ -56,9 +62,7 @@ final class InProcessCluster implements AutoCloseable {
   }
 
   static int freePort() throws Exception {
-    try (ServerSocket s = new ServerSocket(0)) {
-      return s.getLocalPort();
-    }
+    return TestPorts.free();
   }
 
   PeerFlashNode node(String id) {

@@ -19,7 +19,7 @@ import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.fault.FaultPoints;
-import java.net.ServerSocket;
+import io.peerflash.testing.TestPorts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -34,6 +34,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BooleanSupplier;
+import org.apache.ratis.util.ExitUtils;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -45,6 +46,11 @@ import org.junit.jupiter.api.io.TempDir;
  * placements.
  */
 class MoveAndDrainTest {
+  static {
+    // A Raft server that cannot start (its port taken) must fail its test, not exit the test JVM.
+    ExitUtils.disableSystemExit();
+  }
+
   private static final int VOLUME = 2 << 20;
   private static final Duration WAIT = Duration.ofSeconds(45);
 
@@ -59,9 +65,7 @@ class MoveAndDrainTest {
   }
 
   private static int freePort() throws Exception {
-    try (ServerSocket s = new ServerSocket(0)) {
-      return s.getLocalPort();
-    }
+    return TestPorts.free();
   }
 
   private NodeConfig config(String id, Map<String, String> peers) {
