@@ -140,8 +140,11 @@ public final class SlotReservations {
           return null;
         }
         long sliceNanos = Math.min(leftNanos, MAX_SLICE_NANOS);
-        if (admitAtNanos != Long.MIN_VALUE) {
-          sliceNanos = Math.max(1, Math.min(sliceNanos, admitAtNanos - time.nanoTime()));
+        long pauseLeftNanos = admitAtNanos == Long.MIN_VALUE ? 0 : admitAtNanos - time.nanoTime();
+        if (pauseLeftNanos > 0) {
+          // Still pausing: wake when the pause ends. Past it (waiting for space), wait for a
+          // signal or the slice, never spin.
+          sliceNanos = Math.min(sliceNanos, pauseLeftNanos);
         }
         turn.awaitNanos(sliceNanos);
       }
