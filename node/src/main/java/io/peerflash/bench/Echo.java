@@ -7,11 +7,11 @@ import io.grpc.MethodDescriptor;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
 import io.grpc.ServerServiceDefinition;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ClientCalls;
 import io.grpc.stub.ServerCalls;
 import io.grpc.stub.StreamObserver;
+import io.peerflash.node.rpc.EventLoops;
 import io.peerflash.util.NamedThreadFactory;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -22,8 +22,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * The floor of the benchmark: a gRPC service that returns what it gets (protobuf {@code bytes}),
- * served exactly as a node serves its API (Netty, a fixed pool of request threads, the same message
- * size limit), so that "PeerFlash vs echo" measures what PeerFlash adds.
+ * served as a node serves writes and cache hits (Netty, answered on the transport thread, the same
+ * message size limit), so that "PeerFlash vs echo" measures what PeerFlash adds.
  */
 public final class Echo {
   public static final String SERVICE = "peerflash.bench.v1.Echo";
@@ -80,8 +80,9 @@ public final class Echo {
         .build();
   }
 
-  /** A running echo server and its request pool. */
-  public record Running(Server server, ExecutorService pool) implements AutoCloseable {
+  /** A running echo server and its request pool (null when it answers on the transport thread). */
+  public record Running(Server server, ExecutorService pool, EventLoops loops)
+      implements AutoCloseable {
     public int port() {
       return server.getPort();
     }
@@ -89,38 +90,59 @@ public final class Echo {
     @Override
     public void close() {
       server.shutdownNow();
-      pool.shutdownNow();
+      if (pool != null) {
+        pool.shutdownNow();
+      }
       try {
         server.awaitTermination(5, TimeUnit.SECONDS);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
+      if (loops != null) {
+        loops.close();
+      }
     }
   }
 
-  /** Serves on HOST:PORT with {@code rpcThreads} request threads, like a node. */
+  /** Serves on HOST:PORT with {@code rpcThreads} request threads and a node's network threads. */
   public static Running start(String host, int port, int rpcThreads) throws IOException {
-    return start(NettyServerBuilder.forAddress(new InetSocketAddress(host, port)), rpcThreads);
+    EventLoops loops = EventLoops.create(EventLoops.defaultThreads());
+    try {
+      Running r = start(loops.server(new InetSocketAddress(host, port)), rpcThreads);
+      return new Running(r.server(), r.pool(), loops);
+    } catch (IOException | RuntimeException e) {
+      loops.close();
+      throw e;
+    }
   }
 
-  /** Serves on the given builder's transport (tests pass an in-process one). */
+  /**
+   * Serves on the given builder's transport (tests pass an in-process one). {@code rpcThreads} 0
+   * answers on the transport thread, as a node answers the calls that need no wait (a cache hit, a
+   * write that finds space and its blocks free).
+   */
   public static Running start(ServerBuilder<?> builder, int rpcThreads) throws IOException {
-    ExecutorService pool =
-        new ThreadPoolExecutor(
-            rpcThreads,
-            rpcThreads,
-            60,
-            TimeUnit.SECONDS,
-            new LinkedBlockingQueue<>(),
-            new NamedThreadFactory("peerflash-rpc", true));
+    ExecutorService pool = null;
+    if (rpcThreads == 0) {
+      builder.directExecutor();
+    } else {
+      pool =
+          new ThreadPoolExecutor(
+              rpcThreads,
+              rpcThreads,
+              60,
+              TimeUnit.SECONDS,
+              new LinkedBlockingQueue<>(),
+              new NamedThreadFactory("peerflash-rpc", true));
+      builder.executor(pool);
+    }
     Server server =
         builder
-            .executor(pool)
             .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
             .addService(service())
             .build()
             .start();
-    return new Running(server, pool);
+    return new Running(server, pool, null);
   }
 
   /** One blocking echo. */

@@ -828,9 +828,9 @@ final class BenchCommand implements Callable<Integer> {
       name = "echo-server",
       sortOptions = false,
       description = {
-        "Serve a 4 KiB gRPC echo the way a node serves its API (Netty, a pool of --rpc-threads"
-            + " request threads), as the floor for 'peerflash bench --workload echo'. Runs until"
-            + " SIGTERM or Ctrl-C."
+        "Serve a 4 KiB gRPC echo the way a node serves writes and cache hits (Netty, answered on"
+            + " the transport thread), as the floor for 'peerflash bench --workload echo'. Runs"
+            + " until SIGTERM or Ctrl-C."
       })
   static final class EchoServer implements Callable<Integer> {
     @ParentCommand BenchCommand parent;
@@ -845,8 +845,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(
         names = "--rpc-threads",
         paramLabel = "N",
-        defaultValue = "16",
-        description = "Request threads, as the node's rpc-threads (default: ${DEFAULT-VALUE}).")
+        defaultValue = "0",
+        description =
+            "Request threads; 0 answers on the transport thread, as a node answers a write or a"
+                + " cache hit that needs no wait (default: ${DEFAULT-VALUE}).")
     int rpcThreads;
 
     @Spec CommandSpec spec;
@@ -864,8 +866,8 @@ final class BenchCommand implements Callable<Integer> {
         throw new ParameterException(
             spec.commandLine(), "--listen must be HOST:PORT, got '" + listen + "'");
       }
-      if (rpcThreads < 1) {
-        throw new ParameterException(spec.commandLine(), "--rpc-threads must be at least 1");
+      if (rpcThreads < 0) {
+        throw new ParameterException(spec.commandLine(), "--rpc-threads must be 0 or more");
       }
       PeerFlashCli cli = (PeerFlashCli) spec.root().userObject();
       Echo.Running server = Echo.start(listen.substring(0, colon), port, rpcThreads);

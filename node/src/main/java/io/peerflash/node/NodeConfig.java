@@ -40,6 +40,7 @@ public record NodeConfig(
     long flushStorageFailureTimeoutMs,
     long storageLatencyMicros,
     int rpcThreads,
+    int eventLoopThreads,
     long shutdownGraceMs,
     String raftAddress,
     Map<String, String> raftPeers,
@@ -185,7 +186,17 @@ public record NodeConfig(
       key(
           "rpc-threads",
           "16",
-          "Threads that run gRPC requests (they block on flash and shared-storage I/O).",
+          "Threads that run the gRPC requests that may wait (shared storage, space, a busy"
+              + " block, the cluster map); writes and reads that need no wait run on the network"
+              + " threads.",
+          Integer::parseInt);
+  public static final Key<Integer> EVENT_LOOP_THREADS =
+      key(
+          "event-loop-threads",
+          "0",
+          "Network threads, shared by the client API and the connections to peers; 0 picks one per"
+              + " four cores (at least one). With one, a replicated write wakes no other thread of"
+              + " the owner.",
           Integer::parseInt);
   public static final Key<Long> SHUTDOWN_GRACE_MS =
       key(
@@ -334,6 +345,7 @@ public record NodeConfig(
             get(values, FLUSH_STORAGE_FAILURE_TIMEOUT_MS),
             get(values, STORAGE_LATENCY_US),
             get(values, RPC_THREADS),
+            get(values, EVENT_LOOP_THREADS),
             get(values, SHUTDOWN_GRACE_MS),
             get(values, RAFT),
             get(values, PEERS),
@@ -385,6 +397,9 @@ public record NodeConfig(
     }
     if (rpcThreads < 1) {
       throw new IllegalArgumentException("rpc-threads must be at least 1");
+    }
+    if (eventLoopThreads < 0) {
+      throw new IllegalArgumentException("event-loop-threads must be 0 (automatic) or more");
     }
     if (clustered() && raftPeers.isEmpty()) {
       throw new IllegalArgumentException(

@@ -2,7 +2,6 @@ package io.peerflash.node;
 
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.peerflash.node.cluster.ClusterNode;
@@ -10,6 +9,7 @@ import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.EngineConfig;
 import io.peerflash.node.rpc.ClusterGrpcService;
+import io.peerflash.node.rpc.EventLoops;
 import io.peerflash.node.rpc.NodeGrpcService;
 import io.peerflash.node.rpc.VolumeGrpcService;
 import io.peerflash.node.storage.BackingStore;
@@ -42,6 +42,7 @@ public final class PeerFlashNode implements AutoCloseable {
   private final Server server;
   private final ClusterNode cluster;
   private final FaultPoints faults;
+  private final EventLoops loops;
   private volatile boolean closed;
 
   private PeerFlashNode(
@@ -49,13 +50,17 @@ public final class PeerFlashNode implements AutoCloseable {
       CacheEngine engine,
       ClusterNode cluster,
       FaultPoints faults,
-      ServerBuilder<?> builder)
+      ServerBuilder<?> builder,
+      EventLoops loops)
       throws IOException {
     this.config = config;
+    this.loops = loops;
     this.engine = engine;
     this.cluster = cluster;
     this.faults = faults;
-    // Handlers block on flash and shared-storage I/O, so they run on a pool, not the event loop.
+    // Calls that may wait (for shared storage, space, a lock, Raft) run on a pool, not the event
+    // loop; Write, WriteStream, Read and Replicate start on the event loop and hand off only what
+    // must wait (VolumeGrpcService.callExecutors).
     this.rpcExecutor =
         new ThreadPoolExecutor(
             config.rpcThreads(),
@@ -86,14 +91,32 @@ public final class PeerFlashNode implements AutoCloseable {
 
   /** Opens the local cache and shared storage, recovers, and serves on {@code config.listen}. */
   public static PeerFlashNode start(NodeConfig config) throws IOException {
-    return start(
-        config,
-        NettyServerBuilder.forAddress(
-            new InetSocketAddress(config.listenHost(), config.listenPort())));
+    EventLoops loops =
+        EventLoops.create(
+            config.eventLoopThreads() > 0
+                ? config.eventLoopThreads()
+                : EventLoops.defaultThreads());
+    try {
+      return start(
+          config,
+          loops.server(new InetSocketAddress(config.listenHost(), config.listenPort())),
+          loops);
+    } catch (IOException | RuntimeException e) {
+      loops.close();
+      throw e;
+    }
   }
 
   /** Serves on the given builder's transport (tests pass an in-process one). */
   public static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder)
+      throws IOException {
+    return start(config, builder, null);
+  }
+
+  /**
+   * @param loops the server's network threads, for the channels to peers too; null: gRPC's
+   */
+  private static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder, EventLoops loops)
       throws IOException {
     BackingStore backing = new FileBackingStore(config.sharedDir());
     if (config.storageLatencyMicros() > 0) {
@@ -104,8 +127,9 @@ public final class PeerFlashNode implements AutoCloseable {
     engine.setFaultPoints(faults);
     ClusterNode cluster = null;
     try {
-      cluster = config.clustered() ? ClusterNode.start(config, engine, faults, Time.SYSTEM) : null;
-      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, faults, builder);
+      cluster =
+          config.clustered() ? ClusterNode.start(config, engine, faults, Time.SYSTEM, loops) : null;
+      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, faults, builder, loops);
       faults.onCrash(node::crash);
       engine.start();
       log.info(
@@ -151,6 +175,13 @@ public final class PeerFlashNode implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     engine.close();
+    closeLoops();
+  }
+
+  private void closeLoops() {
+    if (loops != null) {
+      loops.close();
+    }
   }
 
   /** The cluster membership, or null on a single node. */
@@ -211,6 +242,7 @@ public final class PeerFlashNode implements AutoCloseable {
       return;
     }
     engine.close();
+    closeLoops();
     log.info("node {} stopped; dirty data kept for the next start", config.nodeId());
   }
 }

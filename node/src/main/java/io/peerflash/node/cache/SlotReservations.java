@@ -92,15 +92,28 @@ public final class SlotReservations {
   }
 
   /**
+   * Takes {@code n} slots for a write if it need not wait, or returns null: no space, writers are
+   * queued, or the throttle would pause it. A write that gets null goes to {@link #reserve}.
+   */
+  public int[] reserveNow(int n) {
+    int[] out = new int[n];
+    if (n == 0) {
+      return out;
+    }
+    return queued == 0 && !throttled(n) && takeNow(n, out) ? out : null;
+  }
+
+  /**
    * Takes {@code n} slots, waiting in line behind earlier writers for at most {@code timeoutNanos}.
    *
    * @return the slots, or null when the time ran out first
    */
   public int[] reserve(int n, long timeoutNanos) throws InterruptedException {
-    int[] out = new int[n];
-    if (n == 0 || (queued == 0 && !throttled(n) && takeNow(n, out))) {
-      return out;
+    int[] now = reserveNow(n);
+    if (now != null) {
+      return now;
     }
+    int[] out = new int[n];
     long deadlineNanos = time.nanoTime() + timeoutNanos;
     Condition turn = lock.newCondition();
     lock.lock();

@@ -13,6 +13,7 @@ import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.rpc.ClusterAdmin;
 import io.peerflash.node.rpc.ClusterRouting;
+import io.peerflash.node.rpc.EventLoops;
 import io.peerflash.node.rpc.Protos;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
@@ -87,6 +88,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       Executors.newSingleThreadExecutor(new NamedThreadFactory("peerflash-reconciler", true));
   private final AtomicBoolean reconcileQueued = new AtomicBoolean();
   private final ConcurrentHashMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
+  private final EventLoops loops;
   private final ConcurrentHashMap<String, PeerReplicator> replicators = new ConcurrentHashMap<>();
   private final ExecutorService evictions =
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-evict", true));
@@ -107,8 +109,10 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       CacheEngine engine,
       ControlPlane controlPlane,
       FaultPoints faults,
-      Time time) {
+      Time time,
+      EventLoops loops) {
     this.config = config;
+    this.loops = loops;
     this.nodeId = config.nodeId();
     this.engine = engine;
     this.controlPlane = controlPlane;
@@ -132,6 +136,16 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   /** Joins the Raft group and connects the engine to the cluster (before the engine starts). */
   public static ClusterNode start(
       NodeConfig config, CacheEngine engine, FaultPoints faults, Time time) throws IOException {
+    return start(config, engine, faults, time, null);
+  }
+
+  /**
+   * @param loops network threads for the channels to peers (the server's, so that a write's hops
+   *     stay on one thread); null: gRPC's default
+   */
+  public static ClusterNode start(
+      NodeConfig config, CacheEngine engine, FaultPoints faults, Time time, EventLoops loops)
+      throws IOException {
     if (config.listenPort() == 0) {
       throw new IllegalArgumentException("a cluster member needs a fixed listen port");
     }
@@ -146,12 +160,25 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             .withLease(config.leaseTimeoutMs(), config.clockSkewMarginMs());
     ControlPlane controlPlane = ControlPlane.start(cp);
     controlPlane.useFaultPoints(faults);
-    ClusterNode node = new ClusterNode(config, engine, controlPlane, faults, time);
+    ClusterNode node = new ClusterNode(config, engine, controlPlane, faults, time, loops);
     // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
     // leader can hand its volumes to another node).
     engine.setServeGuard(node::mayServe);
     engine.setReplicationPort(
-        new PeerReplicationPort(node::targets, node::evictReplica, node::admit));
+        new PeerReplicationPort(
+            node::targets,
+            node::evictReplica,
+            new PeerReplicationPort.Admission() {
+              @Override
+              public void admit(VolumeInfo volume) throws CacheException {
+                node.admit(volume);
+              }
+
+              @Override
+              public boolean admitsNow(VolumeInfo volume) {
+                return node.admitsNow(volume);
+              }
+            }));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;
@@ -382,13 +409,21 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
    * On-peer-loss {@code block}: a write waits (bounded) while fewer in-sync replicas hold copies
    * than the policy asks for, then fails with UNAVAILABLE naming the wait.
    */
+  private boolean admitsNow(VolumeInfo v) {
+    return admits(controlPlane.map().volume(v.name()).orElse(null));
+  }
+
+  private static boolean admits(VolumeRecord rec) {
+    return rec == null
+        || rec.onPeerLoss() != OnPeerLoss.ON_PEER_LOSS_BLOCK
+        || !rec.underReplicated();
+  }
+
   private void admit(VolumeInfo v) throws CacheException {
     long deadline = time.nowMs() + config.peerLossWaitMs();
     while (true) {
       VolumeRecord rec = controlPlane.map().volume(v.name()).orElse(null);
-      if (rec == null
-          || rec.onPeerLoss() != OnPeerLoss.ON_PEER_LOSS_BLOCK
-          || !rec.underReplicated()) {
+      if (admits(rec)) {
         return;
       }
       if (time.nowMs() >= deadline) {
@@ -462,12 +497,18 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                 faults));
   }
 
-  // Replica acks complete the write's future on the transport thread: their callbacks only
-  // match the ack and wake the waiting writer, so a pool would only add a thread hand-off to
-  // every replicated write. Blocking stubs on these channels run on the caller's thread anyway.
+  // Replica acks complete the write's future on the transport thread: their callbacks match the
+  // ack and answer the client (or wake a waiting writer), so a pool would only add a thread
+  // hand-off to every replicated write. Blocking stubs on these channels run on the caller's
+  // thread anyway.
   private ManagedChannel channel(String address) {
     return channels.computeIfAbsent(
-        address, a -> NettyChannelBuilder.forTarget(a).usePlaintext().directExecutor().build());
+        address,
+        a ->
+            (loops != null ? loops.channel(a) : NettyChannelBuilder.forTarget(a))
+                .usePlaintext()
+                .directExecutor()
+                .build());
   }
 
   @Override

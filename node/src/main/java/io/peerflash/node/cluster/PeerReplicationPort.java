@@ -54,9 +54,15 @@ public final class PeerReplicationPort implements ReplicationPort {
     CompletableFuture<Boolean> evict(String volume, String peerId, long epoch);
   }
 
-  /** Waits (bounded) until a volume may take writes under its on-peer-loss policy. */
+  /** Whether, and when, a volume may take writes under its on-peer-loss policy. */
   public interface Admission {
+    /** Waits (bounded) until the volume may take writes. */
     void admit(VolumeInfo volume) throws CacheException;
+
+    /** Whether the volume may take writes now. */
+    default boolean admitsNow(VolumeInfo volume) {
+      return true;
+    }
   }
 
   private final Function<VolumeInfo, Targets> lookup;
@@ -84,6 +90,11 @@ public final class PeerReplicationPort implements ReplicationPort {
   @Override
   public void admit(VolumeInfo volume) throws CacheException {
     admission.admit(volume);
+  }
+
+  @Override
+  public boolean admitsNow(VolumeInfo volume) {
+    return admission.admitsNow(volume);
   }
 
   /** A block image for the wire; its data is wrapped, not copied. */

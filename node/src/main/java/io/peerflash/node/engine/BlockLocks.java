@@ -45,6 +45,15 @@ final class BlockLocks {
   }
 
   Held lockRange(long firstBlock, int count, boolean write) {
+    return lock(rangeStripes(firstBlock, count), write);
+  }
+
+  /** Locks a range's stripes only if none is busy; null (nothing held) otherwise. */
+  Held tryLockRange(long firstBlock, int count, boolean write) {
+    return tryLock(rangeStripes(firstBlock, count), write);
+  }
+
+  private static int[] rangeStripes(long firstBlock, int count) {
     int[] stripes;
     if (count >= STRIPES) {
       stripes = new int[STRIPES];
@@ -58,7 +67,7 @@ final class BlockLocks {
       }
       Arrays.sort(stripes);
     }
-    return lock(stripes, write);
+    return stripes;
   }
 
   Held lockBlocks(long[] blocks, int count, boolean write) {
@@ -82,16 +91,23 @@ final class BlockLocks {
 
   /** Write-locks the blocks' stripes only if none is busy; null (nothing held) otherwise. */
   Held tryLockBlocks(long[] blocks, int count) {
-    int[] stripes = uniqueStripes(blocks, count);
+    return tryLock(uniqueStripes(blocks, count), true);
+  }
+
+  private Held tryLock(int[] stripes, boolean write) {
     for (int i = 0; i < stripes.length; i++) {
-      if (!locks[stripes[i]].writeLock().tryLock()) {
+      if (!(write ? locks[stripes[i]].writeLock() : locks[stripes[i]].readLock()).tryLock()) {
         for (int j = i - 1; j >= 0; j--) {
-          locks[stripes[j]].writeLock().unlock();
+          if (write) {
+            locks[stripes[j]].writeLock().unlock();
+          } else {
+            locks[stripes[j]].readLock().unlock();
+          }
         }
         return null;
       }
     }
-    return new Held(stripes, true);
+    return new Held(stripes, write);
   }
 
   private Held lock(int[] stripes, boolean write) {

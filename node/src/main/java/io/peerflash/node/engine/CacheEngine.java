@@ -28,8 +28,11 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
@@ -544,70 +547,199 @@ public final class CacheEngine implements AutoCloseable {
   public void write(String name, long offset, ByteBuffer data) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, data.remaining(), "write");
-    if (v.info.mode() == CacheMode.WRITE_BACK) {
-      replication.admit(v.info);
-    }
-    long destageBeforeAck = -1;
-    v.gate.readLock().lock();
-    try {
-      checkNotDeleted(v);
-      if (v.info.mode() == CacheMode.WRITE_BACK) {
-        destageBeforeAck = writeBack(v, offset, data.remaining(), data);
-      } else {
-        destageBeforeAck = writeToStorage(v, offset, data.remaining(), data);
-      }
-    } finally {
-      v.gate.readLock().unlock();
-    }
-    if (destageBeforeAck >= 0) {
-      // Outside the gate: a policy change or delete queued on it must not stall the destager.
-      destager.flush(v, destageBeforeAck);
-    }
+    awaitAck(v, store(v, offset, data.remaining(), data));
   }
 
   /** Discards a range: it reads as zeros afterwards, and shared storage gets zeros. */
   public void trim(String name, long offset, long length) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, length, "trim");
+    awaitAck(v, store(v, offset, (int) length, null));
+  }
+
+  /**
+   * Starts a write and returns at once; the future completes when the write may be acknowledged
+   * (when {@link #write} would return) or fails with a {@link CacheException}.
+   *
+   * <p>A write-back write that needs no wait runs on the calling thread (a transport thread, so
+   * that it costs no thread hand-off): admitted by its on-peer-loss policy, whole blocks, space
+   * free, its blocks unlocked, no synced commit. Its copies go out, it is stored and becomes
+   * visible, and the future completes on the thread that receives the last replica's ack. Every
+   * other write runs {@link #write} on {@code waits}, as does the destage a write needs before its
+   * ack when a replica could not take its copies.
+   */
+  public CompletableFuture<Void> submitWrite(
+      String name, long offset, ByteBuffer data, Executor waits) {
+    CompletableFuture<Void> acked = new CompletableFuture<>();
+    try {
+      CachedVolume v = volume(name);
+      checkIo(v, offset, data.remaining(), "write");
+      Stored now = storeNow(v, offset, data);
+      if (now != null) {
+        ackWhenReplicated(v, now, waits, acked);
+        return acked;
+      }
+    } catch (CacheException | RuntimeException e) {
+      acked.completeExceptionally(e);
+      return acked;
+    }
+    runOn(
+        waits,
+        acked,
+        () -> {
+          write(name, offset, data);
+          acked.complete(null);
+        });
+    return acked;
+  }
+
+  /**
+   * A write that is stored locally and visible, and what it needs before its ack.
+   *
+   * @param copies its copies on their way to the replicas, or null
+   * @param lastSeq the highest sequence a destage before the ack must reach
+   * @param destageFirst destage up to {@code lastSeq} before the ack even if the copies arrive
+   */
+  private record Stored(CompletableFuture<Void> copies, long lastSeq, boolean destageFirst) {
+    static final Stored ACK_NOW = new Stored(null, -1, false);
+  }
+
+  /**
+   * Stores a write (or a trim, {@code data == null}) per the volume's mode, waiting for admission,
+   * space, its blocks and shared storage as needed; returns with its copies on their way.
+   */
+  private Stored store(CachedVolume v, long offset, int length, ByteBuffer data)
+      throws CacheException {
     if (v.info.mode() == CacheMode.WRITE_BACK) {
       replication.admit(v.info);
     }
-    long destageBeforeAck = -1;
     v.gate.readLock().lock();
     try {
       checkNotDeleted(v);
-      if (v.info.mode() == CacheMode.WRITE_BACK) {
-        destageBeforeAck = writeBack(v, offset, (int) length, null);
-      } else {
-        destageBeforeAck = writeToStorage(v, offset, (int) length, null);
-      }
+      return v.info.mode() == CacheMode.WRITE_BACK
+          ? writeBack(v, offset, length, data, true)
+          : writeToStorage(v, offset, length, data);
     } finally {
       v.gate.readLock().unlock();
     }
-    if (destageBeforeAck >= 0) {
-      destager.flush(v, destageBeforeAck);
+  }
+
+  /**
+   * {@link #store} for a write-back write that needs no wait at all; null when it would need one
+   * (nothing is changed then).
+   */
+  private Stored storeNow(CachedVolume v, long offset, ByteBuffer data) throws CacheException {
+    int length = data.remaining();
+    if (v.info.mode() != CacheMode.WRITE_BACK
+        || config.syncWrites()
+        || offset % BLOCK != 0
+        || length % BLOCK != 0
+        || !replication.admitsNow(v.info)
+        || !v.gate.readLock().tryLock()) {
+      return null;
+    }
+    try {
+      checkNotDeleted(v);
+      return writeBack(v, offset, length, data, false);
+    } finally {
+      v.gate.readLock().unlock();
+    }
+  }
+
+  /** Waits until a stored write may be acknowledged. Outside the gate: see {@link #store}. */
+  private void awaitAck(CachedVolume v, Stored stored) throws CacheException {
+    boolean destage = stored.destageFirst();
+    if (stored.copies() != null && !awaitCopies(v, stored.copies())) {
+      destage = true;
+    }
+    if (destage) {
+      // Outside the gate: a policy change or delete queued on it must not stall the destager.
+      destager.flush(v, stored.lastSeq());
+    }
+  }
+
+  /** {@link #awaitAck} without waiting: completes {@code acked} from the replica ack's thread. */
+  private void ackWhenReplicated(
+      CachedVolume v, Stored stored, Executor waits, CompletableFuture<Void> acked) {
+    if (stored.copies() == null) {
+      acked.complete(null);
+      return;
+    }
+    stored
+        .copies()
+        .whenComplete(
+            (ok, failure) -> {
+              if (failure == null) {
+                acked.complete(null);
+                return;
+              }
+              CacheException refused = refusal(v, failure);
+              if (refused != null) {
+                acked.completeExceptionally(refused);
+                return;
+              }
+              runOn(
+                  waits,
+                  acked,
+                  () -> {
+                    destager.flush(v, stored.lastSeq());
+                    acked.complete(null);
+                  });
+            });
+  }
+
+  private interface Step {
+    void run() throws CacheException;
+  }
+
+  /** Runs {@code step} on {@code executor}; its failure (or a refused hand-off) fails {@code f}. */
+  private static void runOn(Executor executor, CompletableFuture<?> f, Step step) {
+    try {
+      executor.execute(
+          () -> {
+            try {
+              step.run();
+            } catch (CacheException | RuntimeException e) {
+              f.completeExceptionally(e);
+            }
+          });
+    } catch (RejectedExecutionException e) {
+      f.completeExceptionally(
+          new CacheException(Reason.UNAVAILABLE, "node is shutting down; write not acknowledged"));
     }
   }
 
   /**
    * The write-back path. {@code data == null} writes zeros (trim): whole blocks become zero entries
-   * that need no slot.
+   * that need no slot. The new versions are durable locally and visible when this returns; their
+   * copies may still be on their way to the replicas.
    *
-   * @return -1 when the write may be acknowledged now; otherwise its highest sequence, which must
-   *     be destaged first (its copies could not reach every replica: the write goes through to
-   *     shared storage, as a write-through write would)
+   * @param mayWait false: return null instead of waiting for space or a block lock (only for whole
+   *     blocks: a partial block may need a read of shared storage)
    */
-  private long writeBack(CachedVolume v, long offset, int length, ByteBuffer data)
+  private Stored writeBack(
+      CachedVolume v, long offset, int length, ByteBuffer data, boolean mayWait)
       throws CacheException {
     long first = offset / BLOCK;
     int count = (int) ((offset + length - 1) / BLOCK - first + 1);
     // 1. Reserve slots before locking blocks: a writer waiting for space must not hold locks the
     //    destager needs to make space.
     int needed = data != null ? count : partialBlocks(offset, length, first, count);
-    int[] newSlots = reserveSlots(needed, true);
+    int[] newSlots = mayWait ? reserveSlots(needed, true) : space.reserveNow(needed);
+    if (newSlots == null) {
+      return null;
+    }
     int usedSlots = 0;
     boolean commitTried = false;
-    try (BlockLocks.Held held = v.locks.lockRange(first, count, true)) {
+    BlockLocks.Held held = null;
+    try {
+      held =
+          mayWait
+              ? v.locks.lockRange(first, count, true)
+              : v.locks.tryLockRange(first, count, true);
+      if (held == null) {
+        return null;
+      }
       // 2. Sequence numbers: their order is the destage order.
       long seq0 = v.nextSeq.getAndAdd(count);
       long now = time.nowMs();
@@ -642,8 +774,13 @@ public final class CacheEngine implements AutoCloseable {
         contents[i] = content;
         images.add(new ReplicaBlock(block, seq0 + i, content));
       }
-      // 4. Copies to the replicas first: they travel while this node stores its own.
+      // 4. Copies to the replicas first: they travel while this node stores its own. Until they
+      //    are acked the destager leaves this write alone (CachedVolume.copiesInFlight).
       CompletableFuture<Void> copies = replication.replicate(v.info, images);
+      if (copies != null) {
+        v.copiesInFlight.put(seq0, seq0 + count - 1);
+        copies = copies.whenComplete((ok, failure) -> copiesDone(v, seq0));
+      }
       // 5. Data into fresh slots (never over the current version), then index entries.
       for (int i = 0; i < count; i++) {
         if (contents[i] == null) {
@@ -658,30 +795,30 @@ public final class CacheEngine implements AutoCloseable {
       // 6. Durable locally: data before index (group fsync with --sync).
       commitTried = true;
       commit(batch);
-      CacheException fenced = null;
-      boolean replicated = true;
-      if (copies != null) {
-        try {
-          replicated = awaitCopies(v, copies);
-        } catch (CacheException e) {
-          fenced = e;
-        }
-      }
-      // 7. Visible: swap the in-memory entries, free the superseded slots. (Also when fenced: the
-      //    index already holds them; they are an unacknowledged write.)
+      // 7. Visible: swap the in-memory entries, free the superseded slots, let the next writer of
+      //    these blocks in. The ack still waits for the copies; a reader may see the new data
+      //    before that, as with any write in flight.
       for (int i = 0; i < count; i++) {
         install(v, first + i, fresh[i]);
       }
-      if (fenced != null) {
-        throw fenced;
-      }
-      return replicated ? -1 : seq0 + count - 1;
+      return copies == null ? Stored.ACK_NOW : new Stored(copies, seq0 + count - 1, false);
     } finally {
+      if (held != null) {
+        held.close();
+      }
       // Slots written but never committed hold nothing anyone points to: free them. After a
       // failed commit the index may still point to them (a sync that failed after the write):
       // keep them until the next start rebuilds the free list from the index.
       releaseReserved(newSlots, commitTried ? usedSlots : 0, needed);
       destager.noteDirty();
+    }
+  }
+
+  /** A write's copies were acked or failed: the destager may take it (and a Flush waits on it). */
+  private void copiesDone(CachedVolume v, long firstSeq) {
+    v.copiesInFlight.remove(firstSeq);
+    if (v.flushTargetSeq.get() >= firstSeq) {
+      destager.wake();
     }
   }
 
@@ -703,40 +840,57 @@ public final class CacheEngine implements AutoCloseable {
   /**
    * Waits for the replicas' acks. The port bounds the wait; the timeout here only backs it up.
    *
-   * @return false when a replica could not take the copies
-   * @throws CacheException FAILED_PRECONDITION when a replica refused this node's epoch: it is no
-   *     longer the owner and must not acknowledge (nor write through to shared storage)
+   * @return false when a replica could not take the copies (the write must be destaged before its
+   *     ack)
+   * @throws CacheException when the write must not be acknowledged at all (see {@link #refusal})
    */
   private boolean awaitCopies(CachedVolume v, CompletableFuture<Void> copies)
       throws CacheException {
+    Throwable failure;
     try {
       copies.get(REPLICATION_WAIT_BACKSTOP_MS, TimeUnit.MILLISECONDS);
       return true;
     } catch (ExecutionException e) {
-      if (e.getCause() instanceof ReplicationPort.StuckException s) {
-        throw new CacheException(
-            Reason.UNAVAILABLE, "volume '" + v.name() + "': " + s.getMessage() + "; retry");
-      }
-      if (e.getCause() instanceof ReplicationPort.FencedException f) {
-        throw new CacheException(
-            Reason.FAILED_PRECONDITION,
-            "volume '" + v.name() + "': this node is no longer its owner: " + f.getMessage());
-      }
-      log.warn(
-          "volume {}: copies did not reach every replica ({}); destaging the write before its ack",
-          v.name(),
-          e.getCause() == null ? e.toString() : e.getCause().getMessage());
-      return false;
+      failure = e.getCause();
     } catch (TimeoutException e) {
-      log.warn(
-          "volume {}: copies did not reach every replica ({}); destaging the write before its ack",
-          v.name(),
-          e.getCause() == null ? e.toString() : e.getCause().getMessage());
-      return false;
+      failure = e;
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       return false;
     }
+    CacheException refused = refusal(v, failure);
+    if (refused != null) {
+      throw refused;
+    }
+    return false;
+  }
+
+  /**
+   * What a replica's failure to take a write's copies means for that write: null when it may still
+   * be acknowledged once destaged; otherwise the error to answer with. FAILED_PRECONDITION when a
+   * replica refused this node's epoch: it is no longer the owner and must not acknowledge (nor
+   * write through to shared storage). UNAVAILABLE when a replica could neither be reached nor be
+   * removed from the map.
+   */
+  private CacheException refusal(CachedVolume v, Throwable failure) {
+    Throwable cause =
+        failure instanceof CompletionException || failure instanceof ExecutionException
+            ? failure.getCause()
+            : failure;
+    if (cause instanceof ReplicationPort.StuckException s) {
+      return new CacheException(
+          Reason.UNAVAILABLE, "volume '" + v.name() + "': " + s.getMessage() + "; retry");
+    }
+    if (cause instanceof ReplicationPort.FencedException f) {
+      return new CacheException(
+          Reason.FAILED_PRECONDITION,
+          "volume '" + v.name() + "': this node is no longer its owner: " + f.getMessage());
+    }
+    log.warn(
+        "volume {}: copies did not reach every replica ({}); destaging the write before its ack",
+        v.name(),
+        cause == null ? String.valueOf(failure) : cause.getMessage());
+    return null;
   }
 
   private static int partialBlocks(long offset, int length, long first, int count) {
@@ -758,7 +912,7 @@ public final class CacheEngine implements AutoCloseable {
    *
    * @return the sequence the caller must see destaged before acknowledging, or -1
    */
-  private long writeToStorage(CachedVolume v, long offset, int length, ByteBuffer data)
+  private Stored writeToStorage(CachedVolume v, long offset, int length, ByteBuffer data)
       throws CacheException {
     long first = offset / BLOCK;
     int count = (int) ((offset + length - 1) / BLOCK - first + 1);
@@ -825,15 +979,15 @@ public final class CacheEngine implements AutoCloseable {
             drop(v, first + i);
           }
         }
-        return -1;
+        return Stored.ACK_NOW;
       }
     } finally {
       if (newSlots != null) {
         releaseReserved(newSlots, commitTried ? usedSlots : 0, newSlots.length);
       }
     }
-    long last = writeBack(v, offset, length, data);
-    return last >= 0 ? last : v.nextSeq.get() - 1;
+    Stored stored = writeBack(v, offset, length, data, true);
+    return new Stored(stored.copies(), v.nextSeq.get() - 1, true);
   }
 
   /** Drops the clean cached copies of a range. Call with the blocks write-locked. */
@@ -1141,22 +1295,65 @@ public final class CacheEngine implements AutoCloseable {
   public byte[] read(String name, long offset, int length) throws CacheException {
     CachedVolume v = volume(name);
     checkIo(v, offset, length, "read");
+    return read(v, offset, length, true);
+  }
+
+  /**
+   * Starts a read and returns at once; the future completes with the data or fails with a {@link
+   * CacheException}. A read that every cached block answers runs on the calling thread (a transport
+   * thread: no hand-off); one that misses, or finds its blocks busy, runs {@link #read} on {@code
+   * waits}.
+   */
+  public CompletableFuture<byte[]> submitRead(
+      String name, long offset, int length, Executor waits) {
+    CompletableFuture<byte[]> done = new CompletableFuture<>();
+    try {
+      CachedVolume v = volume(name);
+      checkIo(v, offset, length, "read");
+      byte[] hit = read(v, offset, length, false);
+      if (hit != null) {
+        done.complete(hit);
+        return done;
+      }
+    } catch (CacheException | RuntimeException e) {
+      done.completeExceptionally(e);
+      return done;
+    }
+    runOn(waits, done, () -> done.complete(read(name, offset, length)));
+    return done;
+  }
+
+  /**
+   * @param mayWait false: return null, having changed nothing, instead of reading shared storage or
+   *     waiting for a lock
+   */
+  private byte[] read(CachedVolume v, long offset, int length, boolean mayWait)
+      throws CacheException {
+    String name = v.name();
+    if (mayWait) {
+      v.gate.readLock().lock();
+    } else if (!v.gate.readLock().tryLock()) {
+      return null;
+    }
     byte[] out = new byte[length];
-    v.gate.readLock().lock();
     try {
       checkNotDeleted(v);
-      long run = v.noteRead(offset, length);
-      boolean promote =
-          v.info.mode() != CacheMode.WRITE_AROUND
-              && (config.sequentialCutoffBytes() == 0 || run <= config.sequentialCutoffBytes());
       long first = offset / BLOCK;
       int count = (int) ((offset + length - 1) / BLOCK - first + 1);
       long[] missing = new long[count];
       long[] versions = new long[count];
       int misses = 0;
+      int hits = 0;
       byte[] missData;
       List<long[]> badClean = null;
-      try (BlockLocks.Held held = v.locks.lockRange(first, count, false)) {
+      BlockLocks.Held held =
+          mayWait
+              ? v.locks.lockRange(first, count, false)
+              : v.locks.tryLockRange(first, count, false);
+      if (held == null) {
+        return null;
+      }
+      try (held) {
         ByteBuffer scratch = SCRATCH.get();
         for (int i = 0; i < count; i++) {
           long block = first + i;
@@ -1166,12 +1363,15 @@ public final class CacheEngine implements AutoCloseable {
           int outPos = (int) (blockStart + from - offset);
           BlockEntry e = v.blocks.get(block);
           if (e == null) {
+            if (!mayWait) {
+              return null;
+            }
             versions[misses] = v.locks.version(block);
             missing[misses++] = block;
             continue;
           }
           if (e.isZero()) {
-            stats.readHits.increment();
+            hits++;
             continue; // out is already zeros
           }
           if (v.corruptBlocks.contains(block)) {
@@ -1192,17 +1392,26 @@ public final class CacheEngine implements AutoCloseable {
               System.arraycopy(scratch.array(), from, out, outPos, to - from);
             }
             evictor.touch(e.slot());
-            stats.readHits.increment();
+            hits++;
           } else {
+            if (!mayWait) {
+              return null;
+            }
             versions[misses] = v.locks.version(block);
             missing[misses++] = block;
             badClean = badClean == null ? new ArrayList<>() : badClean;
             badClean.add(new long[] {block, e.slot()});
           }
         }
+        stats.readHits.add(hits);
         stats.readMisses.add(misses);
         missData = misses == 0 ? null : readMisses(v, offset, length, out, missing, misses);
       }
+      // Counted once the read goes ahead (a read retried on another thread would count twice).
+      long run = v.noteRead(offset, length);
+      boolean promote =
+          v.info.mode() != CacheMode.WRITE_AROUND
+              && (config.sequentialCutoffBytes() == 0 || run <= config.sequentialCutoffBytes());
       if (badClean != null) {
         // Drop damaged clean copies so the next read promotes a good one from shared storage.
         for (long[] b : badClean) {

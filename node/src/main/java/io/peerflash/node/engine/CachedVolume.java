@@ -2,8 +2,10 @@ package io.peerflash.node.engine;
 
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.VolumeInfo;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -49,6 +51,21 @@ final class CachedVolume {
   int isolatedBatchesLeft;
   final ConcurrentHashMap<Long, Long> blockRetryAtMs = new ConcurrentHashMap<>();
   final ConcurrentHashMap<Long, Integer> blockFailures = new ConcurrentHashMap<>();
+
+  /**
+   * Writes whose copies are still on their way to the replicas (first sequence to last). They are
+   * visible and dirty before the replicas ack, but the destager leaves them, and everything newer,
+   * alone until then: a release must never overtake the copy it releases. A copy resent at a newer
+   * epoch could otherwise reach a replica after the release and linger there, older than what
+   * shared storage holds.
+   */
+  final ConcurrentSkipListMap<Long, Long> copiesInFlight = new ConcurrentSkipListMap<>();
+
+  /** The destager may take dirty blocks below this sequence. */
+  long destageBelowSeq() {
+    Map.Entry<Long, Long> first = copiesInFlight.firstEntry();
+    return first == null ? Long.MAX_VALUE : first.getKey();
+  }
 
   /** Highest sequence a Flush waits for; the destager works on the volume until it is clean. */
   final AtomicLong flushTargetSeq = new AtomicLong(-1);

@@ -285,7 +285,10 @@ final class Destager implements AutoCloseable {
       long[] b = new long[limit];
       int n =
           v.dirty.oldest(
-              s, b, x -> v.corruptBlocks.contains(x) || v.blockRetryAtMs.getOrDefault(x, 0L) > now);
+              s,
+              b,
+              x -> v.corruptBlocks.contains(x) || v.blockRetryAtMs.getOrDefault(x, 0L) > now,
+              v.destageBelowSeq());
       if (n == 0) {
         return 0;
       }

@@ -34,6 +34,11 @@ public interface ReplicationPort {
    */
   default void admit(VolumeInfo volume) throws CacheException {}
 
+  /** Whether {@link #admit} would return at once, without waiting and without failing. */
+  default boolean admitsNow(VolumeInfo volume) {
+    return true;
+  }
+
   /**
    * A replica could neither be reached nor be taken out of the map (the Raft leader is unreachable
    * or being elected): the write must not be acknowledged, not even through shared storage, since

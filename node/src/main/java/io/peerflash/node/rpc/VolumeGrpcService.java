@@ -26,6 +26,8 @@ import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
 import io.peerflash.replication.data.TransportThreadCalls;
 import java.util.Arrays;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -35,16 +37,18 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   static final int STREAM_WINDOW = 64;
 
   private final CacheEngine engine;
-  private final Executor streamExecutor;
+  private final Executor waits;
   private final ClusterRouting cluster;
 
   /**
-   * @param streamExecutor runs the concurrent requests of a WriteStream
+   * @param waits runs the part of a Write, WriteStream or Read call that may wait (for space, a
+   *     busy block, shared storage); the rest runs on the transport thread that delivered it (see
+   *     {@link #callExecutors})
    * @param cluster the cluster's routing and volume administration; null on a single node
    */
-  public VolumeGrpcService(CacheEngine engine, Executor streamExecutor, ClusterRouting cluster) {
+  public VolumeGrpcService(CacheEngine engine, Executor waits, ClusterRouting cluster) {
     this.engine = engine;
-    this.streamExecutor = streamExecutor;
+    this.waits = waits;
     this.cluster = cluster;
   }
 
@@ -63,18 +67,48 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     T result;
     try {
       result = call.run();
-    } catch (io.grpc.StatusRuntimeException e) {
-      out.onError(e);
-      return;
-    } catch (CacheException e) {
-      out.onError(Protos.toStatus(e).asRuntimeException());
-      return;
-    } catch (RuntimeException e) {
-      out.onError(Status.INTERNAL.withDescription(e.toString()).withCause(e).asRuntimeException());
+    } catch (CacheException | RuntimeException e) {
+      out.onError(statusOf(e).asRuntimeException(trailersOf(e)));
       return;
     }
     out.onNext(result);
     out.onCompleted();
+  }
+
+  /** Like {@link #answer}, for a call that completes later (on whichever thread finishes it). */
+  private static <T> void answerLater(StreamObserver<T> out, Call<CompletableFuture<T>> call) {
+    CompletableFuture<T> result;
+    try {
+      result = call.run();
+    } catch (CacheException | RuntimeException e) {
+      out.onError(statusOf(e).asRuntimeException(trailersOf(e)));
+      return;
+    }
+    result.whenComplete(
+        (value, failure) -> {
+          if (failure != null) {
+            out.onError(statusOf(failure).asRuntimeException(trailersOf(failure)));
+          } else {
+            out.onNext(value);
+            out.onCompleted();
+          }
+        });
+  }
+
+  private static Status statusOf(Throwable t) {
+    Throwable e = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+    if (e instanceof io.grpc.StatusRuntimeException s) {
+      return s.getStatus();
+    }
+    if (e instanceof CacheException c) {
+      return Protos.toStatus(c);
+    }
+    return Status.INTERNAL.withDescription(e.toString()).withCause(e);
+  }
+
+  private static io.grpc.Metadata trailersOf(Throwable t) {
+    Throwable e = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+    return e instanceof io.grpc.StatusRuntimeException s ? s.getTrailers() : null;
   }
 
   private Volume volume(String name) throws CacheException {
@@ -149,18 +183,24 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void write(WriteRequest req, StreamObserver<WriteResponse> out) {
-    answer(
+    answerLater(
         out,
         () -> {
-          route(req.getVolume());
-          engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
-          return WriteResponse.newBuilder().setRequestId(req.getRequestId()).build();
+          WriteResponse ok = WriteResponse.newBuilder().setRequestId(req.getRequestId()).build();
+          return submitWrite(req).thenApply(done -> ok);
         });
+  }
+
+  /** Routes and starts a write: on this (transport) thread if it need not wait. */
+  private CompletableFuture<Void> submitWrite(WriteRequest req) {
+    route(req.getVolume());
+    return engine.submitWrite(
+        req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer(), waits);
   }
 
   @Override
   public void read(ReadRequest req, StreamObserver<ReadResponse> out) {
-    answer(
+    answerLater(
         out,
         () -> {
           if (req.getLength() > CacheEngine.MAX_IO_BYTES) {
@@ -173,8 +213,13 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
                     + " bytes (1 MiB) per request");
           }
           route(req.getVolume());
-          byte[] data = engine.read(req.getVolume(), req.getOffset(), (int) req.getLength());
-          return ReadResponse.newBuilder().setData(UnsafeByteOperations.unsafeWrap(data)).build();
+          return engine
+              .submitRead(req.getVolume(), req.getOffset(), (int) req.getLength(), waits)
+              .thenApply(
+                  data ->
+                      ReadResponse.newBuilder()
+                          .setData(UnsafeByteOperations.unsafeWrap(data))
+                          .build());
         });
   }
 
@@ -200,15 +245,19 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   }
 
   /**
-   * For {@code ServerBuilder.callExecutor}: WriteStream calls, and the calls named in {@code
-   * alsoOnTransportThread}, are delivered on the transport thread; every other call on the server's
-   * executor. The WriteStream handler only counts a request and hands it to the stream executor, so
-   * a write costs one thread hand-off instead of two (delivery, then dispatch).
+   * For {@code ServerBuilder.callExecutor}: Write, WriteStream and Read calls, and the calls named
+   * in {@code alsoOnTransportThread}, are delivered on the transport thread; every other call on
+   * the server's executor. A write or read that needs no wait is then served without a thread
+   * hand-off; the rest goes to {@code waits}.
    */
   public static ServerCallExecutorSupplier callExecutors(String... alsoOnTransportThread) {
-    String[] methods = Arrays.copyOf(alsoOnTransportThread, alsoOnTransportThread.length + 1);
+    String[] methods = Arrays.copyOf(alsoOnTransportThread, alsoOnTransportThread.length + 3);
     methods[alsoOnTransportThread.length] =
         VolumeServiceGrpc.getWriteStreamMethod().getFullMethodName();
+    methods[alsoOnTransportThread.length + 1] =
+        VolumeServiceGrpc.getWriteMethod().getFullMethodName();
+    methods[alsoOnTransportThread.length + 2] =
+        VolumeServiceGrpc.getReadMethod().getFullMethodName();
     return TransportThreadCalls.forMethods(methods);
   }
 
@@ -237,43 +286,40 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     @Override
     public void onNext(WriteRequest req) {
       inFlight.incrementAndGet();
-      streamExecutor.execute(
-          () -> {
-            WriteResponse.Builder resp =
-                WriteResponse.newBuilder().setRequestId(req.getRequestId());
-            try {
-              route(req.getVolume());
-              engine.write(req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer());
-            } catch (io.grpc.StatusRuntimeException e) {
-              Status s = e.getStatus();
-              io.grpc.Metadata trailers = e.getTrailers();
-              String owner =
-                  trailers == null
-                      ? null
-                      : trailers.get(
-                          io.grpc.Metadata.Key.of(
-                              ClusterRouting.OWNER_TRAILER,
-                              io.grpc.Metadata.ASCII_STRING_MARSHALLER));
-              resp.setCode(s.getCode().value())
-                  .setMessage(
-                      (s.getDescription() == null ? "" : s.getDescription())
-                          + (owner == null
-                              ? ""
-                              : " [" + ClusterRouting.OWNER_TRAILER + "=" + owner + "]"));
-            } catch (CacheException e) {
-              Status s = Protos.toStatus(e);
-              resp.setCode(s.getCode().value()).setMessage(s.getDescription());
-            } catch (RuntimeException e) {
-              resp.setCode(Status.Code.INTERNAL.value()).setMessage(e.toString());
-            }
-            synchronized (out) {
-              if (!failed && !out.isCancelled()) {
-                out.onNext(resp.build());
-                out.request(1);
-              }
-            }
-            finishOne();
-          });
+      CompletableFuture<Void> done;
+      try {
+        done = submitWrite(req);
+      } catch (RuntimeException e) {
+        done = CompletableFuture.failedFuture(e);
+      }
+      done.whenComplete((ok, failure) -> answer(req, failure));
+    }
+
+    private void answer(WriteRequest req, Throwable failure) {
+      WriteResponse.Builder resp = WriteResponse.newBuilder().setRequestId(req.getRequestId());
+      if (failure != null) {
+        Status s = statusOf(failure);
+        io.grpc.Metadata trailers = trailersOf(failure);
+        String owner =
+            trailers == null
+                ? null
+                : trailers.get(
+                    io.grpc.Metadata.Key.of(
+                        ClusterRouting.OWNER_TRAILER, io.grpc.Metadata.ASCII_STRING_MARSHALLER));
+        resp.setCode(s.getCode().value())
+            .setMessage(
+                (s.getDescription() == null ? "" : s.getDescription())
+                    + (owner == null
+                        ? ""
+                        : " [" + ClusterRouting.OWNER_TRAILER + "=" + owner + "]"));
+      }
+      synchronized (out) {
+        if (!failed && !out.isCancelled()) {
+          out.onNext(resp.build());
+          out.request(1);
+        }
+      }
+      finishOne();
     }
 
     @Override

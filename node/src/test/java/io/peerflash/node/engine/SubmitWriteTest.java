@@ -1,0 +1,208 @@
+package io.peerflash.node.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
+import io.peerflash.node.engine.CacheException.Reason;
+import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.node.index.VolumeInfo.CacheMode;
+import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Time;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Writes and reads started without waiting ({@link CacheEngine#submitWrite}, {@link
+ * CacheEngine#submitRead}): what runs on the calling thread, what is handed to the executor, and
+ * that a write whose copies are still on their way is visible but neither acknowledged nor
+ * destaged.
+ */
+class SubmitWriteTest {
+  private static final int BLOCK = CacheEngine.BLOCK;
+
+  @TempDir Path dir;
+  private FileBackingStore backing;
+  private CacheEngine engine;
+  private final BlockingQueue<CompletableFuture<Void>> copies = new LinkedBlockingQueue<>();
+  private final List<String> events = new java.util.concurrent.CopyOnWriteArrayList<>();
+  private final AtomicInteger handOffs = new AtomicInteger();
+  private final ExecutorService pool =
+      Executors.newSingleThreadExecutor(new NamedThreadFactory("test-waits", true));
+  private final Executor waits =
+      r -> {
+        handOffs.incrementAndGet();
+        pool.execute(r);
+      };
+
+  /** Copies wait until the test completes them; releases are recorded. */
+  private final ReplicationPort port =
+      new ReplicationPort() {
+        @Override
+        public CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks) {
+          if (volume.replicas() == 0) {
+            return null;
+          }
+          CompletableFuture<Void> f = new CompletableFuture<>();
+          events.add("copy " + blocks.get(0).seq());
+          copies.add(f);
+          return f;
+        }
+
+        @Override
+        public void released(VolumeInfo volume, long[] blocks, long[] seqs) {
+          events.add("release " + seqs[0]);
+        }
+      };
+
+  @BeforeEach
+  void open() throws IOException, CacheException {
+    backing = new FileBackingStore(dir.resolve("shared"));
+    engine =
+        CacheEngine.open(EngineConfig.defaults(dir.resolve("data"), 8 << 20), backing, Time.SYSTEM);
+    engine.setReplicationPort(port);
+    engine.start();
+    engine.createVolume("v", 1 << 20, CacheMode.WRITE_BACK, 1);
+  }
+
+  @AfterEach
+  void close() {
+    engine.close();
+    pool.shutdownNow();
+  }
+
+  private static byte[] filled(int n, int fill) {
+    byte[] b = new byte[n];
+    Arrays.fill(b, (byte) fill);
+    return b;
+  }
+
+  private byte[] onStorage(long offset, int length) throws IOException {
+    byte[] all = Files.readAllBytes(backing.fileOf("v"));
+    return Arrays.copyOfRange(all, (int) offset, (int) offset + length);
+  }
+
+  @Test
+  void aWriteThatNeedsNoWaitRunsOnTheCallerAndIsAckedByTheReplicasAck() throws Exception {
+    byte[] data = filled(2 * BLOCK, 7);
+    CompletableFuture<Void> acked = engine.submitWrite("v", BLOCK, ByteBuffer.wrap(data), waits);
+
+    assertThat(handOffs).as("hand-offs").hasValue(0);
+    assertThat(acked).as("acked before the replica's ack").isNotDone();
+    // Stored and visible already: a reader may see a write in flight.
+    assertThat(engine.read("v", BLOCK, data.length)).isEqualTo(data);
+    // But not destaged: its release could otherwise overtake the copy on its way.
+    assertThatThrownBy(() -> engine.flush("v", System.currentTimeMillis() + 300))
+        .isInstanceOfSatisfying(
+            CacheException.class, e -> assertThat(e.reason()).isEqualTo(Reason.DEADLINE_EXCEEDED));
+    assertThat(onStorage(BLOCK, data.length)).isEqualTo(new byte[data.length]);
+
+    copies.take().complete(null);
+    acked.get(5, TimeUnit.SECONDS);
+    assertThat(handOffs).as("hand-offs").hasValue(0);
+    engine.flush("v");
+    assertThat(onStorage(BLOCK, data.length)).isEqualTo(data);
+    assertThat(events)
+        .as("the release comes after the copy")
+        .containsExactly("copy 1", "release 1");
+  }
+
+  @Test
+  void aWriteWhoseCopiesFailIsDestagedOnTheExecutorBeforeItsAck() throws Exception {
+    byte[] data = filled(BLOCK, 9);
+    CompletableFuture<Void> acked = engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits);
+    copies.take().completeExceptionally(new IOException("replica lost"));
+
+    acked.get(10, TimeUnit.SECONDS);
+    assertThat(handOffs).as("the destage before the ack waits on the executor").hasValue(1);
+    assertThat(onStorage(0, BLOCK)).isEqualTo(data);
+  }
+
+  @Test
+  void aWriteRefusedForItsEpochFailsWithoutAnAck() throws Exception {
+    CompletableFuture<Void> acked =
+        engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 3)), waits);
+    copies.take().completeExceptionally(new ReplicationPort.FencedException("epoch 7 is newer"));
+
+    assertThat(acked)
+        .failsWithin(Duration.ofSeconds(5))
+        .withThrowableOfType(ExecutionException.class)
+        .havingCause()
+        .isInstanceOfSatisfying(
+            CacheException.class,
+            e -> {
+              assertThat(e.reason()).isEqualTo(Reason.FAILED_PRECONDITION);
+              assertThat(e.getMessage()).contains("no longer its owner");
+            });
+  }
+
+  @Test
+  void aWriteThatMustWaitRunsOnTheExecutor() throws Exception {
+    // A partial block needs its old content (possibly from shared storage): not on the caller.
+    byte[] data = filled(512, 5);
+    CompletableFuture<Void> acked = engine.submitWrite("v", 512, ByteBuffer.wrap(data), waits);
+    copies.poll(5, TimeUnit.SECONDS).complete(null);
+    acked.get(5, TimeUnit.SECONDS);
+    assertThat(handOffs).hasValue(1);
+    assertThat(engine.read("v", 512, 512)).isEqualTo(data);
+
+    // So does every write of a write-through volume.
+    engine.setPolicy("v", CacheMode.WRITE_THROUGH, 0);
+    engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 6)), waits).get(5, TimeUnit.SECONDS);
+    assertThat(handOffs).hasValue(2);
+    assertThat(onStorage(0, BLOCK)).isEqualTo(filled(BLOCK, 6));
+  }
+
+  @Test
+  void badInputFailsTheFutureWithoutAHandOff() {
+    assertThat(engine.submitWrite("nope", 0, ByteBuffer.wrap(filled(BLOCK, 1)), waits))
+        .failsWithin(Duration.ofSeconds(1))
+        .withThrowableOfType(ExecutionException.class)
+        .havingCause()
+        .isInstanceOfSatisfying(
+            CacheException.class, e -> assertThat(e.reason()).isEqualTo(Reason.NOT_FOUND));
+    assertThat(engine.submitWrite("v", 1 << 20, ByteBuffer.wrap(filled(BLOCK, 1)), waits))
+        .failsWithin(Duration.ofSeconds(1))
+        .withThrowableOfType(ExecutionException.class)
+        .havingCause()
+        .isInstanceOfSatisfying(
+            CacheException.class, e -> assertThat(e.reason()).isEqualTo(Reason.INVALID_ARGUMENT));
+    assertThat(handOffs).hasValue(0);
+  }
+
+  @Test
+  void aCacheHitIsReadOnTheCallerAndAMissOnTheExecutor() throws Exception {
+    engine.setPolicy("v", CacheMode.WRITE_BACK, 0);
+    byte[] data = filled(BLOCK, 4);
+    engine.write("v", 0, ByteBuffer.wrap(data));
+
+    assertThat(engine.submitRead("v", 0, BLOCK, waits).get(5, TimeUnit.SECONDS)).isEqualTo(data);
+    assertThat(handOffs).as("a hit").hasValue(0);
+
+    assertThat(engine.submitRead("v", 8 * BLOCK, BLOCK, waits).get(5, TimeUnit.SECONDS))
+        .isEqualTo(new byte[BLOCK]);
+    assertThat(handOffs).as("a miss").hasValue(1);
+    // The miss was promoted: the same read is a hit now.
+    engine.submitRead("v", 8 * BLOCK, BLOCK, waits).get(5, TimeUnit.SECONDS);
+    assertThat(handOffs).hasValue(1);
+  }
+}
