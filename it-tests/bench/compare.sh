@@ -219,7 +219,14 @@ wait_idle
 pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd "$QD" --duration "$DUR" \
   --warmup "$WARM" --id echo --json "$RESULTS/echo.json" | tee -a "$LOGS/bench.log" \
   || echo "warning: the echo run failed" >&2
-stop_pid "$ECHO_PID"
+# The echo server stays up (idle): floor_before measures the floor again right before each QD1
+# target run, since the machine's speed drifts over a run of half an hour.
+floor_before() { # run-id
+  wait_idle
+  pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd 1 --duration "$DUR" \
+    --warmup "$WARM" --id "echo-$1" --json "$RESULTS/echo-$1.json" --no-progress \
+    | tee -a "$LOGS/bench.log" || echo "warning: the echo run before $1 failed" >&2
+}
 
 # ---- 2. the peer: Hazelcast, two members, backup-count 1 --------------------------------------
 echo "== peer: Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1"
@@ -250,12 +257,14 @@ echo "-- write-back, replicas 0"
 bench --workload write --volume b-wb0 --replicas 0 --id wb-r0 --delete-volume \
   --label "PeerFlash write-back, replicas 0: 4 KiB random writes" --json "$RESULTS/wb-r0.json"
 echo "-- write-back, replicas 1"
+floor_before wb-r1
 bench --workload write --volume b-wb1 --replicas 1 --id wb-r1 --delete-volume \
   --label "PeerFlash write-back, replicas 1: 4 KiB random writes" --json "$RESULTS/wb-r1.json"
 echo "-- write-back, replicas 2"
 bench --workload write --volume b-wb2 --replicas 2 --id wb-r2 --delete-volume \
   --label "PeerFlash write-back, replicas 2: 4 KiB random writes" --json "$RESULTS/wb-r2.json"
 echo "-- read hits"
+floor_before read-hit
 bench --workload read-hit --volume b-rh --replicas 1 --id read-hit --delete-volume \
   --label "PeerFlash read hit: 4 KiB random reads, cached" --json "$RESULTS/read-hit.json"
 echo "-- read misses"

@@ -88,6 +88,26 @@ class ReportTest {
   }
 
   @Test
+  void anEchoMeasuredJustBeforeARunIsThatRunsFloor() throws IOException {
+    List<BenchResult> results = new ArrayList<>(all(240));
+    // The machine got slower after the first echo: the floor next to each run counts.
+    results.add(sample(Report.ECHO + "-" + Report.WB_R1, 1, 120, 8000));
+    results.add(sample(Report.ECHO + "-" + Report.READ_HIT, 1, 80, 8000));
+    Report report = new Report(results);
+    List<Report.Verdict> v = report.verdicts();
+    assertThat(v.get(0).ratio()).isEqualTo("2.00x");
+    assertThat(v.get(0).target()).contains("echo measured just before");
+    assertThat(v.get(1).ratio()).isEqualTo("1.50x");
+    assertThat(v.get(1).met()).isFalse();
+    // Runs without one keep the run's echo.
+    assertThat(report.floorFor(report.find(Report.WB_R0, 1)).id()).isEqualTo(Report.ECHO);
+
+    String md = Files.readString(report.write(tmp, List.of()));
+    assertThat(md.indexOf("| echo-wb-r1 |"))
+        .isBetween(md.indexOf("| wb-r0 |"), md.indexOf("| wb-r1 |"));
+  }
+
+  @Test
   void missingRunsAreNotRunAndSlowDestageMisses() {
     List<Report.Verdict> none = new Report(List.of(sample(Report.ECHO, 1, 100, 1))).verdicts();
     assertThat(none).allSatisfy(v -> assertThat(v.met()).isNull());
