@@ -562,11 +562,11 @@ public final class CacheEngine implements AutoCloseable {
    * (when {@link #write} would return) or fails with a {@link CacheException}.
    *
    * <p>A write-back write that needs no wait runs on the calling thread (a transport thread, so
-   * that it costs no thread hand-off): admitted by its on-peer-loss policy, whole blocks, space
-   * free, its blocks unlocked, no synced commit. Its copies go out, it is stored and becomes
-   * visible, and the future completes on the thread that receives the last replica's ack. Every
-   * other write runs {@link #write} on {@code waits}, as does the destage a write needs before its
-   * ack when a replica could not take its copies.
+   * that it costs no thread hand-off): admitted by its on-peer-loss policy, whole blocks, at most
+   * {@link #MAX_WRITE_NOW_BYTES}, space free, its blocks unlocked, no synced commit. Its copies go
+   * out, it is stored and becomes visible, and the future completes on the thread that receives the
+   * last replica's ack. Every other write runs {@link #write} on {@code waits}, as does the destage
+   * a write needs before its ack when a replica could not take its copies.
    */
   public CompletableFuture<Void> submitWrite(
       String name, long offset, ByteBuffer data, Executor waits) {
@@ -625,13 +625,21 @@ public final class CacheEngine implements AutoCloseable {
   }
 
   /**
-   * {@link #store} for a write-back write that needs no wait at all; null when it would need one
-   * (nothing is changed then).
+   * Largest write stored on the calling (network) thread. A larger one would hold that thread for
+   * milliseconds (a 1 MiB write is 256 slot writes and index entries), delaying every call and
+   * replica ack it serves; an ack read late can even look like a lost replica.
+   */
+  static final int MAX_WRITE_NOW_BYTES = 16 * BLOCK;
+
+  /**
+   * {@link #store} for a small write-back write that needs no wait at all; null when it would need
+   * one (nothing is changed then).
    */
   private Stored storeNow(CachedVolume v, long offset, ByteBuffer data) throws CacheException {
     int length = data.remaining();
     if (v.info.mode() != CacheMode.WRITE_BACK
         || config.syncWrites()
+        || length > MAX_WRITE_NOW_BYTES
         || offset % BLOCK != 0
         || length % BLOCK != 0
         || !replication.admitsNow(v.info)
@@ -775,11 +783,11 @@ public final class CacheEngine implements AutoCloseable {
         images.add(new ReplicaBlock(block, seq0 + i, content));
       }
       // 4. Copies to the replicas first: they travel while this node stores its own. Until they
-      //    are acked the destager leaves this write alone (CachedVolume.copiesInFlight).
+      //    are acked the destager leaves these blocks alone (CachedVolume.copiesInFlight).
       CompletableFuture<Void> copies = replication.replicate(v.info, images);
       if (copies != null) {
-        v.copiesInFlight.put(seq0, seq0 + count - 1);
-        copies = copies.whenComplete((ok, failure) -> copiesDone(v, seq0));
+        v.copiesSent(first, count);
+        copies = copies.whenComplete((ok, failure) -> copiesDone(v, first, count, seq0));
       }
       // 5. Data into fresh slots (never over the current version), then index entries.
       for (int i = 0; i < count; i++) {
@@ -814,11 +822,11 @@ public final class CacheEngine implements AutoCloseable {
     }
   }
 
-  /** A write's copies were acked or failed: the destager may take it (and a Flush waits on it). */
-  private void copiesDone(CachedVolume v, long firstSeq) {
-    v.copiesInFlight.remove(firstSeq);
+  /** A write's copies were acked or failed: the destager may take its blocks again. */
+  private void copiesDone(CachedVolume v, long first, int count, long firstSeq) {
+    v.copiesDone(first, count);
     if (v.flushTargetSeq.get() >= firstSeq) {
-      destager.wake();
+      destager.wake(); // a Flush (or a destage before an ack) waits on them
     }
   }
 

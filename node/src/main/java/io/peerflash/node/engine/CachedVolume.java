@@ -2,10 +2,8 @@ package io.peerflash.node.engine;
 
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.VolumeInfo;
-import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -53,18 +51,28 @@ final class CachedVolume {
   final ConcurrentHashMap<Long, Integer> blockFailures = new ConcurrentHashMap<>();
 
   /**
-   * Writes whose copies are still on their way to the replicas (first sequence to last). They are
-   * visible and dirty before the replicas ack, but the destager leaves them, and everything newer,
-   * alone until then: a release must never overtake the copy it releases. A copy resent at a newer
-   * epoch could otherwise reach a replica after the release and linger there, older than what
-   * shared storage holds.
+   * Blocks with a write whose copies are still on their way to the replicas, and how many such
+   * writes each has. A write is visible and dirty before its replicas ack, but the destager leaves
+   * its blocks (every version of them) alone until then: a release must never overtake the copy it
+   * would release. A copy resent at a newer epoch, or an older version's copy, could otherwise
+   * reach a replica after a release and linger there, older than what shared storage holds.
    */
-  final ConcurrentSkipListMap<Long, Long> copiesInFlight = new ConcurrentSkipListMap<>();
+  private final ConcurrentHashMap<Long, Integer> copyingBlocks = new ConcurrentHashMap<>();
 
-  /** The destager may take dirty blocks below this sequence. */
-  long destageBelowSeq() {
-    Map.Entry<Long, Long> first = copiesInFlight.firstEntry();
-    return first == null ? Long.MAX_VALUE : first.getKey();
+  void copiesSent(long firstBlock, int count) {
+    for (int i = 0; i < count; i++) {
+      copyingBlocks.merge(firstBlock + i, 1, Integer::sum);
+    }
+  }
+
+  void copiesDone(long firstBlock, int count) {
+    for (int i = 0; i < count; i++) {
+      copyingBlocks.computeIfPresent(firstBlock + i, (b, n) -> n == 1 ? null : n - 1);
+    }
+  }
+
+  boolean copiesInFlight(long block) {
+    return !copyingBlocks.isEmpty() && copyingBlocks.containsKey(block);
   }
 
   /** Highest sequence a Flush waits for; the destager works on the volume until it is clean. */

@@ -287,8 +287,10 @@ final class Destager implements AutoCloseable {
           v.dirty.oldest(
               s,
               b,
-              x -> v.corruptBlocks.contains(x) || v.blockRetryAtMs.getOrDefault(x, 0L) > now,
-              v.destageBelowSeq());
+              x ->
+                  v.corruptBlocks.contains(x)
+                      || v.blockRetryAtMs.getOrDefault(x, 0L) > now
+                      || v.copiesInFlight(x));
       if (n == 0) {
         return 0;
       }

@@ -72,14 +72,14 @@ final class DirtyBlockIndex {
   }
 
   /**
-   * Fills {@code seqs}/{@code blocks} with up to their length of the oldest dirty blocks below
-   * {@code belowSeq}, skipping blocks the predicate rejects.
+   * Fills {@code seqs}/{@code blocks} with up to their length of the oldest dirty blocks, skipping
+   * blocks the predicate rejects.
    *
    * @return how many were taken
    */
-  int oldest(long[] seqs, long[] blocks, LongPredicate skipBlock, long belowSeq) {
+  int oldest(long[] seqs, long[] blocks, LongPredicate skipBlock) {
     int n = 0;
-    for (Map.Entry<Long, Long> e : blockBySeq.headMap(belowSeq, false).entrySet()) {
+    for (Map.Entry<Long, Long> e : blockBySeq.entrySet()) {
       if (n == seqs.length) {
         break;
       }

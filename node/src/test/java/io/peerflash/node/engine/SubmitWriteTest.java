@@ -127,6 +127,34 @@ class SubmitWriteTest {
   }
 
   @Test
+  void otherBlocksAreDestagedWhileAWritesCopiesAreOnTheirWay() throws Exception {
+    // A replica short of space waits for releases: blocks without copies in flight must still be
+    // destaged (and released) meanwhile.
+    CompletableFuture<Void> first =
+        engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 1)), waits);
+    CompletableFuture<Void> copyOfFirst = copies.take();
+    CompletableFuture<Void> second =
+        engine.submitWrite("v", 5 * BLOCK, ByteBuffer.wrap(filled(BLOCK, 2)), waits);
+    copies.take().complete(null);
+    second.get(5, TimeUnit.SECONDS);
+
+    assertThatThrownBy(() -> engine.flush("v", System.currentTimeMillis() + 500))
+        .isInstanceOf(CacheException.class);
+    assertThat(onStorage(5 * BLOCK, BLOCK))
+        .as("the newer write, acked")
+        .isEqualTo(filled(BLOCK, 2));
+    assertThat(onStorage(0, BLOCK))
+        .as("the older one, copies in flight")
+        .isEqualTo(new byte[BLOCK]);
+    assertThat(events).containsExactly("copy 1", "copy 2", "release 2");
+
+    copyOfFirst.complete(null);
+    first.get(5, TimeUnit.SECONDS);
+    engine.flush("v");
+    assertThat(onStorage(0, BLOCK)).isEqualTo(filled(BLOCK, 1));
+  }
+
+  @Test
   void aWriteWhoseCopiesFailIsDestagedOnTheExecutorBeforeItsAck() throws Exception {
     byte[] data = filled(BLOCK, 9);
     CompletableFuture<Void> acked = engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits);
@@ -165,10 +193,17 @@ class SubmitWriteTest {
     assertThat(handOffs).hasValue(1);
     assertThat(engine.read("v", 512, 512)).isEqualTo(data);
 
+    // So does a large write: it would hold the network thread for milliseconds.
+    int large = CacheEngine.MAX_WRITE_NOW_BYTES + BLOCK;
+    acked = engine.submitWrite("v", 16 * BLOCK, ByteBuffer.wrap(filled(large, 8)), waits);
+    copies.poll(5, TimeUnit.SECONDS).complete(null);
+    acked.get(5, TimeUnit.SECONDS);
+    assertThat(handOffs).hasValue(2);
+
     // So does every write of a write-through volume.
     engine.setPolicy("v", CacheMode.WRITE_THROUGH, 0);
     engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 6)), waits).get(5, TimeUnit.SECONDS);
-    assertThat(handOffs).hasValue(2);
+    assertThat(handOffs).hasValue(3);
     assertThat(onStorage(0, BLOCK)).isEqualTo(filled(BLOCK, 6));
   }
 
