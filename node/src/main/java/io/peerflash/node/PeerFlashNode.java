@@ -16,11 +16,14 @@ import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.node.storage.LatencyInjectingBackingStore;
 import io.peerflash.replication.data.ReplicaGrpcService;
+import io.peerflash.replication.data.TransportThreadCalls;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -59,8 +62,8 @@ public final class PeerFlashNode implements AutoCloseable {
     this.cluster = cluster;
     this.faults = faults;
     // Calls that may wait (for shared storage, space, a lock, Raft) run on a pool, not the event
-    // loop; Write, WriteStream, Read and Replicate start on the event loop and hand off only what
-    // must wait (VolumeGrpcService.callExecutors).
+    // loop; Write, WriteStream, Read and Replicate run on the event loop and hand off only what
+    // must wait (TransportThreadCalls).
     this.rpcExecutor =
         new ThreadPoolExecutor(
             config.rpcThreads(),
@@ -69,22 +72,22 @@ public final class PeerFlashNode implements AutoCloseable {
             TimeUnit.SECONDS,
             new LinkedBlockingQueue<>(),
             new NamedThreadFactory("peerflash-rpc", true));
+    List<String> onTransportThread =
+        new ArrayList<>(List.of(VolumeGrpcService.transportThreadMethods()));
     builder
-        .executor(rpcExecutor)
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
         .addService(new VolumeGrpcService(engine, rpcExecutor, cluster))
         .addService(new NodeGrpcService(config.nodeId(), engine))
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
-    if (cluster == null) {
-      builder.callExecutor(VolumeGrpcService.callExecutors());
-    } else {
+    if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
       builder.addService(
           new ReplicaGrpcService(new EngineReplicaSink(engine), cluster, rpcExecutor));
-      builder.callExecutor(VolumeGrpcService.callExecutors(ReplicaGrpcService.replicateMethod()));
+      onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
     }
+    TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
   }

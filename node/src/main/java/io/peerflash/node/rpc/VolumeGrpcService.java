@@ -1,7 +1,6 @@
 package io.peerflash.node.rpc;
 
 import com.google.protobuf.UnsafeByteOperations;
-import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
@@ -25,7 +24,6 @@ import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
 import io.peerflash.replication.data.TransportThreadCalls;
-import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.Executor;
@@ -43,7 +41,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   /**
    * @param waits runs the part of a Write, WriteStream or Read call that may wait (for space, a
    *     busy block, shared storage); the rest runs on the transport thread that delivered it (see
-   *     {@link #callExecutors})
+   *     {@link #transportThreadMethods})
    * @param cluster the cluster's routing and volume administration; null on a single node
    */
   public VolumeGrpcService(CacheEngine engine, Executor waits, ClusterRouting cluster) {
@@ -245,20 +243,16 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   }
 
   /**
-   * For {@code ServerBuilder.callExecutor}: Write, WriteStream and Read calls, and the calls named
-   * in {@code alsoOnTransportThread}, are delivered on the transport thread; every other call on
-   * the server's executor. A write or read that needs no wait is then served without a thread
-   * hand-off; the rest goes to {@code waits}.
+   * The calls to serve on the transport thread ({@link TransportThreadCalls}): Write, WriteStream
+   * and Read. One that needs no wait is then served without a thread hand-off; the rest of its work
+   * goes to {@code waits}.
    */
-  public static ServerCallExecutorSupplier callExecutors(String... alsoOnTransportThread) {
-    String[] methods = Arrays.copyOf(alsoOnTransportThread, alsoOnTransportThread.length + 3);
-    methods[alsoOnTransportThread.length] =
-        VolumeServiceGrpc.getWriteStreamMethod().getFullMethodName();
-    methods[alsoOnTransportThread.length + 1] =
-        VolumeServiceGrpc.getWriteMethod().getFullMethodName();
-    methods[alsoOnTransportThread.length + 2] =
-        VolumeServiceGrpc.getReadMethod().getFullMethodName();
-    return TransportThreadCalls.forMethods(methods);
+  public static String[] transportThreadMethods() {
+    return new String[] {
+      VolumeServiceGrpc.getWriteStreamMethod().getFullMethodName(),
+      VolumeServiceGrpc.getWriteMethod().getFullMethodName(),
+      VolumeServiceGrpc.getReadMethod().getFullMethodName()
+    };
   }
 
   @Override

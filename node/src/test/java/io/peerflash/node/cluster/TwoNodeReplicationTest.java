@@ -17,6 +17,7 @@ import io.peerflash.replication.data.EpochGuard;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaGrpcService;
+import io.peerflash.replication.data.TransportThreadCalls;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.net.InetSocketAddress;
@@ -91,12 +92,11 @@ class TwoNodeReplicationTest {
             throw ReplicaException.staleEpoch(volume, e, epoch.get());
           }
         };
-    replicaServer =
+    NettyServerBuilder builder =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
-            .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard, applyPool))
-            .callExecutor(ReplicaGrpcService.callExecutors())
-            .build()
-            .start();
+            .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard, applyPool));
+    TransportThreadCalls.serve(builder, applyPool, ReplicaGrpcService.replicateMethod());
+    replicaServer = builder.build().start();
     replicaPort = replicaServer.getPort();
   }
 

@@ -17,6 +17,7 @@ import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.proto.v1.ReadRequest;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
+import io.peerflash.replication.data.TransportThreadCalls;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.nio.file.Path;
@@ -61,13 +62,10 @@ class TransportThreadServingTest {
           pool.execute(r);
         };
     String name = InProcessServerBuilder.generateName();
-    server =
-        InProcessServerBuilder.forName(name)
-            .executor(pool)
-            .callExecutor(VolumeGrpcService.callExecutors())
-            .addService(new VolumeGrpcService(engine, waits, null))
-            .build()
-            .start();
+    InProcessServerBuilder builder =
+        InProcessServerBuilder.forName(name).addService(new VolumeGrpcService(engine, waits, null));
+    TransportThreadCalls.serve(builder, pool, VolumeGrpcService.transportThreadMethods());
+    server = builder.build().start();
     channel = InProcessChannelBuilder.forName(name).build();
     volumes = VolumeServiceGrpc.newBlockingStub(channel);
   }

@@ -1,6 +1,5 @@
 package io.peerflash.replication.data;
 
-import io.grpc.ServerCallExecutorSupplier;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
@@ -20,12 +19,12 @@ import java.util.concurrent.Executor;
  * ReplicaSink}, acks. Requests of one stream are applied and acked in arrival order.
  *
  * <p>At flash speed a replicated write's latency is mostly thread hand-offs, so a copy is stored on
- * the thread that delivers it (the transport's, with {@link #callExecutors}) whenever that needs no
- * wait: without sync, a page-cache write and an index put of a few microseconds, acked from the
- * same thread. A request that would wait (cache full, this node's map behind the sender's epoch, an
- * fsync with sync, a busy lock) and every request behind it on the stream go to the apply executor
- * instead, which drains them in order and stores consecutive copy requests as one batch: one index
- * commit (one fsync with sync) for all of them, one ack each, like a group commit.
+ * the thread that delivers it (the transport's, with {@link TransportThreadCalls}) whenever that
+ * needs no wait: without sync, a page-cache write and an index put of a few microseconds, acked
+ * from the same thread. A request that would wait (cache full, this node's map behind the sender's
+ * epoch, an fsync with sync, a busy lock) and every request behind it on the stream go to the apply
+ * executor instead, which drains them in order and stores consecutive copy requests as one batch:
+ * one index commit (one fsync with sync) for all of them, one ack each, like a group commit.
  */
 public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceImplBase {
   /** Requests of one stream received but not yet acked; more wait in gRPC flow control. */
@@ -47,17 +46,12 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
     this.applyExecutor = applyExecutor;
   }
 
-  /** The full name of the Replicate method, for a server that combines call executors. */
+  /**
+   * The full name of the Replicate method, to serve on the transport thread ({@link
+   * TransportThreadCalls}): the service moves any request that would wait off it.
+   */
   public static String replicateMethod() {
     return ReplicaServiceGrpc.getReplicateMethod().getFullMethodName();
-  }
-
-  /**
-   * For {@code ServerBuilder.callExecutor}: delivers Replicate streams on the transport thread (the
-   * service moves any request that would wait off it), every other call on the server's executor.
-   */
-  public static ServerCallExecutorSupplier callExecutors() {
-    return TransportThreadCalls.forMethods(replicateMethod());
   }
 
   @Override

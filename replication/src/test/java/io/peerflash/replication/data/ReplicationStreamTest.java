@@ -130,12 +130,11 @@ class ReplicationStreamTest {
   }
 
   private void startServer(int atPort) throws Exception {
-    server =
+    NettyServerBuilder builder =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", atPort))
-            .addService(new ReplicaGrpcService(sink, guard, applyPool))
-            .callExecutor(ReplicaGrpcService.callExecutors())
-            .build()
-            .start();
+            .addService(new ReplicaGrpcService(sink, guard, applyPool));
+    TransportThreadCalls.serve(builder, applyPool, ReplicaGrpcService.replicateMethod());
+    server = builder.build().start();
     port = server.getPort();
   }
 
