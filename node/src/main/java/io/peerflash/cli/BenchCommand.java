@@ -67,7 +67,7 @@ import picocli.CommandLine.Spec;
           + " cluster, at one or more queue depths. Prints a table; --json and --png save the"
           + " results and a latency plot.",
       "Workloads: write (4 KiB random), read-hit (4 KiB random reads of a working set written"
-          + " first), read-miss (4 KiB reads of blocks never read before), mix (70% read-hit, 30%"
+          + " first), read-miss (4 KiB reads of blocks never read before), mix (70%% read-hit, 30%%"
           + " write), seq-write (1 MiB sequential), echo (4 KiB gRPC echo against"
           + " 'peerflash bench echo-server': the floor).",
       "QD1 is one thread making blocking calls; deeper queues are pipelined from one thread"

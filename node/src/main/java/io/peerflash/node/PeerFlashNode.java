@@ -24,10 +24,12 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -76,7 +78,7 @@ public final class PeerFlashNode implements AutoCloseable {
         new ArrayList<>(List.of(VolumeGrpcService.transportThreadMethods()));
     builder
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
-        .addService(new VolumeGrpcService(engine, rpcExecutor, cluster))
+        .addService(new VolumeGrpcService(engine, rpcExecutor, callersLoop(loops), cluster))
         .addService(new NodeGrpcService(config.nodeId(), engine))
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
@@ -90,6 +92,11 @@ public final class PeerFlashNode implements AutoCloseable {
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
+  }
+
+  /** Where a write stores its own copy after sending its copies: see {@link VolumeGrpcService}. */
+  private static Supplier<Executor> callersLoop(EventLoops loops) {
+    return loops == null ? () -> null : loops::callersLoop;
   }
 
   /** Opens the local cache and shared storage, recovers, and serves on {@code config.listen}. */

@@ -15,6 +15,11 @@ import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.IllegalFormatException;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
@@ -333,5 +338,30 @@ class PeerFlashCliTest {
       assertThat(out()).contains(key.name());
     }
     assertThat(out()).contains(NodeConfig.reference());
+  }
+
+  @Test
+  void everyHelpTextFormats() {
+    // picocli runs each description through String.format: a lone '%' (as in "70% reads") makes
+    // it print a warning and the raw text instead of the help.
+    List<String> broken = new ArrayList<>();
+    Deque<CommandLine> commands = new ArrayDeque<>(List.of(new CommandLine(new PeerFlashCli())));
+    while (!commands.isEmpty()) {
+      CommandLine command = commands.pop();
+      commands.addAll(command.getSubcommands().values());
+      List<String> texts =
+          new ArrayList<>(List.of(command.getCommandSpec().usageMessage().description()));
+      for (CommandLine.Model.OptionSpec option : command.getCommandSpec().options()) {
+        texts.addAll(List.of(option.description()));
+      }
+      for (String text : texts) {
+        try {
+          String.format(text);
+        } catch (IllegalFormatException e) {
+          broken.add(command.getCommandName() + ": " + text);
+        }
+      }
+    }
+    assertThat(broken).isEmpty();
   }
 }

@@ -94,9 +94,22 @@ final class BlockLocks {
     return tryLock(uniqueStripes(blocks, count), true);
   }
 
+  /**
+   * A stripe this thread already holds for writing counts as busy: a network thread may hold a
+   * write's range from one of its tasks to a later one (CacheEngine.LocalStore), and reentry would
+   * let a second write (or a read) of the stripe run in between.
+   */
+  private boolean tryLockStripe(int stripe, boolean write) {
+    ReentrantReadWriteLock lock = locks[stripe];
+    if (lock.isWriteLockedByCurrentThread()) {
+      return false;
+    }
+    return (write ? lock.writeLock() : lock.readLock()).tryLock();
+  }
+
   private Held tryLock(int[] stripes, boolean write) {
     for (int i = 0; i < stripes.length; i++) {
-      if (!(write ? locks[stripes[i]].writeLock() : locks[stripes[i]].readLock()).tryLock()) {
+      if (!tryLockStripe(stripes[i], write)) {
         for (int j = i - 1; j >= 0; j--) {
           if (write) {
             locks[stripes[j]].writeLock().unlock();
@@ -124,7 +137,7 @@ final class BlockLocks {
   /** Tries the write lock of one block's stripe without waiting; null if busy. */
   Held tryLockBlock(long block) {
     int s = (int) (block & MASK);
-    return locks[s].writeLock().tryLock() ? new Held(new int[] {s}, true) : null;
+    return tryLockStripe(s, true) ? new Held(new int[] {s}, true) : null;
   }
 
   /** Call with the block's stripe write-locked. */

@@ -567,14 +567,20 @@ public final class CacheEngine implements AutoCloseable {
    * out, it is stored and becomes visible, and the future completes on the thread that receives the
    * last replica's ack. Every other write runs {@link #write} on {@code waits}, as does the destage
    * a write needs before its ack when a replica could not take its copies.
+   *
+   * @param storeAfterSend null, or the calling thread's own task queue (its event loop): a write
+   *     stored without waiting then stores this node's copy in a task queued there after its copies
+   *     were sent. A copy handed to a peer channel goes out when the event loop flushes it, after
+   *     the task that sent it; storing first would hold the copy back for the whole local store.
+   *     Tasks must run on the calling thread (the write holds the volume's gate until then).
    */
   public CompletableFuture<Void> submitWrite(
-      String name, long offset, ByteBuffer data, Executor waits) {
+      String name, long offset, ByteBuffer data, Executor waits, Executor storeAfterSend) {
     CompletableFuture<Void> acked = new CompletableFuture<>();
     try {
       CachedVolume v = volume(name);
       checkIo(v, offset, data.remaining(), "write");
-      Stored now = storeNow(v, offset, data);
+      Stored now = storeNow(v, offset, data, storeAfterSend);
       if (now != null) {
         ackWhenReplicated(v, now, waits, acked);
         return acked;
@@ -593,15 +599,32 @@ public final class CacheEngine implements AutoCloseable {
     return acked;
   }
 
+  /** Same as {@link #submitWrite(String, long, ByteBuffer, Executor, Executor)} storing inline. */
+  public CompletableFuture<Void> submitWrite(
+      String name, long offset, ByteBuffer data, Executor waits) {
+    return submitWrite(name, offset, data, waits, null);
+  }
+
   /**
-   * A write that is stored locally and visible, and what it needs before its ack.
+   * A write that is stored locally and visible (or will be, when {@code local} completes), and what
+   * it needs before its ack.
    *
    * @param copies its copies on their way to the replicas, or null
    * @param lastSeq the highest sequence a destage before the ack must reach
    * @param destageFirst destage up to {@code lastSeq} before the ack even if the copies arrive
+   * @param local null, or this node's own store still to come: it completes (on the thread that
+   *     stored) when the write is durable locally and visible, or fails the write
    */
-  private record Stored(CompletableFuture<Void> copies, long lastSeq, boolean destageFirst) {
-    static final Stored ACK_NOW = new Stored(null, -1, false);
+  private record Stored(
+      CompletableFuture<Void> copies,
+      long lastSeq,
+      boolean destageFirst,
+      CompletableFuture<Void> local) {
+    static final Stored ACK_NOW = new Stored(null, -1, false, null);
+
+    Stored(CompletableFuture<Void> copies, long lastSeq, boolean destageFirst) {
+      this(copies, lastSeq, destageFirst, null);
+    }
   }
 
   /**
@@ -617,7 +640,7 @@ public final class CacheEngine implements AutoCloseable {
     try {
       checkNotDeleted(v);
       return v.info.mode() == CacheMode.WRITE_BACK
-          ? writeBack(v, offset, length, data, true)
+          ? writeBack(v, offset, length, data, true, null)
           : writeToStorage(v, offset, length, data);
     } finally {
       v.gate.readLock().unlock();
@@ -635,7 +658,8 @@ public final class CacheEngine implements AutoCloseable {
    * {@link #store} for a small write-back write that needs no wait at all; null when it would need
    * one (nothing is changed then).
    */
-  private Stored storeNow(CachedVolume v, long offset, ByteBuffer data) throws CacheException {
+  private Stored storeNow(CachedVolume v, long offset, ByteBuffer data, Executor storeAfterSend)
+      throws CacheException {
     int length = data.remaining();
     if (v.info.mode() != CacheMode.WRITE_BACK
         || config.syncWrites()
@@ -646,11 +670,18 @@ public final class CacheEngine implements AutoCloseable {
         || !v.gate.readLock().tryLock()) {
       return null;
     }
+    Stored stored = null;
     try {
       checkNotDeleted(v);
-      return writeBack(v, offset, length, data, false);
+      stored = writeBack(v, offset, length, data, false, storeAfterSend);
+      return stored;
     } finally {
-      v.gate.readLock().unlock();
+      if (stored != null && stored.local() != null) {
+        // The store still to come holds the gate; it completes on this thread (see submitWrite).
+        stored.local().whenComplete((ok, failure) -> v.gate.readLock().unlock());
+      } else {
+        v.gate.readLock().unlock();
+      }
     }
   }
 
@@ -669,6 +700,24 @@ public final class CacheEngine implements AutoCloseable {
   /** {@link #awaitAck} without waiting: completes {@code acked} from the replica ack's thread. */
   private void ackWhenReplicated(
       CachedVolume v, Stored stored, Executor waits, CompletableFuture<Void> acked) {
+    if (stored.local() != null) {
+      // Own store first: a destage before the ack must find the write in place.
+      stored
+          .local()
+          .whenComplete(
+              (ok, failure) -> {
+                if (failure != null) {
+                  acked.completeExceptionally(failure);
+                } else {
+                  ackWhenReplicated(
+                      v,
+                      new Stored(stored.copies(), stored.lastSeq(), stored.destageFirst()),
+                      waits,
+                      acked);
+                }
+              });
+      return;
+    }
     if (stored.copies() == null) {
       acked.complete(null);
       return;
@@ -719,14 +768,22 @@ public final class CacheEngine implements AutoCloseable {
 
   /**
    * The write-back path. {@code data == null} writes zeros (trim): whole blocks become zero entries
-   * that need no slot. The new versions are durable locally and visible when this returns; their
-   * copies may still be on their way to the replicas.
+   * that need no slot. The new versions are durable locally and visible when this returns (or, with
+   * {@code storeAfterSend}, when the returned {@link Stored#local} completes); their copies may
+   * still be on their way to the replicas.
    *
    * @param mayWait false: return null instead of waiting for space or a block lock (only for whole
    *     blocks: a partial block may need a read of shared storage)
+   * @param storeAfterSend null, or where to run steps 5-7 after the copies went out (see {@link
+   *     #submitWrite(String, long, ByteBuffer, Executor, Executor)})
    */
   private Stored writeBack(
-      CachedVolume v, long offset, int length, ByteBuffer data, boolean mayWait)
+      CachedVolume v,
+      long offset,
+      int length,
+      ByteBuffer data,
+      boolean mayWait,
+      Executor storeAfterSend)
       throws CacheException {
     long first = offset / BLOCK;
     int count = (int) ((offset + length - 1) / BLOCK - first + 1);
@@ -737,25 +794,21 @@ public final class CacheEngine implements AutoCloseable {
     if (newSlots == null) {
       return null;
     }
-    int usedSlots = 0;
-    boolean commitTried = false;
-    BlockLocks.Held held = null;
+    LocalStore local = new LocalStore(v, first, count, newSlots, needed);
+    boolean storeLater = false;
     try {
-      held =
+      local.held =
           mayWait
               ? v.locks.lockRange(first, count, true)
               : v.locks.tryLockRange(first, count, true);
-      if (held == null) {
+      if (local.held == null) {
         return null;
       }
       // 2. Sequence numbers: their order is the destage order.
-      long seq0 = v.nextSeq.getAndAdd(count);
-      long now = time.nowMs();
-      BlockEntry[] fresh = new BlockEntry[count];
-      Batch batch = new Batch();
+      local.seq0 = v.nextSeq.getAndAdd(count);
+      local.nowMs = time.nowMs();
       List<ReplicaBlock> images = new ArrayList<>(count);
       // 3. The new content of each block, and the same images for the replicas.
-      ByteBuffer[] contents = new ByteBuffer[count];
       for (int i = 0; i < count; i++) {
         long block = first + i;
         long blockStart = block * BLOCK;
@@ -763,7 +816,7 @@ public final class CacheEngine implements AutoCloseable {
         int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
         boolean whole = from == 0 && to == BLOCK;
         if (data == null && whole) {
-          images.add(new ReplicaBlock(block, seq0 + i, null)); // a zero block: no slot
+          images.add(new ReplicaBlock(block, local.seq0 + i, null)); // a zero block: no slot
           continue;
         }
         ByteBuffer content;
@@ -779,24 +832,69 @@ public final class CacheEngine implements AutoCloseable {
           // The merge happens in a scratch buffer reused by the next block: keep a copy.
           content = ByteBuffer.allocate(BLOCK).put(merged.duplicate()).flip();
         }
-        contents[i] = content;
-        images.add(new ReplicaBlock(block, seq0 + i, content));
+        local.contents[i] = content;
+        images.add(new ReplicaBlock(block, local.seq0 + i, content));
       }
       // 4. Copies to the replicas first: they travel while this node stores its own. Until they
       //    are acked the destager leaves these blocks alone (CachedVolume.copiesInFlight).
       CompletableFuture<Void> copies = replication.replicate(v.info, images);
-      if (copies != null) {
-        v.copiesSent(first, count);
-        copies = copies.whenComplete((ok, failure) -> copiesDone(v, first, count, seq0));
+      long lastSeq = local.seq0 + count - 1;
+      if (copies == null) {
+        local.store();
+        return Stored.ACK_NOW;
       }
+      long seq0 = local.seq0;
+      v.copiesSent(first, count);
+      copies = copies.whenComplete((ok, failure) -> copiesDone(v, first, count, seq0));
+      if (storeAfterSend != null) {
+        storeLater = true;
+        return new Stored(copies, lastSeq, false, local.storeLater(storeAfterSend));
+      }
+      local.store();
+      return new Stored(copies, lastSeq, false);
+    } finally {
+      if (!storeLater) {
+        local.close();
+      }
+    }
+  }
+
+  /**
+   * Steps 5-7 of a write-back write (its own store), and what the write holds until they are done:
+   * its reserved slots and its block locks.
+   */
+  private final class LocalStore {
+    private final CachedVolume v;
+    private final long first;
+    private final int[] newSlots;
+    private final int needed;
+    private final ByteBuffer[] contents;
+    BlockLocks.Held held;
+    long seq0;
+    long nowMs;
+    private int usedSlots;
+    private boolean commitTried;
+
+    LocalStore(CachedVolume v, long first, int count, int[] newSlots, int needed) {
+      this.v = v;
+      this.first = first;
+      this.newSlots = newSlots;
+      this.needed = needed;
+      this.contents = new ByteBuffer[count]; // null: a zero block
+    }
+
+    void store() throws CacheException {
+      int count = contents.length;
+      BlockEntry[] fresh = new BlockEntry[count];
+      Batch batch = new Batch();
       // 5. Data into fresh slots (never over the current version), then index entries.
       for (int i = 0; i < count; i++) {
         if (contents[i] == null) {
-          fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, now);
+          fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, nowMs);
         } else {
           int slot = newSlots[usedSlots++];
           writeSlot(slot, contents[i]);
-          fresh[i] = new BlockEntry(slot, seq0 + i, crc(contents[i].duplicate()), true, now);
+          fresh[i] = new BlockEntry(slot, seq0 + i, crc(contents[i].duplicate()), true, nowMs);
         }
         index.put(batch, v.id(), first + i, fresh[i]);
       }
@@ -809,8 +907,43 @@ public final class CacheEngine implements AutoCloseable {
       for (int i = 0; i < count; i++) {
         install(v, first + i, fresh[i]);
       }
-      return copies == null ? Stored.ACK_NOW : new Stored(copies, seq0 + count - 1, false);
-    } finally {
+    }
+
+    /**
+     * Runs {@link #store} and {@link #close} as a task on {@code executor} (here and now if it
+     * refuses the task); the future completes after both, on the thread that ran them.
+     */
+    CompletableFuture<Void> storeLater(Executor executor) {
+      CompletableFuture<Void> stored = new CompletableFuture<>();
+      Runnable task =
+          () -> {
+            Throwable failure = null;
+            try {
+              store();
+            } catch (CacheException | RuntimeException | Error e) {
+              failure = e;
+            } finally {
+              close();
+            }
+            if (failure == null) {
+              stored.complete(null);
+            } else {
+              stored.completeExceptionally(failure);
+              if (failure instanceof Error error) {
+                throw error;
+              }
+            }
+          };
+      try {
+        executor.execute(task);
+      } catch (RejectedExecutionException e) { // the event loop is shutting down
+        task.run();
+      }
+      return stored;
+    }
+
+    /** Lets the next writer of these blocks in and frees the slots no entry points to. */
+    void close() {
       if (held != null) {
         held.close();
       }
@@ -994,7 +1127,7 @@ public final class CacheEngine implements AutoCloseable {
         releaseReserved(newSlots, commitTried ? usedSlots : 0, newSlots.length);
       }
     }
-    Stored stored = writeBack(v, offset, length, data, true);
+    Stored stored = writeBack(v, offset, length, data, true, null);
     return new Stored(stored.copies(), v.nextSeq.get() - 1, true);
   }
 

@@ -13,7 +13,9 @@ import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
+import io.grpc.netty.shaded.io.netty.util.concurrent.EventExecutor;
 import java.net.SocketAddress;
+import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -75,6 +77,20 @@ public final class EventLoops implements AutoCloseable {
   /** A channel builder on these loops. */
   public NettyChannelBuilder channel(String target) {
     return NettyChannelBuilder.forTarget(target).eventLoopGroup(workers).channelType(clientChannel);
+  }
+
+  /**
+   * The event loop the calling thread runs, or null when it runs none of these. A task given to it
+   * runs on that thread after the task running now and after any flush it queued, so a message
+   * written to a channel before goes out before the task starts.
+   */
+  public Executor callersLoop() {
+    for (EventExecutor loop : workers) {
+      if (loop.inEventLoop()) {
+        return loop;
+      }
+    }
+    return null;
   }
 
   /** Call after the server and every channel built here have shut down. */

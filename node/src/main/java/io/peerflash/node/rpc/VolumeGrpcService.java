@@ -28,6 +28,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 
 /** peerflash.v1.VolumeService: translates messages and hands off to the {@link CacheEngine}. */
 public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImplBase {
@@ -36,18 +37,29 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   private final CacheEngine engine;
   private final Executor waits;
+  private final Supplier<Executor> callersLoop;
   private final ClusterRouting cluster;
 
   /**
    * @param waits runs the part of a Write, WriteStream or Read call that may wait (for space, a
    *     busy block, shared storage); the rest runs on the transport thread that delivered it (see
    *     {@link #transportThreadMethods})
+   * @param callersLoop the event loop the calling transport thread runs ({@link
+   *     EventLoops#callersLoop}), or null: a replicated write stores its own copy in a task queued
+   *     there, after its copies went out
    * @param cluster the cluster's routing and volume administration; null on a single node
    */
-  public VolumeGrpcService(CacheEngine engine, Executor waits, ClusterRouting cluster) {
+  public VolumeGrpcService(
+      CacheEngine engine, Executor waits, Supplier<Executor> callersLoop, ClusterRouting cluster) {
     this.engine = engine;
     this.waits = waits;
+    this.callersLoop = callersLoop;
     this.cluster = cluster;
+  }
+
+  /** A service whose writes store their own copy inline (no event loops: in-process tests). */
+  public VolumeGrpcService(CacheEngine engine, Executor waits, ClusterRouting cluster) {
+    this(engine, waits, () -> null, cluster);
   }
 
   private void route(String volume) {
@@ -193,7 +205,11 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   private CompletableFuture<Void> submitWrite(WriteRequest req) {
     route(req.getVolume());
     return engine.submitWrite(
-        req.getVolume(), req.getOffset(), req.getData().asReadOnlyByteBuffer(), waits);
+        req.getVolume(),
+        req.getOffset(),
+        req.getData().asReadOnlyByteBuffer(),
+        waits,
+        callersLoop.get());
   }
 
   @Override

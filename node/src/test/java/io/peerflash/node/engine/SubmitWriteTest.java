@@ -15,7 +15,9 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.Arrays;
+import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
@@ -24,6 +26,7 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
@@ -181,6 +184,80 @@ class SubmitWriteTest {
               assertThat(e.reason()).isEqualTo(Reason.FAILED_PRECONDITION);
               assertThat(e.getMessage()).contains("no longer its owner");
             });
+  }
+
+  @Test
+  void withTheCallersLoopTheOwnStoreWaitsForTheCopiesToGoOutAndTheAckForTheOwnStore()
+      throws Exception {
+    Deque<Runnable> loop = new ArrayDeque<>(); // the calling thread's later tasks
+    byte[] data = filled(BLOCK, 7);
+    CompletableFuture<Void> acked =
+        engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits, loop::add);
+
+    CompletableFuture<Void> copy = copies.poll();
+    assertThat(copy).as("the copy is sent at once").isNotNull();
+    assertThat(loop).as("the own store, queued behind the copy's flush").hasSize(1);
+    assertThat(engine.read("v", 0, BLOCK)).as("not stored yet").isEqualTo(new byte[BLOCK]);
+    copy.complete(null);
+    assertThat(acked).as("the replica's ack alone").isNotDone();
+
+    // Until the own store ran, the write holds its block and the volume's gate, also against this
+    // thread (BlockLocks counts a stripe the thread holds as busy).
+    CompletableFuture<Void> next =
+        engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 8)), waits, loop::add);
+    CompletableFuture<Void> policy =
+        CompletableFuture.runAsync(
+            () -> {
+              try {
+                engine.setPolicy("v", CacheMode.WRITE_BACK, 1);
+              } catch (CacheException e) {
+                throw new IllegalStateException(e);
+              }
+            });
+    Thread.sleep(200);
+    assertThat(next).as("the next write of the block").isNotDone();
+    assertThat(policy).as("a policy change").isNotDone();
+
+    loop.poll().run();
+    acked.get(5, TimeUnit.SECONDS);
+    policy.get(5, TimeUnit.SECONDS);
+    copies.poll(5, TimeUnit.SECONDS).complete(null);
+    next.get(5, TimeUnit.SECONDS);
+    assertThat(handOffs).as("only the next write, which had to wait").hasValue(1);
+    assertThat(engine.read("v", 0, BLOCK)).isEqualTo(filled(BLOCK, 8));
+  }
+
+  @Test
+  void aCopyFailingBeforeTheOwnStoreRanIsDestagedOnlyAfterIt() throws Exception {
+    Deque<Runnable> loop = new ArrayDeque<>();
+    byte[] data = filled(BLOCK, 9);
+    CompletableFuture<Void> acked =
+        engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits, loop::add);
+    copies.take().completeExceptionally(new IOException("replica lost"));
+    Thread.sleep(100);
+    assertThat(acked).isNotDone();
+    assertThat(handOffs).as("no destage before the own store").hasValue(0);
+
+    loop.poll().run();
+    acked.get(10, TimeUnit.SECONDS);
+    assertThat(onStorage(0, BLOCK)).isEqualTo(data);
+  }
+
+  @Test
+  void aLoopThatRefusesTheTaskGetsTheOwnStoreInline() throws Exception {
+    byte[] data = filled(BLOCK, 4);
+    CompletableFuture<Void> acked =
+        engine.submitWrite(
+            "v",
+            0,
+            ByteBuffer.wrap(data),
+            waits,
+            task -> {
+              throw new RejectedExecutionException("shutting down");
+            });
+    assertThat(engine.read("v", 0, BLOCK)).isEqualTo(data);
+    copies.take().complete(null);
+    acked.get(5, TimeUnit.SECONDS);
   }
 
   @Test
