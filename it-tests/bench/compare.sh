@@ -124,18 +124,30 @@ wait_for_line() { # file pattern pid seconds
 }
 
 # Waits (at most 60 s) until the machine is idle: at least 70 % of its CPU time idle over one
-# second. The previous run leaves work behind (its volume's destage, deletion, compaction, GC);
-# measuring the next one on top of it would charge that work to the wrong run.
+# second, and its disks quiet (no task waiting for I/O at the end of that second, under 8 MiB
+# written and under 100 discards or flushes in it). The previous run leaves work behind (its
+# volume's destage, deletion, compaction, GC); measuring the next one on top of it would charge
+# that work to the wrong run. The disk test matters: deleting a volume's backing file on a
+# filesystem mounted with 'discard' kept a node in synchronous discards for seconds with the CPU
+# idle, while the next run started.
+disk_counts() { # prints: sectors written, discards + flushes completed (all whole disks)
+  awk '$3 !~ /^(loop|ram|sr)/ && $3 !~ /[0-9]$/ || $3 ~ /^nvme[0-9]+n[0-9]+$/ {
+      w += $10; d += $15 + $19 } END { printf "%d %d\n", w, d }' /proc/diskstats
+}
 wait_idle() {
-  local i a b idle total
+  local i a b idle total da db blocked
   for ((i = 0; i < 60; i++)); do
     a=($(head -1 /proc/stat))
+    da=($(disk_counts))
     sleep 1
     b=($(head -1 /proc/stat))
+    db=($(disk_counts))
+    blocked=$(awk '/^procs_blocked/ {print $2}' /proc/stat)
     idle=$(((b[4] + b[5]) - (a[4] + a[5])))
     total=0
     for k in 1 2 3 4 5 6 7 8; do total=$((total + b[k] - a[k])); done
-    ((total > 0 && idle * 100 >= total * 70)) && return 0
+    ((total > 0 && idle * 100 >= total * 70 && blocked == 0 \
+      && (db[0] - da[0]) * 512 < 8 * 1024 * 1024 && db[1] - da[1] < 100)) && return 0
   done
   echo "note: the machine did not go idle within 60 s; measuring anyway" >&2
 }
@@ -221,14 +233,10 @@ wait_idle
 pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd "$QD" --duration "$DUR" \
   --warmup "$WARM" --id echo --json "$RESULTS/echo.json" | tee -a "$LOGS/bench.log" \
   || echo "warning: the echo run failed" >&2
-# The echo server stays up (idle): floor_before measures the floor again right before each QD1
-# target run, since the machine's speed drifts over a run of half an hour.
-floor_before() { # run-id
-  wait_idle
-  pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd 1 --duration "$DUR" \
-    --warmup "$WARM" --id "echo-$1" --json "$RESULTS/echo-$1.json" --no-progress \
-    | tee -a "$LOGS/bench.log" || echo "warning: the echo run before $1 failed" >&2
-}
+# The echo server stays up: the QD1 target runs measure their floor again, interleaved with
+# them (bench --floor: 100 ms of the run, 100 ms of echo, and so on), since the machine's speed
+# drifts by more than the targets' margins (a QD1 echo ran at 69, 94 and 129 us p50 minutes apart).
+FLOOR=(--floor "127.0.0.1:$ECHO_PORT")
 
 # ---- 2. the peer: Hazelcast, two members, backup-count 1 --------------------------------------
 echo "== peer: Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1"
@@ -259,15 +267,13 @@ echo "-- write-back, replicas 0"
 bench --workload write --volume b-wb0 --replicas 0 --id wb-r0 --delete-volume \
   --label "PeerFlash write-back, replicas 0: 4 KiB random writes" --json "$RESULTS/wb-r0.json"
 echo "-- write-back, replicas 1"
-floor_before wb-r1
-bench --workload write --volume b-wb1 --replicas 1 --id wb-r1 --delete-volume \
+bench --workload write --volume b-wb1 --replicas 1 --id wb-r1 --delete-volume "${FLOOR[@]}" \
   --label "PeerFlash write-back, replicas 1: 4 KiB random writes" --json "$RESULTS/wb-r1.json"
 echo "-- write-back, replicas 2"
 bench --workload write --volume b-wb2 --replicas 2 --id wb-r2 --delete-volume \
   --label "PeerFlash write-back, replicas 2: 4 KiB random writes" --json "$RESULTS/wb-r2.json"
 echo "-- read hits"
-floor_before read-hit
-bench --workload read-hit --volume b-rh --replicas 1 --id read-hit --delete-volume \
+bench --workload read-hit --volume b-rh --replicas 1 --id read-hit --delete-volume "${FLOOR[@]}" \
   --label "PeerFlash read hit: 4 KiB random reads, cached" --json "$RESULTS/read-hit.json"
 echo "-- read misses"
 bench --workload read-miss --volume b-rm --size 64GiB --replicas 1 --id read-miss \

@@ -29,6 +29,11 @@ import org.HdrHistogram.Recorder;
  *       side.
  *   <li>{@link #runThreads}: {@code qd} threads, each running blocking operations back to back (at
  *       QD1 this is one thread making blocking calls, the lowest-latency client there is).
+ *   <li>{@link #runPaired}: one thread that alternates, slice by slice, between the operation and a
+ *       reference (the floor), recorded apart: a ratio of the two is then measured on the same
+ *       machine at the same moments. On a shared machine the floor alone drifts by more than the
+ *       margins measured against it (a QD1 echo ran at 69, 94 and 129 us p50 in three runs minutes
+ *       apart).
  * </ul>
  */
 public final class LoadDriver {
@@ -118,21 +123,79 @@ public final class LoadDriver {
       long cacheBytes,
       String firstError) {}
 
+  /** What a {@link #runPaired} run measured: the operation's outcome and the reference's. */
+  public record Paired(Outcome run, Outcome reference) {}
+
   /** The phase names of a run with a phase split. */
   public static final String PHASE_BURST = "burst";
 
   public static final String PHASE_DESTAGE_BOUND = "destage-bound";
 
   private final Settings settings;
-  private final Recorder recorder = new Recorder(3);
+  private final Counts counts = new Counts();
+  private final Recorder recorder = counts.recorder;
   private final AtomicLong started = new AtomicLong();
-  private final AtomicLong completed = new AtomicLong();
-  private final AtomicLong errors = new AtomicLong();
-  private final AtomicReference<String> firstError = new AtomicReference<>();
+  private final AtomicLong completed = counts.completed;
+  private final AtomicLong errors = counts.errors;
+  private final AtomicReference<String> firstError = counts.firstError;
+  // The reference of a paired run; null otherwise.
+  private Counts reference;
+  private Outcome referenceOutcome;
   private volatile boolean stop;
+
+  /** What one kind of operation did: latencies, successes, failures, time spent in calls. */
+  private static final class Counts {
+    final Recorder recorder = new Recorder(3);
+    final AtomicLong completed = new AtomicLong();
+    final AtomicLong errors = new AtomicLong();
+    final AtomicLong busyNanos = new AtomicLong();
+    final AtomicReference<String> firstError = new AtomicReference<>();
+  }
 
   public LoadDriver(Settings settings) {
     this.settings = settings;
+  }
+
+  /**
+   * One thread runs {@code op} and {@code reference} back to back, switching between them every
+   * {@code slice}. Each outcome's rate is over the time its own calls took.
+   */
+  public Paired runPaired(SyncOp op, SyncOp reference, Duration slice) throws InterruptedException {
+    long sliceNanos = slice.toNanos();
+    if (sliceNanos <= 0) {
+      throw new IllegalArgumentException("slice must be positive");
+    }
+    Counts ref = new Counts();
+    this.reference = ref;
+    CountDownLatch finished = new CountDownLatch(1);
+    new NamedThreadFactory("peerflash-bench-load", true)
+        .newThread(
+            () -> {
+              long refStarted = 0;
+              long t0 = System.nanoTime();
+              try {
+                while (!stop) {
+                  boolean onRef = ((System.nanoTime() - t0) / sliceNanos) % 2 == 1;
+                  Counts c = onRef ? ref : counts;
+                  long i = onRef ? refStarted++ : started.getAndIncrement();
+                  long begin = System.nanoTime();
+                  try {
+                    (onRef ? reference : op).run(i);
+                    long nanos = System.nanoTime() - begin;
+                    c.recorder.recordValue(nanos);
+                    c.busyNanos.addAndGet(nanos);
+                    c.completed.incrementAndGet();
+                  } catch (Exception | Error e) {
+                    failed(c, e);
+                  }
+                }
+              } finally {
+                finished.countDown();
+              }
+            })
+        .start();
+    Outcome run = measure(finished);
+    return new Paired(run, referenceOutcome);
   }
 
   /** {@code threads} threads each run {@code op} back to back. */
@@ -245,8 +308,12 @@ public final class LoadDriver {
   }
 
   private void failed(Throwable e) {
-    firstError.compareAndSet(null, e.toString());
-    if (errors.incrementAndGet() >= settings.maxErrors()) {
+    failed(counts, e);
+  }
+
+  private void failed(Counts c, Throwable e) {
+    c.firstError.compareAndSet(null, e.toString());
+    if (c.errors.incrementAndGet() >= settings.maxErrors()) {
       stop = true;
     }
   }
@@ -263,6 +330,13 @@ public final class LoadDriver {
     double burstSeconds = 0;
     double boundSeconds = 0;
     Histogram interval = null;
+    Histogram referenceTotal = new Histogram(3);
+    Histogram referenceInterval = null;
+    long busyAtWarmupEnd = 0;
+    long referenceBusyAtWarmupEnd = 0;
+    long referenceErrorsAtWarmupEnd = 0;
+    long busyBefore = 0;
+    long referenceBusyBefore = 0;
     List<TimelinePoint> timeline = new ArrayList<>();
     NodeSample previous = sample();
     long cacheBytes = previous == null ? 0 : previous.cacheBytes();
@@ -290,6 +364,9 @@ public final class LoadDriver {
         now = System.nanoTime();
       }
       interval = recorder.getIntervalHistogram(interval);
+      if (reference != null) {
+        referenceInterval = reference.recorder.getIntervalHistogram(referenceInterval);
+      }
       NodeSample s = sample();
       if (!warm) {
         if (now >= warmupEnd || over) {
@@ -297,6 +374,11 @@ public final class LoadDriver {
           warm = true;
           measuredFrom = now;
           errorsAtWarmupEnd = errors.get();
+          if (reference != null) {
+            busyAtWarmupEnd = busyBefore = counts.busyNanos.get();
+            referenceBusyAtWarmupEnd = referenceBusyBefore = reference.busyNanos.get();
+            referenceErrorsAtWarmupEnd = reference.errors.get();
+          }
           previous = s != null ? s : previous;
           last = now;
           if (over) {
@@ -311,6 +393,16 @@ public final class LoadDriver {
       }
       double dt = (now - last) / 1e9;
       total.add(interval);
+      // The time the operation had: all of the interval, or its share beside the reference.
+      double opSeconds = dt;
+      if (reference != null) {
+        referenceTotal.add(referenceInterval);
+        long busy = counts.busyNanos.get();
+        long referenceBusy = reference.busyNanos.get();
+        opSeconds = dt * share(busy - busyBefore, referenceBusy - referenceBusyBefore);
+        busyBefore = busy;
+        referenceBusyBefore = referenceBusy;
+      }
       // Bytes written since the start, warm-up included: that is what fills the cache.
       long written = completed.get() * settings.blockBytes();
       boolean split = settings.phaseSplitBytes() > 0;
@@ -337,7 +429,7 @@ public final class LoadDriver {
         timeline.add(
             new TimelinePoint(
                 (now - measuredFrom) / 1e9,
-                dt > 0 ? interval.getTotalCount() / dt : 0,
+                opSeconds > 0 ? interval.getTotalCount() / opSeconds : 0,
                 interval.getTotalCount() > 0 ? interval.getValueAtPercentile(50) / 1e3 : 0,
                 interval.getTotalCount() > 0 ? interval.getValueAtPercentile(99) / 1e3 : 0,
                 interval.getMaxValue() / 1e3,
@@ -351,7 +443,23 @@ public final class LoadDriver {
         break;
       }
     }
-    double seconds = Math.max(1e-9, (lastEnd - measuredFrom) / 1e9);
+    double wallSeconds = Math.max(1e-9, (lastEnd - measuredFrom) / 1e9);
+    double seconds = wallSeconds;
+    if (reference != null) {
+      long busy = counts.busyNanos.get() - busyAtWarmupEnd;
+      long referenceBusy = reference.busyNanos.get() - referenceBusyAtWarmupEnd;
+      seconds = Math.max(1e-9, wallSeconds * share(busy, referenceBusy));
+      referenceOutcome =
+          new Outcome(
+              referenceTotal,
+              referenceTotal.getTotalCount(),
+              reference.errors.get() - referenceErrorsAtWarmupEnd,
+              Math.max(1e-9, wallSeconds * share(referenceBusy, busy)),
+              List.of(),
+              List.of(),
+              0,
+              reference.firstError.get());
+    }
     List<Phase> phases = new ArrayList<>();
     if (settings.phaseSplitBytes() > 0) {
       phases.add(
@@ -372,6 +480,11 @@ public final class LoadDriver {
         phases,
         cacheBytes,
         firstError.get());
+  }
+
+  /** The part of the time {@code mine} took of {@code mine + other} (all of it when both are 0). */
+  private static double share(long mine, long other) {
+    return mine + other <= 0 ? 1 : (double) mine / (mine + other);
   }
 
   private NodeSample sample() {

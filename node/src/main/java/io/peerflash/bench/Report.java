@@ -83,8 +83,9 @@ public final class Report {
   }
 
   /**
-   * The floor for a run at {@code qd}: the echo measured just before it (id {@code echo-<run id>})
-   * when there is one, since the machine drifts over a long run; otherwise the run's echo.
+   * The floor for a run at {@code qd}: the echo measured beside it (id {@code echo-<run id>}:
+   * interleaved with it, or right before it) when there is one, since the machine drifts over a
+   * long run; otherwise the run's echo.
    */
   public BenchResult floorFor(BenchResult run) {
     BenchResult adjacent = find(ECHO + "-" + run.id(), run.qd());
@@ -172,7 +173,7 @@ public final class Report {
     BenchResult run = find(id, 1);
     BenchResult floor = run == null ? null : floorFor(run);
     if (floor != null && !floor.id().equals(ECHO)) {
-      target += " (echo measured just before)";
+      target += " (echo: " + floor.label() + ")";
     }
     return atMost(target, run, floor, r -> r.latency().p50(), limit, true);
   }
@@ -222,9 +223,9 @@ public final class Report {
     b.append("## Every run\n\n");
     b.append(
         "Latencies in microseconds. Ratios are against the gRPC echo (the floor) at the same queue"
-            + " depth, measured in the same run (right before the run where there is an"
-            + " echo-<run> line): latency ratio = p50 / echo p50, rate ratio = IOPS / echo"
-            + " IOPS.\n\n");
+            + " depth, measured in the same run (beside the run where there is an echo-<run>"
+            + " line: its label says how): latency ratio = p50 / echo p50, rate ratio = IOPS /"
+            + " echo IOPS.\n\n");
     b.append(
         "| run | what | QD | IOPS | MiB/s | p50 | p99 | p99.9 | max | p50 / echo | IOPS / echo |"
             + " errors |\n");

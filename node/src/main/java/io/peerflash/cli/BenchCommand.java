@@ -6,6 +6,7 @@ import com.google.protobuf.UnsafeByteOperations;
 import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.stub.ClientCallStreamObserver;
@@ -79,6 +80,9 @@ final class BenchCommand implements Callable<Integer> {
 
   /** Unanswered 1 MiB writes while filling the working set. */
   static final int FILL_IN_FLIGHT = 8;
+
+  /** How long a --floor run stays on one of its two operations before switching. */
+  static final Duration FLOOR_SLICE = Duration.ofMillis(100);
 
   @Mixin ClientOptions client;
   @Spec CommandSpec spec;
@@ -196,6 +200,15 @@ final class BenchCommand implements Callable<Integer> {
   @Option(names = "--delete-volume", description = "Delete the volume at the end.")
   boolean deleteVolume;
 
+  @Option(
+      names = "--floor",
+      paramLabel = "HOST:PORT",
+      description =
+          "At QD1, alternate every 100 ms between the workload and a 4 KiB echo to the echo server"
+              + " at HOST:PORT ('bench echo-server'), and report the echo as run echo-<id>: the"
+              + " ratio to the floor is then measured at the same moments.")
+  String floor;
+
   @Option(names = "--no-progress", description = "No progress bar on stderr.")
   boolean noProgress;
 
@@ -236,6 +249,12 @@ final class BenchCommand implements Callable<Integer> {
       if (ws.contains(Workload.ECHO) && ws.size() > 1) {
         throw new IllegalArgumentException(
             "echo runs against an echo server, not a node: give it alone");
+      }
+      if (floor != null && ws.contains(Workload.ECHO)) {
+        throw new IllegalArgumentException("--floor is for node workloads; echo is the floor");
+      }
+      if (floor != null) {
+        PeerFlashClient.parseTargets(floor);
       }
       Duration d = BenchArgs.duration(duration);
       if (d.isZero()) {
@@ -317,10 +336,7 @@ final class BenchCommand implements Callable<Integer> {
     String target = PeerFlashClient.parseTargets(client.target).get(0);
     ManagedChannel channel = cli.benchChannel(target);
     try {
-      byte[] bytes = new byte[Workload.ECHO.blockBytes()];
-      new SplittableRandom(seed).nextBytes(bytes);
-      BytesValue request =
-          BytesValue.newBuilder().setValue(UnsafeByteOperations.unsafeWrap(bytes)).build();
+      BytesValue request = echoRequest();
       // Fail fast when nothing answers there.
       Echo.call(channel, request);
       for (int qd : plan.depths()) {
@@ -362,6 +378,12 @@ final class BenchCommand implements Callable<Integer> {
     } finally {
       channel.shutdownNow();
     }
+  }
+
+  private BytesValue echoRequest() {
+    byte[] bytes = new byte[Workload.ECHO.blockBytes()];
+    new SplittableRandom(seed).nextBytes(bytes);
+    return BytesValue.newBuilder().setValue(UnsafeByteOperations.unsafeWrap(bytes)).build();
   }
 
   /** Pipelined echoes on one bidi stream; answers come back in order. */
@@ -425,6 +447,19 @@ final class BenchCommand implements Callable<Integer> {
         owner = PeerFlashClient.parseTargets(client.target).get(0);
       }
       ManagedChannel ownerChannel = cli.benchChannel(owner);
+      ManagedChannel floorChannel = floor == null ? null : cli.benchChannel(floor);
+      BytesValue echo = echoRequest();
+      if (floorChannel != null) {
+        try {
+          Echo.call(floorChannel, echo);
+        } catch (StatusRuntimeException e) {
+          floorChannel.shutdownNow();
+          ownerChannel.shutdownNow();
+          throw new ParameterException(
+              spec.commandLine(),
+              "--floor " + floor + ": no echo server answers there: " + e.getStatus());
+        }
+      }
       PeerFlashClient watch =
           sustained
               ? cli.clientBuilder(owner)
@@ -457,7 +492,23 @@ final class BenchCommand implements Callable<Integer> {
             Ops ops = new Ops(c, ownerChannel, w, data, missCursor);
             LoadDriver.Outcome o;
             String how;
-            if (qd == 1 || plan.threads()) {
+            if (qd == 1 && floorChannel != null) {
+              how = "";
+              LoadDriver.Paired p =
+                  driver.runPaired(ops::runSync, i -> Echo.call(floorChannel, echo), FLOOR_SLICE);
+              o = p.run();
+              String runId = id != null ? id : w.cliName();
+              results.add(
+                  result(
+                      Workload.ECHO,
+                      qd,
+                      "grpc-echo",
+                      "gRPC echo 4 KiB (blocking unary), interleaved with " + runId,
+                      "",
+                      -1,
+                      p.reference(),
+                      Report.ECHO + "-" + runId));
+            } else if (qd == 1 || plan.threads()) {
               how = qd == 1 ? "" : ", " + qd + " threads";
               o = driver.runThreads(ops::runSync, qd);
             } else if (plan.stream() && w != Workload.MIX && w.writes()) {
@@ -484,6 +535,9 @@ final class BenchCommand implements Callable<Integer> {
         }
       } finally {
         ownerChannel.shutdownNow();
+        if (floorChannel != null) {
+          floorChannel.shutdownNow();
+        }
         if (watch != null) {
           watch.close();
         }
@@ -697,6 +751,18 @@ final class BenchCommand implements Callable<Integer> {
       String modeText,
       int replicaCount,
       LoadDriver.Outcome o) {
+    return result(w, qd, system, text, modeText, replicaCount, o, id != null ? id : w.cliName());
+  }
+
+  private BenchResult result(
+      Workload w,
+      int qd,
+      String system,
+      String text,
+      String modeText,
+      int replicaCount,
+      LoadDriver.Outcome o,
+      String runId) {
     if (o.firstError() != null && o.errors() > 0) {
       client
           .cli()
@@ -712,7 +778,7 @@ final class BenchCommand implements Callable<Integer> {
                   + o.firstError());
     }
     return new BenchResult(
-        id != null ? id : w.cliName(),
+        runId,
         text,
         system,
         w.cliName(),

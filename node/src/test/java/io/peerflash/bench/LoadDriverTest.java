@@ -47,6 +47,51 @@ class LoadDriverTest {
   }
 
   @Test
+  void pairedRunsAlternateSlicesAndRecordEachOperationApart() throws Exception {
+    AtomicLong opCalls = new AtomicLong();
+    AtomicLong refCalls = new AtomicLong();
+    AtomicInteger switches = new AtomicInteger();
+    AtomicInteger lastKind = new AtomicInteger(-1);
+    LoadDriver.Paired p =
+        new LoadDriver(settings(100, 1000))
+            .runPaired(
+                i -> {
+                  opCalls.incrementAndGet();
+                  if (lastKind.getAndSet(0) == 1) {
+                    switches.incrementAndGet();
+                  }
+                  LockSupport.parkNanos(2_000_000);
+                },
+                i -> {
+                  refCalls.incrementAndGet();
+                  if (lastKind.getAndSet(1) == 0) {
+                    switches.incrementAndGet();
+                  }
+                  LockSupport.parkNanos(500_000);
+                  if (i % 10 == 9) {
+                    throw new IllegalStateException("reference failure " + i);
+                  }
+                },
+                Duration.ofMillis(50));
+    // About 22 slices of 50 ms: the two kinds alternated all along, not one after the other.
+    assertThat(switches.get()).isGreaterThanOrEqualTo(10);
+    LoadDriver.Outcome run = p.run();
+    LoadDriver.Outcome ref = p.reference();
+    assertThat(run.latencyNanos().getValueAtPercentile(50)).isGreaterThanOrEqualTo(2_000_000);
+    assertThat(ref.latencyNanos().getValueAtPercentile(50)).isBetween(500_000L, 1_900_000L);
+    // Failures are counted for the kind that failed; the run saw none.
+    assertThat(run.errors()).isZero();
+    assertThat(ref.errors()).isPositive();
+    assertThat(ref.firstError()).contains("reference failure");
+    // Each kind's rate is over its own share of the time: the two shares add up to the run.
+    assertThat(run.seconds() + ref.seconds()).isBetween(0.9, 1.6);
+    assertThat(run.seconds()).isBetween(0.3, 0.8);
+    double refIops = (ref.ops() + ref.errors()) / ref.seconds();
+    assertThat(run.ops() / run.seconds()).isLessThan(refIops);
+    assertThat(run.timeline()).isNotEmpty();
+  }
+
+  @Test
   void pipelineKeepsTheQueueDepthAndRecordsEachCompletion() throws Exception {
     AtomicInteger outstanding = new AtomicInteger();
     AtomicInteger most = new AtomicInteger();

@@ -96,7 +96,7 @@ class ReportTest {
     Report report = new Report(results);
     List<Report.Verdict> v = report.verdicts();
     assertThat(v.get(0).ratio()).isEqualTo("2.00x");
-    assertThat(v.get(0).target()).contains("echo measured just before");
+    assertThat(v.get(0).target()).contains("(echo: ");
     assertThat(v.get(1).ratio()).isEqualTo("1.50x");
     assertThat(v.get(1).met()).isFalse();
     // Runs without one keep the run's echo.

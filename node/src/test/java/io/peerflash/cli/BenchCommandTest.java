@@ -135,6 +135,64 @@ class BenchCommandTest {
   }
 
   @Test
+  void aFloorIsMeasuredInterleavedWithTheQd1Run() throws Exception {
+    Path json = tmp.resolve("floor.json");
+    int code =
+        run(
+            "bench",
+            "--workload",
+            "read-hit",
+            "--qd",
+            "1,4",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--volume",
+            "f1",
+            "--size",
+            "8MiB",
+            "--working-set",
+            "1MiB",
+            "--id",
+            "read-hit",
+            "--floor",
+            "echo:1",
+            "--json",
+            json.toString(),
+            "--no-progress");
+    assertThat(code).as(err()).isZero();
+    List<BenchResult> results = BenchResult.readFile(json);
+    // QD1 paired with its echo; QD4 alone.
+    assertThat(results)
+        .extracting(r -> r.id() + "/" + r.workload() + "/qd" + r.qd())
+        .containsExactly(
+            "echo-read-hit/echo/qd1", "read-hit/read-hit/qd1", "read-hit/read-hit/qd4");
+    assertThat(results).allSatisfy(r -> assertThat(r.ops()).isPositive());
+    assertThat(results.get(0).label()).contains("interleaved with read-hit");
+    assertThat(results.get(0).system()).isEqualTo("grpc-echo");
+    // Each of the pair had about half of the 500 ms.
+    assertThat(results.get(0).seconds()).isLessThan(0.45);
+    assertThat(results.get(1).seconds()).isLessThan(0.45);
+
+    assertThat(run("bench", "--workload", "echo", "--target", "echo:1", "--floor", "echo:1"))
+        .isEqualTo(2);
+    assertThat(err()).contains("--floor is for node workloads");
+    assertThat(
+            run(
+                "bench",
+                "--workload",
+                "write",
+                "--volume",
+                "f2",
+                "--duration",
+                "200ms",
+                "--floor",
+                "nowhere"))
+        .isEqualTo(2);
+  }
+
+  @Test
   void volumeWorkloadsCreateTheVolumeAndReport() throws Exception {
     Path json = tmp.resolve("res/wb.json");
     int code =
