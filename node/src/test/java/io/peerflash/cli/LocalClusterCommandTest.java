@@ -119,6 +119,14 @@ class LocalClusterCommandTest {
   }
 
   @Test
+  void nodesStartWithAPauseGoalUnlessTheUserSetsOne() {
+    assertThat(LocalClusterCommand.launcher(null)).contains("-XX:MaxGCPauseMillis=20");
+    assertThat(LocalClusterCommand.launcher("-Xmx1g")).contains("-XX:MaxGCPauseMillis=20");
+    assertThat(LocalClusterCommand.launcher("-XX:MaxGCPauseMillis=50"))
+        .noneMatch(o -> o.contains("MaxGCPauseMillis"));
+  }
+
+  @Test
   void rejectsBadNodeCountsAndPorts() {
     PeerFlashCli cli = cli(null);
     String dir = tmp.toString();
