@@ -133,11 +133,7 @@ public final class LoadDriver {
 
   private final Settings settings;
   private final Counts counts = new Counts();
-  private final Recorder recorder = counts.recorder;
   private final AtomicLong started = new AtomicLong();
-  private final AtomicLong completed = counts.completed;
-  private final AtomicLong errors = counts.errors;
-  private final AtomicReference<String> firstError = counts.firstError;
   // The reference of a paired run; null otherwise.
   private Counts reference;
   private Outcome referenceOutcome;
@@ -215,10 +211,10 @@ public final class LoadDriver {
                     long t0 = System.nanoTime();
                     try {
                       op.run(i);
-                      recorder.recordValue(System.nanoTime() - t0);
-                      completed.incrementAndGet();
+                      counts.recorder.recordValue(System.nanoTime() - t0);
+                      counts.completed.incrementAndGet();
                     } catch (Exception | Error e) {
-                      failed(e);
+                      failed(counts, e);
                     }
                   }
                 } finally {
@@ -294,10 +290,10 @@ public final class LoadDriver {
 
     void complete(long nanos, Throwable e) {
       if (e == null) {
-        recorder.recordValue(nanos);
-        completed.incrementAndGet();
+        counts.recorder.recordValue(nanos);
+        counts.completed.incrementAndGet();
       } else {
-        failed(e);
+        failed(counts, e);
       }
       if (!stop) {
         launch(started.getAndIncrement());
@@ -305,10 +301,6 @@ public final class LoadDriver {
         finished.countDown();
       }
     }
-  }
-
-  private void failed(Throwable e) {
-    failed(counts, e);
   }
 
   private void failed(Counts c, Throwable e) {
@@ -363,7 +355,7 @@ public final class LoadDriver {
         finished.await(60, TimeUnit.SECONDS);
         now = System.nanoTime();
       }
-      interval = recorder.getIntervalHistogram(interval);
+      interval = counts.recorder.getIntervalHistogram(interval);
       if (reference != null) {
         referenceInterval = reference.recorder.getIntervalHistogram(referenceInterval);
       }
@@ -373,7 +365,7 @@ public final class LoadDriver {
           // The warm-up's latencies are dropped.
           warm = true;
           measuredFrom = now;
-          errorsAtWarmupEnd = errors.get();
+          errorsAtWarmupEnd = counts.errors.get();
           if (reference != null) {
             busyAtWarmupEnd = busyBefore = counts.busyNanos.get();
             referenceBusyAtWarmupEnd = referenceBusyBefore = reference.busyNanos.get();
@@ -404,7 +396,7 @@ public final class LoadDriver {
         referenceBusyBefore = referenceBusy;
       }
       // Bytes written since the start, warm-up included: that is what fills the cache.
-      long written = completed.get() * settings.blockBytes();
+      long written = counts.completed.get() * settings.blockBytes();
       boolean split = settings.phaseSplitBytes() > 0;
       if (split
           && written - interval.getTotalCount() * settings.blockBytes()
@@ -474,12 +466,12 @@ public final class LoadDriver {
     return new Outcome(
         total,
         total.getTotalCount(),
-        errors.get() - errorsAtWarmupEnd,
+        counts.errors.get() - errorsAtWarmupEnd,
         seconds,
         timeline,
         phases,
         cacheBytes,
-        firstError.get());
+        counts.firstError.get());
   }
 
   /** The part of the time {@code mine} took of {@code mine + other} (all of it when both are 0). */
@@ -506,6 +498,6 @@ public final class LoadDriver {
     double fraction = Math.min(1, (now - startNanos) / (double) Math.max(1, end - startNanos));
     double iops = dtNanos > 0 ? interval.getTotalCount() * 1e9 / dtNanos : 0;
     double p99 = interval.getTotalCount() > 0 ? interval.getValueAtPercentile(99) / 1e3 : 0;
-    settings.progress().interval(fraction, warmingUp, iops, p99, errors.get());
+    settings.progress().interval(fraction, warmingUp, iops, p99, counts.errors.get());
   }
 }

@@ -373,7 +373,8 @@ final class BenchCommand implements Callable<Integer> {
                 label != null ? label : "gRPC echo 4 KiB (" + how + ")",
                 "",
                 -1,
-                o));
+                o,
+                runId(Workload.ECHO)));
       }
     } finally {
       channel.shutdownNow();
@@ -497,7 +498,7 @@ final class BenchCommand implements Callable<Integer> {
               LoadDriver.Paired p =
                   driver.runPaired(ops::runSync, i -> Echo.call(floorChannel, echo), FLOOR_SLICE);
               o = p.run();
-              String runId = id != null ? id : w.cliName();
+              String runId = runId(w);
               results.add(
                   result(
                       Workload.ECHO,
@@ -530,7 +531,8 @@ final class BenchCommand implements Callable<Integer> {
                     label != null ? label : describe(w) + how,
                     modeName(),
                     replicas,
-                    o));
+                    o,
+                    runId(w)));
           }
         }
       } finally {
@@ -743,15 +745,9 @@ final class BenchCommand implements Callable<Integer> {
     return s;
   }
 
-  private BenchResult result(
-      Workload w,
-      int qd,
-      String system,
-      String text,
-      String modeText,
-      int replicaCount,
-      LoadDriver.Outcome o) {
-    return result(w, qd, system, text, modeText, replicaCount, o, id != null ? id : w.cliName());
+  /** The id of this invocation's run of {@code w}: --id, or the workload's name. */
+  private String runId(Workload w) {
+    return id != null ? id : w.cliName();
   }
 
   private BenchResult result(
