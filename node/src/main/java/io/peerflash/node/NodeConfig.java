@@ -33,12 +33,14 @@ public record NodeConfig(
     double destageLowWatermark,
     long maxDirtyAgeMs,
     int destageBatchBytes,
+    int destageIoDepth,
     long destageBackgroundRateBytesPerSec,
     long storageRetryInitialBackoffMs,
     long storageRetryMaxBackoffMs,
     long storageFailingAfterMs,
     long flushStorageFailureTimeoutMs,
     long storageLatencyMicros,
+    boolean storageDirectIo,
     int rpcThreads,
     int eventLoopThreads,
     long shutdownGraceMs,
@@ -144,6 +146,14 @@ public record NodeConfig(
           "1MiB",
           "Dirty data the destager takes per batch (one fsync of shared storage per batch).",
           Sizes::parse);
+  public static final Key<Integer> DESTAGE_IO_DEPTH =
+      key(
+          "destage-io-depth",
+          "8",
+          "Shared-storage writes of one destage batch in flight at once (threads"
+              + " peerflash-destage-io-N). One at a time, random blocks destaged at the latency of"
+              + " a single request; a whole batch at once, its writeback filled the disk queue.",
+          Integer::parseInt);
   public static final Key<Long> DESTAGE_BACKGROUND_RATE =
       key(
           "destage-background-rate",
@@ -182,6 +192,14 @@ public record NodeConfig(
           "Latency added to every shared-storage operation, to emulate a SAN in tests and"
               + " benchmarks.",
           Long::parseLong);
+  public static final Key<Boolean> STORAGE_DIRECT_IO =
+      key(
+          "storage-direct-io",
+          "true",
+          "Destage to shared storage with O_DIRECT where its file system allows it (logged when"
+              + " not): destaged data is already on flash, and its dirty pages' writeback flooded"
+              + " the disk queue. false: through the page cache.",
+          NodeConfig::parseBoolean);
   public static final Key<Integer> RPC_THREADS =
       key(
           "rpc-threads",
@@ -338,12 +356,14 @@ public record NodeConfig(
             get(values, DESTAGE_LOW_WATERMARK),
             get(values, MAX_DIRTY_AGE_MS),
             Math.toIntExact(get(values, DESTAGE_BATCH)),
+            get(values, DESTAGE_IO_DEPTH),
             get(values, DESTAGE_BACKGROUND_RATE),
             get(values, STORAGE_RETRY_INITIAL_BACKOFF_MS),
             get(values, STORAGE_RETRY_MAX_BACKOFF_MS),
             get(values, STORAGE_FAILING_AFTER_MS),
             get(values, FLUSH_STORAGE_FAILURE_TIMEOUT_MS),
             get(values, STORAGE_LATENCY_US),
+            get(values, STORAGE_DIRECT_IO),
             get(values, RPC_THREADS),
             get(values, EVENT_LOOP_THREADS),
             get(values, SHUTDOWN_GRACE_MS),
@@ -397,6 +417,9 @@ public record NodeConfig(
     }
     if (rpcThreads < 1) {
       throw new IllegalArgumentException("rpc-threads must be at least 1");
+    }
+    if (destageIoDepth < 1) {
+      throw new IllegalArgumentException("destage-io-depth must be at least 1");
     }
     if (eventLoopThreads < 0) {
       throw new IllegalArgumentException("event-loop-threads must be 0 (automatic) or more");

@@ -128,7 +128,7 @@ public final class PeerFlashNode implements AutoCloseable {
    */
   private static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder, EventLoops loops)
       throws IOException {
-    BackingStore backing = new FileBackingStore(config.sharedDir());
+    BackingStore backing = new FileBackingStore(config.sharedDir(), config.storageDirectIo());
     if (config.storageLatencyMicros() > 0) {
       backing = new LatencyInjectingBackingStore(backing, config.storageLatencyMicros());
     }

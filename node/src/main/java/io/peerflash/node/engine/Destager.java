@@ -4,20 +4,29 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.KeyValueStorage.Batch;
 import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.node.storage.BackingStore;
 import io.peerflash.replication.fault.FaultPoints;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Writes dirty blocks to shared storage, one thread for the node, one volume batch at a time.
+ * Writes dirty blocks to shared storage, one thread for the node, one volume batch at a time; the
+ * batch's requests go out {@code destage-io-depth} at a time.
  *
  * <p>Per volume, blocks go oldest sequence first; a batch (up to {@code destage-batch} bytes) is
  * sorted by block so adjacent blocks become one write, then shared storage is fsynced, and only
@@ -48,6 +57,8 @@ final class Destager implements AutoCloseable {
   private volatile boolean closed;
   private volatile boolean flatOut;
   private int roundRobin;
+  // Set by choose(): when the first volume it skipped for backoff may be tried again.
+  private long earliestRetryAtMs = Long.MAX_VALUE;
 
   private final int batchBlocks;
   private final long[] seqs;
@@ -55,6 +66,8 @@ final class Destager implements AutoCloseable {
   private final boolean[] isZero;
   private final boolean[] skip;
   private final ByteBuffer data;
+  // Threads that write a batch's runs in parallel; null: the destager thread writes them itself.
+  private final ExecutorService io;
 
   Destager(CacheEngine engine) {
     this.engine = engine;
@@ -64,9 +77,21 @@ final class Destager implements AutoCloseable {
     this.blocks = new long[batchBlocks];
     this.isZero = new boolean[batchBlocks];
     this.skip = new boolean[batchBlocks];
-    this.data = ByteBuffer.allocateDirect(batchBlocks * BLOCK);
+    this.data = BackingStore.allocateAligned(batchBlocks * BLOCK);
     this.thread = new Thread(this::run, "peerflash-destager");
     this.thread.setDaemon(true);
+    this.io = config.destageIoDepth() > 1 ? ioThreads(config.destageIoDepth()) : null;
+  }
+
+  private static ExecutorService ioThreads(int n) {
+    AtomicInteger count = new AtomicInteger();
+    return Executors.newFixedThreadPool(
+        n,
+        r -> {
+          Thread t = new Thread(r, "peerflash-destage-io-" + count.incrementAndGet());
+          t.setDaemon(true);
+          return t;
+        });
   }
 
   void start() {
@@ -209,7 +234,9 @@ final class Destager implements AutoCloseable {
     long now = engine.time.nowMs();
     CachedVolume v = choose(now);
     if (v == null) {
-      return IDLE_WAIT_MS;
+      // A volume backing off is due again sooner than the idle wait: sleeping past its retry
+      // time let a failing block, due again at every wake-up, starve the volume's other blocks.
+      return Math.max(1, Math.min(IDLE_WAIT_MS, earliestRetryAtMs - now));
     }
     boolean paced = !flatOut && !flushPending(v);
     long bytes = destageBatch(v, now);
@@ -239,12 +266,14 @@ final class Destager implements AutoCloseable {
     CachedVolume oldest = null;
     long oldestWrittenAt = Long.MAX_VALUE;
     CachedVolume aged = null;
+    earliestRetryAtMs = Long.MAX_VALUE;
     for (int k = 0; k < n; k++) {
       CachedVolume v = all.get((roundRobin + k) % n);
-      if (v.deleted
-          || v.info.role() != VolumeInfo.Role.OWNER
-          || v.dirty.size() == 0
-          || v.retryAtMs > now) {
+      if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER || v.dirty.size() == 0) {
+        continue;
+      }
+      if (v.retryAtMs > now) {
+        earliestRetryAtMs = Math.min(earliestRetryAtMs, v.retryAtMs);
         continue;
       }
       if (flushPending(v)) {
@@ -379,8 +408,12 @@ final class Destager implements AutoCloseable {
     v.corruptBlocks.add(block);
   }
 
-  /** Writes runs of adjacent blocks with one request each. */
+  /**
+   * Writes runs of adjacent blocks with one request each, up to {@code destage-io-depth} at once.
+   * Waits for all of them; the first failure fails the batch (nothing of it is marked clean).
+   */
   private long writeBatch(CachedVolume v, int n) throws IOException {
+    List<Callable<Void>> runs = new ArrayList<>();
     long bytes = 0;
     int i = 0;
     while (i < n) {
@@ -392,26 +425,86 @@ final class Destager implements AutoCloseable {
       while (j < n && !skip[j] && blocks[j] == blocks[j - 1] + 1 && isZero[j] == isZero[i]) {
         j++;
       }
-      if (!engine.mayDestage(v)) {
-        throw new IOException("cluster lease expired during destage; stopping before storage");
-      }
-      try {
-        engine.faults.hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
-      } catch (FaultPoints.Dropped e) {
-        throw new IOException("shared storage write failed: " + e.getMessage());
-      }
       long offset = blocks[i] * BLOCK;
       int len = (j - i) * BLOCK;
-      if (isZero[i]) {
-        engine.backing.writeZeros(v.name(), offset, len);
-      } else {
-        engine.backing.write(
-            v.name(), offset, data.duplicate().position(i * BLOCK).limit(j * BLOCK));
-      }
+      boolean zeros = isZero[i];
+      ByteBuffer src = zeros ? null : data.duplicate().position(i * BLOCK).limit(j * BLOCK);
+      runs.add(
+          () -> {
+            writeRun(v, offset, len, src);
+            return null;
+          });
       bytes += len;
       i = j;
     }
+    if (io == null || runs.size() == 1) {
+      for (Callable<Void> run : runs) {
+        call(run);
+      }
+      return bytes;
+    }
+    List<Future<Void>> done;
+    try {
+      done = io.invokeAll(runs);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("destage interrupted", e);
+    }
+    IOException failure = null;
+    for (Future<Void> f : done) {
+      try {
+        f.get();
+      } catch (ExecutionException e) {
+        if (failure == null) {
+          failure = asIoException(e.getCause());
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("destage interrupted", e);
+      }
+    }
+    if (failure != null) {
+      throw failure;
+    }
     return bytes;
+  }
+
+  /** One run: the lease and the fault point are checked right before its request. */
+  private void writeRun(CachedVolume v, long offset, int len, ByteBuffer src) throws IOException {
+    if (!engine.mayDestage(v)) {
+      throw new IOException("cluster lease expired during destage; stopping before storage");
+    }
+    try {
+      engine.faults.hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
+    } catch (FaultPoints.Dropped e) {
+      throw new IOException("shared storage write failed: " + e.getMessage());
+    }
+    if (src == null) {
+      engine.backing.writeZeros(v.name(), offset, len);
+    } else {
+      engine.backing.write(v.name(), offset, src);
+    }
+  }
+
+  private static void call(Callable<Void> run) throws IOException {
+    try {
+      run.call();
+    } catch (Exception e) {
+      throw asIoException(e);
+    }
+  }
+
+  private static IOException asIoException(Throwable t) {
+    if (t instanceof IOException e) {
+      return e;
+    }
+    if (t instanceof RuntimeException e) {
+      throw e;
+    }
+    if (t instanceof Error e) {
+      throw e;
+    }
+    return new IOException(t);
   }
 
   private void markClean(CachedVolume v, int n) throws CacheException {
@@ -536,6 +629,19 @@ final class Destager implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    return !thread.isAlive();
+    if (thread.isAlive()) {
+      return false;
+    }
+    if (io != null) {
+      // No interrupts: an interrupted FileChannel write closes the file for everyone.
+      io.shutdown();
+      try {
+        return io.awaitTermination(10, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
+    }
+    return true;
   }
 }

@@ -16,6 +16,7 @@ public record EngineConfig(
     double destageLowWatermark,
     long maxDirtyAgeMs,
     int destageBatchBytes,
+    int destageIoDepth,
     long destageBackgroundRateBytesPerSec,
     long storageRetryInitialBackoffMs,
     long storageRetryMaxBackoffMs,
@@ -34,6 +35,7 @@ public record EngineConfig(
         c.destageLowWatermark(),
         c.maxDirtyAgeMs(),
         c.destageBatchBytes(),
+        c.destageIoDepth(),
         c.destageBackgroundRateBytesPerSec(),
         c.storageRetryInitialBackoffMs(),
         c.storageRetryMaxBackoffMs(),
@@ -54,6 +56,7 @@ public record EngineConfig(
         0.4,
         30_000,
         1 << 20,
+        8,
         64L << 20,
         50,
         5000,
@@ -63,6 +66,10 @@ public record EngineConfig(
 
   public EngineConfig withSync(boolean sync) {
     return edit(b -> b.syncWrites = sync);
+  }
+
+  public EngineConfig withDestageIoDepth(int depth) {
+    return edit(b -> b.destageIoDepth = depth);
   }
 
   public EngineConfig withBackpressureTimeoutMs(long ms) {
@@ -116,6 +123,7 @@ public record EngineConfig(
     double destageLowWatermark;
     long maxDirtyAgeMs;
     int destageBatchBytes;
+    int destageIoDepth;
     long destageBackgroundRateBytesPerSec;
     long storageRetryInitialBackoffMs;
     long storageRetryMaxBackoffMs;
@@ -133,6 +141,7 @@ public record EngineConfig(
       destageLowWatermark = c.destageLowWatermark;
       maxDirtyAgeMs = c.maxDirtyAgeMs;
       destageBatchBytes = c.destageBatchBytes;
+      destageIoDepth = c.destageIoDepth;
       destageBackgroundRateBytesPerSec = c.destageBackgroundRateBytesPerSec;
       storageRetryInitialBackoffMs = c.storageRetryInitialBackoffMs;
       storageRetryMaxBackoffMs = c.storageRetryMaxBackoffMs;
@@ -152,6 +161,7 @@ public record EngineConfig(
           destageLowWatermark,
           maxDirtyAgeMs,
           destageBatchBytes,
+          destageIoDepth,
           destageBackgroundRateBytesPerSec,
           storageRetryInitialBackoffMs,
           storageRetryMaxBackoffMs,

@@ -46,6 +46,9 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
             .setCreateMissingColumnFamilies(true)
             // Small metadata: keep background work and memory modest on small machines.
             .setMaxBackgroundJobs(2)
+            // Flushes and compactions write their files back 1 MiB at a time as they go, not
+            // all at the end: a burst of writeback delays the cache's own writes on the same disk.
+            .setBytesPerSync(1L << 20)
             .setKeepLogFileNum(4);
     cfOptions = new ColumnFamilyOptions().optimizeLevelStyleCompaction(32L << 20);
     List<ColumnFamilyDescriptor> descriptors = new ArrayList<>();

@@ -32,4 +32,12 @@ public interface BackingStore extends AutoCloseable {
 
   @Override
   void close();
+
+  /**
+   * A direct buffer whose address is a multiple of 4 KiB: stores that write around the page cache
+   * ({@code O_DIRECT}) take it as it is, where any other buffer costs a copy.
+   */
+  static ByteBuffer allocateAligned(int bytes) {
+    return ByteBuffer.allocateDirect(bytes + 4096).alignedSlice(4096).limit(bytes).slice();
+  }
 }

@@ -55,8 +55,9 @@ class BackpressureTest {
 
   /**
    * Two writers write 64 KiB chunks at random for up to 15 s, into a 4 MiB cache in front of shared
-   * storage that takes 30 ms per data write and per sync (a 1 MiB destage batch of 16 runs takes
-   * about 0.5 s). Stops early after enough rejections when {@code stopOnRejections}.
+   * storage that takes 30 ms per data write and per sync (a 1 MiB destage batch of 16 runs, one
+   * request at a time, takes about 0.5 s). Stops early after enough rejections when {@code
+   * stopOnRejections}.
    */
   private Outcome overload(double throttleReserve, boolean stopOnRejections) throws Exception {
     FileBackingStore files = new FileBackingStore(tmp.resolve("shared"));
@@ -65,7 +66,9 @@ class BackpressureTest {
         EngineConfig.defaults(tmp.resolve("data"), 4L << 20)
             .withBackpressureTimeoutMs(TIMEOUT_MS)
             .withDestage(0.5, 0.25, 200)
-            .withThrottleReserve(throttleReserve);
+            .withThrottleReserve(throttleReserve)
+            // One request at a time, so a batch takes longer than a write may wait.
+            .withDestageIoDepth(1);
     engine = CacheEngine.open(config, slow, Time.SYSTEM);
     engine.start();
     engine.createVolume(VOL, VOLUME, CacheMode.WRITE_BACK, 0);

@@ -8,7 +8,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Test-only decorator: fails writes and/or syncs on demand (all of them, or only writes touching
- * one byte range), and can hold writes until released.
+ * one byte range), can hold or slow writes, and counts the writes in flight at once.
  */
 final class FaultyBackingStore implements BackingStore {
   private final BackingStore delegate;
@@ -28,6 +28,12 @@ final class FaultyBackingStore implements BackingStore {
   final AtomicInteger failedWrites = new AtomicInteger();
   final AtomicInteger failedSyncs = new AtomicInteger();
   final AtomicInteger heldWrites = new AtomicInteger();
+
+  /** Each data write takes at least this long (to make concurrent writes overlap). */
+  volatile long writeDelayMs;
+
+  final AtomicInteger writesInFlight = new AtomicInteger();
+  final AtomicInteger maxWritesInFlight = new AtomicInteger();
 
   FaultyBackingStore(BackingStore delegate) {
     this.delegate = delegate;
@@ -94,16 +100,38 @@ final class FaultyBackingStore implements BackingStore {
     delegate.read(volume, offset, dst);
   }
 
+  /** One data write, counted while in flight. */
+  private interface WriteOp {
+    void run() throws IOException;
+  }
+
+  private void tracked(WriteOp op) throws IOException {
+    int now = writesInFlight.incrementAndGet();
+    maxWritesInFlight.accumulateAndGet(now, Math::max);
+    try {
+      long delay = writeDelayMs;
+      if (delay > 0) {
+        Thread.sleep(delay);
+      }
+      op.run();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted in a delayed write");
+    } finally {
+      writesInFlight.decrementAndGet();
+    }
+  }
+
   @Override
   public void write(String volume, long offset, ByteBuffer src) throws IOException {
     checkWrite(volume, offset, src.remaining());
-    delegate.write(volume, offset, src);
+    tracked(() -> delegate.write(volume, offset, src));
   }
 
   @Override
   public void writeZeros(String volume, long offset, long length) throws IOException {
     checkWrite(volume, offset, length);
-    delegate.writeZeros(volume, offset, length);
+    tracked(() -> delegate.writeZeros(volume, offset, length));
   }
 
   @Override
