@@ -63,11 +63,20 @@ final class VolumeCommand implements Callable<Integer> {
 
     @Option(
         names = "--size",
-        required = true,
         paramLabel = "SIZE",
         converter = SizeConverter.class,
-        description = "Volume size, e.g. 10GiB (a multiple of 4KiB).")
-    long sizeBytes;
+        description =
+            "Volume size, e.g. 10GiB (a multiple of 4KiB). Required unless --adopt is given"
+                + " (then the file's size).")
+    Long sizeBytes;
+
+    @Option(
+        names = "--adopt",
+        description =
+            "Use the file already on shared storage under NAME as the volume's content (e.g. a"
+                + " disk image being migrated). Without it such a file is refused, never"
+                + " emptied.")
+    boolean adopt;
 
     @Option(
         names = "--mode",
@@ -99,14 +108,19 @@ final class VolumeCommand implements Callable<Integer> {
     @Override
     public Integer call() {
       requireReplicas(spec, replicas);
+      if (sizeBytes == null && !adopt) {
+        throw new ParameterException(
+            spec.commandLine(), "Missing required option: '--size=SIZE' (or --adopt)");
+      }
       try (PeerFlashClient c = client.connect()) {
         Volume v =
             c.createVolume(
                 name,
-                sizeBytes,
+                sizeBytes == null ? 0 : sizeBytes,
                 PeerFlashClient.policy(mode, replicas).toBuilder()
                     .setOnPeerLoss(onPeerLoss)
-                    .build());
+                    .build(),
+                adopt);
         client
             .cli()
             .out()

@@ -237,11 +237,21 @@ public final class PeerFlashClient implements AutoCloseable {
 
   /** Creates a volume with a whole policy (mode, replicas, on-peer-loss). */
   public Volume createVolume(String name, long sizeBytes, VolumePolicy policy) {
+    return createVolume(name, sizeBytes, policy, false);
+  }
+
+  /**
+   * Creates a volume; with {@code adoptExisting} the file already on shared storage under its name
+   * becomes its content (size 0: the file's size).
+   */
+  public Volume createVolume(
+      String name, long sizeBytes, VolumePolicy policy, boolean adoptExisting) {
     CreateVolumeRequest request =
         CreateVolumeRequest.newBuilder()
             .setName(name)
             .setSizeBytes(sizeBytes)
             .setPolicy(policy)
+            .setAdoptExisting(adoptExisting)
             .build();
     return call(null, deadline, (ch, d) -> volumes(ch, d).createVolume(request));
   }

@@ -51,7 +51,10 @@ public record NodeConfig(
     long clockSkewMarginMs,
     long replicationAckTimeoutMs,
     long peerLossWaitMs,
-    String advertiseAddress) {
+    String advertiseAddress,
+    double volumeDirtyShare,
+    int maxVolumes,
+    int maxOpenBackingFiles) {
 
   /** One documented setting. */
   public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
@@ -200,6 +203,29 @@ public record NodeConfig(
               + " not): destaged data is already on flash, and its dirty pages' writeback flooded"
               + " the disk queue. false: through the page cache.",
           NodeConfig::parseBoolean);
+  public static final Key<Double> VOLUME_DIRTY_SHARE =
+      key(
+          "volume-dirty-share",
+          "0.5",
+          "Largest share of the cache one volume's dirty blocks may hold on this node (its own"
+              + " and copies held for its owner). A volume at its share waits for its own"
+              + " destage, so one whose shared storage fails fills its share, not the whole"
+              + " cache, and the other volumes go on.",
+          Double::parseDouble);
+  public static final Key<Integer> MAX_VOLUMES =
+      key(
+          "max-volumes",
+          "1024",
+          "Volumes this node holds at most (in a cluster: volumes in the cluster map);"
+              + " creating one more fails with RESOURCE_EXHAUSTED.",
+          Integer::parseInt);
+  public static final Key<Integer> MAX_OPEN_BACKING_FILES =
+      key(
+          "max-open-backing-files",
+          "256",
+          "Volume files on shared storage kept open at once (two descriptors each); files are"
+              + " opened when used and the least recently used idle ones closed past this.",
+          Integer::parseInt);
   public static final Key<Integer> RPC_THREADS =
       key(
           "rpc-threads",
@@ -374,7 +400,10 @@ public record NodeConfig(
             get(values, CLOCK_SKEW_MARGIN_MS),
             get(values, REPLICATION_ACK_TIMEOUT_MS),
             get(values, PEER_LOSS_WAIT_MS),
-            get(values, ADVERTISE));
+            get(values, ADVERTISE),
+            get(values, VOLUME_DIRTY_SHARE),
+            get(values, MAX_VOLUMES),
+            get(values, MAX_OPEN_BACKING_FILES));
     c.validate();
     return c;
   }
@@ -414,6 +443,15 @@ public record NodeConfig(
     }
     if (destageBatchBytes < 4096 || destageBatchBytes % 4096 != 0) {
       throw new IllegalArgumentException("destage-batch must be a positive multiple of 4KiB");
+    }
+    if (!(volumeDirtyShare > 0 && volumeDirtyShare <= 1)) {
+      throw new IllegalArgumentException("need 0 < volume-dirty-share <= 1");
+    }
+    if (maxVolumes < 1) {
+      throw new IllegalArgumentException("max-volumes must be at least 1");
+    }
+    if (maxOpenBackingFiles < 1) {
+      throw new IllegalArgumentException("max-open-backing-files must be at least 1");
     }
     if (rpcThreads < 1) {
       throw new IllegalArgumentException("rpc-threads must be at least 1");

@@ -11,6 +11,7 @@ import io.peerflash.node.engine.EngineConfig;
 import io.peerflash.node.rpc.ClusterGrpcService;
 import io.peerflash.node.rpc.EventLoops;
 import io.peerflash.node.rpc.NodeGrpcService;
+import io.peerflash.node.rpc.StatusGuard;
 import io.peerflash.node.rpc.VolumeGrpcService;
 import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
@@ -89,6 +90,8 @@ public final class PeerFlashNode implements AutoCloseable {
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
     }
+    // Innermost (interceptors added first run last): it sees each handler's own exceptions.
+    builder.intercept(new StatusGuard());
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
@@ -128,7 +131,9 @@ public final class PeerFlashNode implements AutoCloseable {
    */
   private static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder, EventLoops loops)
       throws IOException {
-    BackingStore backing = new FileBackingStore(config.sharedDir(), config.storageDirectIo());
+    BackingStore backing =
+        new FileBackingStore(
+            config.sharedDir(), config.storageDirectIo(), config.maxOpenBackingFiles());
     if (config.storageLatencyMicros() > 0) {
       backing = new LatencyInjectingBackingStore(backing, config.storageLatencyMicros());
     }

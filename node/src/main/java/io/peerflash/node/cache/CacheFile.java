@@ -1,5 +1,6 @@
 package io.peerflash.node.cache;
 
+import io.peerflash.util.Directories;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
@@ -17,11 +18,24 @@ public final class CacheFile implements AutoCloseable {
   private static final int ZERO_CHUNK = 1 << 20;
 
   private final Path path;
+  private final ChannelOpener opener;
   // FileChannel I/O is interruptible: an interrupted thread closes the channel for everyone. It is
   // then reopened, so one cancelled request never takes the cache down.
   private volatile FileChannel channel;
   private volatile boolean closed;
   private final int slots;
+
+  /** Opens the cache file's channel (tests pass one that injects disk faults). */
+  @FunctionalInterface
+  public interface ChannelOpener {
+    FileChannel open(Path path) throws IOException;
+
+    /** The real file, created when missing, for reading and writing. */
+    ChannelOpener FILE =
+        p ->
+            FileChannel.open(
+                p, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
+  }
 
   /** One restartable channel operation. */
   private interface ChannelOp {
@@ -34,7 +48,16 @@ public final class CacheFile implements AutoCloseable {
    * write later.
    */
   public CacheFile(Path path, long sizeBytes) throws IOException {
+    this(path, sizeBytes, ChannelOpener.FILE);
+  }
+
+  /**
+   * Like {@link #CacheFile(Path, long)}, opening the file with {@code opener}. A new file's name is
+   * made durable (its directory fsynced) along with its preallocated space.
+   */
+  public CacheFile(Path path, long sizeBytes, ChannelOpener opener) throws IOException {
     this.path = path;
+    this.opener = opener;
     if (sizeBytes % SLOT_SIZE != 0) {
       throw new IllegalArgumentException("cache size must be a multiple of 4 KiB: " + sizeBytes);
     }
@@ -43,7 +66,8 @@ public final class CacheFile implements AutoCloseable {
       throw new IllegalArgumentException("cache size too large: " + sizeBytes);
     }
     this.slots = (int) slotCount;
-    Files.createDirectories(path.getParent());
+    Directories.createDurably(path.getParent());
+    boolean created = !Files.exists(path);
     this.channel = open();
     long existing = channel.size();
     if (existing < sizeBytes) {
@@ -54,11 +78,13 @@ public final class CacheFile implements AutoCloseable {
       }
       channel.force(true);
     }
+    if (created) {
+      Directories.sync(path.getParent());
+    }
   }
 
   private FileChannel open() throws IOException {
-    return FileChannel.open(
-        path, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
+    return opener.open(path);
   }
 
   public int slots() {

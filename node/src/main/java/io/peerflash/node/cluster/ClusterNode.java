@@ -46,6 +46,7 @@ import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Texts;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.util.ArrayList;
@@ -160,6 +161,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             .withLease(config.leaseTimeoutMs(), config.clockSkewMarginMs());
     ControlPlane controlPlane = ControlPlane.start(cp);
     controlPlane.useFaultPoints(faults);
+    // A node whose local flash failed an fsync must not keep its volumes: without a lease it
+    // stops serving and the leader fails them over to replicas.
+    controlPlane.holdHeartbeatsWhile(engine::localFailure);
     ClusterNode node = new ClusterNode(config, engine, controlPlane, faults, time, loops);
     // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
     // leader can hand its volumes to another node).
@@ -645,26 +649,42 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       throw new CacheException(
           Reason.INVALID_ARGUMENT, "policy.mode must be WRITE_BACK, WRITE_THROUGH or WRITE_AROUND");
     }
-    if (!VolumeInfo.isValidName(req.getName())) {
+    String name = req.getName();
+    if (!VolumeInfo.isValidName(name)) {
       throw new CacheException(
           Reason.INVALID_ARGUMENT,
-          "volume name '"
-              + req.getName()
-              + "' is invalid: use 1-128 characters from A-Z a-z 0-9"
-              + " . _ -, starting with a letter or digit");
+          "volume name " + Texts.quote(name) + " is invalid: use " + VolumeInfo.NAME_RULE);
     }
-    CommandResult r =
-        submit(
-            ClusterCommand.newBuilder()
-                .setCreateVolume(
-                    ClusterCommand.CreateVolume.newBuilder()
-                        .setName(req.getName())
-                        .setSizeBytes(req.getSizeBytes())
-                        .setMode(req.getPolicy().getMode())
-                        .setReplicas(req.getPolicy().getReplicas())
-                        .setOnPeerLoss(req.getPolicy().getOnPeerLoss())
-                        .setPreferredOwner(nodeId))
-                .build());
+    ClusterMap map = controlPlane.map();
+    if (map.volume(name).isPresent()) {
+      throw new CacheException(
+          Reason.ALREADY_EXISTS, "volume " + Texts.quote(name) + " already exists");
+    }
+    engine.checkVolumeCount(map.volumes().size());
+    // Shared storage first: the size against the largest file it holds, and a file already
+    // there is refused (or adopted when asked), before the map records anything.
+    long sizeBytes = engine.prepareBackingFile(name, req.getSizeBytes(), req.getAdoptExisting());
+    CommandResult r;
+    try {
+      r =
+          submit(
+              ClusterCommand.newBuilder()
+                  .setCreateVolume(
+                      ClusterCommand.CreateVolume.newBuilder()
+                          .setName(name)
+                          .setSizeBytes(sizeBytes)
+                          .setMode(req.getPolicy().getMode())
+                          .setReplicas(req.getPolicy().getReplicas())
+                          .setOnPeerLoss(req.getPolicy().getOnPeerLoss())
+                          .setPreferredOwner(nodeId))
+                  .build());
+    } catch (CacheException e) {
+      // The new file is ours alone unless a volume of that name made it into the map meanwhile.
+      if (!req.getAdoptExisting() && controlPlane.map().volume(name).isEmpty()) {
+        engine.discardNewBackingFile(name);
+      }
+      throw e;
+    }
     VolumeRecord rec = VolumeRecord.fromProto(r.getVolume());
     awaitLocal(rec);
     return volume(rec);
@@ -756,11 +776,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())
             .setCorruptBlocks(s.corruptBlocks());
         if (s.health() != VolumeStatusView.Health.HEALTHY) {
-          b.setState(
-                  s.health() == VolumeStatusView.Health.STORAGE_FAILING
-                      ? VolumeState.STORAGE_FAILING
-                      : VolumeState.CORRUPT_DIRTY_DATA)
-              .setStateDetail(s.healthDetail());
+          b.setState(Protos.state(s.health())).setStateDetail(s.healthDetail());
         }
       } catch (CacheException e) {
         // not adopted yet

@@ -9,14 +9,13 @@ import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.BlockIndex;
 import io.peerflash.node.index.KeyValueStorage;
 import io.peerflash.node.index.KeyValueStorage.Batch;
-import io.peerflash.node.index.RocksKeyValueStorage;
 import io.peerflash.node.index.VolumeCatalog;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.BackingStore;
 import io.peerflash.replication.fault.FaultPoints;
-import io.peerflash.util.Sizes;
+import io.peerflash.util.Texts;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -60,9 +59,9 @@ import org.slf4j.LoggerFactory;
  */
 public final class CacheEngine implements AutoCloseable {
   public static final int BLOCK = CacheFile.SLOT_SIZE;
-  public static final int SECTOR = 512;
-  public static final int MAX_IO_BYTES = 1 << 20;
-  public static final long MAX_VOLUME_BYTES = 64 * Sizes.TIB;
+  public static final int SECTOR = IoRange.SECTOR;
+  public static final int MAX_IO_BYTES = IoRange.MAX_IO_BYTES;
+  public static final long MAX_VOLUME_BYTES = VolumeProvisioner.MAX_VOLUME_BYTES;
   public static final int MAX_REPLICAS = 2;
   private static final long REPLICATION_WAIT_BACKSTOP_MS = 30_000;
 
@@ -82,6 +81,8 @@ public final class CacheEngine implements AutoCloseable {
   final BackingStore backing;
   final GroupCommitter committer;
   final EngineStats stats = new EngineStats();
+  final LocalDurability durability;
+  private final VolumeProvisioner provisioner;
   final Destager destager;
   volatile ReplicationPort replication = ReplicationPort.NONE;
 
@@ -106,10 +107,12 @@ public final class CacheEngine implements AutoCloseable {
       KeyValueStorage kv,
       CacheFile cacheFile,
       BackingStore backing,
-      BitSet usedSlots) {
+      BitSet usedSlots,
+      LocalDurability durability) {
     this.config = config;
     this.time = time;
     this.kv = kv;
+    this.durability = durability;
     this.index = new BlockIndex(kv);
     try {
       this.catalog = new VolumeCatalog(kv);
@@ -137,7 +140,10 @@ public final class CacheEngine implements AutoCloseable {
             time,
             this::onSpaceWait);
     this.backing = backing;
-    this.committer = new GroupCommitter(kv, cacheFile, config.syncWrites());
+    this.provisioner = new VolumeProvisioner(backing, config.maxVolumes());
+    this.committer =
+        new GroupCommitter(
+            kv, cacheFile, config.syncWrites(), durability, config.dataDir().toString());
     this.destager = new Destager(this);
   }
 
@@ -147,12 +153,30 @@ public final class CacheEngine implements AutoCloseable {
    */
   public static CacheEngine open(EngineConfig config, BackingStore backing, Time time)
       throws IOException {
-    KeyValueStorage kv = new RocksKeyValueStorage(config.dataDir().resolve("index"));
+    return open(config, backing, time, LocalStorageOpener.REAL);
+  }
+
+  /** {@link #open(EngineConfig, BackingStore, Time)} on local storage opened by {@code local}. */
+  public static CacheEngine open(
+      EngineConfig config, BackingStore backing, Time time, LocalStorageOpener local)
+      throws IOException {
+    LocalDurability durability = new LocalDurability();
+    io.peerflash.util.Directories.createDurably(config.dataDir());
+    KeyValueStorage kv =
+        new DurabilityCheckedStorage(
+            local.openIndex(config.dataDir().resolve("index")), durability);
     CacheFile cacheFile = null;
     try {
-      cacheFile = new CacheFile(config.dataDir().resolve("cache.slots"), config.cacheSizeBytes());
-      CacheEngine engine = new CacheEngine(config, time, kv, cacheFile, backing, new BitSet());
-      return engine.recover();
+      cacheFile =
+          new CacheFile(
+              config.dataDir().resolve("cache.slots"),
+              config.cacheSizeBytes(),
+              local::openCacheFile);
+      CacheEngine engine =
+          new CacheEngine(config, time, kv, cacheFile, backing, new BitSet(), durability);
+      CacheEngine recovered = engine.recover();
+      recovered.finishDeletes();
+      return recovered;
     } catch (IOException | RuntimeException e) {
       if (cacheFile != null) {
         cacheFile.close();
@@ -175,10 +199,15 @@ public final class CacheEngine implements AutoCloseable {
     Map<Long, Long> maxSeq = new HashMap<>();
     Batch drop = new Batch();
     long[] dirtyBeyond = new long[1];
+    List<OutsideEntry> outside = new ArrayList<>();
     index.forEach(
         (volumeId, block, e) -> {
           if (!infos.containsKey(volumeId)) {
             index.delete(drop, volumeId, block); // left over from a delete cut short
+            return;
+          }
+          if (!IoRange.blockInside(infos.get(volumeId).sizeBytes(), block)) {
+            outside.add(new OutsideEntry(volumeId, block, e)); // never served, never destaged
             return;
           }
           maxSeq.merge(volumeId, e.seq(), Math::max);
@@ -216,8 +245,9 @@ public final class CacheEngine implements AutoCloseable {
               + config.cacheSizeBytes()
               + " bytes; restart with the cache-size they were written with");
     }
+    quarantine(outside, infos, drop);
     kv.write(drop, true);
-    CacheEngine engine = new CacheEngine(config, time, kv, cacheFile, backing, used);
+    CacheEngine engine = new CacheEngine(config, time, kv, cacheFile, backing, used, durability);
     long dirtyBlocks = 0;
     long corrupt = 0;
     for (VolumeInfo info : infos.values()) {
@@ -261,6 +291,69 @@ public final class CacheEngine implements AutoCloseable {
     return engine;
   }
 
+  /** An index entry whose block lies outside its volume. */
+  private record OutsideEntry(long volumeId, long block, BlockEntry entry) {}
+
+  /**
+   * Moves entries of blocks outside their volume out of the index, with their data, and says so
+   * loudly: such a block cannot be destaged (the destager would fail on it forever, pinning its
+   * slot and making the volume unflushable) nor read, so it must not come back at every start.
+   */
+  private void quarantine(List<OutsideEntry> outside, Map<Long, VolumeInfo> infos, Batch batch)
+      throws IOException {
+    for (OutsideEntry o : outside) {
+      BlockEntry e = o.entry();
+      VolumeInfo info = infos.get(o.volumeId());
+      byte[] data = null;
+      if (!e.isZero() && e.slot() < cacheFile.slots()) {
+        ByteBuffer buf = ByteBuffer.allocate(BLOCK);
+        cacheFile.read(e.slot(), buf);
+        data = buf.array();
+      }
+      index.quarantine(batch, o.volumeId(), o.block(), e, data);
+      if (e.dirty()) {
+        log.error(
+            "volume {}: dirty block {} lies outside the volume ({} blocks); moved to the"
+                + " quarantine table of the index with its data, never served or destaged",
+            info.name(),
+            o.block(),
+            info.sizeBytes() / BLOCK);
+      } else {
+        log.warn(
+            "volume {}: cached block {} lies outside the volume; dropped", info.name(), o.block());
+      }
+    }
+  }
+
+  /**
+   * Finishes deletes cut short by a crash: a volume whose backing file was moved aside is
+   * forgotten, and moved-aside files are removed. Shared storage that cannot be listed now only
+   * delays this to the next start.
+   */
+  private void finishDeletes() {
+    List<Long> retired;
+    try {
+      retired = backing.retired();
+    } catch (IOException e) {
+      log.warn("cannot look for deletes cut short on shared storage: {}", e.getMessage());
+      return;
+    }
+    for (long id : retired) {
+      CachedVolume v = volumesById.get(id);
+      try {
+        if (v != null) {
+          synchronized (createLock) {
+            forget(v);
+          }
+          log.info("finished deleting volume {}", v.name());
+        }
+        backing.purgeRetired(id);
+      } catch (IOException e) {
+        log.warn("cannot finish deleting volume id {}: {}", id, e.getMessage());
+      }
+    }
+  }
+
   private BlockEntry pickLoser(BlockEntry a, BlockEntry b) throws IOException {
     boolean aOk = checksumMatches(a);
     boolean bOk = checksumMatches(b);
@@ -295,6 +388,15 @@ public final class CacheEngine implements AutoCloseable {
   /** Where tests inject faults (the node shares one instance among its parts). */
   public void setFaultPoints(FaultPoints faults) {
     this.faults = faults;
+    committer.faults = faults;
+  }
+
+  /**
+   * Null while local flash has kept every fsync; otherwise why this node acknowledges nothing until
+   * it is restarted ({@link LocalDurability}). A clustered node stops renewing its lease.
+   */
+  public String localFailure() {
+    return durability.failure();
   }
 
   /** Starts background work (the destager). */
@@ -305,44 +407,80 @@ public final class CacheEngine implements AutoCloseable {
   // ---------------------------------------------------------------------------------------------
   // Volumes
 
+  /** Creates a volume of a single node with a new backing file. */
   public VolumeInfo createVolume(String name, long sizeBytes, CacheMode mode, int replicas)
       throws CacheException {
-    if (!VolumeInfo.isValidName(name)) {
-      throw CacheException.invalid(
-          "volume name '"
-              + name
-              + "' is invalid: use 1-128 characters from A-Z a-z 0-9 . _ -, starting with a"
-              + " letter or digit");
-    }
+    return createVolume(name, sizeBytes, mode, replicas, false);
+  }
+
+  /**
+   * Creates a volume of a single node (in a cluster the map places volumes: {@link
+   * #prepareBackingFile}, then {@link #adoptVolume}).
+   *
+   * @param adoptExisting use the file already on shared storage under this name as the volume's
+   *     content (see {@link #prepareBackingFile}); false: such a file is refused with
+   *     ALREADY_EXISTS
+   */
+  public VolumeInfo createVolume(
+      String name, long sizeBytes, CacheMode mode, int replicas, boolean adoptExisting)
+      throws CacheException {
+    VolumeProvisioner.checkName(name);
     checkPolicy(mode, replicas);
-    if (sizeBytes == 0 || sizeBytes % BLOCK != 0) {
-      throw CacheException.invalid(
-          "volume size " + sizeBytes + " must be a positive multiple of 4096 bytes");
-    }
-    if (sizeBytes > MAX_VOLUME_BYTES) {
-      throw CacheException.invalid(
-          "volume size " + sizeBytes + " exceeds the limit of " + MAX_VOLUME_BYTES + " bytes");
-    }
     synchronized (createLock) {
       if (volumesByName.containsKey(name)) {
-        throw new CacheException(Reason.ALREADY_EXISTS, "volume '" + name + "' already exists");
+        throw new CacheException(
+            Reason.ALREADY_EXISTS, "volume " + Texts.quote(name) + " already exists");
       }
+      provisioner.checkCount(volumesByName.size());
+      VolumeProvisioner.BackingFile file = provisioner.prepare(name, sizeBytes, adoptExisting);
       try {
-        backing.create(name, sizeBytes);
-      } catch (IOException e) {
-        throw unavailable("cannot create the backing file of volume '" + name + "'", e);
-      }
-      try {
-        VolumeInfo info = catalog.create(name, sizeBytes, mode, replicas);
+        VolumeInfo info = catalog.create(name, file.sizeBytes(), mode, replicas);
         CachedVolume v = new CachedVolume(info, 1);
         volumesById.put(info.id(), v);
         volumesByName.put(name, v);
-        log.info("created volume {} of {} bytes, {}", name, sizeBytes, mode);
+        log.info(
+            "created volume {} of {} bytes, {}{}",
+            name,
+            file.sizeBytes(),
+            mode,
+            file.created() ? "" : " (adopted its existing file)");
         return info;
       } catch (IOException e) {
-        throw unavailable("cannot store the definition of volume '" + name + "'", e);
+        provisioner.undo(file);
+        throw unavailable("cannot store the definition of volume " + Texts.quote(name), e);
       }
     }
+  }
+
+  /**
+   * Readies shared storage for a new cluster volume before the map records it: checks the name and
+   * the size (against PeerFlash's limit and the largest file shared storage holds), then creates
+   * the backing file, or with {@code adoptExisting} adopts the file already there.
+   *
+   * @param sizeBytes the wire value (unsigned); with {@code adoptExisting}, 0 takes the file's size
+   * @return the volume's size
+   * @throws CacheException ALREADY_EXISTS when a file is there and not to be adopted
+   */
+  public long prepareBackingFile(String name, long sizeBytes, boolean adoptExisting)
+      throws CacheException {
+    return provisioner.prepare(name, sizeBytes, adoptExisting).sizeBytes();
+  }
+
+  /**
+   * Removes a backing file {@link #prepareBackingFile} created for a volume the map then refused.
+   */
+  public void discardNewBackingFile(String name) {
+    provisioner.undo(new VolumeProvisioner.BackingFile(name, 0, true));
+  }
+
+  /** Refuses one more volume when {@code existing} are there already (max-volumes). */
+  public void checkVolumeCount(int existing) throws CacheException {
+    provisioner.checkCount(existing);
+  }
+
+  /** The largest volume this node can create. */
+  public long maxVolumeBytes() throws CacheException {
+    return provisioner.maxVolumeBytes();
   }
 
   /**
@@ -367,7 +505,11 @@ public final class CacheEngine implements AutoCloseable {
         try {
           // Never re-create an existing file: that would empty a volume's destaged data.
           if (createBackingFile && !backing.exists(wanted.name())) {
-            backing.create(wanted.name(), wanted.sizeBytes());
+            try {
+              backing.create(wanted.name(), wanted.sizeBytes());
+            } catch (java.nio.file.FileAlreadyExistsException raced) {
+              // made meanwhile by the node that took the create request: the volume's file
+            }
           }
           catalog.put(wanted);
         } catch (IOException e) {
@@ -441,17 +583,34 @@ public final class CacheEngine implements AutoCloseable {
     signalSpace();
   }
 
+  /**
+   * Deletes in three durable steps, so that a crash at any point leaves either the volume or
+   * nothing (never an orphaned backing file that blocks re-creating the name): the backing file is
+   * moved aside under a name that carries the volume id, the volume is forgotten, the file is
+   * removed. Recovery finishes a delete that found a moved file.
+   */
   private void deleteLocked(CachedVolume v, String name) throws CacheException {
-    try {
-      if (v.deleted) {
-        throw CacheException.notFound(name);
-      }
-      forget(v);
-      backing.delete(name);
-      log.info("deleted volume {}", name);
-    } catch (IOException e) {
-      throw unavailable("deleting volume '" + name + "' failed", e);
+    if (v.deleted) {
+      throw CacheException.notFound(name);
     }
+    try {
+      backing.retire(name, v.id());
+    } catch (IOException e) {
+      throw unavailable("deleting volume " + Texts.quote(name) + " failed", e);
+    }
+    try {
+      forget(v);
+    } catch (IOException e) {
+      // The file is aside; the next start finishes the delete.
+      throw unavailable(
+          "deleting volume " + Texts.quote(name) + " failed (the next start finishes it)", e);
+    }
+    try {
+      backing.purgeRetired(v.id());
+    } catch (IOException e) {
+      log.warn("volume {} deleted; its old file is removed at the next start: {}", name, e);
+    }
+    log.info("deleted volume {}", name);
   }
 
   /**
@@ -546,15 +705,13 @@ public final class CacheEngine implements AutoCloseable {
    */
   public void write(String name, long offset, ByteBuffer data) throws CacheException {
     CachedVolume v = volume(name);
-    checkIo(v, offset, data.remaining(), "write");
-    awaitAck(v, store(v, offset, data.remaining(), data));
+    awaitAck(v, store(v, range(v, "write", offset, data.remaining()), data));
   }
 
   /** Discards a range: it reads as zeros afterwards, and shared storage gets zeros. */
   public void trim(String name, long offset, long length) throws CacheException {
     CachedVolume v = volume(name);
-    checkIo(v, offset, length, "trim");
-    awaitAck(v, store(v, offset, (int) length, null));
+    awaitAck(v, store(v, range(v, "trim", offset, length), null));
   }
 
   /**
@@ -579,8 +736,7 @@ public final class CacheEngine implements AutoCloseable {
     CompletableFuture<Void> acked = new CompletableFuture<>();
     try {
       CachedVolume v = volume(name);
-      checkIo(v, offset, data.remaining(), "write");
-      Stored now = storeNow(v, offset, data, storeAfterSend);
+      Stored now = storeNow(v, range(v, "write", offset, data.remaining()), data, storeAfterSend);
       if (now != null) {
         ackWhenReplicated(v, now, waits, acked);
         return acked;
@@ -631,8 +787,7 @@ public final class CacheEngine implements AutoCloseable {
    * Stores a write (or a trim, {@code data == null}) per the volume's mode, waiting for admission,
    * space, its blocks and shared storage as needed; returns with its copies on their way.
    */
-  private Stored store(CachedVolume v, long offset, int length, ByteBuffer data)
-      throws CacheException {
+  private Stored store(CachedVolume v, IoRange range, ByteBuffer data) throws CacheException {
     if (v.info.mode() == CacheMode.WRITE_BACK) {
       replication.admit(v.info);
     }
@@ -640,8 +795,8 @@ public final class CacheEngine implements AutoCloseable {
     try {
       checkNotDeleted(v);
       return v.info.mode() == CacheMode.WRITE_BACK
-          ? writeBack(v, offset, length, data, true, null)
-          : writeToStorage(v, offset, length, data);
+          ? writeBack(v, range, data, true, null)
+          : writeToStorage(v, range, data);
     } finally {
       v.gate.readLock().unlock();
     }
@@ -658,14 +813,12 @@ public final class CacheEngine implements AutoCloseable {
    * {@link #store} for a small write-back write that needs no wait at all; null when it would need
    * one (nothing is changed then).
    */
-  private Stored storeNow(CachedVolume v, long offset, ByteBuffer data, Executor storeAfterSend)
+  private Stored storeNow(CachedVolume v, IoRange range, ByteBuffer data, Executor storeAfterSend)
       throws CacheException {
-    int length = data.remaining();
     if (v.info.mode() != CacheMode.WRITE_BACK
         || config.syncWrites()
-        || length > MAX_WRITE_NOW_BYTES
-        || offset % BLOCK != 0
-        || length % BLOCK != 0
+        || range.length() > MAX_WRITE_NOW_BYTES
+        || range.partialBlocks() > 0
         || !replication.admitsNow(v.info)
         || !v.gate.readLock().tryLock()) {
       return null;
@@ -673,7 +826,7 @@ public final class CacheEngine implements AutoCloseable {
     Stored stored = null;
     try {
       checkNotDeleted(v);
-      stored = writeBack(v, offset, length, data, false, storeAfterSend);
+      stored = writeBack(v, range, data, false, storeAfterSend);
       return stored;
     } finally {
       if (stored != null && stored.local() != null) {
@@ -778,18 +931,13 @@ public final class CacheEngine implements AutoCloseable {
    *     #submitWrite(String, long, ByteBuffer, Executor, Executor)})
    */
   private Stored writeBack(
-      CachedVolume v,
-      long offset,
-      int length,
-      ByteBuffer data,
-      boolean mayWait,
-      Executor storeAfterSend)
+      CachedVolume v, IoRange range, ByteBuffer data, boolean mayWait, Executor storeAfterSend)
       throws CacheException {
-    long first = offset / BLOCK;
-    int count = (int) ((offset + length - 1) / BLOCK - first + 1);
+    long first = range.firstBlock();
+    int count = range.blockCount();
     // 1. Reserve slots before locking blocks: a writer waiting for space must not hold locks the
     //    destager needs to make space.
-    int needed = data != null ? count : partialBlocks(offset, length, first, count);
+    int needed = data != null ? count : range.partialBlocks();
     int[] newSlots = mayWait ? reserveSlots(needed, true) : space.reserveNow(needed);
     if (newSlots == null) {
       return null;
@@ -811,23 +959,22 @@ public final class CacheEngine implements AutoCloseable {
       // 3. The new content of each block, and the same images for the replicas.
       for (int i = 0; i < count; i++) {
         long block = first + i;
-        long blockStart = block * BLOCK;
-        int from = (int) (Math.max(offset, blockStart) - blockStart);
-        int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
-        boolean whole = from == 0 && to == BLOCK;
+        int from = range.fromInBlock(block);
+        int to = range.toInBlock(block);
+        boolean whole = range.coversWhole(block);
         if (data == null && whole) {
           images.add(new ReplicaBlock(block, local.seq0 + i, null)); // a zero block: no slot
           continue;
         }
         ByteBuffer content;
         if (whole) {
-          content = wholeBlock(data, offset, blockStart);
+          content = wholeBlock(data, range.dataPosition(block));
         } else {
           ByteBuffer merged = currentContent(v, block);
           if (data == null) {
             merged.put(from, new byte[to - from]);
           } else {
-            merged.put(from, data, data.position() + (int) (blockStart + from - offset), to - from);
+            merged.put(from, data, data.position() + range.dataPosition(block), to - from);
           }
           // The merge happens in a scratch buffer reused by the next block: keep a copy.
           content = ByteBuffer.allocate(BLOCK).put(merged.duplicate()).flip();
@@ -963,12 +1110,10 @@ public final class CacheEngine implements AutoCloseable {
     }
   }
 
-  /** The 4 KiB of {@code data} (which starts at volume offset {@code offset}) for one block. */
-  private static ByteBuffer wholeBlock(ByteBuffer data, long offset, long blockStart) {
+  /** The 4 KiB of {@code data} at {@code at} (relative to its position) for one block. */
+  private static ByteBuffer wholeBlock(ByteBuffer data, int at) {
     ByteBuffer content = data.duplicate();
-    content
-        .position(data.position() + (int) (blockStart - offset))
-        .limit(content.position() + BLOCK);
+    content.position(data.position() + at).limit(content.position() + BLOCK);
     return content.slice();
   }
 
@@ -1034,18 +1179,6 @@ public final class CacheEngine implements AutoCloseable {
     return null;
   }
 
-  private static int partialBlocks(long offset, int length, long first, int count) {
-    int n = 0;
-    if (offset % BLOCK != 0) {
-      n++;
-    }
-    long end = offset + length;
-    if (end % BLOCK != 0 && (count > 1 || n == 0)) {
-      n++;
-    }
-    return n;
-  }
-
   /**
    * Write-through and write-around: shared storage first (synced), then the cache. A block that is
    * still dirty (left from write-back mode) takes the write-back path and is destaged before the
@@ -1053,10 +1186,10 @@ public final class CacheEngine implements AutoCloseable {
    *
    * @return the sequence the caller must see destaged before acknowledging, or -1
    */
-  private Stored writeToStorage(CachedVolume v, long offset, int length, ByteBuffer data)
+  private Stored writeToStorage(CachedVolume v, IoRange range, ByteBuffer data)
       throws CacheException {
-    long first = offset / BLOCK;
-    int count = (int) ((offset + length - 1) / BLOCK - first + 1);
+    long first = range.firstBlock();
+    int count = range.blockCount();
     boolean fillCache = v.info.mode() == CacheMode.WRITE_THROUGH && data != null;
     int[] newSlots = fillCache ? reserveSlots(count, false) : null;
     int usedSlots = 0;
@@ -1068,13 +1201,16 @@ public final class CacheEngine implements AutoCloseable {
         hasDirty = e != null && e.dirty();
       }
       if (!hasDirty) {
+        // Cached copies of the range go first, durably (synced with --sync): storage is about to
+        // change under them, and if the commit of the new copies below then failed, or a power
+        // cut lost it, an old copy would be served as if it were current.
+        boolean[] hadCopy = new boolean[count];
+        for (int i = 0; i < count; i++) {
+          hadCopy[i] = v.blocks.get(first + i) != null;
+        }
+        dropRange(v, first, count);
         try {
-          storageWrite(v, offset, length, data);
-        } catch (CacheException e) {
-          // Storage may hold the new bytes even though the write failed (a failed fsync): cached
-          // copies of the range could now be older than storage, so drop them.
-          dropRange(v, first, count);
-          throw e;
+          storageWrite(v, range, data);
         } finally {
           // Shared storage changed under these blocks: a promotion that read them before must
           // not install what it read.
@@ -1082,42 +1218,39 @@ public final class CacheEngine implements AutoCloseable {
             v.locks.bump(first + i);
           }
         }
+        if (newSlots == null) {
+          return Stored.ACK_NOW;
+        }
         Batch batch = new Batch();
         BlockEntry[] fresh = new BlockEntry[count];
         long now = time.nowMs();
         for (int i = 0; i < count; i++) {
           long block = first + i;
-          BlockEntry old = v.blocks.get(block);
-          long blockStart = block * BLOCK;
-          int from = (int) (Math.max(offset, blockStart) - blockStart);
-          int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
-          boolean whole = from == 0 && to == BLOCK;
-          if (newSlots != null && (whole || old != null)) {
-            ByteBuffer content;
-            if (whole) {
-              content = wholeBlock(data, offset, blockStart);
-            } else {
-              content = currentContent(v, block);
-              content.put(
-                  from, data, data.position() + (int) (blockStart + from - offset), to - from);
-            }
+          boolean whole = range.coversWhole(block);
+          if (whole || hadCopy[i]) {
+            // A partial block reads the rest from storage, which holds the new bytes now.
+            ByteBuffer content =
+                whole ? wholeBlock(data, range.dataPosition(block)) : currentContent(v, block);
             int slot = newSlots[usedSlots++];
             int crc = crc(content.duplicate());
             writeSlot(slot, content);
             fresh[i] = new BlockEntry(slot, v.nextSeq.getAndIncrement(), crc, false, now);
             index.put(batch, v.id(), block, fresh[i]);
-          } else if (old != null) {
-            index.delete(batch, v.id(), block);
           }
         }
-        // Synced with --sync: after a power cut the old clean copy must not come back.
+        // Not synced: a lost entry only leaves the block uncached, and a clean copy whose data
+        // a power cut lost fails its checksum and is read from storage instead.
         commitTried = true;
-        commit(batch);
+        try {
+          commitUnsynced(batch);
+        } catch (CacheException e) {
+          // Its slots stay reserved until the next start: the index may point to them.
+          log.warn("volume {}: caching a write-through write failed: {}", v.name(), e.getMessage());
+          return Stored.ACK_NOW;
+        }
         for (int i = 0; i < count; i++) {
           if (fresh[i] != null) {
             install(v, first + i, fresh[i]);
-          } else {
-            drop(v, first + i);
           }
         }
         return Stored.ACK_NOW;
@@ -1127,12 +1260,15 @@ public final class CacheEngine implements AutoCloseable {
         releaseReserved(newSlots, commitTried ? usedSlots : 0, newSlots.length);
       }
     }
-    Stored stored = writeBack(v, offset, length, data, true, null);
+    Stored stored = writeBack(v, range, data, true, null);
     return new Stored(stored.copies(), v.nextSeq.get() - 1, true);
   }
 
-  /** Drops the clean cached copies of a range. Call with the blocks write-locked. */
-  private void dropRange(CachedVolume v, long first, int count) {
+  /**
+   * Drops the clean cached copies of a range, durably (synced with --sync). Call with the blocks
+   * write-locked.
+   */
+  private void dropRange(CachedVolume v, long first, int count) throws CacheException {
     Batch batch = new Batch();
     for (int i = 0; i < count; i++) {
       BlockEntry e = v.blocks.get(first + i);
@@ -1140,11 +1276,13 @@ public final class CacheEngine implements AutoCloseable {
         index.delete(batch, v.id(), first + i);
       }
     }
+    if (batch.isEmpty()) {
+      return;
+    }
     try {
       kv.write(batch, config.syncWrites());
     } catch (IOException e) {
-      log.warn("dropping cached copies of volume {} failed: {}", v.name(), e.getMessage());
-      return;
+      throw unavailable("local index commit failed", e);
     }
     for (int i = 0; i < count; i++) {
       BlockEntry e = v.blocks.get(first + i);
@@ -1154,13 +1292,12 @@ public final class CacheEngine implements AutoCloseable {
     }
   }
 
-  private void storageWrite(CachedVolume v, long offset, int length, ByteBuffer data)
-      throws CacheException {
+  private void storageWrite(CachedVolume v, IoRange range, ByteBuffer data) throws CacheException {
     try {
       if (data == null) {
-        backing.writeZeros(v.name(), offset, length);
+        backing.writeZeros(v.name(), range.offset(), range.length());
       } else {
-        backing.write(v.name(), offset, data.duplicate());
+        backing.write(v.name(), range.offset(), data.duplicate());
       }
       backing.sync(v.name());
     } catch (IOException e) {
@@ -1433,10 +1570,9 @@ public final class CacheEngine implements AutoCloseable {
   // Read
 
   /** Returns {@code length} bytes at {@code offset}: the latest acknowledged data of every byte. */
-  public byte[] read(String name, long offset, int length) throws CacheException {
+  public byte[] read(String name, long offset, long length) throws CacheException {
     CachedVolume v = volume(name);
-    checkIo(v, offset, length, "read");
-    return read(v, offset, length, true);
+    return read(v, range(v, "read", offset, length), true);
   }
 
   /**
@@ -1446,12 +1582,11 @@ public final class CacheEngine implements AutoCloseable {
    * waits}.
    */
   public CompletableFuture<byte[]> submitRead(
-      String name, long offset, int length, Executor waits) {
+      String name, long offset, long length, Executor waits) {
     CompletableFuture<byte[]> done = new CompletableFuture<>();
     try {
       CachedVolume v = volume(name);
-      checkIo(v, offset, length, "read");
-      byte[] hit = read(v, offset, length, false);
+      byte[] hit = read(v, range(v, "read", offset, length), false);
       if (hit != null) {
         done.complete(hit);
         return done;
@@ -1468,9 +1603,10 @@ public final class CacheEngine implements AutoCloseable {
    * @param mayWait false: return null, having changed nothing, instead of reading shared storage or
    *     waiting for a lock
    */
-  private byte[] read(CachedVolume v, long offset, int length, boolean mayWait)
-      throws CacheException {
+  private byte[] read(CachedVolume v, IoRange range, boolean mayWait) throws CacheException {
     String name = v.name();
+    long offset = range.offset();
+    int length = range.length();
     if (mayWait) {
       v.gate.readLock().lock();
     } else if (!v.gate.readLock().tryLock()) {
@@ -1479,8 +1615,8 @@ public final class CacheEngine implements AutoCloseable {
     byte[] out = new byte[length];
     try {
       checkNotDeleted(v);
-      long first = offset / BLOCK;
-      int count = (int) ((offset + length - 1) / BLOCK - first + 1);
+      long first = range.firstBlock();
+      int count = range.blockCount();
       long[] missing = new long[count];
       long[] versions = new long[count];
       int misses = 0;
@@ -1499,9 +1635,9 @@ public final class CacheEngine implements AutoCloseable {
         for (int i = 0; i < count; i++) {
           long block = first + i;
           long blockStart = block * BLOCK;
-          int from = (int) (Math.max(offset, blockStart) - blockStart);
-          int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
-          int outPos = (int) (blockStart + from - offset);
+          int from = range.fromInBlock(block);
+          int to = range.toInBlock(block);
+          int outPos = range.dataPosition(block);
           BlockEntry e = v.blocks.get(block);
           if (e == null) {
             if (!mayWait) {
@@ -1546,7 +1682,7 @@ public final class CacheEngine implements AutoCloseable {
         }
         stats.readHits.add(hits);
         stats.readMisses.add(misses);
-        missData = misses == 0 ? null : readMisses(v, offset, length, out, missing, misses);
+        missData = misses == 0 ? null : readMisses(v, range, out, missing, misses);
       }
       // Counted once the read goes ahead (a read retried on another thread would count twice).
       long run = v.noteRead(offset, length);
@@ -1571,8 +1707,7 @@ public final class CacheEngine implements AutoCloseable {
    * Reads missed blocks whole from shared storage (adjacent ones in one request), copies the
    * requested part into {@code out}, and returns the whole blocks for promotion.
    */
-  private byte[] readMisses(
-      CachedVolume v, long offset, int length, byte[] out, long[] missing, int misses)
+  private byte[] readMisses(CachedVolume v, IoRange range, byte[] out, long[] missing, int misses)
       throws CacheException {
     byte[] data = new byte[misses * BLOCK];
     int i = 0;
@@ -1590,10 +1725,9 @@ public final class CacheEngine implements AutoCloseable {
       i = j;
     }
     for (int k = 0; k < misses; k++) {
-      long blockStart = missing[k] * BLOCK;
-      int from = (int) (Math.max(offset, blockStart) - blockStart);
-      int to = (int) (Math.min(offset + length, blockStart + BLOCK) - blockStart);
-      System.arraycopy(data, k * BLOCK + from, out, (int) (blockStart + from - offset), to - from);
+      int from = range.fromInBlock(missing[k]);
+      int to = range.toInBlock(missing[k]);
+      System.arraycopy(data, k * BLOCK + from, out, range.dataPosition(missing[k]), to - from);
     }
     return data;
   }
@@ -1705,22 +1839,14 @@ public final class CacheEngine implements AutoCloseable {
 
   private boolean applyReplicaBlocks(String name, List<ReplicaBlock> blocks, boolean mayWait)
       throws CacheException {
+    durability.check();
     CachedVolume v = volume(name);
     int n = blocks.size();
     int needed = 0;
     long[] blockNos = new long[n];
     for (int i = 0; i < n; i++) {
       ReplicaBlock b = blocks.get(i);
-      if (b.block() < 0 || b.block() >= v.info.blocks()) {
-        throw CacheException.invalid(
-            "replica block "
-                + b.block()
-                + " outside volume '"
-                + name
-                + "' of "
-                + v.info.blocks()
-                + " blocks");
-      }
+      IoRange.checkBlock("replica copy of", name, v.info.sizeBytes(), b.block());
       if (b.data() != null && b.data().remaining() != BLOCK) {
         throw CacheException.invalid(
             "replica block image of " + b.data().remaining() + " bytes; must be 4096");
@@ -2120,7 +2246,9 @@ public final class CacheEngine implements AutoCloseable {
 
   /** Destaging an owned volume is allowed: the node may serve it and has not handed it over. */
   boolean mayDestage(CachedVolume v) {
-    return v.handover != CachedVolume.Handover.FENCED && mayServe.test(v.info);
+    // After a failed fsync the cached data may not be what was written: destaging it could put
+    // old bytes on shared storage. A replica takes the volume over instead.
+    return durability.ok() && v.handover != CachedVolume.Handover.FENCED && mayServe.test(v.info);
   }
 
   /**
@@ -2147,7 +2275,11 @@ public final class CacheEngine implements AutoCloseable {
     }
     VolumeStatusView.Health health = VolumeStatusView.Health.HEALTHY;
     String detail = "";
-    if (!v.corruptBlocks.isEmpty()) {
+    String localFailure = durability.failure();
+    if (localFailure != null) {
+      health = VolumeStatusView.Health.LOCAL_FLASH_FAILED;
+      detail = localFailure;
+    } else if (!v.corruptBlocks.isEmpty()) {
       health = VolumeStatusView.Health.CORRUPT_DIRTY_DATA;
       detail = v.corruptBlocks.size() + " dirty blocks failed their checksum";
     } else if (v.storageFailing(now, config.storageFailingAfterMs())) {
@@ -2192,47 +2324,21 @@ public final class CacheEngine implements AutoCloseable {
         stats.backpressureRejections.sum(),
         committer.groups.sum(),
         committer.batches.sum(),
-        vols);
+        vols,
+        durability.failure());
   }
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
 
-  private static void checkIo(CachedVolume v, long offset, long length, String op)
+  /** The request's range, checked against the volume ({@link IoRange#check}). */
+  private static IoRange range(CachedVolume v, String op, long offset, long length)
       throws CacheException {
-    if (offset < 0 || offset % SECTOR != 0) {
-      throw CacheException.invalid(op + " offset " + offset + " is not a multiple of 512 bytes");
-    }
-    if (length <= 0 || length % SECTOR != 0) {
-      throw CacheException.invalid(
-          op + " length " + length + " is not a positive multiple of 512 bytes");
-    }
-    if (length > MAX_IO_BYTES) {
-      throw CacheException.invalid(
-          op
-              + " length "
-              + length
-              + " exceeds the limit of "
-              + MAX_IO_BYTES
-              + " bytes (1 MiB) per request");
-    }
-    long size = v.info.sizeBytes();
-    if (offset + length > size) {
-      throw CacheException.invalid(
-          op
-              + " of "
-              + length
-              + " bytes at offset "
-              + offset
-              + " is outside volume '"
-              + v.name()
-              + "' of "
-              + size
-              + " bytes");
-    }
+    return IoRange.check(op, v.name(), v.info.sizeBytes(), offset, length);
   }
 
   private void checkNotDeleted(CachedVolume v) throws CacheException {
+    durability.check();
     if (v.deleted) {
       throw CacheException.notFound(v.name());
     }
@@ -2278,6 +2384,10 @@ public final class CacheEngine implements AutoCloseable {
     kv.close();
     try {
       cacheFile.force();
+    } catch (IOException e) {
+      durability.failed("an fsync of the cache file at close", e);
+    }
+    try {
       cacheFile.close();
     } catch (IOException e) {
       log.warn("cache file close failed: {}", e.getMessage());

@@ -34,7 +34,8 @@ public final class CacheException extends Exception {
   }
 
   public static CacheException notFound(String volume) {
-    return new CacheException(Reason.NOT_FOUND, "volume '" + volume + "' does not exist");
+    return new CacheException(
+        Reason.NOT_FOUND, "volume " + io.peerflash.util.Texts.quote(volume) + " does not exist");
   }
 
   static CacheException invalid(String message) {

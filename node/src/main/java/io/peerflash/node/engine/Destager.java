@@ -549,13 +549,21 @@ final class Destager implements AutoCloseable {
     recordFailure(v, e.getMessage() == null ? e.toString() : e.getMessage(), now);
     if (n > 1) {
       v.isolatedBatchesLeft = n;
+      logFailure(v, now);
     } else {
       int failures = v.blockFailures.merge(blocks[0], 1, Integer::sum);
-      v.blockRetryAtMs.put(blocks[0], now + backoffMs(failures));
+      long blockBackoffMs = backoffMs(failures);
+      v.blockRetryAtMs.put(blocks[0], now + blockBackoffMs);
       // Let the other blocks go on soon even though this one failed.
       v.retryAtMs = now + config.storageRetryInitialBackoffMs();
+      log.warn(
+          "destage of volume {} block {} failed ({} times in a row), retrying it in {} ms: {}",
+          v.name(),
+          blocks[0],
+          failures,
+          blockBackoffMs,
+          v.lastStorageError);
     }
-    logFailure(v, now);
   }
 
   /**

@@ -21,7 +21,9 @@ public record EngineConfig(
     long storageRetryInitialBackoffMs,
     long storageRetryMaxBackoffMs,
     long storageFailingAfterMs,
-    long flushStorageFailureTimeoutMs) {
+    long flushStorageFailureTimeoutMs,
+    double volumeDirtyShare,
+    int maxVolumes) {
 
   public static EngineConfig from(NodeConfig c) {
     return new EngineConfig(
@@ -40,7 +42,9 @@ public record EngineConfig(
         c.storageRetryInitialBackoffMs(),
         c.storageRetryMaxBackoffMs(),
         c.storageFailingAfterMs(),
-        c.flushStorageFailureTimeoutMs());
+        c.flushStorageFailureTimeoutMs(),
+        c.volumeDirtyShare(),
+        c.maxVolumes());
   }
 
   /** Defaults for tests: small cache, async writes, the node's defaults otherwise. */
@@ -61,7 +65,9 @@ public record EngineConfig(
         50,
         5000,
         10_000,
-        30_000);
+        30_000,
+        0.5,
+        1024);
   }
 
   public EngineConfig withSync(boolean sync) {
@@ -105,6 +111,14 @@ public record EngineConfig(
         });
   }
 
+  public EngineConfig withVolumeDirtyShare(double share) {
+    return edit(b -> b.volumeDirtyShare = share);
+  }
+
+  public EngineConfig withMaxVolumes(int max) {
+    return edit(b -> b.maxVolumes = max);
+  }
+
   private EngineConfig edit(Consumer<Editable> change) {
     Editable b = new Editable(this);
     change.accept(b);
@@ -129,6 +143,8 @@ public record EngineConfig(
     long storageRetryMaxBackoffMs;
     long storageFailingAfterMs;
     long flushStorageFailureTimeoutMs;
+    double volumeDirtyShare;
+    int maxVolumes;
 
     Editable(EngineConfig c) {
       dataDir = c.dataDir;
@@ -147,6 +163,8 @@ public record EngineConfig(
       storageRetryMaxBackoffMs = c.storageRetryMaxBackoffMs;
       storageFailingAfterMs = c.storageFailingAfterMs;
       flushStorageFailureTimeoutMs = c.flushStorageFailureTimeoutMs;
+      volumeDirtyShare = c.volumeDirtyShare;
+      maxVolumes = c.maxVolumes;
     }
 
     EngineConfig build() {
@@ -166,7 +184,9 @@ public record EngineConfig(
           storageRetryInitialBackoffMs,
           storageRetryMaxBackoffMs,
           storageFailingAfterMs,
-          flushStorageFailureTimeoutMs);
+          flushStorageFailureTimeoutMs,
+          volumeDirtyShare,
+          maxVolumes);
     }
   }
 }

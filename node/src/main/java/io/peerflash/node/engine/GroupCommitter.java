@@ -3,6 +3,7 @@ package io.peerflash.node.engine;
 import io.peerflash.node.cache.CacheFile;
 import io.peerflash.node.index.KeyValueStorage;
 import io.peerflash.node.index.KeyValueStorage.Batch;
+import io.peerflash.replication.fault.FaultPoints;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,6 +33,9 @@ final class GroupCommitter {
   private final KeyValueStorage kv;
   private final CacheFile cacheFile;
   private final boolean sync;
+  private final LocalDurability durability;
+  private final String nodeId;
+  volatile FaultPoints faults = new FaultPoints();
   private final ReentrantLock lock = new ReentrantLock();
   private final Condition committed = lock.newCondition();
   private List<Pending> queue = new ArrayList<>();
@@ -39,13 +43,47 @@ final class GroupCommitter {
   final LongAdder groups = new LongAdder();
   final LongAdder batches = new LongAdder();
 
-  GroupCommitter(KeyValueStorage kv, CacheFile cacheFile, boolean sync) {
+  /**
+   * @param kv the index, checked by {@code durability} (a failed synced write is recorded there)
+   */
+  GroupCommitter(
+      KeyValueStorage kv,
+      CacheFile cacheFile,
+      boolean sync,
+      LocalDurability durability,
+      String nodeId) {
     this.kv = kv;
     this.cacheFile = cacheFile;
     this.sync = sync;
+    this.durability = durability;
+    this.nodeId = nodeId;
+  }
+
+  /**
+   * The fsync of the cache file before a group's index write. A failure is fatal ({@link
+   * LocalDurability}): the writes it was to cover, and any written meanwhile, may be lost while a
+   * retry would succeed.
+   */
+  private void forceCacheFile() throws IOException {
+    try {
+      try {
+        faults.hit(FaultPoints.LOCAL_FSYNC, nodeId);
+      } catch (FaultPoints.Dropped e) {
+        throw new IOException("fsync failed: " + e.getMessage() + " (injected)");
+      }
+      cacheFile.force();
+    } catch (IOException e) {
+      durability.failed("an fsync of the cache file", e);
+      throw e;
+    }
   }
 
   void commit(Batch batch) throws IOException {
+    if (!durability.ok()) {
+      // Not even a write that needs no fsync: a node that lost track of what is on disk
+      // acknowledges nothing (its volumes fail over).
+      throw durability.asIoException();
+    }
     batches.increment();
     if (!sync) {
       groups.increment();
@@ -71,7 +109,7 @@ final class GroupCommitter {
           for (Pending p : group) {
             merged.append(p.batch);
           }
-          cacheFile.force();
+          forceCacheFile();
           kv.write(merged, true);
           groups.increment();
         } catch (IOException e) {

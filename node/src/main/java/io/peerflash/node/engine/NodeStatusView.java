@@ -2,7 +2,12 @@ package io.peerflash.node.engine;
 
 import java.util.List;
 
-/** A snapshot of the node's cache for status reporting. */
+/**
+ * A snapshot of the node's cache for status reporting.
+ *
+ * @param localFailure null, or why this node acknowledges nothing until restarted (a failed fsync
+ *     of its local flash)
+ */
 public record NodeStatusView(
     long cacheSizeBytes,
     long cacheUsedBytes,
@@ -16,4 +21,5 @@ public record NodeStatusView(
     long backpressureRejections,
     long commitGroups,
     long commitBatches,
-    List<VolumeStatusView> volumes) {}
+    List<VolumeStatusView> volumes,
+    String localFailure) {}

@@ -15,6 +15,8 @@ public record VolumeStatusView(
   public enum Health {
     HEALTHY,
     STORAGE_FAILING,
-    CORRUPT_DIRTY_DATA
+    CORRUPT_DIRTY_DATA,
+    /** The node's local flash failed an fsync: it serves nothing until restarted. */
+    LOCAL_FLASH_FAILED
   }
 }

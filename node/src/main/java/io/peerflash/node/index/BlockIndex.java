@@ -31,6 +31,21 @@ public final class BlockIndex {
     batch.put(Table.BLOCKS, key(volumeId, block), entry.encode());
   }
 
+  /**
+   * Moves an entry the engine must not use (e.g. a block outside its volume) aside, with the data
+   * it pointed to ({@code data} null for none), so the bytes stay on record for an operator.
+   */
+  public void quarantine(Batch batch, long volumeId, long block, BlockEntry entry, byte[] data) {
+    byte[] e = entry.encode();
+    byte[] value = new byte[e.length + (data == null ? 0 : data.length)];
+    System.arraycopy(e, 0, value, 0, e.length);
+    if (data != null) {
+      System.arraycopy(data, 0, value, e.length, data.length);
+    }
+    batch.put(Table.QUARANTINE, key(volumeId, block), value);
+    delete(batch, volumeId, block);
+  }
+
   public void delete(Batch batch, long volumeId, long block) {
     batch.delete(Table.BLOCKS, key(volumeId, block));
   }

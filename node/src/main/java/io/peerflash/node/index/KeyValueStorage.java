@@ -18,7 +18,12 @@ public interface KeyValueStorage extends AutoCloseable {
     /** Volume definitions, keyed by name. */
     VOLUMES,
     /** The block index: (volume id, block number) to slot, sequence, checksum and state. */
-    BLOCKS
+    BLOCKS,
+    /**
+     * Block entries recovery refused to use (outside their volume), with their data: kept for an
+     * operator, never served or destaged.
+     */
+    QUARANTINE
   }
 
   /** Visits keys in ascending byte order. Return false to stop. */
@@ -32,6 +37,23 @@ public interface KeyValueStorage extends AutoCloseable {
 
   /** Visits every key of the table that starts with {@code prefix} (empty prefix: all). */
   void scan(Table table, byte[] prefix, Visitor visitor) throws IOException;
+
+  /**
+   * Whether a failed {@link #write} is known to have written nothing (the store refused it before
+   * touching its log, e.g. while it is stopped by a full disk), so that the failure says nothing
+   * about data written before it. Any other failure of a synced write may have lost earlier
+   * unsynced data: the engine treats it as fatal.
+   */
+  static boolean wroteNothing(IOException e) {
+    return e instanceof RefusedWriteException;
+  }
+
+  /** A write the store refused before touching its log: nothing of it, or before it, was lost. */
+  class RefusedWriteException extends IOException {
+    public RefusedWriteException(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
 
   /** Forces everything written so far (also with sync=false) to stable storage. */
   void sync() throws IOException;

@@ -30,6 +30,10 @@ public record VolumeInfo(
   private static final int NAME_OFFSET = 19;
   private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 
+  /** What {@link #isValidName} accepts, for messages. */
+  public static final String NAME_RULE =
+      "1-128 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit";
+
   /** Names become file names on shared storage, so only a safe alphabet is allowed. */
   public static boolean isValidName(String name) {
     return name != null && NAME.matcher(name).matches();

@@ -36,6 +36,9 @@ public final class NodeGrpcService extends NodeServiceGrpc.NodeServiceImplBase {
             .setEvictedBlocks(s.evictedBlocks())
             .setBackpressureWaits(s.backpressureWaits())
             .setBackpressureRejections(s.backpressureRejections());
+    if (s.localFailure() != null) {
+      b.setLocalFlashFailure(s.localFailure());
+    }
     for (VolumeStatusView v : s.volumes()) {
       b.addVolumes(Protos.volume(v));
     }

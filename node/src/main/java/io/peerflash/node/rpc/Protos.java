@@ -8,6 +8,7 @@ import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeState;
+import io.peerflash.util.Texts;
 
 /** Translation between engine values and peerflash.v1 messages and statuses. */
 public final class Protos {
@@ -25,7 +26,7 @@ public final class Protos {
           case FAILED_PRECONDITION -> Status.Code.FAILED_PRECONDITION;
           case DEADLINE_EXCEEDED -> Status.Code.DEADLINE_EXCEEDED;
         };
-    return Status.fromCode(code).withDescription(e.getMessage());
+    return Status.fromCode(code).withDescription(Texts.description(e.getMessage()));
   }
 
   public static VolumeInfo.CacheMode mode(CacheMode mode) throws CacheException {
@@ -40,11 +41,29 @@ public final class Protos {
     };
   }
 
+  /**
+   * The wire's unsigned replica count as an int: 2^32-1 must not turn into -1 (the engine's range
+   * check names the rule).
+   */
+  public static int replicas(int wire) {
+    return wire < 0 ? Integer.MAX_VALUE : wire;
+  }
+
   static CacheMode mode(VolumeInfo.CacheMode mode) {
     return switch (mode) {
       case WRITE_BACK -> CacheMode.WRITE_BACK;
       case WRITE_THROUGH -> CacheMode.WRITE_THROUGH;
       case WRITE_AROUND -> CacheMode.WRITE_AROUND;
+    };
+  }
+
+  /** The wire state of a volume's health. */
+  public static VolumeState state(VolumeStatusView.Health health) {
+    return switch (health) {
+      case HEALTHY -> VolumeState.HEALTHY;
+      case STORAGE_FAILING -> VolumeState.STORAGE_FAILING;
+      case CORRUPT_DIRTY_DATA -> VolumeState.CORRUPT_DIRTY_DATA;
+      case LOCAL_FLASH_FAILED -> VolumeState.LOCAL_FLASH_FAILED;
     };
   }
 
@@ -55,12 +74,7 @@ public final class Protos {
         .setSizeBytes(info.sizeBytes())
         .setPolicy(
             VolumePolicy.newBuilder().setMode(mode(info.mode())).setReplicas(info.replicas()))
-        .setState(
-            switch (s.health()) {
-              case HEALTHY -> VolumeState.HEALTHY;
-              case STORAGE_FAILING -> VolumeState.STORAGE_FAILING;
-              case CORRUPT_DIRTY_DATA -> VolumeState.CORRUPT_DIRTY_DATA;
-            })
+        .setState(state(s.health()))
         .setStateDetail(s.healthDetail())
         .setDirtyBytes(s.dirtyBytes())
         .setCachedBytes(s.cachedBytes())

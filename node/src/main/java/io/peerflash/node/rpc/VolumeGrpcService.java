@@ -137,7 +137,8 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
               req.getName(),
               req.getSizeBytes(),
               Protos.mode(req.getPolicy().getMode()),
-              req.getPolicy().getReplicas());
+              Protos.replicas(req.getPolicy().getReplicas()),
+              req.getAdoptExisting());
           return volume(req.getName());
         });
   }
@@ -186,7 +187,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
             return cluster.setPolicy(req);
           }
           engine.setPolicy(
-              req.getName(), Protos.mode(req.getPolicy().getMode()), req.getPolicy().getReplicas());
+              req.getName(),
+              Protos.mode(req.getPolicy().getMode()),
+              Protos.replicas(req.getPolicy().getReplicas()));
           return volume(req.getName());
         });
   }
@@ -217,18 +220,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answerLater(
         out,
         () -> {
-          if (req.getLength() > CacheEngine.MAX_IO_BYTES) {
-            throw new CacheException(
-                CacheException.Reason.INVALID_ARGUMENT,
-                "read length "
-                    + req.getLength()
-                    + " exceeds the limit of "
-                    + CacheEngine.MAX_IO_BYTES
-                    + " bytes (1 MiB) per request");
-          }
           route(req.getVolume());
           return engine
-              .submitRead(req.getVolume(), req.getOffset(), (int) req.getLength(), waits)
+              .submitRead(req.getVolume(), req.getOffset(), req.getLength(), waits)
               .thenApply(
                   data ->
                       ReadResponse.newBuilder()

@@ -14,14 +14,12 @@ import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.util.Time;
 import java.io.IOException;
-import java.lang.reflect.Constructor;
 import java.lang.reflect.Method;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.BitSet;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -289,9 +287,9 @@ class EngineRaceTest {
     Path data = tmp.resolve("data");
     EngineConfig config = EngineConfig.defaults(data, 1L << 20).withSync(true);
     PowerLossKv kv = new PowerLossKv(new RocksKeyValueStorage(data.resolve("index")));
-    CacheFile cacheFile = new CacheFile(data.resolve("cache.slots"), config.cacheSizeBytes());
     BackingStore store = new FileBackingStore(tmp.resolve("shared"));
-    CacheEngine e1 = construct(config, kv, cacheFile, store);
+    CacheEngine e1 = construct(config, kv, store);
+    CacheFile cacheFile = e1.cacheFile;
     e1.start();
     e1.createVolume("v", 1L << 20, CacheMode.WRITE_THROUGH, 0);
     e1.write("v", 0, buf(pattern(1, BLOCK))); // clean cached copy of A
@@ -334,9 +332,9 @@ class EngineRaceTest {
     Path data = tmp.resolve("data");
     EngineConfig config = EngineConfig.defaults(data, 1L << 20).withSync(true);
     PowerLossKv kv = new PowerLossKv(new RocksKeyValueStorage(data.resolve("index")));
-    CacheFile cacheFile = new CacheFile(data.resolve("cache.slots"), config.cacheSizeBytes());
     BackingStore store = new FileBackingStore(tmp.resolve("shared"));
-    CacheEngine e1 = construct(config, kv, cacheFile, store);
+    CacheEngine e1 = construct(config, kv, store);
+    CacheFile cacheFile = e1.cacheFile;
     e1.start();
     e1.createVolume("v", 1L << 20, CacheMode.WRITE_BACK, 0);
     e1.write("v", 0, buf(pattern(1, BLOCK))); // dirty, synced (group commit)
@@ -371,22 +369,24 @@ class EngineRaceTest {
     assertBytes(engine.read("v", 0, BLOCK), pattern(1, BLOCK), "destaged block after power cut");
   }
 
-  static CacheEngine construct(
-      EngineConfig config, KeyValueStorage kv, CacheFile cacheFile, BackingStore store)
-      throws Exception {
-    Constructor<CacheEngine> c =
-        CacheEngine.class.getDeclaredConstructor(
-            EngineConfig.class,
-            Time.class,
-            KeyValueStorage.class,
-            CacheFile.class,
-            BackingStore.class,
-            BitSet.class);
-    c.setAccessible(true);
-    CacheEngine fresh = c.newInstance(config, Time.SYSTEM, kv, cacheFile, store, new BitSet());
-    Method recover = CacheEngine.class.getDeclaredMethod("recover");
-    recover.setAccessible(true);
-    return (CacheEngine) recover.invoke(fresh);
+  /** An engine on {@code kv} as its index (and the real cache file), recovered as at start. */
+  static CacheEngine construct(EngineConfig config, KeyValueStorage kv, BackingStore store)
+      throws IOException {
+    return CacheEngine.open(
+        config,
+        store,
+        Time.SYSTEM,
+        new LocalStorageOpener() {
+          @Override
+          public java.nio.channels.FileChannel openCacheFile(Path path) throws IOException {
+            return LocalStorageOpener.REAL.openCacheFile(path);
+          }
+
+          @Override
+          public KeyValueStorage openIndex(Path dir) {
+            return kv;
+          }
+        });
   }
 
   /**

@@ -83,13 +83,43 @@ final class FaultyBackingStore implements BackingStore {
   }
 
   @Override
-  public boolean exists(String volume) throws IOException {
-    return delegate.exists(volume);
+  public long size(String volume) throws IOException {
+    return delegate.size(volume);
   }
 
   @Override
   public void delete(String volume) throws IOException {
     delegate.delete(volume);
+  }
+
+  @Override
+  public void extend(String volume, long sizeBytes) throws IOException {
+    delegate.extend(volume, sizeBytes);
+  }
+
+  @Override
+  public long maxObjectBytes() throws IOException {
+    return delegate.maxObjectBytes();
+  }
+
+  @Override
+  public String describe(String volume) {
+    return delegate.describe(volume);
+  }
+
+  @Override
+  public void retire(String volume, long volumeId) throws IOException {
+    delegate.retire(volume, volumeId);
+  }
+
+  @Override
+  public void purgeRetired(long volumeId) throws IOException {
+    delegate.purgeRetired(volumeId);
+  }
+
+  @Override
+  public java.util.List<Long> retired() throws IOException {
+    return delegate.retired();
   }
 
   @Override

@@ -81,6 +81,7 @@ public final class ControlPlane implements AutoCloseable {
   private final ScheduledExecutorService leaseExecutor;
   private final ScheduledExecutorService timer;
   private final ExecutorService eventExecutor;
+  private volatile java.util.function.Supplier<String> heartbeatHold = () -> null;
   private final LeaseKeeper leaseKeeper;
   private final LivenessMonitor livenessMonitor;
   private final CompletableFuture<CommandResult> registered = new CompletableFuture<>();
@@ -167,6 +168,10 @@ public final class ControlPlane implements AutoCloseable {
             config.clockSkewMarginMs(),
             () -> {
               faults.hit(FaultPoints.LEASE_HEARTBEAT, config.nodeId());
+              String hold = heartbeatHold.get();
+              if (hold != null) {
+                throw new IllegalStateException("not renewing this node's lease: " + hold);
+              }
               return send(heartbeatClient, heartbeat);
             },
             leaseExecutor);
@@ -404,6 +409,15 @@ public final class ControlPlane implements AutoCloseable {
 
   public ControlPlaneConfig config() {
     return config;
+  }
+
+  /**
+   * Stops renewing this node's lease while {@code reason} answers non-null (e.g. its local flash
+   * failed an fsync): the lease runs out, the node stops serving, and the leader gives its volumes
+   * to replicas as for a dead node.
+   */
+  public void holdHeartbeatsWhile(java.util.function.Supplier<String> reason) {
+    this.heartbeatHold = reason;
   }
 
   public LeaseKeeper leaseKeeper() {

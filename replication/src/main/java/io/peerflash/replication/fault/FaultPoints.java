@@ -35,6 +35,12 @@ public final class FaultPoints {
   public static final String DESTAGE_STORAGE_WRITE = "destage.storage-write";
 
   /** The leader chose a new owner and is about to commit the ChangeOwner. Key: the volume. */
+  /**
+   * A group commit's fsync of the cache file (key: node id); DROP makes it fail as a disk would
+   * (with --sync, where writes fsync).
+   */
+  public static final String LOCAL_FSYNC = "local.fsync";
+
   public static final String FAILOVER_BEFORE_CHANGE_OWNER = "failover.before-change-owner";
 
   /** What an armed point does. */
