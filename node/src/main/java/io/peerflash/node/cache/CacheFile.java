@@ -5,7 +5,6 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 
@@ -52,8 +51,8 @@ public final class CacheFile implements AutoCloseable {
   }
 
   /**
-   * Like {@link #CacheFile(Path, long)}, opening the file with {@code opener}. A new file's name is
-   * made durable (its directory fsynced) along with its preallocated space.
+   * Like {@link #CacheFile(Path, long)}, opening the file with {@code opener}. Its preallocated
+   * space is fsynced; a new file's name becomes durable only once the caller fsyncs its directory.
    */
   public CacheFile(Path path, long sizeBytes, ChannelOpener opener) throws IOException {
     this.path = path;
@@ -67,7 +66,6 @@ public final class CacheFile implements AutoCloseable {
     }
     this.slots = (int) slotCount;
     Directories.createDurably(path.getParent());
-    boolean created = !Files.exists(path);
     this.channel = open();
     long existing = channel.size();
     if (existing < sizeBytes) {
@@ -77,9 +75,6 @@ public final class CacheFile implements AutoCloseable {
         pos += channel.write(zeros, pos);
       }
       channel.force(true);
-    }
-    if (created) {
-      Directories.sync(path.getParent());
     }
   }
 

@@ -19,6 +19,8 @@ import io.peerflash.util.Texts;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
@@ -83,6 +85,7 @@ public final class CacheEngine implements AutoCloseable {
   final EngineStats stats = new EngineStats();
   final LocalDurability durability;
   private final VolumeProvisioner provisioner;
+  private final DirtyShare dirtyShare;
   final Destager destager;
   volatile ReplicationPort replication = ReplicationPort.NONE;
 
@@ -141,6 +144,12 @@ public final class CacheEngine implements AutoCloseable {
             this::onSpaceWait);
     this.backing = backing;
     this.provisioner = new VolumeProvisioner(backing, config.maxVolumes());
+    this.dirtyShare =
+        new DirtyShare(
+            config.volumeDirtyShare(),
+            cacheFile.slots(),
+            config.writeBackpressureTimeoutMs(),
+            time);
     this.committer =
         new GroupCommitter(
             kv, cacheFile, config.syncWrites(), durability, config.dataDir().toString());
@@ -167,11 +176,14 @@ public final class CacheEngine implements AutoCloseable {
             local.openIndex(config.dataDir().resolve("index")), durability);
     CacheFile cacheFile = null;
     try {
-      cacheFile =
-          new CacheFile(
-              config.dataDir().resolve("cache.slots"),
-              config.cacheSizeBytes(),
-              local::openCacheFile);
+      Path cachePath = config.dataDir().resolve("cache.slots");
+      boolean newCacheFile = !Files.exists(cachePath);
+      cacheFile = new CacheFile(cachePath, config.cacheSizeBytes(), local::openCacheFile);
+      if (newCacheFile) {
+        // A new file's name is durable only once its directory is: after a power cut the
+        // index (also in this directory) could otherwise point into a cache file that is gone.
+        local.syncDirectory(config.dataDir());
+      }
       CacheEngine engine =
           new CacheEngine(config, time, kv, cacheFile, backing, new BitSet(), durability);
       CacheEngine recovered = engine.recover();
@@ -263,6 +275,7 @@ public final class CacheEngine implements AutoCloseable {
           dirtyBlocks++;
           if (!e.isZero()) {
             engine.dirtySlots.incrementAndGet();
+            v.dirtySlots.incrementAndGet();
             if (!engine.checksumMatches(e)) {
               v.corruptBlocks.add(block);
               v.dirty.add(e.seq(), block);
@@ -628,7 +641,7 @@ public final class CacheEngine implements AutoCloseable {
         BlockEntry e = v.blocks.remove(me.getKey());
         if (e != null && !e.isZero()) {
           if (e.dirty()) {
-            dirtyDropped();
+            dirtyDropped(v);
           }
           evictor.release(e.slot());
           slots.free(e.slot());
@@ -938,7 +951,15 @@ public final class CacheEngine implements AutoCloseable {
     // 1. Reserve slots before locking blocks: a writer waiting for space must not hold locks the
     //    destager needs to make space.
     int needed = data != null ? count : range.partialBlocks();
-    int[] newSlots = mayWait ? reserveSlots(needed, true) : space.reserveNow(needed);
+    // Within the volume's share first, outside the queue for free slots: a volume held at its
+    // share must not hold back the other volumes' writers.
+    if (!dirtyShare.admits(v, needed)) {
+      if (!mayWait) {
+        return null;
+      }
+      dirtyShare.await(v, needed);
+    }
+    int[] newSlots = mayWait ? reserveSlots(v, needed) : space.reserveNow(needed);
     if (newSlots == null) {
       return null;
     }
@@ -1377,6 +1398,7 @@ public final class CacheEngine implements AutoCloseable {
       v.dirty.add(fresh.seq(), block);
       if (!fresh.isZero()) {
         dirtySlots.incrementAndGet();
+        v.dirtySlots.incrementAndGet();
       }
     }
     if (!fresh.isZero()) {
@@ -1402,7 +1424,7 @@ public final class CacheEngine implements AutoCloseable {
       BlockEntry clean = e.asClean();
       v.blocks.put(block, clean);
       index.put(batch, v.id(), block, clean);
-      dirtyDropped();
+      dirtyDropped(v);
       evictor.markClean(e.slot());
     }
     v.locks.bump(block);
@@ -1422,7 +1444,7 @@ public final class CacheEngine implements AutoCloseable {
     if (old.dirty()) {
       v.dirty.remove(old.seq());
       if (!old.isZero()) {
-        dirtyDropped();
+        dirtyDropped(v);
       }
     }
     if (!old.isZero()) {
@@ -1464,6 +1486,20 @@ public final class CacheEngine implements AutoCloseable {
    * backpressure timeout for the destager to clean blocks, then fails with RESOURCE_EXHAUSTED;
    * otherwise returns null at once when there is no space.
    */
+  /** Takes {@code n} slots for a write of {@code v}, waiting as {@link #reserveSlots} does. */
+  private int[] reserveSlots(CachedVolume v, int n) throws CacheException {
+    int[] now = space.reserveNow(n);
+    if (now != null) {
+      return now;
+    }
+    dirtyShare.enterSpaceWait(v);
+    try {
+      return reserveSlots(n, true);
+    } finally {
+      dirtyShare.exitSpaceWait(v);
+    }
+  }
+
   int[] reserveSlots(int n, boolean wait) throws CacheException {
     if (!wait) {
       return space.tryReserve(n);
@@ -1513,8 +1549,10 @@ public final class CacheEngine implements AutoCloseable {
   }
 
   /** Slots that hold dirty data no longer: space the throttle may hand out again. */
-  private void dirtyDropped() {
+  private void dirtyDropped(CachedVolume v) {
     dirtySlots.decrementAndGet();
+    v.dirtySlots.decrementAndGet();
+    dirtyShare.signal();
     space.reclaimed(1);
   }
 
@@ -1868,7 +1906,13 @@ public final class CacheEngine implements AutoCloseable {
             Reason.FAILED_PRECONDITION,
             "volume '" + name + "' is owned by this node; it takes no replica copies");
       }
-      int[] newSlots = reserveSlots(needed, mayWait);
+      if (!dirtyShare.admits(v, needed)) {
+        if (!mayWait) {
+          return false;
+        }
+        dirtyShare.await(v, needed);
+      }
+      int[] newSlots = mayWait ? reserveSlots(v, needed) : reserveSlots(needed, false);
       if (newSlots == null) {
         return false;
       }

@@ -18,6 +18,13 @@ final class CachedVolume {
   final DirtyBlockIndex dirty = new DirtyBlockIndex();
   final AtomicLong nextSeq;
 
+  /** Slots holding this volume's dirty data ({@link DirtyShare}). */
+  final AtomicLong dirtySlots = new AtomicLong();
+
+  /** This volume's writers queued for free slots now ({@link DirtyShare}). */
+  final java.util.concurrent.atomic.AtomicInteger waitingForSpace =
+      new java.util.concurrent.atomic.AtomicInteger();
+
   /** I/O takes it shared; delete and policy barriers take it exclusively. */
   final ReentrantReadWriteLock gate = new ReentrantReadWriteLock();
 

@@ -3,6 +3,7 @@ package io.peerflash.node.engine;
 import io.peerflash.node.cache.CacheFile;
 import io.peerflash.node.index.KeyValueStorage;
 import io.peerflash.node.index.RocksKeyValueStorage;
+import io.peerflash.util.Directories;
 import java.io.IOException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
@@ -15,6 +16,11 @@ public interface LocalStorageOpener {
   FileChannel openCacheFile(Path path) throws IOException;
 
   KeyValueStorage openIndex(Path dir) throws IOException;
+
+  /** Makes the names in {@code dir} durable (fsync of the directory). */
+  default void syncDirectory(Path dir) throws IOException {
+    Directories.sync(dir);
+  }
 
   /** The cache file on the file system and the index in RocksDB. */
   LocalStorageOpener REAL =
