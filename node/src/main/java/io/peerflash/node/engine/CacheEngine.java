@@ -150,9 +150,7 @@ public final class CacheEngine implements AutoCloseable {
             cacheFile.slots(),
             config.writeBackpressureTimeoutMs(),
             time);
-    this.committer =
-        new GroupCommitter(
-            kv, cacheFile, config.syncWrites(), durability, config.dataDir().toString());
+    this.committer = new GroupCommitter(kv, cacheFile, config.syncWrites(), durability);
     this.destager = new Destager(this);
   }
 

@@ -34,7 +34,6 @@ final class GroupCommitter {
   private final CacheFile cacheFile;
   private final boolean sync;
   private final LocalDurability durability;
-  private final String nodeId;
   volatile FaultPoints faults = new FaultPoints();
   private final ReentrantLock lock = new ReentrantLock();
   private final Condition committed = lock.newCondition();
@@ -47,16 +46,11 @@ final class GroupCommitter {
    * @param kv the index, checked by {@code durability} (a failed synced write is recorded there)
    */
   GroupCommitter(
-      KeyValueStorage kv,
-      CacheFile cacheFile,
-      boolean sync,
-      LocalDurability durability,
-      String nodeId) {
+      KeyValueStorage kv, CacheFile cacheFile, boolean sync, LocalDurability durability) {
     this.kv = kv;
     this.cacheFile = cacheFile;
     this.sync = sync;
     this.durability = durability;
-    this.nodeId = nodeId;
   }
 
   /**
@@ -67,7 +61,7 @@ final class GroupCommitter {
   private void forceCacheFile() throws IOException {
     try {
       try {
-        faults.hit(FaultPoints.LOCAL_FSYNC, nodeId);
+        faults.hit(FaultPoints.LOCAL_FSYNC, "cache.slots");
       } catch (FaultPoints.Dropped e) {
         throw new IOException("fsync failed: " + e.getMessage() + " (injected)");
       }

@@ -36,8 +36,8 @@ public final class FaultPoints {
 
   /** The leader chose a new owner and is about to commit the ChangeOwner. Key: the volume. */
   /**
-   * A group commit's fsync of the cache file (key: node id); DROP makes it fail as a disk would
-   * (with --sync, where writes fsync).
+   * A group commit's fsync of the cache file (key: "cache.slots"; each node has its own fault
+   * points); DROP makes it fail as a disk would (with --sync, where writes fsync).
    */
   public static final String LOCAL_FSYNC = "local.fsync";
 
