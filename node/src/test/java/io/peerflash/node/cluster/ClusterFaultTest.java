@@ -309,6 +309,35 @@ class ClusterFaultTest {
   }
 
   @Test
+  void anOwnerWhoseFlashFailsAnFsyncStopsAndAReplicaTakesOver() throws Exception {
+    start(3, Map.of("sync", "true"));
+    String leader = cluster.node("n1").cluster().controlPlane().leaderId().orElseThrow();
+    String owner = leader.equals("n1") ? "n2" : "n1";
+    try (PeerFlashClient c = cluster.client(owner)) {
+      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+    }
+    try (RetryingWriter w =
+        new RetryingWriter(cluster.client(), "vm1", VOLUME, 8, 30_000).start()) {
+      w.awaitMore(100, 30);
+      // Every fsync of the owner's cache file fails from now on, as a failing disk's would.
+      cluster.node(owner).faults().arm(FaultPoints.LOCAL_FSYNC, "*", Action.DROP);
+      await(
+          () -> cluster.node(owner).engine().localFailure() != null,
+          30,
+          "a write to meet the failing fsync");
+      // It acknowledges nothing more and stops renewing its lease: the replica takes over.
+      await(() -> !ownerOf("vm1").equals(owner), 30, "failover away from the failed owner");
+      w.awaitMore(100, 30);
+      w.close();
+      assertServes("vm1", w.model);
+      assertFlushedToStorage("vm1", w.model);
+    }
+    try (PeerFlashClient c = cluster.client(owner)) {
+      assertThat(c.status().getLocalFlashFailure()).contains("fsync of the cache file");
+    }
+  }
+
+  @Test
   void slowLinkShowsAsLagAndALinkPastTheAckTimeoutLosesItsReplica() throws Exception {
     start(3, Map.of());
     byte[] model = new byte[(int) VOLUME];
