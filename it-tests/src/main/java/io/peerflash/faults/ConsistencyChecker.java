@@ -162,14 +162,15 @@ public final class ConsistencyChecker {
         worstFailover = failover < 0 || worstFailover < 0 ? -1 : Math.max(worstFailover, failover);
         details.add(
             String.format(
-                "  volume %s: %d KiB, writes acknowledged %d (%d multi-block), maybe applied %d,"
-                    + " writes in all %d, reads checked %d (failed %d), final read saw %d distinct"
+                "  volume %s: %d KiB, writes acknowledged %d (%d multi-block), maybe applied %d (%d"
+                    + " of them seen by a read), writes in all %d, reads checked %d (failed %d), final read saw %d distinct"
                     + " writes, failover %d ms",
                 volume,
                 volumeBytes / 1024,
                 v.acknowledged(),
                 v.acknowledgedMultiBlock(),
                 v.maybeApplied(),
+                model.failedButSeen(),
                 model.writes(),
                 v.reads(),
                 v.failedReads(),

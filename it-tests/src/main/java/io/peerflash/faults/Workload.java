@@ -58,6 +58,7 @@ public final class Workload implements AutoCloseable {
     private final BlockCodec codec;
     private final WriteModel model;
     private final PeerFlashClient writeClient;
+    private final PeerFlashClient failFastWriteClient;
     private final ConcurrentLinkedQueue<Long> ackTimes = new ConcurrentLinkedQueue<>();
     private final LongAdder acked = new LongAdder();
     private final LongAdder ackedMultiBlock = new LongAdder();
@@ -75,6 +76,14 @@ public final class Workload implements AutoCloseable {
       this.model = new WriteModel(codec, blocks, originNanos);
       // Each call may take a 5 s attempt per node plus the client's retry budget.
       this.writeClient = cluster.newClient(Duration.ofSeconds(20));
+      // Tries each node once, then fails: its writes end maybe applied during a failover instead
+      // of riding it out, so the model holds failed writes that the cluster may or may not have.
+      this.failFastWriteClient =
+          PeerFlashClient.builder()
+              .target(cluster.targets())
+              .deadline(Duration.ofSeconds(20))
+              .retryBudget(Duration.ZERO)
+              .build();
       if (blocks / options.writers() < options.maxBlocksPerWrite()) {
         throw new IllegalArgumentException(
             "volume " + name + " too small for " + options.writers() + " writers");
@@ -156,6 +165,7 @@ public final class Workload implements AutoCloseable {
     }
 
     private void writeLoop(int writer, long firstBlock, long range) {
+      PeerFlashClient client = writer % 2 == 0 ? writeClient : failFastWriteClient;
       SplittableRandom rnd = new SplittableRandom(1000 + 31L * name.hashCode() + writer);
       long retryFirst = -1;
       int retryCount = 0;
@@ -178,7 +188,7 @@ public final class Workload implements AutoCloseable {
         long t0 = System.nanoTime();
         boolean done = false;
         try {
-          writeClient.write(name, first * BLOCK, data);
+          client.write(name, first * BLOCK, data);
           done = true;
         } catch (PeerFlashException e) {
           error(e.code().name(), e);
@@ -327,7 +337,10 @@ public final class Workload implements AutoCloseable {
   @Override
   public void close() {
     stop();
-    volumes.forEach(v -> v.writeClient.close());
+    for (VolumeLoad v : volumes) {
+      v.writeClient.close();
+      v.failFastWriteClient.close();
+    }
     readClients.forEach(PeerFlashClient::close);
   }
 

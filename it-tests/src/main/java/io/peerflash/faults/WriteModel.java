@@ -209,6 +209,13 @@ public final class WriteModel {
     return ids.get();
   }
 
+  /** Failed (maybe applied) writes that some read returned: they were applied after all. */
+  public long failedButSeen() {
+    return writes.values().stream()
+        .filter(w -> w.outcome == Outcome.FAILED && w.firstSeenNanos != Long.MIN_VALUE)
+        .count();
+  }
+
   /** Writes seen torn by any read so far. */
   public Set<Long> tornWrites() {
     return Set.copyOf(tornWrites);
