@@ -6,12 +6,13 @@ import java.util.zip.CRC32C;
 
 /**
  * Self-describing 4 KiB blocks: each written block says which volume and block it was written to,
- * by which write (a sequence number unique in the workload), and carries a checksum over all of it,
- * so a read can tell exactly which write it returns, or that it returns data never written.
+ * by which write (its id, unique in the volume's {@link WriteModel}; every block of a multi-block
+ * write carries the same one) and writer, and carries a checksum over all of it, so a read can tell
+ * exactly which write it returns, or that it returns data never written.
  *
- * <p>Layout: magic (4 bytes), volume tag (4), block number (8), write sequence (8), writer (4),
- * CRC32C of the whole block with this field zero (4), then bytes drawn from a generator seeded by
- * (volume tag, block, sequence).
+ * <p>Layout: magic (4 bytes), volume tag (4), block number (8), write id (8), writer (4), CRC32C of
+ * the whole block with this field zero (4), then bytes drawn from a generator seeded by (volume
+ * tag, block, sequence).
  */
 public final class BlockCodec {
   public static final int BLOCK = 4096;

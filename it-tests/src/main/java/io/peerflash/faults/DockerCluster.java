@@ -415,6 +415,13 @@ public final class DockerCluster implements AutoCloseable {
     return PeerFlashClient.builder().target(targets()).deadline(deadline).build();
   }
 
+  /**
+   * A new client given only {@code n}'s address (it still follows redirects); the caller closes it.
+   */
+  public PeerFlashClient newClient(Node n, Duration deadline) {
+    return PeerFlashClient.builder().target(n.target()).deadline(deadline).build();
+  }
+
   /** A shared client for control calls (status, volume queries), closed with the cluster. */
   public synchronized PeerFlashClient client() {
     if (client == null) {

@@ -19,95 +19,292 @@ import java.util.concurrent.atomic.LongAccumulator;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
- * The workload driver: writer threads write self-describing blocks ({@link BlockCodec}) through the
- * Java client and record which writes were acknowledged; a reader thread reads random ranges while
- * the faults happen and checks every block it gets against what was acknowledged before the read
- * began.
+ * The workload driver: on each of several volumes at once, writer threads write self-describing
+ * blocks ({@link BlockCodec}) through the Java client, and reader threads, each with a client of
+ * its own, read random ranges while the faults happen; every read is judged by the volume's {@link
+ * WriteModel}.
  *
- * <p>The model: each writer owns a disjoint range of blocks and has one write in flight, so the
- * writes to a block are totally ordered by their sequence numbers. Before a write is sent, its
- * sequence and blocks are recorded as attempted; once it is acknowledged, it becomes the block's
- * last acknowledged write. A write that fails is sent again with the same bytes until it is
- * acknowledged (a block device write is idempotent), or left uncertain when the workload stops. A
- * read of a block is then correct only if it returns the block's last acknowledged write (as of the
- * read's start) or a later attempted one; an older write is a <b>stale read</b> (an acknowledged
- * write is missing), anything else is data <b>never written</b>.
+ * <p>Each writer owns a disjoint range of its volume's blocks and has one write in flight, so the
+ * writes of a block are ordered in real time and by id. Half of the writes are of one block, half
+ * of 2 to {@code maxBlocksPerWrite} adjacent blocks, every block carrying the write's id. A write
+ * is recorded before it is sent and, once its call returns, as acknowledged or failed. A failed
+ * write is never resent with the same bytes: it stays in the model as maybe applied, and the
+ * writer's next write (after a failure: the same blocks or fresh ones, at random) has a new id; so
+ * if the failed write was applied in part, nothing identical covers up the part that is missing,
+ * and if it surfaces after a later write of the same blocks was acknowledged, the read is stale.
  */
 public final class Workload implements AutoCloseable {
-  /** Shape of the load. */
+  /** Shape of the load, per volume. */
   public record Options(
-      int writers, int maxBlocksPerWrite, long writePauseMs, boolean reader, long readPauseMs) {
+      int writers,
+      int maxBlocksPerWrite,
+      long writePauseMs,
+      int readers,
+      int maxBlocksPerRead,
+      long readPauseMs) {
     public static Options defaults() {
-      return new Options(3, 4, 5, true, 20);
+      return new Options(2, 16, 5, 2, 24, 40);
     }
 
     public Options withWritePause(long ms) {
-      return new Options(writers, maxBlocksPerWrite, ms, reader, readPauseMs);
+      return new Options(writers, maxBlocksPerWrite, ms, readers, maxBlocksPerRead, readPauseMs);
     }
   }
 
-  private final PeerFlashClient writeClient;
-  private final PeerFlashClient readClient;
-  private final String volume;
-  private final long blocks;
+  /** One volume under load: its model and what its threads saw. */
+  public final class VolumeLoad {
+    private final String name;
+    private final long blocks;
+    private final BlockCodec codec;
+    private final WriteModel model;
+    private final PeerFlashClient writeClient;
+    private final PeerFlashClient failFastWriteClient;
+    private final ConcurrentLinkedQueue<Long> ackTimes = new ConcurrentLinkedQueue<>();
+    private final LongAdder acked = new LongAdder();
+    private final LongAdder ackedMultiBlock = new LongAdder();
+    private final LongAdder failed = new LongAdder();
+    private final LongAdder reads = new LongAdder();
+    private final LongAdder failedReads = new LongAdder();
+    private final LongAdder staleReads = new LongAdder();
+    private final LongAdder timeTravelReads = new LongAdder();
+    private final LongAdder neverWrittenReads = new LongAdder();
+
+    private VolumeLoad(String name, long bytes, long originNanos) {
+      this.name = name;
+      this.blocks = bytes / BLOCK;
+      this.codec = new BlockCodec(name);
+      this.model = new WriteModel(codec, blocks, originNanos);
+      // Each call may take a 5 s attempt per node plus the client's retry budget.
+      this.writeClient = cluster.newClient(Duration.ofSeconds(20));
+      // Tries each node once, then fails: its writes end maybe applied during a failover instead
+      // of riding it out, so the model holds failed writes that the cluster may or may not have.
+      this.failFastWriteClient =
+          PeerFlashClient.builder()
+              .target(cluster.targets())
+              .deadline(Duration.ofSeconds(20))
+              .retryBudget(Duration.ZERO)
+              .build();
+      if (blocks / options.writers() < options.maxBlocksPerWrite()) {
+        throw new IllegalArgumentException(
+            "volume " + name + " too small for " + options.writers() + " writers");
+      }
+    }
+
+    public String name() {
+      return name;
+    }
+
+    public long blocks() {
+      return blocks;
+    }
+
+    public BlockCodec codec() {
+      return codec;
+    }
+
+    public WriteModel model() {
+      return model;
+    }
+
+    public long acknowledged() {
+      return acked.sum();
+    }
+
+    /** Acknowledged writes of more than one block. */
+    public long acknowledgedMultiBlock() {
+      return ackedMultiBlock.sum();
+    }
+
+    /** Writes whose call failed: maybe applied. */
+    public long maybeApplied() {
+      return failed.sum();
+    }
+
+    public long reads() {
+      return reads.sum();
+    }
+
+    public long failedReads() {
+      return failedReads.sum();
+    }
+
+    public long staleReads() {
+      return staleReads.sum();
+    }
+
+    public long timeTravelReads() {
+      return timeTravelReads.sum();
+    }
+
+    public long neverWrittenReads() {
+      return neverWrittenReads.sum();
+    }
+
+    /** Acknowledged writes after {@code nanoTime}. */
+    public long acknowledgedSince(long nanoTime) {
+      return ackTimes.stream().filter(t -> t > nanoTime).count();
+    }
+
+    /**
+     * The longest time without any acknowledged write, counted from {@code fromNanos} (the fault)
+     * until the last acknowledgement; -1 if no write was acknowledged after it.
+     */
+    public long longestStallMsSince(long fromNanos) {
+      List<Long> times = new ArrayList<>(ackTimes);
+      Collections.sort(times);
+      long prev = fromNanos;
+      long longest = -1;
+      for (long t : times) {
+        if (t <= fromNanos) {
+          continue;
+        }
+        longest = Math.max(longest, t - prev);
+        prev = t;
+      }
+      return longest < 0 ? -1 : TimeUnit.NANOSECONDS.toMillis(longest);
+    }
+
+    private void writeLoop(int writer, long firstBlock, long range) {
+      PeerFlashClient client = writer % 2 == 0 ? writeClient : failFastWriteClient;
+      SplittableRandom rnd = new SplittableRandom(1000 + 31L * name.hashCode() + writer);
+      long retryFirst = -1;
+      int retryCount = 0;
+      while (!stop.get()) {
+        long first;
+        int n;
+        if (retryFirst >= 0 && rnd.nextBoolean()) {
+          first = retryFirst; // the failed write's blocks again, with new content
+          n = retryCount;
+        } else {
+          n = rnd.nextBoolean() ? 1 : 2 + rnd.nextInt(options.maxBlocksPerWrite() - 1);
+          first = firstBlock + rnd.nextLong(range - n + 1);
+        }
+        retryFirst = -1;
+        WriteModel.Write w = model.begin(first, n, writer, System.nanoTime());
+        byte[] data = new byte[n * BLOCK];
+        for (int i = 0; i < n; i++) {
+          codec.encode(first + i, w.id(), writer, data, i * BLOCK);
+        }
+        long t0 = System.nanoTime();
+        boolean done = false;
+        try {
+          client.write(name, first * BLOCK, data);
+          done = true;
+        } catch (PeerFlashException e) {
+          error(e.code().name(), e);
+        } catch (RuntimeException e) {
+          error(e.getClass().getSimpleName(), e);
+        }
+        long now = System.nanoTime();
+        longestWriteCallNanos.accumulate(now - t0);
+        if (done) {
+          model.acknowledged(w, now);
+          acked.increment();
+          if (n > 1) {
+            ackedMultiBlock.increment();
+          }
+          ackTimes.add(now);
+          allAckTimes.add(now);
+          if (options.writePauseMs() > 0) {
+            DockerCluster.sleep(options.writePauseMs());
+          }
+        } else {
+          model.failed(w, now);
+          failed.increment();
+          retryFirst = first;
+          retryCount = n;
+          DockerCluster.sleep(100);
+        }
+      }
+    }
+
+    private void readLoop(int reader, PeerFlashClient client) {
+      SplittableRandom rnd = new SplittableRandom(7 + 31L * name.hashCode() + reader);
+      while (!stop.get()) {
+        int n = 1 + rnd.nextInt(options.maxBlocksPerRead());
+        long first = rnd.nextLong(blocks - n + 1);
+        WriteModel.ReadStart start = model.startRead(first, n, System.nanoTime());
+        byte[] got;
+        try {
+          got = client.read(name, first * BLOCK, n * BLOCK);
+        } catch (RuntimeException e) {
+          failedReads.increment();
+          DockerCluster.sleep(100);
+          continue;
+        }
+        reads.increment();
+        WriteModel.ReadCheck c = model.check(start, got, System.nanoTime());
+        staleReads.add(c.count(WriteModel.Verdict.STALE));
+        timeTravelReads.add(c.count(WriteModel.Verdict.TIME_TRAVEL));
+        neverWrittenReads.add(c.count(WriteModel.Verdict.NEVER_WRITTEN));
+        for (WriteModel.Finding f : c.findings()) {
+          problem("read by reader " + reader + " during the workload", f);
+        }
+        if (options.readPauseMs() > 0) {
+          DockerCluster.sleep(options.readPauseMs());
+        }
+      }
+    }
+
+    void problem(String what, WriteModel.Finding f) {
+      if (problems.size() < 40) {
+        problems.add(f.verdict() + " (" + what + ") on volume " + name + ", " + f.description());
+      }
+    }
+  }
+
+  private final DockerCluster cluster;
   private final Options options;
-  private final BlockCodec codec;
-  private final WriteModel model;
+  private final List<VolumeLoad> volumes = new ArrayList<>();
+  private final List<PeerFlashClient> readClients = new ArrayList<>();
   private final AtomicBoolean stop = new AtomicBoolean();
   private final List<Thread> threads = new ArrayList<>();
-  private final ConcurrentLinkedQueue<Long> ackTimes = new ConcurrentLinkedQueue<>();
-  private final LongAdder acked = new LongAdder();
-  private final LongAdder failedAttempts = new LongAdder();
-  private final LongAdder uncertain = new LongAdder();
+  private final ConcurrentLinkedQueue<Long> allAckTimes = new ConcurrentLinkedQueue<>();
   private final Map<String, LongAdder> errors = new ConcurrentHashMap<>();
   private final LongAccumulator longestWriteCallNanos = new LongAccumulator(Math::max, 0);
-  private final LongAdder reads = new LongAdder();
-  private final LongAdder failedReads = new LongAdder();
-  private final LongAdder staleReads = new LongAdder();
-  private final LongAdder neverWrittenReads = new LongAdder();
   private final List<String> problems = Collections.synchronizedList(new ArrayList<>());
   private final List<String> errorSamples = Collections.synchronizedList(new ArrayList<>());
   private final List<Throwable> crashes = Collections.synchronizedList(new ArrayList<>());
 
-  public Workload(DockerCluster cluster, String volume, long volumeBytes, Options options) {
-    this.volume = volume;
-    this.blocks = volumeBytes / BLOCK;
+  /**
+   * A load on the volumes named, with their sizes in bytes (the first is the one faults target).
+   */
+  public Workload(DockerCluster cluster, Map<String, Long> volumeBytes, Options options) {
+    this.cluster = cluster;
     this.options = options;
-    this.codec = new BlockCodec(volume);
-    this.model = new WriteModel(codec, blocks);
-    // Each call may take a 5 s attempt per node plus the client's retry budget.
-    this.writeClient = cluster.newClient(Duration.ofSeconds(20));
-    this.readClient = cluster.newClient(Duration.ofSeconds(20));
-    if (blocks / options.writers() < options.maxBlocksPerWrite()) {
-      throw new IllegalArgumentException("volume too small for " + options.writers() + " writers");
-    }
+    long origin = System.nanoTime();
+    volumeBytes.forEach((name, bytes) -> volumes.add(new VolumeLoad(name, bytes, origin)));
   }
 
-  public BlockCodec codec() {
-    return codec;
+  public List<VolumeLoad> volumes() {
+    return List.copyOf(volumes);
   }
 
-  public String volume() {
-    return volume;
+  /** The first volume: the one the scenario's faults aim at. */
+  public VolumeLoad primary() {
+    return volumes.get(0);
   }
 
-  public long blocks() {
-    return blocks;
-  }
-
-  /** Starts the writers (and the reader). */
+  /** Starts the writers and readers of every volume. */
   public Workload start() {
-    long perWriter = blocks / options.writers();
-    for (int w = 0; w < options.writers(); w++) {
-      final int writer = w;
-      Thread t =
-          new Thread(
-              () -> guarded(() -> writeLoop(writer, writer * perWriter, perWriter)),
-              "workload-writer-" + w);
-      threads.add(t);
-    }
-    if (options.reader()) {
-      threads.add(new Thread(() -> guarded(this::readLoop), "workload-reader"));
+    for (VolumeLoad v : volumes) {
+      long perWriter = v.blocks / options.writers();
+      for (int w = 0; w < options.writers(); w++) {
+        final int writer = w;
+        threads.add(
+            new Thread(
+                () -> guarded(() -> v.writeLoop(writer, writer * perWriter, perWriter)),
+                "workload-" + v.name + "-writer-" + w));
+      }
+      for (int r = 0; r < options.readers(); r++) {
+        final int reader = r;
+        // A client per reader: the time-travel rule spans clients, whose routing can differ.
+        PeerFlashClient c = cluster.newClient(Duration.ofSeconds(20));
+        readClients.add(c);
+        threads.add(
+            new Thread(
+                () -> guarded(() -> v.readLoop(reader, c)), "workload-" + v.name + "-reader-" + r));
+      }
     }
     threads.forEach(Thread::start);
     return this;
@@ -121,99 +318,7 @@ public final class Workload implements AutoCloseable {
     }
   }
 
-  private void writeLoop(int writer, long firstBlock, long range) {
-    SplittableRandom rnd = new SplittableRandom(1000 + writer);
-    while (!stop.get()) {
-      int n = 1 + rnd.nextInt(options.maxBlocksPerWrite());
-      long first = firstBlock + rnd.nextLong(range - n + 1);
-      long seq = model.attempt(first, n);
-      byte[] data = new byte[n * BLOCK];
-      for (int i = 0; i < n; i++) {
-        codec.encode(first + i, seq, writer, data, i * BLOCK);
-      }
-      boolean done = false;
-      while (!done) {
-        long t0 = System.nanoTime();
-        try {
-          writeClient.write(volume, first * BLOCK, data);
-          done = true;
-        } catch (PeerFlashException e) {
-          failedAttempts.increment();
-          error(e.code().name(), e);
-        } catch (RuntimeException e) {
-          failedAttempts.increment();
-          error(e.getClass().getSimpleName(), e);
-        }
-        long now = System.nanoTime();
-        longestWriteCallNanos.accumulate(now - t0);
-        if (done) {
-          model.acknowledged(seq);
-          acked.increment();
-          ackTimes.add(now);
-        } else if (stop.get()) {
-          uncertain.increment();
-          return;
-        } else {
-          DockerCluster.sleep(100);
-        }
-      }
-      if (options.writePauseMs() > 0) {
-        DockerCluster.sleep(options.writePauseMs());
-      }
-    }
-  }
-
-  private void readLoop() {
-    SplittableRandom rnd = new SplittableRandom(7);
-    while (!stop.get()) {
-      int n = 1 + rnd.nextInt(8);
-      long first = rnd.nextLong(blocks - n + 1);
-      long[] before = new long[n];
-      for (int i = 0; i < n; i++) {
-        before[i] = model.lastAcked(first + i);
-      }
-      byte[] got;
-      try {
-        got = readClient.read(volume, first * BLOCK, n * BLOCK);
-      } catch (RuntimeException e) {
-        failedReads.increment();
-        DockerCluster.sleep(100);
-        continue;
-      }
-      reads.increment();
-      for (int i = 0; i < n; i++) {
-        switch (model.judge(first + i, before[i], got, i * BLOCK)) {
-          case STALE -> {
-            staleReads.increment();
-            problem("stale read during the workload", first + i, before[i], got, i * BLOCK);
-          }
-          case NEVER_WRITTEN -> {
-            neverWrittenReads.increment();
-            problem("read of data never written", first + i, before[i], got, i * BLOCK);
-          }
-          case OK -> {}
-        }
-      }
-      if (options.readPauseMs() > 0) {
-        DockerCluster.sleep(options.readPauseMs());
-      }
-    }
-  }
-
-  void problem(String what, long block, long acked, byte[] data, int at) {
-    if (problems.size() < 20) {
-      problems.add(
-          what
-              + ": block "
-              + block
-              + ", last acknowledged write "
-              + acked
-              + ", got "
-              + codec.decode(block, data, at));
-    }
-  }
-
-  /** Stops the writers and the reader and waits for them. */
+  /** Stops the writers and the readers and waits for them. */
   public void stop() {
     stop.set(true);
     for (Thread t : threads) {
@@ -232,12 +337,11 @@ public final class Workload implements AutoCloseable {
   @Override
   public void close() {
     stop();
-    writeClient.close();
-    readClient.close();
-  }
-
-  public WriteModel model() {
-    return model;
+    for (VolumeLoad v : volumes) {
+      v.writeClient.close();
+      v.failFastWriteClient.close();
+    }
+    readClients.forEach(PeerFlashClient::close);
   }
 
   private void error(String code, Exception e) {
@@ -254,44 +358,16 @@ public final class Workload implements AutoCloseable {
     }
   }
 
-  public long acknowledged() {
-    return acked.sum();
-  }
-
-  /** Acknowledged writes after {@code nanoTime}. */
+  /** Acknowledged writes on every volume after {@code nanoTime}. */
   public long acknowledgedSince(long nanoTime) {
-    return ackTimes.stream().filter(t -> t > nanoTime).count();
-  }
-
-  public long failedAttempts() {
-    return failedAttempts.sum();
-  }
-
-  public long uncertain() {
-    return uncertain.sum();
-  }
-
-  public long reads() {
-    return reads.sum();
-  }
-
-  public long failedReads() {
-    return failedReads.sum();
-  }
-
-  public long staleReads() {
-    return staleReads.sum();
-  }
-
-  public long neverWrittenReads() {
-    return neverWrittenReads.sum();
+    return allAckTimes.stream().filter(t -> t > nanoTime).count();
   }
 
   public long longestWriteCallMs() {
     return TimeUnit.NANOSECONDS.toMillis(longestWriteCallNanos.get());
   }
 
-  /** Failed write attempts by status code. */
+  /** Failed write calls by status code, over every volume. */
   public Map<String, Long> errors() {
     Map<String, Long> m = new TreeMap<>();
     errors.forEach((k, v) -> m.put(k, v.sum()));
@@ -309,24 +385,5 @@ public final class Workload implements AutoCloseable {
     synchronized (crashes) {
       return List.copyOf(crashes);
     }
-  }
-
-  /**
-   * The longest time without any acknowledged write, counted from {@code fromNanos} (the fault)
-   * until the last acknowledgement; -1 if no write was acknowledged after it.
-   */
-  public long longestStallMsSince(long fromNanos) {
-    List<Long> times = new ArrayList<>(ackTimes);
-    Collections.sort(times);
-    long prev = fromNanos;
-    long longest = -1;
-    for (long t : times) {
-      if (t <= fromNanos) {
-        continue;
-      }
-      longest = Math.max(longest, t - prev);
-      prev = t;
-    }
-    return longest < 0 ? -1 : TimeUnit.NANOSECONDS.toMillis(longest);
   }
 }

@@ -12,7 +12,10 @@ import io.peerflash.proto.v1.ClusterVolume;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumeState;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
@@ -24,9 +27,11 @@ import org.junit.jupiter.api.TestMethodOrder;
 
 /**
  * Real faults against real PeerFlash clusters in Docker containers, with writes running through
- * every fault. After the faults heal, {@link ConsistencyChecker} checks that no acknowledged write
- * was lost, no read was stale or returned data never written, and that shared storage equals the
- * model byte for byte after Flush; each scenario prints one summary line (also collected in {@code
+ * every fault on three volumes at once, owned by different nodes at the start (the faults aim at
+ * the first one's owner). After the faults heal, {@link ConsistencyChecker} checks every volume: no
+ * acknowledged write lost, no multi-block write seen in part, no read stale, gone back in time or
+ * returning data never written, and shared storage equal to the model byte for byte after Flush;
+ * each scenario prints one summary line (also collected in {@code
  * it-tests/target/fault-summary.txt}).
  */
 @Tag("container")
@@ -34,6 +39,11 @@ import org.junit.jupiter.api.TestMethodOrder;
 class FaultInjectionIT {
   private static final long MIB = 1 << 20;
   private static final String VOLUME = "vm";
+
+  /**
+   * Written alongside {@link #VOLUME}, created through the second and third node (their owners).
+   */
+  private static final List<String> OTHER_VOLUMES = List.of("vm-b", "vm-c");
 
   private DockerCluster cluster;
 
@@ -76,7 +86,7 @@ class FaultInjectionIT {
     long faultAt = System.nanoTime();
     cluster.kill(replica);
     runFor(6);
-    assertThat(w.acknowledgedSince(faultAt))
+    assertThat(w.primary().acknowledgedSince(faultAt))
         .as("writes acknowledged with the peer dead")
         .isPositive();
     cluster.restart(replica);
@@ -144,7 +154,7 @@ class FaultInjectionIT {
     cluster.cutLink(owner, replica);
     runFor(8);
     assertThat(cluster.droppedPackets(owner)).as("packets dropped on the cut link").isPositive();
-    assertThat(w.acknowledgedSince(faultAt))
+    assertThat(w.primary().acknowledgedSince(faultAt))
         .as("writes acknowledged with the link cut")
         .isPositive();
     cluster.healNetwork(owner);
@@ -238,7 +248,9 @@ class FaultInjectionIT {
     cluster.replicationPacketLoss(owner, 0.3);
     runFor(10);
     assertThat(cluster.droppedPackets(owner)).as("replication packets dropped").isPositive();
-    assertThat(w.acknowledgedSince(faultAt)).as("writes acknowledged during the loss").isPositive();
+    assertThat(w.primary().acknowledgedSince(faultAt))
+        .as("writes acknowledged during the loss")
+        .isPositive();
     cluster.healNetwork(owner);
     cluster.awaitAllUp(Duration.ofMinutes(2));
     runFor(3);
@@ -256,7 +268,7 @@ class FaultInjectionIT {
             .set("storage-failing-after-ms", "2000")
             .set("storage-retry-max-backoff-ms", "1000")
             .start();
-    Workload w = startWorkload(64 * MIB, 1);
+    Workload w = startWorkload(64 * MIB, 8 * MIB, 1, Workload.Options.defaults());
     Node owner = protectedOwner();
     long faultAt = System.nanoTime();
     cluster.fillSharedStorage(owner); // ENOSPC for every write that needs new space
@@ -265,7 +277,7 @@ class FaultInjectionIT {
         Duration.ofSeconds(60),
         () -> volumeState().filter(s -> s == VolumeState.STORAGE_FAILING).isPresent());
     runFor(4);
-    assertThat(w.acknowledgedSince(faultAt))
+    assertThat(w.primary().acknowledgedSince(faultAt))
         .as("writes acknowledged while shared storage fails")
         .isPositive();
     cluster.freeSharedStorage(owner);
@@ -292,7 +304,7 @@ class FaultInjectionIT {
             .set("write-backpressure-timeout-ms", "2000")
             .set("storage-retry-max-backoff-ms", "1000")
             .start();
-    Workload w = startWorkload(64 * MIB, 1, Workload.Options.defaults().withWritePause(0));
+    Workload w = startWorkload(64 * MIB, 8 * MIB, 1, Workload.Options.defaults().withWritePause(0));
     Node owner = protectedOwner();
     long faultAt = System.nanoTime();
     cluster.fillSharedStorage(owner);
@@ -338,16 +350,39 @@ class FaultInjectionIT {
   // Helpers
 
   private Workload startWorkload(long bytes, int replicas) {
-    return startWorkload(bytes, replicas, Workload.Options.defaults());
+    return startWorkload(bytes, bytes, replicas, Workload.Options.defaults());
   }
 
-  private Workload startWorkload(long bytes, int replicas, Workload.Options options) {
+  /**
+   * Creates {@link #VOLUME} ({@code bytes}) through the cluster's client and the other volumes
+   * ({@code otherBytes} each; smaller where shared storage is size-limited) each through another
+   * node, which becomes its owner, then starts the load on all of them.
+   */
+  private Workload startWorkload(long bytes, long otherBytes, int replicas, Workload.Options o) {
+    Map<String, Long> sizes = new LinkedHashMap<>();
+    sizes.put(VOLUME, bytes);
+    createVolume(cluster.client(), VOLUME, bytes, replicas);
+    List<Node> nodes = cluster.nodes();
+    for (int i = 0; i < OTHER_VOLUMES.size(); i++) {
+      String name = OTHER_VOLUMES.get(i);
+      try (PeerFlashClient via =
+          cluster.newClient(nodes.get((i + 1) % nodes.size()), Duration.ofSeconds(10))) {
+        createVolume(via, name, otherBytes, replicas);
+      }
+      sizes.put(name, otherBytes);
+    }
+    Workload w = new Workload(cluster, sizes, o).start();
+    runFor(4);
+    return w;
+  }
+
+  private static void createVolume(PeerFlashClient c, String name, long bytes, int replicas) {
     ConsistencyChecker.retry(
-        "create volume",
+        "create volume " + name,
         Duration.ofMinutes(1),
         () -> {
           try {
-            return cluster.client().createVolume(VOLUME, bytes, CacheMode.WRITE_BACK, replicas);
+            return c.createVolume(name, bytes, CacheMode.WRITE_BACK, replicas);
           } catch (PeerFlashException e) {
             if (e.code() == Status.Code.ALREADY_EXISTS) {
               return null; // an earlier attempt went through
@@ -355,25 +390,31 @@ class FaultInjectionIT {
             throw e;
           }
         });
-    Workload w = new Workload(cluster, VOLUME, bytes, options).start();
-    runFor(4);
-    return w;
   }
 
-  /** The volume's owner, once the map shows it with every replica it asked for. */
+  /** {@link #VOLUME}'s owner, once the map shows every volume with every replica it asked for. */
   private Node protectedOwner() {
-    awaitTrue(
-        "volume protected by its replicas",
-        Duration.ofSeconds(30),
-        () ->
-            cluster
-                .volume(VOLUME)
-                .filter(
-                    v ->
-                        v.getReplicaSetCount() == v.getRequestedReplicas()
-                            && !v.getOwner().isEmpty())
-                .isPresent());
+    for (String name : allVolumes()) {
+      awaitTrue(
+          "volume " + name + " protected by its replicas",
+          Duration.ofSeconds(30),
+          () ->
+              cluster
+                  .volume(name)
+                  .filter(
+                      v ->
+                          v.getReplicaSetCount() == v.getRequestedReplicas()
+                              && !v.getOwner().isEmpty())
+                  .isPresent());
+    }
     return cluster.ownerOf(VOLUME);
+  }
+
+  private static List<String> allVolumes() {
+    List<String> all = new ArrayList<>();
+    all.add(VOLUME);
+    all.addAll(OTHER_VOLUMES);
+    return all;
   }
 
   private Node awaitNewOwner(Node old, Duration timeout) {
@@ -385,7 +426,10 @@ class FaultInjectionIT {
   }
 
   private void awaitAcksSince(Workload w, long since, Duration timeout) {
-    awaitTrue("writes acknowledged again", timeout, () -> w.acknowledgedSince(since) > 0);
+    awaitTrue(
+        "writes to " + VOLUME + " acknowledged again",
+        timeout,
+        () -> w.primary().acknowledgedSince(since) > 0);
   }
 
   private Optional<VolumeState> volumeState() {
@@ -413,11 +457,17 @@ class FaultInjectionIT {
   private void assertConsistent(Report r) {
     assertThat(r.problems()).as("problems found (node logs in " + cluster.logDir() + ")").isEmpty();
     assertThat(r.lost()).as("acknowledged writes lost").isZero();
+    assertThat(r.tornWrites()).as("writes seen in part").isZero();
     assertThat(r.staleReads()).as("stale reads").isZero();
+    assertThat(r.timeTravelReads()).as("reads gone back in time").isZero();
     assertThat(r.neverWritten()).as("reads of data never written").isZero();
     assertThat(r.sharedMismatches()).as("blocks of shared storage unlike the model").isZero();
     assertThat(r.changedAfterFlush()).as("blocks changed by Flush").isZero();
     assertThat(r.acknowledged()).as("acknowledged writes").isPositive();
     assertThat(r.failoverMs()).as("failover time (ms)").isBetween(0L, 60_000L);
+    assertThat(r.worstFailoverMs())
+        .as("longest stall of any volume from the fault on (ms)")
+        .isBetween(0L, 60_000L);
+    assertThat(r.volumes()).as("volumes checked").isEqualTo(1 + OTHER_VOLUMES.size());
   }
 }
