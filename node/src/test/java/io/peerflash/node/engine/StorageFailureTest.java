@@ -9,6 +9,9 @@ import static io.peerflash.node.engine.EngineTestSupport.retryWhile;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import ch.qos.logback.classic.Logger;
+import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.core.read.ListAppender;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView.Health;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
@@ -20,12 +23,14 @@ import java.lang.management.ThreadMXBean;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.slf4j.LoggerFactory;
 
 /** Shared storage failing: write-back keeps going, flush is bounded, bad blocks are isolated. */
 class StorageFailureTest {
@@ -206,6 +211,38 @@ class StorageFailureTest {
     long wallMs = (System.nanoTime() - wall0) / 1_000_000;
     System.out.println("destager CPU " + cpuMs + " ms in " + wallMs + " ms");
     assertThat(cpuMs).as("destager CPU time over %d ms of wall time", wallMs).isLessThan(200);
+  }
+
+  /**
+   * The retry log line names the wait that really follows: a bad block's own backoff doubles per
+   * failure, while the volume's other blocks go on after the first backoff (the log said "retrying
+   * in 20 ms" while the bad block waited ever longer).
+   */
+  @Test
+  void theRetryLogNamesTheBackoffTheBadBlockReallyWaits() throws Exception {
+    ListAppender<ILoggingEvent> logs = new ListAppender<>();
+    logs.start();
+    Logger destagerLog = (Logger) LoggerFactory.getLogger(Destager.class);
+    destagerLog.addAppender(logs);
+    try {
+      open(20, 160);
+      engine.createVolume(VOL, 1 << 20, CacheMode.WRITE_BACK, 0);
+      store.failRange(VOL, 0, BLOCK);
+      engine.write(VOL, 0, ByteBuffer.wrap(pattern(1, 2 * BLOCK)));
+      engine.destageSoon(VOL);
+      awaitTrue(10_000, "six failed writes of the bad block", () -> store.failedWrites.get() >= 6);
+      List<String> lines =
+          logs.list.stream()
+              .map(ILoggingEvent::getFormattedMessage)
+              .filter(m -> m.contains("block 0 failed"))
+              .toList();
+      assertThat(lines).anyMatch(m -> m.contains("retrying it in 80 ms"));
+      assertThat(lines).anyMatch(m -> m.contains("retrying it in 160 ms"));
+      assertThat(engine.read(VOL, BLOCK, BLOCK))
+          .isEqualTo(Arrays.copyOfRange(pattern(1, 2 * BLOCK), BLOCK, 2 * BLOCK));
+    } finally {
+      destagerLog.detachAppender(logs);
+    }
   }
 
   @Test
