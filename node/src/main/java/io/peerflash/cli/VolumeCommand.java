@@ -66,8 +66,8 @@ final class VolumeCommand implements Callable<Integer> {
         paramLabel = "SIZE",
         converter = SizeConverter.class,
         description =
-            "Volume size, e.g. 10GiB (a multiple of 4KiB). Required unless --adopt is given"
-                + " (then the file's size).")
+            "Volume size, e.g. 10GiB or 1.5GiB (a multiple of 4KiB; K, M, G and T are binary"
+                + " units). Required unless --adopt is given (then the file's size).")
     Long sizeBytes;
 
     @Option(
@@ -111,6 +111,16 @@ final class VolumeCommand implements Callable<Integer> {
       if (sizeBytes == null && !adopt) {
         throw new ParameterException(
             spec.commandLine(), "Missing required option: '--size=SIZE' (or --adopt)");
+      }
+      if (sizeBytes != null && (sizeBytes <= 0 || sizeBytes % 4096 != 0)) {
+        long below = sizeBytes / 4096 * 4096;
+        throw new ParameterException(
+            spec.commandLine(),
+            "--size "
+                + sizeBytes
+                + " is not a positive multiple of 4096 bytes (4KiB); the nearest valid sizes are "
+                + (below > 0 ? below + " and " : "")
+                + (below + 4096));
       }
       try (PeerFlashClient c = client.connect()) {
         Volume v =

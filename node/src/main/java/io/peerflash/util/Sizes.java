@@ -13,23 +13,28 @@ public final class Sizes {
 
   private Sizes() {}
 
+  /** How sizes are written, for help texts and messages. */
+  public static final String RULE =
+      "a number of bytes, or a number (fractions allowed, e.g. 1.5) with a unit K, M, G or T;"
+          + " every unit is binary: K, KB and KiB all mean 1024";
+
   /**
    * Parses a size. Binary suffixes (KiB, MiB, GiB, TiB) and their short forms (K, M, G, T, KB, MB,
-   * GB, TB, all taken as powers of 1024) are accepted, case-insensitively; no suffix means bytes.
+   * GB, TB, all taken as powers of 1024) are accepted, case-insensitively; no suffix means bytes. A
+   * fraction is allowed when the result is a whole number of bytes (1.5GiB, not 1.5 bytes).
    *
    * @throws IllegalArgumentException naming the accepted forms when the text is not a size
    */
   public static long parse(String text) {
     String t = text.trim().toLowerCase(Locale.ROOT).replace("_", "");
     int i = 0;
-    while (i < t.length() && Character.isDigit(t.charAt(i))) {
+    while (i < t.length() && (Character.isDigit(t.charAt(i)) || t.charAt(i) == '.')) {
       i++;
     }
-    if (i == 0) {
-      throw new IllegalArgumentException(
-          "not a size: '" + text + "' (expected e.g. 4096, 64KiB, 256MiB, 1GiB)");
+    String digits = t.substring(0, i);
+    if (digits.isEmpty() || digits.equals(".") || digits.indexOf('.') != digits.lastIndexOf('.')) {
+      throw new IllegalArgumentException("not a size: '" + text + "' (" + RULE + ")");
     }
-    long number = Long.parseLong(t.substring(0, i));
     String unit = t.substring(i).trim();
     long multiplier =
         switch (unit) {
@@ -40,9 +45,20 @@ public final class Sizes {
           case "t", "tb", "tib" -> TIB;
           default ->
               throw new IllegalArgumentException(
-                  "unknown size unit '" + unit + "' in '" + text + "' (use KiB, MiB, GiB or TiB)");
+                  "unknown size unit '" + unit + "' in '" + text + "' (" + RULE + ")");
         };
-    return Math.multiplyExact(number, multiplier);
+    java.math.BigDecimal bytes =
+        new java.math.BigDecimal(digits).multiply(java.math.BigDecimal.valueOf(multiplier));
+    try {
+      return bytes.longValueExact();
+    } catch (ArithmeticException e) {
+      throw new IllegalArgumentException(
+          "'"
+              + text
+              + "' is "
+              + bytes.stripTrailingZeros().toPlainString()
+              + " bytes: not a whole number of bytes, or too large");
+    }
   }
 
   /** Formats a size with the largest binary unit that keeps one decimal, e.g. {@code 1.5 GiB}. */

@@ -158,6 +158,12 @@ class PeerFlashCliTest {
     assertThat(sizes.convert("1m")).isEqualTo(Sizes.MIB);
     assertThat(run("volume", "create", "v", "--size", "12XB")).isEqualTo(2);
     assertThat(err()).contains("--size").contains("unknown size unit");
+    // One rule for units, fractions allowed; a size that is no multiple of 4 KiB is refused here
+    // with the nearest valid sizes, not by the node with a protocol field's name.
+    assertThat(sizes.convert("1.5GiB")).isEqualTo(1536 * Sizes.MIB);
+    assertThat(sizes.convert("1GB")).isEqualTo(Sizes.GIB);
+    assertThat(run("volume", "create", "v", "--size", "1000000")).isEqualTo(2);
+    assertThat(err()).contains("nearest valid sizes are 999424 and 1003520");
     assertThat(run("trim", "v", "--offset", "99999999999999999999", "--length", "512"))
         .isEqualTo(2);
   }

@@ -615,7 +615,9 @@ public final class ClusterMap {
   }
 
   private Applied notFound(String name) {
-    return fail(ClusterError.CLUSTER_ERROR_VOLUME_NOT_FOUND, "no volume " + name);
+    return fail(
+        ClusterError.CLUSTER_ERROR_VOLUME_NOT_FOUND,
+        "volume " + io.peerflash.util.Texts.quote(name) + " does not exist");
   }
 
   private Applied staleEpoch(VolumeRecord v, long expected) {
