@@ -28,6 +28,13 @@ public interface KeyValueStorage extends AutoCloseable {
 
   byte[] get(Table table, byte[] key) throws IOException;
 
+  /**
+   * Applies the batch atomically.
+   *
+   * @throws SpaceException when the storage is out of space: the batch was not applied and writes
+   *     come back by themselves once space is freed
+   * @throws IOException on any other failure; the batch may or may not be applied
+   */
   void write(Batch batch, boolean sync) throws IOException;
 
   /** Visits every key of the table that starts with {@code prefix} (empty prefix: all). */
@@ -36,8 +43,46 @@ public interface KeyValueStorage extends AutoCloseable {
   /** Forces everything written so far (also with sync=false) to stable storage. */
   void sync() throws IOException;
 
+  /**
+   * Whether writes work now. A failed write says why as well; this is for status reports, which
+   * must show a stopped index even while nothing writes.
+   */
+  Health health();
+
   @Override
   void close();
+
+  /** The storage's ability to write, with what an operator needs to know when it cannot. */
+  record Health(State state, String detail) {
+    public static final Health OK = new Health(State.OK, "ok");
+
+    /** In order of severity. */
+    public enum State {
+      OK,
+      /**
+       * The file system under the storage is full. Writes fail with {@link SpaceException} and
+       * resume by themselves once space is freed; nothing committed is lost.
+       */
+      NO_SPACE,
+      /**
+       * Stopped after another error: writes fail until the node restarts (or the storage recovers
+       * by itself, where it can).
+       */
+      FAILED
+    }
+  }
+
+  /**
+   * A write refused because the file system under the storage is full: the batch was not applied,
+   * everything committed before it is intact, and writes resume by themselves once space is freed,
+   * so the caller may retry. Unlike a failed sync (which may have lost what the operating system
+   * held for the file), it leaves no doubt about what is durable.
+   */
+  final class SpaceException extends IOException {
+    public SpaceException(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
 
   /** Operations applied together. Not thread-safe. */
   final class Batch {
