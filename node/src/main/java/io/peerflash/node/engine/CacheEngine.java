@@ -900,7 +900,12 @@ public final class CacheEngine implements AutoCloseable {
       }
       // 6. Durable locally: data before index (group fsync with --sync).
       commitTried = true;
-      commit(batch);
+      try {
+        commit(batch);
+      } catch (CacheException e) {
+        commitTried = mayBeApplied(e);
+        throw e;
+      }
       // 7. Visible: swap the in-memory entries, free the superseded slots, let the next writer of
       //    these blocks in. The ack still waits for the copies; a reader may see the new data
       //    before that, as with any write in flight.
@@ -949,7 +954,8 @@ public final class CacheEngine implements AutoCloseable {
       }
       // Slots written but never committed hold nothing anyone points to: free them. After a
       // failed commit the index may still point to them (a sync that failed after the write):
-      // keep them until the next start rebuilds the free list from the index.
+      // keep them until the next start rebuilds the free list from the index. A commit the index
+      // refused for lack of space applied nothing (commitTried is false again).
       releaseReserved(newSlots, commitTried ? usedSlots : 0, needed);
       destager.noteDirty();
     }
@@ -1112,7 +1118,12 @@ public final class CacheEngine implements AutoCloseable {
         }
         // Synced with --sync: after a power cut the old clean copy must not come back.
         commitTried = true;
-        commit(batch);
+        try {
+          commit(batch);
+        } catch (CacheException e) {
+          commitTried = mayBeApplied(e);
+          throw e;
+        }
         for (int i = 0; i < count; i++) {
           if (fresh[i] != null) {
             install(v, first + i, fresh[i]);
@@ -1301,6 +1312,14 @@ public final class CacheEngine implements AutoCloseable {
     } catch (IOException e) {
       throw unavailable("local index commit failed", e);
     }
+  }
+
+  /**
+   * Whether a failed {@link #commit} may still have applied its batch, so that the index may point
+   * to the slots it wrote. Not when the index refused it for lack of space: those slots are free.
+   */
+  private static boolean mayBeApplied(CacheException commitFailure) {
+    return !(commitFailure.getCause() instanceof KeyValueStorage.SpaceException);
   }
 
   private void commitUnsynced(Batch batch) throws CacheException {
