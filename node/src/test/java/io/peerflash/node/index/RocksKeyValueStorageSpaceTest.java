@@ -125,10 +125,20 @@ class RocksKeyValueStorageSpaceTest {
     assertThat(stopped.detail())
         .contains("memtable flush failed", ".sst", "No space left on device");
     long failedAt = System.nanoTime();
-    long next = acked;
-    assertThatThrownBy(() -> kv.write(entries(next, 1), false))
-        .isInstanceOf(SpaceException.class)
-        .hasMessageContainingAll("no space left", ".sst", "MiB free");
+    // The failed table file is reported just before RocksDB stops writes: one may still get in.
+    SpaceException refused = null;
+    for (long deadline = failedAt + 10_000_000_000L; refused == null; ) {
+      try {
+        kv.write(entries(acked, 1), false);
+        acked++;
+      } catch (SpaceException e) {
+        refused = e;
+      }
+      if (refused == null && System.nanoTime() > deadline) {
+        fail("writes still accepted 10 s after the flush failed for lack of space");
+      }
+    }
+    assertThat(refused).hasMessageContainingAll("no space left", ".sst", "MiB free");
     System.out.printf("flush out of space: health '%s'%n", stopped.detail());
 
     fs.freeFiller();
