@@ -23,6 +23,12 @@ final class StatusCommand implements Callable<Integer> {
     double usedFraction =
         s.getCacheSizeBytes() == 0 ? 0 : s.getCacheUsedBytes() / (double) s.getCacheSizeBytes();
     out.println(Formats.field("node", s.getNodeId()));
+    if (!s.getLocalFlashFailure().isEmpty()) {
+      out.println(Formats.field("LOCAL FLASH FAILED", s.getLocalFlashFailure()));
+    }
+    if (!s.getLocalIndexProblem().isEmpty()) {
+      out.println(Formats.field("index not writable", s.getLocalIndexProblem()));
+    }
     out.println(
         Formats.field(
             "cache",

@@ -1066,7 +1066,12 @@ public final class CacheEngine implements AutoCloseable {
       }
       // 6. Durable locally: data before index (group fsync with --sync).
       commitTried = true;
-      commit(batch);
+      try {
+        commit(batch);
+      } catch (CacheException e) {
+        commitTried = mayBeApplied(e);
+        throw e;
+      }
       // 7. Visible: swap the in-memory entries, free the superseded slots, let the next writer of
       //    these blocks in. The ack still waits for the copies; a reader may see the new data
       //    before that, as with any write in flight.
@@ -1115,7 +1120,8 @@ public final class CacheEngine implements AutoCloseable {
       }
       // Slots written but never committed hold nothing anyone points to: free them. After a
       // failed commit the index may still point to them (a sync that failed after the write):
-      // keep them until the next start rebuilds the free list from the index.
+      // keep them until the next start rebuilds the free list from the index. A commit the index
+      // refused for lack of space applied nothing (commitTried is false again).
       releaseReserved(newSlots, commitTried ? usedSlots : 0, needed);
       destager.noteDirty();
     }
@@ -1263,7 +1269,8 @@ public final class CacheEngine implements AutoCloseable {
         try {
           commitUnsynced(batch);
         } catch (CacheException e) {
-          // Its slots stay reserved until the next start: the index may point to them.
+          // Its slots stay reserved until the next start when the index may point to them.
+          commitTried = mayBeApplied(e);
           log.warn("volume {}: caching a write-through write failed: {}", v.name(), e.getMessage());
           return Stored.ACK_NOW;
         }
@@ -1458,6 +1465,15 @@ public final class CacheEngine implements AutoCloseable {
     } catch (IOException e) {
       throw unavailable("local index commit failed", e);
     }
+  }
+
+  /**
+   * Whether a failed {@link #commit} may still have applied its batch, so that the index may point
+   * to the slots it wrote. Not when the index refused it for lack of space: those slots are free.
+   */
+  private static boolean mayBeApplied(CacheException commitFailure) {
+    return !(commitFailure.getCause() instanceof IOException io
+        && KeyValueStorage.wroteNothing(io));
   }
 
   private void commitUnsynced(Batch batch) throws CacheException {
@@ -2367,7 +2383,8 @@ public final class CacheEngine implements AutoCloseable {
         committer.groups.sum(),
         committer.batches.sum(),
         vols,
-        durability.failure());
+        durability.failure(),
+        kv.health().state() == KeyValueStorage.Health.State.OK ? null : kv.health().detail());
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -55,6 +55,11 @@ final class DurabilityCheckedStorage implements KeyValueStorage {
   }
 
   @Override
+  public Health health() {
+    return delegate.health();
+  }
+
+  @Override
   public void close() {
     delegate.close();
   }

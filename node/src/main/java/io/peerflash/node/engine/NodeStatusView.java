@@ -7,6 +7,7 @@ import java.util.List;
  *
  * @param localFailure null, or why this node acknowledges nothing until restarted (a failed fsync
  *     of its local flash)
+ * @param indexProblem null while the index takes writes; otherwise why not (e.g. no space)
  */
 public record NodeStatusView(
     long cacheSizeBytes,
@@ -22,4 +23,5 @@ public record NodeStatusView(
     long commitGroups,
     long commitBatches,
     List<VolumeStatusView> volumes,
-    String localFailure) {}
+    String localFailure,
+    String indexProblem) {}

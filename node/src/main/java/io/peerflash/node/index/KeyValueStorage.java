@@ -33,6 +33,13 @@ public interface KeyValueStorage extends AutoCloseable {
 
   byte[] get(Table table, byte[] key) throws IOException;
 
+  /**
+   * Applies the batch atomically.
+   *
+   * @throws SpaceException when the storage is out of space: the batch was not applied and writes
+   *     come back by themselves once space is freed
+   * @throws IOException on any other failure; the batch may or may not be applied
+   */
   void write(Batch batch, boolean sync) throws IOException;
 
   /** Visits every key of the table that starts with {@code prefix} (empty prefix: all). */
@@ -40,26 +47,57 @@ public interface KeyValueStorage extends AutoCloseable {
 
   /**
    * Whether a failed {@link #write} is known to have written nothing (the store refused it before
-   * touching its log, e.g. while it is stopped by a full disk), so that the failure says nothing
-   * about data written before it. Any other failure of a synced write may have lost earlier
-   * unsynced data: the engine treats it as fatal.
+   * touching its log: {@link SpaceException}), so that the failure says nothing about data written
+   * before it. Any other failure of a synced write may have lost earlier unsynced data: the engine
+   * treats it as fatal.
    */
   static boolean wroteNothing(IOException e) {
-    return e instanceof RefusedWriteException;
-  }
-
-  /** A write the store refused before touching its log: nothing of it, or before it, was lost. */
-  class RefusedWriteException extends IOException {
-    public RefusedWriteException(String message, Throwable cause) {
-      super(message, cause);
-    }
+    return e instanceof SpaceException;
   }
 
   /** Forces everything written so far (also with sync=false) to stable storage. */
   void sync() throws IOException;
 
+  /**
+   * Whether writes work now. A failed write says why as well; this is for status reports, which
+   * must show a stopped index even while nothing writes.
+   */
+  Health health();
+
   @Override
   void close();
+
+  /** The storage's ability to write, with what an operator needs to know when it cannot. */
+  record Health(State state, String detail) {
+    public static final Health OK = new Health(State.OK, "ok");
+
+    /** In order of severity. */
+    public enum State {
+      OK,
+      /**
+       * The file system under the storage is full. Writes fail with {@link SpaceException} and
+       * resume by themselves once space is freed; nothing committed is lost.
+       */
+      NO_SPACE,
+      /**
+       * Stopped after another error: writes fail until the node restarts (or the storage recovers
+       * by itself, where it can).
+       */
+      FAILED
+    }
+  }
+
+  /**
+   * A write refused because the file system under the storage is full: the batch was not applied,
+   * everything committed before it is intact, and writes resume by themselves once space is freed,
+   * so the caller may retry. Unlike a failed sync (which may have lost what the operating system
+   * held for the file), it leaves no doubt about what is durable.
+   */
+  final class SpaceException extends IOException {
+    public SpaceException(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
 
   /** Operations applied together. Not thread-safe. */
   final class Batch {

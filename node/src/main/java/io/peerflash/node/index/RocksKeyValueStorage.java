@@ -9,28 +9,48 @@ import java.util.Arrays;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
+import org.rocksdb.AbstractEventListener;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
 import org.rocksdb.ColumnFamilyOptions;
 import org.rocksdb.DBOptions;
+import org.rocksdb.Env;
 import org.rocksdb.ReadOptions;
 import org.rocksdb.RocksDB;
 import org.rocksdb.RocksDBException;
 import org.rocksdb.RocksIterator;
+import org.rocksdb.SstFileManager;
+import org.rocksdb.Status;
+import org.rocksdb.TableFileCreationInfo;
+import org.rocksdb.TableFileCreationReason;
 import org.rocksdb.WriteBatch;
 import org.rocksdb.WriteOptions;
 
 /**
  * {@link KeyValueStorage} on RocksDB: one column family per table. The only class that sees
  * RocksDB.
+ *
+ * <p>Out of space: when a log append, a memtable flush or a compaction finds the file system full,
+ * RocksDB keeps everything committed (in the log and the memtables) and stops taking writes (a
+ * compaction alone only waits). Its {@link SstFileManager} then checks the free space every {@value
+ * #SPACE_POLL_SECONDS} s and, once at least one memtable's worth ({@code write_buffer_size}) is
+ * free, flushes the memtables to a fresh log and takes writes again, with no reopen. Meanwhile
+ * writes fail with {@link SpaceException} and {@link #health} says so. Any other background error
+ * (an I/O error during a flush, say) stops writes until the node restarts.
  */
 public final class RocksKeyValueStorage implements KeyValueStorage {
   static {
     RocksDB.loadLibrary();
   }
 
+  /** How often RocksDB's SstFileManager checks for free space after running out (fixed there). */
+  static final int SPACE_POLL_SECONDS = 5;
+
+  private final Path dir;
   private final DBOptions dbOptions;
   private final ColumnFamilyOptions cfOptions;
+  private final SstFileManager sstFileManager;
+  private final ErrorListener errorListener = new ErrorListener();
   private final RocksDB db;
   private final Map<Table, ColumnFamilyHandle> handles = new EnumMap<>(Table.class);
   private final List<ColumnFamilyHandle> allHandles = new ArrayList<>();
@@ -39,7 +59,15 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
   private final ReadOptions readOptions = new ReadOptions();
 
   public RocksKeyValueStorage(Path dir) throws IOException {
+    this.dir = dir;
     Files.createDirectories(dir);
+    try {
+      // RocksDB creates one itself when none is given; it is what brings writes back after the
+      // disk filled up (see the class comment), so it is made explicit here.
+      sstFileManager = new SstFileManager(Env.getDefault());
+    } catch (RocksDBException e) {
+      throw new IOException("cannot create the index's file manager: " + e.getMessage(), e);
+    }
     dbOptions =
         new DBOptions()
             .setCreateIfMissing(true)
@@ -49,7 +77,9 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
             // Flushes and compactions write their files back 1 MiB at a time as they go, not
             // all at the end: a burst of writeback delays the cache's own writes on the same disk.
             .setBytesPerSync(1L << 20)
-            .setKeepLogFileNum(4);
+            .setKeepLogFileNum(4)
+            .setSstFileManager(sstFileManager)
+            .setListeners(List.of(errorListener));
     cfOptions = new ColumnFamilyOptions().optimizeLevelStyleCompaction(32L << 20);
     List<ColumnFamilyDescriptor> descriptors = new ArrayList<>();
     descriptors.add(new ColumnFamilyDescriptor(RocksDB.DEFAULT_COLUMN_FAMILY, cfOptions));
@@ -61,6 +91,7 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
     try {
       db = RocksDB.open(dbOptions, dir.toString(), descriptors, allHandles);
     } catch (RocksDBException e) {
+      closeOptions();
       throw new IOException("cannot open index at " + dir + ": " + e.getMessage(), e);
     }
     for (Table t : Table.values()) {
@@ -82,6 +113,7 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
     if (batch.isEmpty()) {
       return;
     }
+    ErrorListener.Snapshot before = errorListener.snapshot();
     try (WriteBatch wb = new WriteBatch()) {
       for (Batch.Op op : batch.ops) {
         if (op.value() == null) {
@@ -92,8 +124,50 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
       }
       db.write(sync ? syncWrite : asyncWrite, wb);
     } catch (RocksDBException e) {
-      throw new IOException("index write failed: " + e.getMessage(), e);
+      IOException failure = writeFailure(e, before.health().state() == Health.State.NO_SPACE);
+      errorListener.writeFailed(before, e, failure instanceof SpaceException);
+      throw failure;
     }
+  }
+
+  /**
+   * A failed write as the engine must see it: {@link SpaceException} when the batch was certainly
+   * not applied and writes come back once space is freed, a plain IOException otherwise.
+   *
+   * @param alreadyOutOfSpace the storage had stopped for lack of space before this write began, so
+   *     RocksDB refused it without writing anything
+   */
+  IOException writeFailure(RocksDBException e, boolean alreadyOutOfSpace) {
+    Status status = e.getStatus();
+    boolean noSpace = status != null && status.getSubCode() == Status.SubCode.NoSpace;
+    if (noSpace && (alreadyOutOfSpace || !isLogSyncFailure(e.getMessage()))) {
+      return new SpaceException(
+          "index has no space left: "
+              + e.getMessage()
+              + "; writes resume by themselves within "
+              + SPACE_POLL_SECONDS
+              + " s once "
+              + dir
+              + " has "
+              + (cfOptions.writeBufferSize() >> 20)
+              + " MiB free",
+          e);
+    }
+    // An fsync of the log that failed, for lack of space or anything else, may have dropped what
+    // the operating system held for it: what this write made durable is unknown.
+    return new IOException("index write failed: " + e.getMessage(), e);
+  }
+
+  /** RocksDB's message for an fsync or fdatasync of a write-ahead log file that failed. */
+  static boolean isLogSyncFailure(String message) {
+    return message != null
+        && (message.contains("While fsync") || message.contains("While fdatasync"))
+        && message.contains(".log");
+  }
+
+  @Override
+  public Health health() {
+    return errorListener.snapshot().health();
   }
 
   @Override
@@ -138,7 +212,107 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
     syncWrite.close();
     asyncWrite.close();
     readOptions.close();
+    closeOptions();
+  }
+
+  private void closeOptions() {
     dbOptions.close();
     cfOptions.close();
+    errorListener.close();
+    sstFileManager.close();
+  }
+
+  /**
+   * Follows whether RocksDB takes writes: from the table files it fails to create (a flush or a
+   * compaction out of space), from the writes it refuses, and from its recovery.
+   *
+   * <p>Not from {@code onBackgroundError}: RocksJava's {@link org.rocksdb.BackgroundErrorReason}
+   * knows only the first four of RocksDB's seven reasons, and the JNI bridge throws for the others
+   * (a flush's table file write is {@code kFlushNoWAL}, a MANIFEST write {@code kManifestWrite*})
+   * before any listener code runs, printing a stack trace each time.
+   *
+   * <p>Callbacks run on RocksDB's threads with no lock of RocksDB held; they only set a field.
+   */
+  private final class ErrorListener extends AbstractEventListener {
+    /** What a writer reads before it writes, so that it can tell what it changed. */
+    record Snapshot(Health health, long recoveries) {}
+
+    private volatile Snapshot state = new Snapshot(Health.OK, 0);
+
+    ErrorListener() {
+      super(
+          EnabledEventCallback.ON_TABLE_FILE_CREATED,
+          EnabledEventCallback.ON_ERROR_RECOVERY_COMPLETED);
+    }
+
+    Snapshot snapshot() {
+      return state;
+    }
+
+    @Override
+    public void onTableFileCreated(TableFileCreationInfo info) {
+      Status status = info.getStatus();
+      if (status == null || status.getCode() != Status.Code.IOError) {
+        return; // written, or an empty flush output not kept
+      }
+      String what =
+          (info.getReason() == TableFileCreationReason.COMPACTION ? "compaction" : "memtable flush")
+              + " failed: "
+              + status.getState();
+      if (status.getSubCode() != Status.SubCode.NoSpace) {
+        raise(state.recoveries(), Health.State.FAILED, "index stopped taking writes: " + what);
+      } else if (info.getReason() == TableFileCreationReason.COMPACTION) {
+        // A compaction short of space only waits for it; writes go on.
+        raise(state.recoveries(), Health.State.NO_SPACE, noSpace(what) + "; writes go on");
+      } else {
+        raise(state.recoveries(), Health.State.NO_SPACE, noSpace(what) + writesResume());
+      }
+    }
+
+    /** A write failed: what RocksDB's answer says about its state, unless it recovered since. */
+    void writeFailed(Snapshot before, RocksDBException e, boolean outOfSpace) {
+      Status status = e.getStatus();
+      if (outOfSpace) {
+        raise(
+            before.recoveries(),
+            Health.State.NO_SPACE,
+            noSpace("write failed: " + e.getMessage()) + writesResume());
+      } else if (status != null
+          && (status.getCode() == Status.Code.IOError
+              || status.getCode() == Status.Code.Corruption)) {
+        // RocksDB stops writes after any such error of a write (paranoid_checks).
+        raise(
+            before.recoveries(),
+            Health.State.FAILED,
+            "index stopped taking writes: write failed: " + e.getMessage());
+      }
+    }
+
+    /** RocksDB cleared its background error: writes work again. */
+    @Override
+    public synchronized void onErrorRecoveryCompleted(Status oldBackgroundError) {
+      state = new Snapshot(Health.OK, state.recoveries() + 1);
+    }
+
+    /**
+     * Reports the worse state, as RocksDB keeps the worse error; but not what a writer saw before
+     * the latest recovery.
+     */
+    private synchronized void raise(long recoveriesSeen, Health.State to, String detail) {
+      Snapshot now = state;
+      if (now.recoveries() == recoveriesSeen && to.compareTo(now.health().state()) > 0) {
+        state = new Snapshot(new Health(to, detail), now.recoveries());
+      }
+    }
+
+    private String noSpace(String what) {
+      return "no space left for the index in " + dir + " (" + what + ")";
+    }
+
+    private String writesResume() {
+      return "; writes resume by themselves once "
+          + (cfOptions.writeBufferSize() >> 20)
+          + " MiB are free";
+    }
   }
 }

@@ -39,6 +39,9 @@ public final class NodeGrpcService extends NodeServiceGrpc.NodeServiceImplBase {
     if (s.localFailure() != null) {
       b.setLocalFlashFailure(s.localFailure());
     }
+    if (s.indexProblem() != null) {
+      b.setLocalIndexProblem(s.indexProblem());
+    }
     for (VolumeStatusView v : s.volumes()) {
       b.addVolumes(Protos.volume(v));
     }

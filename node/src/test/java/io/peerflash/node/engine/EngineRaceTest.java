@@ -427,6 +427,11 @@ class EngineRaceTest {
       durable = log.size();
     }
 
+    @Override
+    public Health health() {
+      return delegate.health();
+    }
+
     synchronized void replayDurableInto(Path dir) throws IOException {
       try (RocksKeyValueStorage fresh = new RocksKeyValueStorage(dir)) {
         for (int i = 0; i < durable; i++) {

@@ -443,6 +443,11 @@ final class SimulatedDisk implements LocalStorageOpener {
       }
     }
 
+    @Override
+    public Health health() {
+      return dead ? new Health(Health.State.FAILED, "the power is off") : live.health();
+    }
+
     void cut() throws IOException {
       open.writeLock().lock();
       try {
