@@ -4,6 +4,7 @@ import static io.peerflash.node.engine.EngineTestSupport.BLOCK;
 import static io.peerflash.node.engine.EngineTestSupport.pattern;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.catchThrowable;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.peerflash.node.engine.CacheException.Reason;
@@ -17,6 +18,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
+import org.assertj.core.api.SoftAssertions;
 import org.assertj.core.api.ThrowableAssert.ThrowingCallable;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -60,13 +62,25 @@ class VolumeLifecycleTest {
   }
 
   private static void assertRefused(ThrowingCallable call, Reason reason, String... messageParts) {
-    assertThatThrownBy(call)
+    SoftAssertions soft = new SoftAssertions();
+    assertRefused(soft, "the request", call, reason, messageParts);
+    soft.assertAll();
+  }
+
+  private static void assertRefused(
+      SoftAssertions soft,
+      String what,
+      ThrowingCallable call,
+      Reason reason,
+      String... messageParts) {
+    soft.assertThat(catchThrowable(call))
+        .as(what)
         .isInstanceOfSatisfying(
             CacheException.class,
             e -> {
-              assertThat(e.reason()).as(e.getMessage()).isEqualTo(reason);
+              assertThat(e.reason()).as(what + ": " + e.getMessage()).isEqualTo(reason);
               if (messageParts.length > 0) {
-                assertThat(e.getMessage()).contains(messageParts);
+                assertThat(e.getMessage()).as(what).contains(messageParts);
               }
             });
   }
@@ -90,14 +104,19 @@ class VolumeLifecycleTest {
     Path file = store.fileOf("img");
     Files.write(file, image);
 
+    SoftAssertions soft = new SoftAssertions();
     assertRefused(
+        soft,
+        "create over an existing file",
         () -> engine.createVolume("img", BLOCK, CacheMode.WRITE_BACK, 0),
         Reason.ALREADY_EXISTS,
         file.toString(),
         "8207 bytes",
         "adopt");
-    assertThat(Files.readAllBytes(file)).isEqualTo(image);
-    assertThat(volumeNames()).isEmpty();
+    soft.assertThat(Files.size(file)).as("the file's size").isEqualTo(image.length);
+    soft.assertThat(Files.readAllBytes(file)).as("the file's bytes").isEqualTo(image);
+    soft.assertThat(volumeNames()).as("volumes").isEmpty();
+    soft.assertAll();
 
     // Nor after a restart, nor with another size.
     restart();
@@ -158,6 +177,19 @@ class VolumeLifecycleTest {
         "smaller than the file to adopt",
         file.toString());
     assertThat(Files.readAllBytes(file)).isEqualTo(image);
+    // A given size that is no block multiple is named as the fault, not the (fine) file.
+    for (long size : new long[] {BLOCK - 1, 3 * BLOCK + 512}) {
+      assertThatThrownBy(() -> engine.createVolume("img", size, CacheMode.WRITE_BACK, 0, true))
+          .isInstanceOfSatisfying(
+              CacheException.class,
+              e -> {
+                assertThat(e.reason()).isEqualTo(Reason.INVALID_ARGUMENT);
+                assertThat(e.getMessage())
+                    .contains("volume size " + size + " bytes must be a positive multiple of 4096")
+                    .doesNotContain("holds 8192 bytes");
+              });
+    }
+    assertThat(Files.readAllBytes(file)).isEqualTo(image);
 
     assertRefused(
         () -> engine.createVolume("missing", 0, CacheMode.WRITE_BACK, 0, true),
@@ -188,15 +220,19 @@ class VolumeLifecycleTest {
   void sizesThatAreNotAPositiveBlockMultipleBelowTheLimitAreRefusedLeavingNoFile()
       throws Exception {
     long[] sizes = {0, BLOCK - 1, -1L, Long.MIN_VALUE, -BLOCK, BLOCK + 512};
+    SoftAssertions soft = new SoftAssertions();
     for (long size : sizes) {
       String name = "s" + Long.toUnsignedString(size);
       assertRefused(
+          soft,
+          "create of size " + Long.toUnsignedString(size),
           () -> engine.createVolume(name, size, CacheMode.WRITE_BACK, 0),
           Reason.INVALID_ARGUMENT,
           "volume size " + Long.toUnsignedString(size) + " bytes");
     }
-    assertThat(sharedFiles()).isEmpty();
-    assertThat(volumeNames()).isEmpty();
+    soft.assertThat(sharedFiles()).as("files left in shared storage").isEmpty();
+    soft.assertThat(volumeNames()).as("volumes").isEmpty();
+    soft.assertAll();
   }
 
   @Test
@@ -206,16 +242,20 @@ class VolumeLifecycleTest {
         fileSystemMax < VolumeProvisioner.MAX_VOLUME_BYTES,
         "this file system holds files of 64 TiB; ext4 (16 TiB) is needed here");
     assertThat(engine.maxVolumeBytes()).isEqualTo(fileSystemMax / BLOCK * BLOCK);
+    SoftAssertions soft = new SoftAssertions();
     for (long size :
         new long[] {VolumeProvisioner.MAX_VOLUME_BYTES, engine.maxVolumeBytes() + BLOCK}) {
       assertRefused(
+          soft,
+          "create of size " + size,
           () -> engine.createVolume("huge", size, CacheMode.WRITE_BACK, 0),
           Reason.INVALID_ARGUMENT,
           "volume size " + size + " bytes exceeds the largest volume of " + engine.maxVolumeBytes(),
           "the largest file shared storage at " + store.fileOf("huge") + " can hold");
     }
-    assertThat(sharedFiles()).isEmpty();
-    assertThat(volumeNames()).isEmpty();
+    soft.assertThat(sharedFiles()).as("files left in shared storage").isEmpty();
+    soft.assertThat(volumeNames()).as("volumes").isEmpty();
+    soft.assertAll();
     // One that fits is created (sparse: it takes no space).
     engine.createVolume("huge", engine.maxVolumeBytes(), CacheMode.WRITE_BACK, 0);
     assertThat(Files.size(store.fileOf("huge"))).isEqualTo(engine.maxVolumeBytes());
