@@ -85,6 +85,7 @@ class WriteThroughStaleReadTest {
     // Shared storage holds B (synced) before the new copy's commit fails: the write is durable.
     engine.write("v", 0, ByteBuffer.wrap(b));
     assertThat(index.failedWrites()).as("the injected failure was hit").isEqualTo(1);
+    assertThat(index.failedOn()).as("by the write's own commit").isSameAs(Thread.currentThread());
     assertThat(readFile(store.fileOf("v"), 0, BLOCK)).isEqualTo(b);
 
     for (int i = 0; i < 3; i++) {
@@ -114,6 +115,7 @@ class WriteThroughStaleReadTest {
     index.failNextBlockPut();
     engine.write("v", 1024, ByteBuffer.wrap(part));
     assertThat(index.failedWrites()).isEqualTo(1);
+    assertThat(index.failedOn()).isSameAs(Thread.currentThread());
     byte[] merged = a.clone();
     System.arraycopy(part, 0, merged, 1024, part.length);
     assertThat(engine.read("v", 0, BLOCK)).isEqualTo(merged);

@@ -12,6 +12,7 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
   private final KeyValueStorage delegate;
   private final AtomicBoolean armed = new AtomicBoolean();
   private final AtomicInteger failed = new AtomicInteger();
+  private volatile Thread failedOn;
 
   public FaultyKeyValueStorage(KeyValueStorage delegate) {
     this.delegate = delegate;
@@ -27,6 +28,11 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
     return failed.get();
   }
 
+  /** The thread whose write failed last (a synchronous request fails on the caller's thread). */
+  public Thread failedOn() {
+    return failedOn;
+  }
+
   @Override
   public byte[] get(Table table, byte[] key) throws IOException {
     return delegate.get(table, key);
@@ -36,6 +42,7 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
   public void write(Batch batch, boolean sync) throws IOException {
     if (putsBlockEntry(batch) && armed.compareAndSet(true, false)) {
       failed.incrementAndGet();
+      failedOn = Thread.currentThread();
       throw new IOException("injected index write failure");
     }
     delegate.write(batch, sync);
