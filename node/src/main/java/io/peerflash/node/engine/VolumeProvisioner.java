@@ -119,7 +119,8 @@ final class VolumeProvisioner {
           "no file to adopt for volume " + Texts.quote(name) + " at " + backing.describe(name));
     }
     long size = sizeBytes == 0 ? existing : sizeBytes;
-    if (size % BLOCK != 0 || size == 0) {
+    // A size given is checked as given (its message names it); only size 0 takes the file's own.
+    if (sizeBytes == 0 && (existing % BLOCK != 0 || existing == 0)) {
       throw CacheException.invalid(
           "the file to adopt at "
               + backing.describe(name)
@@ -128,7 +129,8 @@ final class VolumeProvisioner {
               + " bytes, not a positive multiple of 4096; give a --size of at least that (it grows"
               + " the file) or extend the file first");
     }
-    if (Long.compareUnsigned(size, existing) < 0) {
+    checkSize(name, size);
+    if (size < existing) {
       throw CacheException.invalid(
           "volume size "
               + Long.toUnsignedString(size)
@@ -138,7 +140,6 @@ final class VolumeProvisioner {
               + existing
               + " bytes): the rest of the image would be cut off");
     }
-    checkSize(name, size);
     if (size > existing) {
       try {
         backing.extend(name, size);

@@ -75,6 +75,7 @@ public final class FileBackingStore implements BackingStore {
   private final Object openLock = new Object();
   private volatile boolean directRefusedLogged;
   private volatile long maxObjectBytes = -1;
+  private final DirectorySync directorySync;
 
   /** A store that writes with {@code O_DIRECT} where the file system allows it. */
   public FileBackingStore(Path dir) throws IOException {
@@ -92,12 +93,23 @@ public final class FileBackingStore implements BackingStore {
    *     unsynced, and closed again once they are not)
    */
   public FileBackingStore(Path dir, boolean directWrites, int maxOpenFiles) throws IOException {
+    this(dir, directWrites, maxOpenFiles, Directories::sync);
+  }
+
+  /** Fsyncs a directory; tests pass one that records or fails. */
+  interface DirectorySync {
+    void sync(Path directory) throws IOException;
+  }
+
+  FileBackingStore(Path dir, boolean directWrites, int maxOpenFiles, DirectorySync directorySync)
+      throws IOException {
     if (maxOpenFiles < 1) {
       throw new IllegalArgumentException("maxOpenFiles must be at least 1");
     }
     this.dir = dir;
     this.directWrites = directWrites;
     this.maxOpenFiles = maxOpenFiles;
+    this.directorySync = directorySync;
     Directories.createDurably(dir);
   }
 
@@ -140,14 +152,20 @@ public final class FileBackingStore implements BackingStore {
       try {
         setLength(file, sizeBytes);
         ch.force(true);
+        syncDirectory(dir);
       } catch (IOException e) {
-        Files.deleteIfExists(file);
+        // Nothing left behind, also when only the name's fsync failed: a retry must not find the
+        // name taken.
+        try {
+          Files.deleteIfExists(file);
+        } catch (IOException cleanup) {
+          e.addSuppressed(cleanup);
+        }
         throw e;
       }
     } catch (FileAlreadyExistsException e) {
       throw new FileAlreadyExistsException(file.toString(), null, "a file already exists there");
     }
-    syncDirectory(dir);
   }
 
   @Override
@@ -285,8 +303,8 @@ public final class FileBackingStore implements BackingStore {
     return RETIRED_PREFIX + volumeId + "-" + volume;
   }
 
-  private static void syncDirectory(Path directory) throws IOException {
-    Directories.sync(directory);
+  private void syncDirectory(Path directory) throws IOException {
+    directorySync.sync(directory);
   }
 
   // ---------------------------------------------------------------------------------------------

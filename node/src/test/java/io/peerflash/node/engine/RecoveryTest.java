@@ -11,6 +11,11 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView.Health;
+import io.peerflash.node.index.BlockEntry;
+import io.peerflash.node.index.BlockIndex;
+import io.peerflash.node.index.KeyValueStorage.Batch;
+import io.peerflash.node.index.KeyValueStorage.Table;
+import io.peerflash.node.index.RocksKeyValueStorage;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
@@ -18,10 +23,13 @@ import io.peerflash.util.Time;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import org.assertj.core.api.SoftAssertions;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -187,5 +195,93 @@ class RecoveryTest {
     assertThat(readFile(store.fileOf("v"), 9L * BLOCK, BLOCK)).isEqualTo(other);
     // The damaged version never replaces the older good one on shared storage.
     assertThat(readFile(store.fileOf("v"), 3L * BLOCK, BLOCK)).isEqualTo(v1);
+  }
+
+  @Test
+  void aDirtyEntryOutsideItsVolumeIsQuarantinedAtStartAndTheVolumeStaysFlushable()
+      throws Exception {
+    engine.createVolume("v", 1 << 20, CacheMode.WRITE_BACK, 0);
+    byte[] lost = pattern(20, BLOCK);
+    byte[] kept = pattern(21, BLOCK);
+    engine.write("v", 0, ByteBuffer.wrap(lost));
+    engine.write("v", 5L * BLOCK, ByteBuffer.wrap(kept));
+    long volumeId = engine.getVolume("v").id();
+    engine.close();
+    engine = null;
+
+    // The index names a block far outside the 1 MiB volume (what an acknowledged write at offset
+    // 2^63-4096 once left behind): block 0's dirty entry is moved there.
+    long outside = (Long.MAX_VALUE - (BLOCK - 1)) / BLOCK;
+    BlockEntry moved;
+    try (RocksKeyValueStorage kv = new RocksKeyValueStorage(dataDir.resolve("index"))) {
+      BlockIndex index = new BlockIndex(kv);
+      moved = index.get(volumeId, 0);
+      assertThat(moved).isNotNull();
+      assertThat(moved.dirty()).isTrue();
+      Batch batch = new Batch();
+      index.put(batch, volumeId, outside, moved);
+      index.delete(batch, volumeId, 0);
+      kv.write(batch, true);
+    }
+
+    open();
+    long flushBoundMs = 10_000;
+    SoftAssertions soft = new SoftAssertions();
+    soft.assertThat(engine.volumeStatus("v").dirtyBytes())
+        .as("dirty bytes at start")
+        .isEqualTo(BLOCK);
+    soft.assertThatCode(() -> engine.flush("v", Time.SYSTEM.nowMs() + flushBoundMs))
+        .as("flush within %d ms", flushBoundMs)
+        .doesNotThrowAnyException();
+    soft.assertThat(engine.volumeStatus("v").health()).as("health").isEqualTo(Health.HEALTHY);
+    soft.assertAll();
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isZero();
+    assertThat(readFile(store.fileOf("v"), 5L * BLOCK, BLOCK)).isEqualTo(kept);
+    assertThat(readFile(store.fileOf("v"), 0, BLOCK)).isEqualTo(new byte[BLOCK]);
+    assertThat(store.fileOf("v").toFile().length()).isEqualTo(1 << 20);
+    // The slot it pointed to is free again: only block 5's copy is cached.
+    assertThat(engine.status().cacheUsedBytes()).isEqualTo(BLOCK);
+    engine.close();
+    engine = null;
+
+    assertOnlyInQuarantine(volumeId, outside, moved, lost);
+    open();
+    assertThat(engine.volumeStatus("v").dirtyBytes()).isZero();
+    assertThat(engine.volumeStatus("v").health()).isEqualTo(Health.HEALTHY);
+    engine.flush("v", Time.SYSTEM.nowMs() + flushBoundMs);
+    engine.close();
+    engine = null;
+    assertOnlyInQuarantine(volumeId, outside, moved, lost);
+  }
+
+  /** The entry is gone from the block index and kept, with its data, in the quarantine table. */
+  private void assertOnlyInQuarantine(long volumeId, long block, BlockEntry entry, byte[] data)
+      throws Exception {
+    try (RocksKeyValueStorage kv = new RocksKeyValueStorage(dataDir.resolve("index"))) {
+      assertThat(new BlockIndex(kv).get(volumeId, block)).isNull();
+      List<byte[]> keys = new ArrayList<>();
+      List<byte[]> values = new ArrayList<>();
+      kv.scan(
+          Table.QUARANTINE,
+          new byte[0],
+          (k, val) -> {
+            keys.add(k);
+            values.add(val);
+            return true;
+          });
+      assertThat(keys).hasSize(1);
+      ByteBuffer key = ByteBuffer.wrap(keys.get(0));
+      assertThat(key.getLong()).isEqualTo(volumeId);
+      assertThat(key.getLong()).isEqualTo(block);
+      byte[] value = values.get(0);
+      // The encoded entry (slot, seq, crc, dirty flag, time), then the block's data.
+      ByteBuffer e = ByteBuffer.wrap(value);
+      assertThat(e.getInt()).isEqualTo(entry.slot());
+      assertThat(e.getLong()).isEqualTo(entry.seq());
+      assertThat(e.getInt()).isEqualTo(entry.crc());
+      assertThat(e.get()).isEqualTo((byte) 1);
+      assertThat(e.getLong()).isEqualTo(entry.writtenAtMs());
+      assertThat(Arrays.copyOfRange(value, e.position(), value.length)).isEqualTo(data);
+    }
   }
 }

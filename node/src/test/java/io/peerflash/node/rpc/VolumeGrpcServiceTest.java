@@ -170,6 +170,56 @@ class VolumeGrpcServiceTest {
   }
 
   @Test
+  void rangesBeyondTwoToThe63AreInvalidArgumentNotCutOrWrapped() {
+    create("v", 1 << 20);
+    byte[] block = new byte[4096];
+    new Random(2).nextBytes(block);
+    volumes.write(
+        WriteRequest.newBuilder()
+            .setVolume("v")
+            .setOffset(0)
+            .setData(ByteString.copyFrom(block))
+            .build());
+    // Its low 32 bits are 4096: a cast to int once served one block for it.
+    assertCode(
+        () ->
+            volumes.read(
+                ReadRequest.newBuilder()
+                    .setVolume("v")
+                    .setOffset(0)
+                    .setLength(0xFFFFFFFF00001000L)
+                    .build()),
+        Status.Code.INVALID_ARGUMENT,
+        "read length 18446744069414588416 exceeds the limit of 1048576 bytes");
+    // offset + length wraps past 2^63: once acknowledged, and never destaged.
+    assertCode(
+        () ->
+            volumes.write(
+                WriteRequest.newBuilder()
+                    .setVolume("v")
+                    .setOffset(Long.MAX_VALUE - 4095)
+                    .setData(ByteString.copyFrom(block))
+                    .build()),
+        Status.Code.INVALID_ARGUMENT,
+        "offset 9223372036854771712 is outside volume 'v' of 1048576 bytes");
+    assertCode(
+        () ->
+            volumes.read(
+                ReadRequest.newBuilder().setVolume("v").setOffset(-4096L).setLength(4096).build()),
+        Status.Code.INVALID_ARGUMENT,
+        "offset 18446744073709547520 is outside");
+    assertThat(
+            volumes.getVolume(GetVolumeRequest.newBuilder().setName("v").build()).getDirtyBytes())
+        .isEqualTo(4096);
+    assertThat(
+            volumes
+                .withDeadlineAfter(10, TimeUnit.SECONDS)
+                .flush(FlushRequest.newBuilder().setVolume("v").build())
+                .getDestagedBytes())
+        .isEqualTo(4096);
+  }
+
+  @Test
   void writeStreamAnswersEveryRequestById() throws Exception {
     create("v", 4 << 20);
     int n = 500;

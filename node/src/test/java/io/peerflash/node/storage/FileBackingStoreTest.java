@@ -11,7 +11,10 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Random;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -125,6 +128,197 @@ class FileBackingStoreTest {
     assertThat(b.isDirect()).isTrue();
     assertThat(b.capacity()).isEqualTo(3 * BLOCK);
     assertThat(b.alignmentOffset(0, BLOCK)).isZero();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Open files
+
+  private static ByteBuffer blockOf(long seed) {
+    return fill(BackingStore.allocateAligned(BLOCK), new Random(seed));
+  }
+
+  private static ByteBuffer readBlock(FileBackingStore store, String volume, long block)
+      throws IOException {
+    ByteBuffer back = ByteBuffer.allocate(BLOCK);
+    store.read(volume, block * BLOCK, back);
+    return back.flip();
+  }
+
+  @Test
+  void atMostMaxOpenFilesStayOpenWhileVolumesAreWrittenAndSyncedInTurn() throws IOException {
+    int max = 4;
+    int volumes = 20;
+    try (FileBackingStore store = new FileBackingStore(dir.resolve("shared"), true, max)) {
+      for (int i = 0; i < volumes; i++) {
+        String v = "v" + i;
+        store.create(v, 1 << 20);
+        assertThat(store.openFiles()).as("after creating %s", v).isLessThanOrEqualTo(max);
+        store.write(v, (long) i * BLOCK, blockOf(i).duplicate());
+        // Opening this one closed the least recently used of the others (all synced).
+        assertThat(store.openFiles()).as("after writing %s", v).isLessThanOrEqualTo(max);
+        store.sync(v);
+        assertThat(store.openFiles()).as("after syncing %s", v).isLessThanOrEqualTo(max);
+      }
+      for (int i = 0; i < volumes; i++) {
+        String v = "v" + i;
+        assertThat(readBlock(store, v, i)).as("block of %s", v).isEqualTo(blockOf(i));
+        assertThat(readBlock(store, v, i + 1)).isEqualTo(ByteBuffer.allocate(BLOCK));
+        assertThat(store.openFiles()).as("after reading %s", v).isLessThanOrEqualTo(max);
+      }
+      // A file closed and opened again still takes writes, and they read back after a sync.
+      store.write("v0", 100L * BLOCK, blockOf(100).duplicate());
+      store.sync("v0");
+      assertThat(readBlock(store, "v0", 100)).isEqualTo(blockOf(100));
+      assertThat(store.openFiles()).isLessThanOrEqualTo(max);
+    }
+    for (int i = 0; i < volumes; i++) {
+      byte[] file = Files.readAllBytes(dir.resolve("shared").resolve("v" + i));
+      assertThat(ByteBuffer.wrap(file, i * BLOCK, BLOCK)).isEqualTo(blockOf(i));
+    }
+  }
+
+  @Test
+  void filesWithUnsyncedWritesAreNotClosed() throws IOException {
+    int max = 4;
+    try (FileBackingStore store = new FileBackingStore(dir.resolve("shared"), true, max)) {
+      for (int i = 0; i < 7; i++) {
+        store.create("v" + i, 1 << 20);
+      }
+      for (int i = 0; i < 6; i++) {
+        store.write("v" + i, 0, blockOf(i).duplicate());
+        assertThat(store.openFiles()).as("after writing v%d unsynced", i).isEqualTo(i + 1);
+      }
+      // A read of one of them opens nothing new and closes nothing unsynced.
+      assertThat(readBlock(store, "v0", 0)).isEqualTo(blockOf(0));
+      assertThat(store.openFiles()).isEqualTo(6);
+      for (int i = 0; i < 6; i++) {
+        store.sync("v" + i);
+      }
+      // Touching another volume opens its file and closes idle synced ones down to the limit.
+      assertThat(readBlock(store, "v6", 0)).isEqualTo(ByteBuffer.allocate(BLOCK));
+      assertThat(store.openFiles()).isLessThanOrEqualTo(max);
+      for (int i = 0; i < 6; i++) {
+        assertThat(readBlock(store, "v" + i, 0)).isEqualTo(blockOf(i));
+        assertThat(store.openFiles()).isLessThanOrEqualTo(max);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Largest file
+
+  private static List<String> names(Path directory) throws IOException {
+    try (Stream<Path> s = Files.list(directory)) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    }
+  }
+
+  @Test
+  void theLargestFileIsFoundAndOneBlockMoreIsRefusedLeavingNothing() throws IOException {
+    Path shared = dir.resolve("shared");
+    try (FileBackingStore store = new FileBackingStore(shared)) {
+      long max = store.maxObjectBytes();
+      assertThat(max).isPositive();
+      assertThat(max % BLOCK).isZero();
+      assertThat(store.maxObjectBytes()).isEqualTo(max);
+      assertThat(names(shared)).as("the probe leaves nothing").isEmpty();
+      assumeTrue(
+          max < FileBackingStore.PROBE_CEILING_BYTES,
+          "this file system takes files of 2^62 bytes: no limit to test");
+
+      store.create("max", max); // sparse: takes no space
+      assertThat(store.size("max")).isEqualTo(max);
+      assertThatThrownBy(() -> store.create("over", max + BLOCK)).isInstanceOf(IOException.class);
+      assertThat(store.size("over")).isEqualTo(-1);
+      assertThat(names(shared)).containsExactly("max");
+      // The largest file takes a write at its last block.
+      store.write("max", max - BLOCK, blockOf(1).duplicate());
+      store.sync("max");
+      ByteBuffer back = ByteBuffer.allocate(BLOCK);
+      store.read("max", max - BLOCK, back);
+      assertThat(back.flip()).isEqualTo(blockOf(1));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Directory fsync
+
+  /** Records directory fsyncs; fails them while {@link #failing}. */
+  private static final class RecordingDirectorySync implements FileBackingStore.DirectorySync {
+    final List<Path> synced = new ArrayList<>();
+    volatile boolean failing;
+
+    @Override
+    public void sync(Path directory) throws IOException {
+      if (failing) {
+        throw new IOException("injected directory fsync failure");
+      }
+      synced.add(directory);
+    }
+
+    List<Path> take() {
+      List<Path> out = new ArrayList<>(synced);
+      synced.clear();
+      return out;
+    }
+  }
+
+  @Test
+  void everyNameChangeFsyncsTheDirectory() throws IOException {
+    Path shared = dir.resolve("shared");
+    RecordingDirectorySync dirSync = new RecordingDirectorySync();
+    try (FileBackingStore store = new FileBackingStore(shared, true, 4, dirSync)) {
+      store.create("v", 1 << 20);
+      assertThat(dirSync.take()).as("create").containsExactly(shared);
+      store.write("v", 0, blockOf(1).duplicate());
+      store.sync("v");
+      assertThat(dirSync.take()).as("a write and its sync change no name").isEmpty();
+      store.retire("v", 7);
+      assertThat(dirSync.take()).as("retire").containsExactly(shared);
+      assertThat(store.retired()).containsExactly(7L);
+      store.purgeRetired(7);
+      assertThat(dirSync.take()).as("purge").containsExactly(shared);
+      assertThat(names(shared)).isEmpty();
+      store.create("w", 1 << 20);
+      dirSync.take();
+      store.delete("w");
+      assertThat(dirSync.take()).as("delete").containsExactly(shared);
+    }
+  }
+
+  @Test
+  void aFailedDirectoryFsyncFailsTheNameChange() throws IOException {
+    Path shared = dir.resolve("shared");
+    RecordingDirectorySync dirSync = new RecordingDirectorySync();
+    try (FileBackingStore store = new FileBackingStore(shared, true, 4, dirSync)) {
+      store.create("v", 1 << 20);
+      store.create("x", 1 << 20);
+
+      dirSync.failing = true;
+      // A create that is not durable fails and, as every failed create, leaves nothing behind
+      // (else a retry would find the name taken).
+      assertThatThrownBy(() -> store.create("w", 1 << 20))
+          .isInstanceOf(IOException.class)
+          .hasMessageContaining("injected directory fsync failure");
+      assertThat(store.size("w")).isEqualTo(-1);
+
+      assertThatThrownBy(() -> store.retire("v", 7))
+          .isInstanceOf(IOException.class)
+          .hasMessageContaining("injected directory fsync failure");
+      assertThatThrownBy(() -> store.purgeRetired(7))
+          .isInstanceOf(IOException.class)
+          .hasMessageContaining("injected directory fsync failure");
+      assertThatThrownBy(() -> store.delete("x"))
+          .isInstanceOf(IOException.class)
+          .hasMessageContaining("injected directory fsync failure");
+
+      // Once the directory syncs again, the same steps succeed.
+      dirSync.failing = false;
+      store.create("w", 1 << 20);
+      store.purgeRetired(7);
+      assertThat(store.retired()).isEmpty();
+      assertThat(names(shared)).containsExactly("w");
+    }
   }
 
   private static ByteBuffer fill(ByteBuffer b, Random random) {

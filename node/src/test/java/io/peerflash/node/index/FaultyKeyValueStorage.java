@@ -1,0 +1,74 @@
+package io.peerflash.node.index;
+
+import java.io.IOException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The real index (RocksDB underneath) with one fault: once armed, the next write whose batch puts
+ * an entry into the block index fails without writing anything, as a failed index write would.
+ */
+public final class FaultyKeyValueStorage implements KeyValueStorage {
+  private final KeyValueStorage delegate;
+  private final AtomicBoolean armed = new AtomicBoolean();
+  private final AtomicInteger failed = new AtomicInteger();
+  private volatile Thread failedOn;
+
+  public FaultyKeyValueStorage(KeyValueStorage delegate) {
+    this.delegate = delegate;
+  }
+
+  /** The next write that puts a block entry fails (once). */
+  public void failNextBlockPut() {
+    armed.set(true);
+  }
+
+  /** Writes failed on purpose so far. */
+  public int failedWrites() {
+    return failed.get();
+  }
+
+  /** The thread whose write failed last (a synchronous request fails on the caller's thread). */
+  public Thread failedOn() {
+    return failedOn;
+  }
+
+  @Override
+  public byte[] get(Table table, byte[] key) throws IOException {
+    return delegate.get(table, key);
+  }
+
+  @Override
+  public void write(Batch batch, boolean sync) throws IOException {
+    if (putsBlockEntry(batch) && armed.compareAndSet(true, false)) {
+      failed.incrementAndGet();
+      failedOn = Thread.currentThread();
+      throw new IOException("injected index write failure");
+    }
+    delegate.write(batch, sync);
+  }
+
+  private static boolean putsBlockEntry(Batch batch) {
+    for (Batch.Op op : batch.ops) {
+      if (op.table() == Table.BLOCKS && op.value() != null) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  @Override
+  public void scan(Table table, byte[] prefix, Visitor visitor) throws IOException {
+    delegate.scan(table, prefix, visitor);
+  }
+
+  @Override
+  public void sync() throws IOException {
+    delegate.sync();
+  }
+
+  @Override
+  public void close() {
+    delegate.close();
+  }
+}
