@@ -190,8 +190,9 @@ class PeerFlashCliTest {
   void serverErrorsPrintCodeAndDescriptionAndExitWithOne() {
     assertThat(run("volume", "stat", "ghost")).isEqualTo(1);
     assertThat(err()).isEqualTo("error: NOT_FOUND: no volume named ghost" + System.lineSeparator());
-    assertThat(run("volume", "create", "v", "--size", "1000")).isEqualTo(1);
-    assertThat(err()).startsWith("error: INVALID_ARGUMENT: ");
+    assertThat(run("volume", "create", "v", "--size", "1MiB")).isEqualTo(0);
+    assertThat(run("volume", "create", "v", "--size", "1MiB")).isEqualTo(1);
+    assertThat(err()).startsWith("error: ALREADY_EXISTS: ");
   }
 
   @Test

@@ -331,7 +331,10 @@ public final class CacheEngine implements AutoCloseable {
             info.sizeBytes() / BLOCK);
       } else {
         log.warn(
-            "volume {}: cached block {} lies outside the volume; dropped", info.name(), o.block());
+            "volume {}: clean cached block {} lies outside the volume; moved to the quarantine"
+                + " table of the index",
+            info.name(),
+            o.block());
       }
     }
   }

@@ -71,7 +71,8 @@ class TwoNodeReplicationTest {
     owner.setReplicationPort(
         new PeerReplicationPort(
             v -> new PeerReplicationPort.Targets(epoch.get(), "owner", List.of(toReplica))));
-    owner.createVolume("v", VOLUME, CacheMode.WRITE_BACK, 1);
+    // The replica's create made the shared backing file: the owner takes it as it is.
+    owner.createVolume("v", VOLUME, CacheMode.WRITE_BACK, 1, true);
   }
 
   private CacheEngine engine(String name, double high, double low) throws Exception {

@@ -71,4 +71,9 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
   public void close() {
     delegate.close();
   }
+
+  @Override
+  public Health health() {
+    return delegate.health();
+  }
 }
