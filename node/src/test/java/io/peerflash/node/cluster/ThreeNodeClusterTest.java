@@ -255,4 +255,51 @@ class ThreeNodeClusterTest {
     Thread.sleep(500);
     assertThat(Files.readAllBytes(dir.resolve("shared").resolve("vm1"))).isEqualTo(sharedBefore);
   }
+
+  /**
+   * In a cluster too, a file already on shared storage under a new volume's name is refused, never
+   * emptied, unless the request adopts it; and sizes are checked before the map records anything.
+   */
+  @Test
+  void createRefusesAnExistingFileAndAdoptsItOnRequest() throws Exception {
+    startCluster();
+    byte[] image = new byte[(int) VOLUME];
+    new Random(3).nextBytes(image);
+    Path file = dir.resolve("shared").resolve("img");
+    Files.write(file, image);
+    try (PeerFlashClient c = client("n2")) {
+      assertThatThrownBy(() -> c.createVolume("img", VOLUME, CacheMode.WRITE_BACK, 1))
+          .isInstanceOfSatisfying(
+              PeerFlashException.class,
+              e -> {
+                assertThat(e.status().getCode()).isEqualTo(io.grpc.Status.Code.ALREADY_EXISTS);
+                assertThat(e.status().getDescription()).contains(file.toString());
+              });
+      assertThat(Files.readAllBytes(file)).isEqualTo(image);
+      assertThatThrownBy(() -> c.getVolume("img")).isInstanceOf(PeerFlashException.class);
+      assertThatThrownBy(() -> c.createVolume("big", 1L << 62, CacheMode.WRITE_BACK, 1))
+          .isInstanceOfSatisfying(
+              PeerFlashException.class,
+              e ->
+                  assertThat(e.status().getCode()).isEqualTo(io.grpc.Status.Code.INVALID_ARGUMENT));
+      assertThat(Files.exists(dir.resolve("shared").resolve("big"))).isFalse();
+
+      Volume v =
+          c.createVolume(
+              "img",
+              0,
+              io.peerflash.proto.v1.VolumePolicy.newBuilder()
+                  .setMode(CacheMode.WRITE_BACK)
+                  .setReplicas(1)
+                  .build(),
+              true);
+      assertThat(v.getSizeBytes()).isEqualTo(VOLUME);
+      assertThat(c.read("img", 0, 1 << 20)).isEqualTo(Arrays.copyOf(image, 1 << 20));
+      c.write("img", 0, new byte[4096]);
+      c.flush("img");
+      byte[] expected = image.clone();
+      Arrays.fill(expected, 0, 4096, (byte) 0);
+      assertThat(Files.readAllBytes(file)).isEqualTo(expected);
+    }
+  }
 }
