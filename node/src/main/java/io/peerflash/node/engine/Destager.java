@@ -19,6 +19,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import org.slf4j.Logger;
@@ -56,6 +57,8 @@ final class Destager implements AutoCloseable {
   private final Condition progress = lock.newCondition();
   private volatile boolean closed;
   private volatile boolean flatOut;
+  // Steps finished: a test waits for one that began after a change instead of sleeping.
+  private final AtomicLong rounds = new AtomicLong();
   private int roundRobin;
   // Set by choose(): when the first volume it skipped for backoff may be tried again.
   private long earliestRetryAtMs = Long.MAX_VALUE;
@@ -96,6 +99,11 @@ final class Destager implements AutoCloseable {
 
   void start() {
     thread.start();
+  }
+
+  /** How many steps the destager thread has finished. */
+  long rounds() {
+    return rounds.get();
   }
 
   void wake() {
@@ -196,6 +204,7 @@ final class Destager implements AutoCloseable {
     while (!closed) {
       try {
         long pauseMs = step();
+        rounds.incrementAndGet();
         if (pauseMs > 0) {
           awaitWork(pauseMs);
         }

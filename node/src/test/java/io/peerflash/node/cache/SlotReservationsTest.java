@@ -4,12 +4,15 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.peerflash.util.Time;
 import java.util.BitSet;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -23,6 +26,53 @@ class SlotReservationsTest {
   private final AtomicLong clean = new AtomicLong();
   private final AtomicLong dirty = new AtomicLong();
   private SlotAllocator slots;
+  // Per thread: every pass of a queued writer's wait loop reads the clock, and the head of the
+  // queue asks the source to reclaim when the free slots fall short. A test waits for these to see
+  // that a writer looked at the queue again, then asserts what it did not take.
+  private final Map<Thread, AtomicInteger> clockReads = new ConcurrentHashMap<>();
+  private final Map<Thread, AtomicInteger> reclaims = new ConcurrentHashMap<>();
+  private final Time clock =
+      new Time() {
+        @Override
+        public long nowMs() {
+          return Time.SYSTEM.nowMs();
+        }
+
+        @Override
+        public long nanoTime() {
+          count(clockReads);
+          return Time.SYSTEM.nanoTime();
+        }
+
+        @Override
+        public void sleepMs(long ms) throws InterruptedException {
+          Time.SYSTEM.sleepMs(ms);
+        }
+      };
+
+  private static void count(Map<Thread, AtomicInteger> perThread) {
+    perThread.computeIfAbsent(Thread.currentThread(), t -> new AtomicInteger()).incrementAndGet();
+  }
+
+  private static int countOf(Map<Thread, AtomicInteger> perThread, Thread t) {
+    AtomicInteger n = perThread.get(t);
+    return n == null ? 0 : n.get();
+  }
+
+  /** A writer reserving slots on a pool thread of its own. */
+  private final class Writer {
+    final Future<int[]> slots;
+    volatile Thread thread;
+
+    Writer(SlotReservations r, int n) {
+      slots =
+          pool.submit(
+              () -> {
+                thread = Thread.currentThread();
+                return r.reserve(n, LONG_WAIT);
+              });
+    }
+  }
 
   @AfterEach
   void tearDown() {
@@ -48,10 +98,10 @@ class SlotReservationsTest {
           @Override
           public void reclaim(int missing) {
             // Frees nothing: these tests free slots explicitly.
+            count(reclaims);
           }
         };
-    return new SlotReservations(
-        slots, source, reserveSlots, Time.SYSTEM, queuedEvents::incrementAndGet);
+    return new SlotReservations(slots, source, reserveSlots, clock, queuedEvents::incrementAndGet);
   }
 
   private void awaitQueued(SlotReservations r, int n) throws InterruptedException {
@@ -62,21 +112,42 @@ class SlotReservationsTest {
     }
   }
 
+  private static void awaitUntil(String what, BooleanSupplier condition)
+      throws InterruptedException {
+    long until = System.nanoTime() + LONG_WAIT;
+    while (!condition.getAsBoolean()) {
+      assertThat(System.nanoTime()).as(what).isLessThan(until);
+      Thread.sleep(1);
+    }
+  }
+
   @Test
   void spaceGoesToWaitersInArrivalOrderEvenWhenALaterOneNeedsLess() throws Exception {
     SlotReservations r = reservations(0);
     int[] all = fillAll(slots);
     dirty.set(TOTAL);
-    Future<int[]> big = pool.submit(() -> r.reserve(4, LONG_WAIT));
+    Writer bigWriter = new Writer(r, 4);
+    Future<int[]> big = bigWriter.slots;
     awaitQueued(r, 1);
-    Future<int[]> small = pool.submit(() -> r.reserve(1, LONG_WAIT));
+    Writer smallWriter = new Writer(r, 1);
+    Future<int[]> small = smallWriter.slots;
     awaitQueued(r, 2);
     assertThat(queuedEvents).hasValue(2);
 
     // One slot: enough for the later writer, but the earlier one is first in line.
     slots.free(all[0]);
     r.spaceFreed();
-    Thread.sleep(100);
+    // Both looked again after the free: the head tried to reclaim what it still lacks (twice, so
+    // one attempt began after the free), the other went through its wait loop (two clock reads).
+    Thread head = bigWriter.thread;
+    Thread second = smallWriter.thread;
+    int headReclaims = countOf(reclaims, head);
+    int secondReads = countOf(clockReads, second);
+    awaitUntil(
+        "the head tried again", () -> big.isDone() || countOf(reclaims, head) >= headReclaims + 2);
+    awaitUntil(
+        "the second writer looked again",
+        () -> small.isDone() || countOf(clockReads, second) >= secondReads + 2);
     assertThat(small).isNotDone();
     assertThat(big).isNotDone();
     assertThat(r.tryReserve(1))
@@ -88,7 +159,10 @@ class SlotReservationsTest {
     }
     r.spaceFreed();
     assertThat(big.get(10, TimeUnit.SECONDS)).hasSize(4);
-    Thread.sleep(50);
+    // Head now, it finds no free slot and tries to reclaim one.
+    awaitUntil(
+        "the second writer tried as the head",
+        () -> small.isDone() || countOf(reclaims, second) >= 1);
     assertThat(small).as("the four free slots all went to the first writer").isNotDone();
 
     slots.free(all[4]);

@@ -1,6 +1,8 @@
 package io.peerflash.node.engine;
 
 import static io.peerflash.node.engine.EngineTestSupport.BLOCK;
+import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
+import static io.peerflash.node.engine.EngineTestSupport.awaitWaitingIn;
 import static io.peerflash.node.engine.EngineTestSupport.pattern;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -190,14 +192,17 @@ class EngineRaceTest {
       }
       awaitState(deleter.get(), Thread.State.WAITING, "BlockLocks.lock");
       // Re-creating the name waits for the delete to finish instead of racing it.
+      AtomicReference<Thread> creator = new AtomicReference<>();
       recreate =
           pool.submit(
               () -> {
+                creator.set(Thread.currentThread());
                 engine.createVolume("v", 1L << 20, CacheMode.WRITE_AROUND, 0);
                 engine.write("v", 8 * BLOCK, buf(pattern(2, BLOCK))); // acked: on shared storage
                 return null;
               });
-      Thread.sleep(100);
+      awaitTrue(20_000, "the re-create started", () -> creator.get() != null);
+      awaitWaitingIn(creator.get(), "CacheEngine.createVolume", recreate);
       assertThat(recreate.isDone()).as("create raced an unfinished delete").isFalse();
     }
     delete.get(20, TimeUnit.SECONDS);

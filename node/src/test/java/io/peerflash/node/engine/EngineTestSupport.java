@@ -10,7 +10,11 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
 import java.util.Random;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.BooleanSupplier;
 
 /** Shared helpers for the engine tests. */
@@ -112,6 +116,43 @@ final class EngineTestSupport {
       }
       Thread.sleep(10);
     }
+  }
+
+  /**
+   * Waits until the destager has finished a whole step that began after this call, so it has seen
+   * every change made before the call: a test may then assert what it did not do. Wakes it while
+   * waiting, so its idle pauses do not slow the test.
+   */
+  static void awaitDestagerStep(CacheEngine engine) {
+    Destager destager = engine.destager;
+    // The step running now may have begun before the call; the one after it did not.
+    long target = destager.rounds() + 2;
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (destager.rounds() < target) {
+      if (System.nanoTime() > deadline) {
+        fail("timed out after 10 s waiting for a destager step (at %d)", destager.rounds());
+      }
+      destager.wake();
+      LockSupport.parkNanos(TimeUnit.MICROSECONDS.toNanos(200));
+    }
+  }
+
+  /**
+   * Waits until {@code task} has finished or its thread {@code t} waits (for a lock or a signal)
+   * inside a method whose frame contains {@code frame}: the test then asserts which of the two it
+   * was.
+   */
+  static void awaitWaitingIn(Thread t, String frame, Future<?> task) throws InterruptedException {
+    awaitTrue(
+        10_000, t.getName() + " waiting in " + frame, () -> task.isDone() || isWaitingIn(t, frame));
+  }
+
+  private static boolean isWaitingIn(Thread t, String frame) {
+    Thread.State state = t.getState();
+    return (state == Thread.State.WAITING
+            || state == Thread.State.TIMED_WAITING
+            || state == Thread.State.BLOCKED)
+        && Arrays.stream(t.getStackTrace()).anyMatch(f -> f.toString().contains(frame));
   }
 
   interface IoAction {

@@ -3,12 +3,14 @@ package io.peerflash.node.engine;
 import io.peerflash.node.storage.BackingStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Test-only decorator: fails writes and/or syncs on demand (all of them, or only writes touching
- * one byte range), can hold or slow writes, and counts the writes in flight at once.
+ * one byte range), can hold writes or let them through one at a time, and counts the writes in
+ * flight at once.
  */
 final class FaultyBackingStore implements BackingStore {
   private final BackingStore delegate;
@@ -29,11 +31,15 @@ final class FaultyBackingStore implements BackingStore {
   final AtomicInteger failedSyncs = new AtomicInteger();
   final AtomicInteger heldWrites = new AtomicInteger();
 
-  /** Each data write takes at least this long (to make concurrent writes overlap). */
-  volatile long writeDelayMs;
+  /**
+   * While set, each data write waits (counted in flight) for a permit of its own: the test lets
+   * writes through one at a time and sees how many the engine has started at once.
+   */
+  volatile Semaphore writeGate;
 
   final AtomicInteger writesInFlight = new AtomicInteger();
   final AtomicInteger maxWritesInFlight = new AtomicInteger();
+  final AtomicInteger writesDone = new AtomicInteger();
 
   FaultyBackingStore(BackingStore delegate) {
     this.delegate = delegate;
@@ -139,16 +145,17 @@ final class FaultyBackingStore implements BackingStore {
     int now = writesInFlight.incrementAndGet();
     maxWritesInFlight.accumulateAndGet(now, Math::max);
     try {
-      long delay = writeDelayMs;
-      if (delay > 0) {
-        Thread.sleep(delay);
+      Semaphore gate = writeGate;
+      if (gate != null && !gate.tryAcquire(30, TimeUnit.SECONDS)) {
+        throw new IOException("write gate stayed shut for 30 s");
       }
       op.run();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new IOException("interrupted in a delayed write");
+      throw new IOException("interrupted at the write gate");
     } finally {
       writesInFlight.decrementAndGet();
+      writesDone.incrementAndGet();
     }
   }
 

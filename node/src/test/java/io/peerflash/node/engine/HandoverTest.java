@@ -2,6 +2,7 @@ package io.peerflash.node.engine;
 
 import static io.peerflash.node.engine.EngineTestSupport.assertFileEquals;
 import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
+import static io.peerflash.node.engine.EngineTestSupport.awaitWaitingIn;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -14,6 +15,7 @@ import java.nio.file.Path;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -116,16 +118,19 @@ class HandoverTest {
             e -> assertThat(((CacheException) e).reason()).isEqualTo(Reason.DEADLINE_EXCEEDED));
     assertThat(engine.handingOver(VOL)).isFalse();
 
+    AtomicReference<Thread> handoverThread = new AtomicReference<>();
     CompletableFuture<Long> handover =
         CompletableFuture.supplyAsync(
             () -> {
+              handoverThread.set(Thread.currentThread());
               try {
                 return engine.prepareHandover(VOL, in(10_000));
               } catch (CacheException e) {
                 throw new IllegalStateException(e);
               }
             });
-    Thread.sleep(300);
+    awaitTrue(5_000, "the handover started", () -> handoverThread.get() != null);
+    awaitWaitingIn(handoverThread.get(), "CacheEngine.barrier", handover);
     assertThat(handover).as("waits for the write in flight").isNotDone();
     assertThat(inFlight).isNotDone();
     store.holdWrites = false;

@@ -1,6 +1,7 @@
 package io.peerflash.node.engine;
 
 import static io.peerflash.node.engine.EngineTestSupport.BLOCK;
+import static io.peerflash.node.engine.EngineTestSupport.awaitDestagerStep;
 import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
 import static io.peerflash.node.engine.EngineTestSupport.entryOf;
 import static io.peerflash.node.engine.EngineTestSupport.pattern;
@@ -71,7 +72,9 @@ class ModeSwitchTest {
     engine.setPolicy("v", CacheMode.WRITE_THROUGH, 0);
     engine.setPolicy("v", CacheMode.WRITE_BACK, 0);
     engine.write("v", 0, ByteBuffer.wrap(pattern(2, BLOCK)));
-    Thread.sleep(500); // far below the 30 s max dirty age and the watermarks
+    // Far below the 30 s max dirty age and the watermarks: a destager step that saw the write
+    // leaves it alone (it destaged it at once while the stale flush target made it look pending).
+    awaitDestagerStep(engine);
     assertThat(engine.volumeStatus("v").dirtyBytes())
         .as("write-back data younger than max-dirty-age stays dirty")
         .isEqualTo(BLOCK);

@@ -1,5 +1,6 @@
 package io.peerflash.node.engine;
 
+import static io.peerflash.node.engine.EngineTestSupport.awaitDestagerStep;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -42,7 +43,8 @@ class ReplicaStoreTest {
     backing = new FileBackingStore(dir.resolve("shared"));
     CacheEngine e =
         CacheEngine.open(
-            EngineConfig.defaults(dir.resolve("data"), 8 << 20).withDestage(0.01, 0.0, 10),
+            // Watermarks at ~0 and no max dirty age: an owner destages its dirty blocks at once.
+            EngineConfig.defaults(dir.resolve("data"), 8 << 20).withDestage(0.01, 0.0, 0),
             backing,
             Time.SYSTEM);
     e.start();
@@ -68,7 +70,7 @@ class ReplicaStoreTest {
     engine.applyReplicaBlocks(
         "v", List.of(new ReplicaBlock(4, 11, image(4)), new ReplicaBlock(4, 12, image(5))));
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(2 * BLOCK);
-    Thread.sleep(300); // watermarks at ~0 and max age 10 ms: an owner would destage now
+    awaitDestagerStep(engine); // an owner would have destaged them in this step
     assertThat(backingBlock(3)).isEqualTo(new byte[BLOCK]);
     assertThatThrownBy(() -> engine.read("v", 0, 4096))
         .isInstanceOf(CacheException.class)
@@ -111,7 +113,7 @@ class ReplicaStoreTest {
     engine = openEngine();
     assertThat(engine.getVolume("v").role()).isEqualTo(Role.REPLICA);
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
-    Thread.sleep(200);
+    awaitDestagerStep(engine);
     assertThat(backingBlock(0)).isEqualTo(new byte[BLOCK]);
     engine.setRole("v", Role.OWNER);
     engine.flush("v");

@@ -2,6 +2,7 @@ package io.peerflash.node.engine;
 
 import static io.peerflash.node.engine.EngineTestSupport.BLOCK;
 import static io.peerflash.node.engine.EngineTestSupport.assertFileEquals;
+import static io.peerflash.node.engine.EngineTestSupport.awaitDestagerStep;
 import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
 import static io.peerflash.node.engine.EngineTestSupport.pattern;
 import static io.peerflash.node.engine.EngineTestSupport.readFile;
@@ -16,15 +17,13 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView.Health;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
-import io.peerflash.util.Time;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
-import java.lang.management.ThreadMXBean;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -42,6 +41,7 @@ class StorageFailureTest {
   private FileBackingStore files;
   private FaultyBackingStore store;
   private CacheEngine engine;
+  private final SteppedTime clock = new SteppedTime();
 
   private void open(long retryInitialMs, long retryMaxMs) throws Exception {
     EngineConfig config =
@@ -50,7 +50,7 @@ class StorageFailureTest {
             .withRetryBackoff(retryInitialMs, retryMaxMs);
     files = new FileBackingStore(tmp.resolve("shared"));
     store = new FaultyBackingStore(files);
-    engine = CacheEngine.open(config, store, Time.SYSTEM);
+    engine = CacheEngine.open(config, store, clock);
     engine.start();
   }
 
@@ -172,12 +172,19 @@ class StorageFailureTest {
     assertThat(engine.read(VOL, (long) bad * BLOCK, BLOCK)).isEqualTo(data[bad]);
     assertThat(engine.volumeStatus(VOL).health()).isEqualTo(Health.STORAGE_FAILING);
 
-    // Retries of the bad block are paced by backoff: a handful in 2 s, not a storm.
+    // Retries of the bad block are paced by its backoff, doubling from 20 ms to 500 ms: at most
+    // about ten in 2 s of engine time (a retry per volume backoff of 20 ms would be a hundred, a
+    // storm thousands). Each 10 ms step of the clock is followed by a destager step that saw it.
+    clock.freeze();
     int before = store.failedWrites.get();
-    Thread.sleep(2000);
+    for (int ms = 0; ms < 2000; ms += 10) {
+      clock.advanceMs(10);
+      awaitDestagerStep(engine);
+    }
     int attempts = store.failedWrites.get() - before;
-    System.out.println("bad-block attempts in 2 s: " + attempts);
-    assertThat(attempts).isBetween(1, 199);
+    System.out.println("bad-block attempts in 2 s of engine time: " + attempts);
+    assertThat(attempts).isBetween(1, 10);
+    clock.resume();
 
     store.heal();
     retryWhile(Reason.UNAVAILABLE, 5000, () -> engine.flush(VOL));
@@ -193,24 +200,38 @@ class StorageFailureTest {
   @Test
   void destagerDoesNotSpinWhileTheOnlyDirtyBlockIsBackingOff() throws Exception {
     open(20, 2000);
+    clock.freeze();
     engine.createVolume(VOL, 1 << 20, CacheMode.WRITE_BACK, 0);
     store.failRange(VOL, 0, BLOCK);
     engine.write(VOL, 0, ByteBuffer.wrap(pattern(1, BLOCK)));
-    assertThatThrownBy(() -> engine.flush(VOL)).isInstanceOf(CacheException.class);
+    // Counts the destager's attempts at the volume: it checks the serve guard before each batch.
+    AtomicInteger attempts = new AtomicInteger();
+    engine.setServeGuard(
+        info -> {
+          if (Thread.currentThread().getName().equals("peerflash-destager")) {
+            attempts.incrementAndGet();
+          }
+          return true;
+        });
+    // A flush pending; two failures: the block backs off 20 ms, then 40 ms, the volume 20 ms.
+    engine.destageSoon(VOL);
+    awaitTrue(5000, "the first failure", () -> store.failedWrites.get() == 1);
+    clock.advanceMs(20);
+    awaitTrue(5000, "the second failure", () -> store.failedWrites.get() == 2);
+    // Now the volume is due again and its only block is not (for 20 ms of a stopped clock): one
+    // step finds nothing to do, every later one must pause instead of trying again at once.
+    clock.advanceMs(20);
+    awaitDestagerStep(engine);
+    int attemptsBefore = attempts.get();
+    long rounds = engine.destager.rounds();
+    long startNanos = System.nanoTime();
+    awaitTrue(5000, "five more destager steps", () -> engine.destager.rounds() >= rounds + 5);
+    long elapsedMs = (System.nanoTime() - startNanos) / 1_000_000;
 
-    Thread destager =
-        Thread.getAllStackTraces().keySet().stream()
-            .filter(t -> t.getName().equals("peerflash-destager") && t.isAlive())
-            .findFirst()
-            .orElseThrow();
-    ThreadMXBean mx = ManagementFactory.getThreadMXBean();
-    long cpu0 = mx.getThreadCpuTime(destager.getId());
-    long wall0 = System.nanoTime();
-    Thread.sleep(1000);
-    long cpuMs = (mx.getThreadCpuTime(destager.getId()) - cpu0) / 1_000_000;
-    long wallMs = (System.nanoTime() - wall0) / 1_000_000;
-    System.out.println("destager CPU " + cpuMs + " ms in " + wallMs + " ms");
-    assertThat(cpuMs).as("destager CPU time over %d ms of wall time", wallMs).isLessThan(200);
+    assertThat(attempts.get() - attemptsBefore).as("attempts at the volume").isZero();
+    // A spinning destager finishes a step in microseconds; a pausing one waits at least 1 ms.
+    assertThat(elapsedMs).as("five steps, in ms").isGreaterThanOrEqualTo(4);
+    assertThat(store.failedWrites.get()).isEqualTo(2);
   }
 
   /**

@@ -1,5 +1,8 @@
 package io.peerflash.node.engine;
 
+import static io.peerflash.node.engine.EngineTestSupport.awaitDestagerStep;
+import static io.peerflash.node.engine.EngineTestSupport.awaitTrue;
+import static io.peerflash.node.engine.EngineTestSupport.awaitWaitingIn;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -29,6 +32,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -113,11 +117,14 @@ class SubmitWriteTest {
     assertThat(acked).as("acked before the replica's ack").isNotDone();
     // Stored and visible already: a reader may see a write in flight.
     assertThat(engine.read("v", BLOCK, data.length)).isEqualTo(data);
-    // But not destaged: its release could otherwise overtake the copy on its way.
-    assertThatThrownBy(() -> engine.flush("v", System.currentTimeMillis() + 300))
+    // But not destaged, not even when asked to: its release could otherwise overtake the copy on
+    // its way.
+    engine.destageSoon("v");
+    awaitDestagerStep(engine);
+    assertThat(onStorage(BLOCK, data.length)).isEqualTo(new byte[data.length]);
+    assertThatThrownBy(() -> engine.flush("v", System.currentTimeMillis()))
         .isInstanceOfSatisfying(
             CacheException.class, e -> assertThat(e.reason()).isEqualTo(Reason.DEADLINE_EXCEEDED));
-    assertThat(onStorage(BLOCK, data.length)).isEqualTo(new byte[data.length]);
 
     copies.take().complete(null);
     acked.get(5, TimeUnit.SECONDS);
@@ -141,8 +148,18 @@ class SubmitWriteTest {
     copies.take().complete(null);
     second.get(5, TimeUnit.SECONDS);
 
-    assertThatThrownBy(() -> engine.flush("v", System.currentTimeMillis() + 500))
-        .isInstanceOf(CacheException.class);
+    engine.destageSoon("v");
+    awaitTrue(
+        5000,
+        "the newer write on shared storage",
+        () -> {
+          try {
+            return Arrays.equals(onStorage(5 * BLOCK, BLOCK), filled(BLOCK, 2));
+          } catch (IOException e) {
+            throw new IllegalStateException(e);
+          }
+        });
+    awaitDestagerStep(engine);
     assertThat(onStorage(5 * BLOCK, BLOCK))
         .as("the newer write, acked")
         .isEqualTo(filled(BLOCK, 2));
@@ -203,18 +220,23 @@ class SubmitWriteTest {
 
     // Until the own store ran, the write holds its block and the volume's gate, also against this
     // thread (BlockLocks counts a stripe the thread holds as busy).
+    Thread waitsThread = pool.submit(Thread::currentThread).get(5, TimeUnit.SECONDS);
     CompletableFuture<Void> next =
         engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 8)), waits, loop::add);
+    AtomicReference<Thread> policyThread = new AtomicReference<>();
     CompletableFuture<Void> policy =
         CompletableFuture.runAsync(
             () -> {
+              policyThread.set(Thread.currentThread());
               try {
                 engine.setPolicy("v", CacheMode.WRITE_BACK, 1);
               } catch (CacheException e) {
                 throw new IllegalStateException(e);
               }
             });
-    Thread.sleep(200);
+    awaitWaitingIn(waitsThread, "io.peerflash.node.engine.", next);
+    awaitTrue(5000, "the policy change started", () -> policyThread.get() != null);
+    awaitWaitingIn(policyThread.get(), "CacheEngine.setPolicy", policy);
     assertThat(next).as("the next write of the block").isNotDone();
     assertThat(policy).as("a policy change").isNotDone();
 
@@ -233,8 +255,9 @@ class SubmitWriteTest {
     byte[] data = filled(BLOCK, 9);
     CompletableFuture<Void> acked =
         engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits, loop::add);
+    // The engine reacts to the failure on the thread completing the copy (this one): whatever it
+    // hands off or acknowledges, it has done when this call returns.
     copies.take().completeExceptionally(new IOException("replica lost"));
-    Thread.sleep(100);
     assertThat(acked).isNotDone();
     assertThat(handOffs).as("no destage before the own store").hasValue(0);
 
