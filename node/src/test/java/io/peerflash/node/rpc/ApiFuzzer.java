@@ -61,8 +61,10 @@ import java.util.Arrays;
 import java.util.BitSet;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
@@ -130,10 +132,13 @@ final class ApiFuzzer {
       Path sharedDir,
       int closedPort) {}
 
-  /** One distinct failure: its first occurrence, and how often it recurred. */
+  /**
+   * One distinct failure (a kind and an answer, whatever the numbers and names in it): its first
+   * occurrence, the RPCs it was seen in, and how often it recurred.
+   */
   static final class Violation {
     final String kind;
-    final String rpc;
+    final Set<String> rpcs = new LinkedHashSet<>();
     final long callIndex;
     final String args;
     final String got;
@@ -141,7 +146,7 @@ final class ApiFuzzer {
 
     Violation(String kind, String rpc, long callIndex, String args, String got) {
       this.kind = kind;
-      this.rpc = rpc;
+      this.rpcs.add(rpc);
       this.callIndex = callIndex;
       this.args = args;
       this.got = got;
@@ -257,8 +262,9 @@ final class ApiFuzzer {
         .append("):\n");
     int i = 1;
     for (Violation v : violations.values()) {
-      b.append(String.format("%d. [%s] %s%n", i++, v.rpc, v.kind));
-      b.append("   request: ").append(v.args).append('\n');
+      b.append(String.format("%d. %s %s%n", i++, v.rpcs, v.kind));
+      b.append("   request: ").append(v.rpcs.iterator().next()).append(' ').append(v.args);
+      b.append('\n');
       b.append("   got:     ").append(v.got).append('\n');
       b.append("   first at call #")
           .append(v.callIndex)
@@ -335,10 +341,11 @@ final class ApiFuzzer {
   }
 
   private void violation(String rpc, String args, String kind, String got) {
-    String key = rpc + "|" + normalize(kind) + "|" + normalize(got);
+    String key = normalize(kind) + "|" + normalize(got);
     Violation v = violations.get(key);
     if (v != null) {
       v.count++;
+      v.rpcs.add(rpc);
       return;
     }
     violations.put(key, new Violation(kind, rpc, calls - 1, args, got));
@@ -842,7 +849,7 @@ final class ApiFuzzer {
               w.getOffset(),
               w.getData().toByteArray(),
               code,
-              code + ": " + shorten(r.getMessage(), 400));
+              code == Status.Code.OK ? "OK" : code + ": " + shorten(r.getMessage(), 400));
         } else {
           otherVolumeOutcome(
               "WriteStream",
