@@ -682,10 +682,42 @@ public final class CacheEngine implements AutoCloseable {
     if (before.mode() == CacheMode.WRITE_BACK
         && mode != CacheMode.WRITE_BACK
         && after.role() == Role.OWNER) {
-      destager.flush(v, destageTarget);
+      try {
+        destager.flush(v, destageTarget);
+      } catch (CacheException e) {
+        // The dirty data could not be destaged: the volume stays write-back (what status then
+        // says is true), and the change can be asked for again.
+        revertPolicy(v, after, before);
+        throw new CacheException(
+            e.reason(),
+            "volume "
+                + Texts.quote(name)
+                + " stays "
+                + before.mode()
+                + ": its dirty data could not be destaged first: "
+                + e.getMessage(),
+            e);
+      }
     }
     log.info("volume {} policy {} -> {}", name, before.mode(), mode);
     return after;
+  }
+
+  /** Puts a policy back unless something else changed it meanwhile. */
+  private void revertPolicy(CachedVolume v, VolumeInfo changed, VolumeInfo back) {
+    v.gate.writeLock().lock();
+    try {
+      if (v.deleted || v.info != changed) {
+        return;
+      }
+      VolumeInfo restored = changed.withPolicy(back.mode(), back.replicas());
+      catalog.update(restored);
+      v.info = restored;
+    } catch (IOException e) {
+      log.warn("volume {}: cannot put its policy back: {}", v.name(), e.getMessage());
+    } finally {
+      v.gate.writeLock().unlock();
+    }
   }
 
   private static void checkPolicy(CacheMode mode, int replicas) throws CacheException {

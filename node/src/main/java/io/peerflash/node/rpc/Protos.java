@@ -42,6 +42,22 @@ public final class Protos {
   }
 
   /**
+   * Checks a policy's enums: the mode must be one of the three, and on_peer_loss unspecified or one
+   * of the three (a value this version does not know is refused, never stored or passed on).
+   */
+  public static void checkPolicy(io.peerflash.proto.v1.VolumePolicy policy) throws CacheException {
+    mode(policy.getMode());
+    if (policy.getOnPeerLoss() == io.peerflash.proto.v1.OnPeerLoss.UNRECOGNIZED) {
+      throw new CacheException(
+          CacheException.Reason.INVALID_ARGUMENT,
+          "policy.on_peer_loss "
+              + policy.getOnPeerLossValue()
+              + " is unknown: use ON_PEER_LOSS_WRITE_THROUGH, ON_PEER_LOSS_BLOCK or"
+              + " ON_PEER_LOSS_ACCEPT");
+    }
+  }
+
+  /**
    * The wire's unsigned replica count as an int: 2^32-1 must not turn into -1 (the engine's range
    * check names the rule).
    */

@@ -130,6 +130,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          Protos.checkPolicy(req.getPolicy());
           if (cluster != null) {
             return cluster.createVolume(req);
           }
@@ -183,6 +184,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answer(
         out,
         () -> {
+          Protos.checkPolicy(req.getPolicy());
           if (cluster != null) {
             return cluster.setPolicy(req);
           }

@@ -266,6 +266,31 @@ class StorageFailureTest {
     }
   }
 
+  /**
+   * Leaving write-back destages first; when that fails, the volume stays write-back (status tells
+   * the truth) instead of reporting the new mode while holding dirty data it cannot destage.
+   */
+  @Test
+  void leavingWriteBackWhileStorageFailsKeepsTheVolumeWriteBack() throws Exception {
+    open(20, 200);
+    engine.createVolume(VOL, 1 << 20, CacheMode.WRITE_BACK, 0);
+    engine.write(VOL, 0, ByteBuffer.wrap(pattern(1, BLOCK)));
+    store.failWrites = true;
+    assertThatThrownBy(() -> engine.setPolicy(VOL, CacheMode.WRITE_THROUGH, 0))
+        .isInstanceOfSatisfying(
+            CacheException.class,
+            e -> {
+              assertThat(e.reason()).isEqualTo(Reason.UNAVAILABLE);
+              assertThat(e.getMessage()).contains("stays WRITE_BACK");
+            });
+    assertThat(engine.getVolume(VOL).mode()).isEqualTo(CacheMode.WRITE_BACK);
+    engine.write(VOL, BLOCK, ByteBuffer.wrap(pattern(2, BLOCK)));
+    store.heal();
+    engine.setPolicy(VOL, CacheMode.WRITE_THROUGH, 0);
+    assertThat(engine.getVolume(VOL).mode()).isEqualTo(CacheMode.WRITE_THROUGH);
+    assertThat(engine.volumeStatus(VOL).dirtyBytes()).isZero();
+  }
+
   @Test
   void writeThroughWriteFailsWhileStorageFailsAndEarlierDataStillReads() throws Exception {
     open(20, 200);
