@@ -9,6 +9,8 @@ import java.util.Arrays;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.rocksdb.AbstractEventListener;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
@@ -39,6 +41,9 @@ import org.rocksdb.WriteOptions;
  * (an I/O error during a flush, say) stops writes until the node restarts.
  */
 public final class RocksKeyValueStorage implements KeyValueStorage {
+  private static final org.slf4j.Logger log =
+      org.slf4j.LoggerFactory.getLogger(RocksKeyValueStorage.class);
+
   static {
     RocksDB.loadLibrary();
   }
@@ -57,6 +62,24 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
   private final WriteOptions syncWrite = new WriteOptions().setSync(true);
   private final WriteOptions asyncWrite = new WriteOptions().setSync(false);
   private final ReadOptions readOptions = new ReadOptions();
+
+  // Every call holds it shared, close() exclusively: RocksDB's native code crashes the process
+  // when its handle is closed under a call still running (a request thread a shutdown did not
+  // wait for). A call after close fails with an IOException instead.
+  private final ReentrantReadWriteLock open = new ReentrantReadWriteLock();
+  private boolean closed;
+
+  private void enter() throws IOException {
+    open.readLock().lock();
+    if (closed) {
+      open.readLock().unlock();
+      throw new IOException("index " + dir + " is closed");
+    }
+  }
+
+  private void exit() {
+    open.readLock().unlock();
+  }
 
   public RocksKeyValueStorage(Path dir) throws IOException {
     this.dir = dir;
@@ -101,10 +124,13 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
 
   @Override
   public byte[] get(Table table, byte[] key) throws IOException {
+    enter();
     try {
       return db.get(handles.get(table), readOptions, key);
     } catch (RocksDBException e) {
       throw new IOException("index read failed: " + e.getMessage(), e);
+    } finally {
+      exit();
     }
   }
 
@@ -113,6 +139,15 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
     if (batch.isEmpty()) {
       return;
     }
+    enter();
+    try {
+      writeOpen(batch, sync);
+    } finally {
+      exit();
+    }
+  }
+
+  private void writeOpen(Batch batch, boolean sync) throws IOException {
     ErrorListener.Snapshot before = errorListener.snapshot();
     try (WriteBatch wb = new WriteBatch()) {
       for (Batch.Op op : batch.ops) {
@@ -172,6 +207,15 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
 
   @Override
   public void scan(Table table, byte[] prefix, Visitor visitor) throws IOException {
+    enter();
+    try {
+      scanOpen(table, prefix, visitor);
+    } finally {
+      exit();
+    }
+  }
+
+  private void scanOpen(Table table, byte[] prefix, Visitor visitor) throws IOException {
     try (RocksIterator it = db.newIterator(handles.get(table), readOptions)) {
       if (prefix.length == 0) {
         it.seekToFirst();
@@ -196,15 +240,41 @@ public final class RocksKeyValueStorage implements KeyValueStorage {
 
   @Override
   public void sync() throws IOException {
+    enter();
     try {
       db.syncWal();
     } catch (RocksDBException e) {
       throw new IOException("index sync failed: " + e.getMessage(), e);
+    } finally {
+      exit();
     }
   }
 
+  /** How long close waits for calls still running before it leaves the index open. */
+  static final long CLOSE_WAIT_SECONDS = 10;
+
   @Override
   public void close() {
+    try {
+      if (!open.writeLock().tryLock(CLOSE_WAIT_SECONDS, TimeUnit.SECONDS)) {
+        // Closing under a running call could crash the process; left open, nothing is lost
+        // (the log is written) and the process is about to exit.
+        log.error("index {}: calls still running after {} s; left open", dir, CLOSE_WAIT_SECONDS);
+        return;
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      log.error("index {}: interrupted while closing; left open", dir);
+      return;
+    }
+    try {
+      if (closed) {
+        return;
+      }
+      closed = true;
+    } finally {
+      open.writeLock().unlock();
+    }
     for (ColumnFamilyHandle h : allHandles) {
       h.close();
     }
