@@ -182,13 +182,7 @@ public final class PeerReplicationPort implements ReplicationPort {
                 evicted |= out == Outcome.EVICTED;
               }
               if (fenced) {
-                Targets newer = attemptNo < MAX_ATTEMPTS ? lookup.apply(volume) : null;
-                if (newer != null && newer.epoch() > t.epoch()) {
-                  attempt(volume, images, newer, attemptNo + 1, result);
-                  return;
-                }
-                result.completeExceptionally(
-                    new FencedException("a replica refused epoch " + t.epoch()));
+                retryFenced(volume, images, t, attemptNo, result, 0);
               } else if (stuck) {
                 // Could neither reach a replica nor take it out of the map: acknowledging now
                 // would let it win a later failover without this write.
@@ -212,6 +206,42 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   private static final int MAX_ATTEMPTS = 3;
+
+  /** How long a refused owner waits for its own map to show the newer epoch, and how often. */
+  static final long MAP_CATCH_UP_MS = 500;
+
+  private static final long MAP_CATCH_UP_POLL_MS = 10;
+
+  /**
+   * A replica refused this node's epoch: retries with the map's newer targets while this node is
+   * still the owner. The replica may have applied an epoch change (a policy change, re-protection)
+   * a moment before this node did: then this node waits, briefly, for its own map to catch up
+   * instead of failing a write it still owns (the replica does the same the other way round).
+   */
+  private void retryFenced(
+      VolumeInfo volume,
+      List<BlockImage> images,
+      Targets t,
+      int attemptNo,
+      CompletableFuture<Void> result,
+      long waitedMs) {
+    Targets newer = attemptNo < MAX_ATTEMPTS ? lookup.apply(volume) : null;
+    if (newer != null && newer.epoch() > t.epoch()) {
+      attempt(volume, images, newer, attemptNo + 1, result);
+      return;
+    }
+    if (newer != null && newer.epoch() == t.epoch() && waitedMs < MAP_CATCH_UP_MS) {
+      // Still the owner at the same epoch by this node's map: it may be behind the replica's.
+      CompletableFuture.delayedExecutor(
+              MAP_CATCH_UP_POLL_MS, java.util.concurrent.TimeUnit.MILLISECONDS, Runnable::run)
+          .execute(
+              () ->
+                  retryFenced(
+                      volume, images, t, attemptNo, result, waitedMs + MAP_CATCH_UP_POLL_MS));
+      return;
+    }
+    result.completeExceptionally(new FencedException("a replica refused epoch " + t.epoch()));
+  }
 
   private static ReplicaException fewer(Targets t, VolumeInfo volume) {
     return new ReplicaException(

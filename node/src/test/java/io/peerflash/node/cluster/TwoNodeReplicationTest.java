@@ -208,6 +208,33 @@ class TwoNodeReplicationTest {
     assertThat(Arrays.copyOfRange(shared(), 0, 4096)).isEqualTo(new byte[4096]);
   }
 
+  /**
+   * The replica applied an epoch change (a policy change, re-protection) a moment before the owner
+   * did: the owner, still the owner, waits for its own map to catch up and resends, instead of
+   * failing the write with "no longer its owner".
+   */
+  @Test
+  void anOwnerWhoseMapIsAMomentBehindItsReplicaWaitsForItInsteadOfFailingTheWrite()
+      throws Exception {
+    write(0, new byte[4096]);
+    epoch.set(8);
+    java.util.concurrent.atomic.AtomicInteger lookups =
+        new java.util.concurrent.atomic.AtomicInteger();
+    // The owner's map shows epoch 7 for the first attempt and two more looks, then 8.
+    owner.setReplicationPort(
+        new PeerReplicationPort(
+            v ->
+                new PeerReplicationPort.Targets(
+                    lookups.incrementAndGet() <= 3 ? 7 : 8, "owner", List.of(toReplica))));
+    byte[] data = new byte[4096];
+    Arrays.fill(data, (byte) 5);
+    write(0, data);
+    assertThat(lookups.get()).isGreaterThan(3);
+    assertThat(replica.describeCopies("v")[0])
+        .as("highest sequence the replica holds")
+        .isPositive();
+  }
+
   @Test
   void replicaThatCanNeitherBeReachedNorRemovedFailsTheWriteRetryably() throws Exception {
     // No Raft leader reachable: the unreachable replica stays in the map, so the write must not
