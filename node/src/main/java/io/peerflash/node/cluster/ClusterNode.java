@@ -608,7 +608,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     VolumeRecord rec = map.volume(volume).orElse(null);
     if (rec == null) {
       throw Status.NOT_FOUND
-          .withDescription("volume '" + volume + "' does not exist")
+          .withDescription("volume " + Texts.quote(volume) + " does not exist")
           .asRuntimeException();
     }
     if (!rec.owner().equals(nodeId)) {
@@ -636,10 +636,20 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                   + owner.get().grpcAddress())
           .asRuntimeException(trailers);
     }
-    if (!ready || !held(volume)) {
+    if (!ready || !heldAsOwner(volume)) {
+      // The map names this node already, its engine not yet (a failover or move applied a
+      // moment ago): retryable, unlike the engine's "held as a replica" answer.
       throw Status.UNAVAILABLE
-          .withDescription("node " + nodeId + " is taking over volume '" + volume + "'")
+          .withDescription("node " + nodeId + " is taking over volume " + Texts.quote(volume))
           .asRuntimeException();
+    }
+  }
+
+  private boolean heldAsOwner(String name) {
+    try {
+      return engine.getVolume(name).role() == Role.OWNER;
+    } catch (CacheException e) {
+      return false;
     }
   }
 
