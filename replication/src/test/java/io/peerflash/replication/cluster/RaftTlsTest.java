@@ -220,6 +220,36 @@ class RaftTlsTest {
   }
 
   @Test
+  void aServerMustBeTheNodeAtTheAddressDialled() throws Exception {
+    try (TestCluster cluster = tlsCluster(3)) {
+      // n2's certificate does not name 127.0.0.1, where it listens; n3 holds n1's certificate
+      // (a node key in the wrong place): the others refuse both as servers.
+      cluster.tls =
+          id ->
+              switch (id) {
+                case "n2" -> new RaftTls(pki.nodeElsewhere("n2").keyManager(), pki.trustManager());
+                case "n3" -> pki.raftTls("n1");
+                default -> pki.raftTls(id);
+              };
+      startWatched(cluster);
+      awaitRefusal(
+          "n1 refused n2's server: its certificate does not name the address dialled",
+          o ->
+              o.by().equals("n1")
+                  && o.refusal().direction() == Direction.OUTBOUND
+                  && o.refusal().remoteAddress().equals(cluster.peers.get("n2"))
+                  && o.refusal().reason().contains("127.0.0.1"));
+      awaitRefusal(
+          "n1 refused the server at n3's address presenting n1's certificate",
+          o ->
+              o.by().equals("n1")
+                  && o.refusal().direction() == Direction.OUTBOUND
+                  && o.refusal().nodeId().equals("n1")
+                  && o.refusal().reason().contains("is the Raft address of node n3"));
+    }
+  }
+
+  @Test
   void aClientCertificateIsNeverAdmittedToRaft() throws Exception {
     try (TestCluster cluster = tlsCluster(3)) {
       startWatched(cluster);

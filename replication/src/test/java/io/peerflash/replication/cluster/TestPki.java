@@ -97,10 +97,23 @@ final class TestPki {
 
   /** A node-like certificate with a given subject and node URI (null: none), to test refusals. */
   Identity node(String nodeId, String subject, String uriNodeId) {
+    return node(subject, uriNodeId, true);
+  }
+
+  /** A node certificate for {@code nodeId} naming neither localhost nor 127.0.0.1. */
+  Identity nodeElsewhere(String nodeId) {
+    return node("CN=" + nodeId + ",OU=node,O=PeerFlash", nodeId, false);
+  }
+
+  private Identity node(String subject, String uriNodeId, boolean loopbackNames) {
     KeyPair keys = ecKeys();
     List<GeneralName> sans = new ArrayList<>();
-    sans.add(new GeneralName(GeneralName.dNSName, "localhost"));
-    sans.add(new GeneralName(GeneralName.iPAddress, "127.0.0.1"));
+    if (loopbackNames) {
+      sans.add(new GeneralName(GeneralName.dNSName, "localhost"));
+      sans.add(new GeneralName(GeneralName.iPAddress, "127.0.0.1"));
+    } else {
+      sans.add(new GeneralName(GeneralName.dNSName, "elsewhere.invalid"));
+    }
     if (uriNodeId != null) {
       sans.add(
           new GeneralName(
