@@ -136,6 +136,7 @@ public final class ClusterMap {
       case ADD_REPLICAS -> addReplicas(command.getAddReplicas());
       case REPLICA_IN_SYNC -> replicaInSync(command.getReplicaInSync());
       case REMOVE_REPLICA -> removeReplica(command.getRemoveReplica());
+      case ADMIT_RAFT_PEER -> admitRaftPeer(command.getAdmitRaftPeer());
       case COMMAND_NOT_SET -> fail(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT, "no command set");
     };
   }
@@ -595,6 +596,16 @@ public final class ClusterMap {
       return "unknown on_peer_loss";
     }
     return null;
+  }
+
+  /**
+   * Raft admissions are kept by each control plane, not in the map (see {@code RaftAdmissions}).
+   */
+  private Applied admitRaftPeer(ClusterCommand.AdmitRaftPeer c) {
+    if (c.getNodeId().isEmpty()) {
+      return fail(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT, "admit_raft_peer without a node id");
+    }
+    return ok(this, null);
   }
 
   private static OnPeerLoss onPeerLoss(OnPeerLoss p) {

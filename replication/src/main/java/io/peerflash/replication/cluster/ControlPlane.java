@@ -13,6 +13,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
@@ -25,8 +26,11 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.apache.ratis.client.RaftClient;
 import org.apache.ratis.client.RaftClientConfigKeys;
+import org.apache.ratis.conf.Parameters;
 import org.apache.ratis.conf.RaftProperties;
 import org.apache.ratis.grpc.GrpcConfigKeys;
+import org.apache.ratis.grpc.GrpcTlsConfig;
+import org.apache.ratis.proto.RaftProtos.RaftPeerRole;
 import org.apache.ratis.protocol.ClientId;
 import org.apache.ratis.protocol.Message;
 import org.apache.ratis.protocol.RaftClientReply;
@@ -38,6 +42,7 @@ import org.apache.ratis.protocol.SetConfigurationRequest;
 import org.apache.ratis.retry.RetryPolicies;
 import org.apache.ratis.retry.RetryPolicy;
 import org.apache.ratis.server.DivisionInfo;
+import org.apache.ratis.server.RaftConfiguration;
 import org.apache.ratis.server.RaftServer;
 import org.apache.ratis.server.RaftServerConfigKeys;
 import org.apache.ratis.server.storage.RaftStorage;
@@ -56,6 +61,12 @@ import org.slf4j.LoggerFactory;
  * ticks, registration retries), {@code events} (leader listeners). Ratis runs its own threads.
  *
  * <p>All nodes share one Raft group whose id is derived from {@link #GROUP_NAME}.
+ *
+ * <p>With {@link ControlPlaneConfig#tls()} set, the Raft server (its peer, admin and client
+ * services share one port) and every Raft client speak mutual TLS, and only nodes of the current
+ * Raft configuration are admitted, on every handshake and every call, in both directions ({@link
+ * #allowedRaftPeers}). A node being added is admitted by a committed {@code AdmitRaftPeer} before
+ * the configuration change that names it ({@link #addPeer}).
  */
 public final class ControlPlane implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(ControlPlane.class);
@@ -71,8 +82,25 @@ public final class ControlPlane implements AutoCloseable {
 
   static final TimeDuration RETRY_SLEEP = TimeDuration.valueOf(100, TimeUnit.MILLISECONDS);
 
+  /**
+   * How long a node being added may open Raft connections before the configuration names it: covers
+   * the leader catching it up and committing the change; withdrawn earlier if the add fails.
+   */
+  static final long ADMISSION_TTL_MS = TimeUnit.MINUTES.toMillis(10);
+
+  /**
+   * At most one warning per refused peer in this period (Ratis reconnects several times a second).
+   */
+  private static final long REFUSAL_WARN_INTERVAL_NANOS = TimeUnit.SECONDS.toNanos(10);
+
   private final ControlPlaneConfig config;
   private final ClusterStateMachine stateMachine;
+  private final RaftAdmissions admissions = new RaftAdmissions();
+  private final List<Consumer<RaftConnectionRefusal>> refusalListeners =
+      new java.util.concurrent.CopyOnWriteArrayList<>();
+  private final Map<String, Long> lastRefusalWarnNanos =
+      new java.util.concurrent.ConcurrentHashMap<>();
+  private final Parameters raftParameters;
   private final RaftServer server;
   private final RaftClient commandClient;
   private final RaftClient heartbeatClient;
@@ -126,6 +154,8 @@ public final class ControlPlane implements AutoCloseable {
             this::submit,
             timer);
     stateMachine.addCommandListener(livenessMonitor::onApplied);
+    stateMachine.addCommandListener(admissions::onApplied);
+    this.raftParameters = raftParameters(config);
 
     RaftProperties serverProps = serverProperties(config);
     Files.createDirectories(config.storageDir());
@@ -139,6 +169,7 @@ public final class ControlPlane implements AutoCloseable {
             .setStateMachine(stateMachine)
             .setProperties(serverProps)
             .setOption(RaftStorage.StartupOption.RECOVER)
+            .setParameters(raftParameters)
             .build();
 
     this.commandClient =
@@ -172,6 +203,11 @@ public final class ControlPlane implements AutoCloseable {
               if (hold != null) {
                 throw new IllegalStateException("not renewing this node's lease: " + hold);
               }
+              // A node waiting to be added is no member: its heartbeat could not be applied, and
+              // with TLS the members would refuse (and log) its connection every time.
+              if (!config.bootstrapsAsVoter() && !raftPeers().containsKey(config.nodeId())) {
+                throw new IllegalStateException("not in the Raft group yet");
+              }
               return send(heartbeatClient, heartbeat);
             },
             leaseExecutor);
@@ -194,10 +230,18 @@ public final class ControlPlane implements AutoCloseable {
     cp.leaseKeeper.start();
     cp.livenessMonitor.start();
     LOG.info(
-        "{}: control plane started on {} ({})",
+        "{}: control plane started on {} ({}, {})",
         config.nodeId(),
         config.raftAddress(),
-        config.bootstrapsAsVoter() ? "voter" : "joining");
+        config.bootstrapsAsVoter() ? "voter" : "joining",
+        config.tls() != null ? "mutual TLS, members only" : "plaintext");
+    if (config.tls() == null) {
+      LOG.warn(
+          "{}: Raft on {} runs in plaintext: any process that reaches it can submit cluster"
+              + " commands and join the group",
+          config.nodeId(),
+          config.raftAddress());
+    }
     return cp;
   }
 
@@ -477,6 +521,81 @@ public final class ControlPlane implements AutoCloseable {
     return out;
   }
 
+  /**
+   * The nodes admitted to Raft connections with this node, id to Raft address, as asked on every
+   * TLS handshake and every call: the peers of this node's Raft configuration (during a change,
+   * those of the old and the new configuration, listeners included), plus nodes being added ({@link
+   * #addPeer}); and, while this node is in no configuration yet (it is waiting to be added), the
+   * voters it was started with, so that the leader can catch it up.
+   */
+  public Map<String, String> allowedRaftPeers() {
+    Map<String, String> out = new java.util.TreeMap<>();
+    RaftConfiguration conf = raftConfiguration();
+    if (conf != null) {
+      for (RaftPeerRole role : List.of(RaftPeerRole.FOLLOWER, RaftPeerRole.LISTENER)) {
+        for (RaftPeer p : conf.getAllPeers(role)) {
+          out.put(p.getId().toString(), p.getAddress());
+        }
+      }
+    }
+    Set<String> inConfiguration = Set.copyOf(out.keySet());
+    if (out.isEmpty()) {
+      out.putAll(config.initialPeers());
+    }
+    admissions.current(config.time().nowMs(), inConfiguration).forEach(out::putIfAbsent);
+    return out;
+  }
+
+  private RaftConfiguration raftConfiguration() {
+    RaftServer s = server;
+    if (s == null) {
+      return null;
+    }
+    try {
+      return s.getDivision(GROUP_ID).getRaftConf();
+    } catch (IOException | RuntimeException e) {
+      return null; // not started, or not in the group yet
+    }
+  }
+
+  /**
+   * Calls {@code listener} with every Raft connection or call this node refuses (TLS only). It runs
+   * on a Netty event loop or a gRPC thread and must be quick.
+   */
+  public void addRaftRefusalListener(Consumer<RaftConnectionRefusal> listener) {
+    refusalListeners.add(java.util.Objects.requireNonNull(listener));
+  }
+
+  public void removeRaftRefusalListener(Consumer<RaftConnectionRefusal> listener) {
+    refusalListeners.remove(listener);
+  }
+
+  private void refused(RaftConnectionRefusal r) {
+    String key = r.direction() + " " + r.stage() + " " + r.peerSubject();
+    long now = System.nanoTime();
+    Long last = lastRefusalWarnNanos.get(key);
+    if (last == null || now - last > REFUSAL_WARN_INTERVAL_NANOS) {
+      lastRefusalWarnNanos.put(key, now);
+      LOG.warn(
+          "{}: refused Raft {} {}{}{}: {}",
+          config.nodeId(),
+          r.direction() == RaftConnectionRefusal.Direction.INBOUND ? "peer" : "server",
+          r.peerSubject().isEmpty() ? "(no certificate)" : r.peerSubject(),
+          r.remoteAddress().isEmpty() ? "" : " at " + r.remoteAddress(),
+          r.stage() == RaftConnectionRefusal.Stage.CALL ? " on a call" : " at the handshake",
+          r.reason());
+    } else {
+      LOG.debug("{}: refused Raft peer: {}", config.nodeId(), r);
+    }
+    for (Consumer<RaftConnectionRefusal> l : refusalListeners) {
+      try {
+        l.accept(r);
+      } catch (RuntimeException e) {
+        LOG.warn("{}: Raft refusal listener failed", config.nodeId(), e);
+      }
+    }
+  }
+
   // ---------------------------------------------------------------- membership
 
   /**
@@ -484,20 +603,71 @@ public final class ControlPlane implements AutoCloseable {
    * with initialPeers not containing itself); the leader brings it up to date first. Blocks until
    * the new configuration is committed. Registering the node in the map is separate (the new node
    * does it itself on start).
+   *
+   * <p>With TLS, the leader connects to the new node to catch it up before any configuration names
+   * it, so the node is first admitted by a committed {@code AdmitRaftPeer} (every member then
+   * accepts its certificate and connections to it, for {@link #ADMISSION_TTL_MS}); the admission is
+   * withdrawn if the change fails. The new node itself accepts the voters it was started with until
+   * it has a configuration.
    */
   public void addPeer(String id, String raftAddress) throws IOException {
-    RaftClientReply reply =
-        commandClient
-            .admin()
-            .setConfiguration(
-                SetConfigurationRequest.Arguments.newBuilder()
-                    .setServersInNewConf(List.of(peer(id, raftAddress)))
-                    .setMode(SetConfigurationRequest.Mode.ADD)
-                    .build());
+    if (config.tls() != null) {
+      admitRaftPeer(id, raftAddress, config.time().nowMs() + ADMISSION_TTL_MS);
+    }
+    RaftClientReply reply;
+    try {
+      reply = setConfigurationAdd(id, raftAddress);
+    } catch (IOException | RuntimeException e) {
+      withdrawAdmission(id, raftAddress);
+      throw e;
+    }
     if (!reply.isSuccess()) {
+      withdrawAdmission(id, raftAddress);
       throw new IOException("addPeer " + id + " failed", reply.getException());
     }
     LOG.info("{}: added Raft peer {} at {}", config.nodeId(), id, raftAddress);
+  }
+
+  private void admitRaftPeer(String id, String raftAddress, long untilMs) throws IOException {
+    CommandResult r =
+        send(
+            commandClient,
+            ClusterCommand.newBuilder()
+                .setAdmitRaftPeer(
+                    ClusterCommand.AdmitRaftPeer.newBuilder()
+                        .setNodeId(id)
+                        .setRaftAddress(raftAddress)
+                        .setUntilMs(untilMs))
+                .build());
+    if (!r.getOk()) {
+      throw new IOException("admitting " + id + " to Raft failed: " + r.getMessage());
+    }
+  }
+
+  private void withdrawAdmission(String id, String raftAddress) {
+    if (config.tls() == null) {
+      return;
+    }
+    try {
+      admitRaftPeer(id, raftAddress, 0);
+    } catch (IOException | RuntimeException e) {
+      LOG.warn(
+          "{}: could not withdraw the Raft admission of {} (it lapses by itself within {} s)",
+          config.nodeId(),
+          id,
+          ADMISSION_TTL_MS / 1000,
+          e);
+    }
+  }
+
+  private RaftClientReply setConfigurationAdd(String id, String raftAddress) throws IOException {
+    return commandClient
+        .admin()
+        .setConfiguration(
+            SetConfigurationRequest.Arguments.newBuilder()
+                .setServersInNewConf(List.of(peer(id, raftAddress)))
+                .setMode(SetConfigurationRequest.Mode.ADD)
+                .build());
   }
 
   /**
@@ -506,6 +676,9 @@ public final class ControlPlane implements AutoCloseable {
    * the map is separate: submit RemoveMember once it owns nothing.
    */
   public void removePeer(String id) throws IOException {
+    // An admission still running (the node was added moments ago, or a member has not seen it in
+    // the configuration yet) would keep admitting it after the removal.
+    withdrawAdmission(id, "");
     IOException last = null;
     for (int attempt = 0; attempt < 10; attempt++) {
       Collection<RaftPeer> current = server.getDivision(GROUP_ID).getRaftConf().getCurrentPeers();
@@ -625,10 +798,32 @@ public final class ControlPlane implements AutoCloseable {
     return p;
   }
 
+  /**
+   * The TLS settings Ratis' gRPC transport takes as {@link Parameters}: one {@link GrpcTlsConfig}
+   * as the default for its server, admin and client services and for clients (mutual TLS: the
+   * server requires a client certificate, clients present theirs), built from the configured key
+   * manager and the membership-checking trust manager; and a per-call check on the server.
+   */
+  private Parameters raftParameters(ControlPlaneConfig config) {
+    Parameters p = new Parameters();
+    RaftTls tls = config.tls();
+    if (tls == null) {
+      return p;
+    }
+    RaftMemberTrustManager trustManager =
+        new RaftMemberTrustManager(tls.trustManager(), this::allowedRaftPeers, this::refused);
+    GrpcConfigKeys.TLS.setConf(p, new GrpcTlsConfig(tls.keyManager(), trustManager, true));
+    RaftMemberInterceptor perCall =
+        new RaftMemberInterceptor(this::allowedRaftPeers, this::refused);
+    GrpcConfigKeys.Server.setServicesCustomizer(p, (builder, types) -> builder.intercept(perCall));
+    return p;
+  }
+
   private RaftClient client(RaftGroup group, TimeDuration requestTimeout, RetryPolicy retry) {
     RaftProperties p = new RaftProperties();
     RaftClientConfigKeys.Rpc.setRequestTimeout(p, requestTimeout);
     return RaftClient.newBuilder()
+        .setParameters(raftParameters)
         .setProperties(p)
         .setRaftGroup(group)
         .setClientId(ClientId.randomId())

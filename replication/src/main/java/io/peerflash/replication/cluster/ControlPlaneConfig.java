@@ -5,6 +5,8 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
+import javax.net.ssl.X509ExtendedTrustManager;
+import javax.net.ssl.X509KeyManager;
 
 /**
  * Configuration of one node's {@link ControlPlane}.
@@ -25,6 +27,8 @@ import java.util.TreeMap;
  * @param time the clock leases and liveness read
  * @param raftOverrides expert tuning: Ratis server properties (e.g. {@code
  *     raft.server.log.segment.size.max}) applied after the control plane's own settings
+ * @param tls mutual TLS for the Raft server and clients, admitting only nodes of the Raft
+ *     configuration; null: plaintext, any process that reaches the Raft port is a peer
  */
 public record ControlPlaneConfig(
     String nodeId,
@@ -38,7 +42,8 @@ public record ControlPlaneConfig(
     long snapshotThreshold,
     long electionTimeoutMinMs,
     Time time,
-    Map<String, String> raftOverrides) {
+    Map<String, String> raftOverrides,
+    RaftTls tls) {
 
   public static final long DEFAULT_LEASE_TIMEOUT_MS = 3000;
   public static final long DEFAULT_CLOCK_SKEW_MARGIN_MS = 500;
@@ -74,6 +79,36 @@ public record ControlPlaneConfig(
     if (snapshotThreshold < 1 || electionTimeoutMinMs < 50) {
       throw new IllegalArgumentException("snapshotThreshold >= 1, electionTimeoutMinMs >= 50");
     }
+  }
+
+  /** A plaintext config (see {@link #withTls}). */
+  public ControlPlaneConfig(
+      String nodeId,
+      String raftAddress,
+      String grpcAddress,
+      String faultDomain,
+      Map<String, String> initialPeers,
+      Path storageDir,
+      long leaseTimeoutMs,
+      long clockSkewMarginMs,
+      long snapshotThreshold,
+      long electionTimeoutMinMs,
+      Time time,
+      Map<String, String> raftOverrides) {
+    this(
+        nodeId,
+        raftAddress,
+        grpcAddress,
+        faultDomain,
+        initialPeers,
+        storageDir,
+        leaseTimeoutMs,
+        clockSkewMarginMs,
+        snapshotThreshold,
+        electionTimeoutMinMs,
+        time,
+        raftOverrides,
+        null);
   }
 
   /** A config with the default lease, margin, snapshot threshold, election timeout and clock. */
@@ -112,7 +147,8 @@ public record ControlPlaneConfig(
         snapshotThreshold,
         electionTimeoutMinMs,
         time,
-        raftOverrides);
+        raftOverrides,
+        tls);
   }
 
   public ControlPlaneConfig withSnapshotThreshold(long entries) {
@@ -128,7 +164,8 @@ public record ControlPlaneConfig(
         entries,
         electionTimeoutMinMs,
         time,
-        raftOverrides);
+        raftOverrides,
+        tls);
   }
 
   public ControlPlaneConfig withTime(Time t) {
@@ -144,7 +181,8 @@ public record ControlPlaneConfig(
         snapshotThreshold,
         electionTimeoutMinMs,
         t,
-        raftOverrides);
+        raftOverrides,
+        tls);
   }
 
   public ControlPlaneConfig withRaftOverrides(Map<String, String> overrides) {
@@ -160,7 +198,30 @@ public record ControlPlaneConfig(
         snapshotThreshold,
         electionTimeoutMinMs,
         time,
-        overrides);
+        overrides,
+        tls);
+  }
+
+  /**
+   * Raft over mutual TLS: this node presents {@code keyManager}'s certificate and admits peers that
+   * {@code trustManager} accepts and that are nodes of the current Raft configuration.
+   */
+  public ControlPlaneConfig withTls(
+      X509KeyManager keyManager, X509ExtendedTrustManager trustManager) {
+    return new ControlPlaneConfig(
+        nodeId,
+        raftAddress,
+        grpcAddress,
+        faultDomain,
+        initialPeers,
+        storageDir,
+        leaseTimeoutMs,
+        clockSkewMarginMs,
+        snapshotThreshold,
+        electionTimeoutMinMs,
+        time,
+        raftOverrides,
+        new RaftTls(keyManager, trustManager));
   }
 
   /** Heartbeat period: a third of the lease. */

@@ -26,6 +26,9 @@ final class TestCluster implements AutoCloseable {
   long snapshotThreshold = ControlPlaneConfig.DEFAULT_SNAPSHOT_THRESHOLD;
   Map<String, String> raftOverrides = Map.of();
 
+  /** Each node's Raft TLS setting by id; null: plaintext. */
+  java.util.function.Function<String, RaftTls> tls;
+
   TestCluster(Path root, int voters) {
     this.root = root;
     for (int i = 1; i <= voters; i++) {
@@ -49,6 +52,15 @@ final class TestCluster implements AutoCloseable {
   }
 
   ControlPlaneConfig config(String id, String raftAddress) {
+    ControlPlaneConfig config = plaintextConfig(id, raftAddress);
+    if (tls == null) {
+      return config;
+    }
+    RaftTls t = tls.apply(id);
+    return config.withTls(t.keyManager(), t.trustManager());
+  }
+
+  private ControlPlaneConfig plaintextConfig(String id, String raftAddress) {
     return new ControlPlaneConfig(
         id,
         raftAddress,
