@@ -23,6 +23,7 @@ import io.peerflash.bench.Report;
 import io.peerflash.bench.Workload;
 import io.peerflash.cli.Converters.ModeConverter;
 import io.peerflash.cli.Converters.SizeConverter;
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
 import io.peerflash.client.WriteStreamSession;
@@ -224,9 +225,9 @@ final class BenchCommand implements Callable<Integer> {
    * The callbacks only record a latency and start the next request, so they need no pool; a pool
    * would add a thread hand-off to every measured request.
    */
-  static ManagedChannel directChannel(String address) {
-    return NettyChannelBuilder.forTarget(address)
-        .usePlaintext()
+  static ManagedChannel directChannel(String address, ClientSecurity security) {
+    return security
+        .apply(NettyChannelBuilder.forTarget(address))
         .directExecutor()
         .maxInboundMessageSize(Echo.MAX_INBOUND_MESSAGE_BYTES)
         .withOption(
@@ -298,6 +299,7 @@ final class BenchCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     Plan plan = plan();
     PeerFlashCli cli = client.cli();
+    client.applySecurity();
     PrintStream out = cli.out();
     List<BenchResult> results = new ArrayList<>();
     if (plan.workloads().get(0) == Workload.ECHO) {

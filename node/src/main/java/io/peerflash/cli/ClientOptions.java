@@ -1,6 +1,8 @@
 package io.peerflash.cli;
 
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
+import java.nio.file.Path;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -19,6 +21,25 @@ final class ClientOptions {
       })
   String target;
 
+  @Option(
+      names = "--certs",
+      paramLabel = "DIR",
+      defaultValue = "${env:PEERFLASH_CERTS}",
+      description = {
+        "Client identity directory (ca-cert.pem, client-cert.pem, client-key.pem): made by"
+            + " 'peerflash certs client', or DIR/certs/admin by local-cluster (default:"
+            + " $PEERFLASH_CERTS)."
+      })
+  Path certs;
+
+  @Option(
+      names = "--insecure",
+      defaultValue = "${env:PEERFLASH_INSECURE:-false}",
+      description = {
+        "Plaintext, to a cluster whose nodes run with --insecure (default: $PEERFLASH_INSECURE)."
+      })
+  boolean insecure;
+
   @Spec(Spec.Target.MIXEE)
   CommandSpec command;
 
@@ -34,6 +55,39 @@ final class ClientOptions {
           command.commandLine(),
           "--target must be HOST:PORT or HOST:PORT,HOST:PORT,...: " + e.getMessage());
     }
+    applySecurity();
     return cli().connect(target);
+  }
+
+  /** Makes the command's connections use --certs or --insecure; one of them is required. */
+  void applySecurity() {
+    ClientSecurity security = security();
+    if (security == null && cli().needsSecurity()) {
+      throw new ParameterException(
+          command.commandLine(),
+          "no client certificate: give --certs DIR (an identity directory with ca-cert.pem,"
+              + " client-cert.pem and client-key.pem; local-cluster prints the line to export) or"
+              + " set PEERFLASH_CERTS; --insecure connects to a plaintext cluster");
+    }
+    cli().security(security);
+  }
+
+  /** The connection security the options ask for; null when they name none. */
+  ClientSecurity security() {
+    cli().quietLibraryLogging();
+    if (insecure && certs != null) {
+      throw new ParameterException(command.commandLine(), "give --certs or --insecure, not both");
+    }
+    if (insecure) {
+      return ClientSecurity.insecure();
+    }
+    if (certs == null) {
+      return null;
+    }
+    try {
+      return ClientSecurity.certs(certs);
+    } catch (java.io.IOException e) {
+      throw new ParameterException(command.commandLine(), "--certs: " + e.getMessage());
+    }
   }
 }

@@ -1,7 +1,12 @@
 package io.peerflash.cli;
 
 import io.peerflash.cli.Converters.SizeConverter;
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
+import io.peerflash.security.CertificateIssuer;
+import io.peerflash.security.CertificateIssuer.Validity;
+import io.peerflash.security.Identity;
+import io.peerflash.security.TlsDirectory;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URISyntaxException;
@@ -81,6 +86,13 @@ final class LocalClusterCommand implements Callable<Integer> {
       description = "Raft port of n1; n<i> uses PORT+i-1 (default: ${DEFAULT-VALUE}).")
   int raftBasePort;
 
+  @Option(
+      names = "--insecure",
+      description =
+          "Plaintext without authentication (default: mutual TLS with certificates made in"
+              + " DIR/certs: a CA, one per node, and an admin client).")
+  boolean insecure;
+
   @Spec CommandSpec spec;
 
   /** One started node. */
@@ -93,6 +105,12 @@ final class LocalClusterCommand implements Callable<Integer> {
     PrintStream out = cli.out();
     PrintStream err = cli.err();
     Files.createDirectories(dir.resolve("shared"));
+    if (!insecure) {
+      makeCertificates();
+      cli.security(ClientSecurity.certs(adminCerts()));
+    } else {
+      cli.security(ClientSecurity.insecure());
+    }
     List<String> launcher = cli.nodeLauncher() != null ? cli.nodeLauncher() : launcher();
     List<Node> started = new ArrayList<>();
     AtomicBoolean stopping = new AtomicBoolean();
@@ -127,6 +145,11 @@ final class LocalClusterCommand implements Callable<Integer> {
       out.println("started " + nodes + " node(s) in " + dir + " (logs: " + dir + "/n<i>.log)");
       out.println("use: --target " + targets());
       out.println("  or: export PEERFLASH_TARGET=" + targets());
+      if (insecure) {
+        out.println("  and: export PEERFLASH_INSECURE=true   (plaintext: no authentication)");
+      } else {
+        out.println("  and: export PEERFLASH_CERTS=" + adminCerts() + "   (the admin client)");
+      }
       out.flush();
       if (!awaitReady(cli, started, err)) {
         stopAll(started, err);
@@ -201,6 +224,42 @@ final class LocalClusterCommand implements Callable<Integer> {
     return String.join(",", all);
   }
 
+  Path certsDir() {
+    return dir.resolve("certs");
+  }
+
+  /** The admin client's identity directory local-cluster makes. */
+  Path adminCerts() {
+    return certsDir().resolve("admin");
+  }
+
+  /**
+   * The cluster's CA (kept if it exists: earlier certificates stay valid), a certificate for each
+   * node (for 127.0.0.1 and localhost) and an admin client, in DIR/certs; existing node and admin
+   * certificates are kept.
+   */
+  private void makeCertificates() throws IOException {
+    try {
+      CertificateIssuer ca =
+          CertsCommand.ensureCa(
+              certsDir().resolve("ca"),
+              null,
+              Validity.days(CertificateIssuer.DEFAULT_CA_VALIDITY_DAYS));
+      Validity v = Validity.days(CertificateIssuer.DEFAULT_VALIDITY_DAYS);
+      for (int i = 1; i <= nodes; i++) {
+        if (!Files.exists(certsDir().resolve(id(i)).resolve(TlsDirectory.SERVER_CERT_FILE))) {
+          CertsCommand.issueNode(ca, certsDir(), id(i), List.of(), v);
+        }
+      }
+      if (!Files.exists(adminCerts().resolve(TlsDirectory.CLIENT_CERT_FILE))) {
+        CertsCommand.issueClient(
+            ca, certsDir(), "admin", Identity.Role.ADMIN, List.of(), List.of(), false, v);
+      }
+    } catch (java.security.GeneralSecurityException e) {
+      throw new IOException("cannot make certificates in " + certsDir() + ": " + e, e);
+    }
+  }
+
   /** The arguments of node {@code i} (1-based), from the {@code node} command on. */
   List<String> nodeArgs(int i) {
     List<String> args = new ArrayList<>();
@@ -223,6 +282,12 @@ final class LocalClusterCommand implements Callable<Integer> {
     }
     if (sync) {
       args.add("--sync");
+    }
+    if (insecure) {
+      args.add("--insecure");
+    } else {
+      args.add("--certs");
+      args.add(certsDir().resolve(id(i)).toString());
     }
     if (settings != null) {
       for (java.util.Map.Entry<String, String> e : settings.entrySet()) {

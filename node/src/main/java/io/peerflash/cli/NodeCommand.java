@@ -71,6 +71,22 @@ final class NodeCommand implements Callable<Integer> {
       description = "Rack, host or zone: replicas go to other domains when possible.")
   String faultDomain;
 
+  @Option(
+      names = "--certs",
+      paramLabel = "DIR",
+      description =
+          "This node's identity directory (made by 'peerflash certs node'): mutual TLS on every"
+              + " port. Required unless --insecure.")
+  String certs;
+
+  @Option(
+      names = "--insecure",
+      arity = "0..1",
+      fallbackValue = "true",
+      paramLabel = "BOOL",
+      description = "Plaintext, no authentication: anyone who reaches the node may do anything.")
+  String insecure;
+
   @Option(names = "--config", paramLabel = "FILE", description = "File of key=value settings.")
   Path config;
 
@@ -149,6 +165,8 @@ final class NodeCommand implements Callable<Integer> {
     putIfGiven(values, NodeConfig.RAFT, raft);
     putIfGiven(values, NodeConfig.PEERS, peers);
     putIfGiven(values, NodeConfig.FAULT_DOMAIN, faultDomain);
+    putIfGiven(values, NodeConfig.CERTS, certs);
+    putIfGiven(values, NodeConfig.INSECURE, insecure);
     return values;
   }
 

@@ -3,6 +3,7 @@ package io.peerflash.cli;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
 import io.peerflash.node.NodeConfig;
@@ -42,6 +43,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
       StatusCommand.class,
       ClusterCommand.class,
       LocalClusterCommand.class,
+      CertsCommand.class,
       BenchCommand.class
     })
 public final class PeerFlashCli implements Callable<Integer> {
@@ -64,19 +66,16 @@ public final class PeerFlashCli implements Callable<Integer> {
   private final boolean quietLibraryLogging;
   // The node the current command talks to, to name it when it cannot be reached.
   private volatile String target;
+  // How the current command connects (its --certs or --insecure); null until it says.
+  private volatile ClientSecurity security;
   // How local-cluster starts a node (null: this program's java and jar); tests substitute a fake.
   private volatile List<String> nodeLauncher;
 
   @Spec CommandSpec spec;
 
   public PeerFlashCli() {
-    this(
-        PeerFlashCli::plaintextChannel,
-        BenchCommand::directChannel,
-        System.out,
-        System.err,
-        System.console() != null,
-        true);
+    // Channels from the command's --certs / --insecure (see ClientOptions).
+    this(null, null, System.out, System.err, System.console() != null, true);
   }
 
   /** For tests: no console, and the JVM's logging configuration is left alone. */
@@ -156,12 +155,50 @@ public final class PeerFlashCli implements Callable<Integer> {
     return clientBuilder(target).build();
   }
 
+  /** Quiets library logging for a client command (as the first call of one does). */
+  void quietLibraryLogging() {
+    if (quietLibraryLogging) {
+      ClientLogging.quiet();
+    }
+  }
+
+  /** Whether channels come from the command's --certs or --insecure (not a test's factory). */
+  boolean needsSecurity() {
+    return channels == null;
+  }
+
+  /** How the current command connects to nodes (from its --certs or --insecure). */
+  void security(ClientSecurity security) {
+    this.security = security;
+  }
+
+  ClientSecurity security() {
+    ClientSecurity s = security;
+    if (s == null) {
+      throw new IllegalStateException(
+          "no client certificate: give --certs DIR (an identity directory with ca-cert.pem,"
+              + " client-cert.pem and client-key.pem; local-cluster prints the line to export) or"
+              + " set PEERFLASH_CERTS; --insecure connects to a plaintext cluster");
+    }
+    return s;
+  }
+
+  private ManagedChannel open(String target) {
+    return channels != null ? channels.open(target) : security().open(target);
+  }
+
+  private ManagedChannel openDirect(String target) {
+    return benchChannels != null
+        ? benchChannels.open(target)
+        : BenchCommand.directChannel(target, security());
+  }
+
   /** A client builder for {@code targets} whose channels come from this CLI's channel factory. */
   PeerFlashClient.Builder clientBuilder(String targets) {
     if (quietLibraryLogging) {
       ClientLogging.quiet();
     }
-    return PeerFlashClient.builder().target(targets).channelFactory(channels::open);
+    return PeerFlashClient.builder().target(targets).channelFactory(this::open);
   }
 
   /** A channel for the benchmark's load (see {@link BenchCommand#directChannel}). */
@@ -170,7 +207,7 @@ public final class PeerFlashCli implements Callable<Integer> {
     if (quietLibraryLogging) {
       ClientLogging.quiet();
     }
-    return benchChannels.open(target);
+    return openDirect(target);
   }
 
   /** A client builder for the benchmark's load, over {@link #benchChannel} channels. */
@@ -179,11 +216,7 @@ public final class PeerFlashCli implements Callable<Integer> {
     if (quietLibraryLogging) {
       ClientLogging.quiet();
     }
-    return PeerFlashClient.builder().target(targets).channelFactory(benchChannels::open);
-  }
-
-  static ManagedChannel plaintextChannel(String target) {
-    return PeerFlashClient.plaintextChannel(target);
+    return PeerFlashClient.builder().target(targets).channelFactory(this::openDirect);
   }
 
   private int onUsageError(ParameterException ex, String[] args) {

@@ -767,11 +767,21 @@ public final class PeerFlashClient implements AutoCloseable {
     }
 
     /**
-     * How channels to node addresses (targets, and owners learned from redirects) are opened;
-     * default {@link PeerFlashClient#plaintextChannel}. The client closes them.
+     * How channels to node addresses (targets, and owners learned from redirects) are opened. The
+     * client closes them. See also {@link #security}.
      */
     public Builder channelFactory(ChannelFactory channelFactory) {
       this.channelFactory = channelFactory;
+      return this;
+    }
+
+    /**
+     * Mutual TLS with a client identity, or (for an insecure cluster) plaintext: channels come from
+     * {@link ClientSecurity#open}. A client connecting to targets needs this or a {@link
+     * #channelFactory}: nothing falls back to plaintext by itself.
+     */
+    public Builder security(ClientSecurity security) {
+      this.channelFactory = security::open;
       return this;
     }
 
@@ -797,15 +807,21 @@ public final class PeerFlashClient implements AutoCloseable {
       return this;
     }
 
+    private ChannelFactory requireChannelFactory() {
+      if (channelFactory == null) {
+        throw new IllegalStateException(
+            "choose how to connect: security(ClientSecurity.certs(dir)) for mutual TLS, or"
+                + " security(ClientSecurity.insecure()) for a cluster run with insecure=true");
+      }
+      return channelFactory;
+    }
+
     public PeerFlashClient build() {
       Routing routing;
       if (channel != null) {
         routing = new Routing(channel.authority(), channel, ownsChannel, channelFactory);
       } else if (targets != null) {
-        routing =
-            new Routing(
-                targets,
-                channelFactory != null ? channelFactory : PeerFlashClient::plaintextChannel);
+        routing = new Routing(targets, requireChannelFactory());
       } else {
         throw new IllegalStateException("set a target or a channel");
       }

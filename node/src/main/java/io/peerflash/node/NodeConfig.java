@@ -54,7 +54,9 @@ public record NodeConfig(
     String advertiseAddress,
     double volumeDirtyShare,
     int maxVolumes,
-    int maxOpenBackingFiles) {
+    int maxOpenBackingFiles,
+    Path certsDir,
+    boolean insecure) {
 
   /** One documented setting. */
   public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
@@ -226,6 +228,23 @@ public record NodeConfig(
           "Volume files on shared storage kept open at once (two descriptors each); files are"
               + " opened when used and the least recently used idle ones closed past this.",
           Integer::parseInt);
+  public static final Key<Path> CERTS =
+      key(
+          "certs",
+          "",
+          "This node's identity directory (ca-cert.pem, server-cert.pem, server-key.pem,"
+              + " client-cert.pem, client-key.pem, optional revoked-serials.txt; made by"
+              + " 'peerflash certs node', or by local-cluster): mutual TLS on the client port,"
+              + " to peers and in Raft. Files are reloaded when they change (rotation, revocation).",
+          s -> s.isBlank() ? null : Path.of(s));
+  public static final Key<Boolean> INSECURE =
+      key(
+          "insecure",
+          "false",
+          "Plaintext without any authentication on every port: only when asked for explicitly,"
+              + " on a network where everyone who can connect is trusted with all data and every"
+              + " action.",
+          NodeConfig::parseBoolean);
   public static final Key<Integer> RPC_THREADS =
       key(
           "rpc-threads",
@@ -403,9 +422,16 @@ public record NodeConfig(
             get(values, ADVERTISE),
             get(values, VOLUME_DIRTY_SHARE),
             get(values, MAX_VOLUMES),
-            get(values, MAX_OPEN_BACKING_FILES));
+            get(values, MAX_OPEN_BACKING_FILES),
+            getOrNull(values, CERTS),
+            get(values, INSECURE));
     c.validate();
     return c;
+  }
+
+  private static <T> T getOrNull(Map<String, String> values, Key<T> key) {
+    String v = values.getOrDefault(key.name(), key.defaultValue());
+    return v == null ? null : key.parse(v);
   }
 
   private static <T> T get(Map<String, String> values, Key<T> key) {
@@ -443,6 +469,15 @@ public record NodeConfig(
     }
     if (destageBatchBytes < 4096 || destageBatchBytes % 4096 != 0) {
       throw new IllegalArgumentException("destage-batch must be a positive multiple of 4KiB");
+    }
+    if (certsDir == null && !insecure) {
+      throw new IllegalArgumentException(
+          "a node needs certs=DIR, its identity directory (made by 'peerflash certs node' or by"
+              + " local-cluster): every port uses mutual TLS; insecure=true runs plaintext"
+              + " without authentication instead");
+    }
+    if (certsDir != null && insecure) {
+      throw new IllegalArgumentException("give either certs=DIR or insecure=true, not both");
     }
     if (!(volumeDirtyShare > 0 && volumeDirtyShare <= 1)) {
       throw new IllegalArgumentException("need 0 < volume-dirty-share <= 1");

@@ -8,9 +8,11 @@ import io.peerflash.node.cluster.ClusterNode;
 import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.EngineConfig;
+import io.peerflash.node.rpc.Authorization;
 import io.peerflash.node.rpc.ClusterGrpcService;
 import io.peerflash.node.rpc.EventLoops;
 import io.peerflash.node.rpc.NodeGrpcService;
+import io.peerflash.node.rpc.NodeTls;
 import io.peerflash.node.rpc.StatusGuard;
 import io.peerflash.node.rpc.VolumeGrpcService;
 import io.peerflash.node.storage.BackingStore;
@@ -19,6 +21,7 @@ import io.peerflash.node.storage.LatencyInjectingBackingStore;
 import io.peerflash.replication.data.ReplicaGrpcService;
 import io.peerflash.replication.data.TransportThreadCalls;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.security.Identities;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
@@ -57,7 +60,8 @@ public final class PeerFlashNode implements AutoCloseable {
       ClusterNode cluster,
       FaultPoints faults,
       ServerBuilder<?> builder,
-      EventLoops loops)
+      EventLoops loops,
+      NodeTls tls)
       throws IOException {
     this.config = config;
     this.loops = loops;
@@ -92,6 +96,11 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     // Innermost (interceptors added first run last): it sees each handler's own exceptions.
     builder.intercept(new StatusGuard());
+    if (tls.enabled()) {
+      // Who calls (from the certificate of the TLS session), then what that identity may call.
+      builder.intercept(new Authorization());
+      builder.intercept(Identities.interceptor(tls.directory()));
+    }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
@@ -110,26 +119,35 @@ public final class PeerFlashNode implements AutoCloseable {
                 ? config.eventLoopThreads()
                 : EventLoops.defaultThreads());
     try {
+      NodeTls tls = NodeTls.of(config);
       return start(
           config,
-          loops.server(new InetSocketAddress(config.listenHost(), config.listenPort())),
-          loops);
+          tls.secure(loops.server(new InetSocketAddress(config.listenHost(), config.listenPort()))),
+          loops,
+          tls);
     } catch (IOException | RuntimeException e) {
       loops.close();
       throw e;
     }
   }
 
-  /** Serves on the given builder's transport (tests pass an in-process one). */
+  /**
+   * Serves on the given builder's transport (tests pass an in-process one), in plaintext: such a
+   * transport carries no certificates, so the node must run with insecure=true.
+   */
   public static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder)
       throws IOException {
-    return start(config, builder, null);
+    if (!config.insecure()) {
+      throw new IllegalArgumentException("an in-process transport has no TLS: use insecure=true");
+    }
+    return start(config, builder, null, NodeTls.plaintext());
   }
 
   /**
    * @param loops the server's network threads, for the channels to peers too; null: gRPC's
    */
-  private static PeerFlashNode start(NodeConfig config, ServerBuilder<?> builder, EventLoops loops)
+  private static PeerFlashNode start(
+      NodeConfig config, ServerBuilder<?> builder, EventLoops loops, NodeTls tls)
       throws IOException {
     BackingStore backing =
         new FileBackingStore(
@@ -143,8 +161,10 @@ public final class PeerFlashNode implements AutoCloseable {
     ClusterNode cluster = null;
     try {
       cluster =
-          config.clustered() ? ClusterNode.start(config, engine, faults, Time.SYSTEM, loops) : null;
-      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, faults, builder, loops);
+          config.clustered()
+              ? ClusterNode.start(config, engine, faults, Time.SYSTEM, loops, tls)
+              : null;
+      PeerFlashNode node = new PeerFlashNode(config, engine, cluster, faults, builder, loops, tls);
       faults.onCrash(node::crash);
       engine.start();
       log.info(

@@ -275,6 +275,14 @@ public final class TlsDirectory {
   }
 
   /**
+   * The trust manager of a node on connections that run both ways between nodes (Raft): peers
+   * connecting in are checked as clients, peers dialled as servers (naming the host dialled).
+   */
+  public X509ExtendedTrustManager peerVerifier() {
+    return new PeerTrustManager(clientVerifier(), serverVerifier());
+  }
+
+  /**
    * Verifies the certificate chain a client presented (leaf first) against the files in force.
    *
    * @return the identity of the client (kind CLIENT, or NODE for a node calling a peer)

@@ -14,6 +14,7 @@ import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.rpc.ClusterAdmin;
 import io.peerflash.node.rpc.ClusterRouting;
 import io.peerflash.node.rpc.EventLoops;
+import io.peerflash.node.rpc.NodeTls;
 import io.peerflash.node.rpc.Protos;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
@@ -90,6 +91,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   private final AtomicBoolean reconcileQueued = new AtomicBoolean();
   private final ConcurrentHashMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
   private final EventLoops loops;
+  private final NodeTls tls;
   private final ConcurrentHashMap<String, PeerReplicator> replicators = new ConcurrentHashMap<>();
   private final ExecutorService evictions =
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-evict", true));
@@ -111,9 +113,11 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       ControlPlane controlPlane,
       FaultPoints faults,
       Time time,
-      EventLoops loops) {
+      EventLoops loops,
+      NodeTls tls) {
     this.config = config;
     this.loops = loops;
+    this.tls = tls;
     this.nodeId = config.nodeId();
     this.engine = engine;
     this.controlPlane = controlPlane;
@@ -130,14 +134,14 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             config.replicationAckTimeoutMs(),
             2 * (config.leaseTimeoutMs() + config.clockSkewMarginMs()),
             faults);
-    this.mover = new VolumeMover(nodeId, engine, controlPlane, address -> channel(address), time);
+    this.mover = new VolumeMover(nodeId, engine, controlPlane, this::channel, time);
     this.membership = new Membership(controlPlane, time);
   }
 
   /** Joins the Raft group and connects the engine to the cluster (before the engine starts). */
   public static ClusterNode start(
       NodeConfig config, CacheEngine engine, FaultPoints faults, Time time) throws IOException {
-    return start(config, engine, faults, time, null);
+    return start(config, engine, faults, time, null, NodeTls.of(config));
   }
 
   /**
@@ -145,7 +149,12 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
    *     stay on one thread); null: gRPC's default
    */
   public static ClusterNode start(
-      NodeConfig config, CacheEngine engine, FaultPoints faults, Time time, EventLoops loops)
+      NodeConfig config,
+      CacheEngine engine,
+      FaultPoints faults,
+      Time time,
+      EventLoops loops,
+      NodeTls tls)
       throws IOException {
     if (config.listenPort() == 0) {
       throw new IllegalArgumentException("a cluster member needs a fixed listen port");
@@ -159,12 +168,12 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                 config.raftPeers(),
                 config.dataDir().resolve("raft"))
             .withLease(config.leaseTimeoutMs(), config.clockSkewMarginMs());
-    ControlPlane controlPlane = ControlPlane.start(cp);
+    ControlPlane controlPlane = ControlPlane.start(tls.raft(cp));
     controlPlane.useFaultPoints(faults);
     // A node whose local flash failed an fsync must not keep its volumes: without a lease it
     // stops serving and the leader fails them over to replicas.
     controlPlane.holdHeartbeatsWhile(engine::localFailure);
-    ClusterNode node = new ClusterNode(config, engine, controlPlane, faults, time, loops);
+    ClusterNode node = new ClusterNode(config, engine, controlPlane, faults, time, loops, tls);
     // Fencing: no lease, no service and no destage (a frozen or cut-off owner stops before the
     // leader can hand its volumes to another node).
     engine.setServeGuard(node::mayServe);
@@ -343,7 +352,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
           }
           try {
             long seq =
-                ReplicaServiceGrpc.newBlockingStub(channel(m.get().grpcAddress()))
+                ReplicaServiceGrpc.newBlockingStub(channel(m.get()))
                     .withDeadlineAfter(1, TimeUnit.SECONDS)
                     .describeCopies(
                         DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build())
@@ -493,26 +502,24 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         memberId,
         id ->
             new PeerReplicator(
-                nodeId,
-                id,
-                channel(m.get().grpcAddress()),
-                timers,
-                config.replicationAckTimeoutMs(),
-                faults));
+                nodeId, id, channel(m.get()), timers, config.replicationAckTimeoutMs(), faults));
   }
 
   // Replica acks complete the write's future on the transport thread: their callbacks match the
   // ack and answer the client (or wake a waiting writer), so a pool would only add a thread
   // hand-off to every replicated write. Blocking stubs on these channels run on the caller's
   // thread anyway.
-  private ManagedChannel channel(String address) {
+  private ManagedChannel channel(Member peer) {
+    // One channel per peer and address: with TLS it accepts only that node's certificate.
     return channels.computeIfAbsent(
-        address,
-        a ->
-            (loops != null ? loops.channel(a) : NettyChannelBuilder.forTarget(a))
-                .usePlaintext()
-                .directExecutor()
-                .build());
+        peer.id() + "@" + peer.grpcAddress(),
+        key -> {
+          String a = peer.grpcAddress();
+          return tls.toPeer(
+                  loops != null ? loops.channel(a) : NettyChannelBuilder.forTarget(a), peer.id())
+              .directExecutor()
+              .build();
+        });
   }
 
   @Override
@@ -833,7 +840,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       }
       while (System.nanoTime() < deadline) {
         try {
-          ReplicaServiceGrpc.newBlockingStub(channel(m.get().grpcAddress()))
+          ReplicaServiceGrpc.newBlockingStub(channel(m.get()))
               .withDeadlineAfter(1, TimeUnit.SECONDS)
               .describeCopies(DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build());
           break;

@@ -59,7 +59,7 @@ final class VolumeMover implements AutoCloseable {
   private final String nodeId;
   private final CacheEngine engine;
   private final ControlPlane controlPlane;
-  private final Function<String, ManagedChannel> channels;
+  private final Function<Member, ManagedChannel> channels;
   private final Time time;
   private final Set<String> moving = ConcurrentHashMap.newKeySet();
   private final AtomicBoolean draining = new AtomicBoolean();
@@ -71,7 +71,7 @@ final class VolumeMover implements AutoCloseable {
       String nodeId,
       CacheEngine engine,
       ControlPlane controlPlane,
-      Function<String, ManagedChannel> channels,
+      Function<Member, ManagedChannel> channels,
       Time time) {
     this.nodeId = nodeId;
     this.engine = engine;
@@ -154,9 +154,20 @@ final class VolumeMover implements AutoCloseable {
                   + " is down; failover in progress")
           .asRuntimeException();
     }
-    return ClusterServiceGrpc.newBlockingStub(channels.apply(owner.grpcAddress()))
+    return ClusterServiceGrpc.newBlockingStub(channels.apply(owner))
         .withDeadlineAfter(timeoutMs + FORWARD_SLACK_MS, TimeUnit.MILLISECONDS)
-        .moveVolume(req.toBuilder().setForwarded(true).setTimeoutMs(timeoutMs).build());
+        .moveVolume(
+            req.toBuilder()
+                .setForwarded(true)
+                .setOnBehalfOf(onBehalfOf())
+                .setTimeoutMs(timeoutMs)
+                .build());
+  }
+
+  /** The client this node forwards a move for, as its certificate names it (audit only). */
+  private static String onBehalfOf() {
+    io.peerflash.security.Identity who = io.peerflash.security.Identities.current();
+    return who == null ? "" : who.describe();
   }
 
   private VolumeRecord awaitOwnedHere(String volume) {

@@ -9,6 +9,10 @@ import io.peerflash.proto.v1.DescribeCopiesResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.security.Audit;
+import io.peerflash.security.Identities;
+import io.peerflash.security.Identity;
+import io.peerflash.util.Texts;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
@@ -57,7 +61,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
   @Override
   public StreamObserver<ReplicateRequest> replicate(StreamObserver<ReplicateAck> acks) {
     ServerCallStreamObserver<ReplicateAck> out = (ServerCallStreamObserver<ReplicateAck>) acks;
-    Stream stream = new Stream(out);
+    Stream stream = new Stream(out, Identities.current());
     out.setOnCancelHandler(stream::cancelled);
     out.disableAutoRequest();
     out.request(STREAM_WINDOW);
@@ -73,13 +77,53 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
     private boolean draining;
     private boolean ended;
     private boolean cancelled;
+    // Who sent the stream, from its TLS certificate; null on a plaintext node.
+    private final Identity sender;
 
-    Stream(ServerCallStreamObserver<ReplicateAck> acks) {
+    Stream(ServerCallStreamObserver<ReplicateAck> acks, Identity sender) {
       this.acks = acks;
+      this.sender = sender;
+    }
+
+    /**
+     * A copy is accepted only from the node its certificate names, and only if that node is the one
+     * the request names as owner (which the epoch guard then checks against the cluster map): the
+     * owner_id field alone proves nothing.
+     */
+    private ReplicateAck refusal(ReplicateRequest req) {
+      if (sender == null) {
+        return null;
+      }
+      String why = null;
+      if (sender.kind() != Identity.Kind.NODE) {
+        why = sender.describe() + " is not a node: replica copies come only from a volume's owner";
+      } else if (!sender.name().equals(req.getOwnerId())) {
+        why =
+            "node '"
+                + sender.name()
+                + "' sent copies of volume "
+                + Texts.quote(req.getVolume())
+                + " claiming owner "
+                + Texts.quote(req.getOwnerId());
+      }
+      if (why == null) {
+        return null;
+      }
+      Audit.refused(sender, "Replicate", req.getVolume(), why);
+      return ReplicateAck.newBuilder()
+          .setBatchId(req.getBatchId())
+          .setCode(Status.Code.PERMISSION_DENIED.value())
+          .setMessage(why)
+          .build();
     }
 
     @Override
     public void onNext(ReplicateRequest req) {
+      ReplicateAck refused = refusal(req);
+      if (refused != null) {
+        answer(refused);
+        return;
+      }
       synchronized (this) {
         if (draining) {
           queued.add(req);

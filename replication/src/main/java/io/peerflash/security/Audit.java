@@ -1,0 +1,43 @@
+package io.peerflash.security;
+
+import io.peerflash.util.Texts;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The audit log: one line for every refused request and every administrative action, naming who
+ * (from the certificate), what, and which volume or node. Logged under {@code peerflash.audit}, so
+ * it can be routed to a file of its own.
+ */
+public final class Audit {
+  private static final Logger log = LoggerFactory.getLogger("peerflash.audit");
+
+  private Audit() {}
+
+  /** A request refused: who asked, for what, and why not. */
+  public static void refused(Identity who, String action, String target, String why) {
+    log.warn(
+        "refused {} {}{}: {}",
+        who == null ? "an unauthenticated caller" : who.describe(),
+        action,
+        target == null || target.isEmpty() ? "" : " " + Texts.quote(target),
+        why);
+  }
+
+  /**
+   * An administrative action that was carried out or failed.
+   *
+   * @param onBehalfOf the client a forwarding node acted for, or null
+   * @param outcome OK, or the status code it ended with
+   */
+  public static void action(
+      Identity who, String onBehalfOf, String action, String target, String outcome) {
+    log.info(
+        "{}{} {}{}: {}",
+        who == null ? "an unauthenticated caller" : who.describe(),
+        onBehalfOf == null || onBehalfOf.isEmpty() ? "" : " for " + Texts.quote(onBehalfOf),
+        action,
+        target == null || target.isEmpty() ? "" : " " + Texts.quote(target),
+        outcome);
+  }
+}
