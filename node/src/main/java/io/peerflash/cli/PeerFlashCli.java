@@ -41,6 +41,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
       IoCommands.Trim.class,
       FlushCommand.class,
       StatusCommand.class,
+      HealthCommand.class,
       ClusterCommand.class,
       LocalClusterCommand.class,
       CertsCommand.class,
