@@ -26,6 +26,9 @@ final class StatusCommand implements Callable<Integer> {
     if (!s.getLocalFlashFailure().isEmpty()) {
       out.println(Formats.field("LOCAL FLASH FAILED", s.getLocalFlashFailure()));
     }
+    if (!s.getCertificateWarning().isEmpty()) {
+      out.println(Formats.field("CERTIFICATE", s.getCertificateWarning()));
+    }
     if (!s.getLocalIndexProblem().isEmpty()) {
       out.println(Formats.field("index not writable", s.getLocalIndexProblem()));
     }

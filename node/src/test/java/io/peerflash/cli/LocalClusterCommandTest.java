@@ -30,7 +30,7 @@ class LocalClusterCommandTest {
   private PeerFlashCli cli(List<String> launcher) {
     PeerFlashCli cli =
         new PeerFlashCli(
-            PeerFlashCli::plaintextChannel,
+            t -> io.peerflash.client.ClientSecurity.insecure().open(t),
             new PrintStream(out, true, StandardCharsets.UTF_8),
             new PrintStream(err, true, StandardCharsets.UTF_8));
     cli.nodeLauncher(launcher);

@@ -210,7 +210,7 @@ class PeerFlashCliTest {
     err = new ByteArrayOutputStream();
     int code =
         new PeerFlashCli(
-                PeerFlashCli::plaintextChannel,
+                t -> io.peerflash.client.ClientSecurity.insecure().open(t),
                 new PrintStream(out, true, StandardCharsets.UTF_8),
                 new PrintStream(err, true, StandardCharsets.UTF_8))
             .execute("status", "--target", "127.0.0.1:" + port);
@@ -242,7 +242,7 @@ class PeerFlashCliTest {
     err = new ByteArrayOutputStream();
     int code =
         new PeerFlashCli(
-                PeerFlashCli::plaintextChannel,
+                t -> io.peerflash.client.ClientSecurity.insecure().open(t),
                 new PrintStream(out, true, StandardCharsets.UTF_8),
                 new PrintStream(err, true, StandardCharsets.UTF_8))
             .execute("volume", "list", "--target", targets);

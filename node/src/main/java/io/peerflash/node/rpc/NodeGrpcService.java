@@ -12,10 +12,29 @@ import io.peerflash.proto.v1.NodeStatus;
 public final class NodeGrpcService extends NodeServiceGrpc.NodeServiceImplBase {
   private final String nodeId;
   private final CacheEngine engine;
+  private final NodeTls tls;
 
   public NodeGrpcService(String nodeId, CacheEngine engine) {
+    this(nodeId, engine, NodeTls.plaintext());
+  }
+
+  public NodeGrpcService(String nodeId, CacheEngine engine, NodeTls tls) {
     this.nodeId = nodeId;
     this.engine = engine;
+    this.tls = tls;
+  }
+
+  /** A warning about the node's certificate (ending soon, or files that failed to load). */
+  private String certificateWarning() {
+    if (!tls.enabled()) {
+      return "";
+    }
+    java.util.List<String> parts = new java.util.ArrayList<>();
+    tls.directory().expiryWarning().ifPresent(parts::add);
+    tls.directory()
+        .lastReloadError()
+        .ifPresent(e -> parts.add("new certificate files not loaded: " + e));
+    return String.join("; ", parts);
   }
 
   @Override
@@ -42,6 +61,7 @@ public final class NodeGrpcService extends NodeServiceGrpc.NodeServiceImplBase {
     if (s.indexProblem() != null) {
       b.setLocalIndexProblem(s.indexProblem());
     }
+    b.setCertificateWarning(certificateWarning());
     for (VolumeStatusView v : s.volumes()) {
       b.addVolumes(Protos.volume(v));
     }

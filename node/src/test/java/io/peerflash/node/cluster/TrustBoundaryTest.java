@@ -1,0 +1,378 @@
+package io.peerflash.node.cluster;
+
+import static io.peerflash.node.cluster.InProcessCluster.await;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ch.qos.logback.classic.Logger;
+import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.core.read.ListAppender;
+import com.google.protobuf.ByteString;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.StreamObserver;
+import io.peerflash.client.ClientSecurity;
+import io.peerflash.client.PeerFlashClient;
+import io.peerflash.client.PeerFlashException;
+import io.peerflash.node.NodeConfig;
+import io.peerflash.node.PeerFlashNode;
+import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.ClusterServiceGrpc;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.DeleteVolumeRequest;
+import io.peerflash.proto.v1.ListVolumesRequest;
+import io.peerflash.proto.v1.MoveVolumeRequest;
+import io.peerflash.proto.v1.ReadRequest;
+import io.peerflash.proto.v1.ReplicaServiceGrpc;
+import io.peerflash.proto.v1.ReplicateAck;
+import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.proto.v1.Volume;
+import io.peerflash.proto.v1.VolumePolicy;
+import io.peerflash.proto.v1.VolumeServiceGrpc;
+import io.peerflash.proto.v1.WriteRequest;
+import io.peerflash.security.CertificateIssuer;
+import io.peerflash.security.CertificateIssuer.Validity;
+import io.peerflash.security.Identity.Role;
+import io.peerflash.security.TlsDirectory;
+import io.peerflash.testing.TestPorts;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The trust boundary of a cluster running with mutual TLS: on the port clients and peers share,
+ * callers without a certificate, with one from another CA, with a node certificate used for an
+ * admin call, with an io certificate outside its volumes or a read-only one writing, and a forged
+ * replica copy sent with a valid certificate of a node that is not the owner, are all refused, and
+ * the volume's data (reads, and shared storage after a move and a flush) is unchanged. Every
+ * refusal is an audit line naming who.
+ */
+class TrustBoundaryTest {
+  private static final long VOLUME = 1 << 20;
+  private static final int BLOCK = 4096;
+
+  @TempDir Path dir;
+  private final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
+  private final Map<String, String> addresses = new LinkedHashMap<>();
+  private Path certs;
+  private ListAppender<ILoggingEvent> audit;
+
+  @BeforeEach
+  void start() throws Exception {
+    audit = new ListAppender<>();
+    audit.start();
+    ((Logger) LoggerFactory.getLogger("peerflash.audit")).addAppender(audit);
+    certs = dir.resolve("certs");
+    CertificateIssuer ca = CertificateIssuer.createCa(null, Validity.days(30));
+    ca.writeCaDirectory(certs.resolve("ca"));
+    Validity v = Validity.days(30);
+    Map<String, String> raft = new LinkedHashMap<>();
+    for (String id : List.of("n1", "n2", "n3")) {
+      ca.writeIdentityDirectory(certs.resolve(id), ca.issueNode(id, List.of(), v));
+      raft.put(id, "127.0.0.1:" + TestPorts.free());
+      addresses.put(id, "127.0.0.1:" + TestPorts.free());
+    }
+    ca.writeIdentityDirectory(
+        certs.resolve("admin"),
+        ca.issueClient("admin", Role.ADMIN, List.of(), List.of(), false, v));
+    ca.writeIdentityDirectory(
+        certs.resolve("other-io"),
+        ca.issueClient("other-io", Role.IO, List.of("other"), List.of(), false, v));
+    ca.writeIdentityDirectory(
+        certs.resolve("reader"),
+        ca.issueClient("reader", Role.READ_ONLY, List.of(), List.of(), false, v));
+    ca.writeIdentityDirectory(
+        certs.resolve("viewer-io"),
+        ca.issueClient("viewer-io", Role.IO, List.of("vm1"), List.of(), true, v));
+    CertificateIssuer foreign = CertificateIssuer.createCa("elsewhere", v);
+    foreign.writeIdentityDirectory(
+        dir.resolve("foreign-admin"),
+        foreign.issueClient("admin", Role.ADMIN, List.of(), List.of(), false, v));
+
+    String peers =
+        String.join(
+            ",", raft.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList());
+    for (String id : raft.keySet()) {
+      Map<String, String> c = new HashMap<>();
+      c.put("id", id);
+      c.put("listen", addresses.get(id));
+      c.put("raft", raft.get(id));
+      c.put("peers", peers);
+      c.put("fault-domain", "rack-" + id);
+      c.put("data-dir", dir.resolve(id).toString());
+      c.put("shared-dir", dir.resolve("shared").toString());
+      c.put("cache-size", "16MiB");
+      c.put("lease-timeout-ms", "1500");
+      c.put("clock-skew-margin-ms", "300");
+      c.put("certs", certs.resolve(id).toString());
+      nodes.put(id, PeerFlashNode.start(NodeConfig.fromMap(c)));
+    }
+    await(() -> nodes.values().stream().allMatch(n -> n.cluster().ready()), 60, "cluster ready");
+  }
+
+  @AfterEach
+  void stop() {
+    for (PeerFlashNode n : nodes.values()) {
+      n.close();
+    }
+    ((Logger) LoggerFactory.getLogger("peerflash.audit")).detachAppender(audit);
+  }
+
+  private PeerFlashClient client(String identity, String node) throws Exception {
+    return PeerFlashClient.builder()
+        .target(node == null ? String.join(",", addresses.values()) : addresses.get(node))
+        .security(ClientSecurity.certs(certs.resolve(identity)))
+        .deadline(Duration.ofSeconds(20))
+        .build();
+  }
+
+  private ManagedChannel channel(Path identity, String node) throws Exception {
+    return ClientSecurity.certs(identity).open(addresses.get(node));
+  }
+
+  /** A node's own client pair, used by the test as a client would use a stolen-free identity. */
+  private ManagedChannel asNode(String identityNode, String node) throws Exception {
+    TlsDirectory d = TlsDirectory.open(certs.resolve(identityNode));
+    return NettyChannelBuilder.forTarget(addresses.get(node))
+        .sslContext(io.peerflash.security.GrpcTls.clientContext(d))
+        .build();
+  }
+
+  private static Status.Code codeOf(Runnable call) {
+    try {
+      call.run();
+      return Status.Code.OK;
+    } catch (StatusRuntimeException e) {
+      return e.getStatus().getCode();
+    } catch (PeerFlashException e) {
+      return e.code();
+    }
+  }
+
+  private static VolumeServiceGrpc.VolumeServiceBlockingStub volumes(ManagedChannel ch) {
+    return VolumeServiceGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
+  }
+
+  @Test
+  void everyUntrustedCallerIsRefusedAndTheDataIsUnchanged() throws Exception {
+    byte[] model = new byte[(int) VOLUME];
+    new Random(5).nextBytes(model);
+    String owner;
+    try (PeerFlashClient admin = client("admin", "n1")) {
+      admin.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+      admin.write("vm1", 0, model);
+      owner = admin.getVolume("vm1").getOwner();
+    }
+    assertThat(owner).isEqualTo("n1");
+    WriteRequest overwrite =
+        WriteRequest.newBuilder()
+            .setVolume("vm1")
+            .setOffset(0)
+            .setData(ByteString.copyFrom(new byte[BLOCK]))
+            .build();
+
+    // No certificate: plaintext, and TLS without a client certificate.
+    ManagedChannel plain =
+        NettyChannelBuilder.forTarget(addresses.get("n1")).usePlaintext().build();
+    assertThat(codeOf(() -> volumes(plain).write(overwrite))).isNotEqualTo(Status.Code.OK);
+    plain.shutdownNow();
+    ManagedChannel noClientCert =
+        NettyChannelBuilder.forTarget(addresses.get("n1"))
+            .sslContext(
+                GrpcSslContexts.forClient()
+                    .trustManager(TlsDirectory.open(certs.resolve("admin")).serverVerifier())
+                    .build())
+            .build();
+    assertThat(codeOf(() -> volumes(noClientCert).write(overwrite))).isNotEqualTo(Status.Code.OK);
+    noClientCert.shutdownNow();
+
+    // A certificate of another CA, even with the admin role.
+    ManagedChannel foreign = channel(dir.resolve("foreign-admin"), "n1");
+    assertThat(codeOf(() -> volumes(foreign).write(overwrite))).isNotEqualTo(Status.Code.OK);
+    assertThat(
+            codeOf(
+                () ->
+                    volumes(foreign)
+                        .deleteVolume(DeleteVolumeRequest.newBuilder().setName("vm1").build())))
+        .isNotEqualTo(Status.Code.OK);
+    foreign.shutdownNow();
+
+    // A node's certificate used for administration, or to move a volume itself.
+    ManagedChannel node2 = asNode("n2", "n1");
+    assertThat(
+            codeOf(
+                () ->
+                    volumes(node2)
+                        .deleteVolume(DeleteVolumeRequest.newBuilder().setName("vm1").build())))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(
+            codeOf(
+                () ->
+                    volumes(node2)
+                        .createVolume(
+                            CreateVolumeRequest.newBuilder()
+                                .setName("x")
+                                .setSizeBytes(VOLUME)
+                                .setPolicy(VolumePolicy.newBuilder().setMode(CacheMode.WRITE_BACK))
+                                .build())))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(codeOf(() -> volumes(node2).write(overwrite)))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(
+            codeOf(
+                () ->
+                    ClusterServiceGrpc.newBlockingStub(node2)
+                        .withDeadlineAfter(10, TimeUnit.SECONDS)
+                        .moveVolume(
+                            MoveVolumeRequest.newBuilder().setVolume("vm1").setTo("n3").build())))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    node2.shutdownNow();
+
+    // An io certificate for another volume; a read-only one; an io one read-only for data.
+    ManagedChannel otherIo = channel(certs.resolve("other-io"), "n1");
+    assertThat(codeOf(() -> volumes(otherIo).write(overwrite)))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(
+            codeOf(
+                () ->
+                    volumes(otherIo)
+                        .read(
+                            ReadRequest.newBuilder()
+                                .setVolume("vm1")
+                                .setOffset(0)
+                                .setLength(BLOCK)
+                                .build())))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(
+            volumes(otherIo).listVolumes(ListVolumesRequest.getDefaultInstance()).getVolumesList())
+        .as("an io client sees only its volumes")
+        .isEmpty();
+    otherIo.shutdownNow();
+    ManagedChannel reader = channel(certs.resolve("reader"), "n1");
+    assertThat(codeOf(() -> volumes(reader).write(overwrite)))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(
+            volumes(reader).listVolumes(ListVolumesRequest.getDefaultInstance()).getVolumesCount())
+        .isEqualTo(1);
+    reader.shutdownNow();
+    try (PeerFlashClient viewer = client("viewer-io", "n1")) {
+      assertThat(viewer.read("vm1", 0, BLOCK)).isEqualTo(Arrays.copyOf(model, BLOCK));
+      assertThat(codeOf(() -> viewer.write("vm1", 0, new byte[BLOCK])))
+          .isEqualTo(Status.Code.PERMISSION_DENIED);
+    }
+
+    // A forged replica copy: a valid certificate of a node that is not the owner, sent to the
+    // replica with the owner's id and epoch and a sequence above everything.
+    Volume vm1;
+    try (PeerFlashClient admin = client("admin", null)) {
+      vm1 = admin.getVolume("vm1");
+    }
+    String replica = vm1.getReplicasList().get(0).getNode();
+    String forger = List.of("n2", "n3").stream().filter(n -> !n.equals(replica)).findFirst().get();
+    byte[] forged = new byte[BLOCK];
+    Arrays.fill(forged, (byte) 0x66);
+    ManagedChannel toReplica = asNode(forger, replica);
+    ReplicateAck ack =
+        replicateOnce(
+            toReplica,
+            ReplicateRequest.newBuilder()
+                .setBatchId(1)
+                .setVolume("vm1")
+                .setEpoch(vm1.getEpoch())
+                .setOwnerId(owner)
+                .addBlocks(
+                    BlockImage.newBuilder()
+                        .setBlock(0)
+                        .setSeq(Long.MAX_VALUE / 2)
+                        .setData(ByteString.copyFrom(forged)))
+                .build());
+    assertThat(Status.fromCodeValue(ack.getCode()).getCode())
+        .as("a copy claiming the owner from another node's certificate: %s", ack.getMessage())
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    ReplicateAck asItself =
+        replicateOnce(
+            toReplica,
+            ReplicateRequest.newBuilder()
+                .setBatchId(2)
+                .setVolume("vm1")
+                .setEpoch(vm1.getEpoch())
+                .setOwnerId(forger)
+                .addBlocks(
+                    BlockImage.newBuilder()
+                        .setBlock(0)
+                        .setSeq(Long.MAX_VALUE / 2)
+                        .setData(ByteString.copyFrom(forged)))
+                .build());
+    assertThat(asItself.getCode())
+        .as("a copy from a node the map does not name owner: %s", asItself.getMessage())
+        .isNotZero();
+    toReplica.shutdownNow();
+
+    // The volume moves to the replica the forger aimed at: its data is still the model's.
+    try (PeerFlashClient admin = client("admin", null)) {
+      assertThat(admin.moveVolume("vm1", replica).getOwner()).isEqualTo(replica);
+      byte[] all = admin.read("vm1", 0, (int) VOLUME);
+      assertThat(Arrays.equals(all, model)).as("reads after the move equal the model").isTrue();
+      admin.flush("vm1");
+    }
+    assertThat(Arrays.equals(Files.readAllBytes(dir.resolve("shared").resolve("vm1")), model))
+        .as("shared storage equals the model")
+        .isTrue();
+
+    // Each refusal is an audit line naming who asked.
+    List<String> lines = audit.list.stream().map(ILoggingEvent::getFormattedMessage).toList();
+    assertThat(lines).anyMatch(l -> l.startsWith("refused node 'n2' DeleteVolume 'vm1'"));
+    assertThat(lines).anyMatch(l -> l.startsWith("refused client 'other-io' Write 'vm1'"));
+    assertThat(lines).anyMatch(l -> l.startsWith("refused client 'reader' Write 'vm1'"));
+    assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' Replicate 'vm1'"));
+    assertThat(lines).anyMatch(l -> l.startsWith("client 'admin' MoveVolume 'vm1': OK"));
+  }
+
+  /** Sends one replication request on a stream of its own and returns its ack. */
+  private static ReplicateAck replicateOnce(ManagedChannel ch, ReplicateRequest req)
+      throws Exception {
+    CompletableFuture<ReplicateAck> ack = new CompletableFuture<>();
+    StreamObserver<ReplicateRequest> requests =
+        ReplicaServiceGrpc.newStub(ch)
+            .withDeadlineAfter(10, TimeUnit.SECONDS)
+            .replicate(
+                new StreamObserver<>() {
+                  @Override
+                  public void onNext(ReplicateAck value) {
+                    ack.complete(value);
+                  }
+
+                  @Override
+                  public void onError(Throwable t) {
+                    ack.completeExceptionally(t);
+                  }
+
+                  @Override
+                  public void onCompleted() {
+                    ack.completeExceptionally(new IllegalStateException("no ack"));
+                  }
+                });
+    requests.onNext(req);
+    try {
+      return ack.get(10, TimeUnit.SECONDS);
+    } finally {
+      requests.onCompleted();
+    }
+  }
+}
