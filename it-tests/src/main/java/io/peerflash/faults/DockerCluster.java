@@ -9,11 +9,13 @@ import com.github.dockerjava.api.model.ContainerNetwork;
 import com.github.dockerjava.api.model.HealthCheck;
 import com.github.dockerjava.api.model.Network;
 import com.github.dockerjava.api.model.Volume;
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterStatus;
 import io.peerflash.proto.v1.ClusterVolume;
 import io.peerflash.proto.v1.MemberState;
+import io.peerflash.security.Identity;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -33,10 +35,13 @@ import java.util.concurrent.Future;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
+import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
 import org.testcontainers.DockerClientFactory;
 import org.testcontainers.containers.Container.ExecResult;
 import org.testcontainers.containers.GenericContainer;
 import org.testcontainers.containers.wait.strategy.Wait;
+import org.testcontainers.images.builder.Transferable;
 import org.testcontainers.utility.DockerImageName;
 
 /**
@@ -49,12 +54,24 @@ import org.testcontainers.utility.DockerImageName;
  * what it advertises to peers and to redirected clients), which this host reaches directly: the
  * tests' clients talk to the containers' addresses, no ports are published. Everything the cluster
  * creates is removed by {@link #close}, after the nodes' logs are saved.
+ *
+ * <p>Every port runs mutual TLS: the cluster's CA, one identity per node (its certificate names its
+ * network alias and address) and an admin client are made in a temporary directory of this host
+ * ({@link ClusterCertificates}); each container gets a copy of its own node's directory only, the
+ * CA key never leaves this host, and the tests' clients connect as the admin.
  */
 public final class DockerCluster implements AutoCloseable {
   public static final int CLIENT_PORT = 7601;
   public static final int RAFT_PORT = 7701;
   public static final String SHARED_DIR = "/var/lib/peerflash/shared";
   public static final String DATA_DIR = "/var/lib/peerflash/data";
+
+  /** Where a container holds its node's identity directory (the node's {@code --certs}). */
+  public static final String CERTS_DIR = "/etc/peerflash/certs";
+
+  /** The user the node image runs as (deploy/Dockerfile): it must own its keys. */
+  private static final int NODE_UID = 10001;
+
   private static final String LABEL = "io.peerflash.it";
 
   /** One node container. */
@@ -170,6 +187,8 @@ public final class DockerCluster implements AutoCloseable {
   private String subnetPrefix;
   private Path sharedHostDir;
   private String sharedVolume;
+  private ClusterCertificates certificates;
+  private ClientSecurity adminSecurity;
   private PeerFlashClient client;
 
   private DockerCluster(Builder spec) {
@@ -187,6 +206,7 @@ public final class DockerCluster implements AutoCloseable {
     String image = NodeImage.get();
     createNetwork();
     createSharedStorage();
+    createCertificates();
     StringBuilder peers = new StringBuilder();
     for (int i = 1; i <= spec.nodes; i++) {
       peers.append(i > 1 ? "," : "").append("n").append(i).append('=');
@@ -246,6 +266,24 @@ public final class DockerCluster implements AutoCloseable {
     throw new IllegalStateException("no free subnet for the cluster network", last);
   }
 
+  /**
+   * The CA, a certificate per node for the names it is dialled by (its network alias and its
+   * address: --listen, --raft and the advertised address are all that address) and the admin client
+   * the tests connect as.
+   */
+  private void createCertificates() {
+    certificates = ClusterCertificates.create(spec.scenario);
+    for (int i = 1; i <= spec.nodes; i++) {
+      certificates.issueNode("n" + i, List.of("n" + i, ipOf(i)));
+    }
+    Path admin = certificates.issueClient("admin", Identity.Role.ADMIN, List.of(), false);
+    try {
+      adminSecurity = ClientSecurity.certs(admin);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
   private void createSharedStorage() {
     try {
       if (spec.sharedStorageLimit > 0) {
@@ -285,7 +323,8 @@ public final class DockerCluster implements AutoCloseable {
                 "--fault-domain=rack-" + id,
                 "--data-dir=" + DATA_DIR,
                 "--shared-dir=" + SHARED_DIR,
-                "--cache-size=" + spec.cacheSize));
+                "--cache-size=" + spec.cacheSize,
+                "--certs=" + CERTS_DIR));
     spec.settings.forEach((k, v) -> cmd.add("--set=" + k + "=" + v));
     String source = sharedHostDir != null ? sharedHostDir.toString() : sharedVolume;
     GenericContainer<?> c =
@@ -293,6 +332,9 @@ public final class DockerCluster implements AutoCloseable {
             .withNetworkMode(networkName)
             .withEnv("JAVA_OPTS", spec.javaOpts)
             .withCommand(cmd.toArray(String[]::new))
+            // Copied in before the container starts; it stays across restarts of the container.
+            .withCopyToContainer(
+                new IdentityDirectory(certificates.directory(id), NODE_UID), CERTS_DIR)
             .waitingFor(
                 Wait.forLogMessage("(?s).*peerflash node " + id + " listening on.*", 1)
                     .withStartupTimeout(Duration.ofMinutes(3)))
@@ -375,6 +417,9 @@ public final class DockerCluster implements AutoCloseable {
         // best effort
       }
     }
+    if (certificates != null) {
+      certificates.close();
+    }
   }
 
   private void saveLog(Node n) {
@@ -410,16 +455,31 @@ public final class DockerCluster implements AutoCloseable {
     return String.join(",", nodes.stream().map(Node::target).toList());
   }
 
+  /** The cluster's certificates: its CA issues more clients, and each node's identity is here. */
+  public ClusterCertificates certificates() {
+    return certificates;
+  }
+
+  /** How the tests' clients connect: mutual TLS as the cluster's admin client. */
+  public ClientSecurity adminSecurity() {
+    return adminSecurity;
+  }
+
+  /** A client builder connecting as the admin (mutual TLS); the caller sets targets. */
+  public PeerFlashClient.Builder clientBuilder() {
+    return PeerFlashClient.builder().security(adminSecurity);
+  }
+
   /** A new client given every node; the caller closes it. */
   public PeerFlashClient newClient(Duration deadline) {
-    return PeerFlashClient.builder().target(targets()).deadline(deadline).build();
+    return clientBuilder().target(targets()).deadline(deadline).build();
   }
 
   /**
    * A new client given only {@code n}'s address (it still follows redirects); the caller closes it.
    */
   public PeerFlashClient newClient(Node n, Duration deadline) {
-    return PeerFlashClient.builder().target(n.target()).deadline(deadline).build();
+    return clientBuilder().target(n.target()).deadline(deadline).build();
   }
 
   /** A shared client for control calls (status, volume queries), closed with the cluster. */
@@ -438,7 +498,7 @@ public final class DockerCluster implements AutoCloseable {
         continue;
       }
       try (PeerFlashClient c =
-          PeerFlashClient.builder()
+          clientBuilder()
               .target(n.target())
               .deadline(Duration.ofSeconds(3))
               .retryBudget(Duration.ZERO)
@@ -530,7 +590,7 @@ public final class DockerCluster implements AutoCloseable {
   /** Whether the node answers a status call within 3 s. */
   public boolean answers(Node n) {
     try (PeerFlashClient c =
-        PeerFlashClient.builder()
+        clientBuilder()
             .target(n.target())
             .deadline(Duration.ofSeconds(3))
             .retryBudget(Duration.ZERO)
@@ -821,6 +881,70 @@ public final class DockerCluster implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
+    }
+  }
+
+  /**
+   * A node's identity directory as a copy into its container, owned by the node's user (keys 0600
+   * in a 0700 directory, as on this host), so the node can read its key and nobody else can.
+   */
+  private static final class IdentityDirectory implements Transferable {
+    private final Path dir;
+    private final int uid;
+
+    IdentityDirectory(Path dir, int uid) {
+      this.dir = dir;
+      this.uid = uid;
+    }
+
+    private List<Path> files() {
+      try (Stream<Path> files = Files.list(dir)) {
+        return files.filter(Files::isRegularFile).sorted().toList();
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    }
+
+    @Override
+    public long getSize() {
+      long size = 0;
+      for (Path f : files()) {
+        try {
+          size += Files.size(f);
+        } catch (IOException e) {
+          throw new UncheckedIOException(e);
+        }
+      }
+      return size;
+    }
+
+    @Override
+    public String getDescription() {
+      return "identity directory " + dir;
+    }
+
+    @Override
+    public void transferTo(TarArchiveOutputStream tar, String destination) {
+      try {
+        TarArchiveEntry d = new TarArchiveEntry(destination + "/");
+        d.setMode(TarArchiveEntry.DEFAULT_DIR_MODE & ~0777 | 0700);
+        d.setIds(uid, uid);
+        tar.putArchiveEntry(d);
+        tar.closeArchiveEntry();
+        for (Path f : files()) {
+          byte[] content = Files.readAllBytes(f);
+          TarArchiveEntry e = new TarArchiveEntry(destination + "/" + f.getFileName());
+          boolean key = f.getFileName().toString().endsWith("-key.pem");
+          e.setMode(TarArchiveEntry.DEFAULT_FILE_MODE & ~0777 | (key ? 0600 : 0644));
+          e.setIds(uid, uid);
+          e.setSize(content.length);
+          tar.putArchiveEntry(e);
+          tar.write(content);
+          tar.closeArchiveEntry();
+        }
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
     }
   }
 }

@@ -79,7 +79,8 @@ public final class Workload implements AutoCloseable {
       // Tries each node once, then fails: its writes end maybe applied during a failover instead
       // of riding it out, so the model holds failed writes that the cluster may or may not have.
       this.failFastWriteClient =
-          PeerFlashClient.builder()
+          cluster
+              .clientBuilder()
               .target(cluster.targets())
               .deadline(Duration.ofSeconds(20))
               .retryBudget(Duration.ZERO)
