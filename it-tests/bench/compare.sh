@@ -4,15 +4,27 @@
 #   2. a peer: Hazelcast 5.7.0, two members, IMap.put of 4 KiB values, backup-count 1;
 #   3. a local 3-node PeerFlash cluster: write-back writes with replicas 0, 1 and 2, read hits,
 #      read misses, a 70/30 mix and 1 MiB sequential writes;
-#   4. a cluster whose shared storage answers in 1 ms: write-through vs write-back;
-#   5. a sustained write run on a small cache (several times the cache is written), so the
+#   4. TLS against plaintext: two 3-node clusters up side by side, one with mutual TLS and one
+#      with --insecure; write-back writes with replicas 1 at each queue depth, in rounds that
+#      alternate between them (TLS 1, plaintext 1, TLS 2, plaintext 2, ...), compared by medians;
+#   5. a cluster whose shared storage answers in 1 ms: write-through vs write-back;
+#   6. a sustained write run on a small cache (several times the cache is written), so the
 #      destager, not the burst, decides; latency after the cache filled is reported apart;
 # then writes a Markdown report (every ratio, the targets met or missed) and PNG plots.
 #
-# Usage: it-tests/bench/compare.sh [--quick | --full] [--out DIR] [--qd LIST]
-#   --quick  about 7 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
-#   --full   (default) about 35 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
+# Mutual TLS is the default everywhere, as in a deployed cluster: one CA in OUT/certs issues the
+# nodes' certificates, the echo server's (a node identity, 'echo') and the load client's (admin),
+# so the floor and the runs judged against it are both TLS. Only the plaintext cluster of step 4
+# and a plaintext echo, reported beside the TLS echo, run with --insecure.
+#
+# Usage: it-tests/bench/compare.sh [--quick | --full | --smoke] [--rounds N] [--out DIR] [--qd LIST]
+#   --quick  about 12 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
+#   --full   (default) about 45 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
+#   --smoke  about 8 minutes on a busy machine: 1 s runs, hardly any warm-up, no wait for an idle
+#            machine; checks that every step and the report work, its numbers mean nothing
+#   --rounds rounds of TLS against plaintext (default 3, the fewest the targets accept)
 #   --out    where results, logs and the report go (default: /tmp/peerflash-bench-<time>)
+#   --qd     queue depths of every PeerFlash run (default 1,32)
 #
 # Needs the node's jar: run 'mvn -B -ntp package -DskipTests' from the root first. The peer's
 # side (it-tests/bench/pom.xml) is built here; the first build downloads Hazelcast.
@@ -25,17 +37,24 @@ PEER_POM="$ROOT/it-tests/bench/pom.xml"
 MODE=full
 OUT=""
 QD="1,32"
+ROUNDS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) MODE=quick ;;
     --full) MODE=full ;;
+    --smoke) MODE=smoke ;;
+    --rounds) ROUNDS="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --qd) QD="$2"; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
+if ! [[ "$ROUNDS" =~ ^[1-9][0-9]?$ ]]; then
+  echo "error: --rounds must be 1 to 99, not '$ROUNDS'" >&2
+  exit 2
+fi
 
 # Every server process gets a warm-up pass (not measured) at QD1 and QD32 before its first measured
 # run: on two busy cores the JIT compiler alone takes seconds of CPU, which would otherwise land in
@@ -43,17 +62,28 @@ done
 # (its client JVM is new): 15 s, because a load client warmed for 3 s still read cache hits at
 # 196 us p50 where one warmed for 15 s read 146 us (same cluster, minutes apart); the echo's
 # simpler client warms faster, so a short warm-up charges the client's JIT to the node.
+# IDLE_MAX: the longest wait for an idle machine before a run (see wait_idle), in seconds.
+IDLE_MAX=60
 if [ "$MODE" = quick ]; then
   DUR=3s; WARM=4s; PASS=5s; SUSTAIN=30s; SUSTAIN_CACHE=64MiB; CACHE=1GiB; HZ_DUR=3; HZ_WARM=2
+elif [ "$MODE" = smoke ]; then
+  DUR=1s; WARM=1s; PASS=1s; SUSTAIN=10s; SUSTAIN_CACHE=64MiB; CACHE=256MiB; HZ_DUR=1; HZ_WARM=1
+  IDLE_MAX=1
 else
   DUR=15s; WARM=15s; PASS=20s; SUSTAIN=180s; SUSTAIN_CACHE=256MiB; CACHE=1GiB; HZ_DUR=15; HZ_WARM=3
 fi
 # Ports away from local-cluster's defaults, so a cluster someone is trying out stays untouched.
 BASE_PORT=17601
 RAFT_BASE_PORT=17701
+# The plaintext cluster of step 4, up at the same time as the TLS one.
+PLAIN_BASE_PORT=17611
+PLAIN_RAFT_BASE_PORT=17711
 ECHO_PORT=17690
+PLAIN_ECHO_PORT=17691
 HZ_PORTS=(15701 15702)
-TARGET="127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2))"
+targets() { echo "127.0.0.1:$1,127.0.0.1:$(($1 + 1)),127.0.0.1:$(($1 + 2))"; }
+TARGET=$(targets $BASE_PORT)
+PLAIN_TARGET=$(targets $PLAIN_BASE_PORT)
 
 if [ ! -f "$JAR" ]; then
   echo "error: $JAR is missing; build it first: mvn -B -ntp package -DskipTests" >&2
@@ -70,6 +100,11 @@ if [ "${FREE_KB:-0}" -lt $((12 * 1024 * 1024)) ]; then
 fi
 RESULTS="$OUT/results"
 LOGS="$OUT/logs"
+# Each command says --certs or --insecure itself: a user's defaults must not add the other one.
+unset PEERFLASH_CERTS PEERFLASH_INSECURE
+# One CA for every cluster and the echo server; the load client is the admin.
+CERTS="$OUT/certs"
+TLS_CLIENT=(--certs "$CERTS/admin")
 echo "compare.sh ($MODE): results, logs and report in $OUT"
 
 # ---- processes and cleanup ------------------------------------------------------------------
@@ -100,8 +135,11 @@ trap cleanup EXIT
 trap 'echo "interrupted; stopping everything" >&2; exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $ECHO_PORT "${HZ_PORTS[@]}" $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) \
-  $RAFT_BASE_PORT $((RAFT_BASE_PORT + 1)) $((RAFT_BASE_PORT + 2)); do
+for p in $ECHO_PORT $PLAIN_ECHO_PORT "${HZ_PORTS[@]}" \
+  $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) \
+  $RAFT_BASE_PORT $((RAFT_BASE_PORT + 1)) $((RAFT_BASE_PORT + 2)) \
+  $PLAIN_BASE_PORT $((PLAIN_BASE_PORT + 1)) $((PLAIN_BASE_PORT + 2)) \
+  $PLAIN_RAFT_BASE_PORT $((PLAIN_RAFT_BASE_PORT + 1)) $((PLAIN_RAFT_BASE_PORT + 2)); do
   if ! port_free "$p"; then
     echo "error: port $p is in use; stop what uses it (a previous compare.sh?)" >&2
     exit 1
@@ -123,8 +161,8 @@ wait_for_line() { # file pattern pid seconds
   return 1
 }
 
-# Waits (at most 60 s) until the machine is idle: at least 70 % of its CPU time idle over one
-# second, and its disks quiet (no task waiting for I/O at the end of that second, under 8 MiB
+# Waits (at most IDLE_MAX s: 60, 1 for --smoke) until the machine is idle: at least 70 % of its
+# CPU time idle over one second, and its disks quiet (no task waiting for I/O at the end of that second, under 8 MiB
 # written and under 100 discards or flushes in it). The previous run leaves work behind (its
 # volume's destage, deletion, compaction, GC); measuring the next one on top of it would charge
 # that work to the wrong run. The disk test matters: deleting a volume's backing file on a
@@ -136,7 +174,7 @@ disk_counts() { # prints: sectors written, discards + flushes completed (all who
 }
 wait_idle() {
   local i a b idle total da db blocked
-  for ((i = 0; i < 60; i++)); do
+  for ((i = 0; i < IDLE_MAX; i++)); do
     a=($(head -1 /proc/stat))
     da=($(disk_counts))
     sleep 1
@@ -149,52 +187,66 @@ wait_idle() {
     ((total > 0 && idle * 100 >= total * 70 && blocked == 0 \
       && (db[0] - da[0]) * 512 < 8 * 1024 * 1024 && db[1] - da[1] < 100)) && return 0
   done
-  echo "note: the machine did not go idle within 60 s; measuring anyway" >&2
+  [ "$MODE" = smoke ] && return 0
+  echo "note: the machine did not go idle within $IDLE_MAX s; measuring anyway" >&2
 }
 
 PF=(java -jar "$JAR")
 pf() { "${PF[@]}" "$@"; }
-bench() { # bench args...: one 'peerflash bench' run; its table goes to the log too
+bench() { # bench args...: one 'peerflash bench' run on the TLS cluster; its table goes to the log
+  bench_at "$TARGET" "${TLS_CLIENT[@]}" "$@"
+}
+bench_at() { # targets then bench args (--certs DIR or --insecure among them)
+  local target=$1
+  shift
   wait_idle
-  pf bench --target "$TARGET" --qd "$QD" --duration "$DUR" --warmup "$WARM" "$@" \
+  pf bench --target "$target" --qd "$QD" --duration "$DUR" --warmup "$WARM" "$@" \
     | tee -a "$LOGS/bench.log" || echo "warning: this run failed or had errors (see above)" >&2
 }
 
 CLUSTER_PID=""
-start_cluster() { # name cache-size [local-cluster args...]
-  local name=$1 cache=$2
-  shift 2
+CLUSTER_DIR=""
+start_cluster() { # name cache-size base-port raft-base-port [local-cluster args...]
+  local name=$1 cache=$2 base=$3 raft=$4
+  shift 4
   local dir="$OUT/$name" p
-  for p in $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) $RAFT_BASE_PORT \
-    $((RAFT_BASE_PORT + 1)) $((RAFT_BASE_PORT + 2)); do
+  for p in $base $((base + 1)) $((base + 2)) $raft $((raft + 1)) $((raft + 2)); do
     port_free "$p" || { echo "error: port $p is still in use before starting $name" >&2; exit 1; }
   done
   rm -rf "$dir"
+  # local-cluster makes its certificates in DIR/certs, keeping a CA that is there: pointing that
+  # at the run's one CA makes every cluster's nodes trust the load client and the echo's identity.
+  mkdir -p "$dir"
+  ln -s "$CERTS" "$dir/certs"
   CLUSTER_DIRS+=("$dir")
+  CLUSTER_DIR=$dir
   # Started directly (not through a function, which would run in a subshell): $! is the JVM.
   env ${NODE_JVM_OPTS:+"JDK_JAVA_OPTIONS=$NODE_JVM_OPTS"} "${PF[@]}" local-cluster --nodes 3 --dir "$dir" \
-    --cache-size "$cache" --base-port $BASE_PORT --raft-base-port $RAFT_BASE_PORT "$@" \
+    --cache-size "$cache" --base-port "$base" --raft-base-port "$raft" "$@" \
     >"$LOGS/$name.log" 2>&1 &
   CLUSTER_PID=$!
   PIDS+=("$CLUSTER_PID")
   wait_for_line "$LOGS/$name.log" "cluster ready" "$CLUSTER_PID" 120
   echo "== cluster $name: 3 nodes, cache $cache each $*"
 }
-warm_up() { # a pass over the write and read paths of a new cluster, not measured
+warm_up() { # targets then --certs DIR or --insecure: the write and read paths, not measured
+  local target=$1
+  shift
   echo "-- warm-up pass ($PASS, not measured)"
   # Two volumes with one replica each: placement puts their replicas on different nodes, so every
   # node runs the owner's and the replica's code before the first measured run.
   for v in b-warm1 b-warm2; do
-    pf bench --target "$TARGET" --workload write,read-hit --qd 1,32 --api unary --duration "$PASS" \
-      --warmup 0s --volume "$v" --replicas 1 --working-set 16MiB --no-progress >/dev/null || true
+    pf bench --target "$target" "$@" --workload write,read-hit --qd 1,32 --api unary \
+      --duration "$PASS" --warmup 0s --volume "$v" --replicas 1 --working-set 16MiB \
+      --no-progress >/dev/null || true
   done
   for v in b-warm1 b-warm2; do
-    pf volume delete "$v" --target "$TARGET" >/dev/null 2>&1 || true
+    pf volume delete "$v" --target "$target" "$@" >/dev/null 2>&1 || true
   done
 }
-stop_cluster() {
-  local dir=${CLUSTER_DIRS[-1]} pid
-  stop_pid "$CLUSTER_PID" 60
+stop_cluster() { # [launcher-pid cluster-dir]: the cluster started last by default
+  local pid=${1:-$CLUSTER_PID} dir=${2:-$CLUSTER_DIR}
+  stop_pid "$pid" 60
   # The next cluster uses the same ports: make sure every node is gone.
   while read -r _ pid _; do stop_pid "$pid" 5; done < "$dir/cluster.txt"
   # Keep the node logs; drop the cache files and shared storage (gigabytes per cluster: a full
@@ -202,7 +254,7 @@ stop_cluster() {
   local name
   name=$(basename "$dir")
   for f in "$dir"/n*.log; do [ -f "$f" ] && cp "$f" "$LOGS/$name-$(basename "$f")"; done
-  rm -rf "$dir"
+  rm -rf "$dir" # the certs link goes, the CA it points to stays
 }
 
 # ---- the peer's side: built first, so a failed download stops the run early ------------------
@@ -221,18 +273,40 @@ HZ_OPTS=(--add-modules java.se --add-exports java.base/jdk.internal.ref=ALL-UNNA
 START=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# ---- 1. the floor: gRPC echo ------------------------------------------------------------------
-echo "== floor: 4 KiB gRPC echo"
-"${PF[@]}" bench echo-server --listen "127.0.0.1:$ECHO_PORT" >"$LOGS/echo-server.log" 2>&1 &
+# ---- certificates: one CA, the echo server's node identity, the admin client -----------------
+echo "== certificates in $CERTS"
+{
+  pf certs init --dir "$CERTS" \
+    && pf certs node --dir "$CERTS" --id echo \
+    && pf certs client --dir "$CERTS" --name admin --role admin
+} >"$LOGS/certs.log" 2>&1 || { cat "$LOGS/certs.log" >&2; exit 1; }
+
+# ---- 1. the floor: gRPC echo, over TLS as the nodes serve, and in plaintext beside it ---------
+echo "== floor: 4 KiB gRPC echo (mutual TLS; plaintext beside it)"
+"${PF[@]}" bench echo-server --listen "127.0.0.1:$ECHO_PORT" --certs "$CERTS/echo" \
+  >"$LOGS/echo-server.log" 2>&1 &
 ECHO_PID=$!
 PIDS+=("$ECHO_PID")
+"${PF[@]}" bench echo-server --listen "127.0.0.1:$PLAIN_ECHO_PORT" --insecure \
+  >"$LOGS/plain-echo-server.log" 2>&1 &
+PLAIN_ECHO_PID=$!
+PIDS+=("$PLAIN_ECHO_PID")
 wait_for_line "$LOGS/echo-server.log" "listening" "$ECHO_PID" 30
-pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd 1,32 --duration "$PASS" --warmup 0s \
-  --no-progress >/dev/null || true
+wait_for_line "$LOGS/plain-echo-server.log" "listening" "$PLAIN_ECHO_PID" 30
+pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" "${TLS_CLIENT[@]}" --qd 1,32 \
+  --duration "$PASS" --warmup 0s --no-progress >/dev/null || true
+pf bench --workload echo --target "127.0.0.1:$PLAIN_ECHO_PORT" --insecure --qd 1,32 \
+  --duration "$PASS" --warmup 0s --no-progress >/dev/null || true
 wait_idle
-pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" --qd "$QD" --duration "$DUR" \
-  --warmup "$WARM" --id echo --json "$RESULTS/echo.json" | tee -a "$LOGS/bench.log" \
-  || echo "warning: the echo run failed" >&2
+pf bench --workload echo --target "127.0.0.1:$ECHO_PORT" "${TLS_CLIENT[@]}" --qd "$QD" \
+  --duration "$DUR" --warmup "$WARM" --id echo \
+  --json "$RESULTS/echo.json" | tee -a "$LOGS/bench.log" || echo "warning: the echo run failed" >&2
+wait_idle
+pf bench --workload echo --target "127.0.0.1:$PLAIN_ECHO_PORT" --insecure --qd "$QD" \
+  --duration "$DUR" --warmup "$WARM" --id plain-echo \
+  --json "$RESULTS/plain-echo.json" | tee -a "$LOGS/bench.log" \
+  || echo "warning: the plaintext echo run failed" >&2
+stop_pid "$PLAIN_ECHO_PID"
 # The echo server stays up: the QD1 target runs measure their floor again, interleaved with
 # them (bench --floor: 100 ms of the run, 100 ms of echo, and so on), since the machine's speed
 # drifts by more than the targets' margins (a QD1 echo ran at 69, 94 and 129 us p50 minutes apart).
@@ -261,8 +335,8 @@ java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members
 for pid in "${HZ_PIDS[@]}"; do stop_pid "$pid"; done
 
 # ---- 3. PeerFlash: write-back, replicas 0/1/2, reads, mix, sequential -------------------------
-start_cluster cluster-a "$CACHE"
-warm_up
+start_cluster cluster-a "$CACHE" $BASE_PORT $RAFT_BASE_PORT
+warm_up "$TARGET" "${TLS_CLIENT[@]}"
 echo "-- write-back, replicas 0"
 bench --workload write --volume b-wb0 --replicas 0 --id wb-r0 --delete-volume \
   --label "PeerFlash write-back, replicas 0: 4 KiB random writes" --json "$RESULTS/wb-r0.json"
@@ -288,9 +362,32 @@ bench --workload seq-write --volume b-seq --replicas 1 --id seq-write --delete-v
   --json "$RESULTS/seq-write.json"
 stop_cluster
 
-# ---- 4. shared storage with 1 ms latency: write-through vs write-back -------------------------
-start_cluster cluster-slow "$CACHE" --set storage-latency-us=1000
-warm_up
+# ---- 4. TLS against plaintext: two clusters up together, rounds alternating between them -------
+# Two fresh clusters started and warmed up the same way; each round runs on one while the other
+# idles, so a drift of the machine's speed (larger than the 15 % margins) reaches both transports.
+echo "== TLS vs plaintext: $ROUNDS rounds on two clusters"
+start_cluster cluster-tls "$CACHE" $BASE_PORT $RAFT_BASE_PORT
+TLS_CLUSTER=("$CLUSTER_PID" "$CLUSTER_DIR")
+start_cluster cluster-plain "$CACHE" $PLAIN_BASE_PORT $PLAIN_RAFT_BASE_PORT --insecure
+PLAIN_CLUSTER=("$CLUSTER_PID" "$CLUSTER_DIR")
+warm_up "$TARGET" "${TLS_CLIENT[@]}"
+warm_up "$PLAIN_TARGET" --insecure
+for ((n = 1; n <= ROUNDS; n++)); do
+  echo "-- round $n of $ROUNDS: write-back, replicas 1, mutual TLS"
+  bench_at "$TARGET" "${TLS_CLIENT[@]}" --workload write --volume "b-tls$n" --replicas 1 \
+    --id "tls-wb-r1-$n" --delete-volume --json "$RESULTS/tls-wb-r1-$n.json" \
+    --label "PeerFlash write-back, replicas 1, mutual TLS, round $n"
+  echo "-- round $n of $ROUNDS: write-back, replicas 1, plaintext"
+  bench_at "$PLAIN_TARGET" --insecure --workload write --volume "b-plain$n" --replicas 1 \
+    --id "plain-wb-r1-$n" --delete-volume --json "$RESULTS/plain-wb-r1-$n.json" \
+    --label "PeerFlash write-back, replicas 1, plaintext, round $n"
+done
+stop_cluster "${PLAIN_CLUSTER[@]}"
+stop_cluster "${TLS_CLUSTER[@]}"
+
+# ---- 5. shared storage with 1 ms latency: write-through vs write-back -------------------------
+start_cluster cluster-slow "$CACHE" $BASE_PORT $RAFT_BASE_PORT --set storage-latency-us=1000
+warm_up "$TARGET" "${TLS_CLIENT[@]}"
 echo "-- write-through, storage 1 ms"
 bench --workload write --volume b-wt --mode write-through --replicas 0 --id wt-1ms \
   --delete-volume --label "PeerFlash write-through, storage latency 1 ms" \
@@ -301,18 +398,18 @@ bench --workload write --volume b-wbs --replicas 1 --id wb-r1-1ms --delete-volum
   --json "$RESULTS/wb-r1-1ms.json"
 stop_cluster
 
-# ---- 5. sustained: several times the cache, destage decides -----------------------------------
+# ---- 6. sustained: several times the cache, destage decides -----------------------------------
 # GC and safepoint logs of every node and of the load client, to tell a pause in a JVM from a wait
 # for space when a write is slow (logs/gc-sustained-*.log, one per process).
 NODE_JVM_OPTS="-Xlog:gc*,safepoint:file=$LOGS/gc-sustained-node-%p.log:uptime,level,tags"
-start_cluster cluster-sustained "$SUSTAIN_CACHE"
+start_cluster cluster-sustained "$SUSTAIN_CACHE" $BASE_PORT $RAFT_BASE_PORT
 NODE_JVM_OPTS=""
-warm_up # a cold JVM's JIT pauses would otherwise land in the first seconds of the run
+warm_up "$TARGET" "${TLS_CLIENT[@]}" # a cold JVM's JIT pauses would otherwise land in the first seconds of the run
 echo "-- sustained 4 KiB random writes, write-back, replicas 1, QD32, $SUSTAIN"
 wait_idle
 # (With a warm-up of its own: a cold load client's JIT and GC pauses would be charged to the nodes.)
 JDK_JAVA_OPTIONS="-Xlog:gc*,safepoint:file=$LOGS/gc-sustained-client.log:uptime,level,tags" \
-  pf bench --target "$TARGET" --workload write --qd 32 --duration "$SUSTAIN" --warmup "$WARM" \
+  pf bench --target "$TARGET" "${TLS_CLIENT[@]}" --workload write --qd 32 --duration "$SUSTAIN" --warmup "$WARM" \
   --volume b-sus --size 16GiB --replicas 1 --sustained --id sustained \
   --label "PeerFlash sustained 4 KiB random writes, write-back, replicas 1" \
   --json "$RESULTS/sustained.json" | tee -a "$LOGS/bench.log" || true
@@ -324,5 +421,6 @@ pf bench report --in "$RESULTS" --out "$OUT" \
   --context "compare.sh --$MODE on $(hostname), $(nproc) cores, $(java -version 2>&1 | head -1)" \
   --context "$(date -u '+%Y-%m-%d %H:%M UTC'), ${ELAPSED} s; load average at the start: $LOAD_BEFORE, at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
   --context "runs of $DUR after $WARM warm-up, each server warmed up for $PASS first; cache $CACHE per node ($SUSTAIN_CACHE for the sustained run, $SUSTAIN)" \
+  --context "mutual TLS on every node, the echo and the load client (one CA, the client as admin), except the plaintext echo and the plaintext cluster of $ROUNDS alternating TLS/plaintext rounds" \
   --context "every process (3 nodes, the load client, Hazelcast members) shares this machine: compare ratios, not absolute times"
 echo "report: $OUT/report.md"

@@ -24,6 +24,8 @@ import org.HdrHistogram.Histogram;
  * @param seconds measured time (warm-up excluded)
  * @param percentiles (percentile, microseconds) points of the latency distribution, for plots
  * @param cacheBytes the cache size of the node that served the run, 0 when unknown
+ * @param note how the calls travelled ({@value #TRANSPORT_TLS} or {@value #TRANSPORT_PLAINTEXT})
+ *     for the runs of {@code peerflash bench}; empty when unknown
  */
 public record BenchResult(
     String id,
@@ -43,6 +45,12 @@ public record BenchResult(
     List<TimelinePoint> timeline,
     long cacheBytes,
     String note) {
+
+  /** {@link #note} of a run whose calls went over mutual TLS. */
+  public static final String TRANSPORT_TLS = "TLS";
+
+  /** {@link #note} of a run whose calls went in plaintext. */
+  public static final String TRANSPORT_PLAINTEXT = "plaintext";
 
   /** The format tag of a results file. */
   public static final String SCHEMA = "peerflash-bench/1";

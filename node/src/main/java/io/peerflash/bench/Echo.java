@@ -7,11 +7,14 @@ import io.grpc.MethodDescriptor;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
 import io.grpc.ServerServiceDefinition;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ClientCalls;
 import io.grpc.stub.ServerCalls;
 import io.grpc.stub.StreamObserver;
 import io.peerflash.node.rpc.EventLoops;
+import io.peerflash.security.GrpcTls;
+import io.peerflash.security.TlsDirectory;
 import io.peerflash.util.NamedThreadFactory;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -23,7 +26,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * The floor of the benchmark: a gRPC service that returns what it gets (protobuf {@code bytes}),
  * served as a node serves writes and cache hits (Netty, answered on the transport thread, the same
- * message size limit), so that "PeerFlash vs echo" measures what PeerFlash adds.
+ * message size limit, mutual TLS with a node's identity unless plaintext is asked for), so that
+ * "PeerFlash vs echo" measures what PeerFlash adds.
  */
 public final class Echo {
   public static final String SERVICE = "peerflash.bench.v1.Echo";
@@ -104,11 +108,22 @@ public final class Echo {
     }
   }
 
-  /** Serves on HOST:PORT with {@code rpcThreads} request threads and a node's network threads. */
-  public static Running start(String host, int port, int rpcThreads) throws IOException {
+  /**
+   * Serves on HOST:PORT with {@code rpcThreads} request threads and a node's network threads; with
+   * mutual TLS as the node identity in {@code tls} (the TLS context a node's client port has: a
+   * client or node certificate of the same CA required), or plaintext when {@code tls} is null.
+   *
+   * @throws IllegalArgumentException when {@code tls} is a client's identity (no server pair)
+   */
+  public static Running start(String host, int port, int rpcThreads, TlsDirectory tls)
+      throws IOException {
     EventLoops loops = EventLoops.create(EventLoops.defaultThreads());
     try {
-      Running r = start(loops.server(new InetSocketAddress(host, port)), rpcThreads);
+      NettyServerBuilder builder = loops.server(new InetSocketAddress(host, port));
+      if (tls != null) {
+        builder.sslContext(GrpcTls.serverContext(tls));
+      }
+      Running r = start(builder, rpcThreads);
       return new Running(r.server(), r.pool(), loops);
     } catch (IOException | RuntimeException e) {
       loops.close();

@@ -8,7 +8,11 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.SortedMap;
+import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.function.ToDoubleFunction;
 
 /**
  * Turns the results of one comparison run into a Markdown report with every ratio, the targets (met
@@ -16,8 +20,10 @@ import java.util.TreeSet;
  *
  * <p>Runs are found by id ({@code compare.sh} names them): {@value #ECHO}, {@value #WB_R0}, {@value
  * #WB_R1}, {@value #WB_R2}, {@value #READ_HIT}, {@value #READ_MISS}, {@value #MIX}, {@value
- * #SEQ_WRITE}, {@value #WT_SLOW}, {@value #WB_SLOW}, {@value #PEER}, {@value #SUSTAINED}. Any other
- * id is listed with its ratios but takes part in no target.
+ * #SEQ_WRITE}, {@value #WT_SLOW}, {@value #WB_SLOW}, {@value #PEER}, {@value #SUSTAINED}, and the
+ * alternating rounds of TLS against plaintext, {@value #TLS_ROUND}N and {@value #PLAIN_ROUND}N (N =
+ * 1, 2, ...), with the plaintext echo {@value #PLAIN_ECHO} beside the echo. Any other id is listed
+ * with its ratios but takes part in no target.
  */
 public final class Report {
   public static final String ECHO = "echo";
@@ -32,6 +38,24 @@ public final class Report {
   public static final String WB_SLOW = "wb-r1-1ms";
   public static final String PEER = "hazelcast";
   public static final String SUSTAINED = "sustained";
+
+  /** The gRPC echo in plaintext; {@value #ECHO} is the one over TLS, as the nodes serve. */
+  public static final String PLAIN_ECHO = "plain-echo";
+
+  /** Round N of write-back, replicas 1, on a cluster with TLS: id {@code tls-wb-r1-N}. */
+  public static final String TLS_ROUND = "tls-wb-r1-";
+
+  /** Round N of the same on a cluster in plaintext, run right before or after the TLS round. */
+  public static final String PLAIN_ROUND = "plain-wb-r1-";
+
+  /** Rounds of each transport the TLS against plaintext targets need. */
+  public static final int MIN_ROUNDS = 3;
+
+  /** QD1 write, replicas 1: TLS p50 at most this times plaintext p50 (medians of the rounds). */
+  static final double TLS_QD1_P50_LIMIT = 1.15;
+
+  /** Deepest queue, write, replicas 1: TLS IOPS at least this times plaintext IOPS (medians). */
+  static final double TLS_DEEP_IOPS_LIMIT = 0.85;
 
   /** The file names {@link #write} creates in its directory. */
   public static final String MARKDOWN = "report.md";
@@ -89,11 +113,133 @@ public final class Report {
    */
   public BenchResult floorFor(BenchResult run) {
     BenchResult adjacent = find(ECHO + "-" + run.id(), run.qd());
-    return adjacent != null ? adjacent : find(ECHO, run.qd());
+    if (adjacent != null) {
+      return adjacent;
+    }
+    // A plaintext run's floor is the plaintext echo: the TLS echo would charge TLS to the run.
+    return find(isPlaintext(run) ? PLAIN_ECHO : ECHO, run.qd());
   }
 
   private static boolean isFloor(BenchResult r) {
-    return r.id().equals(ECHO) || r.id().startsWith(ECHO + "-");
+    return r.id().equals(ECHO) || r.id().startsWith(ECHO + "-") || r.id().equals(PLAIN_ECHO);
+  }
+
+  /** A run in plaintext: a round of {@link #PLAIN_ROUND} or one whose calls say so. */
+  private static boolean isPlaintext(BenchResult r) {
+    return r.id().startsWith("plain-") || r.note().equals(BenchResult.TRANSPORT_PLAINTEXT);
+  }
+
+  /**
+   * The rounds of TLS against plaintext: round number to its run at {@code qd}, for one id prefix
+   * ({@link #TLS_ROUND} or {@link #PLAIN_ROUND}), in round order.
+   */
+  SortedMap<Integer, BenchResult> rounds(String prefix, int qd) {
+    SortedMap<Integer, BenchResult> m = new TreeMap<>();
+    for (BenchResult r : results) {
+      Integer n = roundOf(r.id(), prefix);
+      if (n != null && r.qd() == qd) {
+        m.putIfAbsent(n, r);
+      }
+    }
+    return m;
+  }
+
+  /** N of a round's id ({@code prefix} then 1 to 6 digits), or null when {@code id} is none. */
+  static Integer roundOf(String id, String prefix) {
+    if (!id.startsWith(prefix)) {
+      return null;
+    }
+    String rest = id.substring(prefix.length());
+    if (rest.isEmpty() || rest.length() > 6 || !rest.chars().allMatch(Character::isDigit)) {
+      return null;
+    }
+    return Integer.parseInt(rest);
+  }
+
+  /** The deepest queue (above 1) the rounds of either transport ran at, or 0 when none did. */
+  private int deepestRoundQd() {
+    int best = 0;
+    for (BenchResult r : results) {
+      if (r.qd() > best
+          && (roundOf(r.id(), TLS_ROUND) != null || roundOf(r.id(), PLAIN_ROUND) != null)) {
+        best = r.qd();
+      }
+    }
+    return best > 1 ? best : 0;
+  }
+
+  /** The median; the mean of the middle two for an even count; NaN for none. */
+  static double median(List<Double> values) {
+    if (values.isEmpty()) {
+      return Double.NaN;
+    }
+    List<Double> v = new ArrayList<>(values);
+    v.sort(null);
+    int n = v.size();
+    return n % 2 == 1 ? v.get(n / 2) : (v.get(n / 2 - 1) + v.get(n / 2)) / 2;
+  }
+
+  private static List<Double> values(
+      Map<Integer, BenchResult> rounds, ToDoubleFunction<BenchResult> f) {
+    List<Double> out = new ArrayList<>();
+    for (BenchResult r : rounds.values()) {
+      out.add(f.applyAsDouble(r));
+    }
+    return out;
+  }
+
+  /**
+   * TLS against plaintext on one figure: the medians over the rounds of each transport, their ratio
+   * (TLS / plaintext) within {@code limit}. Not run when neither transport has a round at {@code
+   * qd}; a miss when either has fewer than {@link #MIN_ROUNDS} (one transport alone proves nothing,
+   * and two rounds cannot outvote a disturbed one) or when a round had errors.
+   */
+  Verdict tlsAgainstPlaintext(
+      String what, int qd, ToDoubleFunction<BenchResult> f, double limit, boolean latency) {
+    String limitText = (latency ? "<= " : ">= ") + x(limit);
+    SortedMap<Integer, BenchResult> tls = rounds(TLS_ROUND, qd);
+    SortedMap<Integer, BenchResult> plain = rounds(PLAIN_ROUND, qd);
+    String target =
+        "TLS vs plaintext, write-back, replicas 1, QD"
+            + (qd > 0 ? String.valueOf(qd) : latency ? "1" : "32")
+            + ": "
+            + what
+            + " (medians of alternating rounds on two clusters)";
+    if (tls.isEmpty() && plain.isEmpty()) {
+      return new Verdict(target, "-", "-", limitText, null);
+    }
+    double a = median(values(tls, f));
+    double b = median(values(plain, f));
+    double ratio = a / b;
+    StringBuilder measured = new StringBuilder();
+    measured.append(latency ? micros(a) : countOrDash(a)).append(" vs ");
+    measured.append(latency ? micros(b) : countOrDash(b) + " IOPS");
+    measured.append(", rounds ").append(tls.size()).append(" + ").append(plain.size());
+    boolean enough = tls.size() >= MIN_ROUNDS && plain.size() >= MIN_ROUNDS;
+    if (!enough) {
+      measured.append(" (").append(MIN_ROUNDS).append(" of each needed)");
+    }
+    long errors = 0;
+    for (BenchResult r : tls.values()) {
+      errors += r.errors();
+    }
+    for (BenchResult r : plain.values()) {
+      errors += r.errors();
+    }
+    if (errors > 0) {
+      measured.append(", ").append(errors).append(" errors");
+    }
+    boolean within = latency ? ratio <= limit : ratio >= limit;
+    return new Verdict(
+        target, measured.toString(), x(ratio), limitText, enough && errors == 0 && within);
+  }
+
+  private static String micros(double us) {
+    return Double.isNaN(us) ? "-" : Plots.micros(us);
+  }
+
+  private static String countOrDash(double n) {
+    return Double.isNaN(n) ? "-" : count(n);
   }
 
   /** Every target of the issue, evaluated on these results. */
@@ -166,6 +312,10 @@ public final class Report {
               "<= 100 ms",
               bound.latency().max() <= 100_000 && full));
     }
+    v.add(tlsAgainstPlaintext("p50", 1, r -> r.latency().p50(), TLS_QD1_P50_LIMIT, true));
+    v.add(
+        tlsAgainstPlaintext(
+            "IOPS", deepestRoundQd(), BenchResult::iops, TLS_DEEP_IOPS_LIMIT, false));
     return v;
   }
 
@@ -182,7 +332,7 @@ public final class Report {
       String target,
       BenchResult a,
       BenchResult b,
-      java.util.function.ToDoubleFunction<BenchResult> f,
+      ToDoubleFunction<BenchResult> f,
       double limit,
       boolean latency) {
     if (a == null || b == null) {
@@ -228,10 +378,11 @@ public final class Report {
             + " echo IOPS.\n\n");
     b.append(
         "| run | what | QD | IOPS | MiB/s | p50 | p99 | p99.9 | max | p50 / echo | IOPS / echo |"
-            + " errors |\n");
-    b.append("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            + " errors | transport |\n");
+    b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (BenchResult r : sorted()) {
-      BenchResult echo = isFloor(r) ? find(ECHO, r.qd()) : floorFor(r);
+      BenchResult echo =
+          r.id().equals(PLAIN_ECHO) ? r : isFloor(r) ? find(ECHO, r.qd()) : floorFor(r);
       b.append("| ")
           .append(r.id())
           .append(" | ")
@@ -256,10 +407,13 @@ public final class Report {
           .append(echo == null ? "-" : x(r.iops() / echo.iops()))
           .append(" | ")
           .append(r.errors())
+          .append(" | ")
+          .append(r.note().isEmpty() ? "-" : r.note())
           .append(" |\n");
     }
     b.append('\n');
     comparisons(b);
+    tlsSection(b);
     BenchResult s = first(SUSTAINED);
     if (s != null) {
       b.append("## Sustained run\n\n");
@@ -377,6 +531,22 @@ public final class Report {
               Plots.micros(wbSlow.latency().p50()),
               x(wt.latency().p50() / wbSlow.latency().p50())));
     }
+    for (BenchResult plainEcho : results) {
+      BenchResult tlsEcho = find(ECHO, plainEcho.qd());
+      if (plainEcho.id().equals(PLAIN_ECHO) && tlsEcho != null) {
+        lines.add(
+            String.format(
+                Locale.ROOT,
+                "- gRPC echo QD%d, TLS vs plaintext: p50 %s vs %s (%s); IOPS %s vs %s (%s)",
+                plainEcho.qd(),
+                Plots.micros(tlsEcho.latency().p50()),
+                Plots.micros(plainEcho.latency().p50()),
+                x(tlsEcho.latency().p50() / plainEcho.latency().p50()),
+                count(tlsEcho.iops()),
+                count(plainEcho.iops()),
+                x(tlsEcho.iops() / plainEcho.iops())));
+      }
+    }
     if (!lines.isEmpty()) {
       b.append("## Side by side\n\n");
       for (String l : lines) {
@@ -386,21 +556,111 @@ public final class Report {
     }
   }
 
+  /** The rounds of TLS against plaintext, each beside the other, and their medians. */
+  private void tlsSection(StringBuilder b) {
+    TreeSet<Integer> depths = new TreeSet<>();
+    for (BenchResult r : results) {
+      if (roundOf(r.id(), TLS_ROUND) != null || roundOf(r.id(), PLAIN_ROUND) != null) {
+        depths.add(r.qd());
+      }
+    }
+    if (depths.isEmpty()) {
+      return;
+    }
+    b.append("## TLS vs plaintext\n\n");
+    b.append(
+        "Write-back, replicas 1, on two clusters side by side, one with mutual TLS (the default)"
+            + " and one run with --insecure; their runs alternate, so a drift of the machine's"
+            + " speed reaches both. Each figure compares the medians over the rounds.\n\n");
+    b.append(
+        "| QD | round | TLS p50 | plaintext p50 | p50 TLS / plaintext | TLS IOPS | plaintext IOPS"
+            + " | IOPS TLS / plaintext |\n");
+    b.append("|---|---|---|---|---|---|---|---|\n");
+    for (int qd : depths) {
+      SortedMap<Integer, BenchResult> tls = rounds(TLS_ROUND, qd);
+      SortedMap<Integer, BenchResult> plain = rounds(PLAIN_ROUND, qd);
+      TreeSet<Integer> numbers = new TreeSet<>(tls.keySet());
+      numbers.addAll(plain.keySet());
+      for (int n : numbers) {
+        BenchResult t = tls.get(n);
+        BenchResult p = plain.get(n);
+        roundRow(
+            b,
+            qd,
+            String.valueOf(n),
+            t == null ? Double.NaN : t.latency().p50(),
+            p == null ? Double.NaN : p.latency().p50(),
+            t == null ? Double.NaN : t.iops(),
+            p == null ? Double.NaN : p.iops());
+      }
+      roundRow(
+          b,
+          qd,
+          "**median**",
+          median(values(tls, r -> r.latency().p50())),
+          median(values(plain, r -> r.latency().p50())),
+          median(values(tls, BenchResult::iops)),
+          median(values(plain, BenchResult::iops)));
+    }
+    b.append('\n');
+  }
+
+  private static void roundRow(
+      StringBuilder b,
+      int qd,
+      String round,
+      double tlsP50,
+      double plainP50,
+      double tlsIops,
+      double plainIops) {
+    b.append(
+        String.format(
+            Locale.ROOT,
+            "| %d | %s | %s | %s | %s | %s | %s | %s |\n",
+            qd,
+            round,
+            us(tlsP50),
+            us(plainP50),
+            x(tlsP50 / plainP50),
+            Double.isNaN(tlsIops) ? "-" : count(tlsIops),
+            Double.isNaN(plainIops) ? "-" : count(plainIops),
+            x(tlsIops / plainIops)));
+  }
+
   private List<BenchResult> sorted() {
     List<String> order =
         List.of(
-            ECHO, WB_R0, WB_R1, WB_R2, READ_HIT, READ_MISS, MIX, SEQ_WRITE, WB_SLOW, WT_SLOW, PEER,
+            ECHO,
+            PLAIN_ECHO,
+            WB_R0,
+            WB_R1,
+            WB_R2,
+            READ_HIT,
+            READ_MISS,
+            MIX,
+            SEQ_WRITE,
+            WB_SLOW,
+            WT_SLOW,
+            PEER,
             SUSTAINED);
     List<BenchResult> out = new ArrayList<>(results);
-    // An adjacent floor (echo-<run>) goes right before its run.
+    // An adjacent floor (echo-<run>) goes right before its run; the rounds of TLS against
+    // plaintext go last, round by round, TLS first.
     out.sort(
         Comparator.comparingInt(
                 (BenchResult r) -> {
-                  String id = isFloor(r) && !r.id().equals(ECHO) ? r.id().substring(5) : r.id();
+                  String id =
+                      r.id().startsWith(ECHO + "-") ? r.id().substring(ECHO.length() + 1) : r.id();
                   int i = order.indexOf(id);
                   return i < 0 ? order.size() : i;
                 })
             .thenComparingInt(r -> isFloor(r) ? 0 : 1)
+            .thenComparingInt(
+                r -> {
+                  Integer t = roundOf(r.id(), TLS_ROUND);
+                  Integer p = roundOf(r.id(), PLAIN_ROUND);
+                  return t != null ? 2 * t : p != null ? 2 * p + 1 : 0;
+                })
             .thenComparing(BenchResult::id)
             .thenComparingInt(BenchResult::qd));
     return out;

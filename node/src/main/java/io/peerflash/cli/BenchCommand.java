@@ -35,11 +35,13 @@ import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
+import io.peerflash.security.TlsDirectory;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.GeneralSecurityException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -213,6 +215,9 @@ final class BenchCommand implements Callable<Integer> {
   @Option(names = "--no-progress", description = "No progress bar on stderr.")
   boolean noProgress;
 
+  // The transport of the measured calls (see call()); empty when a test supplies the channels.
+  private String transport = "";
+
   @Option(
       names = "--seed",
       paramLabel = "N",
@@ -300,6 +305,11 @@ final class BenchCommand implements Callable<Integer> {
     Plan plan = plan();
     PeerFlashCli cli = client.cli();
     client.applySecurity();
+    // Recorded with every result, so a report can tell TLS runs from plaintext ones.
+    transport =
+        !cli.needsSecurity()
+            ? ""
+            : cli.security().tls() ? BenchResult.TRANSPORT_TLS : BenchResult.TRANSPORT_PLAINTEXT;
     PrintStream out = cli.out();
     List<BenchResult> results = new ArrayList<>();
     if (plan.workloads().get(0) == Workload.ECHO) {
@@ -372,7 +382,12 @@ final class BenchCommand implements Callable<Integer> {
                 Workload.ECHO,
                 qd,
                 "grpc-echo",
-                label != null ? label : "gRPC echo 4 KiB (" + how + ")",
+                label != null
+                    ? label
+                    : "gRPC echo 4 KiB ("
+                        + how
+                        + (transport.isEmpty() ? "" : ", " + transport)
+                        + ")",
                 "",
                 -1,
                 o,
@@ -792,7 +807,7 @@ final class BenchCommand implements Callable<Integer> {
         o.phases(),
         o.timeline(),
         o.cacheBytes(),
-        "");
+        transport);
   }
 
   static void printTable(PrintStream out, List<BenchResult> results) {
@@ -893,8 +908,9 @@ final class BenchCommand implements Callable<Integer> {
       sortOptions = false,
       description = {
         "Serve a 4 KiB gRPC echo the way a node serves writes and cache hits (Netty, answered on"
-            + " the transport thread), as the floor for 'peerflash bench --workload echo'. Runs"
-            + " until SIGTERM or Ctrl-C."
+            + " the transport thread, mutual TLS with a node identity), as the floor for"
+            + " 'peerflash bench --workload echo' and 'bench --floor'. Runs until SIGTERM or"
+            + " Ctrl-C."
       })
   static final class EchoServer implements Callable<Integer> {
     @ParentCommand BenchCommand parent;
@@ -915,7 +931,48 @@ final class BenchCommand implements Callable<Integer> {
                 + " cache hit that needs no wait (default: ${DEFAULT-VALUE}).")
     int rpcThreads;
 
+    @Option(
+        names = "--certs",
+        paramLabel = "DIR",
+        description =
+            "A node identity directory (e.g. made by 'peerflash certs node --id echo'): mutual TLS"
+                + " as a node's client port has it; clients need a certificate of the same CA.")
+    Path certs;
+
+    @Option(names = "--insecure", description = "Plaintext, for clients run with --insecure.")
+    boolean insecure;
+
     @Spec CommandSpec spec;
+
+    /** The identity to serve as, or null for plaintext; exactly one of the two options is given. */
+    private TlsDirectory identity() {
+      if (insecure == (certs != null)) {
+        throw new ParameterException(
+            spec.commandLine(),
+            "give --certs DIR (a node identity directory: 'peerflash certs node --id echo') or"
+                + " --insecure (plaintext)");
+      }
+      if (insecure) {
+        return null;
+      }
+      TlsDirectory dir;
+      try {
+        dir = TlsDirectory.open(certs);
+      } catch (IOException | GeneralSecurityException e) {
+        throw new ParameterException(
+            spec.commandLine(), "--certs " + certs + ": " + e.getMessage());
+      }
+      if (!dir.isNode()) {
+        throw new ParameterException(
+            spec.commandLine(),
+            "--certs "
+                + certs
+                + " holds "
+                + dir.identity().describe()
+                + ", not a node identity (server-cert.pem, server-key.pem)");
+      }
+      return dir;
+    }
 
     @Override
     public Integer call() throws IOException, InterruptedException {
@@ -933,14 +990,32 @@ final class BenchCommand implements Callable<Integer> {
       if (rpcThreads < 0) {
         throw new ParameterException(spec.commandLine(), "--rpc-threads must be 0 or more");
       }
+      TlsDirectory tls = identity();
       PeerFlashCli cli = (PeerFlashCli) spec.root().userObject();
-      Echo.Running server = Echo.start(listen.substring(0, colon), port, rpcThreads);
+      Echo.Running server = Echo.start(listen.substring(0, colon), port, rpcThreads, tls);
       Thread hook = new Thread(server::close, "peerflash-echo-stop");
       Runtime.getRuntime().addShutdownHook(hook);
       cli.out()
-          .println("echo server listening on " + listen.substring(0, colon) + ":" + server.port());
+          .println(
+              "echo server listening on "
+                  + listen.substring(0, colon)
+                  + ":"
+                  + server.port()
+                  + (tls == null
+                      ? " (plaintext)"
+                      : " (mutual TLS as " + tls.identity().describe() + ")"));
       cli.out().flush();
-      server.server().awaitTermination();
+      try {
+        server.server().awaitTermination();
+      } finally {
+        // Also when the command's thread is interrupted (an embedding program stopping it).
+        server.close();
+        try {
+          Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException shuttingDown) {
+          // The hook is running or has run.
+        }
+      }
       return PeerFlashCli.EXIT_OK;
     }
   }

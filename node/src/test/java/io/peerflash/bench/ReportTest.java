@@ -68,7 +68,10 @@ class ReportTest {
   @Test
   void verdictsCompareTheRightRuns() {
     List<Report.Verdict> v = new Report(all(240)).verdicts();
-    assertThat(v).hasSize(5);
+    assertThat(v).hasSize(7);
+    // No rounds of TLS against plaintext: those two targets were not run.
+    assertThat(v.get(5).met()).isNull();
+    assertThat(v.get(6).met()).isNull();
     assertThat(v.get(0).ratio()).isEqualTo("2.40x");
     assertThat(v.get(0).met()).isTrue();
     assertThat(v.get(1).ratio()).isEqualTo("1.20x");
@@ -146,6 +149,189 @@ class ReportTest {
       }
     }
     return c.size();
+  }
+
+  /** Rounds of TLS and plaintext at QD1 and QD32: p50 and IOPS of each round, in order. */
+  static List<BenchResult> rounds(
+      double[] tlsP50, double[] plainP50, double[] tlsIops, double[] plainIops) {
+    List<BenchResult> out = new ArrayList<>();
+    for (int i = 0; i < tlsP50.length; i++) {
+      out.add(sample(Report.TLS_ROUND + (i + 1), 1, tlsP50[i], 5000));
+      out.add(sample(Report.TLS_ROUND + (i + 1), 32, 2000, tlsIops[i]));
+    }
+    for (int i = 0; i < plainP50.length; i++) {
+      out.add(sample(Report.PLAIN_ROUND + (i + 1), 1, plainP50[i], 5000));
+      out.add(sample(Report.PLAIN_ROUND + (i + 1), 32, 2000, plainIops[i]));
+    }
+    return out;
+  }
+
+  @Test
+  void medianOfOddAndEvenCounts() {
+    assertThat(Report.median(List.of(5.0, 1.0, 3.0))).isEqualTo(3.0);
+    assertThat(Report.median(List.of(4.0, 1.0, 3.0, 100.0))).isEqualTo(3.5);
+    assertThat(Report.median(List.of(7.0))).isEqualTo(7.0);
+    assertThat(Report.median(List.of())).isNaN();
+  }
+
+  @Test
+  void roundNumbersComeFromTheIdOnly() {
+    assertThat(Report.roundOf("tls-wb-r1-1", Report.TLS_ROUND)).isEqualTo(1);
+    assertThat(Report.roundOf("tls-wb-r1-12", Report.TLS_ROUND)).isEqualTo(12);
+    assertThat(Report.roundOf("plain-wb-r1-3", Report.PLAIN_ROUND)).isEqualTo(3);
+    assertThat(Report.roundOf("plain-wb-r1-3", Report.TLS_ROUND)).isNull();
+    assertThat(Report.roundOf("tls-wb-r1-", Report.TLS_ROUND)).isNull();
+    assertThat(Report.roundOf("tls-wb-r1-2b", Report.TLS_ROUND)).isNull();
+    assertThat(Report.roundOf("tls-wb-r1-1234567", Report.TLS_ROUND)).isNull();
+    assertThat(Report.roundOf(Report.WB_R1, Report.TLS_ROUND)).isNull();
+
+    // Rounds are keyed by number and queue depth; other runs stay out.
+    List<BenchResult> results =
+        new ArrayList<>(
+            rounds(
+                new double[] {110, 120, 130},
+                new double[] {100, 100},
+                new double[] {9, 9, 9},
+                new double[] {10, 10}));
+    results.add(sample(Report.WB_R1, 1, 999, 1));
+    Report report = new Report(results);
+    assertThat(report.rounds(Report.TLS_ROUND, 1).keySet()).containsExactly(1, 2, 3);
+    assertThat(report.rounds(Report.PLAIN_ROUND, 1).keySet()).containsExactly(1, 2);
+    assertThat(report.rounds(Report.TLS_ROUND, 32).get(2).iops()).isEqualTo(9);
+    assertThat(report.rounds(Report.TLS_ROUND, 64)).isEmpty();
+  }
+
+  @Test
+  void tlsAgainstPlaintextComparesMediansOfTheRounds() {
+    // One disturbed TLS round (500 us, 2000 IOPS) moves no median.
+    List<BenchResult> results = new ArrayList<>(all(240));
+    results.addAll(
+        rounds(
+            new double[] {110, 500, 112},
+            new double[] {100, 98, 101},
+            new double[] {9000, 2000, 9200},
+            new double[] {10_000, 10_400, 9800}));
+    List<Report.Verdict> v = new Report(results).verdicts();
+    Report.Verdict qd1 = v.get(5);
+    assertThat(qd1.target()).contains("TLS vs plaintext", "QD1", "p50");
+    assertThat(qd1.measured()).isEqualTo("112 us vs 100 us, rounds 3 + 3");
+    assertThat(qd1.ratio()).isEqualTo("1.12x");
+    assertThat(qd1.limit()).isEqualTo("<= 1.15x");
+    assertThat(qd1.met()).isTrue();
+    Report.Verdict deep = v.get(6);
+    assertThat(deep.target()).contains("QD32", "IOPS");
+    assertThat(deep.measured()).isEqualTo("9000 vs 10.0k IOPS, rounds 3 + 3");
+    assertThat(deep.ratio()).isEqualTo("0.90x");
+    assertThat(deep.limit()).isEqualTo(">= 0.85x");
+    assertThat(deep.met()).isTrue();
+    // The earlier targets are still there and still judged.
+    assertThat(v.get(0).met()).isTrue();
+
+    List<Report.Verdict> slow =
+        new Report(
+                rounds(
+                    new double[] {120, 118, 119},
+                    new double[] {100, 100, 100},
+                    new double[] {8000, 8400, 8300},
+                    new double[] {10_000, 10_000, 10_000}))
+            .verdicts();
+    assertThat(slow.get(5).ratio()).isEqualTo("1.19x");
+    assertThat(slow.get(5).met()).isFalse();
+    assertThat(slow.get(6).ratio()).isEqualTo("0.83x");
+    assertThat(slow.get(6).met()).isFalse();
+  }
+
+  @Test
+  void tooFewRoundsOrErrorsMiss() {
+    // Two rounds of plaintext: the ratio is shown but the target is missed.
+    List<Report.Verdict> two =
+        new Report(
+                rounds(
+                    new double[] {100, 100, 100},
+                    new double[] {100, 100},
+                    new double[] {10_000, 10_000, 10_000},
+                    new double[] {10_000, 10_000}))
+            .verdicts();
+    assertThat(two.get(5).ratio()).isEqualTo("1.00x");
+    assertThat(two.get(5).measured()).contains("rounds 3 + 2", "(3 of each needed)");
+    assertThat(two.get(5).met()).isFalse();
+    assertThat(two.get(6).met()).isFalse();
+
+    // TLS alone compares with nothing: missed, not "not run".
+    List<Report.Verdict> alone =
+        new Report(
+                rounds(
+                    new double[] {100, 100, 100},
+                    new double[0],
+                    new double[] {10_000, 10_000, 10_000},
+                    new double[0]))
+            .verdicts();
+    assertThat(alone.get(5).met()).isFalse();
+    assertThat(alone.get(5).ratio()).isEqualTo("-");
+    assertThat(alone.get(6).met()).isFalse();
+    assertThat(alone.get(6).target()).contains("QD32");
+
+    // A round with errors measured something else than the transport.
+    List<BenchResult> results =
+        new ArrayList<>(
+            rounds(
+                new double[] {100, 100},
+                new double[] {100, 100, 100},
+                new double[] {10_000, 10_000},
+                new double[] {10_000, 10_000, 10_000}));
+    BenchResult ok = sample(Report.TLS_ROUND + 3, 1, 100, 5000);
+    results.add(
+        new BenchResult(
+            ok.id(),
+            ok.label(),
+            ok.system(),
+            ok.workload(),
+            ok.qd(),
+            ok.blockBytes(),
+            ok.mode(),
+            ok.replicas(),
+            ok.seconds(),
+            ok.ops(),
+            4,
+            ok.latency(),
+            ok.percentiles(),
+            ok.phases(),
+            ok.timeline(),
+            ok.cacheBytes(),
+            ok.note()));
+    Report.Verdict withErrors = new Report(results).verdicts().get(5);
+    assertThat(withErrors.ratio()).isEqualTo("1.00x");
+    assertThat(withErrors.measured()).contains("4 errors");
+    assertThat(withErrors.met()).isFalse();
+  }
+
+  @Test
+  void markdownShowsTheRoundsAndThePlaintextEcho() throws IOException {
+    List<BenchResult> results = new ArrayList<>(all(240));
+    results.add(sample(Report.PLAIN_ECHO, 1, 80, 11_000));
+    results.addAll(
+        rounds(
+            new double[] {110, 120, 115},
+            new double[] {100, 104, 102},
+            new double[] {9000, 9100, 9200},
+            new double[] {10_000, 10_100, 10_200}));
+    Report report = new Report(results);
+    // A plaintext round is judged against the plaintext echo, a TLS one against the TLS echo.
+    assertThat(report.floorFor(report.find(Report.PLAIN_ROUND + 1, 1)).id())
+        .isEqualTo(Report.PLAIN_ECHO);
+    assertThat(report.floorFor(report.find(Report.TLS_ROUND + 1, 1)).id()).isEqualTo(Report.ECHO);
+
+    String md = Files.readString(report.write(tmp, List.of()));
+    assertThat(md)
+        .contains("## TLS vs plaintext")
+        .contains("| 1 | 1 | 110 | 100 | 1.10x | 5000 | 5000 | 1.00x |")
+        .contains("| 1 | **median** | 115 | 102 | 1.13x |")
+        .contains("| 32 | **median** | 2000 | 2000 | 1.00x | 9100 | 10.1k | 0.90x |")
+        .contains("- gRPC echo QD1, TLS vs plaintext: p50 100 us vs 80 us (1.25x)")
+        .contains("| plain-echo | plain-echo run | 1 | 11.0k |");
+    // Rounds in the order they ran: TLS 1, plaintext 1, TLS 2, ...
+    assertThat(md.indexOf("| tls-wb-r1-1 |")).isLessThan(md.indexOf("| plain-wb-r1-1 |"));
+    assertThat(md.indexOf("| plain-wb-r1-1 |")).isLessThan(md.indexOf("| tls-wb-r1-2 |"));
   }
 
   @Test
