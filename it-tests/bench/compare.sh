@@ -423,4 +423,3 @@ pf bench report --in "$RESULTS" --out "$OUT" \
   --context "runs of $DUR after $WARM warm-up, each server warmed up for $PASS first; cache $CACHE per node ($SUSTAIN_CACHE for the sustained run, $SUSTAIN)" \
   --context "mutual TLS on every node, the echo and the load client (one CA, the client as admin), except the plaintext echo and the plaintext cluster of $ROUNDS alternating TLS/plaintext rounds" \
   --context "every process (3 nodes, the load client, Hazelcast members) shares this machine: compare ratios, not absolute times"
-echo "report: $OUT/report.md"

@@ -7,7 +7,8 @@ import org.slf4j.LoggerFactory;
 /**
  * Silences library logging in client commands. Without a logback configuration, logback logs
  * netty's DEBUG chatter to stdout, which would corrupt {@code read --out -}; and gRPC logs
- * connection failures with stack traces that the CLI already reports as one line.
+ * connection failures with stack traces that the CLI already reports as one line. Loading the
+ * command's TLS identity is not news either.
  */
 final class ClientLogging {
   // java.util.logging holds loggers weakly: a level set on an unreferenced logger can be lost.
@@ -23,6 +24,11 @@ final class ClientLogging {
     }
     if (LoggerFactory.getLogger("io.grpc") instanceof Logger grpc) {
       grpc.setLevel(Level.OFF);
+    }
+    // The node's configuration logs io.peerflash at INFO; a command says what it did itself, and
+    // only a warning about its own certificate (near expiry, a reload refused) is worth a line.
+    if (LoggerFactory.getLogger("io.peerflash.security") instanceof Logger security) {
+      security.setLevel(Level.WARN);
     }
   }
 }
