@@ -9,8 +9,6 @@ import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
-import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DeleteVolumeRequest;
@@ -153,11 +151,12 @@ public final class PeerFlashClient implements AutoCloseable {
   }
 
   /**
-   * Connects over plaintext to {@code HOST:PORT}, or to a cluster given as {@code
-   * HOST:PORT,HOST:PORT,...}; {@link #close()} shuts the channels down.
+   * Connects to {@code HOST:PORT}, or to a cluster given as {@code HOST:PORT,HOST:PORT,...}, with
+   * {@code security} (mutual TLS, or plaintext to an insecure cluster); {@link #close()} shuts the
+   * channels down.
    */
-  public static PeerFlashClient connect(String targets) {
-    return builder().target(targets).build();
+  public static PeerFlashClient connect(String targets, ClientSecurity security) {
+    return builder().target(targets).security(security).build();
   }
 
   public static Builder builder() {
@@ -199,17 +198,6 @@ public final class PeerFlashClient implements AutoCloseable {
       throw new IllegalArgumentException("no target given");
     }
     return result;
-  }
-
-  /**
-   * The default channel: plaintext, with a {@link #CONNECT_TIMEOUT} so that a node that silently
-   * drops packets is given up on quickly rather than at the call's deadline.
-   */
-  public static ManagedChannel plaintextChannel(String address) {
-    return NettyChannelBuilder.forTarget(address)
-        .usePlaintext()
-        .withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) CONNECT_TIMEOUT.toMillis())
-        .build();
   }
 
   /**

@@ -2,7 +2,10 @@ package io.peerflash.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
+import io.peerflash.security.Identity;
+import io.peerflash.security.TlsDirectory;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -10,9 +13,12 @@ import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
@@ -27,10 +33,11 @@ class LocalClusterCommandTest {
   private final ByteArrayOutputStream out = new ByteArrayOutputStream();
   private final ByteArrayOutputStream err = new ByteArrayOutputStream();
 
+  /** A CLI whose connections follow local-cluster's own certificates (or --insecure). */
   private PeerFlashCli cli(List<String> launcher) {
     PeerFlashCli cli =
         new PeerFlashCli(
-            t -> io.peerflash.client.ClientSecurity.insecure().open(t),
+            null,
             new PrintStream(out, true, StandardCharsets.UTF_8),
             new PrintStream(err, true, StandardCharsets.UTF_8));
     cli.nodeLauncher(launcher);
@@ -97,7 +104,9 @@ class LocalClusterCommandTest {
             Path.of("/tmp/c", "shared").toString(),
             "--cache-size",
             Long.toString(64L << 20),
-            "--sync");
+            "--sync",
+            "--certs",
+            Path.of("/tmp/c", "certs", "n2").toString());
     assertThat(cmd.targets()).isEqualTo("127.0.0.1:7601,127.0.0.1:7602,127.0.0.1:7603");
 
     LocalClusterCommand ports = new LocalClusterCommand();
@@ -106,7 +115,12 @@ class LocalClusterCommandTest {
     assertThat(ports.nodeArgs(1))
         .containsSubsequence("--listen", "127.0.0.1:9000")
         .containsSubsequence("--raft", "127.0.0.1:9100", "--peers", "n1=127.0.0.1:9100")
-        .doesNotContain("--sync", "--cache-size");
+        .containsSubsequence("--certs", Path.of("d", "certs", "n1").toString())
+        .doesNotContain("--sync", "--cache-size", "--insecure");
+
+    LocalClusterCommand plaintext = new LocalClusterCommand();
+    new CommandLine(plaintext).parseArgs("--nodes", "2", "--dir", "d", "--insecure");
+    assertThat(plaintext.nodeArgs(2)).contains("--insecure").doesNotContain("--certs");
   }
 
   @Test
@@ -181,6 +195,97 @@ class LocalClusterCommandTest {
     }
   }
 
+  /**
+   * DIR/certs as local-cluster leaves it: the CA (its key only under ca/), one node directory per
+   * node and an admin client; keys readable by the owner only.
+   */
+  private static void assertCertificates(Path certs, int nodes) throws Exception {
+    Set<PosixFilePermission> ownerOnly = PosixFilePermissions.fromString("rw-------");
+    assertThat(certs.resolve("ca").resolve(TlsDirectory.CA_CERT_FILE)).isRegularFile();
+    assertThat(Files.getPosixFilePermissions(certs.resolve("ca").resolve(TlsDirectory.CA_KEY_FILE)))
+        .isEqualTo(ownerOnly);
+    List<String> names = new ArrayList<>();
+    try (var dirs = Files.list(certs)) {
+      dirs.forEach(d -> names.add(d.getFileName().toString()));
+    }
+    List<String> expected = new ArrayList<>(List.of("ca", "admin"));
+    for (int i = 1; i <= nodes; i++) {
+      expected.add("n" + i);
+    }
+    assertThat(names).containsExactlyInAnyOrderElementsOf(expected);
+    for (String name : expected) {
+      Path d = certs.resolve(name);
+      if (!name.equals("ca")) {
+        assertThat(d.resolve(TlsDirectory.CA_KEY_FILE)).as("CA key in " + d).doesNotExist();
+        assertThat(d.resolve(TlsDirectory.CA_CERT_FILE)).isRegularFile();
+        assertThat(Files.getPosixFilePermissions(d.resolve(TlsDirectory.CLIENT_KEY_FILE)))
+            .isEqualTo(ownerOnly);
+      }
+      if (name.startsWith("n")) {
+        assertThat(Files.getPosixFilePermissions(d.resolve(TlsDirectory.SERVER_KEY_FILE)))
+            .isEqualTo(ownerOnly);
+        Identity node = TlsDirectory.open(d).identity();
+        assertThat(node.kind()).isEqualTo(Identity.Kind.NODE);
+        assertThat(node.name()).isEqualTo(name);
+      }
+    }
+    TlsDirectory admin = TlsDirectory.open(certs.resolve("admin"));
+    assertThat(admin.isNode()).isFalse();
+    assertThat(admin.identity().role()).isEqualTo(Identity.Role.ADMIN);
+    assertThat(admin.identity().volumeNames()).isEmpty();
+    assertThat(admin.identity().volumePrefixes()).isEmpty();
+  }
+
+  @Test
+  void insecureStartsPlaintextNodesAndSaysSo() throws Exception {
+    int base = twoFreePorts();
+    PeerFlashCli cli = cli(fakeLauncher());
+    AtomicInteger code = new AtomicInteger(-1);
+    Thread runner =
+        new Thread(
+            () ->
+                code.set(
+                    cli.execute(
+                        "local-cluster",
+                        "--nodes",
+                        "2",
+                        "--dir",
+                        tmp.toString(),
+                        "--base-port",
+                        Integer.toString(base),
+                        "--raft-base-port",
+                        Integer.toString(base + 100),
+                        "--insecure")),
+            "test-local-cluster");
+    runner.start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
+    while (!out().contains("cluster ready")) {
+      assertThat(runner.isAlive()).as(out() + err()).isTrue();
+      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
+      Thread.sleep(50);
+    }
+    assertThat(out()).contains("export PEERFLASH_INSECURE=true").doesNotContain("PEERFLASH_CERTS");
+    assertThat(tmp.resolve("certs")).doesNotExist();
+    for (int i = 1; i <= 2; i++) {
+      assertThat(Files.readString(tmp.resolve("n" + i + ".log")))
+          .contains(" --insecure")
+          .doesNotContain("--certs");
+    }
+    String targets = "127.0.0.1:" + base + ",127.0.0.1:" + (base + 1);
+    try (PeerFlashClient c =
+        PeerFlashClient.builder()
+            .target(targets)
+            .security(ClientSecurity.insecure())
+            .deadline(Duration.ofSeconds(5))
+            .build()) {
+      assertThat(c.status().getNodeId()).isEqualTo("fake-node");
+    }
+    runner.interrupt();
+    runner.join(30_000);
+    assertThat(runner.isAlive()).isFalse();
+    assertThat(code.get()).isZero();
+  }
+
   @Test
   void startsWaitsUntilReadyAndStopsEveryNode() throws Exception {
     int base = twoFreePorts();
@@ -209,11 +314,27 @@ class LocalClusterCommandTest {
       Thread.sleep(50);
     }
     String targets = "127.0.0.1:" + base + ",127.0.0.1:" + (base + 1);
-    assertThat(out()).contains("--target " + targets);
+    Path certs = tmp.resolve("certs");
+    assertThat(out())
+        .contains("--target " + targets)
+        .contains("export PEERFLASH_CERTS=" + certs.resolve("admin"))
+        .doesNotContain("PEERFLASH_INSECURE");
     List<String> lines = Files.readAllLines(tmp.resolve("cluster.txt"));
     assertThat(lines).hasSize(2);
+    // Each node got its own identity directory.
+    for (int i = 1; i <= 2; i++) {
+      assertThat(Files.readString(tmp.resolve("n" + i + ".log")))
+          .contains(" --certs " + certs.resolve("n" + i))
+          .doesNotContain("--insecure");
+    }
+    assertCertificates(certs, 2);
+    // The fake nodes serve mutual TLS: the admin directory local-cluster printed gets through.
     try (PeerFlashClient c =
-        PeerFlashClient.builder().target(targets).deadline(Duration.ofSeconds(5)).build()) {
+        PeerFlashClient.builder()
+            .target(targets)
+            .security(ClientSecurity.certs(certs.resolve("admin")))
+            .deadline(Duration.ofSeconds(5))
+            .build()) {
       assertThat(c.status().getNodeId()).isEqualTo("fake-node");
     }
 

@@ -7,6 +7,9 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.peerflash.client.FakeVolumeService;
 import io.peerflash.node.NodeConfig;
+import io.peerflash.node.PeerFlashNode;
+import io.peerflash.security.Identity;
+import io.peerflash.testing.TestCertificates;
 import io.peerflash.testing.TestPorts;
 import io.peerflash.util.Sizes;
 import java.io.ByteArrayOutputStream;
@@ -64,6 +67,21 @@ class PeerFlashCliTest {
             new PrintStream(out, true, StandardCharsets.UTF_8),
             new PrintStream(err, true, StandardCharsets.UTF_8));
     return cli.execute(args);
+  }
+
+  /** Runs the CLI with the channels its own --certs or --insecure make, as the program does. */
+  private int runReal(String... args) {
+    out = new ByteArrayOutputStream();
+    err = new ByteArrayOutputStream();
+    return new PeerFlashCli(
+            null,
+            new PrintStream(out, true, StandardCharsets.UTF_8),
+            new PrintStream(err, true, StandardCharsets.UTF_8))
+        .execute(args);
+  }
+
+  private static String adminCerts() {
+    return TestCertificates.shared().admin().toString();
   }
 
   private String out() {
@@ -210,13 +228,86 @@ class PeerFlashCliTest {
     err = new ByteArrayOutputStream();
     int code =
         new PeerFlashCli(
-                t -> io.peerflash.client.ClientSecurity.insecure().open(t),
+                null,
                 new PrintStream(out, true, StandardCharsets.UTF_8),
                 new PrintStream(err, true, StandardCharsets.UTF_8))
-            .execute("status", "--target", "127.0.0.1:" + port);
+            .execute("status", "--target", "127.0.0.1:" + port, "--certs", adminCerts());
     assertThat(code).isEqualTo(1);
     assertThat(err()).startsWith("error: cannot reach peerflash node at 127.0.0.1:" + port);
     assertThat(err().lines()).hasSize(1);
+  }
+
+  @Test
+  void clientCommandsNeedCertificatesOrAnExplicitInsecure() {
+    String target = "127.0.0.1:" + TestPorts.free();
+    assertThat(runReal("status", "--target", target)).isEqualTo(2);
+    assertThat(err())
+        .contains("no client certificate: give --certs DIR")
+        .contains("PEERFLASH_CERTS")
+        .contains("--insecure");
+    assertThat(runReal("status", "--target", target, "--certs", adminCerts(), "--insecure"))
+        .isEqualTo(2);
+    assertThat(err()).contains("give --certs or --insecure, not both");
+    Path missing = tmp.resolve("no-such-identity");
+    assertThat(runReal("status", "--target", target, "--certs", missing.toString())).isEqualTo(2);
+    assertThat(err()).contains("--certs: ").contains(missing.toString());
+  }
+
+  /** The CLI against a real node over mutual TLS: what it may do is what its certificate says. */
+  @Test
+  void commandsReachARealNodeOverTlsAsTheirCertificateAllows() throws Exception {
+    TestCertificates certs = TestCertificates.shared();
+    int port = TestPorts.free();
+    String target = "127.0.0.1:" + port;
+    try (PeerFlashNode node =
+        PeerFlashNode.start(
+            NodeConfig.fromMap(
+                Map.of(
+                    "id",
+                    "n1",
+                    "listen",
+                    target,
+                    "data-dir",
+                    tmp.resolve("n1").toString(),
+                    "shared-dir",
+                    tmp.resolve("shared").toString(),
+                    "cache-size",
+                    "8MiB",
+                    "certs",
+                    certs.node("n1").toString())))) {
+      assertThat(
+              runReal(
+                  "volume",
+                  "create",
+                  "v",
+                  "--size",
+                  "1MiB",
+                  "--target",
+                  target,
+                  "--certs",
+                  adminCerts()))
+          .as(err())
+          .isZero();
+      assertThat(out()).contains("created volume v");
+
+      String readOnly = certs.client("cli-read-only", Identity.Role.READ_ONLY).toString();
+      assertThat(runReal("volume", "list", "--target", target, "--certs", readOnly))
+          .as(err())
+          .isZero();
+      assertThat(out()).contains("v ");
+      assertThat(runReal("volume", "delete", "v", "--target", target, "--certs", readOnly))
+          .isEqualTo(1);
+      assertThat(err())
+          .startsWith("error: PERMISSION_DENIED: ")
+          .contains("cli-read-only")
+          .contains("admin role");
+
+      // A plaintext client gets nowhere with a node that requires TLS.
+      assertThat(runReal("volume", "delete", "v", "--target", target, "--insecure")).isEqualTo(1);
+      assertThat(runReal("volume", "stat", "v", "--target", target, "--certs", adminCerts()))
+          .as(err())
+          .isZero();
+    }
   }
 
   @Test
@@ -242,10 +333,10 @@ class PeerFlashCliTest {
     err = new ByteArrayOutputStream();
     int code =
         new PeerFlashCli(
-                t -> io.peerflash.client.ClientSecurity.insecure().open(t),
+                null,
                 new PrintStream(out, true, StandardCharsets.UTF_8),
                 new PrintStream(err, true, StandardCharsets.UTF_8))
-            .execute("volume", "list", "--target", targets);
+            .execute("volume", "list", "--target", targets, "--certs", adminCerts());
     assertThat(code).isEqualTo(1);
     assertThat(err())
         .startsWith(
@@ -308,6 +399,8 @@ class PeerFlashCliTest {
             "from-flag",
             "--shared-dir",
             "/shared",
+            "--certs",
+            "/etc/peerflash/n1",
             "--sync");
     Map<String, String> settings = node.settings();
     assertThat(settings)
@@ -317,10 +410,14 @@ class PeerFlashCliTest {
         .containsEntry("data-dir", "/file/data")
         .containsEntry("shared-dir", "/shared")
         .containsEntry("sync", "true")
-        .doesNotContainKey("listen");
+        .containsEntry("certs", "/etc/peerflash/n1")
+        .doesNotContainKey("listen")
+        .doesNotContainKey("insecure");
     NodeConfig config = NodeConfig.fromMap(settings);
     assertThat(config.nodeId()).isEqualTo("from-flag");
     assertThat(config.syncWrites()).isTrue();
+    assertThat(config.certsDir()).isEqualTo(Path.of("/etc/peerflash/n1"));
+    assertThat(config.insecure()).isFalse();
   }
 
   @Test

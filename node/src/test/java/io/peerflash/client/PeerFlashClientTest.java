@@ -12,6 +12,7 @@ import io.grpc.inprocess.InProcessServerBuilder;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.NodeStatus;
 import io.peerflash.proto.v1.Volume;
+import io.peerflash.testing.TestCertificates;
 import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -146,11 +147,21 @@ class PeerFlashClientTest {
     try (ServerSocket s = new ServerSocket(0)) {
       port = s.getLocalPort();
     }
-    try (PeerFlashClient c = PeerFlashClient.connect("127.0.0.1:" + port)) {
+    try (PeerFlashClient c =
+        PeerFlashClient.connect("127.0.0.1:" + port, TestCertificates.shared().adminSecurity())) {
       PeerFlashException e = catchThrowableOfType(PeerFlashException.class, c::listVolumes);
       assertThat(e.code()).isEqualTo(Status.Code.UNAVAILABLE);
       assertThat(e.getMessage()).startsWith("UNAVAILABLE");
     }
+  }
+
+  @Test
+  void aClientOfTargetsMustSayHowItConnects() {
+    // Nothing falls back to plaintext by itself.
+    assertThatThrownBy(() -> PeerFlashClient.builder().target("127.0.0.1:7601").build())
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("ClientSecurity.certs(dir)")
+        .hasMessageContaining("ClientSecurity.insecure()");
   }
 
   @Test

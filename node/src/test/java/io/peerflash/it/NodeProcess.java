@@ -1,6 +1,8 @@
 package io.peerflash.it;
 
+import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
+import io.peerflash.testing.TestCertificates;
 import io.peerflash.testing.TestPorts;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -10,7 +12,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-/** A node running as a real JVM process from the built jar, for crash tests. */
+/**
+ * A node running as a real JVM process from the built jar, for crash tests: with mutual TLS (its
+ * identity directory from the JVM's {@link TestCertificates}), unless its arguments say {@code
+ * --insecure}.
+ */
 final class NodeProcess implements AutoCloseable {
   private final String id;
   private final Path dataDir;
@@ -50,6 +56,20 @@ final class NodeProcess implements AutoCloseable {
     return "127.0.0.1:" + port;
   }
 
+  /** How tests connect to these nodes: as the admin client of the test certificates. */
+  static ClientSecurity adminSecurity() {
+    return TestCertificates.shared().adminSecurity();
+  }
+
+  /** A client of this node as the admin (plaintext when the node runs with --insecure). */
+  PeerFlashClient connect() {
+    return PeerFlashClient.connect(target(), security());
+  }
+
+  private ClientSecurity security() {
+    return extraArgs.contains("--insecure") ? ClientSecurity.insecure() : adminSecurity();
+  }
+
   static Path jar() {
     String jar = System.getProperty("peerflash.jar", "target/peerflash.jar");
     Path p = Path.of(jar);
@@ -77,6 +97,9 @@ final class NodeProcess implements AutoCloseable {
             "--listen", target(),
             "--data-dir", dataDir.toString(),
             "--shared-dir", sharedDir.toString()));
+    if (!extraArgs.contains("--insecure")) {
+      cmd.addAll(List.of("--certs", TestCertificates.shared().node(id).toString()));
+    }
     cmd.addAll(extraArgs);
     process =
         new ProcessBuilder(cmd)
@@ -90,7 +113,11 @@ final class NodeProcess implements AutoCloseable {
             "node exited with " + process.exitValue() + ":\n" + Files.readString(log));
       }
       try (PeerFlashClient c =
-          PeerFlashClient.builder().target(target()).deadline(Duration.ofSeconds(2)).build()) {
+          PeerFlashClient.builder()
+              .target(target())
+              .security(security())
+              .deadline(Duration.ofSeconds(2))
+              .build()) {
         c.status();
         return;
       } catch (RuntimeException e) {

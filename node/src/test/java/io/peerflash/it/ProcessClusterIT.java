@@ -28,7 +28,8 @@ import org.junit.jupiter.api.io.TempDir;
  * Three node processes; the owner of a write-back volume with one replica is killed with SIGKILL
  * while writers run. Writers retry each write until it is acknowledged (re-writing the same bytes
  * is harmless), so at the end every write is acknowledged: the new owner must serve all of them,
- * and after Flush shared storage must equal them byte for byte.
+ * and after Flush shared storage must equal them byte for byte. Every port (client, peers, Raft)
+ * uses mutual TLS.
  */
 class ProcessClusterIT {
   private static final int BLOCK = 4096;
@@ -58,7 +59,11 @@ class ProcessClusterIT {
         continue;
       }
       try (PeerFlashClient c =
-          PeerFlashClient.builder().target(n.target()).deadline(Duration.ofSeconds(2)).build()) {
+          PeerFlashClient.builder()
+              .target(n.target())
+              .security(NodeProcess.adminSecurity())
+              .deadline(Duration.ofSeconds(2))
+              .build()) {
         Matcher m = OWNER.matcher(c.getVolume(volume).getStateDetail());
         if (m.find()) {
           return m.group(1);
@@ -100,7 +105,7 @@ class ProcessClusterIT {
     }
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
     while (true) {
-      try (PeerFlashClient c = PeerFlashClient.connect(nodes.get("n1").target())) {
+      try (PeerFlashClient c = nodes.get("n1").connect()) {
         c.createVolume("vm", VOLUME, CacheMode.WRITE_BACK, 1);
         return;
       } catch (PeerFlashException e) {
@@ -203,7 +208,7 @@ class ProcessClusterIT {
     Thread.sleep(2000);
     String owner = ownerOf("vm");
     assertThat(owner).isEqualTo("n1");
-    try (PeerFlashClient c = PeerFlashClient.connect(nodes.get("n1").target())) {
+    try (PeerFlashClient c = nodes.get("n1").connect()) {
       // Protected before the kill: one replica holds every dirty write.
       assertThat(c.getVolume("vm").getStateDetail()).containsPattern("replicas \\[n[23]\\]");
     }
@@ -226,6 +231,7 @@ class ProcessClusterIT {
     try (PeerFlashClient c =
         PeerFlashClient.builder()
             .target(nodes.get(newOwner).target())
+            .security(NodeProcess.adminSecurity())
             .deadline(Duration.ofSeconds(30))
             .build()) {
       byte[] served = new byte[(int) VOLUME];
@@ -256,7 +262,11 @@ class ProcessClusterIT {
           String targets =
               String.join(",", nodes.values().stream().map(NodeProcess::target).toList());
           cluster =
-              PeerFlashClient.builder().target(targets).deadline(Duration.ofSeconds(20)).build();
+              PeerFlashClient.builder()
+                  .target(targets)
+                  .security(NodeProcess.adminSecurity())
+                  .deadline(Duration.ofSeconds(20))
+                  .build();
         }
       }
     }

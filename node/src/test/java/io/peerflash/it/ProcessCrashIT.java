@@ -20,7 +20,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Real node processes killed with SIGKILL in the middle of a write stream (and of destaging): after
  * a restart every acknowledged write reads back, a write in flight at the kill is wholly there or
- * wholly absent, and after Flush the shared-storage file equals what the node serves.
+ * wholly absent, and after Flush the shared-storage file equals what the node serves. Nodes and
+ * clients use mutual TLS.
  */
 class ProcessCrashIT {
   private static final int BLOCK = 4096;
@@ -72,7 +73,7 @@ class ProcessCrashIT {
     try (NodeProcess node = new NodeProcess(dir, List.of("--cache-size", "32MiB"))) {
       node.start();
       Region[] regions = regions();
-      try (PeerFlashClient c = PeerFlashClient.connect(node.target())) {
+      try (PeerFlashClient c = node.connect()) {
         c.createVolume("vol", VOLUME_BYTES, CacheMode.WRITE_BACK, 0);
       }
       writeUntil(
@@ -98,7 +99,7 @@ class ProcessCrashIT {
     Random random = new Random(seed);
     try (NodeProcess node = new NodeProcess(dir, args)) {
       node.start();
-      try (PeerFlashClient c = PeerFlashClient.connect(node.target())) {
+      try (PeerFlashClient c = node.connect()) {
         c.createVolume("vol", VOLUME_BYTES, CacheMode.WRITE_BACK, 0);
       }
       Region[] regions = regions();
@@ -118,7 +119,7 @@ class ProcessCrashIT {
         node.start();
         verify(node, regions);
       }
-      try (PeerFlashClient c = PeerFlashClient.connect(node.target())) {
+      try (PeerFlashClient c = node.connect()) {
         c.flush("vol");
         byte[] served = readAll(c);
         byte[] expected = new byte[(int) VOLUME_BYTES];
@@ -162,6 +163,7 @@ class ProcessCrashIT {
     try (PeerFlashClient c =
         PeerFlashClient.builder()
             .target(node.target())
+            .security(NodeProcess.adminSecurity())
             .deadline(Duration.ofSeconds(20))
             .retryBudget(Duration.ZERO)
             .build()) {
@@ -213,7 +215,7 @@ class ProcessCrashIT {
 
   /** Every acknowledged write is there; the one in flight is all there or not at all. */
   private static void verify(NodeProcess node, Region[] regions) {
-    try (PeerFlashClient c = PeerFlashClient.connect(node.target())) {
+    try (PeerFlashClient c = node.connect()) {
       byte[] all = readAll(c);
       for (Region r : regions) {
         byte[] actual = Arrays.copyOfRange(all, (int) r.base(), (int) r.base() + REGION_BYTES);

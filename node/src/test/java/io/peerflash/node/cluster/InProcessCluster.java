@@ -4,6 +4,7 @@ import io.peerflash.client.PeerFlashClient;
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.PeerFlashNode;
 import io.peerflash.proto.v1.Volume;
+import io.peerflash.testing.TestCertificates;
 import io.peerflash.testing.TestPorts;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -17,6 +18,8 @@ import org.apache.ratis.util.ExitUtils;
 /**
  * N real nodes in one JVM (real Raft, real gRPC over loopback, real RocksDB and files), each with
  * its fault points, that tests stop, crash and restart. Short leases so failures resolve quickly.
+ * Mutual TLS on every port (client, peers, Raft) with the JVM's {@link TestCertificates}; clients
+ * connect as its admin.
  */
 final class InProcessCluster implements AutoCloseable {
   static {
@@ -28,6 +31,7 @@ final class InProcessCluster implements AutoCloseable {
   final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
   final Map<String, NodeConfig> configs = new LinkedHashMap<>();
   final Map<String, String> clientAddress = new LinkedHashMap<>();
+  final TestCertificates certs = TestCertificates.shared();
 
   InProcessCluster(Path dir, int n, Map<String, String> extra) throws Exception {
     this.dir = dir;
@@ -52,6 +56,7 @@ final class InProcessCluster implements AutoCloseable {
       c.put("lease-timeout-ms", "1500");
       c.put("clock-skew-margin-ms", "300");
       c.put("replication-ack-timeout-ms", "1000");
+      c.putAll(certs.nodeSettings(id));
       c.putAll(extra);
       configs.put(id, NodeConfig.fromMap(c));
     }
@@ -98,6 +103,7 @@ final class InProcessCluster implements AutoCloseable {
   PeerFlashClient client() {
     return PeerFlashClient.builder()
         .target(String.join(",", clientAddress.values()))
+        .security(certs.adminSecurity())
         .deadline(Duration.ofSeconds(20))
         .build();
   }
@@ -105,6 +111,7 @@ final class InProcessCluster implements AutoCloseable {
   PeerFlashClient client(String id) {
     return PeerFlashClient.builder()
         .target(clientAddress.get(id))
+        .security(certs.adminSecurity())
         .deadline(Duration.ofSeconds(20))
         .build();
   }

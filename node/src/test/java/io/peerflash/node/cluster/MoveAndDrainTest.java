@@ -19,6 +19,7 @@ import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.testing.TestCertificates;
 import io.peerflash.testing.TestPorts;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -55,6 +56,7 @@ class MoveAndDrainTest {
   private static final Duration WAIT = Duration.ofSeconds(45);
 
   @TempDir Path dir;
+  private final TestCertificates certs = TestCertificates.shared();
   private final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
   private final Map<String, String> clientAddress = new HashMap<>();
   private final Map<String, String> raftAddress = new LinkedHashMap<>();
@@ -88,6 +90,7 @@ class MoveAndDrainTest {
     c.put("storage-retry-initial-backoff-ms", "20");
     c.put("storage-retry-max-backoff-ms", "200");
     c.put("flush-storage-failure-timeout-ms", "1500");
+    c.putAll(certs.nodeSettings(id));
     return NodeConfig.fromMap(c);
   }
 
@@ -109,7 +112,11 @@ class MoveAndDrainTest {
 
   private PeerFlashClient client(String... ids) {
     String targets = String.join(",", Arrays.stream(ids).map(clientAddress::get).toList());
-    return PeerFlashClient.builder().target(targets).deadline(Duration.ofSeconds(20)).build();
+    return PeerFlashClient.builder()
+        .target(targets)
+        .security(certs.adminSecurity())
+        .deadline(Duration.ofSeconds(20))
+        .build();
   }
 
   private PeerFlashClient clientOfAll() {

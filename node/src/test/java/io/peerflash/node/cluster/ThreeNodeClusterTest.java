@@ -74,10 +74,7 @@ class ThreeNodeClusterTest {
   }
 
   private PeerFlashClient client(String id) {
-    return PeerFlashClient.builder()
-        .target(clientAddress.get(id))
-        .deadline(Duration.ofSeconds(20))
-        .build();
+    return cluster.client(id);
   }
 
   private String replicaOf(PeerFlashClient c) {
@@ -162,11 +159,7 @@ class ThreeNodeClusterTest {
     byte[] model = new byte[(int) VOLUME];
     String owner;
     String replica;
-    try (PeerFlashClient c =
-        PeerFlashClient.builder()
-            .target(clientAddress.get("n1"))
-            .deadline(Duration.ofSeconds(20))
-            .build()) {
+    try (PeerFlashClient c = client("n1")) {
       Volume v = c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
       assertThat(v.getStateDetail()).contains("owner n1");
       owner = "n1";
@@ -189,8 +182,7 @@ class ThreeNodeClusterTest {
     assertThat(nodes.get(replica).engine().volumeStatus("vm1").dirtyBytes()).isEqualTo(ownerDirty);
     // A non-owner sends the client to the owner.
     String other = replica.equals("n2") ? "n3" : "n2";
-    io.grpc.ManagedChannel raw =
-        io.grpc.ManagedChannelBuilder.forTarget(clientAddress.get(other)).usePlaintext().build();
+    io.grpc.ManagedChannel raw = cluster.certs.adminSecurity().open(clientAddress.get(other));
     try (PeerFlashClient c = new PeerFlashClient(raw)) {
       assertThatThrownBy(() -> c.read("vm1", 0, 4096))
           .isInstanceOf(PeerFlashException.class)
@@ -200,7 +192,8 @@ class ThreeNodeClusterTest {
       raw.shutdownNow();
     }
     // ... and the client library follows it transparently.
-    try (PeerFlashClient c = PeerFlashClient.connect(clientAddress.get(other))) {
+    try (PeerFlashClient c =
+        PeerFlashClient.connect(clientAddress.get(other), cluster.certs.adminSecurity())) {
       assertThat(c.read("vm1", 0, 4096)).isEqualTo(Arrays.copyOfRange(model, 0, 4096));
     }
     // The owner dies with everything dirty.
@@ -209,6 +202,7 @@ class ThreeNodeClusterTest {
     try (PeerFlashClient c =
         PeerFlashClient.builder()
             .target(clientAddress.get(replica))
+            .security(cluster.certs.adminSecurity())
             .deadline(Duration.ofSeconds(5))
             .build()) {
       byte[] served = null;

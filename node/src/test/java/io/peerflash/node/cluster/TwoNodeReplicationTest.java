@@ -18,6 +18,10 @@ import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaGrpcService;
 import io.peerflash.replication.data.TransportThreadCalls;
+import io.peerflash.security.GrpcTls;
+import io.peerflash.security.Identities;
+import io.peerflash.security.TlsDirectory;
+import io.peerflash.testing.TestCertificates;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.net.InetSocketAddress;
@@ -38,13 +42,15 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * An owner engine copying every write-back write to a replica engine over real gRPC sockets: the
+ * An owner engine copying every write-back write to a replica engine over real gRPC sockets with
+ * mutual TLS (the owner presents node "owner"'s certificate, as a node does to its peers): the
  * replica holds every acknowledged write, drops copies once the owner destaged them, serves them
  * after taking over, and a lost replica makes writes go through to shared storage.
  */
 class TwoNodeReplicationTest {
   private static final long VOLUME = 4 << 20;
   @TempDir Path dir;
+  private final TestCertificates certs = TestCertificates.shared();
   private final AtomicLong epoch = new AtomicLong(1);
   private ScheduledExecutorService timers;
   private CacheEngine owner;
@@ -66,7 +72,11 @@ class TwoNodeReplicationTest {
     replica.createVolume("v", VOLUME, CacheMode.WRITE_BACK, 1);
     replica.setRole("v", Role.REPLICA);
     startReplicaServer(0);
-    channel = NettyChannelBuilder.forAddress("127.0.0.1", replicaPort).usePlaintext().build();
+    channel =
+        NettyChannelBuilder.forAddress("127.0.0.1", replicaPort)
+            .sslContext(
+                GrpcTls.peerClientContext(TlsDirectory.open(certs.node("owner")), "replica"))
+            .build();
     toReplica = new PeerReplicator("replica", channel, timers, 300);
     owner.setReplicationPort(
         new PeerReplicationPort(
@@ -93,8 +103,11 @@ class TwoNodeReplicationTest {
             throw ReplicaException.staleEpoch(volume, e, epoch.get());
           }
         };
+    TlsDirectory tls = TlsDirectory.open(certs.node("replica"));
     NettyServerBuilder builder =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
+            .sslContext(GrpcTls.serverContext(tls))
+            .intercept(Identities.interceptor(tls))
             .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard, applyPool));
     TransportThreadCalls.serve(builder, applyPool, ReplicaGrpcService.replicateMethod());
     replicaServer = builder.build().start();

@@ -14,6 +14,9 @@ import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
+import io.peerflash.security.GrpcTls;
+import io.peerflash.security.TlsDirectory;
+import io.peerflash.testing.TestCertificates;
 import io.peerflash.testing.TestPorts;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -29,12 +32,13 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Fuzzes the whole gRPC API of a real node (loopback sockets, RocksDB, files) with a seeded
- * generator: see {@link ApiFuzzer} for the properties. Each test stops after -Dfuzz.calls calls or
- * -Dfuzz.seconds seconds, whichever comes first (defaults: 20,000 calls on a single node, 5,000 on
- * a cluster member, 120 s); -Dfuzz.seed replays a run, and a failure names the seed and call to
- * replay. Afterwards the node is restarted on the same directories and the model volume must read
- * back. The run ends with "API fuzz: N calls in S s (seed X)", calls per RPC and per status code.
+ * Fuzzes the whole gRPC API of a real node (loopback sockets with mutual TLS, RocksDB, files) with
+ * a seeded generator, as the admin client and, for replica calls, as a peer node: see {@link
+ * ApiFuzzer} for the properties. Each test stops after -Dfuzz.calls calls or -Dfuzz.seconds
+ * seconds, whichever comes first (defaults: 20,000 calls on a single node, 5,000 on a cluster
+ * member, 120 s); -Dfuzz.seed replays a run, and a failure names the seed and call to replay.
+ * Afterwards the node is restarted on the same directories and the model volume must read back. The
+ * run ends with "API fuzz: N calls in S s (seed X)", calls per RPC and per status code.
  */
 class ApiFuzzTest {
   static {
@@ -57,6 +61,7 @@ class ApiFuzzTest {
   private static final String FLUSH_GIVE_UP_MS = "5000";
 
   @TempDir Path dir;
+  private final TestCertificates certs = TestCertificates.shared();
   private final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
   private final List<ManagedChannel> channels = new ArrayList<>();
 
@@ -79,6 +84,7 @@ class ApiFuzzTest {
     c.put("shared-dir", dir.resolve("shared").toString());
     c.put("cache-size", "64MiB");
     c.put("flush-storage-failure-timeout-ms", FLUSH_GIVE_UP_MS);
+    c.putAll(certs.nodeSettings("n1"));
     NodeConfig config = NodeConfig.fromMap(c);
     nodes.put("n1", PeerFlashNode.start(config));
     ManagedChannel channel = channel(port);
@@ -100,7 +106,8 @@ class ApiFuzzTest {
                 2,
                 dir.resolve("shared"),
                 TestPorts.free()),
-            channel);
+            channel,
+            null);
     fuzzer.run();
     String summary = fuzzer.summary();
     fuzzer.verifyModel("before a restart", true);
@@ -145,11 +152,14 @@ class ApiFuzzTest {
       c.put("shared-dir", dir.resolve("shared").toString());
       c.put("cache-size", "64MiB");
       c.put("flush-storage-failure-timeout-ms", FLUSH_GIVE_UP_MS);
+      c.putAll(certs.nodeSettings(id));
       configs.put(id, NodeConfig.fromMap(c));
     }
     startCluster(configs);
     ManagedChannel n1 = channel(clientPorts.get("n1"));
     ManagedChannel n2 = channel(clientPorts.get("n2"));
+    // Replica calls to n1 come from n2, the owner of the peer volume, with its certificate.
+    ManagedChannel n1FromN2 = peerChannel(clientPorts.get("n1"), "n2", "n1");
     createModel(n1, 1);
     VolumeServiceGrpc.newBlockingStub(n2)
         .withDeadlineAfter(30, TimeUnit.SECONDS)
@@ -162,7 +172,7 @@ class ApiFuzzTest {
     await(
         () -> {
           try {
-            ReplicaServiceGrpc.newBlockingStub(n1)
+            ReplicaServiceGrpc.newBlockingStub(n1FromN2)
                 .withDeadlineAfter(5, TimeUnit.SECONDS)
                 .describeCopies(DescribeCopiesRequest.newBuilder().setVolume("peer").build());
             return true;
@@ -188,7 +198,8 @@ class ApiFuzzTest {
                 1,
                 dir.resolve("shared"),
                 TestPorts.free()),
-            n1);
+            n1,
+            n1FromN2);
     fuzzer.run();
     String summary = fuzzer.summary();
     fuzzer.verifyModel("before a restart", true);
@@ -218,8 +229,20 @@ class ApiFuzzTest {
     await(() -> nodes.values().stream().allMatch(n -> n.cluster().ready()), "the cluster serving");
   }
 
+  /** A channel as the admin client. */
   private ManagedChannel channel(int port) {
-    ManagedChannel c = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+    ManagedChannel c =
+        certs.adminSecurity().apply(NettyChannelBuilder.forAddress("127.0.0.1", port)).build();
+    channels.add(c);
+    return c;
+  }
+
+  /** A channel as node {@code fromId} to node {@code toId}, the way nodes call their peers. */
+  private ManagedChannel peerChannel(int port, String fromId, String toId) throws Exception {
+    ManagedChannel c =
+        NettyChannelBuilder.forAddress("127.0.0.1", port)
+            .sslContext(GrpcTls.peerClientContext(TlsDirectory.open(certs.node(fromId)), toId))
+            .build();
     channels.add(c);
     return c;
   }

@@ -77,10 +77,13 @@ import java.util.regex.Pattern;
  * model volume whose every acknowledged byte is kept in a byte array.
  *
  * <p>Properties: every answer (and every in-band code of a streamed answer) is OK or a documented
- * status code with a description, never INTERNAL or UNKNOWN; a request on the model volume that
- * breaks a documented limit is refused with INVALID_ARGUMENT and a valid one is served; reads match
- * the byte model; the node keeps answering its health service. Violations are collected, not
- * thrown, so that one run lists every distinct failure; the caller fails the test on any.
+ * status code with a description, never INTERNAL or UNKNOWN; PERMISSION_DENIED exactly where the
+ * caller's certificate makes it the answer (the fuzzer calls as the admin client, and makes replica
+ * calls as the node owning the peer volume: a copy claiming any other owner, and any replica call
+ * as the admin, is refused); a request on the model volume that breaks a documented limit is
+ * refused with INVALID_ARGUMENT and a valid one is served; reads match the byte model; the node
+ * keeps answering its health service. Violations are collected, not thrown, so that one run lists
+ * every distinct failure; the caller fails the test on any.
  *
  * <p>Calls that may legitimately destroy data (DeleteVolume, replica copies at the current epoch,
  * drain, remove) never name the model volume or a live member. Every value a request carries is
@@ -166,7 +169,10 @@ final class ApiFuzzer {
   private final Settings settings;
   private final Target target;
   private final SplittableRandom rng;
+  // As the admin client.
   private ManagedChannel channel;
+  // As the node target.peerOwner() (its certificate), for replica calls; null on a single node.
+  private final ManagedChannel peerChannel;
 
   private final byte[] model;
   // Sectors whose content is unknown: a valid write that failed may or may not have landed.
@@ -187,10 +193,15 @@ final class ApiFuzzer {
   // Sizes of the volumes known to exist (created here and not deleted since), by name.
   private final Map<String, Long> knownSizes = new HashMap<>();
 
-  ApiFuzzer(Settings settings, Target target, ManagedChannel channel) {
+  /**
+   * @param channel to the node, as the admin client
+   * @param peerChannel to the node, as the node {@code target.peerOwner()}; null on a single node
+   */
+  ApiFuzzer(Settings settings, Target target, ManagedChannel channel, ManagedChannel peerChannel) {
     this.settings = settings;
     this.target = target;
     this.channel = channel;
+    this.peerChannel = peerChannel;
     this.rng = new SplittableRandom(settings.seed());
     this.model = new byte[Math.toIntExact(target.modelSize())];
     this.lastChangedBy = new long[Math.toIntExact(target.modelSize() / BLOCK)];
@@ -284,6 +295,14 @@ final class ApiFuzzer {
   // Calls and their checks
 
   private <T> Result<T> call(String rpc, String args, Supplier<T> body) {
+    return call(rpc, args, false, body);
+  }
+
+  /**
+   * @param deniedExpected the caller's identity may not make this call: it must be refused with
+   *     PERMISSION_DENIED
+   */
+  private <T> Result<T> call(String rpc, String args, boolean deniedExpected, Supplier<T> body) {
     calls++;
     currentCall = args;
     perRpc.merge(rpc, 1L, Long::sum);
@@ -296,13 +315,33 @@ final class ApiFuzzer {
     }
     perRpcNanos.merge(rpc, System.nanoTime() - t0, Long::sum);
     perCode.merge(r.code().name(), 1L, Long::sum);
-    checkStatus(rpc, args, r.code(), r.description());
+    checkStatus(rpc, args, r.code(), r.description(), deniedExpected);
     return r;
   }
 
   /** The status property: documented codes with a description only. */
   private void checkStatus(String rpc, String args, Status.Code code, String description) {
+    checkStatus(rpc, args, code, description, false);
+  }
+
+  /**
+   * The status property: documented codes with a description only; PERMISSION_DENIED if and only if
+   * {@code deniedExpected}.
+   */
+  private void checkStatus(
+      String rpc, String args, Status.Code code, String description, boolean deniedExpected) {
     statusFlagged = false;
+    if (deniedExpected != (code == Status.Code.PERMISSION_DENIED)) {
+      statusFlagged = true;
+      violation(
+          rpc,
+          args,
+          deniedExpected
+              ? "a call this identity may not make was not refused with PERMISSION_DENIED"
+              : "undocumented status PERMISSION_DENIED",
+          code + ": " + shorten(String.valueOf(description), 400));
+      return;
+    }
     String problem =
         switch (code) {
           case OK,
@@ -312,7 +351,8 @@ final class ApiFuzzer {
               RESOURCE_EXHAUSTED,
               UNAVAILABLE,
               FAILED_PRECONDITION,
-              DATA_LOSS ->
+              DATA_LOSS,
+              PERMISSION_DENIED ->
               null;
           case DEADLINE_EXCEEDED ->
               description != null
@@ -370,8 +410,8 @@ final class ApiFuzzer {
         .withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
   }
 
-  private ReplicaServiceGrpc.ReplicaServiceBlockingStub replicas() {
-    return ReplicaServiceGrpc.newBlockingStub(channel)
+  private ReplicaServiceGrpc.ReplicaServiceBlockingStub replicas(boolean asAdmin) {
+    return ReplicaServiceGrpc.newBlockingStub(asAdmin ? channel : peerChannel)
         .withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
   }
 
@@ -1481,11 +1521,22 @@ final class ApiFuzzer {
 
   private void fuzzDescribeCopies() {
     String name = anyName();
+    boolean asAdmin = replicaCallAsAdmin();
     call(
         "Replica.DescribeCopies",
-        "volume=" + str(name),
+        "volume=" + str(name) + (asAdmin ? " (as the admin client)" : ""),
+        asAdmin && target.clustered(),
         () ->
-            replicas().describeCopies(DescribeCopiesRequest.newBuilder().setVolume(name).build()));
+            replicas(asAdmin)
+                .describeCopies(DescribeCopiesRequest.newBuilder().setVolume(name).build()));
+  }
+
+  /**
+   * Whether a replica call goes as the admin client (which may not make one) rather than as the
+   * peer volume's owner: always on a single node, where these services are not served at all.
+   */
+  private boolean replicaCallAsAdmin() {
+    return peerChannel == null || rng.nextInt(10) == 0;
   }
 
   /**
@@ -1579,7 +1630,8 @@ final class ApiFuzzer {
       }
       requests.add(b.build());
     }
-    String args = describeReplicate(requests);
+    boolean asAdmin = replicaCallAsAdmin();
+    String args = describeReplicate(requests) + (asAdmin ? " (as the admin client)" : "");
     calls++;
     currentCall = args;
     perRpc.merge("Replica.Replicate", 1L, Long::sum);
@@ -1587,7 +1639,7 @@ final class ApiFuzzer {
     Status[] end = new Status[1];
     CountDownLatch done = new CountDownLatch(1);
     StreamObserver<ReplicateRequest> out =
-        ReplicaServiceGrpc.newStub(channel)
+        ReplicaServiceGrpc.newStub(asAdmin ? channel : peerChannel)
             .withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS)
             .replicate(
                 new StreamObserver<>() {
@@ -1614,8 +1666,16 @@ final class ApiFuzzer {
     out.onCompleted();
     awaitStream(done, end);
     perCode.merge(end[0].getCode().name(), 1L, Long::sum);
-    checkStatus("Replica.Replicate", args, end[0].getCode(), end[0].getDescription());
+    boolean streamDenied = asAdmin && target.clustered();
+    checkStatus("Replica.Replicate", args, end[0].getCode(), end[0].getDescription(), streamDenied);
     synchronized (acks) {
+      if (streamDenied && !acks.isEmpty()) {
+        violation(
+            "Replica.Replicate",
+            args,
+            "a refused stream acked copies",
+            acks.size() + " acks for " + requests.size() + " requests");
+      }
       if (end[0].isOk() && acks.size() != requests.size()) {
         violation(
             "Replica.Replicate",
@@ -1627,7 +1687,18 @@ final class ApiFuzzer {
         Status.Code code = Status.fromCodeValue(a.getCode()).getCode();
         perCode.merge("in-band " + code.name(), 1L, Long::sum);
         String one = "batch " + a.getBatchId() + " of " + args;
-        checkStatus("Replica.Replicate", one, code, code == Status.Code.OK ? null : a.getMessage());
+        // The stream comes from the certificate of node target.peerOwner(): a copy claiming any
+        // other owner must be refused, whatever else it says.
+        boolean claimsAnotherOwner =
+            a.getBatchId() >= 0
+                && a.getBatchId() < requests.size()
+                && !requests.get((int) a.getBatchId()).getOwnerId().equals(target.peerOwner());
+        checkStatus(
+            "Replica.Replicate",
+            one,
+            code,
+            code == Status.Code.OK ? null : a.getMessage(),
+            claimsAnotherOwner);
       }
     }
   }

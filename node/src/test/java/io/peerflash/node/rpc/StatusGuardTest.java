@@ -25,6 +25,7 @@ import io.peerflash.proto.v1.NodeServiceGrpc;
 import io.peerflash.proto.v1.NodeStatus;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
+import io.peerflash.testing.TestCertificates;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.Map;
@@ -36,10 +37,12 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Errors a client can read: a status echoes what it refused, bounded and printable, through a real
- * node over a socket; and a handler's own failure is answered INTERNAL and logged, never silent.
+ * node over a socket (mutual TLS, as admin); and a handler's own failure is answered INTERNAL and
+ * logged, never silent.
  */
 class StatusGuardTest {
   @TempDir Path dir;
+  private final TestCertificates certs = TestCertificates.shared();
   private PeerFlashNode node;
   private Server server;
   private ManagedChannel channel;
@@ -66,12 +69,23 @@ class StatusGuardTest {
         PeerFlashNode.start(
             NodeConfig.fromMap(
                 Map.of(
-                    "id", "n1",
-                    "listen", "127.0.0.1:0",
-                    "data-dir", dir.resolve("data").toString(),
-                    "shared-dir", dir.resolve("shared").toString(),
-                    "cache-size", "8MiB")));
-    channel = NettyChannelBuilder.forAddress("127.0.0.1", node.port()).usePlaintext().build();
+                    "id",
+                    "n1",
+                    "listen",
+                    "127.0.0.1:0",
+                    "data-dir",
+                    dir.resolve("data").toString(),
+                    "shared-dir",
+                    dir.resolve("shared").toString(),
+                    "cache-size",
+                    "8MiB",
+                    "certs",
+                    certs.node("n1").toString())));
+    channel =
+        certs
+            .adminSecurity()
+            .apply(NettyChannelBuilder.forAddress("127.0.0.1", node.port()))
+            .build();
     return VolumeServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
   }
 

@@ -58,6 +58,8 @@ class VolumeGrpcServiceTest {
     settings.put("data-dir", dir.resolve("data").toString());
     settings.put("shared-dir", dir.resolve("shared").toString());
     settings.put("cache-size", "16MiB");
+    // An in-process transport carries no TLS: the node runs plaintext, by explicit choice.
+    settings.put("insecure", "true");
     node = PeerFlashNode.start(NodeConfig.fromMap(settings), InProcessServerBuilder.forName(name));
     channel = InProcessChannelBuilder.forName(name).build();
     volumes = VolumeServiceGrpc.newBlockingStub(channel);

@@ -119,20 +119,20 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
 
     @Override
     public void onNext(ReplicateRequest req) {
-      ReplicateAck refused = refusal(req);
-      if (refused != null) {
-        answer(refused);
-        return;
-      }
       synchronized (this) {
         if (draining) {
+          // Even a refusal waits its turn: while a drain runs it alone may ack (the stream's
+          // messages must not be sent from two threads at once), in arrival order.
           queued.add(req);
           return;
         }
       }
-      // Nothing is queued and no drain runs (only this method starts one): apply here if that
-      // needs no wait.
-      ReplicateAck ack = tryApplyNow(req);
+      // Nothing is queued and no drain runs (only this method starts one): refuse, or apply here
+      // if that needs no wait.
+      ReplicateAck ack = refusal(req);
+      if (ack == null) {
+        ack = tryApplyNow(req);
+      }
       if (ack != null) {
         answer(ack);
         return;
@@ -193,6 +193,13 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
       int i = 0;
       while (i < batch.size()) {
         ReplicateRequest first = batch.get(i);
+        ReplicateAck refused = refusal(first);
+        if (refused != null) {
+          answer(refused);
+          i++;
+          continue;
+        }
+        // The requests grouped with it name the same owner: the sender may send them all.
         int end = i + 1;
         if (copyOnly(first)) {
           while (end < batch.size() && sameCopyGroup(first, batch.get(end))) {

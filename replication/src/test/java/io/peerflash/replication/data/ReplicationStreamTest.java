@@ -4,13 +4,24 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.google.protobuf.ByteString;
+import io.grpc.ForwardingServerCallListener.SimpleForwardingServerCallListener;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
 import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.security.CertificateIssuer;
+import io.peerflash.security.CertificateIssuer.Validity;
+import io.peerflash.security.GrpcTls;
+import io.peerflash.security.Identities;
+import io.peerflash.security.TlsDirectory;
 import java.net.InetSocketAddress;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -28,6 +39,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** An owner's replicator against a replica service over real loopback sockets. */
 class ReplicationStreamTest {
@@ -353,5 +365,74 @@ class ReplicationStreamTest {
         .isInstanceOf(ReplicaException.class)
         .hasMessageContaining("negative block");
     assertThat(sink.seqByBlock).containsEntry(2L, 2L).containsEntry(4L, 4L);
+  }
+
+  /**
+   * Over mutual TLS as node "owner": a copy claiming another owner is refused, and its refusal is
+   * acked in stream order behind a copy that waits on the apply pool, by that pool (never by the
+   * transport thread while the pool acks too: two threads writing one stream corrupt it).
+   */
+  @Test
+  void aRefusedCopyIsAckedInStreamOrderBehindCopiesThatWait(@TempDir Path certs) throws Exception {
+    CertificateIssuer ca = CertificateIssuer.createCa(null, Validity.days(30));
+    for (String node : List.of("owner", "replica")) {
+      ca.writeIdentityDirectory(
+          certs.resolve(node), ca.issueNode(node, List.of(), Validity.days(30)));
+    }
+    TlsDirectory replicaTls = TlsDirectory.open(certs.resolve("replica"));
+    // Counts requests the service has handled (onNext returned): each is refused, acked or queued.
+    CountDownLatch handled = new CountDownLatch(2);
+    ServerInterceptor counting =
+        new ServerInterceptor() {
+          @Override
+          public <Q, R> ServerCall.Listener<Q> interceptCall(
+              ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+            return new SimpleForwardingServerCallListener<>(next.startCall(call, headers)) {
+              @Override
+              public void onMessage(Q message) {
+                super.onMessage(message);
+                handled.countDown();
+              }
+            };
+          }
+        };
+    NettyServerBuilder builder =
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+            .sslContext(GrpcTls.serverContext(replicaTls))
+            .addService(new ReplicaGrpcService(sink, guard, applyPool))
+            .intercept(counting)
+            .intercept(Identities.interceptor(replicaTls));
+    TransportThreadCalls.serve(builder, applyPool, ReplicaGrpcService.replicateMethod());
+    Server tlsServer = builder.build().start();
+    ManagedChannel asOwner =
+        NettyChannelBuilder.forAddress("127.0.0.1", tlsServer.getPort())
+            .sslContext(
+                GrpcTls.peerClientContext(TlsDirectory.open(certs.resolve("owner")), "replica"))
+            .build();
+    PeerReplicator fromOwner = new PeerReplicator("replica", asOwner, timers, 10_000);
+    try {
+      sink.mustWait = true;
+      sink.freeze = new CountDownLatch(1);
+      List<String> ackOrder = new CopyOnWriteArrayList<>();
+      CompletableFuture<Void> own = fromOwner.replicate("v", 5, "owner", images(1, 1));
+      own.whenComplete((r, e) -> ackOrder.add("owner"));
+      CompletableFuture<Void> forged = fromOwner.replicate("v", 5, "intruder", images(2, 2));
+      forged.whenComplete((r, e) -> ackOrder.add("intruder"));
+      // Both reached the service while the first one's apply is frozen.
+      assertThat(handled.await(10, TimeUnit.SECONDS)).isTrue();
+      sink.freeze.countDown();
+      own.get(10, TimeUnit.SECONDS);
+      assertThatThrownBy(() -> forged.get(10, TimeUnit.SECONDS))
+          .cause()
+          .isInstanceOf(ReplicaException.class)
+          .hasMessageContaining("PERMISSION_DENIED")
+          .hasMessageContaining("claiming owner");
+      assertThat(ackOrder).containsExactly("owner", "intruder");
+      assertThat(sink.seqByBlock).containsEntry(1L, 1L).doesNotContainKey(2L);
+    } finally {
+      fromOwner.close();
+      asOwner.shutdownNow();
+      tlsServer.shutdownNow();
+    }
   }
 }
