@@ -1568,6 +1568,17 @@ public final class CacheEngine implements AutoCloseable {
     }
     if (out == null) {
       stats.backpressureRejections.increment();
+      KeyValueStorage.Health index = kv.health();
+      if (index.state() != KeyValueStorage.Health.State.OK) {
+        // The destager cannot mark a destaged block clean while the index takes no writes, so the
+        // space this write waited for comes back only with the index: say that, not "cache full".
+        throw new CacheException(
+            Reason.UNAVAILABLE,
+            String.format(
+                "a write of %d blocks waited %d ms (write-backpressure-timeout-ms) for space the"
+                    + " destager cannot free while the index takes no writes: %s",
+                n, config.writeBackpressureTimeoutMs(), index.detail()));
+      }
       throw new CacheException(
           Reason.RESOURCE_EXHAUSTED,
           String.format(
