@@ -102,6 +102,9 @@ final class LocalClusterCommand implements Callable<Integer> {
   public Integer call() throws IOException {
     validate();
     PeerFlashCli cli = (PeerFlashCli) spec.root().userObject();
+    // Its own output is the lines below; library chatter (and the load of its admin identity for
+    // the readiness checks) would only bury the line to export.
+    cli.quietLibraryLogging();
     PrintStream out = cli.out();
     PrintStream err = cli.err();
     Files.createDirectories(dir.resolve("shared"));
