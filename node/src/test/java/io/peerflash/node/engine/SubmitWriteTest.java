@@ -131,9 +131,12 @@ class SubmitWriteTest {
     assertThat(handOffs).as("hand-offs").hasValue(0);
     engine.flush("v");
     assertThat(onStorage(BLOCK, data.length)).isEqualTo(data);
-    assertThat(events)
-        .as("the release comes after the copy")
-        .containsExactly("copy 1", "release 1");
+    // The destager may release the write's two blocks (seqs 1 and 2) in one batch or two.
+    assertThat(events).as("the copy comes first").first().isEqualTo("copy 1");
+    assertThat(events.subList(1, events.size()))
+        .as("then only releases of the write's blocks")
+        .isNotEmpty()
+        .allMatch(e -> e.equals("release 1") || e.equals("release 2"));
   }
 
   @Test
