@@ -5,14 +5,18 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * The real index (RocksDB underneath) with one fault: once armed, the next write whose batch puts
- * an entry into the block index fails without writing anything, as a failed index write would.
+ * The real index (RocksDB underneath) with two faults: once armed, the next write whose batch puts
+ * an entry into the block index fails without writing anything, as a failed index write would; and
+ * while "full", every write is refused as a full file system refuses it (and health says so), until
+ * space is "freed".
  */
 public final class FaultyKeyValueStorage implements KeyValueStorage {
   private final KeyValueStorage delegate;
   private final AtomicBoolean armed = new AtomicBoolean();
   private final AtomicInteger failed = new AtomicInteger();
   private volatile Thread failedOn;
+  private volatile boolean full;
+  private final AtomicInteger refusedAsFull = new AtomicInteger();
 
   public FaultyKeyValueStorage(KeyValueStorage delegate) {
     this.delegate = delegate;
@@ -21,6 +25,20 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
   /** The next write that puts a block entry fails (once). */
   public void failNextBlockPut() {
     armed.set(true);
+  }
+
+  /**
+   * From now on every write fails with {@link SpaceException} and {@link #health()} reports {@link
+   * Health.State#NO_SPACE}, as the real storage does on a full file system; {@code false} frees the
+   * space.
+   */
+  public void setFull(boolean full) {
+    this.full = full;
+  }
+
+  /** Writes refused as "no space" so far. */
+  public int refusedAsFull() {
+    return refusedAsFull.get();
   }
 
   /** Writes failed on purpose so far. */
@@ -40,6 +58,10 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
 
   @Override
   public void write(Batch batch, boolean sync) throws IOException {
+    if (full) {
+      refusedAsFull.incrementAndGet();
+      throw new SpaceException("No space left on device (injected)", null);
+    }
     if (putsBlockEntry(batch) && armed.compareAndSet(true, false)) {
       failed.incrementAndGet();
       failedOn = Thread.currentThread();
@@ -74,6 +96,8 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
 
   @Override
   public Health health() {
-    return delegate.health();
+    return full
+        ? new Health(Health.State.NO_SPACE, "index: no space left on device (injected)")
+        : delegate.health();
   }
 }
