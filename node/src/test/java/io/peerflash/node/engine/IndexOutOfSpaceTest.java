@@ -121,10 +121,18 @@ class IndexOutOfSpaceTest {
     // until the next log must be created. Large writes (256 index entries each) get there fast.
     CacheException refused = null;
     int acked = 0;
+    int cacheFull = 0;
     for (; acked < 5_000 && refused == null; acked++) {
       try {
         writeBlocks(rnd, model, LARGE_WRITE_BLOCKS);
       } catch (CacheException e) {
+        if (e.reason() == Reason.RESOURCE_EXHAUSTED && cacheFull < 100) {
+          // The destager (an fsync per batch with sync) fell behind while the index still took
+          // writes: backpressure, not the event this test waits for. The write applied nothing.
+          cacheFull++;
+          acked--;
+          continue;
+        }
         refused = e;
       }
     }
