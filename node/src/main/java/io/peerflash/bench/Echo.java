@@ -12,7 +12,7 @@ import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ClientCalls;
 import io.grpc.stub.ServerCalls;
 import io.grpc.stub.StreamObserver;
-import io.peerflash.node.rpc.EventLoops;
+import io.peerflash.node.net.EventLoops;
 import io.peerflash.security.GrpcTls;
 import io.peerflash.security.TlsDirectory;
 import io.peerflash.util.NamedThreadFactory;

@@ -1,5 +1,6 @@
 package io.peerflash.node;
 
+import io.peerflash.node.engine.EngineConfig;
 import io.peerflash.util.Sizes;
 import java.io.IOException;
 import java.io.Reader;
@@ -22,23 +23,9 @@ public record NodeConfig(
     String nodeId,
     String listenHost,
     int listenPort,
-    Path dataDir,
+    /** The engine's settings (local flash, space, destage, shared storage retries). */
+    EngineConfig engine,
     Path sharedDir,
-    long cacheSizeBytes,
-    boolean syncWrites,
-    long writeBackpressureTimeoutMs,
-    double writeThrottleReserve,
-    long sequentialCutoffBytes,
-    double destageHighWatermark,
-    double destageLowWatermark,
-    long maxDirtyAgeMs,
-    int destageBatchBytes,
-    int destageIoDepth,
-    long destageBackgroundRateBytesPerSec,
-    long storageRetryInitialBackoffMs,
-    long storageRetryMaxBackoffMs,
-    long storageFailingAfterMs,
-    long flushStorageFailureTimeoutMs,
     long storageLatencyMicros,
     boolean storageDirectIo,
     int rpcThreads,
@@ -52,8 +39,6 @@ public record NodeConfig(
     long replicationAckTimeoutMs,
     long peerLossWaitMs,
     String advertiseAddress,
-    double volumeDirtyShare,
-    int maxVolumes,
     int maxOpenBackingFiles,
     Path certsDir,
     boolean insecure) {
@@ -390,23 +375,26 @@ public record NodeConfig(
             get(values, ID),
             listen.substring(0, colon),
             Integer.parseInt(listen.substring(colon + 1)),
-            get(values, DATA_DIR),
+            new EngineConfig(
+                get(values, DATA_DIR),
+                get(values, CACHE_SIZE),
+                get(values, SYNC),
+                get(values, WRITE_BACKPRESSURE_TIMEOUT_MS),
+                get(values, WRITE_THROTTLE_RESERVE),
+                get(values, SEQUENTIAL_CUTOFF),
+                get(values, DESTAGE_HIGH_WATERMARK),
+                get(values, DESTAGE_LOW_WATERMARK),
+                get(values, MAX_DIRTY_AGE_MS),
+                Math.toIntExact(get(values, DESTAGE_BATCH)),
+                get(values, DESTAGE_IO_DEPTH),
+                get(values, DESTAGE_BACKGROUND_RATE),
+                get(values, STORAGE_RETRY_INITIAL_BACKOFF_MS),
+                get(values, STORAGE_RETRY_MAX_BACKOFF_MS),
+                get(values, STORAGE_FAILING_AFTER_MS),
+                get(values, FLUSH_STORAGE_FAILURE_TIMEOUT_MS),
+                get(values, VOLUME_DIRTY_SHARE),
+                get(values, MAX_VOLUMES)),
             get(values, SHARED_DIR),
-            get(values, CACHE_SIZE),
-            get(values, SYNC),
-            get(values, WRITE_BACKPRESSURE_TIMEOUT_MS),
-            get(values, WRITE_THROTTLE_RESERVE),
-            get(values, SEQUENTIAL_CUTOFF),
-            get(values, DESTAGE_HIGH_WATERMARK),
-            get(values, DESTAGE_LOW_WATERMARK),
-            get(values, MAX_DIRTY_AGE_MS),
-            Math.toIntExact(get(values, DESTAGE_BATCH)),
-            get(values, DESTAGE_IO_DEPTH),
-            get(values, DESTAGE_BACKGROUND_RATE),
-            get(values, STORAGE_RETRY_INITIAL_BACKOFF_MS),
-            get(values, STORAGE_RETRY_MAX_BACKOFF_MS),
-            get(values, STORAGE_FAILING_AFTER_MS),
-            get(values, FLUSH_STORAGE_FAILURE_TIMEOUT_MS),
             get(values, STORAGE_LATENCY_US),
             get(values, STORAGE_DIRECT_IO),
             get(values, RPC_THREADS),
@@ -420,8 +408,6 @@ public record NodeConfig(
             get(values, REPLICATION_ACK_TIMEOUT_MS),
             get(values, PEER_LOSS_WAIT_MS),
             get(values, ADVERTISE),
-            get(values, VOLUME_DIRTY_SHARE),
-            get(values, MAX_VOLUMES),
             get(values, MAX_OPEN_BACKING_FILES),
             getOrNull(values, CERTS),
             get(values, INSECURE));
@@ -449,27 +435,7 @@ public record NodeConfig(
     if (nodeId.isBlank()) {
       throw new IllegalArgumentException("id must not be empty");
     }
-    if (cacheSizeBytes < 4 * Sizes.MIB) {
-      throw new IllegalArgumentException(
-          "cache-size must be at least 4MiB (got " + cacheSizeBytes + " bytes)");
-    }
-    if (cacheSizeBytes % 4096 != 0) {
-      throw new IllegalArgumentException("cache-size must be a multiple of 4KiB");
-    }
-    if (!(destageLowWatermark >= 0
-        && destageLowWatermark < destageHighWatermark
-        && destageHighWatermark <= 1)) {
-      throw new IllegalArgumentException(
-          "need 0 <= destage-low-watermark < destage-high-watermark <= 1");
-    }
-    if (!(writeThrottleReserve >= 0 && writeThrottleReserve < 1 - destageHighWatermark)) {
-      throw new IllegalArgumentException(
-          "need 0 <= write-throttle-reserve < 1 - destage-high-watermark (the destager must be"
-              + " flat out before writes are throttled)");
-    }
-    if (destageBatchBytes < 4096 || destageBatchBytes % 4096 != 0) {
-      throw new IllegalArgumentException("destage-batch must be a positive multiple of 4KiB");
-    }
+    engine.validate();
     if (certsDir == null && !insecure) {
       throw new IllegalArgumentException(
           "a node needs certs=DIR, its identity directory (made by 'peerflash certs node' or by"
@@ -479,20 +445,11 @@ public record NodeConfig(
     if (certsDir != null && insecure) {
       throw new IllegalArgumentException("give either certs=DIR or insecure=true, not both");
     }
-    if (!(volumeDirtyShare > 0 && volumeDirtyShare <= 1)) {
-      throw new IllegalArgumentException("need 0 < volume-dirty-share <= 1");
-    }
-    if (maxVolumes < 1) {
-      throw new IllegalArgumentException("max-volumes must be at least 1");
-    }
     if (maxOpenBackingFiles < 1) {
       throw new IllegalArgumentException("max-open-backing-files must be at least 1");
     }
     if (rpcThreads < 1) {
       throw new IllegalArgumentException("rpc-threads must be at least 1");
-    }
-    if (destageIoDepth < 1) {
-      throw new IllegalArgumentException("destage-io-depth must be at least 1");
     }
     if (eventLoopThreads < 0) {
       throw new IllegalArgumentException("event-loop-threads must be 0 (automatic) or more");

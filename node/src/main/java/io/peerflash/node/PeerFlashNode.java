@@ -7,12 +7,11 @@ import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.peerflash.node.cluster.ClusterNode;
 import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
-import io.peerflash.node.engine.EngineConfig;
+import io.peerflash.node.net.EventLoops;
+import io.peerflash.node.net.NodeTls;
 import io.peerflash.node.rpc.Authorization;
 import io.peerflash.node.rpc.ClusterGrpcService;
-import io.peerflash.node.rpc.EventLoops;
 import io.peerflash.node.rpc.NodeGrpcService;
-import io.peerflash.node.rpc.NodeTls;
 import io.peerflash.node.rpc.StatusGuard;
 import io.peerflash.node.rpc.VolumeGrpcService;
 import io.peerflash.node.storage.BackingStore;
@@ -155,7 +154,7 @@ public final class PeerFlashNode implements AutoCloseable {
     if (config.storageLatencyMicros() > 0) {
       backing = new LatencyInjectingBackingStore(backing, config.storageLatencyMicros());
     }
-    CacheEngine engine = CacheEngine.open(EngineConfig.from(config), backing, Time.SYSTEM);
+    CacheEngine engine = CacheEngine.open(config.engine(), backing, Time.SYSTEM);
     FaultPoints faults = new FaultPoints();
     engine.setFaultPoints(faults);
     ClusterNode cluster = null;
@@ -172,8 +171,8 @@ public final class PeerFlashNode implements AutoCloseable {
           config.nodeId(),
           config.listenHost(),
           node.port(),
-          config.cacheSizeBytes(),
-          config.syncWrites());
+          config.engine().cacheSizeBytes(),
+          config.engine().syncWrites());
       return node;
     } catch (IOException | RuntimeException e) {
       if (cluster != null) {

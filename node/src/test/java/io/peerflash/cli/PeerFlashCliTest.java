@@ -415,7 +415,7 @@ class PeerFlashCliTest {
         .doesNotContainKey("insecure");
     NodeConfig config = NodeConfig.fromMap(settings);
     assertThat(config.nodeId()).isEqualTo("from-flag");
-    assertThat(config.syncWrites()).isTrue();
+    assertThat(config.engine().syncWrites()).isTrue();
     assertThat(config.certsDir()).isEqualTo(Path.of("/etc/peerflash/n1"));
     assertThat(config.insecure()).isFalse();
   }

@@ -11,11 +11,9 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
-import io.peerflash.node.rpc.ClusterAdmin;
-import io.peerflash.node.rpc.ClusterRouting;
-import io.peerflash.node.rpc.EventLoops;
-import io.peerflash.node.rpc.NodeTls;
-import io.peerflash.node.rpc.Protos;
+import io.peerflash.node.net.EventLoops;
+import io.peerflash.node.net.NodeTls;
+import io.peerflash.node.wire.Protos;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.CacheMode;
@@ -166,7 +164,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                 config.grpcAddress(),
                 config.faultDomain(),
                 config.raftPeers(),
-                config.dataDir().resolve("raft"))
+                config.engine().dataDir().resolve("raft"))
             .withLease(config.leaseTimeoutMs(), config.clockSkewMarginMs());
     ControlPlane controlPlane = ControlPlane.start(tls.raft(cp));
     controlPlane.useFaultPoints(faults);

@@ -3,7 +3,7 @@ package io.peerflash.node.cluster;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException;
-import io.peerflash.node.rpc.Protos;
+import io.peerflash.node.wire.Protos;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaSink;
 import java.util.ArrayList;

@@ -5,7 +5,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
-import io.peerflash.node.rpc.Protos;
+import io.peerflash.node.wire.Protos;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.ClusterServiceGrpc;

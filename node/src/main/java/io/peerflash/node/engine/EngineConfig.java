@@ -1,10 +1,13 @@
 package io.peerflash.node.engine;
 
-import io.peerflash.node.NodeConfig;
+import io.peerflash.util.Sizes;
 import java.nio.file.Path;
 import java.util.function.Consumer;
 
-/** The settings the cache engine and destager read; see {@link NodeConfig} for their meaning. */
+/**
+ * The settings the cache engine and destager read, part of a node's settings ({@code
+ * io.peerflash.node.NodeConfig}, which documents each key).
+ */
 public record EngineConfig(
     Path dataDir,
     long cacheSizeBytes,
@@ -25,26 +28,42 @@ public record EngineConfig(
     double volumeDirtyShare,
     int maxVolumes) {
 
-  public static EngineConfig from(NodeConfig c) {
-    return new EngineConfig(
-        c.dataDir(),
-        c.cacheSizeBytes(),
-        c.syncWrites(),
-        c.writeBackpressureTimeoutMs(),
-        c.writeThrottleReserve(),
-        c.sequentialCutoffBytes(),
-        c.destageHighWatermark(),
-        c.destageLowWatermark(),
-        c.maxDirtyAgeMs(),
-        c.destageBatchBytes(),
-        c.destageIoDepth(),
-        c.destageBackgroundRateBytesPerSec(),
-        c.storageRetryInitialBackoffMs(),
-        c.storageRetryMaxBackoffMs(),
-        c.storageFailingAfterMs(),
-        c.flushStorageFailureTimeoutMs(),
-        c.volumeDirtyShare(),
-        c.maxVolumes());
+  /**
+   * Checks the settings a node may be started with (tests use smaller caches).
+   *
+   * @throws IllegalArgumentException naming the setting and its limit
+   */
+  public void validate() {
+    if (cacheSizeBytes < 4 * Sizes.MIB) {
+      throw new IllegalArgumentException(
+          "cache-size must be at least 4MiB (got " + cacheSizeBytes + " bytes)");
+    }
+    if (cacheSizeBytes % 4096 != 0) {
+      throw new IllegalArgumentException("cache-size must be a multiple of 4KiB");
+    }
+    if (!(destageLowWatermark >= 0
+        && destageLowWatermark < destageHighWatermark
+        && destageHighWatermark <= 1)) {
+      throw new IllegalArgumentException(
+          "need 0 <= destage-low-watermark < destage-high-watermark <= 1");
+    }
+    if (!(writeThrottleReserve >= 0 && writeThrottleReserve < 1 - destageHighWatermark)) {
+      throw new IllegalArgumentException(
+          "need 0 <= write-throttle-reserve < 1 - destage-high-watermark (the destager must be"
+              + " flat out before writes are throttled)");
+    }
+    if (destageBatchBytes < 4096 || destageBatchBytes % 4096 != 0) {
+      throw new IllegalArgumentException("destage-batch must be a positive multiple of 4KiB");
+    }
+    if (destageIoDepth < 1) {
+      throw new IllegalArgumentException("destage-io-depth must be at least 1");
+    }
+    if (!(volumeDirtyShare > 0 && volumeDirtyShare <= 1)) {
+      throw new IllegalArgumentException("need 0 < volume-dirty-share <= 1");
+    }
+    if (maxVolumes < 1) {
+      throw new IllegalArgumentException("max-volumes must be at least 1");
+    }
   }
 
   /** Defaults for tests: small cache, async writes, the node's defaults otherwise. */

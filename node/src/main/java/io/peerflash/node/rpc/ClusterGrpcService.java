@@ -3,6 +3,7 @@ package io.peerflash.node.rpc;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
+import io.peerflash.node.cluster.ClusterAdmin;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.ClusterServiceGrpc;

@@ -4,6 +4,8 @@ import io.grpc.stub.StreamObserver;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.NodeStatusView;
 import io.peerflash.node.engine.VolumeStatusView;
+import io.peerflash.node.net.NodeTls;
+import io.peerflash.node.wire.Protos;
 import io.peerflash.proto.v1.GetStatusRequest;
 import io.peerflash.proto.v1.NodeServiceGrpc;
 import io.peerflash.proto.v1.NodeStatus;

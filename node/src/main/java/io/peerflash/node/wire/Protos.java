@@ -1,4 +1,4 @@
-package io.peerflash.node.rpc;
+package io.peerflash.node.wire;
 
 import io.grpc.Status;
 import io.peerflash.node.engine.CacheException;
@@ -65,7 +65,7 @@ public final class Protos {
     return wire < 0 ? Integer.MAX_VALUE : wire;
   }
 
-  static CacheMode mode(VolumeInfo.CacheMode mode) {
+  public static CacheMode mode(VolumeInfo.CacheMode mode) {
     return switch (mode) {
       case WRITE_BACK -> CacheMode.WRITE_BACK;
       case WRITE_THROUGH -> CacheMode.WRITE_THROUGH;
@@ -83,7 +83,7 @@ public final class Protos {
     };
   }
 
-  static Volume volume(VolumeStatusView s) {
+  public static Volume volume(VolumeStatusView s) {
     VolumeInfo info = s.info();
     return Volume.newBuilder()
         .setName(info.name())

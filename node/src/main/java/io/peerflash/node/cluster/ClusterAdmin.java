@@ -1,4 +1,4 @@
-package io.peerflash.node.rpc;
+package io.peerflash.node.cluster;
 
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;

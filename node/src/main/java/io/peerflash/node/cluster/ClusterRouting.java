@@ -1,4 +1,4 @@
-package io.peerflash.node.rpc;
+package io.peerflash.node.cluster;
 
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.proto.v1.CreateVolumeRequest;

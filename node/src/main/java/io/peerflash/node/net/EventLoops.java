@@ -1,4 +1,4 @@
-package io.peerflash.node.rpc;
+package io.peerflash.node.net;
 
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;

@@ -1,0 +1,85 @@
+package io.peerflash.arch;
+
+import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
+
+import com.tngtech.archunit.core.importer.ImportOption;
+import com.tngtech.archunit.junit.AnalyzeClasses;
+import com.tngtech.archunit.junit.ArchTest;
+import com.tngtech.archunit.lang.ArchRule;
+
+/**
+ * The layers the build keeps: the engine knows nothing of the network, the cluster or the node
+ * process; the cluster side knows nothing of the RPC adapters; the client knows nothing of the
+ * server.
+ */
+@AnalyzeClasses(packages = "io.peerflash", importOptions = ImportOption.DoNotIncludeTests.class)
+class LayeringTest {
+  private static final String[] ENGINE = {
+    "io.peerflash.node.engine..",
+    "io.peerflash.node.cache..",
+    "io.peerflash.node.index..",
+    "io.peerflash.node.storage.."
+  };
+
+  @ArchTest
+  static final ArchRule engineKnowsNoNetworkClusterOrNode =
+      noClasses()
+          .that()
+          .resideInAnyPackage(ENGINE)
+          .should()
+          .dependOnClassesThat()
+          .resideInAnyPackage(
+              "io.peerflash.node",
+              "io.peerflash.node.rpc..",
+              "io.peerflash.node.net..",
+              "io.peerflash.node.wire..",
+              "io.peerflash.node.cluster..",
+              "io.peerflash.replication.cluster..",
+              "io.peerflash.client..",
+              "io.peerflash.cli..",
+              "org.apache.ratis..",
+              "io.grpc..")
+          .because(
+              "the engine stores and destages blocks; placement, epochs and the wire are decided"
+                  + " above it and passed down as values");
+
+  @ArchTest
+  static final ArchRule clusterKnowsNoRpcAdapters =
+      noClasses()
+          .that()
+          .resideInAPackage("io.peerflash.node.cluster..")
+          .should()
+          .dependOnClassesThat()
+          .resideInAnyPackage("io.peerflash.node.rpc..", "io.peerflash.cli..")
+          .because("the RPC adapters translate requests into calls on the cluster, not back");
+
+  @ArchTest
+  static final ArchRule rpcAdaptersAreNotCalledFromBelow =
+      noClasses()
+          .that()
+          .resideInAnyPackage(
+              "io.peerflash.node.engine..",
+              "io.peerflash.node.net..",
+              "io.peerflash.node.wire..",
+              "io.peerflash.replication..")
+          .should()
+          .dependOnClassesThat()
+          .resideInAnyPackage("io.peerflash.node.rpc..", "io.peerflash.cli..")
+          .because("only the node process wires the adapters to what they adapt");
+
+  @ArchTest
+  static final ArchRule clientKnowsNothingOfTheServer =
+      noClasses()
+          .that()
+          .resideInAPackage("io.peerflash.client..")
+          .should()
+          .dependOnClassesThat()
+          .resideInAnyPackage(
+              "io.peerflash.node..",
+              "io.peerflash.cli..",
+              "io.peerflash.bench..",
+              "io.peerflash.replication..",
+              "org.rocksdb..",
+              "org.apache.ratis..")
+          .because("the client is a library for applications, without the server's dependencies");
+}
