@@ -1,5 +1,6 @@
 package io.peerflash.node.cache;
 
+import io.peerflash.util.Blocks;
 import io.peerflash.util.Directories;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -13,7 +14,7 @@ import java.nio.file.StandardOpenOption;
  * any number of threads use it at once without a lock.
  */
 public final class CacheFile implements AutoCloseable {
-  public static final int SLOT_SIZE = 4096;
+  public static final int SLOT_SIZE = Blocks.BLOCK_BYTES;
   private static final int ZERO_CHUNK = 1 << 20;
 
   private final Path path;

@@ -14,6 +14,7 @@ import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.BackingStore;
+import io.peerflash.replication.data.Replicas;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.Texts;
 import io.peerflash.util.Time;
@@ -64,7 +65,6 @@ public final class CacheEngine implements AutoCloseable {
   public static final int SECTOR = IoRange.SECTOR;
   public static final int MAX_IO_BYTES = IoRange.MAX_IO_BYTES;
   public static final long MAX_VOLUME_BYTES = VolumeProvisioner.MAX_VOLUME_BYTES;
-  public static final int MAX_REPLICAS = 2;
   private static final long REPLICATION_WAIT_BACKSTOP_MS = 30_000;
 
   private static final Logger log = LoggerFactory.getLogger(CacheEngine.class);
@@ -724,9 +724,9 @@ public final class CacheEngine implements AutoCloseable {
     if (mode == null) {
       throw CacheException.invalid("cache mode must be given");
     }
-    if (replicas < 0 || replicas > MAX_REPLICAS) {
+    if (replicas < 0 || replicas > Replicas.MAX_REPLICAS) {
       throw CacheException.invalid(
-          "replicas " + replicas + " out of range: must be 0 to " + MAX_REPLICAS);
+          "replicas " + replicas + " out of range: must be 0 to " + Replicas.MAX_REPLICAS);
     }
   }
 

@@ -1,5 +1,6 @@
 package io.peerflash.node.index;
 
+import io.peerflash.util.Blocks;
 import java.nio.charset.StandardCharsets;
 import java.util.regex.Pattern;
 
@@ -48,7 +49,7 @@ public record VolumeInfo(
   }
 
   public long blocks() {
-    return sizeBytes / 4096;
+    return sizeBytes / Blocks.BLOCK_BYTES;
   }
 
   byte[] encode() {

@@ -8,6 +8,7 @@ import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterVolume;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.OnPeerLoss;
+import io.peerflash.replication.data.Replicas;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Comparator;
@@ -47,7 +48,6 @@ import java.util.TreeMap;
  */
 public final class ClusterMap {
   /** Peer copies per dirty block, at most. */
-  public static final int MAX_REPLICAS = 2;
 
   /** Volume sizes are multiples of this. */
   public static final long VOLUME_SIZE_ALIGNMENT = 4096;
@@ -589,8 +589,8 @@ public final class ClusterMap {
     if (mode == CacheMode.CACHE_MODE_UNSPECIFIED || mode == CacheMode.UNRECOGNIZED) {
       return "cache mode is required";
     }
-    if (replicas < 0 || replicas > MAX_REPLICAS) {
-      return "replicas must be 0.." + MAX_REPLICAS;
+    if (replicas < 0 || replicas > Replicas.MAX_REPLICAS) {
+      return "replicas must be 0.." + Replicas.MAX_REPLICAS;
     }
     if (onPeerLoss == OnPeerLoss.UNRECOGNIZED) {
       return "unknown on_peer_loss";

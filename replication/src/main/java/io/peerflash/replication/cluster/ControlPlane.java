@@ -4,6 +4,7 @@ import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.util.NamedThreadFactory;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.nio.charset.StandardCharsets;
@@ -126,7 +127,7 @@ public final class ControlPlane implements AutoCloseable {
             0,
             TimeUnit.MILLISECONDS,
             new LinkedBlockingQueue<>(),
-            new NamedThreads(prefix + "-events"));
+            new NamedThreadFactory(prefix + "-events", true));
     this.submitExecutor =
         new ThreadPoolExecutor(
             2,
@@ -134,7 +135,7 @@ public final class ControlPlane implements AutoCloseable {
             0,
             TimeUnit.MILLISECONDS,
             new LinkedBlockingQueue<>(),
-            new NamedThreads(prefix + "-submit"));
+            new NamedThreadFactory(prefix + "-submit", true));
     this.leaseExecutor = scheduler(prefix + "-lease");
     this.timer = scheduler(prefix + "-timer");
     this.stateMachine = new ClusterStateMachine(eventExecutor);
@@ -768,7 +769,8 @@ public final class ControlPlane implements AutoCloseable {
   // ---------------------------------------------------------------- Ratis wiring
 
   private static ScheduledExecutorService scheduler(String name) {
-    ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(1, new NamedThreads(name));
+    ScheduledThreadPoolExecutor s =
+        new ScheduledThreadPoolExecutor(1, new NamedThreadFactory(name, true));
     s.setRemoveOnCancelPolicy(true);
     s.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
     return s;

@@ -8,6 +8,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.util.ArrayList;
 import java.util.List;
@@ -50,7 +51,8 @@ class LeaseAndLivenessUnitTest {
   }
 
   final ScheduledExecutorService unused =
-      Executors.newSingleThreadScheduledExecutor(new NamedThreads("unit-test-scheduler"));
+      Executors.newSingleThreadScheduledExecutor(
+          new NamedThreadFactory("unit-test-scheduler", true));
 
   @AfterEach
   void stop() {
