@@ -1,6 +1,7 @@
 package io.peerflash.node.engine;
 
 import io.peerflash.node.storage.BackingStore;
+import io.peerflash.node.storage.ForwardingBackingStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.Semaphore;
@@ -12,8 +13,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * one byte range), can hold writes or let them through one at a time, and counts the writes in
  * flight at once.
  */
-final class FaultyBackingStore implements BackingStore {
-  private final BackingStore delegate;
+final class FaultyBackingStore extends ForwardingBackingStore {
   volatile boolean failWrites;
   volatile boolean failSyncs;
   volatile boolean failReads;
@@ -42,7 +42,7 @@ final class FaultyBackingStore implements BackingStore {
   final AtomicInteger writesDone = new AtomicInteger();
 
   FaultyBackingStore(BackingStore delegate) {
-    this.delegate = delegate;
+    super(delegate);
   }
 
   void failRange(String volume, long from, long to) {
@@ -81,51 +81,6 @@ final class FaultyBackingStore implements BackingStore {
       failedWrites.incrementAndGet();
       throw new IOException("injected bad-range write failure at " + offset);
     }
-  }
-
-  @Override
-  public void create(String volume, long sizeBytes) throws IOException {
-    delegate.create(volume, sizeBytes);
-  }
-
-  @Override
-  public long size(String volume) throws IOException {
-    return delegate.size(volume);
-  }
-
-  @Override
-  public void delete(String volume) throws IOException {
-    delegate.delete(volume);
-  }
-
-  @Override
-  public void extend(String volume, long sizeBytes) throws IOException {
-    delegate.extend(volume, sizeBytes);
-  }
-
-  @Override
-  public long maxObjectBytes() throws IOException {
-    return delegate.maxObjectBytes();
-  }
-
-  @Override
-  public String describe(String volume) {
-    return delegate.describe(volume);
-  }
-
-  @Override
-  public void retire(String volume, long volumeId) throws IOException {
-    delegate.retire(volume, volumeId);
-  }
-
-  @Override
-  public void purgeRetired(long volumeId) throws IOException {
-    delegate.purgeRetired(volumeId);
-  }
-
-  @Override
-  public java.util.List<Long> retired() throws IOException {
-    return delegate.retired();
   }
 
   @Override
@@ -178,10 +133,5 @@ final class FaultyBackingStore implements BackingStore {
       throw new IOException("injected sync failure");
     }
     delegate.sync(volume);
-  }
-
-  @Override
-  public void close() {
-    delegate.close();
   }
 }
