@@ -3,7 +3,9 @@
 # pwrite floor measured in the same run. Usage: node/bench/destage-impact.sh [seconds] [threads]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-mvn -B -q -ntp -pl node -am test-compile -DskipTests -Dspotless.check.skip=true
-mvn -B -q -ntp -pl node dependency:build-classpath -Dmdep.outputFile=target/bench.classpath >/dev/null
+# One reactor build: the node's classpath then names the sibling modules' fresh classes, so this
+# works on a fresh clone without installing them first.
+mvn -B -q -ntp -pl node -am test-compile dependency:build-classpath -DskipTests \
+  -Dspotless.check.skip=true -Dmdep.outputFile=target/bench.classpath -Dmdep.includeScope=test
 exec java -cp "node/target/test-classes:node/target/classes:$(cat node/target/bench.classpath)" \
   io.peerflash.node.bench.DestageImpactBenchmark "$@"
