@@ -573,7 +573,7 @@ final class BenchCommand implements Callable<Integer> {
     } catch (IllegalArgumentException e) {
       throw new ParameterException(
           spec.commandLine(),
-          "--target must be HOST:PORT or HOST:PORT,HOST:PORT,...: " + e.getMessage());
+          "--target must be HOST[:PORT] or HOST[:PORT],HOST[:PORT],...: " + e.getMessage());
     }
     return cli.benchClientBuilder(client.target).build();
   }

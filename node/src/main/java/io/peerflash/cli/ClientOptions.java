@@ -12,12 +12,12 @@ import picocli.CommandLine.Spec;
 final class ClientOptions {
   @Option(
       names = "--target",
-      paramLabel = "HOST:PORT[,HOST:PORT...]",
+      paramLabel = "HOST[:PORT][,HOST[:PORT]...]",
       defaultValue = "${env:PEERFLASH_TARGET:-127.0.0.1:7601}",
       description = {
         "Node to talk to, or several nodes of a cluster separated by commas: calls go to the"
             + " volume's owner and fail over to the others (default: ${DEFAULT-VALUE}, or"
-            + " $PEERFLASH_TARGET)."
+            + " $PEERFLASH_TARGET); a host without a port means port 7601."
       })
   String target;
 
@@ -53,7 +53,7 @@ final class ClientOptions {
     } catch (IllegalArgumentException e) {
       throw new ParameterException(
           command.commandLine(),
-          "--target must be HOST:PORT or HOST:PORT,HOST:PORT,...: " + e.getMessage());
+          "--target must be HOST[:PORT] or HOST[:PORT],HOST[:PORT],...: " + e.getMessage());
     }
     applySecurity();
     return cli().connect(target);

@@ -46,7 +46,7 @@ final class HealthCommand implements Callable<Integer> {
     } catch (IllegalArgumentException e) {
       throw new ParameterException(
           client.command.commandLine(),
-          "--target must be HOST:PORT or HOST:PORT,HOST:PORT,...: " + e.getMessage());
+          "--target must be HOST[:PORT] or HOST[:PORT],HOST[:PORT],...: " + e.getMessage());
     }
     client.applySecurity();
     boolean allServing = true;

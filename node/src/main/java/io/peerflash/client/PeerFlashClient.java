@@ -163,8 +163,13 @@ public final class PeerFlashClient implements AutoCloseable {
     return new Builder();
   }
 
+  /** The client port a node listens on unless told otherwise. */
+  public static final int DEFAULT_PORT = 7601;
+
   /**
-   * Parses {@code HOST:PORT[,HOST:PORT...]} (blanks around commas ignored, duplicates dropped).
+   * Parses {@code HOST[:PORT][,HOST[:PORT]...]} (blanks around commas ignored, duplicates dropped);
+   * a host without a port ({@code localhost}, {@code 10.0.0.5}, {@code [::1]}) gets {@link
+   * #DEFAULT_PORT}.
    *
    * @throws IllegalArgumentException naming the first malformed entry
    */
@@ -175,6 +180,9 @@ public final class PeerFlashClient implements AutoCloseable {
       String t = part.trim();
       if (t.isEmpty()) {
         continue;
+      }
+      if (t.indexOf(':') < 0 || (t.startsWith("[") && t.endsWith("]"))) {
+        t = t + ":" + DEFAULT_PORT; // a host name, an IPv4 address or a bracketed IPv6 one
       }
       int colon = t.lastIndexOf(':');
       if (colon <= 0 || colon == t.length() - 1) {

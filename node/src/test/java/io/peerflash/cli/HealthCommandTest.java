@@ -76,7 +76,7 @@ class HealthCommandTest {
 
   @Test
   void aMalformedTargetIsAUsageError() {
-    assertThat(run("health", "--target", "no-port")).isEqualTo(PeerFlashCli.EXIT_USAGE);
-    assertThat(err.toString(StandardCharsets.UTF_8)).contains("--target must be HOST:PORT");
+    assertThat(run("health", "--target", "no-port:")).isEqualTo(PeerFlashCli.EXIT_USAGE);
+    assertThat(err.toString(StandardCharsets.UTF_8)).contains("--target must be HOST[:PORT]");
   }
 }

@@ -201,7 +201,7 @@ class PeerFlashCliTest {
     assertThat(err()).contains("nothing to change");
     assertThat(run("trim", "v", "--offset", "100", "--length", "512")).isEqualTo(2);
     assertThat(err()).contains("--offset must be a multiple of 512");
-    assertThat(run("status", "--target", "no-port")).isEqualTo(2);
+    assertThat(run("status", "--target", "no-port:")).isEqualTo(2);
   }
 
   @Test
@@ -314,8 +314,8 @@ class PeerFlashCliTest {
   void targetTakesACommaSeparatedList() {
     assertThat(run("status", "--target", "127.0.0.1:7601, 127.0.0.1:7602,127.0.0.1:7603")).isZero();
     assertThat(out()).contains("fake-node");
-    assertThat(run("status", "--target", "127.0.0.1:7601,nohost")).isEqualTo(2);
-    assertThat(err()).contains("--target must be HOST:PORT").contains("'nohost'");
+    assertThat(run("status", "--target", "127.0.0.1:7601,nohost:")).isEqualTo(2);
+    assertThat(err()).contains("--target must be HOST[:PORT]").contains("'nohost:'");
     assertThat(run("status", "--target", " , ")).isEqualTo(2);
     assertThat(err()).contains("no target given");
   }

@@ -441,7 +441,11 @@ class ClusterClientTest {
     assertThat(PeerFlashClient.parseTargets("h:1")).containsExactly("h:1");
     assertThat(PeerFlashClient.parseTargets(" a:1 , b:2,,a:1,[::1]:7601 "))
         .containsExactly("a:1", "b:2", "[::1]:7601");
-    for (String bad : List.of("", " , ", "nohost", "h:", ":1", "h:x", "h:70000", "a:1,b")) {
+    // A host alone (a name, an IPv4 address, a bracketed IPv6 address) gets the default port.
+    assertThat(PeerFlashClient.parseTargets("localhost")).containsExactly("localhost:7601");
+    assertThat(PeerFlashClient.parseTargets("a:1,10.0.0.5,[::1]"))
+        .containsExactly("a:1", "10.0.0.5:7601", "[::1]:7601");
+    for (String bad : List.of("", " , ", "h:", ":1", "h:x", "h:70000", "a:1,b:")) {
       assertThatThrownBy(() -> PeerFlashClient.parseTargets(bad))
           .as(bad)
           .isInstanceOf(IllegalArgumentException.class);
