@@ -153,9 +153,11 @@ final class IoCommands {
 
     @Option(
         names = "--out",
-        required = true,
+        defaultValue = "-",
         paramLabel = "FILE",
-        description = "Where to put the data; - for stdout. An existing file is overwritten.")
+        description =
+            "Where to put the data (default: stdout, also written -). An existing file is"
+                + " overwritten.")
     String out;
 
     @Override

@@ -163,6 +163,11 @@ class PeerFlashCliTest {
     assertThat(run("read", "v", "--offset", "0", "--length", "8KiB", "--out", "-")).isZero();
     assertThat(out.toByteArray()).isEqualTo(data);
     assertThat(err()).isEmpty();
+    out.reset();
+    // Without --out the data goes to stdout too.
+    assertThat(run("read", "v", "--offset", "0", "--length", "8KiB")).isZero();
+    assertThat(out.toByteArray()).isEqualTo(data);
+    assertThat(err()).isEmpty();
 
     assertThat(run("trim", "v", "--offset", "0", "--length", "4KiB")).isZero();
     assertThat(java.util.Arrays.copyOf(fake.contents("v"), 4096)).containsOnly(0);
