@@ -18,6 +18,7 @@ import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Texts;
 import io.peerflash.util.Time;
 import java.util.Comparator;
 import java.util.Optional;
@@ -97,7 +98,7 @@ final class VolumeMover implements AutoCloseable {
     VolumeRecord rec = map.volume(volume).orElse(null);
     if (rec == null) {
       throw Status.NOT_FOUND
-          .withDescription("volume '" + volume + "' does not exist")
+          .withDescription("volume " + Texts.quote(volume) + " does not exist")
           .asRuntimeException();
     }
     Member target = map.member(to).orElse(null);
@@ -176,7 +177,7 @@ final class VolumeMover implements AutoCloseable {
       VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
       if (rec == null) {
         throw Status.NOT_FOUND
-            .withDescription("volume '" + volume + "' does not exist")
+            .withDescription("volume " + Texts.quote(volume) + " does not exist")
             .asRuntimeException();
       }
       if (rec.owner().equals(nodeId) || time.nowMs() >= deadline) {
