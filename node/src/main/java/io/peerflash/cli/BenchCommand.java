@@ -877,7 +877,10 @@ final class BenchCommand implements Callable<Integer> {
       last = line;
     }
 
-    /** E.g. {@code write qd32 [#########...........] 45% 12.3k IOPS, p99 850 us}. */
+    /**
+     * E.g. {@code write qd32 [#########...........] 45% now 12.3k IOPS, p99 850 us}: the rate and
+     * p99 of the last interval only ("now"), where the final table gives the whole run's.
+     */
     static String line(
         String what,
         double fractionDone,
@@ -888,7 +891,7 @@ final class BenchCommand implements Callable<Integer> {
       int filled = (int) Math.round(Math.max(0, Math.min(1, fractionDone)) * BAR_WIDTH);
       return String.format(
           Locale.ROOT,
-          "%s [%s%s] %3d%% %s IOPS, p99 %s%s%s",
+          "%s [%s%s] %3d%% now %s IOPS, p99 %s%s%s",
           what,
           "#".repeat(filled),
           ".".repeat(BAR_WIDTH - filled),
