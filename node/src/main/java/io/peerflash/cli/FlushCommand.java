@@ -68,7 +68,13 @@ final class FlushCommand implements Callable<Integer> {
                   + ": destaged "
                   + Formats.size(response.getDestagedBytes())
                   + " in "
-                  + Formats.durationMs(elapsedMs));
+                  + Formats.durationMs(elapsedMs)
+                  // The destager writes dirty data within max-dirty-age-ms by itself: a flush
+                  // that finds nothing left has nothing to do, which is not a failure.
+                  + (response.getDestagedBytes() == 0
+                      ? " (nothing was dirty: shared storage already held every acknowledged"
+                          + " write)"
+                      : ""));
     }
     return PeerFlashCli.EXIT_OK;
   }
