@@ -72,7 +72,7 @@ final class FlushCommand implements Callable<Integer> {
                   // The destager writes dirty data within max-dirty-age-ms by itself: a flush
                   // that finds nothing left has nothing to do, which is not a failure.
                   + (response.getDestagedBytes() == 0
-                      ? " (nothing was dirty: shared storage already held every acknowledged"
+                      ? " (nothing left for it to write: shared storage holds every acknowledged"
                           + " write)"
                       : ""));
     }
