@@ -47,29 +47,19 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
       throws CertificateException {
-    check(
-        Direction.INBOUND,
-        chain,
-        null,
-        -1,
-        () -> delegate.checkClientTrusted(chain, authType, engine));
+    inbound(chain, () -> delegate.checkClientTrusted(chain, authType, engine));
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
       throws CertificateException {
-    check(
-        Direction.INBOUND,
-        chain,
-        null,
-        -1,
-        () -> delegate.checkClientTrusted(chain, authType, socket));
+    inbound(chain, () -> delegate.checkClientTrusted(chain, authType, socket));
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType)
       throws CertificateException {
-    check(Direction.INBOUND, chain, null, -1, () -> delegate.checkClientTrusted(chain, authType));
+    inbound(chain, () -> delegate.checkClientTrusted(chain, authType));
   }
 
   // ---------------------------------------------------------------- outbound (we are the client)
@@ -79,29 +69,19 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
       throws CertificateException {
     String host = engine == null ? null : engine.getPeerHost();
     int port = engine == null ? -1 : engine.getPeerPort();
-    check(
-        Direction.OUTBOUND,
-        chain,
-        host,
-        port,
-        () -> delegate.checkServerTrusted(chain, authType, engine));
+    outbound(chain, host, port, () -> delegate.checkServerTrusted(chain, authType, engine));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket)
       throws CertificateException {
-    check(
-        Direction.OUTBOUND,
-        chain,
-        null,
-        -1,
-        () -> delegate.checkServerTrusted(chain, authType, socket));
+    outbound(chain, null, -1, () -> delegate.checkServerTrusted(chain, authType, socket));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType)
       throws CertificateException {
-    check(Direction.OUTBOUND, chain, null, -1, () -> delegate.checkServerTrusted(chain, authType));
+    outbound(chain, null, -1, () -> delegate.checkServerTrusted(chain, authType));
   }
 
   @Override
@@ -115,6 +95,15 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
   @FunctionalInterface
   private interface ChainCheck {
     void run() throws CertificateException;
+  }
+
+  private void inbound(X509Certificate[] chain, ChainCheck chainCheck) throws CertificateException {
+    check(Direction.INBOUND, chain, null, -1, chainCheck);
+  }
+
+  private void outbound(X509Certificate[] chain, String host, int port, ChainCheck chainCheck)
+      throws CertificateException {
+    check(Direction.OUTBOUND, chain, host, port, chainCheck);
   }
 
   /**
