@@ -245,37 +245,11 @@ class TrustBoundaryTest {
     byte[] forged = new byte[BLOCK];
     Arrays.fill(forged, (byte) 0x66);
     ManagedChannel toReplica = asNode(forger, replica);
-    ReplicateAck ack =
-        replicateOnce(
-            toReplica,
-            ReplicateRequest.newBuilder()
-                .setBatchId(1)
-                .setVolume("vm1")
-                .setEpoch(vm1.getEpoch())
-                .setOwnerId(owner)
-                .addBlocks(
-                    BlockImage.newBuilder()
-                        .setBlock(0)
-                        .setSeq(Long.MAX_VALUE / 2)
-                        .setData(ByteString.copyFrom(forged)))
-                .build());
+    ReplicateAck ack = replicateOnce(toReplica, forgedCopy(1, vm1, owner, forged));
     assertThat(Status.fromCodeValue(ack.getCode()).getCode())
         .as("a copy claiming the owner from another node's certificate: %s", ack.getMessage())
         .isEqualTo(Status.Code.PERMISSION_DENIED);
-    ReplicateAck asItself =
-        replicateOnce(
-            toReplica,
-            ReplicateRequest.newBuilder()
-                .setBatchId(2)
-                .setVolume("vm1")
-                .setEpoch(vm1.getEpoch())
-                .setOwnerId(forger)
-                .addBlocks(
-                    BlockImage.newBuilder()
-                        .setBlock(0)
-                        .setSeq(Long.MAX_VALUE / 2)
-                        .setData(ByteString.copyFrom(forged)))
-                .build());
+    ReplicateAck asItself = replicateOnce(toReplica, forgedCopy(2, vm1, forger, forged));
     assertThat(asItself.getCode())
         .as("a copy from a node the map does not name owner: %s", asItself.getMessage())
         .isNotZero();
@@ -299,6 +273,25 @@ class TrustBoundaryTest {
     assertThat(lines).anyMatch(l -> l.startsWith("refused client 'reader' Write 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' Replicate 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("client 'admin' MoveVolume 'vm1': OK"));
+  }
+
+  /**
+   * A copy of block 0 of {@code volume} claiming {@code ownerId} at the volume's epoch, with a
+   * sequence above everything the owner has written.
+   */
+  private static ReplicateRequest forgedCopy(
+      long batchId, Volume volume, String ownerId, byte[] data) {
+    return ReplicateRequest.newBuilder()
+        .setBatchId(batchId)
+        .setVolume(volume.getName())
+        .setEpoch(volume.getEpoch())
+        .setOwnerId(ownerId)
+        .addBlocks(
+            BlockImage.newBuilder()
+                .setBlock(0)
+                .setSeq(Long.MAX_VALUE / 2)
+                .setData(ByteString.copyFrom(data)))
+        .build();
   }
 
   /** Sends one replication request on a stream of its own and returns its ack. */
