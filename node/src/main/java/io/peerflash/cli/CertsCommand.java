@@ -78,10 +78,6 @@ final class CertsCommand implements Callable<Integer> {
     }
   }
 
-  static PrintStream out(CommandSpec spec) {
-    return ((PeerFlashCli) spec.root().userObject()).out();
-  }
-
   /** Creates the CA, or leaves an existing one alone (it would invalidate every certificate). */
   static CertificateIssuer ensureCa(Path caDir, String clusterName, Validity validity)
       throws IOException, GeneralSecurityException {
@@ -96,10 +92,7 @@ final class CertsCommand implements Callable<Integer> {
   /** Issues a node's identity directory DIR/<id> (a rotation when it exists). */
   static Path issueNode(CertificateIssuer ca, Path dir, String id, List<String> hosts, Validity v)
       throws IOException, GeneralSecurityException {
-    IssuedCertificate node = ca.issueNode(id, hosts, v);
-    Path to = dir.resolve(id);
-    ca.writeIdentityDirectory(to, node);
-    return to;
+    return writeIdentity(ca, dir, id, ca.issueNode(id, hosts, v));
   }
 
   /** Issues a client's identity directory DIR/<name> (a rotation when it exists). */
@@ -113,17 +106,59 @@ final class CertsCommand implements Callable<Integer> {
       boolean dataReadOnly,
       Validity v)
       throws IOException, GeneralSecurityException {
-    IssuedCertificate client = ca.issueClient(name, role, volumes, prefixes, dataReadOnly, v);
+    return writeIdentity(
+        ca, dir, name, ca.issueClient(name, role, volumes, prefixes, dataReadOnly, v));
+  }
+
+  /** Writes {@code issued} as the identity directory DIR/<name>, replacing one that exists. */
+  private static Path writeIdentity(
+      CertificateIssuer ca, Path dir, String name, IssuedCertificate issued)
+      throws IOException, GeneralSecurityException {
     Path to = dir.resolve(name);
-    ca.writeIdentityDirectory(to, client);
+    ca.writeIdentityDirectory(to, issued);
     return to;
   }
 
-  @Command(name = "init", description = "Create the certificate authority in DIR/ca.")
-  static final class Init implements Callable<Integer> {
+  /** What every subcommand has: the common options and the command line it reports to. */
+  abstract static class Subcommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin Common common;
     @Spec CommandSpec spec;
 
+    PrintStream out() {
+      return ((PeerFlashCli) spec.root().userObject()).out();
+    }
+
+    ParameterException usageError(String message) {
+      return new ParameterException(spec.commandLine(), message);
+    }
+
+    /** How a subcommand issues an identity from the CA. */
+    @FunctionalInterface
+    interface Issuing {
+      Path issue(CertificateIssuer ca, Validity validity)
+          throws IOException, GeneralSecurityException;
+    }
+
+    /**
+     * Issues an identity directory from the CA in DIR/ca and says so ("issued {@code what} in
+     * DIR/...").
+     */
+    int issue(String what, Issuing issuing) throws IOException, GeneralSecurityException {
+      CertificateIssuer ca = CertificateIssuer.loadCa(common.caDir());
+      Path to;
+      try {
+        to = issuing.issue(ca, common.validity(CertificateIssuer.DEFAULT_VALIDITY_DAYS));
+      } catch (IllegalArgumentException e) {
+        // A name, host, scope or validity the CA refuses is a mistake on the command line.
+        throw usageError(e.getMessage());
+      }
+      out().println("issued " + what + " in " + to);
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(name = "init", description = "Create the certificate authority in DIR/ca.")
+  static final class Init extends Subcommand {
     @Option(
         names = "--cluster-name",
         paramLabel = "NAME",
@@ -133,8 +168,7 @@ final class CertsCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
       if (Files.exists(common.caDir().resolve(TlsDirectory.CA_KEY_FILE))) {
-        throw new ParameterException(
-            spec.commandLine(),
+        throw usageError(
             common.caDir() + " already holds a CA; a new one would invalidate every certificate");
       }
       CertificateIssuer ca =
@@ -142,7 +176,7 @@ final class CertsCommand implements Callable<Integer> {
               common.caDir(),
               clusterName,
               common.validity(CertificateIssuer.DEFAULT_CA_VALIDITY_DAYS));
-      out(spec)
+      out()
           .println(
               "created the CA in "
                   + common.caDir()
@@ -158,10 +192,7 @@ final class CertsCommand implements Callable<Integer> {
       description =
           "Issue a node's identity directory DIR/<id> (over an existing one: a rotation, picked up"
               + " without a restart).")
-  static final class Node implements Callable<Integer> {
-    @picocli.CommandLine.Mixin Common common;
-    @Spec CommandSpec spec;
-
+  static final class Node extends Subcommand {
     @Option(names = "--id", required = true, paramLabel = "ID", description = "The node's id.")
     String id;
 
@@ -175,12 +206,7 @@ final class CertsCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-      CertificateIssuer ca = CertificateIssuer.loadCa(common.caDir());
-      Path to =
-          issueNode(
-              ca, common.dir, id, hosts, common.validity(CertificateIssuer.DEFAULT_VALIDITY_DAYS));
-      out(spec).println("issued node " + id + " in " + to);
-      return PeerFlashCli.EXIT_OK;
+      return issue("node " + id, (ca, v) -> issueNode(ca, common.dir, id, hosts, v));
     }
   }
 
@@ -189,10 +215,7 @@ final class CertsCommand implements Callable<Integer> {
       description =
           "Issue a client's identity directory DIR/<name> with a role: admin (everything),"
               + " io (data and status of its volumes), read-only (status only).")
-  static final class Client implements Callable<Integer> {
-    @picocli.CommandLine.Mixin Common common;
-    @Spec CommandSpec spec;
-
+  static final class Client extends Subcommand {
     @Option(names = "--name", required = true, paramLabel = "NAME", description = "Who it is.")
     String name;
 
@@ -226,26 +249,11 @@ final class CertsCommand implements Callable<Integer> {
       try {
         r = Identity.Role.ofClientRole(role);
       } catch (IllegalArgumentException e) {
-        throw new ParameterException(spec.commandLine(), "--role: " + e.getMessage());
+        throw usageError("--role: " + e.getMessage());
       }
-      CertificateIssuer ca = CertificateIssuer.loadCa(common.caDir());
-      Path to;
-      try {
-        to =
-            issueClient(
-                ca,
-                common.dir,
-                name,
-                r,
-                volumes,
-                prefixes,
-                dataReadOnly,
-                common.validity(CertificateIssuer.DEFAULT_VALIDITY_DAYS));
-      } catch (IllegalArgumentException e) {
-        throw new ParameterException(spec.commandLine(), e.getMessage());
-      }
-      out(spec).println("issued client " + name + " (" + role + ") in " + to);
-      return PeerFlashCli.EXIT_OK;
+      return issue(
+          "client " + name + " (" + role + ")",
+          (ca, v) -> issueClient(ca, common.dir, name, r, volumes, prefixes, dataReadOnly, v));
     }
   }
 
@@ -254,10 +262,7 @@ final class CertsCommand implements Callable<Integer> {
       description =
           "Add a certificate's serial to the deny list (revoked-serials.txt) of every node"
               + " directory under DIR; nodes refuse it from their next check (within a second).")
-  static final class Revoke implements Callable<Integer> {
-    @picocli.CommandLine.Mixin Common common;
-    @Spec CommandSpec spec;
-
+  static final class Revoke extends Subcommand {
     @Option(
         names = "--serial",
         required = true,
@@ -271,7 +276,7 @@ final class CertsCommand implements Callable<Integer> {
       try {
         s = new BigInteger(serial.replace(":", ""), 16);
       } catch (NumberFormatException e) {
-        throw new ParameterException(spec.commandLine(), "--serial is not hexadecimal: " + serial);
+        throw usageError("--serial is not hexadecimal: " + serial);
       }
       int nodes = 0;
       for (Path d : identityDirectories(common.dir)) {
@@ -284,16 +289,13 @@ final class CertsCommand implements Callable<Integer> {
         CertificateIssuer.writeRevokedSerials(d, revoked);
         nodes++;
       }
-      out(spec).println("revoked serial " + s.toString(16) + " in " + nodes + " node directories");
+      out().println("revoked serial " + s.toString(16) + " in " + nodes + " node directories");
       return PeerFlashCli.EXIT_OK;
     }
   }
 
   @Command(name = "list", description = "The identities under DIR, with serials and expiry.")
-  static final class ListCerts implements Callable<Integer> {
-    @picocli.CommandLine.Mixin Common common;
-    @Spec CommandSpec spec;
-
+  static final class ListCerts extends Subcommand {
     @Override
     public Integer call() throws Exception {
       Table t = new Table("NAME", "KIND", "ROLE", "SERIAL", "EXPIRES", "DIR");
@@ -310,7 +312,7 @@ final class CertsCommand implements Callable<Integer> {
                 + dir.expiryWarning().map(w -> " (soon)").orElse(""),
             d.toString());
       }
-      t.print(out(spec));
+      t.print(out());
       return PeerFlashCli.EXIT_OK;
     }
   }

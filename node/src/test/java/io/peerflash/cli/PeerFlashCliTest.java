@@ -9,6 +9,7 @@ import io.peerflash.client.FakeVolumeService;
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.PeerFlashNode;
 import io.peerflash.security.Identity;
+import io.peerflash.security.TlsDirectory;
 import io.peerflash.testing.TestCertificates;
 import io.peerflash.testing.TestPorts;
 import io.peerflash.util.Sizes;
@@ -207,6 +208,78 @@ class PeerFlashCliTest {
     assertThat(run("trim", "v", "--offset", "100", "--length", "512")).isEqualTo(2);
     assertThat(err()).contains("--offset must be a multiple of 512");
     assertThat(run("status", "--target", "no-port:")).isEqualTo(2);
+  }
+
+  @Test
+  void certsIssueRevokeAndListIdentityDirectories() throws Exception {
+    String dir = tmp.resolve("certs").toString();
+    assertThat(run("certs", "init", "--dir", dir, "--cluster-name", "test")).isZero();
+    assertThat(out())
+        .startsWith("created the CA in " + tmp.resolve("certs/ca") + " (valid until ")
+        .endsWith("); keep ca-key.pem there, off the nodes" + System.lineSeparator());
+    assertThat(run("certs", "init", "--dir", dir)).isEqualTo(2);
+    assertThat(err()).contains("already holds a CA; a new one would invalidate every certificate");
+
+    assertThat(run("certs", "node", "--dir", dir, "--id", "n1", "--host", "node1.example"))
+        .isZero();
+    assertThat(out())
+        .isEqualTo("issued node n1 in " + tmp.resolve("certs/n1") + System.lineSeparator());
+    assertThat(
+            run(
+                "certs",
+                "client",
+                "--dir",
+                dir,
+                "--name",
+                "alice",
+                "--role",
+                "io",
+                "--volume",
+                "v1",
+                "--data-read-only"))
+        .isZero();
+    assertThat(out())
+        .isEqualTo(
+            "issued client alice (io) in " + tmp.resolve("certs/alice") + System.lineSeparator());
+    Identity alice = TlsDirectory.open(tmp.resolve("certs/alice")).identity();
+    assertThat(alice.role()).isEqualTo(Identity.Role.IO);
+
+    assertThat(run("certs", "revoke", "--dir", dir, "--serial", alice.serialHex())).isZero();
+    assertThat(out())
+        .startsWith("revoked serial ")
+        .endsWith(" in 1 node directories" + System.lineSeparator());
+    assertThat(TlsDirectory.open(tmp.resolve("certs/n1")).revokedSerials()).hasSize(1);
+    assertThat(run("certs", "revoke", "--dir", dir, "--serial", "zz")).isEqualTo(2);
+    assertThat(err()).contains("--serial is not hexadecimal: zz");
+
+    assertThat(run("certs", "list", "--dir", dir)).isZero();
+    assertThat(out()).contains("alice", "client", alice.serialHex(), "n1", "node");
+  }
+
+  @Test
+  void certificateValuesTheCaRefusesAreUsageErrorsForNodesAsForClients() {
+    String dir = tmp.resolve("certs").toString();
+    assertThat(run("certs", "init", "--dir", dir)).isZero();
+    assertThat(run("certs", "client", "--dir", dir, "--name", "a", "--role", "root")).isEqualTo(2);
+    assertThat(err()).contains("error: --role: ");
+    assertThat(
+            run("certs", "client", "--dir", dir, "--name", "a", "--role", "admin", "--volume", "v"))
+        .isEqualTo(2);
+    assertThat(err())
+        .contains("error: volume scope and data read-only are for role io only, not admin");
+    assertThat(
+            run("certs", "client", "--dir", dir, "--name", "a", "--role", "admin", "--days", "0"))
+        .isEqualTo(2);
+    assertThat(err()).contains("error: validity must be at least 1 day, got 0");
+
+    assertThat(run("certs", "node", "--dir", dir, "--id", "n1", "--host", "not a host"))
+        .isEqualTo(2);
+    assertThat(err())
+        .contains("error: host 'not a host' is neither an IP address nor a DNS name")
+        .contains("Try 'peerflash certs node --help' for usage.");
+    assertThat(run("certs", "node", "--dir", dir, "--id", "n1", "--days", "0")).isEqualTo(2);
+    assertThat(err()).contains("error: validity must be at least 1 day, got 0");
+    assertThat(tmp.resolve("certs/n1")).doesNotExist();
   }
 
   @Test

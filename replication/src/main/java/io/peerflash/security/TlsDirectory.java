@@ -115,7 +115,7 @@ public final class TlsDirectory {
   private final ReentrantLock reloadLock = new ReentrantLock();
   private final Map<Long, Material> retained = new ConcurrentHashMap<>();
   private final X509ExtendedKeyManager keyManager = new ReloadingKeyManager();
-  private final X509ExtendedTrustManager clientVerifier = new ClientVerifier();
+  private final X509ExtendedTrustManager clientVerifier = new Verifier(Sides.CLIENTS, null);
   private volatile Material current;
   private volatile long lastCheckNanos;
   private volatile Map<String, FileStamp> failedStamps;
@@ -263,7 +263,7 @@ public final class TlsDirectory {
    * host name or IP address the client dialled (as a DNS or IP SAN).
    */
   public X509ExtendedTrustManager serverVerifier() {
-    return new ServerVerifier(null);
+    return new Verifier(Sides.SERVERS, null);
   }
 
   /**
@@ -271,7 +271,7 @@ public final class TlsDirectory {
    * {@code expectedNodeId} (its node URI), whatever address it was dialled by.
    */
   public X509ExtendedTrustManager serverVerifier(String expectedNodeId) {
-    return new ServerVerifier(Objects.requireNonNull(expectedNodeId, "expectedNodeId"));
+    return new Verifier(Sides.SERVERS, Objects.requireNonNull(expectedNodeId, "expectedNodeId"));
   }
 
   /**
@@ -279,7 +279,7 @@ public final class TlsDirectory {
    * connecting in are checked as clients, peers dialled as servers (naming the host dialled).
    */
   public X509ExtendedTrustManager peerVerifier() {
-    return new PeerTrustManager(clientVerifier(), serverVerifier());
+    return new Verifier(Sides.BOTH, null);
   }
 
   /**
@@ -883,69 +883,63 @@ public final class TlsDirectory {
 
   // ---- trust managers ----
 
-  private final class ClientVerifier extends X509ExtendedTrustManager {
+  /** Which sides of a handshake a {@link Verifier} verifies. */
+  private enum Sides {
+    /** The server's trust manager: clients only. */
+    CLIENTS,
+    /** A client's trust manager: servers only. */
+    SERVERS,
+    /** Connections that run both ways between nodes: clients and servers. */
+    BOTH;
+
+    boolean clients() {
+      return this != SERVERS;
+    }
+
+    boolean servers() {
+      return this != CLIENTS;
+    }
+  }
+
+  /**
+   * The trust managers of this directory: each overload of the JSSE interface comes down to {@link
+   * #verifyClient} or {@link #verifyServer} (with the host dialled, where the handshake knows it),
+   * or to a refusal when this manager does not verify that side.
+   */
+  private final class Verifier extends X509ExtendedTrustManager {
+    private final Sides sides;
+    private final String expectedNodeId;
+
+    /**
+     * @param expectedNodeId the node a server must be, or null for one carrying the host dialled
+     */
+    Verifier(Sides sides, String expectedNodeId) {
+      this.sides = sides;
+      this.expectedNodeId = expectedNodeId;
+    }
+
     @Override
     public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
         throws CertificateException {
-      check(chain);
+      checkClient(chain);
     }
 
     @Override
     public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
         throws CertificateException {
-      check(chain);
+      checkClient(chain);
     }
 
     @Override
     public void checkClientTrusted(X509Certificate[] chain, String authType)
         throws CertificateException {
-      check(chain);
-    }
-
-    private void check(X509Certificate[] chain) throws CertificateException {
-      try {
-        verifyClient(chain);
-      } catch (CertificateException e) {
-        refused("TLS client", e);
-        throw e;
-      }
+      checkClient(chain);
     }
 
     @Override
     public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
         throws CertificateException {
-      throw new CertificateException("this trust manager verifies clients, not servers");
-    }
-
-    @Override
-    public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket)
-        throws CertificateException {
-      throw new CertificateException("this trust manager verifies clients, not servers");
-    }
-
-    @Override
-    public void checkServerTrusted(X509Certificate[] chain, String authType)
-        throws CertificateException {
-      throw new CertificateException("this trust manager verifies clients, not servers");
-    }
-
-    @Override
-    public X509Certificate[] getAcceptedIssuers() {
-      return current.caCertificates.toArray(new X509Certificate[0]);
-    }
-  }
-
-  private final class ServerVerifier extends X509ExtendedTrustManager {
-    private final String expectedNodeId;
-
-    ServerVerifier(String expectedNodeId) {
-      this.expectedNodeId = expectedNodeId;
-    }
-
-    @Override
-    public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
-        throws CertificateException {
-      check(chain, engine == null ? null : engine.getPeerHost());
+      checkServer(chain, engine == null ? null : engine.getPeerHost());
     }
 
     @Override
@@ -956,45 +950,43 @@ public final class TlsDirectory {
         SSLSession handshake = s.getHandshakeSession();
         host = handshake == null ? null : handshake.getPeerHost();
       }
-      check(chain, host);
+      checkServer(chain, host);
     }
 
     @Override
     public void checkServerTrusted(X509Certificate[] chain, String authType)
         throws CertificateException {
-      check(chain, null);
+      checkServer(chain, null);
     }
 
-    private void check(X509Certificate[] chain, String dialledHost) throws CertificateException {
+    @Override
+    public X509Certificate[] getAcceptedIssuers() {
+      return current.caCertificates.toArray(new X509Certificate[0]);
+    }
+
+    private void checkClient(X509Certificate[] chain) throws CertificateException {
+      if (!sides.clients()) {
+        throw new CertificateException("this trust manager verifies servers, not clients");
+      }
+      try {
+        verifyClient(chain);
+      } catch (CertificateException e) {
+        refused("TLS client", e);
+        throw e;
+      }
+    }
+
+    private void checkServer(X509Certificate[] chain, String dialledHost)
+        throws CertificateException {
+      if (!sides.servers()) {
+        throw new CertificateException("this trust manager verifies clients, not servers");
+      }
       try {
         verifyServer(chain, dialledHost, expectedNodeId);
       } catch (CertificateException e) {
         refused("TLS server" + (dialledHost == null ? "" : " " + dialledHost), e);
         throw e;
       }
-    }
-
-    @Override
-    public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
-        throws CertificateException {
-      throw new CertificateException("this trust manager verifies servers, not clients");
-    }
-
-    @Override
-    public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
-        throws CertificateException {
-      throw new CertificateException("this trust manager verifies servers, not clients");
-    }
-
-    @Override
-    public void checkClientTrusted(X509Certificate[] chain, String authType)
-        throws CertificateException {
-      throw new CertificateException("this trust manager verifies servers, not clients");
-    }
-
-    @Override
-    public X509Certificate[] getAcceptedIssuers() {
-      return current.caCertificates.toArray(new X509Certificate[0]);
     }
   }
 }

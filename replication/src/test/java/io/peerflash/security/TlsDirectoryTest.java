@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.peerflash.security.CertificateIssuer.IssuedCertificate;
 import io.peerflash.security.CertificateIssuer.Validity;
 import java.math.BigInteger;
+import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
@@ -19,6 +20,7 @@ import java.util.Set;
 import java.util.concurrent.LinkedBlockingQueue;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.X509ExtendedKeyManager;
+import javax.net.ssl.X509ExtendedTrustManager;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -210,6 +212,54 @@ class TlsDirectoryTest {
                         new X509Certificate[] {expired.certificate()}, "UNKNOWN", (SSLEngine) null))
         .isInstanceOf(CertificateExpiredException.class);
     assertThat(refusals.poll()).contains("of client 'old' expired at");
+  }
+
+  @Test
+  void eachTrustManagerChecksOnlyItsSidesWhicheverOverloadTheHandshakeCalls() throws Exception {
+    X509Certificate[] chain = {n1.certificate(), ca.caCertificate()};
+    X509ExtendedTrustManager clients = node.clientVerifier();
+    X509ExtendedTrustManager servers = node.serverVerifier();
+    X509ExtendedTrustManager serverN1 = node.serverVerifier("n1");
+    X509ExtendedTrustManager peers = node.peerVerifier();
+
+    for (X509ExtendedTrustManager tm : List.of(clients, peers)) {
+      tm.checkClientTrusted(chain, "UNKNOWN");
+      tm.checkClientTrusted(chain, "UNKNOWN", (Socket) null);
+      tm.checkClientTrusted(chain, "UNKNOWN", (SSLEngine) null);
+    }
+    for (X509ExtendedTrustManager tm : List.of(servers, serverN1)) {
+      assertThatThrownBy(() -> tm.checkClientTrusted(chain, "UNKNOWN"))
+          .hasMessage("this trust manager verifies servers, not clients");
+      assertThatThrownBy(() -> tm.checkClientTrusted(chain, "UNKNOWN", (Socket) null))
+          .hasMessage("this trust manager verifies servers, not clients");
+      assertThatThrownBy(() -> tm.checkClientTrusted(chain, "UNKNOWN", (SSLEngine) null))
+          .hasMessage("this trust manager verifies servers, not clients");
+    }
+
+    assertThatThrownBy(() -> clients.checkServerTrusted(chain, "UNKNOWN"))
+        .hasMessage("this trust manager verifies clients, not servers");
+    assertThatThrownBy(() -> clients.checkServerTrusted(chain, "UNKNOWN", (Socket) null))
+        .hasMessage("this trust manager verifies clients, not servers");
+    assertThatThrownBy(() -> clients.checkServerTrusted(chain, "UNKNOWN", (SSLEngine) null))
+        .hasMessage("this trust manager verifies clients, not servers");
+    // Without a handshake there is no host dialled: only a server of a named node can be matched.
+    for (X509ExtendedTrustManager tm : List.of(servers, peers)) {
+      assertThatThrownBy(() -> tm.checkServerTrusted(chain, "UNKNOWN"))
+          .hasMessageContaining("the TLS engine does not know it");
+      assertThatThrownBy(() -> tm.checkServerTrusted(chain, "UNKNOWN", (Socket) null))
+          .hasMessageContaining("the TLS engine does not know it");
+      assertThatThrownBy(() -> tm.checkServerTrusted(chain, "UNKNOWN", (SSLEngine) null))
+          .hasMessageContaining("the TLS engine does not know it");
+    }
+    serverN1.checkServerTrusted(chain, "UNKNOWN");
+    serverN1.checkServerTrusted(chain, "UNKNOWN", (Socket) null);
+    serverN1.checkServerTrusted(chain, "UNKNOWN", (SSLEngine) null);
+    assertThatThrownBy(() -> node.serverVerifier("n2").checkServerTrusted(chain, "UNKNOWN"))
+        .hasMessageContaining("not to the node dialled, 'n2'");
+
+    for (X509ExtendedTrustManager tm : List.of(clients, servers, serverN1, peers)) {
+      assertThat(tm.getAcceptedIssuers()).containsExactly(ca.caCertificate());
+    }
   }
 
   @Test

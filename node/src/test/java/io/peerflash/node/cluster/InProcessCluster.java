@@ -18,8 +18,8 @@ import org.apache.ratis.util.ExitUtils;
 /**
  * N real nodes in one JVM (real Raft, real gRPC over loopback, real RocksDB and files), each with
  * its fault points, that tests stop, crash and restart. Short leases so failures resolve quickly.
- * Mutual TLS on every port (client, peers, Raft) with the JVM's {@link TestCertificates}; clients
- * connect as its admin.
+ * Mutual TLS on every port (client, peers, Raft) with the JVM's {@link TestCertificates} (or a
+ * test's own); clients connect as its admin.
  */
 final class InProcessCluster implements AutoCloseable {
   static {
@@ -31,10 +31,17 @@ final class InProcessCluster implements AutoCloseable {
   final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
   final Map<String, NodeConfig> configs = new LinkedHashMap<>();
   final Map<String, String> clientAddress = new LinkedHashMap<>();
-  final TestCertificates certs = TestCertificates.shared();
+  final TestCertificates certs;
 
   InProcessCluster(Path dir, int n, Map<String, String> extra) throws Exception {
+    this(dir, n, extra, TestCertificates.shared());
+  }
+
+  /** A cluster whose nodes take their identities from {@code certs} (a CA of the test's own). */
+  InProcessCluster(Path dir, int n, Map<String, String> extra, TestCertificates certs)
+      throws Exception {
     this.dir = dir;
+    this.certs = certs;
     Map<String, String> raft = new LinkedHashMap<>();
     for (int i = 1; i <= n; i++) {
       raft.put("n" + i, "127.0.0.1:" + freePort());

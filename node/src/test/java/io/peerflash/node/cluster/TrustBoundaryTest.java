@@ -1,6 +1,5 @@
 package io.peerflash.node.cluster;
 
-import static io.peerflash.node.cluster.InProcessCluster.await;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ch.qos.logback.classic.Logger;
@@ -16,8 +15,6 @@ import io.grpc.stub.StreamObserver;
 import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
-import io.peerflash.node.NodeConfig;
-import io.peerflash.node.PeerFlashNode;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterServiceGrpc;
@@ -33,17 +30,13 @@ import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
-import io.peerflash.security.CertificateIssuer;
-import io.peerflash.security.CertificateIssuer.Validity;
 import io.peerflash.security.Identity.Role;
 import io.peerflash.security.TlsDirectory;
-import io.peerflash.testing.TestPorts;
+import io.peerflash.testing.TestCertificates;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -68,9 +61,9 @@ class TrustBoundaryTest {
   private static final int BLOCK = 4096;
 
   @TempDir Path dir;
-  private final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
-  private final Map<String, String> addresses = new LinkedHashMap<>();
-  private Path certs;
+  private InProcessCluster cluster;
+  private TestCertificates certs;
+  private Path foreignAdmin;
   private ListAppender<ILoggingEvent> audit;
 
   @BeforeEach
@@ -78,78 +71,42 @@ class TrustBoundaryTest {
     audit = new ListAppender<>();
     audit.start();
     ((Logger) LoggerFactory.getLogger("peerflash.audit")).addAppender(audit);
-    certs = dir.resolve("certs");
-    CertificateIssuer ca = CertificateIssuer.createCa(null, Validity.days(30));
-    ca.writeCaDirectory(certs.resolve("ca"));
-    Validity v = Validity.days(30);
-    Map<String, String> raft = new LinkedHashMap<>();
-    for (String id : List.of("n1", "n2", "n3")) {
-      ca.writeIdentityDirectory(certs.resolve(id), ca.issueNode(id, List.of(), v));
-      raft.put(id, "127.0.0.1:" + TestPorts.free());
-      addresses.put(id, "127.0.0.1:" + TestPorts.free());
-    }
-    ca.writeIdentityDirectory(
-        certs.resolve("admin"),
-        ca.issueClient("admin", Role.ADMIN, List.of(), List.of(), false, v));
-    ca.writeIdentityDirectory(
-        certs.resolve("other-io"),
-        ca.issueClient("other-io", Role.IO, List.of("other"), List.of(), false, v));
-    ca.writeIdentityDirectory(
-        certs.resolve("reader"),
-        ca.issueClient("reader", Role.READ_ONLY, List.of(), List.of(), false, v));
-    ca.writeIdentityDirectory(
-        certs.resolve("viewer-io"),
-        ca.issueClient("viewer-io", Role.IO, List.of("vm1"), List.of(), true, v));
-    CertificateIssuer foreign = CertificateIssuer.createCa("elsewhere", v);
-    foreign.writeIdentityDirectory(
-        dir.resolve("foreign-admin"),
-        foreign.issueClient("admin", Role.ADMIN, List.of(), List.of(), false, v));
-
-    String peers =
-        String.join(
-            ",", raft.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList());
-    for (String id : raft.keySet()) {
-      Map<String, String> c = new HashMap<>();
-      c.put("id", id);
-      c.put("listen", addresses.get(id));
-      c.put("raft", raft.get(id));
-      c.put("peers", peers);
-      c.put("fault-domain", "rack-" + id);
-      c.put("data-dir", dir.resolve(id).toString());
-      c.put("shared-dir", dir.resolve("shared").toString());
-      c.put("cache-size", "16MiB");
-      c.put("lease-timeout-ms", "1500");
-      c.put("clock-skew-margin-ms", "300");
-      c.put("certs", certs.resolve(id).toString());
-      nodes.put(id, PeerFlashNode.start(NodeConfig.fromMap(c)));
-    }
-    await(() -> nodes.values().stream().allMatch(n -> n.cluster().ready()), 60, "cluster ready");
+    certs = TestCertificates.in(dir.resolve("certs"));
+    certs.admin();
+    certs.client("other-io", Role.IO, List.of("other"), List.of(), false);
+    certs.client("reader", Role.READ_ONLY);
+    certs.client("viewer-io", Role.IO, List.of("vm1"), List.of(), true);
+    foreignAdmin = TestCertificates.in(dir.resolve("foreign")).admin();
+    cluster = new InProcessCluster(dir, 3, Map.of(), certs);
   }
 
   @AfterEach
   void stop() {
-    for (PeerFlashNode n : nodes.values()) {
-      n.close();
+    if (cluster != null) {
+      cluster.close();
     }
     ((Logger) LoggerFactory.getLogger("peerflash.audit")).detachAppender(audit);
   }
 
   private PeerFlashClient client(String identity, String node) throws Exception {
     return PeerFlashClient.builder()
-        .target(node == null ? String.join(",", addresses.values()) : addresses.get(node))
-        .security(ClientSecurity.certs(certs.resolve(identity)))
+        .target(
+            node == null
+                ? String.join(",", cluster.clientAddress.values())
+                : cluster.clientAddress.get(node))
+        .security(ClientSecurity.certs(certs.dir().resolve(identity)))
         .deadline(Duration.ofSeconds(20))
         .build();
   }
 
   private ManagedChannel channel(Path identity, String node) throws Exception {
-    return ClientSecurity.certs(identity).open(addresses.get(node));
+    return ClientSecurity.certs(identity).open(cluster.clientAddress.get(node));
   }
 
   /** A node's own client pair, used by the test as a client would use a stolen-free identity. */
   private ManagedChannel asNode(String identityNode, String node) throws Exception {
-    TlsDirectory d = TlsDirectory.open(certs.resolve(identityNode));
-    return NettyChannelBuilder.forTarget(addresses.get(node))
+    TlsDirectory d = TlsDirectory.open(certs.dir().resolve(identityNode));
+    return NettyChannelBuilder.forTarget(cluster.clientAddress.get(node))
         .sslContext(io.peerflash.security.GrpcTls.clientContext(d))
         .build();
   }
@@ -189,21 +146,21 @@ class TrustBoundaryTest {
 
     // No certificate: plaintext, and TLS without a client certificate.
     ManagedChannel plain =
-        NettyChannelBuilder.forTarget(addresses.get("n1")).usePlaintext().build();
+        NettyChannelBuilder.forTarget(cluster.clientAddress.get("n1")).usePlaintext().build();
     assertThat(codeOf(() -> volumes(plain).write(overwrite))).isNotEqualTo(Status.Code.OK);
     plain.shutdownNow();
     ManagedChannel noClientCert =
-        NettyChannelBuilder.forTarget(addresses.get("n1"))
+        NettyChannelBuilder.forTarget(cluster.clientAddress.get("n1"))
             .sslContext(
                 GrpcSslContexts.forClient()
-                    .trustManager(TlsDirectory.open(certs.resolve("admin")).serverVerifier())
+                    .trustManager(TlsDirectory.open(certs.dir().resolve("admin")).serverVerifier())
                     .build())
             .build();
     assertThat(codeOf(() -> volumes(noClientCert).write(overwrite))).isNotEqualTo(Status.Code.OK);
     noClientCert.shutdownNow();
 
     // A certificate of another CA, even with the admin role.
-    ManagedChannel foreign = channel(dir.resolve("foreign-admin"), "n1");
+    ManagedChannel foreign = channel(foreignAdmin, "n1");
     assertThat(codeOf(() -> volumes(foreign).write(overwrite))).isNotEqualTo(Status.Code.OK);
     assertThat(
             codeOf(
@@ -245,7 +202,7 @@ class TrustBoundaryTest {
     node2.shutdownNow();
 
     // An io certificate for another volume; a read-only one; an io one read-only for data.
-    ManagedChannel otherIo = channel(certs.resolve("other-io"), "n1");
+    ManagedChannel otherIo = channel(certs.dir().resolve("other-io"), "n1");
     assertThat(codeOf(() -> volumes(otherIo).write(overwrite)))
         .isEqualTo(Status.Code.PERMISSION_DENIED);
     assertThat(
@@ -264,7 +221,7 @@ class TrustBoundaryTest {
         .as("an io client sees only its volumes")
         .isEmpty();
     otherIo.shutdownNow();
-    ManagedChannel reader = channel(certs.resolve("reader"), "n1");
+    ManagedChannel reader = channel(certs.dir().resolve("reader"), "n1");
     assertThat(codeOf(() -> volumes(reader).write(overwrite)))
         .isEqualTo(Status.Code.PERMISSION_DENIED);
     assertThat(
@@ -288,37 +245,11 @@ class TrustBoundaryTest {
     byte[] forged = new byte[BLOCK];
     Arrays.fill(forged, (byte) 0x66);
     ManagedChannel toReplica = asNode(forger, replica);
-    ReplicateAck ack =
-        replicateOnce(
-            toReplica,
-            ReplicateRequest.newBuilder()
-                .setBatchId(1)
-                .setVolume("vm1")
-                .setEpoch(vm1.getEpoch())
-                .setOwnerId(owner)
-                .addBlocks(
-                    BlockImage.newBuilder()
-                        .setBlock(0)
-                        .setSeq(Long.MAX_VALUE / 2)
-                        .setData(ByteString.copyFrom(forged)))
-                .build());
+    ReplicateAck ack = replicateOnce(toReplica, forgedCopy(1, vm1, owner, forged));
     assertThat(Status.fromCodeValue(ack.getCode()).getCode())
         .as("a copy claiming the owner from another node's certificate: %s", ack.getMessage())
         .isEqualTo(Status.Code.PERMISSION_DENIED);
-    ReplicateAck asItself =
-        replicateOnce(
-            toReplica,
-            ReplicateRequest.newBuilder()
-                .setBatchId(2)
-                .setVolume("vm1")
-                .setEpoch(vm1.getEpoch())
-                .setOwnerId(forger)
-                .addBlocks(
-                    BlockImage.newBuilder()
-                        .setBlock(0)
-                        .setSeq(Long.MAX_VALUE / 2)
-                        .setData(ByteString.copyFrom(forged)))
-                .build());
+    ReplicateAck asItself = replicateOnce(toReplica, forgedCopy(2, vm1, forger, forged));
     assertThat(asItself.getCode())
         .as("a copy from a node the map does not name owner: %s", asItself.getMessage())
         .isNotZero();
@@ -342,6 +273,25 @@ class TrustBoundaryTest {
     assertThat(lines).anyMatch(l -> l.startsWith("refused client 'reader' Write 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' Replicate 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("client 'admin' MoveVolume 'vm1': OK"));
+  }
+
+  /**
+   * A copy of block 0 of {@code volume} claiming {@code ownerId} at the volume's epoch, with a
+   * sequence above everything the owner has written.
+   */
+  private static ReplicateRequest forgedCopy(
+      long batchId, Volume volume, String ownerId, byte[] data) {
+    return ReplicateRequest.newBuilder()
+        .setBatchId(batchId)
+        .setVolume(volume.getName())
+        .setEpoch(volume.getEpoch())
+        .setOwnerId(ownerId)
+        .addBlocks(
+            BlockImage.newBuilder()
+                .setBlock(0)
+                .setSeq(Long.MAX_VALUE / 2)
+                .setData(ByteString.copyFrom(data)))
+        .build();
   }
 
   /** Sends one replication request on a stream of its own and returns its ack. */

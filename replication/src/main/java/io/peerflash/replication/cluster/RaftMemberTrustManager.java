@@ -47,34 +47,19 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine)
       throws CertificateException {
-    try {
-      delegate.checkClientTrusted(chain, authType, engine);
-    } catch (CertificateException e) {
-      throw refused(Direction.INBOUND, chain, "", e);
-    }
-    admit(Direction.INBOUND, chain, null, -1);
+    inbound(chain, () -> delegate.checkClientTrusted(chain, authType, engine));
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket)
       throws CertificateException {
-    try {
-      delegate.checkClientTrusted(chain, authType, socket);
-    } catch (CertificateException e) {
-      throw refused(Direction.INBOUND, chain, "", e);
-    }
-    admit(Direction.INBOUND, chain, null, -1);
+    inbound(chain, () -> delegate.checkClientTrusted(chain, authType, socket));
   }
 
   @Override
   public void checkClientTrusted(X509Certificate[] chain, String authType)
       throws CertificateException {
-    try {
-      delegate.checkClientTrusted(chain, authType);
-    } catch (CertificateException e) {
-      throw refused(Direction.INBOUND, chain, "", e);
-    }
-    admit(Direction.INBOUND, chain, null, -1);
+    inbound(chain, () -> delegate.checkClientTrusted(chain, authType));
   }
 
   // ---------------------------------------------------------------- outbound (we are the client)
@@ -84,34 +69,19 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
       throws CertificateException {
     String host = engine == null ? null : engine.getPeerHost();
     int port = engine == null ? -1 : engine.getPeerPort();
-    try {
-      delegate.checkServerTrusted(chain, authType, engine);
-    } catch (CertificateException e) {
-      throw refused(Direction.OUTBOUND, chain, address(host, port), e);
-    }
-    admit(Direction.OUTBOUND, chain, host, port);
+    outbound(chain, host, port, () -> delegate.checkServerTrusted(chain, authType, engine));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket)
       throws CertificateException {
-    try {
-      delegate.checkServerTrusted(chain, authType, socket);
-    } catch (CertificateException e) {
-      throw refused(Direction.OUTBOUND, chain, "", e);
-    }
-    admit(Direction.OUTBOUND, chain, null, -1);
+    outbound(chain, null, -1, () -> delegate.checkServerTrusted(chain, authType, socket));
   }
 
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType)
       throws CertificateException {
-    try {
-      delegate.checkServerTrusted(chain, authType);
-    } catch (CertificateException e) {
-      throw refused(Direction.OUTBOUND, chain, "", e);
-    }
-    admit(Direction.OUTBOUND, chain, null, -1);
+    outbound(chain, null, -1, () -> delegate.checkServerTrusted(chain, authType));
   }
 
   @Override
@@ -120,6 +90,38 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
   }
 
   // ---------------------------------------------------------------- the membership check
+
+  /** One of the delegate's chain checks. */
+  @FunctionalInterface
+  private interface ChainCheck {
+    void run() throws CertificateException;
+  }
+
+  private void inbound(X509Certificate[] chain, ChainCheck chainCheck) throws CertificateException {
+    check(Direction.INBOUND, chain, null, -1, chainCheck);
+  }
+
+  private void outbound(X509Certificate[] chain, String host, int port, ChainCheck chainCheck)
+      throws CertificateException {
+    check(Direction.OUTBOUND, chain, host, port, chainCheck);
+  }
+
+  /**
+   * Runs the delegate's chain check, then the membership check; a refusal by either is reported.
+   *
+   * @param host the host dialled (outbound over an {@link SSLEngine}), or null when unknown
+   * @param port the port dialled, or -1 when unknown
+   */
+  private void check(
+      Direction direction, X509Certificate[] chain, String host, int port, ChainCheck chainCheck)
+      throws CertificateException {
+    try {
+      chainCheck.run();
+    } catch (CertificateException e) {
+      throw refused(direction, chain, address(host, port), e);
+    }
+    admit(direction, chain, host, port);
+  }
 
   private void admit(Direction direction, X509Certificate[] chain, String host, int port)
       throws CertificateException {
