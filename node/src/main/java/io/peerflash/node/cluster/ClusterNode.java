@@ -500,7 +500,13 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         memberId,
         id ->
             new PeerReplicator(
-                nodeId, id, channel(m.get()), timers, config.replicationAckTimeoutMs(), faults));
+                nodeId,
+                id,
+                channel(m.get()),
+                timers,
+                config.replicationAckTimeoutMs(),
+                faults,
+                time));
   }
 
   // Replica acks complete the write's future on the transport thread: their callbacks match the
