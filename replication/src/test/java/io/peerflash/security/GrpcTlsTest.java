@@ -23,6 +23,7 @@ import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
 import io.grpc.stub.ClientCalls;
 import io.peerflash.security.CertificateIssuer.IssuedCertificate;
 import io.peerflash.security.CertificateIssuer.Validity;
+import io.peerflash.util.ManualTime;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -64,7 +65,7 @@ class GrpcTlsTest {
           .build();
 
   @TempDir Path tmp;
-  final SteppedClock clock = new SteppedClock();
+  final ManualTime clock = new ManualTime();
   final AtomicInteger callsHandled = new AtomicInteger();
   final LinkedBlockingQueue<String> serverRefusals = new LinkedBlockingQueue<>();
   final List<ManagedChannel> channels = new ArrayList<>();
@@ -209,7 +210,7 @@ class GrpcTlsTest {
     assertThat(call(open)).containsEntry("name", "alice");
 
     CertificateIssuer.writeRevokedSerials(n1Dir, Set.of(alice.identity().serial()));
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     String revoked =
         "certificate serial " + alice.identity().serialHex() + " of client 'alice' is revoked";
 
@@ -276,7 +277,7 @@ class GrpcTlsTest {
         .containsEntry("server-serial", oldServerSerial)
         .containsEntry("serial", oldClientSerial);
 
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     assertThat(call(channel("localhost", aliceContext, null)))
         .containsEntry("server-serial", newServerSerial)
         .containsEntry("serial", newClientSerial);

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.peerflash.security.CertificateIssuer.IssuedCertificate;
 import io.peerflash.security.CertificateIssuer.Validity;
+import io.peerflash.util.ManualTime;
 import java.math.BigInteger;
 import java.net.Socket;
 import java.nio.file.Files;
@@ -29,7 +30,7 @@ import org.junit.jupiter.api.io.TempDir;
 class TlsDirectoryTest {
   @TempDir Path tmp;
   CertificateIssuer ca;
-  SteppedClock clock;
+  ManualTime clock;
   Path nodeDir;
   TlsDirectory node;
   IssuedCertificate n1;
@@ -37,7 +38,7 @@ class TlsDirectoryTest {
   @BeforeEach
   void setUp() throws Exception {
     ca = CertificateIssuer.createCa(null, Validity.days(3650));
-    clock = new SteppedClock();
+    clock = new ManualTime();
     n1 = ca.issueNode("n1", List.of("node1.example", "10.1.2.3"), Validity.days(365));
     nodeDir = tmp.resolve("n1");
     ca.writeIdentityDirectory(nodeDir, n1);
@@ -89,7 +90,7 @@ class TlsDirectoryTest {
     assertThat(node.certificate()).isEqualTo(n1.certificate());
     assertThat(km.chooseEngineServerAlias("EC", null, null)).isEqualTo(oldAlias);
 
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     String newAlias = km.chooseEngineServerAlias("EC", null, null);
     assertThat(newAlias).isNotEqualTo(oldAlias);
     assertThat(km.getCertificateChain(newAlias)).containsExactly(rotated.certificate());
@@ -115,7 +116,7 @@ class TlsDirectoryTest {
     String alias = node.keyManager().chooseEngineServerAlias("EC", null, null);
     assertThat(node.keyManager().getPrivateKey(alias).getEncoded())
         .isEqualTo(n1.privateKey().getEncoded());
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     assertThat(node.certificate()).isEqualTo(n1.certificate());
 
     PemFiles.writeCertificates(
@@ -123,7 +124,7 @@ class TlsDirectoryTest {
     PemFiles.writePrivateKey(nodeDir.resolve(TlsDirectory.CLIENT_KEY_FILE), rotated.privateKey());
     PemFiles.writeCertificates(
         nodeDir.resolve(TlsDirectory.CLIENT_CERT_FILE), List.of(rotated.certificate()));
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     assertThat(node.certificate()).isEqualTo(rotated.certificate());
     assertThat(node.lastReloadError()).isEmpty();
   }
@@ -152,7 +153,7 @@ class TlsDirectoryTest {
     assertThat(node.verifyClient(chain).describe()).isEqualTo("client 'alice'");
 
     CertificateIssuer.writeRevokedSerials(nodeDir, Set.of(alice.certificate().getSerialNumber()));
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     String serial = alice.certificate().getSerialNumber().toString(16);
     assertThatThrownBy(() -> node.verifyClient(chain))
         .isInstanceOf(CertificateException.class)
@@ -162,7 +163,7 @@ class TlsDirectoryTest {
 
     // Taken off the list again: accepted again.
     CertificateIssuer.writeRevokedSerials(nodeDir, Set.of(BigInteger.ONE));
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     assertThat(node.verifyClient(chain).name()).isEqualTo("alice");
   }
 
@@ -302,7 +303,7 @@ class TlsDirectoryTest {
                 now.minus(Duration.ofHours(1)),
                 now.plus(Duration.ofDays(10)).plus(Duration.ofHours(1))));
     ca.writeIdentityDirectory(nodeDir, soon);
-    clock.stepPastReloadInterval();
+    clock.advanceMs(TlsDirectory.RELOAD_CHECK_INTERVAL_MS);
     assertThat(node.daysUntilExpiry()).isEqualTo(10);
     assertThat(node.expiresSoon()).isTrue();
     assertThat(node.expiryWarning())
@@ -311,7 +312,7 @@ class TlsDirectoryTest {
         .contains("node 'n1'")
         .contains("expires in 10 days");
 
-    clock.stepMs(Duration.ofDays(11).toMillis());
+    clock.advanceMs(Duration.ofDays(11).toMillis());
     assertThat(node.daysUntilExpiry()).isEqualTo(-1);
     assertThat(node.expiryWarning()).get().asString().contains("expired at");
   }

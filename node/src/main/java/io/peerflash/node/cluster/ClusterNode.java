@@ -500,7 +500,13 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         memberId,
         id ->
             new PeerReplicator(
-                nodeId, id, channel(m.get()), timers, config.replicationAckTimeoutMs(), faults));
+                nodeId,
+                id,
+                channel(m.get()),
+                timers,
+                config.replicationAckTimeoutMs(),
+                faults,
+                time));
   }
 
   // Replica acks complete the write's future on the transport thread: their callbacks match the
@@ -825,9 +831,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
    * not find a replica that has not caught up and lose it.
    */
   private void awaitLocal(VolumeRecord rec) {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    long deadline = time.nanoTime() + TimeUnit.SECONDS.toNanos(10);
     if (rec.owner().equals(nodeId)) {
-      while (!held(rec.name()) && System.nanoTime() < deadline) {
+      while (!held(rec.name()) && time.nanoTime() - deadline < 0) {
         sleep(10);
       }
     }
@@ -836,7 +842,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       if (m.isEmpty()) {
         continue;
       }
-      while (System.nanoTime() < deadline) {
+      while (time.nanoTime() - deadline < 0) {
         try {
           ReplicaServiceGrpc.newBlockingStub(channel(m.get()))
               .withDeadlineAfter(1, TimeUnit.SECONDS)
@@ -871,9 +877,10 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     throw new CacheException(reason, r.getMessage());
   }
 
-  private static void sleep(long ms) {
+  /** A pause in a wait loop, on the node's clock (whose deadlines the loops read). */
+  private void sleep(long ms) {
     try {
-      Thread.sleep(ms);
+      time.sleepMs(ms);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }

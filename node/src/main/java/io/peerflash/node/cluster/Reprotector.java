@@ -208,7 +208,7 @@ final class Reprotector {
             long until = time.nowMs() + 2_000;
             while (time.nowMs() < until
                 && controlPlane.map().volume(volume).map(v -> v.epoch() <= epoch).orElse(false)) {
-              Thread.sleep(10);
+              time.sleepMs(10);
             }
             log.info(
                 "volume {}: {} is in sync after copying {} bytes in {} ms (epoch {})",

@@ -4,6 +4,9 @@ import static io.peerflash.node.cluster.InProcessCluster.await;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import ch.qos.logback.classic.Logger;
+import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.core.read.ListAppender;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
 import io.peerflash.node.PeerFlashNode;
@@ -26,6 +29,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.slf4j.LoggerFactory;
 
 /**
  * Failures injected at named points of real nodes (real Raft, gRPC, RocksDB, files in one JVM):
@@ -251,8 +255,43 @@ class ClusterFaultTest {
         60,
         "the owner to crash before committing in-sync");
     cluster.nodes.remove(owner);
-    // The spare holds copies, but not provably all of them: it must never take over.
-    sleep(5_000);
+    // The spare holds copies, but not provably all of them: it must never take over. The lost
+    // node comes back (no longer a replica of this volume) so that Raft has a majority again:
+    // then the owner is marked down and the leader decides on a failover, which must find no
+    // replica to promote.
+    ListAppender<ILoggingEvent> clusterLog = new ListAppender<>();
+    clusterLog.start();
+    Logger clusterNodeLog = (Logger) LoggerFactory.getLogger(ClusterNode.class);
+    clusterNodeLog.addAppender(clusterLog);
+    try {
+      cluster.nodes.put(lost, PeerFlashNode.start(cluster.configs.get(lost)));
+      cluster.awaitReady();
+      await(
+          () ->
+              cluster.nodes.values().stream()
+                  .allMatch(
+                      n ->
+                          n.cluster()
+                              .controlPlane()
+                              .map()
+                              .member(owner)
+                              .map(m -> !m.isAlive())
+                              .orElse(false)),
+          60,
+          "the crashed owner to be marked down");
+      String refusal = "volume vm1: owner " + owner + " is down and no live replica holds its data";
+      await(
+          () -> {
+            synchronized (clusterLog) { // the appender appends under its own lock
+              return clusterLog.list.stream()
+                  .anyMatch(e -> e.getFormattedMessage().startsWith(refusal));
+            }
+          },
+          30,
+          "the leader's failover decision on vm1");
+    } finally {
+      clusterNodeLog.detachAppender(clusterLog);
+    }
     Volume v = cluster.volume("vm1");
     assertThat(v.getOwner()).isEqualTo(owner);
     assertThat(v.getEffectiveReplicas()).isZero();

@@ -17,6 +17,7 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView.Health;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.util.ManualTime;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -41,7 +42,7 @@ class StorageFailureTest {
   private FileBackingStore files;
   private FaultyBackingStore store;
   private CacheEngine engine;
-  private final SteppedTime clock = new SteppedTime();
+  private final ManualTime clock = ManualTime.followingSystem();
 
   private void open(long retryInitialMs, long retryMaxMs) throws Exception {
     EngineConfig config =

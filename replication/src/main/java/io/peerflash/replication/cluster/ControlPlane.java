@@ -330,21 +330,21 @@ public final class ControlPlane implements AutoCloseable {
           // Answer with this node's own map once it has applied at least as far: callers go on
           // to act on map(), which must never be older than what they read here (a node back
           // from a partition would otherwise act on its stale copy right after the read).
-          long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+          long deadline = config.time().nanoTime() + TimeUnit.SECONDS.toNanos(10);
           while (true) {
             org.apache.ratis.server.protocol.TermIndex applied =
                 stateMachine.getLastAppliedTermIndex();
             if (applied != null && applied.getIndex() >= leaders.getAppliedIndex()) {
               return stateMachine.map();
             }
-            if (System.nanoTime() > deadline || closed) {
+            if (config.time().nanoTime() - deadline > 0 || closed) {
               throw new IOException(
                   "this node's map has not caught up with index "
                       + leaders.getAppliedIndex()
                       + " of the leader's");
             }
             try {
-              TimeUnit.MILLISECONDS.sleep(10);
+              config.time().sleepMs(10);
             } catch (InterruptedException e) {
               Thread.currentThread().interrupt();
               throw new java.io.InterruptedIOException("interrupted");
@@ -573,7 +573,7 @@ public final class ControlPlane implements AutoCloseable {
 
   private void refused(RaftConnectionRefusal r) {
     String key = r.direction() + " " + r.stage() + " " + r.peerSubject();
-    long now = System.nanoTime();
+    long now = config.time().nanoTime();
     Long last = lastRefusalWarnNanos.get(key);
     if (last == null || now - last > REFUSAL_WARN_INTERVAL_NANOS) {
       lastRefusalWarnNanos.put(key, now);
@@ -710,7 +710,7 @@ public final class ControlPlane implements AutoCloseable {
       }
       last = new IOException("removePeer " + id + " failed", reply.getException());
       try {
-        TimeUnit.MILLISECONDS.sleep(200);
+        config.time().sleepMs(200);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new InterruptedIOException("interrupted");

@@ -9,6 +9,7 @@ import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.util.Time;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -41,6 +42,7 @@ public final class PeerReplicator implements AutoCloseable {
   private final FaultPoints faults;
   private final ReplicaServiceGrpc.ReplicaServiceStub stub;
   private final long ackTimeoutMs;
+  private final Time time;
   private final ScheduledFuture<?> sweeper;
   private final AtomicLong nextBatchId = new AtomicLong(1);
   private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
@@ -55,12 +57,13 @@ public final class PeerReplicator implements AutoCloseable {
    */
   public PeerReplicator(
       String peerId, Channel channel, ScheduledExecutorService timers, long ackTimeoutMs) {
-    this("", peerId, channel, timers, ackTimeoutMs, new FaultPoints());
+    this("", peerId, channel, timers, ackTimeoutMs, new FaultPoints(), Time.SYSTEM);
   }
 
   /**
    * @param selfId this node's id (names the link at fault point {@code replicate.send})
    * @param timers a shared, named scheduler that runs the ack-deadline sweep
+   * @param time the clock ack deadlines and the replication lag are measured on
    */
   public PeerReplicator(
       String selfId,
@@ -68,12 +71,14 @@ public final class PeerReplicator implements AutoCloseable {
       Channel channel,
       ScheduledExecutorService timers,
       long ackTimeoutMs,
-      FaultPoints faults) {
+      FaultPoints faults,
+      Time time) {
     this.link = selfId + ">" + peerId;
     this.faults = faults;
     this.peerId = peerId;
     this.stub = ReplicaServiceGrpc.newStub(channel);
     this.ackTimeoutMs = ackTimeoutMs;
+    this.time = time;
     long periodMs = Math.max(1, ackTimeoutMs / 10);
     this.sweeper =
         timers.scheduleWithFixedDelay(this::sweep, periodMs, periodMs, TimeUnit.MILLISECONDS);
@@ -140,7 +145,7 @@ public final class PeerReplicator implements AutoCloseable {
         }
       }
       gen = generation;
-      pending.put(id, new Pending(future, gen, System.nanoTime()));
+      pending.put(id, new Pending(future, gen, time.nanoTime()));
     }
     try {
       // In flight from here: an injected delay counts as lag, and one past the ack timeout fails
@@ -173,11 +178,12 @@ public final class PeerReplicator implements AutoCloseable {
     for (Pending p : pending.values()) {
       oldest = Math.min(oldest, p.sentNanos());
     }
-    return oldest == Long.MAX_VALUE ? 0 : TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - oldest);
+    return oldest == Long.MAX_VALUE ? 0 : TimeUnit.NANOSECONDS.toMillis(time.nanoTime() - oldest);
   }
 
-  private void sweep() {
-    long now = System.nanoTime();
+  /** Fails the stream if a batch on it is past its ack deadline; run by the periodic sweep. */
+  void sweep() {
+    long now = time.nanoTime();
     long timeoutNanos = TimeUnit.MILLISECONDS.toNanos(ackTimeoutMs);
     for (Pending p : pending.values()) {
       if (now - p.sentNanos() > timeoutNanos) {

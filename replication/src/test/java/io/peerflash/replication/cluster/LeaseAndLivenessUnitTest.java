@@ -8,8 +8,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.util.ManualTime;
 import io.peerflash.util.NamedThreadFactory;
-import io.peerflash.util.Time;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -17,7 +17,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -26,29 +25,6 @@ import org.junit.jupiter.api.Test;
 class LeaseAndLivenessUnitTest {
   static final long LEASE = 3000;
   static final long MARGIN = 500;
-
-  static final class ManualTime implements Time {
-    final AtomicLong nanos = new AtomicLong(123_456_789L);
-
-    void advanceMs(long ms) {
-      nanos.addAndGet(TimeUnit.MILLISECONDS.toNanos(ms));
-    }
-
-    @Override
-    public long nowMs() {
-      return TimeUnit.NANOSECONDS.toMillis(nanos.get());
-    }
-
-    @Override
-    public long nanoTime() {
-      return nanos.get();
-    }
-
-    @Override
-    public void sleepMs(long ms) {
-      advanceMs(ms);
-    }
-  }
 
   final ScheduledExecutorService unused =
       Executors.newSingleThreadScheduledExecutor(

@@ -1,0 +1,146 @@
+package io.peerflash.replication.data;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.ByteString;
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.stub.StreamObserver;
+import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.proto.v1.ReplicaServiceGrpc;
+import io.peerflash.proto.v1.ReplicateAck;
+import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.util.ManualTime;
+import java.net.InetSocketAddress;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Ack deadlines measured on the replicator's clock, against a real peer that never acks. */
+class PeerReplicatorTest {
+  private static final long ACK_TIMEOUT_MS = 1_000;
+
+  /** Takes every batch and acks none, like a frozen replica whose connection is still up. */
+  private static final class SilentReplica extends ReplicaServiceGrpc.ReplicaServiceImplBase {
+    final LinkedBlockingQueue<Long> received = new LinkedBlockingQueue<>();
+
+    @Override
+    public StreamObserver<ReplicateRequest> replicate(StreamObserver<ReplicateAck> acks) {
+      return new StreamObserver<>() {
+        @Override
+        public void onNext(ReplicateRequest req) {
+          received.add(req.getBatchId());
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {
+          acks.onCompleted();
+        }
+      };
+    }
+  }
+
+  private final SilentReplica replica = new SilentReplica();
+  private final ManualTime clock = new ManualTime();
+  private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor();
+  private Server server;
+  private ManagedChannel channel;
+  private PeerReplicator replicator;
+
+  @BeforeEach
+  void start() throws Exception {
+    server =
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+            .addService(replica)
+            .build()
+            .start();
+    channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext().build();
+    replicator =
+        new PeerReplicator(
+            "owner", "silent", channel, timers, ACK_TIMEOUT_MS, new FaultPoints(), clock);
+  }
+
+  @AfterEach
+  void stop() {
+    replicator.close();
+    channel.shutdownNow();
+    server.shutdownNow();
+    timers.shutdownNow();
+  }
+
+  private static List<BlockImage> image(long block, long seq) {
+    return List.of(
+        BlockImage.newBuilder()
+            .setBlock(block)
+            .setSeq(seq)
+            .setData(ByteString.copyFrom(new byte[4096]))
+            .build());
+  }
+
+  @Test
+  void anUnackedBatchFailsOnlyOnceTheClockPassesTheAckTimeout() throws Exception {
+    CompletableFuture<Void> batch = replicator.replicate("v", 1, "owner", image(1, 1));
+    // On the peer: from here only the clock decides (the periodic sweep runs too, on a clock
+    // that does not move).
+    assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+
+    clock.advanceMs(ACK_TIMEOUT_MS); // at the deadline, not past it
+    replicator.sweep();
+    assertThat(batch).isNotDone();
+    assertThat(replicator.inFlight()).isEqualTo(1);
+    assertThat(replicator.oldestInFlightMs()).isEqualTo(ACK_TIMEOUT_MS);
+
+    clock.advanceMs(1);
+    replicator.sweep();
+    assertThat(batch).isCompletedExceptionally();
+    assertThatThrownBy(batch::get)
+        .isInstanceOf(ExecutionException.class)
+        .cause()
+        .isInstanceOf(ReplicaException.class)
+        .satisfies(
+            e ->
+                assertThat(((ReplicaException) e).status().getCode())
+                    .isEqualTo(Status.Code.UNAVAILABLE))
+        .hasMessageContaining("did not ack within " + ACK_TIMEOUT_MS + " ms");
+    assertThat(replicator.inFlight()).isZero();
+    assertThat(replicator.oldestInFlightMs()).isZero();
+  }
+
+  @Test
+  void aMissedDeadlineFailsEveryBatchOnTheStream() throws Exception {
+    CompletableFuture<Void> first = replicator.replicate("v", 1, "owner", image(1, 1));
+    assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    clock.advanceMs(ACK_TIMEOUT_MS / 2);
+    CompletableFuture<Void> second = replicator.replicate("v", 1, "owner", image(2, 2));
+    assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    // The lag is the oldest batch's age.
+    assertThat(replicator.oldestInFlightMs()).isEqualTo(ACK_TIMEOUT_MS / 2);
+
+    clock.advanceMs(ACK_TIMEOUT_MS / 2);
+    replicator.sweep();
+    assertThat(first).isNotDone();
+    assertThat(second).isNotDone();
+
+    // Past the first batch's deadline: the peer is presumed gone, so the whole stream fails,
+    // the second batch with it.
+    clock.advanceMs(1);
+    replicator.sweep();
+    assertThat(first).isCompletedExceptionally();
+    assertThat(second).isCompletedExceptionally();
+  }
+}
