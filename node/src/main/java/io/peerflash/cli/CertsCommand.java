@@ -171,11 +171,18 @@ final class CertsCommand implements Callable<Integer> {
         throw usageError(
             common.caDir() + " already holds a CA; a new one would invalidate every certificate");
       }
-      CertificateIssuer ca =
-          ensureCa(
-              common.caDir(),
-              clusterName,
-              common.validity(CertificateIssuer.DEFAULT_CA_VALIDITY_DAYS));
+      CertificateIssuer ca;
+      try {
+        ca =
+            ensureCa(
+                common.caDir(),
+                clusterName,
+                common.validity(CertificateIssuer.DEFAULT_CA_VALIDITY_DAYS));
+      } catch (IllegalArgumentException e) {
+        // A cluster name or validity the CA refuses is a mistake on the command line, as for
+        // node and client.
+        throw usageError(e.getMessage());
+      }
       out()
           .println(
               "created the CA in "

@@ -280,6 +280,13 @@ class PeerFlashCliTest {
     assertThat(run("certs", "node", "--dir", dir, "--id", "n1", "--days", "0")).isEqualTo(2);
     assertThat(err()).contains("error: validity must be at least 1 day, got 0");
     assertThat(tmp.resolve("certs/n1")).doesNotExist();
+
+    String other = tmp.resolve("other").toString();
+    assertThat(run("certs", "init", "--dir", other, "--days", "0")).isEqualTo(2);
+    assertThat(err())
+        .contains("error: validity must be at least 1 day, got 0")
+        .contains("Try 'peerflash certs init --help' for usage.");
+    assertThat(tmp.resolve("other/ca/ca-key.pem")).doesNotExist();
   }
 
   @Test
