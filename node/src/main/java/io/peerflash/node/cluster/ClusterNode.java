@@ -17,12 +17,12 @@ import io.peerflash.node.wire.Protos;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.CacheMode;
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
@@ -34,10 +34,10 @@ import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeState;
-import io.peerflash.replication.cluster.ClusterCommands;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.ControlPlaneConfig;
+import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.EpochGuard;
@@ -377,7 +377,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         }
         CommandResult r =
             controlPlane
-                .submit(ClusterCommands.changeOwner(rec.name(), best, rec.epoch()))
+                .submit(MapCommands.changeOwner(rec.name(), best, rec.epoch()))
                 .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         log.warn(
             "volume {}: owner {} down; {} takes over at sequence {} ({})",
@@ -477,7 +477,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       try {
         r =
             controlPlane
-                .submit(ClusterCommands.removeReplica(volume, peerId, rec.epoch()))
+                .submit(MapCommands.removeReplica(volume, peerId, rec.epoch()))
                 .get(Math.max(1, deadline - time.nowMs()), TimeUnit.MILLISECONDS);
       } catch (Exception e) {
         return false;
@@ -689,9 +689,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     try {
       r =
           submit(
-              ClusterCommand.newBuilder()
+              MapCommand.newBuilder()
                   .setCreateVolume(
-                      ClusterCommand.CreateVolume.newBuilder()
+                      MapCommand.CreateVolume.newBuilder()
                           .setName(name)
                           .setSizeBytes(sizeBytes)
                           .setMode(req.getPolicy().getMode())
@@ -714,8 +714,8 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   @Override
   public void deleteVolume(String name) throws CacheException {
     submit(
-        ClusterCommand.newBuilder()
-            .setDeleteVolume(ClusterCommand.DeleteVolume.newBuilder().setName(name))
+        MapCommand.newBuilder()
+            .setDeleteVolume(MapCommand.DeleteVolume.newBuilder().setName(name))
             .build());
   }
 
@@ -728,9 +728,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             .orElseThrow(() -> CacheException.notFound(req.getName()));
     CommandResult r =
         submit(
-            ClusterCommand.newBuilder()
+            MapCommand.newBuilder()
                 .setSetPolicy(
-                    ClusterCommand.SetPolicy.newBuilder()
+                    MapCommand.SetPolicy.newBuilder()
                         .setName(req.getName())
                         .setMode(req.getPolicy().getMode())
                         .setReplicas(req.getPolicy().getReplicas())
@@ -855,7 +855,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     }
   }
 
-  private CommandResult submit(ClusterCommand command) throws CacheException {
+  private CommandResult submit(MapCommand command) throws CacheException {
     CommandResult r;
     try {
       r = controlPlane.submit(command).get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);

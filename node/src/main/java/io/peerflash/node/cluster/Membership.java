@@ -4,10 +4,10 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.proto.v1.RemoveNodeRequest;
 import io.peerflash.proto.v1.RemoveNodeResponse;
 import io.peerflash.replication.cluster.ClusterMap;
@@ -69,9 +69,7 @@ final class Membership implements AutoCloseable {
             .asRuntimeException();
       }
       submit(
-          ClusterCommand.newBuilder()
-              .setDrain(ClusterCommand.Drain.newBuilder().setNodeId(id))
-              .build(),
+          MapCommand.newBuilder().setDrain(MapCommand.Drain.newBuilder().setNodeId(id)).build(),
           "draining " + id);
       map = current();
       m = member(map, id);
@@ -115,8 +113,8 @@ final class Membership implements AutoCloseable {
             .asRuntimeException();
       }
       submit(
-          ClusterCommand.newBuilder()
-              .setRemoveMember(ClusterCommand.RemoveMember.newBuilder().setNodeId(id))
+          MapCommand.newBuilder()
+              .setRemoveMember(MapCommand.RemoveMember.newBuilder().setNodeId(id))
               .build(),
           "removing " + id + " from the cluster map");
     }
@@ -304,7 +302,7 @@ final class Membership implements AutoCloseable {
     }
   }
 
-  private void submit(ClusterCommand command, String what) {
+  private void submit(MapCommand command, String what) {
     CommandResult r;
     try {
       r = controlPlane.submit(command).get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);

@@ -5,12 +5,12 @@ import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.CacheMode;
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
-import io.peerflash.replication.cluster.ClusterCommands;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
+import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.fault.FaultPoints;
@@ -100,7 +100,7 @@ final class Reprotector {
       }
       if (map.replicasWanted(rec) > 0 && due(rec.name())) {
         submitAsync(
-            ClusterCommands.addReplicas(rec.name(), rec.epoch(), recentlyFailed()),
+            MapCommands.addReplicas(rec.name(), rec.epoch(), recentlyFailed()),
             "add replicas to " + rec.name());
       }
     }
@@ -145,11 +145,11 @@ final class Reprotector {
       return;
     }
     submitAsync(
-        ClusterCommands.setReplicaSet(rec.name(), rec.epoch(), List.of()),
+        MapCommands.setReplicaSet(rec.name(), rec.epoch(), List.of()),
         "clear the replicas of " + rec.name());
   }
 
-  private void submitAsync(ClusterCommand command, String what) {
+  private void submitAsync(MapCommand command, String what) {
     controlPlane
         .submit(command)
         .whenComplete(
@@ -200,7 +200,7 @@ final class Reprotector {
           faults.hit(FaultPoints.REPROTECT_BEFORE_IN_SYNC, peer);
           CommandResult result =
               controlPlane
-                  .submit(ClusterCommands.replicaInSync(volume, peer, epoch))
+                  .submit(MapCommands.replicaInSync(volume, peer, epoch))
                   .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
           if (result.getOk()) {
             // Let this node's map catch up before the next look, which would otherwise still see
@@ -248,7 +248,7 @@ final class Reprotector {
     }
     try {
       controlPlane
-          .submit(ClusterCommands.removeReplica(volume, peer, rec.epoch()))
+          .submit(MapCommands.removeReplica(volume, peer, rec.epoch()))
           .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
     } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
       log.info("volume {}: could not remove syncing peer {}: {}", volume, peer, e.toString());

@@ -6,15 +6,15 @@ import io.grpc.StatusRuntimeException;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.wire.Protos;
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.ClusterServiceGrpc;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
-import io.peerflash.replication.cluster.ClusterCommands;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
+import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.util.NamedThreadFactory;
@@ -270,7 +270,7 @@ final class VolumeMover implements AutoCloseable {
       try {
         r =
             controlPlane
-                .submit(ClusterCommands.changeOwner(volume, to, expected))
+                .submit(MapCommands.changeOwner(volume, to, expected))
                 .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
@@ -368,9 +368,9 @@ final class VolumeMover implements AutoCloseable {
       CommandResult r =
           controlPlane
               .submit(
-                  ClusterCommand.newBuilder()
+                  MapCommand.newBuilder()
                       .setSetReplicaSet(
-                          ClusterCommand.SetReplicaSet.newBuilder()
+                          MapCommand.SetReplicaSet.newBuilder()
                               .setVolume(volume)
                               .addAllReplicas(rec.replicaSet())
                               .setExpectedEpoch(expected))

@@ -1,12 +1,12 @@
 package io.peerflash.replication.cluster;
 
 import io.peerflash.proto.v1.CacheMode;
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterVolume;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.replication.data.Replicas;
 import java.util.ArrayList;
@@ -24,7 +24,7 @@ import java.util.TreeMap;
 
 /**
  * The cluster map: an immutable value holding the members and the volumes (policy, owner, epoch,
- * replica set), changed only by {@link #apply(ClusterCommand)}.
+ * replica set), changed only by {@link #apply(MapCommand)}.
  *
  * <p>{@code apply} is pure and deterministic: the same sequence of commands applied to {@link
  * #EMPTY} gives equal maps on every node (iteration is over sorted maps, ties are broken by id).
@@ -120,7 +120,7 @@ public final class ClusterMap {
   // ---------------------------------------------------------------- apply
 
   /** Applies one command; never throws for a bad command (the result says what was wrong). */
-  public Applied apply(ClusterCommand command) {
+  public Applied apply(MapCommand command) {
     Objects.requireNonNull(command, "command");
     return switch (command.getCommandCase()) {
       case REGISTER_MEMBER -> register(command.getRegisterMember());
@@ -141,7 +141,7 @@ public final class ClusterMap {
     };
   }
 
-  private Applied register(ClusterCommand.RegisterMember c) {
+  private Applied register(MapCommand.RegisterMember c) {
     if (c.getId().isEmpty()) {
       return fail(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT, "member id is empty");
     }
@@ -170,7 +170,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(m, v, nextVolumeId), null);
   }
 
-  private Applied heartbeat(ClusterCommand.Heartbeat c) {
+  private Applied heartbeat(MapCommand.Heartbeat c) {
     Member old = members.get(c.getNodeId());
     if (old == null) {
       return fail(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER, "unknown member " + c.getNodeId());
@@ -187,7 +187,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(m, v, nextVolumeId), null);
   }
 
-  private Applied markDown(ClusterCommand.MarkDown c) {
+  private Applied markDown(MapCommand.MarkDown c) {
     Member old = members.get(c.getNodeId());
     if (old == null) {
       return fail(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER, "unknown member " + c.getNodeId());
@@ -212,7 +212,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(m, v, nextVolumeId), null);
   }
 
-  private Applied drain(ClusterCommand.Drain c) {
+  private Applied drain(MapCommand.Drain c) {
     Member old = members.get(c.getNodeId());
     if (old == null) {
       return fail(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER, "unknown member " + c.getNodeId());
@@ -225,7 +225,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(m, volumeMap, nextVolumeId), null);
   }
 
-  private Applied removeMember(ClusterCommand.RemoveMember c) {
+  private Applied removeMember(MapCommand.RemoveMember c) {
     Member old = members.get(c.getNodeId());
     if (old == null) {
       return fail(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER, "unknown member " + c.getNodeId());
@@ -243,7 +243,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(m, v, nextVolumeId), null);
   }
 
-  private Applied createVolume(ClusterCommand.CreateVolume c) {
+  private Applied createVolume(MapCommand.CreateVolume c) {
     if (c.getName().isEmpty()) {
       return fail(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT, "volume name is empty");
     }
@@ -297,7 +297,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(memberMap, v, nextVolumeId + 1), vol);
   }
 
-  private Applied deleteVolume(ClusterCommand.DeleteVolume c) {
+  private Applied deleteVolume(MapCommand.DeleteVolume c) {
     if (!volumes.containsKey(c.getName())) {
       return notFound(c.getName());
     }
@@ -306,7 +306,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(memberMap, v, nextVolumeId), null);
   }
 
-  private Applied setPolicy(ClusterCommand.SetPolicy c) {
+  private Applied setPolicy(MapCommand.SetPolicy c) {
     VolumeRecord old = volumes.get(c.getName());
     if (old == null) {
       return notFound(c.getName());
@@ -331,7 +331,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
   }
 
-  private Applied changeOwner(ClusterCommand.ChangeOwner c) {
+  private Applied changeOwner(MapCommand.ChangeOwner c) {
     VolumeRecord old = volumes.get(c.getVolume());
     if (old == null) {
       return notFound(c.getVolume());
@@ -357,7 +357,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
   }
 
-  private Applied setReplicaSet(ClusterCommand.SetReplicaSet c) {
+  private Applied setReplicaSet(MapCommand.SetReplicaSet c) {
     VolumeRecord old = volumes.get(c.getVolume());
     if (old == null) {
       return notFound(c.getVolume());
@@ -403,7 +403,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
   }
 
-  private Applied addReplicas(ClusterCommand.AddReplicas c) {
+  private Applied addReplicas(MapCommand.AddReplicas c) {
     VolumeRecord old = volumes.get(c.getVolume());
     if (old == null) {
       return notFound(c.getVolume());
@@ -453,7 +453,7 @@ public final class ClusterMap {
     return (int) Math.max(0, vol.requestedReplicas() - keeping - vol.syncing().size());
   }
 
-  private Applied replicaInSync(ClusterCommand.ReplicaInSync c) {
+  private Applied replicaInSync(MapCommand.ReplicaInSync c) {
     VolumeRecord old = volumes.get(c.getVolume());
     if (old == null) {
       return notFound(c.getVolume());
@@ -488,7 +488,7 @@ public final class ClusterMap {
     return ok(new ClusterMap(memberMap, v, nextVolumeId), vol);
   }
 
-  private Applied removeReplica(ClusterCommand.RemoveReplica c) {
+  private Applied removeReplica(MapCommand.RemoveReplica c) {
     VolumeRecord old = volumes.get(c.getVolume());
     if (old == null) {
       return notFound(c.getVolume());
@@ -601,7 +601,7 @@ public final class ClusterMap {
   /**
    * Raft admissions are kept by each control plane, not in the map (see {@code RaftAdmissions}).
    */
-  private Applied admitRaftPeer(ClusterCommand.AdmitRaftPeer c) {
+  private Applied admitRaftPeer(MapCommand.AdmitRaftPeer c) {
     if (c.getNodeId().isEmpty()) {
       return fail(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT, "admit_raft_peer without a node id");
     }

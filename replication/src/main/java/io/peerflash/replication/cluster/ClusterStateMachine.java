@@ -1,9 +1,9 @@
 package io.peerflash.replication.cluster;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
@@ -46,7 +46,7 @@ import org.slf4j.LoggerFactory;
  * The Ratis state machine holding the {@link ClusterMap}.
  *
  * <ul>
- *   <li>{@link #applyTransaction} decodes a {@link ClusterCommand}, applies it with {@link
+ *   <li>{@link #applyTransaction} decodes a {@link MapCommand}, applies it with {@link
  *       ClusterMap#apply}, publishes the new map (volatile) and replies with the {@link
  *       CommandResult}. Ratis calls it on one thread, in log order.
  *   <li>Map listeners ({@link #addListener}) and command listeners ({@link #addCommandListener})
@@ -67,7 +67,7 @@ public final class ClusterStateMachine extends BaseStateMachine {
   /** Called after each applied command, on the state machine's thread, in log order. */
   @FunctionalInterface
   public interface CommandListener {
-    void onApplied(long index, ClusterCommand command, CommandResult result, ClusterMap map);
+    void onApplied(long index, MapCommand command, CommandResult result, ClusterMap map);
   }
 
   private static final String TMP_PREFIX = "tmp-";
@@ -261,12 +261,12 @@ public final class ClusterStateMachine extends BaseStateMachine {
   public TransactionContext startTransaction(RaftClientRequest request) throws IOException {
     TransactionContext trx = super.startTransaction(request);
     try {
-      ClusterCommand c = ClusterCommand.parseFrom(request.getMessage().getContent().toByteArray());
-      if (c.getCommandCase() == ClusterCommand.CommandCase.COMMAND_NOT_SET) {
-        trx.setException(new IllegalArgumentException("ClusterCommand without a command"));
+      MapCommand c = MapCommand.parseFrom(request.getMessage().getContent().toByteArray());
+      if (c.getCommandCase() == MapCommand.CommandCase.COMMAND_NOT_SET) {
+        trx.setException(new IllegalArgumentException("MapCommand without a command"));
       }
     } catch (com.google.protobuf.InvalidProtocolBufferException e) {
-      trx.setException(new IllegalArgumentException("not a ClusterCommand", e));
+      trx.setException(new IllegalArgumentException("not a MapCommand", e));
     }
     return trx;
   }
@@ -276,14 +276,14 @@ public final class ClusterStateMachine extends BaseStateMachine {
     LogEntryProto entry = trx.getLogEntry();
     TermIndex ti = TermIndex.valueOf(entry);
     ByteString data = entry.getStateMachineLogEntry().getLogData();
-    ClusterCommand command;
+    MapCommand command;
     CommandResult result;
     ClusterMap before;
     ClusterMap after;
     try {
-      command = ClusterCommand.parseFrom(data.asReadOnlyByteBuffer());
+      command = MapCommand.parseFrom(data.asReadOnlyByteBuffer());
     } catch (com.google.protobuf.InvalidProtocolBufferException e) {
-      command = ClusterCommand.getDefaultInstance();
+      command = MapCommand.getDefaultInstance();
     }
     synchronized (this) {
       before = map;

@@ -1,8 +1,8 @@
 package io.peerflash.replication.cluster;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
 import java.io.IOException;
@@ -188,9 +188,9 @@ public final class ControlPlane implements AutoCloseable {
             RetryPolicies.retryUpToMaximumCountWithFixedSleep(
                 3, TimeDuration.valueOf(Math.max(20, hbMs / 10), TimeUnit.MILLISECONDS)));
 
-    ClusterCommand heartbeat =
-        ClusterCommand.newBuilder()
-            .setHeartbeat(ClusterCommand.Heartbeat.newBuilder().setNodeId(config.nodeId()))
+    MapCommand heartbeat =
+        MapCommand.newBuilder()
+            .setHeartbeat(MapCommand.Heartbeat.newBuilder().setNodeId(config.nodeId()))
             .build();
     this.leaseKeeper =
         new LeaseKeeper(
@@ -255,7 +255,7 @@ public final class ControlPlane implements AutoCloseable {
    * command (errors such as a stale epoch are results, not exceptions); it fails with an
    * IOException only when the command could not be committed (no leader reachable, closed).
    */
-  public CompletableFuture<CommandResult> submit(ClusterCommand command) {
+  public CompletableFuture<CommandResult> submit(MapCommand command) {
     return onSubmitThread(
         () -> {
           try {
@@ -301,7 +301,7 @@ public final class ControlPlane implements AutoCloseable {
     return task.future;
   }
 
-  private static CommandResult send(RaftClient client, ClusterCommand command) throws IOException {
+  private static CommandResult send(RaftClient client, MapCommand command) throws IOException {
     RaftClientReply reply =
         client.io().send(Message.valueOf(UnsafeByteOperations.unsafeWrap(command.toByteArray())));
     if (!reply.isSuccess()) {
@@ -380,10 +380,10 @@ public final class ControlPlane implements AutoCloseable {
       }
       return;
     }
-    ClusterCommand cmd =
-        ClusterCommand.newBuilder()
+    MapCommand cmd =
+        MapCommand.newBuilder()
             .setRegisterMember(
-                ClusterCommand.RegisterMember.newBuilder()
+                MapCommand.RegisterMember.newBuilder()
                     .setId(config.nodeId())
                     .setGrpcAddress(config.grpcAddress())
                     .setRaftAddress(config.raftAddress())
@@ -633,9 +633,9 @@ public final class ControlPlane implements AutoCloseable {
     CommandResult r =
         send(
             commandClient,
-            ClusterCommand.newBuilder()
+            MapCommand.newBuilder()
                 .setAdmitRaftPeer(
-                    ClusterCommand.AdmitRaftPeer.newBuilder()
+                    MapCommand.AdmitRaftPeer.newBuilder()
                         .setNodeId(id)
                         .setRaftAddress(raftAddress)
                         .setUntilMs(untilMs))

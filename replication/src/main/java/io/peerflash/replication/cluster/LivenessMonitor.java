@@ -1,7 +1,7 @@
 package io.peerflash.replication.cluster;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.util.Time;
 import java.util.Map;
 import java.util.Set;
@@ -51,7 +51,7 @@ public final class LivenessMonitor implements AutoCloseable {
   private final long tickMs;
   private final Supplier<ClusterMap> map;
   private final BooleanSupplier isLeaderReady;
-  private final Function<ClusterCommand, CompletableFuture<CommandResult>> submitter;
+  private final Function<MapCommand, CompletableFuture<CommandResult>> submitter;
   private final ScheduledExecutorService executor;
 
   private final Map<String, Heard> lastHeard = new ConcurrentHashMap<>();
@@ -66,7 +66,7 @@ public final class LivenessMonitor implements AutoCloseable {
       long clockSkewMarginMs,
       Supplier<ClusterMap> map,
       BooleanSupplier isLeaderReady,
-      Function<ClusterCommand, CompletableFuture<CommandResult>> submitter,
+      Function<MapCommand, CompletableFuture<CommandResult>> submitter,
       ScheduledExecutorService executor) {
     this.nodeId = nodeId;
     this.time = time;
@@ -79,7 +79,7 @@ public final class LivenessMonitor implements AutoCloseable {
   }
 
   /** Register with {@link ClusterStateMachine#addCommandListener} before the server starts. */
-  public void onApplied(long index, ClusterCommand command, CommandResult result, ClusterMap m) {
+  public void onApplied(long index, MapCommand command, CommandResult result, ClusterMap m) {
     if (!result.getOk()) {
       return;
     }
@@ -151,10 +151,10 @@ public final class LivenessMonitor implements AutoCloseable {
         continue;
       }
       long silentMs = TimeUnit.NANOSECONDS.toMillis(now - h.nanos());
-      ClusterCommand markDown =
-          ClusterCommand.newBuilder()
+      MapCommand markDown =
+          MapCommand.newBuilder()
               .setMarkDown(
-                  ClusterCommand.MarkDown.newBuilder()
+                  MapCommand.MarkDown.newBuilder()
                       .setNodeId(member.id())
                       .setReason("no heartbeat applied for " + silentMs + " ms")
                       .setExpectedHeartbeats(h.heartbeats()))

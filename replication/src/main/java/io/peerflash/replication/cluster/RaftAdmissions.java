@@ -1,7 +1,7 @@
 package io.peerflash.replication.cluster;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
@@ -19,11 +19,11 @@ final class RaftAdmissions {
   private final Map<String, Admission> byNode = new ConcurrentHashMap<>();
 
   /** A {@link ClusterStateMachine.CommandListener}. */
-  void onApplied(long index, ClusterCommand command, CommandResult result, ClusterMap map) {
-    if (!result.getOk() || command.getCommandCase() != ClusterCommand.CommandCase.ADMIT_RAFT_PEER) {
+  void onApplied(long index, MapCommand command, CommandResult result, ClusterMap map) {
+    if (!result.getOk() || command.getCommandCase() != MapCommand.CommandCase.ADMIT_RAFT_PEER) {
       return;
     }
-    ClusterCommand.AdmitRaftPeer a = command.getAdmitRaftPeer();
+    MapCommand.AdmitRaftPeer a = command.getAdmitRaftPeer();
     if (a.getUntilMs() == 0) {
       byNode.remove(a.getNodeId());
     } else {

@@ -3,9 +3,9 @@ package io.peerflash.replication.cluster;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.peerflash.proto.v1.CacheMode;
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.proto.v1.OnPeerLoss;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -19,10 +19,10 @@ class ClusterMapTest {
 
   // ------------------------------------------------------------------ command builders
 
-  static ClusterCommand register(String id, String domain) {
-    return ClusterCommand.newBuilder()
+  static MapCommand register(String id, String domain) {
+    return MapCommand.newBuilder()
         .setRegisterMember(
-            ClusterCommand.RegisterMember.newBuilder()
+            MapCommand.RegisterMember.newBuilder()
                 .setId(id)
                 .setGrpcAddress(id + ":7000")
                 .setRaftAddress(id + ":7001")
@@ -30,38 +30,36 @@ class ClusterMapTest {
         .build();
   }
 
-  static ClusterCommand heartbeat(String id) {
-    return ClusterCommand.newBuilder()
-        .setHeartbeat(ClusterCommand.Heartbeat.newBuilder().setNodeId(id))
+  static MapCommand heartbeat(String id) {
+    return MapCommand.newBuilder()
+        .setHeartbeat(MapCommand.Heartbeat.newBuilder().setNodeId(id))
         .build();
   }
 
-  static ClusterCommand markDown(String id, long expectedHeartbeats) {
-    return ClusterCommand.newBuilder()
+  static MapCommand markDown(String id, long expectedHeartbeats) {
+    return MapCommand.newBuilder()
         .setMarkDown(
-            ClusterCommand.MarkDown.newBuilder()
+            MapCommand.MarkDown.newBuilder()
                 .setNodeId(id)
                 .setReason("test")
                 .setExpectedHeartbeats(expectedHeartbeats))
         .build();
   }
 
-  static ClusterCommand drain(String id) {
-    return ClusterCommand.newBuilder()
-        .setDrain(ClusterCommand.Drain.newBuilder().setNodeId(id))
+  static MapCommand drain(String id) {
+    return MapCommand.newBuilder().setDrain(MapCommand.Drain.newBuilder().setNodeId(id)).build();
+  }
+
+  static MapCommand remove(String id) {
+    return MapCommand.newBuilder()
+        .setRemoveMember(MapCommand.RemoveMember.newBuilder().setNodeId(id))
         .build();
   }
 
-  static ClusterCommand remove(String id) {
-    return ClusterCommand.newBuilder()
-        .setRemoveMember(ClusterCommand.RemoveMember.newBuilder().setNodeId(id))
-        .build();
-  }
-
-  static ClusterCommand create(String name, int replicas, String preferred) {
-    return ClusterCommand.newBuilder()
+  static MapCommand create(String name, int replicas, String preferred) {
+    return MapCommand.newBuilder()
         .setCreateVolume(
-            ClusterCommand.CreateVolume.newBuilder()
+            MapCommand.CreateVolume.newBuilder()
                 .setName(name)
                 .setSizeBytes(1 << 20)
                 .setMode(CacheMode.WRITE_BACK)
@@ -71,16 +69,16 @@ class ClusterMapTest {
         .build();
   }
 
-  static ClusterCommand delete(String name) {
-    return ClusterCommand.newBuilder()
-        .setDeleteVolume(ClusterCommand.DeleteVolume.newBuilder().setName(name))
+  static MapCommand delete(String name) {
+    return MapCommand.newBuilder()
+        .setDeleteVolume(MapCommand.DeleteVolume.newBuilder().setName(name))
         .build();
   }
 
-  static ClusterCommand setPolicy(String name, int replicas) {
-    return ClusterCommand.newBuilder()
+  static MapCommand setPolicy(String name, int replicas) {
+    return MapCommand.newBuilder()
         .setSetPolicy(
-            ClusterCommand.SetPolicy.newBuilder()
+            MapCommand.SetPolicy.newBuilder()
                 .setName(name)
                 .setMode(CacheMode.WRITE_BACK)
                 .setReplicas(replicas)
@@ -88,30 +86,30 @@ class ClusterMapTest {
         .build();
   }
 
-  static ClusterCommand changeOwner(String volume, String owner, long expectedEpoch) {
-    return ClusterCommands.changeOwner(volume, owner, expectedEpoch);
+  static MapCommand changeOwner(String volume, String owner, long expectedEpoch) {
+    return MapCommands.changeOwner(volume, owner, expectedEpoch);
   }
 
-  static ClusterCommand setReplicas(String volume, long expectedEpoch, String... replicas) {
-    return ClusterCommands.setReplicaSet(volume, expectedEpoch, List.of(replicas));
+  static MapCommand setReplicas(String volume, long expectedEpoch, String... replicas) {
+    return MapCommands.setReplicaSet(volume, expectedEpoch, List.of(replicas));
   }
 
-  static ClusterCommand addReplicas(String volume, long expectedEpoch) {
-    return ClusterCommands.addReplicas(volume, expectedEpoch, List.of());
+  static MapCommand addReplicas(String volume, long expectedEpoch) {
+    return MapCommands.addReplicas(volume, expectedEpoch, List.of());
   }
 
-  static ClusterCommand inSync(String volume, String member, long expectedEpoch) {
-    return ClusterCommands.replicaInSync(volume, member, expectedEpoch);
+  static MapCommand inSync(String volume, String member, long expectedEpoch) {
+    return MapCommands.replicaInSync(volume, member, expectedEpoch);
   }
 
-  static ClusterCommand removeReplica(String volume, String member, long expectedEpoch) {
-    return ClusterCommands.removeReplica(volume, member, expectedEpoch);
+  static MapCommand removeReplica(String volume, String member, long expectedEpoch) {
+    return MapCommands.removeReplica(volume, member, expectedEpoch);
   }
 
-  static ClusterCommand setMode(String name, CacheMode mode, int replicas) {
-    return ClusterCommand.newBuilder()
+  static MapCommand setMode(String name, CacheMode mode, int replicas) {
+    return MapCommand.newBuilder()
         .setSetPolicy(
-            ClusterCommand.SetPolicy.newBuilder()
+            MapCommand.SetPolicy.newBuilder()
                 .setName(name)
                 .setMode(mode)
                 .setReplicas(replicas)
@@ -120,8 +118,8 @@ class ClusterMapTest {
   }
 
   /** Applies commands that must succeed. */
-  static ClusterMap applyOk(ClusterMap map, ClusterCommand... commands) {
-    for (ClusterCommand c : commands) {
+  static ClusterMap applyOk(ClusterMap map, MapCommand... commands) {
+    for (MapCommand c : commands) {
       ClusterMap.Applied a = map.apply(c);
       assertThat(a.result().getOk()).as("%s -> %s", c, a.result()).isTrue();
       map = a.map();
@@ -278,13 +276,13 @@ class ClusterMapTest {
         .isEqualTo(ClusterError.CLUSTER_ERROR_MEMBER_IN_USE);
     assertThat(m.apply(setPolicy("v", 3)).result().getError())
         .isEqualTo(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT);
-    ClusterCommand badSize =
+    MapCommand badSize =
         create("w", 1, "a").toBuilder()
             .setCreateVolume(create("w", 1, "a").getCreateVolume().toBuilder().setSizeBytes(1000))
             .build();
     assertThat(m.apply(badSize).result().getError())
         .isEqualTo(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT);
-    assertThat(m.apply(ClusterCommand.getDefaultInstance()).result().getError())
+    assertThat(m.apply(MapCommand.getDefaultInstance()).result().getError())
         .isEqualTo(ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT);
   }
 
@@ -394,7 +392,7 @@ class ClusterMapTest {
   void addReplicasAvoidsPeersThatJustFailed() {
     ClusterMap m = applyOk(fourNodes(), create("v", 1, "a"));
     m = applyOk(m, markDown("c", 0));
-    ClusterCommand avoidD =
+    MapCommand avoidD =
         addReplicas("v", vol(m, "v").epoch()).toBuilder()
             .setAddReplicas(
                 addReplicas("v", vol(m, "v").epoch()).getAddReplicas().toBuilder().addExclude("d"))
@@ -459,10 +457,10 @@ class ClusterMapTest {
 
   @Test
   void theSameCommandsGiveEqualMaps() {
-    List<ClusterCommand> commands = randomCommands(new Random(7), 2000);
+    List<MapCommand> commands = randomCommands(new Random(7), 2000);
     ClusterMap x = ClusterMap.EMPTY;
     ClusterMap y = ClusterMap.EMPTY;
-    for (ClusterCommand c : commands) {
+    for (MapCommand c : commands) {
       ClusterMap.Applied ax = x.apply(c);
       ClusterMap.Applied ay = y.apply(c);
       assertThat(ax.result()).isEqualTo(ay.result());
@@ -481,7 +479,7 @@ class ClusterMapTest {
       ClusterMap m = ClusterMap.EMPTY;
       Map<Long, Long> epochs = new HashMap<>();
       int ok = 0;
-      for (ClusterCommand c : randomCommands(random, 1500)) {
+      for (MapCommand c : randomCommands(random, 1500)) {
         ClusterMap.Applied a = m.apply(c);
         if (a.result().getOk()) {
           ok++;
@@ -526,11 +524,11 @@ class ClusterMapTest {
     }
   }
 
-  static List<ClusterCommand> randomCommands(Random r, int n) {
+  static List<MapCommand> randomCommands(Random r, int n) {
     String[] nodes = {"n1", "n2", "n3", "n4", "n5", "n6"};
     String[] domains = {"", "rack1", "rack2", "rack3"};
     String[] names = {"v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7"};
-    List<ClusterCommand> out = new ArrayList<>();
+    List<MapCommand> out = new ArrayList<>();
     for (String node : nodes) {
       out.add(register(node, domains[r.nextInt(domains.length)]));
     }
@@ -538,7 +536,7 @@ class ClusterMapTest {
       String node = nodes[r.nextInt(nodes.length)];
       String name = names[r.nextInt(names.length)];
       long epoch = 1 + r.nextInt(8);
-      ClusterCommand c =
+      MapCommand c =
           switch (r.nextInt(17)) {
             case 0 -> register(node, domains[r.nextInt(domains.length)]);
             case 1, 2 -> heartbeat(node);

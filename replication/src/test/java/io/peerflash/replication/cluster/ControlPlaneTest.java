@@ -32,7 +32,7 @@ class ControlPlaneTest {
     return r;
   }
 
-  static CommandResult submit(ControlPlane cp, io.peerflash.proto.v1.ClusterCommand c)
+  static CommandResult submit(ControlPlane cp, io.peerflash.proto.v1.MapCommand c)
       throws Exception {
     return cp.submit(c).get(20, TimeUnit.SECONDS);
   }

@@ -5,9 +5,9 @@ import static io.peerflash.replication.cluster.ClusterMapTest.heartbeat;
 import static io.peerflash.replication.cluster.ClusterMapTest.register;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.util.ManualTime;
 import io.peerflash.util.NamedThreadFactory;
 import java.util.ArrayList;
@@ -103,7 +103,7 @@ class LeaseAndLivenessUnitTest {
     AtomicReference<ClusterMap> map =
         new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", "")));
     AtomicBoolean leader = new AtomicBoolean(false);
-    List<ClusterCommand> submitted = new ArrayList<>();
+    List<MapCommand> submitted = new ArrayList<>();
     LivenessMonitor monitor =
         new LivenessMonitor(
             "n1",
@@ -131,14 +131,14 @@ class LeaseAndLivenessUnitTest {
     assertThat(submitted).isEmpty();
 
     // n1 keeps heartbeating, n2 is silent.
-    ClusterCommand hb1 = heartbeat("n1");
+    MapCommand hb1 = heartbeat("n1");
     ClusterMap.Applied a = map.get().apply(hb1);
     map.set(a.map());
     monitor.onApplied(10, hb1, a.result(), a.map());
     time.advanceMs(1);
     monitor.tick();
     assertThat(submitted).hasSize(1);
-    ClusterCommand.MarkDown md = submitted.get(0).getMarkDown();
+    MapCommand.MarkDown md = submitted.get(0).getMarkDown();
     assertThat(md.getNodeId()).isEqualTo("n2");
     assertThat(md.getExpectedHeartbeats())
         .isEqualTo(map.get().member("n2").orElseThrow().heartbeats());
@@ -160,7 +160,7 @@ class LeaseAndLivenessUnitTest {
     ManualTime time = new ManualTime();
     AtomicReference<ClusterMap> map =
         new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n2", "")));
-    List<ClusterCommand> submitted = new ArrayList<>();
+    List<MapCommand> submitted = new ArrayList<>();
     LivenessMonitor monitor =
         new LivenessMonitor(
             "n1",

@@ -2,17 +2,17 @@ package io.peerflash.replication.cluster;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.ClusterError;
+import io.peerflash.proto.v1.MapCommand;
 import java.util.Map;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
 
 class RaftAdmissionsTest {
-  static ClusterCommand admit(String id, long untilMs) {
-    return ClusterCommand.newBuilder()
+  static MapCommand admit(String id, long untilMs) {
+    return MapCommand.newBuilder()
         .setAdmitRaftPeer(
-            ClusterCommand.AdmitRaftPeer.newBuilder()
+            MapCommand.AdmitRaftPeer.newBuilder()
                 .setNodeId(id)
                 .setRaftAddress(id + ":9860")
                 .setUntilMs(untilMs))
@@ -20,7 +20,7 @@ class RaftAdmissionsTest {
   }
 
   /** Applies like the state machine does: through the map, then to the listener. */
-  static ClusterMap apply(RaftAdmissions admissions, ClusterMap map, ClusterCommand c) {
+  static ClusterMap apply(RaftAdmissions admissions, ClusterMap map, MapCommand c) {
     ClusterMap.Applied applied = map.apply(c);
     admissions.onApplied(1, c, applied.result(), applied.map());
     return applied.map();

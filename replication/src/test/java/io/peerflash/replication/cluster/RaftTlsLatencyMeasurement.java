@@ -1,6 +1,6 @@
 package io.peerflash.replication.cluster;
 
-import io.peerflash.proto.v1.ClusterCommand;
+import io.peerflash.proto.v1.MapCommand;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -47,9 +47,9 @@ class RaftTlsLatencyMeasurement {
           cluster.startAll();
           ControlPlane leader = cluster.awaitLeader(Duration.ofSeconds(30));
           cluster.awaitRegistered(Duration.ofSeconds(30));
-          ClusterCommand command =
-              ClusterCommand.newBuilder()
-                  .setDeleteVolume(ClusterCommand.DeleteVolume.newBuilder().setName("absent"))
+          MapCommand command =
+              MapCommand.newBuilder()
+                  .setDeleteVolume(MapCommand.DeleteVolume.newBuilder().setName("absent"))
                   .build();
           for (int i = 0; i < warmup; i++) {
             leader.submit(command).get(30, TimeUnit.SECONDS);

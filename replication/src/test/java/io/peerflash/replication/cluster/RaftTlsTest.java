@@ -7,8 +7,8 @@ import static io.peerflash.replication.cluster.TestCluster.await;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.peerflash.proto.v1.ClusterCommand;
 import io.peerflash.proto.v1.CommandResult;
+import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.replication.cluster.RaftConnectionRefusal.Direction;
 import io.peerflash.replication.cluster.RaftConnectionRefusal.Stage;
 import java.io.IOException;
@@ -100,7 +100,7 @@ class RaftTlsTest {
         .build();
   }
 
-  static CommandResult sendRaw(RaftClient client, ClusterCommand command) throws IOException {
+  static CommandResult sendRaw(RaftClient client, MapCommand command) throws IOException {
     RaftClientReply reply =
         client.io().send(Message.valueOf(UnsafeByteOperations.unsafeWrap(command.toByteArray())));
     if (!reply.isSuccess()) {

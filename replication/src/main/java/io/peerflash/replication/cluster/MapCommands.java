@@ -1,6 +1,6 @@
 package io.peerflash.replication.cluster;
 
-import io.peerflash.proto.v1.ClusterCommand;
+import io.peerflash.proto.v1.MapCommand;
 import java.util.Collection;
 import java.util.List;
 
@@ -8,14 +8,14 @@ import java.util.List;
  * Builders for the volume commands that compare and set on an epoch: each applies only while the
  * volume is still at {@code expectedEpoch} (see {@link ClusterMap#apply}).
  */
-public final class ClusterCommands {
-  private ClusterCommands() {}
+public final class MapCommands {
+  private MapCommands() {}
 
   /** Makes {@code newOwner} the volume's owner. */
-  public static ClusterCommand changeOwner(String volume, String newOwner, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
+  public static MapCommand changeOwner(String volume, String newOwner, long expectedEpoch) {
+    return MapCommand.newBuilder()
         .setChangeOwner(
-            ClusterCommand.ChangeOwner.newBuilder()
+            MapCommand.ChangeOwner.newBuilder()
                 .setVolume(volume)
                 .setNewOwner(newOwner)
                 .setExpectedEpoch(expectedEpoch))
@@ -23,10 +23,10 @@ public final class ClusterCommands {
   }
 
   /** Takes {@code member} out of the volume's replica set (or its syncing list). */
-  public static ClusterCommand removeReplica(String volume, String member, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
+  public static MapCommand removeReplica(String volume, String member, long expectedEpoch) {
+    return MapCommand.newBuilder()
         .setRemoveReplica(
-            ClusterCommand.RemoveReplica.newBuilder()
+            MapCommand.RemoveReplica.newBuilder()
                 .setVolume(volume)
                 .setMember(member)
                 .setExpectedEpoch(expectedEpoch))
@@ -34,10 +34,10 @@ public final class ClusterCommands {
   }
 
   /** Moves a syncing {@code member} into the replica set: it holds every dirty block now. */
-  public static ClusterCommand replicaInSync(String volume, String member, long expectedEpoch) {
-    return ClusterCommand.newBuilder()
+  public static MapCommand replicaInSync(String volume, String member, long expectedEpoch) {
+    return MapCommand.newBuilder()
         .setReplicaInSync(
-            ClusterCommand.ReplicaInSync.newBuilder()
+            MapCommand.ReplicaInSync.newBuilder()
                 .setVolume(volume)
                 .setMember(member)
                 .setExpectedEpoch(expectedEpoch))
@@ -45,11 +45,11 @@ public final class ClusterCommands {
   }
 
   /** Picks new syncing replicas up to the volume's policy, none of {@code exclude}. */
-  public static ClusterCommand addReplicas(
+  public static MapCommand addReplicas(
       String volume, long expectedEpoch, Collection<String> exclude) {
-    return ClusterCommand.newBuilder()
+    return MapCommand.newBuilder()
         .setAddReplicas(
-            ClusterCommand.AddReplicas.newBuilder()
+            MapCommand.AddReplicas.newBuilder()
                 .setVolume(volume)
                 .setExpectedEpoch(expectedEpoch)
                 .addAllExclude(exclude))
@@ -57,11 +57,10 @@ public final class ClusterCommands {
   }
 
   /** Sets the volume's replica set to exactly {@code replicas}. */
-  public static ClusterCommand setReplicaSet(
-      String volume, long expectedEpoch, List<String> replicas) {
-    return ClusterCommand.newBuilder()
+  public static MapCommand setReplicaSet(String volume, long expectedEpoch, List<String> replicas) {
+    return MapCommand.newBuilder()
         .setSetReplicaSet(
-            ClusterCommand.SetReplicaSet.newBuilder()
+            MapCommand.SetReplicaSet.newBuilder()
                 .setVolume(volume)
                 .addAllReplicas(replicas)
                 .setExpectedEpoch(expectedEpoch))
