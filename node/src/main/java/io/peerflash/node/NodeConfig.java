@@ -37,6 +37,7 @@ public record NodeConfig(
     long leaseTimeoutMs,
     long clockSkewMarginMs,
     long replicationAckTimeoutMs,
+    long replicationConnectTimeoutMs,
     long peerLossWaitMs,
     String advertiseAddress,
     int maxOpenBackingFiles,
@@ -291,6 +292,14 @@ public record NodeConfig(
           "1000",
           "A peer that does not ack a copy within this is treated as lost (on-peer-loss applies).",
           Long::parseLong);
+  public static final Key<Long> REPLICATION_CONNECT_TIMEOUT_MS =
+      key(
+          "replication-connect-timeout-ms",
+          "5000",
+          "How long a new replication stream to a peer may take to connect (TCP and TLS"
+              + " handshake) before its copies fail as unacknowledged; replication-ack-timeout-ms"
+              + " counts from when it has connected.",
+          Long::parseLong);
   public static final Key<Long> PEER_LOSS_WAIT_MS =
       key(
           "peer-loss-wait-ms",
@@ -406,6 +415,7 @@ public record NodeConfig(
             get(values, LEASE_TIMEOUT_MS),
             get(values, CLOCK_SKEW_MARGIN_MS),
             get(values, REPLICATION_ACK_TIMEOUT_MS),
+            get(values, REPLICATION_CONNECT_TIMEOUT_MS),
             get(values, PEER_LOSS_WAIT_MS),
             get(values, ADVERTISE),
             get(values, MAX_OPEN_BACKING_FILES),
@@ -444,6 +454,10 @@ public record NodeConfig(
     }
     if (certsDir != null && insecure) {
       throw new IllegalArgumentException("give either certs=DIR or insecure=true, not both");
+    }
+    if (replicationAckTimeoutMs < 1 || replicationConnectTimeoutMs < 1) {
+      throw new IllegalArgumentException(
+          "replication-ack-timeout-ms and replication-connect-timeout-ms must be at least 1");
     }
     if (maxOpenBackingFiles < 1) {
       throw new IllegalArgumentException("max-open-backing-files must be at least 1");

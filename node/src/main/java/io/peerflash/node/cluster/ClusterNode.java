@@ -505,6 +505,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                 channel(m.get()),
                 timers,
                 config.replicationAckTimeoutMs(),
+                config.replicationConnectTimeoutMs(),
                 faults,
                 time));
   }

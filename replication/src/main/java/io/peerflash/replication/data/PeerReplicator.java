@@ -3,6 +3,8 @@ package io.peerflash.replication.data;
 import io.grpc.Channel;
 import io.grpc.Context;
 import io.grpc.Status;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.StreamObserver;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
@@ -42,6 +44,7 @@ public final class PeerReplicator implements AutoCloseable {
   private final FaultPoints faults;
   private final ReplicaServiceGrpc.ReplicaServiceStub stub;
   private final long ackTimeoutMs;
+  private final long connectTimeoutMs;
   private final Time time;
   private final ScheduledFuture<?> sweeper;
   private final AtomicLong nextBatchId = new AtomicLong(1);
@@ -50,19 +53,38 @@ public final class PeerReplicator implements AutoCloseable {
   // Guarded by lock.
   private StreamObserver<ReplicateRequest> stream;
   private long generation;
+  // When the current stream could first carry messages (connected, TLS handshake done), or 0 while
+  // it is still connecting: a batch's ack deadline counts from then, not from a send that had to
+  // wait for the connection.
+  private long streamReadyNanos;
   private boolean closed;
+
+  /** How long a new stream may take to connect when nothing else says ({@link #PeerReplicator}). */
+  public static final long DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
   /**
    * @param timers a shared, named scheduler that runs the ack-deadline sweep
    */
   public PeerReplicator(
       String peerId, Channel channel, ScheduledExecutorService timers, long ackTimeoutMs) {
-    this("", peerId, channel, timers, ackTimeoutMs, new FaultPoints(), Time.SYSTEM);
+    this(
+        "",
+        peerId,
+        channel,
+        timers,
+        ackTimeoutMs,
+        Math.max(ackTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
+        new FaultPoints(),
+        Time.SYSTEM);
   }
 
   /**
    * @param selfId this node's id (names the link at fault point {@code replicate.send})
    * @param timers a shared, named scheduler that runs the ack-deadline sweep
+   * @param ackTimeoutMs a batch not acked this long after its stream could carry it fails, and the
+   *     stream with it
+   * @param connectTimeoutMs a new stream that has not connected (TCP and TLS handshake) this long
+   *     after a batch was sent on it fails that batch and the stream
    * @param time the clock ack deadlines and the replication lag are measured on
    */
   public PeerReplicator(
@@ -71,6 +93,7 @@ public final class PeerReplicator implements AutoCloseable {
       Channel channel,
       ScheduledExecutorService timers,
       long ackTimeoutMs,
+      long connectTimeoutMs,
       FaultPoints faults,
       Time time) {
     this.link = selfId + ">" + peerId;
@@ -78,6 +101,7 @@ public final class PeerReplicator implements AutoCloseable {
     this.peerId = peerId;
     this.stub = ReplicaServiceGrpc.newStub(channel);
     this.ackTimeoutMs = ackTimeoutMs;
+    this.connectTimeoutMs = connectTimeoutMs;
     this.time = time;
     long periodMs = Math.max(1, ackTimeoutMs / 10);
     this.sweeper =
@@ -135,6 +159,7 @@ public final class PeerReplicator implements AutoCloseable {
       }
       if (stream == null) {
         generation++;
+        streamReadyNanos = 0;
         // The stream outlives the call that opens it (often a client's Write on this node):
         // detach it from that call's context, whose cancellation would otherwise end it.
         Context previous = Context.ROOT.attach();
@@ -181,12 +206,40 @@ public final class PeerReplicator implements AutoCloseable {
     return oldest == Long.MAX_VALUE ? 0 : TimeUnit.NANOSECONDS.toMillis(time.nanoTime() - oldest);
   }
 
-  /** Fails the stream if a batch on it is past its ack deadline; run by the periodic sweep. */
+  /**
+   * Fails the stream if a batch on it is past its deadline; run by the periodic sweep. A batch's
+   * ack deadline counts from its send or, when it was sent before its stream connected, from the
+   * moment it did: a first connection (a TLS handshake with a peer that has just started) is not a
+   * peer that fails to ack. A stream that does not connect at all gets the connect timeout.
+   */
   void sweep() {
     long now = time.nanoTime();
-    long timeoutNanos = TimeUnit.MILLISECONDS.toNanos(ackTimeoutMs);
+    long ackTimeoutNanos = TimeUnit.MILLISECONDS.toNanos(ackTimeoutMs);
+    long connectTimeoutNanos = TimeUnit.MILLISECONDS.toNanos(connectTimeoutMs);
+    long currentGen;
+    long readyNanos;
+    synchronized (lock) {
+      currentGen = generation;
+      readyNanos = streamReadyNanos;
+    }
     for (Pending p : pending.values()) {
-      if (now - p.sentNanos() > timeoutNanos) {
+      boolean onCurrent = p.generation() == currentGen;
+      if (onCurrent && readyNanos == 0) {
+        if (now - p.sentNanos() > connectTimeoutNanos) {
+          failStream(
+              p.generation(),
+              Status.UNAVAILABLE.withDescription(
+                  "peer "
+                      + peerId
+                      + " did not connect within "
+                      + connectTimeoutMs
+                      + " ms (replication-connect-timeout-ms)"));
+          return;
+        }
+        continue;
+      }
+      long from = onCurrent ? Math.max(p.sentNanos(), readyNanos) : p.sentNanos();
+      if (now - from > ackTimeoutNanos) {
         // A peer that misses one ack deadline is presumed gone: fail everything on this stream
         // now, and start afresh next time.
         failStream(
@@ -194,6 +247,21 @@ public final class PeerReplicator implements AutoCloseable {
             Status.UNAVAILABLE.withDescription(
                 "peer " + peerId + " did not ack within " + ackTimeoutMs + " ms"));
         return;
+      }
+    }
+  }
+
+  /** Whether the current stream has connected (for tests that drive the clock). */
+  boolean streamReady() {
+    synchronized (lock) {
+      return stream != null && streamReadyNanos != 0;
+    }
+  }
+
+  private void markStreamReady(long gen) {
+    synchronized (lock) {
+      if (gen == generation && streamReadyNanos == 0) {
+        streamReadyNanos = time.nanoTime();
       }
     }
   }
@@ -226,15 +294,26 @@ public final class PeerReplicator implements AutoCloseable {
     return new ReplicaException(Status.UNAVAILABLE.withDescription(why));
   }
 
-  private final class Acks implements StreamObserver<ReplicateAck> {
+  private final class Acks implements ClientResponseObserver<ReplicateRequest, ReplicateAck> {
     private final long gen;
+    private boolean acked; // only gRPC's callbacks of this stream touch it, one at a time
 
     Acks(long gen) {
       this.gen = gen;
     }
 
     @Override
+    public void beforeStart(ClientCallStreamObserver<ReplicateRequest> requests) {
+      // Ready once the transport carries the stream: connected, TLS handshake done.
+      requests.setOnReadyHandler(() -> markStreamReady(gen));
+    }
+
+    @Override
     public void onNext(ReplicateAck ack) {
+      if (!acked) {
+        acked = true;
+        markStreamReady(gen); // an ack proves it too, should the ready callback come late
+      }
       Pending p = pending.remove(ack.getBatchId());
       if (p == null) {
         return; // timed out already

@@ -16,9 +16,14 @@ import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.ManualTime;
+import java.io.IOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -31,6 +36,7 @@ import org.junit.jupiter.api.Test;
 /** Ack deadlines measured on the replicator's clock, against a real peer that never acks. */
 class PeerReplicatorTest {
   private static final long ACK_TIMEOUT_MS = 1_000;
+  private static final long CONNECT_TIMEOUT_MS = 5_000;
 
   /** Takes every batch and acks none, like a frozen replica whose connection is still up. */
   private static final class SilentReplica extends ReplicaServiceGrpc.ReplicaServiceImplBase {
@@ -72,7 +78,14 @@ class PeerReplicatorTest {
     channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext().build();
     replicator =
         new PeerReplicator(
-            "owner", "silent", channel, timers, ACK_TIMEOUT_MS, new FaultPoints(), clock);
+            "owner",
+            "silent",
+            channel,
+            timers,
+            ACK_TIMEOUT_MS,
+            CONNECT_TIMEOUT_MS,
+            new FaultPoints(),
+            clock);
   }
 
   @AfterEach
@@ -95,9 +108,10 @@ class PeerReplicatorTest {
   @Test
   void anUnackedBatchFailsOnlyOnceTheClockPassesTheAckTimeout() throws Exception {
     CompletableFuture<Void> batch = replicator.replicate("v", 1, "owner", image(1, 1));
-    // On the peer: from here only the clock decides (the periodic sweep runs too, on a clock
-    // that does not move).
+    // On the peer, its stream connected: from here only the clock decides (the periodic sweep
+    // runs too, on a clock that does not move).
     assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    awaitStreamReady(replicator);
 
     clock.advanceMs(ACK_TIMEOUT_MS); // at the deadline, not past it
     replicator.sweep();
@@ -125,6 +139,7 @@ class PeerReplicatorTest {
   void aMissedDeadlineFailsEveryBatchOnTheStream() throws Exception {
     CompletableFuture<Void> first = replicator.replicate("v", 1, "owner", image(1, 1));
     assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    awaitStreamReady(replicator);
     clock.advanceMs(ACK_TIMEOUT_MS / 2);
     CompletableFuture<Void> second = replicator.replicate("v", 1, "owner", image(2, 2));
     assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
@@ -142,5 +157,76 @@ class PeerReplicatorTest {
     replicator.sweep();
     assertThat(first).isCompletedExceptionally();
     assertThat(second).isCompletedExceptionally();
+  }
+
+  /** Waits (in real time) until the replicator has seen its stream connect. */
+  private static void awaitStreamReady(PeerReplicator r) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!r.streamReady()) {
+      assertThat(System.nanoTime()).as("stream connected within 10 s").isLessThan(deadline);
+      Thread.sleep(5);
+    }
+  }
+
+  @Test
+  void aStreamStillConnectingGetsTheConnectTimeoutNotTheAckTimeout() throws Exception {
+    // A peer that takes the TCP connection and never speaks HTTP/2: like a node whose JVM is
+    // still starting, or a TLS handshake with a cold peer, the stream is not connected yet.
+    try (ServerSocket mute = new ServerSocket(0, 50, InetAddress.getLoopbackAddress())) {
+      List<Socket> accepted = new CopyOnWriteArrayList<>();
+      Thread acceptor =
+          new Thread(
+              () -> {
+                try {
+                  while (true) {
+                    accepted.add(mute.accept());
+                  }
+                } catch (IOException closed) {
+                  // the test is over
+                }
+              });
+      acceptor.setDaemon(true);
+      acceptor.start();
+      ManagedChannel toMute =
+          NettyChannelBuilder.forAddress("127.0.0.1", mute.getLocalPort()).usePlaintext().build();
+      PeerReplicator r =
+          new PeerReplicator(
+              "owner",
+              "mute",
+              toMute,
+              timers,
+              ACK_TIMEOUT_MS,
+              CONNECT_TIMEOUT_MS,
+              new FaultPoints(),
+              clock);
+      try {
+        CompletableFuture<Void> batch = r.replicate("v", 1, "owner", image(1, 1));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (accepted.isEmpty()) {
+          assertThat(System.nanoTime()).as("connection accepted").isLessThan(deadline);
+          Thread.sleep(5);
+        }
+        assertThat(r.streamReady()).isFalse();
+
+        // Past the ack timeout: still connecting, so nothing fails yet.
+        clock.advanceMs(ACK_TIMEOUT_MS + 1);
+        r.sweep();
+        assertThat(batch).isNotDone();
+
+        clock.advanceMs(CONNECT_TIMEOUT_MS - ACK_TIMEOUT_MS);
+        r.sweep();
+        assertThat(batch).isCompletedExceptionally();
+        assertThatThrownBy(batch::get)
+            .cause()
+            .isInstanceOf(ReplicaException.class)
+            .hasMessageContaining("did not connect within " + CONNECT_TIMEOUT_MS + " ms");
+      } finally {
+        r.close();
+        toMute.shutdownNow();
+        for (Socket s : accepted) {
+          s.close();
+        }
+      }
+    }
   }
 }
