@@ -430,10 +430,23 @@ class FaultInjectionIT {
   }
 
   private void awaitAcksSince(Workload w, long since, Duration timeout) {
-    awaitTrue(
-        "writes to " + VOLUME + " acknowledged again",
-        timeout,
-        () -> w.primary().acknowledgedSince(since) > 0);
+    try {
+      awaitTrue(
+          "writes to " + VOLUME + " acknowledged again",
+          timeout,
+          () -> w.primary().acknowledgedSince(since) > 0);
+    } catch (AssertionError e) {
+      // What the writers saw meanwhile, to tell a stalled call from failing ones.
+      throw new AssertionError(
+          e.getMessage()
+              + "; write errors "
+              + w.errors()
+              + ", longest write call "
+              + w.longestWriteCallMs()
+              + " ms, first errors "
+              + w.errorSamples(),
+          e);
+    }
   }
 
   private Optional<VolumeState> volumeState() {
