@@ -8,14 +8,10 @@ import static org.assertj.core.api.Assertions.fail;
 
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.FaultyKeyValueStorage;
-import io.peerflash.node.index.KeyValueStorage;
-import io.peerflash.node.index.RocksKeyValueStorage;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.util.Time;
-import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.util.Arrays;
 import org.junit.jupiter.api.AfterEach;
@@ -49,19 +45,7 @@ class IndexFullBackpressureTest {
   void aWriteWaitingForSpaceTheIndexCannotFreeIsToldAboutTheIndex() throws Exception {
     FileBackingStore files = new FileBackingStore(tmp.resolve("shared"));
     FaultyBackingStore shared = new FaultyBackingStore(files);
-    LocalStorageOpener local =
-        new LocalStorageOpener() {
-          @Override
-          public FileChannel openCacheFile(Path path) throws IOException {
-            return LocalStorageOpener.REAL.openCacheFile(path);
-          }
-
-          @Override
-          public KeyValueStorage openIndex(Path dir) throws IOException {
-            index = new FaultyKeyValueStorage(new RocksKeyValueStorage(dir));
-            return index;
-          }
-        };
+    LocalStorageOpener local = FaultyKeyValueStorage.opener(opened -> index = opened);
     engine =
         CacheEngine.open(
             EngineConfig.defaults(tmp.resolve("data"), MIB).withBackpressureTimeoutMs(TIMEOUT_MS),

@@ -8,14 +8,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.FaultyKeyValueStorage;
-import io.peerflash.node.index.KeyValueStorage;
-import io.peerflash.node.index.RocksKeyValueStorage;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.util.Arrays;
 import org.junit.jupiter.api.AfterEach;
@@ -36,19 +33,7 @@ class WriteThroughStaleReadTest {
   private CacheEngine engine;
 
   /** The real local storage, with the index under {@link FaultyKeyValueStorage}. */
-  private final LocalStorageOpener local =
-      new LocalStorageOpener() {
-        @Override
-        public FileChannel openCacheFile(Path path) throws IOException {
-          return LocalStorageOpener.REAL.openCacheFile(path);
-        }
-
-        @Override
-        public KeyValueStorage openIndex(Path dir) throws IOException {
-          index = new FaultyKeyValueStorage(new RocksKeyValueStorage(dir));
-          return index;
-        }
-      };
+  private final LocalStorageOpener local = FaultyKeyValueStorage.opener(opened -> index = opened);
 
   @AfterEach
   void tearDown() {

@@ -1,8 +1,12 @@
 package io.peerflash.node.index;
 
+import io.peerflash.node.engine.LocalStorageOpener;
 import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
 
 /**
  * The real index (RocksDB underneath) with two faults: once armed, the next write whose batch puts
@@ -20,6 +24,26 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
 
   public FaultyKeyValueStorage(KeyValueStorage delegate) {
     this.delegate = delegate;
+  }
+
+  /**
+   * The real local storage (cache file and RocksDB), with the index under a {@link
+   * FaultyKeyValueStorage} that {@code opened} is given each time the engine opens it.
+   */
+  public static LocalStorageOpener opener(Consumer<FaultyKeyValueStorage> opened) {
+    return new LocalStorageOpener() {
+      @Override
+      public FileChannel openCacheFile(Path path) throws IOException {
+        return LocalStorageOpener.REAL.openCacheFile(path);
+      }
+
+      @Override
+      public KeyValueStorage openIndex(Path dir) throws IOException {
+        FaultyKeyValueStorage index = new FaultyKeyValueStorage(new RocksKeyValueStorage(dir));
+        opened.accept(index);
+        return index;
+      }
+    };
   }
 
   /** The next write that puts a block entry fails (once). */
