@@ -5,7 +5,6 @@ import io.grpc.ServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.peerflash.node.cluster.ClusterNode;
-import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.net.NodeTls;
@@ -88,8 +87,7 @@ public final class PeerFlashNode implements AutoCloseable {
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
-      builder.addService(
-          new ReplicaGrpcService(new EngineReplicaSink(engine), cluster, rpcExecutor));
+      builder.addService(new ReplicaGrpcService(engine.replicaSink(), cluster, rpcExecutor));
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
     }

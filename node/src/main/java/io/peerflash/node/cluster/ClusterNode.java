@@ -534,8 +534,8 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       // This node's map (or its engine) is behind the sender's: wait a little for it.
       if (time.nowMs() > deadline) {
         throw new ReplicaException(
-            Status.UNAVAILABLE.withDescription(
-                "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume));
+            ReplicaException.Code.UNAVAILABLE,
+            "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume);
       }
       sleep(10);
     }
@@ -553,15 +553,15 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     }
     if (!rec.owner().equals(ownerId) || !rec.allReplicas().contains(nodeId)) {
       throw new ReplicaException(
-          Status.FAILED_PRECONDITION.withDescription(
-              "at epoch "
-                  + epoch
-                  + " of volume '"
-                  + volume
-                  + "' the owner is "
-                  + rec.owner()
-                  + " and the replicas are "
-                  + rec.allReplicas()));
+          ReplicaException.Code.FAILED_PRECONDITION,
+          "at epoch "
+              + epoch
+              + " of volume '"
+              + volume
+              + "' the owner is "
+              + rec.owner()
+              + " and the replicas are "
+              + rec.allReplicas());
     }
     return true;
   }

@@ -278,7 +278,7 @@ public final class PeerReplicator implements AutoCloseable {
     // generic CANCELLED back through Acks.onError.
     for (Map.Entry<Long, Pending> e : pending.entrySet()) {
       if (e.getValue().generation() == gen && pending.remove(e.getKey(), e.getValue())) {
-        e.getValue().future().completeExceptionally(new ReplicaException(status));
+        e.getValue().future().completeExceptionally(ReplicaStatuses.fromStatus(status));
       }
     }
     if (toCancel != null) {
@@ -291,7 +291,7 @@ public final class PeerReplicator implements AutoCloseable {
   }
 
   private static ReplicaException unavailable(String why) {
-    return new ReplicaException(Status.UNAVAILABLE.withDescription(why));
+    return new ReplicaException(ReplicaException.Code.UNAVAILABLE, why);
   }
 
   private final class Acks implements ClientResponseObserver<ReplicateRequest, ReplicateAck> {
@@ -321,10 +321,7 @@ public final class PeerReplicator implements AutoCloseable {
       if (ack.getCode() == 0) {
         p.future().complete(null);
       } else {
-        p.future()
-            .completeExceptionally(
-                new ReplicaException(
-                    Status.fromCodeValue(ack.getCode()).withDescription(ack.getMessage())));
+        p.future().completeExceptionally(ReplicaStatuses.fromCode(ack.getCode(), ack.getMessage()));
       }
     }
 
