@@ -65,6 +65,8 @@ final class BlockStore {
 
   volatile FaultPoints faults = new FaultPoints();
 
+  volatile EngineObserver observer = EngineObserver.NONE;
+
   private final ConcurrentHashMap<String, CachedVolume> volumesByName = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<Long, CachedVolume> volumesById = new ConcurrentHashMap<>();
 
@@ -98,6 +100,11 @@ final class BlockStore {
             time);
     this.committer = new GroupCommitter(kv, cacheFile, config.syncWrites(), durability);
     this.space = new CacheSpace(this);
+  }
+
+  void setObserver(EngineObserver observer) {
+    this.observer = observer;
+    committer.observer = observer;
   }
 
   void setFaultPoints(FaultPoints faults) {

@@ -128,6 +128,11 @@ public final class CacheEngine implements AutoCloseable {
     store.mayServe = guard;
   }
 
+  /** Who is told how long the engine's inner stages take (the node's metrics). */
+  public void setObserver(EngineObserver observer) {
+    store.setObserver(observer);
+  }
+
   /** Where tests inject faults (the node shares one instance among its parts). */
   public void setFaultPoints(FaultPoints faults) {
     store.setFaultPoints(faults);

@@ -353,6 +353,7 @@ final class Destager implements AutoCloseable {
         return 0;
       }
       long bytes;
+      long started = System.nanoTime();
       try {
         // Checked again right before touching shared storage: the lease may have run out while
         // the batch was read (a long pause).
@@ -366,6 +367,7 @@ final class Destager implements AutoCloseable {
         onFailure(v, n, e, now);
         return -1;
       }
+      store.observer.destaged(System.nanoTime() - started, bytes);
       onSuccess(v, n, now);
       markClean(v, n);
       v.destagedBytes.add(bytes);

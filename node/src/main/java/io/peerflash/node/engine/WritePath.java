@@ -289,6 +289,7 @@ final class WritePath {
     }
 
     void store() throws CacheException {
+      long started = System.nanoTime();
       int count = contents.length;
       BlockEntry[] fresh = new BlockEntry[count];
       Batch batch = new Batch();
@@ -318,6 +319,7 @@ final class WritePath {
       for (int i = 0; i < count; i++) {
         store.install(v, first + i, fresh[i]);
       }
+      store.observer.localStored(System.nanoTime() - started);
     }
 
     /**
