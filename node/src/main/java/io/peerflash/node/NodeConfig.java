@@ -45,7 +45,18 @@ public record NodeConfig(
     boolean insecure,
     /** HOST:PORT of the read-only HTTP port (metrics, health, status page), or empty: none. */
     String httpAddress,
+    HttpTls httpTls,
     boolean metricsEnabled) {
+
+  /** Whether the HTTP port runs TLS, and whether it asks its clients for a certificate. */
+  public enum HttpTls {
+    /** Plain HTTP. */
+    OFF,
+    /** HTTPS with the node's certificate. */
+    ON,
+    /** HTTPS that also requires a client certificate signed by the cluster CA. */
+    MUTUAL
+  }
 
   /** One documented setting. */
   public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
@@ -242,6 +253,13 @@ public record NodeConfig(
               + " and the status page at /. Plain HTTP without authentication: it serves no volume"
               + " data and takes no action. Empty: no HTTP port.",
           s -> s);
+  public static final Key<HttpTls> HTTP_TLS =
+      key(
+          "http-tls",
+          "off",
+          "off: the HTTP port speaks plain HTTP. on: HTTPS with the node's certificate (certs)."
+              + " mutual: HTTPS that also requires a client certificate of the cluster's CA.",
+          v -> HttpTls.valueOf(v.toUpperCase(java.util.Locale.ROOT)));
   public static final Key<Boolean> METRICS =
       key(
           "metrics",
@@ -456,6 +474,7 @@ public record NodeConfig(
             getOrNull(values, CERTS),
             get(values, INSECURE),
             get(values, HTTP),
+            get(values, HTTP_TLS),
             get(values, METRICS));
     c.validate();
     return c;
@@ -493,6 +512,10 @@ public record NodeConfig(
     }
     if (!httpAddress.isEmpty()) {
       httpHostAndPort(httpAddress);
+    }
+    if (httpTls != HttpTls.OFF && certsDir == null) {
+      throw new IllegalArgumentException(
+          "http-tls=" + httpTls.name().toLowerCase(java.util.Locale.ROOT) + " needs certs=DIR");
     }
     if (replicationAckTimeoutMs < 1 || replicationConnectTimeoutMs < 1) {
       throw new IllegalArgumentException(

@@ -128,19 +128,30 @@ public final class PeerFlashNode implements AutoCloseable {
     if (!config.httpAddress().isEmpty()) {
       InetSocketAddress at = NodeConfig.httpHostAndPort(config.httpAddress());
       try {
+        StatusReport report =
+            new StatusReport(
+                config.nodeId(),
+                cluster == null ? null : cluster::status,
+                this::volumesForStatus,
+                metrics);
         endpoint =
-            new HttpEndpoint(
-                at.getHostString(),
-                at.getPort(),
-                metrics,
-                this::healthProblem,
-                this::readinessProblem,
-                new StatusReport(
-                        config.nodeId(),
-                        cluster == null ? null : cluster::status,
-                        this::volumesForStatus,
-                        metrics)
-                    ::json);
+            config.httpTls() == NodeConfig.HttpTls.OFF
+                ? new HttpEndpoint(
+                    at.getHostString(),
+                    at.getPort(),
+                    metrics,
+                    this::healthProblem,
+                    this::readinessProblem,
+                    report::json)
+                : HttpEndpoint.https(
+                    at.getHostString(),
+                    at.getPort(),
+                    tls.directory(),
+                    config.httpTls() == NodeConfig.HttpTls.MUTUAL,
+                    metrics,
+                    this::healthProblem,
+                    this::readinessProblem,
+                    report::json);
       } catch (IOException | RuntimeException e) {
         server.shutdownNow();
         throw e;

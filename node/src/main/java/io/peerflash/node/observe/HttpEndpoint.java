@@ -3,6 +3,10 @@ package io.peerflash.node.observe;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpHandler;
 import com.sun.net.httpserver.HttpServer;
+import com.sun.net.httpserver.HttpsConfigurator;
+import com.sun.net.httpserver.HttpsParameters;
+import com.sun.net.httpserver.HttpsServer;
+import io.peerflash.security.TlsDirectory;
 import io.peerflash.util.NamedThreadFactory;
 import io.prometheus.metrics.exporter.httpserver.MetricsHandler;
 import java.io.IOException;
@@ -10,9 +14,14 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.function.Supplier;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.TrustManager;
 
 /**
  * The node's read-only HTTP port: Prometheus metrics ({@code /metrics}), liveness ({@code
@@ -41,7 +50,56 @@ public final class HttpEndpoint implements AutoCloseable {
       Probe readiness,
       Supplier<String> statusJson)
       throws IOException {
-    server = HttpServer.create(new InetSocketAddress(host, port), 16);
+    this(
+        HttpServer.create(new InetSocketAddress(host, port), 16),
+        metrics,
+        health,
+        readiness,
+        statusJson);
+  }
+
+  /**
+   * HTTPS with {@code tls}'s certificate; with {@code requireClientCertificate}, only clients with
+   * a certificate {@code tls} trusts get an answer.
+   */
+  public static HttpEndpoint https(
+      String host,
+      int port,
+      TlsDirectory tls,
+      boolean requireClientCertificate,
+      NodeMetrics metrics,
+      Probe health,
+      Probe readiness,
+      Supplier<String> statusJson)
+      throws IOException {
+    SSLContext context;
+    try {
+      context = SSLContext.getInstance("TLS");
+      context.init(
+          new KeyManager[] {tls.keyManager()}, new TrustManager[] {tls.clientVerifier()}, null);
+    } catch (GeneralSecurityException e) {
+      throw new IOException("cannot set up TLS for the HTTP port: " + e, e);
+    }
+    HttpsServer server = HttpsServer.create(new InetSocketAddress(host, port), 16);
+    server.setHttpsConfigurator(
+        new HttpsConfigurator(context) {
+          @Override
+          public void configure(HttpsParameters params) {
+            SSLParameters p = context.getDefaultSSLParameters();
+            p.setNeedClientAuth(requireClientCertificate);
+            params.setSSLParameters(p);
+          }
+        });
+    return new HttpEndpoint(server, metrics, health, readiness, statusJson);
+  }
+
+  private HttpEndpoint(
+      HttpServer server,
+      NodeMetrics metrics,
+      Probe health,
+      Probe readiness,
+      Supplier<String> statusJson) {
+    this.server = server;
     // Two threads: a scrape or a page refresh never waits behind a slow one for long, and the
     // port cannot take more of the node's CPU than that.
     threads = Executors.newFixedThreadPool(2, new NamedThreadFactory("peerflash-http", true));

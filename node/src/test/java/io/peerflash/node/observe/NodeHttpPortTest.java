@@ -1,6 +1,7 @@
 package io.peerflash.node.observe;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.google.protobuf.ByteString;
 import io.grpc.ManagedChannel;
@@ -13,6 +14,7 @@ import io.peerflash.proto.v1.ReadRequest;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
+import io.peerflash.security.TlsDirectory;
 import io.peerflash.testing.TestCertificates;
 import java.io.IOException;
 import java.net.URI;
@@ -27,6 +29,9 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManager;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -56,7 +61,13 @@ class NodeHttpPortTest {
   }
 
   private VolumeServiceGrpc.VolumeServiceBlockingStub start(boolean metrics) throws Exception {
+    return start(metrics, "off");
+  }
+
+  private VolumeServiceGrpc.VolumeServiceBlockingStub start(boolean metrics, String httpTls)
+      throws Exception {
     Map<String, String> c = new HashMap<>();
+    c.put("http-tls", httpTls);
     c.put("id", "n1");
     c.put("listen", "127.0.0.1:0");
     c.put("http", "127.0.0.1:0");
@@ -176,6 +187,51 @@ class NodeHttpPortTest {
     assertThat(get("/metrics").statusCode()).isEqualTo(404);
     assertThat(get("/healthz").statusCode()).isEqualTo(200);
     assertThat(get("/api/status").body()).contains("\"latency\":{\"write\":null");
+  }
+
+  @Test
+  void httpsWithTheNodesCertificateAndMutualWhenAskedFor() throws Exception {
+    start(true, "mutual");
+    URI metrics = URI.create("https://127.0.0.1:" + node.httpPort() + "/metrics");
+    TlsDirectory admin = TlsDirectory.open(certs.admin());
+    HttpClient withCertificate = httpsClient(admin, true);
+    HttpResponse<String> r =
+        withCertificate.send(
+            HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString());
+    assertThat(r.statusCode()).isEqualTo(200);
+    assertThat(r.body()).contains("peerflash_cache_size_bytes");
+    // Trusting the node is not enough under "mutual": the node wants the client's certificate.
+    HttpClient withoutCertificate = httpsClient(admin, false);
+    assertThatThrownBy(
+            () ->
+                withoutCertificate.send(
+                    HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString()))
+        .isInstanceOf(IOException.class);
+  }
+
+  @Test
+  void httpsWithoutClientCertificates() throws Exception {
+    start(true, "on");
+    HttpClient client = httpsClient(TlsDirectory.open(certs.admin()), false);
+    HttpResponse<String> r =
+        client.send(
+            HttpRequest.newBuilder(URI.create("https://127.0.0.1:" + node.httpPort() + "/healthz"))
+                .build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(r.statusCode()).isEqualTo(200);
+    // Plain HTTP to an HTTPS port gets nothing.
+    assertThatThrownBy(() -> get("/healthz")).isInstanceOf(IOException.class);
+  }
+
+  /** A client that checks the node's certificate against the cluster CA, and shows its own. */
+  private static HttpClient httpsClient(TlsDirectory identity, boolean showCertificate)
+      throws Exception {
+    SSLContext context = SSLContext.getInstance("TLS");
+    context.init(
+        showCertificate ? new KeyManager[] {identity.keyManager()} : null,
+        new TrustManager[] {identity.serverVerifier()},
+        null);
+    return HttpClient.newBuilder().sslContext(context).build();
   }
 
   /** Prometheus' own checker (Debian's prometheus package) finds nothing to complain about. */
