@@ -558,7 +558,7 @@ class FencingSimulationTest {
         long[] lastAcked = clients.get(volume).lastAcked;
         for (int b = 0; b < BLOCKS; b++) {
           if (lastAcked[b] != 0) {
-            checkDurable(committed, rec, b, lastAcked[b], "acknowledged write");
+            checkDurable(committed, rec, b, lastAcked[b], "acknowledged");
           }
         }
       }
@@ -575,14 +575,15 @@ class FencingSimulationTest {
         long seen = view(nodes.get(id), rec.name(), b);
         if (seen < writeId) {
           throw new Violation(
-              what
-                  + " "
+              "write "
                   + writeId
                   + " of "
                   + rec.name()
                   + " block "
                   + b
-                  + " is missing on "
+                  + " ("
+                  + what
+                  + ") is missing on "
                   + id
                   + " (it holds write "
                   + seen
@@ -598,7 +599,7 @@ class FencingSimulationTest {
     /** What node {@code n} would read for the block: its cached copy, else shared storage. */
     long view(SimNode n, String volume, int b) {
       Held h = n.store.get(volume);
-      long cached = h == null ? 0 : h.blocks[b];
+      long cached = h == null ? 0 : h.writeIds[b];
       return cached != 0 ? cached : shared.get(volume)[b];
     }
 
@@ -646,6 +647,7 @@ class FencingSimulationTest {
       final int first;
       final int count;
       long epoch;
+      long seq;
       boolean finished;
 
       Write(Client client, long id, int first, int count) {
@@ -665,9 +667,12 @@ class FencingSimulationTest {
       }
     }
 
+    /** A volume on one node: per block the sequence and the write it holds (0: none). */
     static final class Held {
       Role role;
-      final long[] blocks = new long[BLOCKS];
+      final long[] seqs = new long[BLOCKS];
+      final long[] writeIds = new long[BLOCKS];
+      long nextSeq = 1;
 
       Held(Role role) {
         this.role = role;
@@ -919,14 +924,19 @@ class FencingSimulationTest {
         VolumeRecord rec = map().volume(w.volume()).orElseThrow();
         w.epoch = plan.epoch();
         int inc = incarnation;
-        // The copies leave a moment later: a pause or crash can fall in between.
+        // The copies leave a moment later: a pause or crash can fall in between, and now and then
+        // the writer's thread stalls there (a GC pause, the scheduler) past a lease.
+        long stallMs = rnd.nextInt(30) == 0 ? rnd.nextInt((int) (2 * LEASE_MS)) : rnd.nextInt(3);
         at(
             this,
-            now + rnd.nextInt(3),
+            now + stallMs,
             "send copies of " + w,
             () -> {
+              // The volume's next sequence number, as the engine takes it for a write.
+              w.seq = h.nextSeq++;
               for (int b = w.first; b < w.first + w.count; b++) {
-                h.blocks[b] = Math.max(h.blocks[b], w.id);
+                h.seqs[b] = w.seq;
+                h.writeIds[b] = w.id;
               }
               attempt(w, plan, rec.requestedReplicas(), 1, inc);
             });
@@ -1029,10 +1039,15 @@ class FencingSimulationTest {
           }
           return;
         }
+        // Applied only where newer than what is held: retransmits are harmless.
         Held h = store.get(w.volume());
         for (int b = w.first; b < w.first + w.count; b++) {
-          h.blocks[b] = Math.max(h.blocks[b], w.id);
+          if (w.seq > h.seqs[b]) {
+            h.seqs[b] = w.seq;
+            h.writeIds[b] = w.id;
+          }
         }
+        h.nextSeq = Math.max(h.nextSeq, w.seq + 1);
         send(
             id,
             owner,
@@ -1110,7 +1125,7 @@ class FencingSimulationTest {
                     Held h = store.get(w.volume());
                     long[] s = shared.get(w.volume());
                     for (int b = w.first; b < w.first + w.count; b++) {
-                      s[b] = Math.max(s[b], h.blocks[b]);
+                      s[b] = h.writeIds[b];
                     }
                     stats.writeThrough++;
                     ack(w);
@@ -1154,7 +1169,7 @@ class FencingSimulationTest {
         VolumeRecord rec = committed.volume(w.volume()).orElseThrow();
         for (int b = w.first; b < w.first + w.count; b++) {
           checkDurable(
-              committed, rec, b, w.id, "write acknowledged by " + id + " at epoch " + w.epoch);
+              committed, rec, b, w.id, "acknowledged just now by " + id + " at epoch " + w.epoch);
           w.client.lastAcked[b] = Math.max(w.client.lastAcked[b], w.id);
         }
         at(null, now + 1 + rnd.nextInt(5), "client gets the ack of " + w, () -> w.client.done(w));
@@ -1194,7 +1209,7 @@ class FencingSimulationTest {
                     return; // not held: an error, no answer
                   }
                   long max = 0;
-                  for (long x : h.blocks) {
+                  for (long x : h.seqs) {
                     max = Math.max(max, x);
                   }
                   long seq = max;
