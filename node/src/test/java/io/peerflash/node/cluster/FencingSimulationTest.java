@@ -149,6 +149,7 @@ class FencingSimulationTest {
     long staleCopies;
     long failovers;
     long writeThrough;
+    long fills;
 
     @Override
     public String toString() {
@@ -165,7 +166,9 @@ class FencingSimulationTest {
           + staleCopies
           + " copies refused for their epoch, "
           + failovers
-          + " failovers";
+          + " failovers, "
+          + fills
+          + " peers filled by re-protection";
     }
   }
 
@@ -649,6 +652,15 @@ class FencingSimulationTest {
       long epoch;
       long seq;
       boolean finished;
+      SimNode node; // the owner that admitted it
+      int incarnation;
+
+      /** The write leaves its owner's barrier (re-protection waits for none in flight). */
+      void leave() {
+        if (node != null && node.incarnation == incarnation) {
+          node.writesInFlight.merge(volume(), -1, Integer::sum);
+        }
+      }
 
       Write(Client client, long id, int first, int count) {
         this.client = client;
@@ -705,6 +717,10 @@ class FencingSimulationTest {
       long lapsesAtRead;
       Runnable onReadCaughtUp;
       final Set<String> failoversInProgress = new HashSet<>();
+      final Map<String, Integer> writesInFlight = new HashMap<>();
+      final Set<String> copying = new HashSet<>();
+      final Map<String, Long> lastAddMs = new HashMap<>();
+      final Map<String, Long> failedAtMs = new HashMap<>();
 
       SimNode(String id, double rate) {
         this.id = id;
@@ -731,6 +747,10 @@ class FencingSimulationTest {
         reading = false;
         readIndex = -1;
         failoversInProgress.clear();
+        writesInFlight.clear();
+        copying.clear();
+        lastAddMs.clear();
+        failedAtMs.clear();
         // Never started: the simulation sends the heartbeats and runs the ticks itself.
         lease =
             new LeaseKeeper(
@@ -829,6 +849,7 @@ class FencingSimulationTest {
           if (isLeaderReady(this)) {
             maybeFailOver(map());
           }
+          maybeReprotect(map());
         }
       }
 
@@ -924,6 +945,9 @@ class FencingSimulationTest {
         VolumeRecord rec = map().volume(w.volume()).orElseThrow();
         w.epoch = plan.epoch();
         int inc = incarnation;
+        w.node = this;
+        w.incarnation = inc;
+        writesInFlight.merge(w.volume(), 1, Integer::sum);
         // The copies leave a moment later: a pause or crash can fall in between, and now and then
         // the writer's thread stalls there (a GC pause, the scheduler) past a lease.
         long stallMs = rnd.nextInt(30) == 0 ? rnd.nextInt((int) (2 * LEASE_MS)) : rnd.nextInt(3);
@@ -1164,6 +1188,7 @@ class FencingSimulationTest {
           return;
         }
         w.finished = true;
+        w.leave();
         stats.acked++;
         ClusterMap committed = head();
         VolumeRecord rec = committed.volume(w.volume()).orElseThrow();
@@ -1180,12 +1205,159 @@ class FencingSimulationTest {
           return;
         }
         w.finished = true;
+        w.leave();
         stats.failedWrites++;
         at(
             null,
             now + 1 + rnd.nextInt(5),
             "client gets " + w + " failed: " + why,
             () -> w.client.done(w));
+      }
+
+      // ---------------------------------------------------------------- re-protection (owner)
+
+      /**
+       * As {@code Reprotector}: asks for syncing peers while the volume has fewer in-sync replicas
+       * than requested, fills each under the write barrier, then commits it in sync at the epoch
+       * the copy began at.
+       */
+      void maybeReprotect(ClusterMap map) {
+        for (VolumeRecord rec : map.volumesOwnedBy(id)) {
+          for (String peer : rec.syncing()) {
+            String key = rec.name() + "/" + peer;
+            if (copying.add(key)) {
+              fill(rec.name(), peer, key, incarnation);
+            }
+          }
+          Long last = lastAddMs.get(rec.name());
+          if (map.replicasWanted(rec) > 0 && (last == null || clock.nowMs() - last >= 2000)) {
+            lastAddMs.put(rec.name(), clock.nowMs());
+            long nowMs = clock.nowMs();
+            failedAtMs.values().removeIf(t -> nowMs - t > 2 * (LEASE_MS + MARGIN_MS));
+            submit(this, MapCommands.addReplicas(rec.name(), rec.epoch(), failedAtMs.keySet()));
+          }
+        }
+      }
+
+      void fill(String volume, String peerId, String key, int inc) {
+        if (incarnation != inc) {
+          return;
+        }
+        VolumeRecord rec = map().volume(volume).orElse(null);
+        Held h = store.get(volume);
+        if (rec == null
+            || !rec.owner().equals(id)
+            || !rec.syncing().contains(peerId)
+            || h == null
+            || h.role != Role.OWNER) {
+          copying.remove(key);
+          return;
+        }
+        if (writesInFlight.getOrDefault(volume, 0) > 0) {
+          at(
+              this,
+              now + 10,
+              "re-protection of " + key + " waits for the barrier",
+              () -> fill(volume, peerId, key, inc));
+          return;
+        }
+        // Under the barrier: a reset below the next sequence, then every block held.
+        long epoch = rec.epoch();
+        long resetBelow = h.nextSeq;
+        long[] seqs = h.seqs.clone();
+        long[] ids = h.writeIds.clone();
+        boolean[] answered = {false};
+        java.util.function.Consumer<Boolean> done =
+            ok -> {
+              if (answered[0] || incarnation != inc) {
+                return;
+              }
+              answered[0] = true;
+              if (ok) {
+                submit(this, MapCommands.replicaInSync(volume, peerId, epoch))
+                    .whenComplete((r, e) -> copying.remove(key));
+                return;
+              }
+              // A peer that cannot take the copy leaves the syncing list; another is picked later.
+              failedAtMs.put(peerId, clock.nowMs());
+              VolumeRecord now = map().volume(volume).orElse(null);
+              if (now != null && now.syncing().contains(peerId)) {
+                submit(this, MapCommands.removeReplica(volume, peerId, now.epoch()))
+                    .whenComplete((r, e) -> copying.remove(key));
+              } else {
+                copying.remove(key);
+              }
+            };
+        SimNode peer = nodes.get(peerId);
+        send(
+            id,
+            peer,
+            "reset and copy of " + volume + " at epoch " + epoch + " from " + id,
+            () ->
+                peer.takeFill(
+                    this, volume, epoch, resetBelow, seqs, ids, peer.clock.nowMs(), done));
+        at(
+            this,
+            now + ACK_TIMEOUT_MS,
+            "re-protection ack timeout " + key,
+            () -> done.accept(false));
+      }
+
+      /** On the peer being filled: the same epoch check as for a copy. */
+      void takeFill(
+          SimNode owner,
+          String volume,
+          long epoch,
+          long resetBelow,
+          long[] seqs,
+          long[] ids,
+          long firstTryMs,
+          java.util.function.Consumer<Boolean> done) {
+        boolean accept;
+        try {
+          accept =
+              Fencing.acceptCopy(
+                  id,
+                  map().volume(volume).orElse(null),
+                  inStep,
+                  () -> {
+                    Held h = store.get(volume);
+                    return h != null && h.role == Role.REPLICA;
+                  },
+                  volume,
+                  epoch,
+                  owner.id);
+        } catch (ReplicaException e) {
+          stats.staleCopies++;
+          send(id, owner, "fill of " + volume + " refused", () -> done.accept(false));
+          return;
+        }
+        if (!accept) {
+          if (clock.nowMs() - firstTryMs > REPLICA_MAP_CATCH_UP_MS) {
+            send(id, owner, "fill of " + volume + " unavailable", () -> done.accept(false));
+          } else {
+            at(
+                this,
+                now + 10,
+                "fill of " + volume + " waits for the map",
+                () -> takeFill(owner, volume, epoch, resetBelow, seqs, ids, firstTryMs, done));
+          }
+          return;
+        }
+        Held h = store.get(volume);
+        for (int b = 0; b < BLOCKS; b++) {
+          if (h.seqs[b] < resetBelow) {
+            h.seqs[b] = 0;
+            h.writeIds[b] = 0;
+          }
+          if (seqs[b] > h.seqs[b]) {
+            h.seqs[b] = seqs[b];
+            h.writeIds[b] = ids[b];
+          }
+        }
+        h.nextSeq = Math.max(h.nextSeq, resetBelow);
+        stats.fills++;
+        send(id, owner, "fill of " + volume + " acked by " + id, () -> done.accept(true));
       }
 
       // ---------------------------------------------------------------- failover (leader)
