@@ -57,7 +57,7 @@ import org.slf4j.LoggerFactory;
  * acknowledged write is there, so no acknowledged write is missing from a new owner after failover.
  *
  * <p>{@code -Dpeerflash.sim.seed=S} reruns one schedule; {@code -Dpeerflash.sim.schedules=N}
- * changes how many run (default 2000, each 20 simulated seconds); a failure names its seed and the
+ * changes how many run (default 5000, each 20 simulated seconds); a failure names its seed and the
  * last events before it.
  */
 class FencingSimulationTest {
@@ -97,12 +97,17 @@ class FencingSimulationTest {
       System.out.println("schedule " + one + ": " + s);
       return;
     }
-    int schedules = Integer.getInteger("peerflash.sim.schedules", 2000);
+    int schedules = Integer.getInteger("peerflash.sim.schedules", 5000);
     long base = new Random().nextLong();
     Stats total = new Stats();
     long start = System.nanoTime();
     for (int i = 0; i < schedules; i++) {
-      runOrFail(base + i, total);
+      try {
+        runOrFail(base + i, total);
+      } catch (AssertionError e) {
+        throw new AssertionError(
+            "after " + i + " schedules that kept the invariants: " + e.getMessage(), e.getCause());
+      }
     }
     double secs = (System.nanoTime() - start) / 1e9;
     System.out.printf(
