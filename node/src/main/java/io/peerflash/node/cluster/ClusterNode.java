@@ -277,12 +277,18 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     Set<String> inMap = new HashSet<>();
     for (VolumeRecord rec : map.volumes().values()) {
       inMap.add(rec.name());
-      Role role =
-          rec.owner().equals(nodeId)
-              ? Role.OWNER
-              : rec.allReplicas().contains(nodeId) ? Role.REPLICA : null;
       try {
-        if (role != null) {
+        Reconciliation.Step step = Reconciliation.step(nodeId, rec, heldRole(rec.name()));
+        if (step == Reconciliation.Step.DROP
+            || step == Reconciliation.Step.DROP_THEN_ADOPT_REPLICA) {
+          // Not ours at the current epoch (or ours no longer as the owner): the owner and
+          // replicas of that epoch hold every acknowledged write, so these copies are superseded.
+          engine.dropLocalVolume(rec.name());
+        }
+        if (step == Reconciliation.Step.ADOPT_OWNER
+            || step == Reconciliation.Step.ADOPT_REPLICA
+            || step == Reconciliation.Step.DROP_THEN_ADOPT_REPLICA) {
+          Role role = step == Reconciliation.Step.ADOPT_OWNER ? Role.OWNER : Role.REPLICA;
           engine.adoptVolume(
               new VolumeInfo(
                   rec.id(),
@@ -296,10 +302,6 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             // Dirty data written before a replica was lost has fewer copies than wanted.
             engine.destageSoon(rec.name());
           }
-        } else if (held(rec.name())) {
-          // Not ours at the current epoch: the owner and replicas of that epoch hold every
-          // acknowledged write, so these copies are superseded.
-          engine.dropLocalVolume(rec.name());
         }
       } catch (CacheException e) {
         log.warn("volume {}: cannot follow the cluster map yet: {}", rec.name(), e.getMessage());
@@ -318,6 +320,15 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
           log.warn("volume {}: delete failed: {}", local.name(), e.getMessage());
         }
       }
+    }
+  }
+
+  /** The role the engine holds the volume in, null when it does not hold it. */
+  private Role heldRole(String name) {
+    try {
+      return engine.getVolume(name).role();
+    } catch (CacheException e) {
+      return null;
     }
   }
 
