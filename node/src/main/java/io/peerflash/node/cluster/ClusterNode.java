@@ -50,6 +50,7 @@ import io.peerflash.util.Time;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -205,16 +206,21 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
    * lapse (cut off or frozen), the node re-reads the map first: its volumes may be gone.
    */
   private boolean mayServe(VolumeInfo v) {
-    if (!ready || !controlPlane.leaseValid()) {
-      return false;
-    }
-    if (controlPlane.leaseKeeper().lapses() != lapsesAtSync) {
+    Fencing.Serve verdict =
+        Fencing.serve(
+            nodeId,
+            ready,
+            controlPlane.leaseValid(),
+            controlPlane.leaseKeeper().lapses(),
+            lapsesAtSync,
+            controlPlane.map(),
+            v.name());
+    if (verdict == Fencing.Serve.RESYNC) {
       ready = false;
       log.warn("node {}: lease lapsed; re-reading the cluster map before serving again", nodeId);
       reconciler.execute(this::initialReconcile);
-      return false;
     }
-    return controlPlane.map().volume(v.name()).map(r -> r.owner().equals(nodeId)).orElse(false);
+    return verdict == Fencing.Serve.YES;
   }
 
   public ControlPlane controlPlane() {
@@ -285,12 +291,18 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     Set<String> inMap = new HashSet<>();
     for (VolumeRecord rec : map.volumes().values()) {
       inMap.add(rec.name());
-      Role role =
-          rec.owner().equals(nodeId)
-              ? Role.OWNER
-              : rec.allReplicas().contains(nodeId) ? Role.REPLICA : null;
       try {
-        if (role != null) {
+        Reconciliation.Step step = Reconciliation.step(nodeId, rec, heldRole(rec.name()));
+        if (step == Reconciliation.Step.DROP
+            || step == Reconciliation.Step.DROP_THEN_ADOPT_REPLICA) {
+          // Not ours at the current epoch (or ours no longer as the owner): the owner and
+          // replicas of that epoch hold every acknowledged write, so these copies are superseded.
+          engine.dropLocalVolume(rec.name());
+        }
+        if (step == Reconciliation.Step.ADOPT_OWNER
+            || step == Reconciliation.Step.ADOPT_REPLICA
+            || step == Reconciliation.Step.DROP_THEN_ADOPT_REPLICA) {
+          Role role = step == Reconciliation.Step.ADOPT_OWNER ? Role.OWNER : Role.REPLICA;
           engine.adoptVolume(
               new VolumeInfo(
                   rec.id(),
@@ -304,10 +316,6 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             // Dirty data written before a replica was lost has fewer copies than wanted.
             engine.destageSoon(rec.name());
           }
-        } else if (held(rec.name())) {
-          // Not ours at the current epoch: the owner and replicas of that epoch hold every
-          // acknowledged write, so these copies are superseded.
-          engine.dropLocalVolume(rec.name());
         }
       } catch (CacheException e) {
         log.warn("volume {}: cannot follow the cluster map yet: {}", rec.name(), e.getMessage());
@@ -329,6 +337,15 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     }
   }
 
+  /** The role the engine holds the volume in, null when it does not hold it. */
+  private Role heldRole(String name) {
+    try {
+      return engine.getVolume(name).role();
+    } catch (CacheException e) {
+      return null;
+    }
+  }
+
   private boolean held(String name) {
     try {
       engine.getVolume(name);
@@ -347,36 +364,29 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       return;
     }
     for (VolumeRecord rec : map.volumes().values()) {
-      Optional<Member> owner = map.member(rec.owner());
-      if (owner.isPresent() && owner.get().isAlive()) {
+      if (!FailoverChoice.ownerLost(map, rec)) {
         continue;
       }
       if (!failoversInProgress.add(rec.name())) {
         continue;
       }
       try {
-        String best = null;
-        long bestSeq = -1;
-        for (String candidate : rec.replicaSet()) {
-          Optional<Member> m = map.member(candidate);
-          if (m.isEmpty() || !m.get().isUp()) {
-            continue;
-          }
+        Map<String, Long> answered = new LinkedHashMap<>();
+        for (String candidate : FailoverChoice.candidates(map, rec)) {
           try {
             long seq =
-                ReplicaServiceGrpc.newBlockingStub(channel(m.get()))
+                ReplicaServiceGrpc.newBlockingStub(channel(map.member(candidate).orElseThrow()))
                     .withDeadlineAfter(1, TimeUnit.SECONDS)
                     .describeCopies(
                         DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build())
                     .getMaxSeq();
-            if (seq > bestSeq) {
-              bestSeq = seq;
-              best = candidate;
-            }
+            answered.put(candidate, seq);
           } catch (RuntimeException e) {
             log.info("failover of {}: {} did not answer: {}", rec.name(), candidate, e.toString());
           }
         }
+        String best = FailoverChoice.best(answered);
+        long bestSeq = best == null ? -1 : answered.get(best);
         if (best != null) {
           faults.hit(FaultPoints.FAILOVER_BEFORE_CHANGE_OWNER, rec.name());
         }
@@ -416,21 +426,17 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   // Replication targets (owner side) and the epoch guard (replica side)
 
   private PeerReplicationPort.Targets targets(VolumeInfo v) {
-    VolumeRecord rec = controlPlane.map().volume(v.name()).orElse(null);
-    if (rec == null || !rec.owner().equals(nodeId)) {
+    ClusterMap map = controlPlane.map();
+    PeerReplicationPort.CopyPlan plan = PeerReplicationPort.CopyPlan.of(nodeId, map, v.name());
+    if (plan == null) {
       return null;
     }
-    List<PeerReplicator> peers = new ArrayList<>();
-    int inSync = 0;
-    for (String id : rec.allReplicas()) {
-      PeerReplicator r = replicator(id);
-      if (r != null) {
-        peers.add(r);
-        inSync += rec.replicaSet().contains(id) ? 1 : 0;
-      }
+    List<PeerReplicator> peers = new ArrayList<>(plan.peers().size());
+    for (String id : plan.peers()) {
+      peers.add(replicator(map.member(id).orElseThrow()));
     }
-    boolean acceptFewer = rec.onPeerLoss() == OnPeerLoss.ON_PEER_LOSS_ACCEPT;
-    return new PeerReplicationPort.Targets(rec.epoch(), nodeId, peers, inSync, acceptFewer);
+    return new PeerReplicationPort.Targets(
+        plan.epoch(), nodeId, peers, plan.inSync(), plan.acceptFewer());
   }
 
   /**
@@ -509,18 +515,18 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   }
 
   private PeerReplicator replicator(String memberId) {
-    Optional<Member> m = controlPlane.map().member(memberId);
-    if (m.isEmpty()) {
-      return null;
-    }
+    return controlPlane.map().member(memberId).map(this::replicator).orElse(null);
+  }
+
+  private PeerReplicator replicator(Member member) {
     return replicators.computeIfAbsent(
-        memberId,
+        member.id(),
         id -> {
           PeerReplicator r =
               new PeerReplicator(
                   nodeId,
                   id,
-                  channel(m.get()),
+                  channel(member),
                   timers,
                   config.replicationAckTimeoutMs(),
                   config.replicationConnectTimeoutMs(),
@@ -575,28 +581,19 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   @Override
   public boolean tryCheckReplicate(String volume, long epoch, String ownerId)
       throws ReplicaException {
-    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
-    if (rec == null || rec.epoch() < epoch || !ready || !heldAsReplica(volume)) {
-      return false;
-    }
-    if (epoch < rec.epoch()) {
+    try {
+      return Fencing.acceptCopy(
+          nodeId,
+          controlPlane.map().volume(volume).orElse(null),
+          ready,
+          () -> heldAsReplica(volume),
+          volume,
+          epoch,
+          ownerId);
+    } catch (ReplicaException e) {
       fencingRefusals.increment();
-      throw ReplicaException.staleEpoch(volume, epoch, rec.epoch());
+      throw e;
     }
-    if (!rec.owner().equals(ownerId) || !rec.allReplicas().contains(nodeId)) {
-      fencingRefusals.increment();
-      throw new ReplicaException(
-          ReplicaException.Code.FAILED_PRECONDITION,
-          "at epoch "
-              + epoch
-              + " of volume '"
-              + volume
-              + "' the owner is "
-              + rec.owner()
-              + " and the replicas are "
-              + rec.allReplicas());
-    }
-    return true;
   }
 
   private boolean heldAsReplica(String volume) {

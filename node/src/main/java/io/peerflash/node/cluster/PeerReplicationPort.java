@@ -6,6 +6,9 @@ import io.peerflash.node.engine.ReplicationPort;
 import io.peerflash.node.engine.ReplicationPort.StuckException;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.proto.v1.OnPeerLoss;
+import io.peerflash.replication.cluster.ClusterMap;
+import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
@@ -40,6 +43,41 @@ public final class PeerReplicationPort implements ReplicationPort {
 
     boolean underReplicated(VolumeInfo volume) {
       return inSync < volume.replicas() && !acceptFewer;
+    }
+  }
+
+  /**
+   * Where a volume's copies go by one map, as peer ids: the decision {@link Targets} is built from.
+   *
+   * @param peers in-sync replicas and those being filled, each a member of the map
+   * @param inSync how many of them are in sync
+   * @param acceptFewer the volume's on-peer-loss policy accepts acknowledging with fewer copies
+   */
+  record CopyPlan(long epoch, String ownerId, List<String> peers, int inSync, boolean acceptFewer) {
+
+    /**
+     * The plan of {@code volume} by {@code map}; null unless the map names {@code nodeId} owner.
+     */
+    static CopyPlan of(String nodeId, ClusterMap map, String volume) {
+      VolumeRecord rec = map.volume(volume).orElse(null);
+      if (rec == null || !rec.owner().equals(nodeId)) {
+        return null;
+      }
+      List<String> peers = new ArrayList<>();
+      int inSync = 0;
+      for (String id : rec.allReplicas()) {
+        if (map.member(id).isPresent()) {
+          peers.add(id);
+          inSync += rec.replicaSet().contains(id) ? 1 : 0;
+        }
+      }
+      boolean acceptFewer = rec.onPeerLoss() == OnPeerLoss.ON_PEER_LOSS_ACCEPT;
+      return new CopyPlan(rec.epoch(), nodeId, List.copyOf(peers), inSync, acceptFewer);
+    }
+
+    /** Fewer peers count as copies than {@code requestedReplicas}, and the policy minds. */
+    boolean underReplicated(int requestedReplicas) {
+      return inSync < requestedReplicas && !acceptFewer;
     }
   }
 
@@ -171,37 +209,77 @@ public final class PeerReplicationPort implements ReplicationPort {
     CompletableFuture.allOf(outcomes.toArray(CompletableFuture[]::new))
         .whenComplete(
             (ignored, never) -> {
-              boolean fenced = false;
-              boolean stuck = false;
-              boolean evicted = false;
+              List<Outcome> all = new ArrayList<>(outcomes.size());
               for (CompletableFuture<Outcome> o : outcomes) {
-                Outcome out = o.join();
-                fenced |= out == Outcome.FENCED;
-                stuck |= out == Outcome.STUCK;
-                evicted |= out == Outcome.EVICTED;
+                all.add(o.join());
               }
-              if (fenced) {
-                retryFenced(volume, images, t, attemptNo, result, 0);
-              } else if (stuck) {
-                // Could neither reach a replica nor take it out of the map: acknowledging now
-                // would let it win a later failover without this write.
-                result.completeExceptionally(
-                    new StuckException(
-                        "a replica is unreachable and could not be removed from the cluster map"
-                            + " (no Raft leader reachable); the write was not acknowledged"));
-              } else if (evicted) {
-                result.completeExceptionally(
-                    new ReplicaException(
-                        ReplicaException.Code.UNAVAILABLE,
-                        "a replica was lost and removed; the write goes through"));
-              } else if (t.underReplicated(volume)) {
-                // Every peer has it, but fewer of them count as copies than the policy asks for
-                // (re-protection is filling a new one): the write must go through as well.
-                result.completeExceptionally(fewer(t, volume));
-              } else {
-                result.complete(null);
+              switch (ackVerdict(all, t.underReplicated(volume))) {
+                case RETRY_FENCED -> retryFenced(volume, images, t, attemptNo, result, 0);
+                case STUCK ->
+                    // Could neither reach a replica nor take it out of the map: acknowledging now
+                    // would let it win a later failover without this write.
+                    result.completeExceptionally(
+                        new StuckException(
+                            "a replica is unreachable and could not be removed from the cluster"
+                                + " map (no Raft leader reachable); the write was not"
+                                + " acknowledged"));
+                case GO_THROUGH_EVICTED ->
+                    result.completeExceptionally(
+                        new ReplicaException(
+                            ReplicaException.Code.UNAVAILABLE,
+                            "a replica was lost and removed; the write goes through"));
+                case GO_THROUGH_FEWER ->
+                    // Every peer has it, but fewer of them count as copies than the policy asks
+                    // for (re-protection is filling a new one): the write must go through as well.
+                    result.completeExceptionally(fewer(t, volume));
+                case ACK -> result.complete(null);
               }
             });
+  }
+
+  /** What became of one peer's copy of a write. */
+  enum Outcome {
+    /** The peer stored it. */
+    ACKED,
+    /** The peer refused the epoch (or the sender as owner at it). */
+    FENCED,
+    /** The peer failed otherwise and was removed from the replica set in the map. */
+    EVICTED,
+    /** The peer failed otherwise and could not be removed from the map. */
+    STUCK
+  }
+
+  /** What the write does once every peer's outcome is known. */
+  enum AckVerdict {
+    /** Acknowledge the write (once the local store has it). */
+    ACK,
+    /** A peer refused the epoch: retry with the map's newer targets while still the owner. */
+    RETRY_FENCED,
+    /** Fail the write: a peer that may lack it is still in the map. */
+    STUCK,
+    /** A peer was removed: the write goes through to shared storage before its ack. */
+    GO_THROUGH_EVICTED,
+    /** Fewer peers count as copies than the policy asks for: the write goes through. */
+    GO_THROUGH_FEWER
+  }
+
+  /**
+   * The ack decision of a replicated write: acknowledged from the copies only when every peer of
+   * the targets acked it and they are as many as the policy asks for.
+   *
+   * @param underReplicated fewer of the targets count as copies than the volume's policy asks for
+   */
+  static AckVerdict ackVerdict(List<Outcome> outcomes, boolean underReplicated) {
+    if (outcomes.contains(Outcome.FENCED)) {
+      return AckVerdict.RETRY_FENCED;
+    }
+    if (outcomes.contains(Outcome.STUCK)) {
+      return AckVerdict.STUCK;
+    }
+    if (outcomes.contains(Outcome.EVICTED)) {
+      return AckVerdict.GO_THROUGH_EVICTED;
+    }
+    return underReplicated ? AckVerdict.GO_THROUGH_FEWER : AckVerdict.ACK;
   }
 
   private static final int MAX_ATTEMPTS = 3;
@@ -246,13 +324,6 @@ public final class PeerReplicationPort implements ReplicationPort {
     return new ReplicaException(
         ReplicaException.Code.UNAVAILABLE,
         t.inSync() + " of " + volume.replicas() + " replicas in sync; the write goes through");
-  }
-
-  private enum Outcome {
-    ACKED,
-    FENCED,
-    EVICTED,
-    STUCK
   }
 
   @Override

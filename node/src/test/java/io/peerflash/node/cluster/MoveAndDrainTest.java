@@ -514,7 +514,9 @@ class MoveAndDrainTest {
       Map<String, String> voters = new LinkedHashMap<>(raftAddress);
       voters.remove("n4");
       nodes.put("n4", PeerFlashNode.start(config("n4", voters)));
-      Thread.sleep(1500);
+      await(
+          () -> nodes.get("n4").cluster().controlPlane().registrationsPutOff() >= 3,
+          "n4 to look for itself in the Raft group 3 times");
       assertThat(map("n1").members()).doesNotContainKey("n4");
       assertThat(nodes.get("n4").cluster().ready()).isFalse();
 

@@ -116,6 +116,8 @@ public final class ControlPlane implements AutoCloseable {
   private final CompletableFuture<CommandResult> registered = new CompletableFuture<>();
   private volatile boolean closed;
   private boolean joinLogged; // timer thread only
+  private final java.util.concurrent.atomic.AtomicLong registrationsPutOff =
+      new java.util.concurrent.atomic.AtomicLong();
 
   private ControlPlane(ControlPlaneConfig config) throws IOException {
     this.config = config;
@@ -373,6 +375,7 @@ public final class ControlPlane implements AutoCloseable {
             config.nodeId(),
             config.raftAddress());
       }
+      registrationsPutOff.incrementAndGet();
       try {
         timer.schedule(this::register, 200, TimeUnit.MILLISECONDS);
       } catch (RejectedExecutionException rejected) {
@@ -415,6 +418,15 @@ public final class ControlPlane implements AutoCloseable {
   /** Completes when this node's RegisterMember has been committed. */
   public CompletableFuture<CommandResult> registered() {
     return registered;
+  }
+
+  /**
+   * How often this node, not yet in the Raft group, looked and put its registration off (every 200
+   * ms until a member adds it): a test waits for a few of these decisions, not for a fixed time,
+   * before it checks that the node has not registered.
+   */
+  public long registrationsPutOff() {
+    return registrationsPutOff.get();
   }
 
   // ---------------------------------------------------------------- state

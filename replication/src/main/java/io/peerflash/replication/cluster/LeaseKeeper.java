@@ -96,8 +96,12 @@ public final class LeaseKeeper implements AutoCloseable {
     }
   }
 
-  /** A heartbeat sent at {@code sentNanos} was committed: the lease lasts until then + lease. */
-  void onHeartbeatCommitted(long sentNanos) {
+  /**
+   * A heartbeat sent at {@code sentNanos} was committed: the lease lasts until then + lease. Public
+   * for a caller that sends heartbeats itself and learns their results later (the simulation of
+   * fencing on simulated time).
+   */
+  public void onHeartbeatCommitted(long sentNanos) {
     synchronized (lock) {
       if (granted && validUntilNanos - sentNanos <= 0) {
         // The lease had run out before this heartbeat was sent (cut off, or frozen): whatever

@@ -197,7 +197,10 @@ class ControlPlaneTest {
       // voter, so it never takes placements while it cannot follow the map.
       String address = "127.0.0.1:" + TestCluster.freePort();
       ControlPlane n4 = cluster.start("n4", address);
-      Thread.sleep(1000);
+      await(
+          WAIT,
+          () -> n4.registrationsPutOff() >= 3,
+          () -> "n4 to look for itself in the Raft group 3 times");
       assertThat(n4.registered().isDone()).isFalse();
       assertThat(leader.map().member("n4")).isEmpty();
       cluster.nodes.get("n2").addPeer("n4", address);
