@@ -2,6 +2,7 @@ package io.peerflash.cli;
 
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
+import io.peerflash.node.health.ClusterHealth;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterStatus;
@@ -23,6 +24,7 @@ import picocli.CommandLine.Parameters;
     description = "Inspect the cluster, drain and remove a node, add a node.",
     subcommands = {
       ClusterCommand.Status.class,
+      ClusterCommand.Health.class,
       ClusterCommand.Drain.class,
       ClusterCommand.AddNode.class
     })
@@ -36,12 +38,17 @@ final class ClusterCommand {
               + " dirty bytes and data at risk.")
   static final class Status implements Callable<Integer> {
     @Mixin ClientOptions client;
+    @Mixin OutputOption output;
 
     @Override
     public Integer call() {
       PrintStream out = client.cli().out();
       try (PeerFlashClient c = client.connect()) {
         ClusterStatus s = c.clusterStatus();
+        if (output.json()) {
+          OutputOption.print(out, s);
+          return PeerFlashCli.EXIT_OK;
+        }
         out.println(Formats.field("answered by", s.getAnsweredBy()));
         out.println(
             Formats.field("leader", s.getLeaderId().isEmpty() ? "(none)" : s.getLeaderId()));
@@ -103,6 +110,55 @@ final class ClusterCommand {
               lag);
         }
         volumes.print(out);
+      }
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(
+      name = "health",
+      description = {
+        "The cluster's health in one line, HEALTH_OK, HEALTH_WARN or HEALTH_ERR, then one line per"
+            + " reason (errors first): members down or draining, an even number of Raft voters,"
+            + " and every volume that is not HEALTHY with its state and why.",
+        "It asks one node for the cluster map and every live member for its own status."
+      })
+  static final class Health implements Callable<Integer> {
+    @Mixin ClientOptions client;
+    @Mixin OutputOption output;
+
+    @Override
+    public Integer call() {
+      PrintStream out = client.cli().out();
+      ClusterView view;
+      try (PeerFlashClient c = client.connect()) {
+        view = ClusterView.gather(client, c);
+      }
+      ClusterHealth.Report report =
+          ClusterHealth.summarize(view.cluster(), view.nodes(), view.unanswered());
+      if (output.json()) {
+        StringBuilder json = new StringBuilder();
+        json.append("{\n  \"health\": \"").append(report.level()).append("\",\n  \"reasons\": [");
+        for (int i = 0; i < report.reasons().size(); i++) {
+          ClusterHealth.Reason r = report.reasons().get(i);
+          json.append(i == 0 ? "\n" : ",\n")
+              .append("    {\"level\": \"")
+              .append(r.level())
+              .append("\", \"reason\": ")
+              .append(Formats.jsonString(r.text()))
+              .append("}");
+        }
+        json.append(report.reasons().isEmpty() ? "]\n}" : "\n  ]\n}");
+        out.println(json);
+        return PeerFlashCli.EXIT_OK;
+      }
+      out.println(report.level());
+      for (ClusterHealth.Reason r : report.reasons()) {
+        out.println(
+            "  "
+                + (r.level() == ClusterHealth.Level.HEALTH_ERR ? "ERR " : "WARN")
+                + " "
+                + r.text());
       }
       return PeerFlashCli.EXIT_OK;
     }

@@ -83,7 +83,9 @@ public final class PeerFlashNode implements AutoCloseable {
     builder
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
         .addService(new VolumeGrpcService(engine, rpcExecutor, callersLoop(loops), cluster))
-        .addService(new NodeGrpcService(config.nodeId(), engine, tls))
+        .addService(
+            new NodeGrpcService(
+                config.nodeId(), engine, tls, cluster == null ? () -> "" : cluster::fencedReason))
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {

@@ -1,0 +1,169 @@
+package io.peerflash.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.peerflash.client.PeerFlashClient;
+import io.peerflash.node.cluster.InProcessCluster;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.VolumeState;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The CLI against three real nodes (Raft, gRPC over loopback, mutual TLS) while one is down: volume
+ * states say what is wrong and why, a replica count the cluster cannot hold is refused unless asked
+ * for, a volume no copy can take over fails at once, and {@code cluster health} sums it up. One
+ * cluster for the class: the steps build on each other.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class HonestHealthTest {
+  private static final long VOLUME = 1 << 20;
+
+  @TempDir static Path dir;
+  static InProcessCluster cluster;
+
+  private ByteArrayOutputStream out;
+  private ByteArrayOutputStream err;
+
+  @BeforeAll
+  static void start() throws Exception {
+    cluster = new InProcessCluster(dir, 3, Map.of());
+    try (PeerFlashClient n3 = cluster.client("n3");
+        PeerFlashClient n1 = cluster.client("n1")) {
+      // Owned by n3 with no replica: nothing can take it over once n3 is gone.
+      n3.createVolume("solo", VOLUME, CacheMode.WRITE_BACK, 0);
+      n3.write("solo", 0, new byte[4096]);
+      n1.createVolume("pair", VOLUME, CacheMode.WRITE_BACK, 2);
+    }
+    cluster.crash("n3");
+    InProcessCluster.await(
+        () -> cluster.volume("solo").getState() == VolumeState.OFFLINE, 30, "n3 marked DOWN");
+  }
+
+  @AfterAll
+  static void stop() {
+    if (cluster != null) {
+      cluster.close();
+    }
+  }
+
+  private int run(String... args) {
+    out = new ByteArrayOutputStream();
+    err = new ByteArrayOutputStream();
+    String[] all = new String[args.length + 4];
+    System.arraycopy(args, 0, all, 0, args.length);
+    all[args.length] = "--target";
+    all[args.length + 1] = cluster.clientAddress.get("n1");
+    all[args.length + 2] = "--certs";
+    all[args.length + 3] = cluster.certs.admin().toString();
+    return new PeerFlashCli(
+            null,
+            new PrintStream(out, true, StandardCharsets.UTF_8),
+            new PrintStream(err, true, StandardCharsets.UTF_8))
+        .execute(all);
+  }
+
+  private String out() {
+    return out.toString(StandardCharsets.UTF_8);
+  }
+
+  private String err() {
+    return err.toString(StandardCharsets.UTF_8);
+  }
+
+  @Test
+  @Order(1)
+  void aReadOfAVolumeNoCopyCanTakeOverFailsAtOnceSayingWhy() {
+    long start = System.nanoTime();
+    int exit = run("read", "solo", "--offset", "0", "--length", "4096", "--out", "/dev/null");
+    long elapsedMs = (System.nanoTime() - start) / 1_000_000;
+
+    assertThat(exit).isEqualTo(1);
+    assertThat(err())
+        .contains("UNAVAILABLE")
+        .contains(
+            "volume 'solo' is OFFLINE: its owner n3 is DOWN and no in-sync replica can take over");
+    // Without the state trailer the client retried for its whole budget (about 18 s).
+    assertThat(elapsedMs).as("read answered after %d ms", elapsedMs).isLessThan(5_000);
+  }
+
+  @Test
+  @Order(2)
+  void statAndListShowTheStateAndTheReason() {
+    assertThat(run("volume", "stat", "pair")).as(err()).isZero();
+    assertThat(out())
+        .contains("DEGRADED")
+        .contains(
+            "1 of 2 wanted replicas in sync, and the cluster has only 1 other UP member to hold"
+                + " them: writes go through to shared storage");
+
+    assertThat(run("volume", "list")).as(err()).isZero();
+    assertThat(out()).containsPattern("solo .* OFFLINE .* its owner n3 is DOWN");
+
+    assertThat(run("volume", "list", "-o", "json")).as(err()).isZero();
+    assertThat(out()).contains("\"name\": \"solo\"").contains("\"state\": \"OFFLINE\"");
+  }
+
+  @Test
+  @Order(3)
+  void aReplicaCountTheClusterCannotHoldIsRefusedUnlessDegradedIsAllowed() {
+    assertThat(run("volume", "create", "wide", "--size", "1MiB", "--replicas", "2")).isEqualTo(1);
+    assertThat(err())
+        .contains("FAILED_PRECONDITION")
+        .contains("wants 2 replicas but the cluster has 1 UP member besides its owner")
+        .contains("--allow-degraded");
+    assertThat(run("volume", "list")).as(err()).isZero();
+    assertThat(out()).doesNotContain("wide");
+
+    assertThat(
+            run(
+                "volume",
+                "create",
+                "wide",
+                "--size",
+                "1MiB",
+                "--replicas",
+                "2",
+                "--allow-degraded"))
+        .as(err())
+        .isZero();
+    assertThat(err()).contains("warning: volume wide is DEGRADED: 1 of 2 wanted replicas in sync");
+
+    assertThat(run("volume", "create", "narrow", "--size", "1MiB", "--replicas", "0"))
+        .as(err())
+        .isZero();
+    assertThat(run("volume", "set-policy", "narrow", "--replicas", "2")).isEqualTo(1);
+    assertThat(err()).contains("FAILED_PRECONDITION").contains("--allow-degraded");
+    assertThat(run("volume", "set-policy", "narrow", "--replicas", "2", "--allow-degraded"))
+        .as(err())
+        .isZero();
+    assertThat(err()).contains("warning: volume narrow is DEGRADED");
+  }
+
+  @Test
+  @Order(4)
+  void clusterHealthSumsItUpErrorsFirst() {
+    assertThat(run("cluster", "health")).as(err()).isZero();
+    String[] lines = out().split("\n");
+    assertThat(lines[0]).isEqualTo("HEALTH_ERR");
+    assertThat(lines[1]).startsWith("  ERR  volume solo is OFFLINE: its owner n3 is DOWN");
+    assertThat(out())
+        .contains("  WARN member n3 is DOWN")
+        .contains("  WARN volume pair is DEGRADED: 1 of 2 wanted replicas in sync");
+
+    assertThat(run("cluster", "health", "-o", "json")).as(err()).isZero();
+    assertThat(out())
+        .contains("\"health\": \"HEALTH_ERR\"")
+        .contains("{\"level\": \"HEALTH_WARN\", \"reason\": \"member n3 is DOWN\"}");
+  }
+}
