@@ -26,10 +26,13 @@ import picocli.CommandLine.Parameters;
       ClusterCommand.Status.class,
       ClusterCommand.Health.class,
       ClusterCommand.Drain.class,
+      ClusterCommand.RemoveNode.class,
       ClusterCommand.AddNode.class
     })
 final class ClusterCommand {
   static final long DRAIN_POLL_MS = 500;
+  // How often a running drain re-reads the map to say what it waits for.
+  static final long BLOCKER_CHECK_NANOS = 2_000_000_000L;
 
   @Command(
       name = "status",
@@ -186,15 +189,78 @@ final class ClusterCommand {
         description = "Give up waiting after this long (default: 10m); the node stays DRAINING.")
     Duration timeout;
 
+    @Option(
+        names = "--cancel",
+        description =
+            "Cancel a drain of NODE (one that gave up at its timeout, or one running in another"
+                + " terminal): it is UP again and takes placements; what it moved stays moved.")
+    boolean cancel;
+
+    @Option(
+        names = "--force",
+        description =
+            "Start the drain even when the cluster map shows it cannot finish (it then waits for"
+                + " a node to be added or a policy to change, up to --timeout).")
+    boolean force;
+
     @Override
     public Integer call() throws InterruptedException {
       PeerFlashCli cli = client.cli();
       long deadline = System.nanoTime() + timeout.toNanos();
       try (PeerFlashClient c = client.connect()) {
+        if (cancel) {
+          DrainNodeResponse r = c.cancelDrain(node);
+          cli.out()
+              .println(
+                  "drain of "
+                      + node
+                      + " cancelled: it is "
+                      + r.getMember().getState().name().replace("MEMBER_", "")
+                      + "; "
+                      + progressLine(r).replaceFirst("^draining [^:]*: ", ""));
+          return PeerFlashCli.EXIT_OK;
+        }
+        ClusterStatus before = c.clusterStatus();
+        if (before.getMembersList().stream().noneMatch(m -> m.getId().equals(node))) {
+          throw new PeerFlashException(
+              io.grpc.Status.NOT_FOUND.withDescription(
+                  "node "
+                      + node
+                      + " is not a member of the cluster (members: "
+                      + String.join(
+                          ", ", before.getMembersList().stream().map(m -> m.getId()).toList())
+                      + ")"));
+        }
+        java.util.List<String> blockers = DrainPlan.blockers(before, node);
+        if (!blockers.isEmpty() && !force) {
+          // Nothing changed yet: the node is not DRAINING.
+          throw new PeerFlashException(
+              io.grpc.Status.FAILED_PRECONDITION.withDescription(
+                  "cannot drain "
+                      + node
+                      + ": "
+                      + String.join("; ", blockers)
+                      + " (nothing was changed; --force starts the drain anyway)"));
+        }
+        String even = DrainPlan.evenVotersWarning(before, node);
+        if (even != null) {
+          cli.err().println("warning: " + even);
+        }
         DrainNodeResponse r = c.drainNode(node);
         FlushCommand.Progress progress = new FlushCommand.Progress(cli.err(), cli.interactive());
+        long lastCheckNanos = System.nanoTime();
         while (r.getOwnedVolumesCount() > 0 || r.getReplicaOfCount() > 0) {
-          progress.show(progressLine(r));
+          if (System.nanoTime() - lastCheckNanos > BLOCKER_CHECK_NANOS) {
+            lastCheckNanos = System.nanoTime();
+            try {
+              blockers = DrainPlan.blockers(c.clusterStatus(), node);
+            } catch (PeerFlashException e) {
+              // A missed look at the map only delays the display.
+            }
+          }
+          progress.show(
+              progressLine(r)
+                  + (blockers.isEmpty() ? "" : "; waiting: " + String.join("; ", blockers)));
           if (System.nanoTime() > deadline) {
             progress.end();
             throw new PeerFlashException(
@@ -207,7 +273,9 @@ final class ClusterCommand {
                         + r.getReplicaOfList()
                         + " after "
                         + Formats.durationMs(timeout.toMillis())
-                        + " (--timeout); it stays DRAINING: run the drain again to keep waiting"));
+                        + " (--timeout)"
+                        + (blockers.isEmpty() ? "" : ", waiting: " + String.join("; ", blockers))
+                        + "; it stays DRAINING: run the drain again to keep waiting"));
           }
           Thread.sleep(DRAIN_POLL_MS);
           try {
@@ -251,6 +319,41 @@ final class ClusterCommand {
               + (volumes.size() == 1 ? " volume (" : " volumes (")
               + String.join(", ", volumes)
               + ")";
+    }
+  }
+
+  @Command(
+      name = "remove-node",
+      description = {
+        "Remove a member that is gone for good (DOWN) or drained (DRAINING, holding nothing) from"
+            + " the cluster map and the Raft group. A member that still owns volumes or holds"
+            + " copies is refused with what it holds: drain it (cluster drain) while it runs."
+      })
+  static final class RemoveNode implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "NODE", description = "Id of the member to remove.")
+    String node;
+
+    @Override
+    public Integer call() {
+      PeerFlashCli cli = client.cli();
+      try (PeerFlashClient c = client.connect()) {
+        ClusterStatus before = c.clusterStatus();
+        String even = DrainPlan.evenVotersWarning(before, node);
+        RemoveNodeResponse removed = c.removeNode(node);
+        if (even != null) {
+          cli.err().println("warning: " + even);
+        }
+        cli.out()
+            .println(
+                "node "
+                    + node
+                    + " removed from the cluster map and the Raft group (voters: "
+                    + String.join(", ", removed.getVotersList())
+                    + ")");
+      }
+      return PeerFlashCli.EXIT_OK;
     }
   }
 

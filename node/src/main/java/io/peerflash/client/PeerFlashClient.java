@@ -396,6 +396,13 @@ public final class PeerFlashClient implements AutoCloseable {
     return adminCall(deadline, (ch, d) -> admin(ch, d).drainNode(request));
   }
 
+  /** Cancels a drain: the DRAINING member is UP again; what it moved stays moved. */
+  public io.peerflash.proto.v1.DrainNodeResponse cancelDrain(String node) {
+    io.peerflash.proto.v1.DrainNodeRequest request =
+        io.peerflash.proto.v1.DrainNodeRequest.newBuilder().setNode(node).setCancel(true).build();
+    return adminCall(deadline, (ch, d) -> admin(ch, d).drainNode(request));
+  }
+
   /** Removes a drained (or DOWN) member holding nothing from the map and the Raft group. */
   public io.peerflash.proto.v1.RemoveNodeResponse removeNode(String node) {
     io.peerflash.proto.v1.RemoveNodeRequest request =

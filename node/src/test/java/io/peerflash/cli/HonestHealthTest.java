@@ -166,4 +166,40 @@ class HonestHealthTest {
         .contains("\"health\": \"HEALTH_ERR\"")
         .contains("{\"level\": \"HEALTH_WARN\", \"reason\": \"member n3 is DOWN\"}");
   }
+
+  @Test
+  @Order(5)
+  void aDrainThatCannotFinishFailsAtOnceOrWaitsSayingWhyAndCanBeCancelled() {
+    assertThat(run("cluster", "drain", "n2")).isEqualTo(1);
+    assertThat(err())
+        .contains("FAILED_PRECONDITION: cannot drain n2: no UP member can take another replica")
+        .contains("nothing was changed");
+    assertThat(run("cluster", "status")).as(err()).isZero();
+    assertThat(out()).containsPattern("n2 +UP");
+
+    assertThat(run("cluster", "drain", "n2", "--force", "--timeout", "2s")).isEqualTo(1);
+    assertThat(err())
+        .contains("DEADLINE_EXCEEDED")
+        .contains("waiting: no UP member can take another replica of volume narrow")
+        .contains("no UP member can take another replica of volume pair (it wants 2; owner n1")
+        .contains("it stays DRAINING");
+
+    assertThat(run("cluster", "drain", "n2", "--cancel")).as(err()).isZero();
+    assertThat(out()).startsWith("drain of n2 cancelled: it is UP;");
+    assertThat(run("cluster", "status")).as(err()).isZero();
+    assertThat(out()).containsPattern("n2 +UP");
+  }
+
+  @Test
+  @Order(6)
+  void aMemberThatIsGoneIsRemovedOnceItOwnsNothing() {
+    assertThat(run("cluster", "remove-node", "n3")).isEqualTo(1);
+    assertThat(err()).contains("FAILED_PRECONDITION").contains("solo");
+
+    assertThat(run("volume", "delete", "solo")).as(err()).isZero();
+    assertThat(run("cluster", "remove-node", "n3")).as(err()).isZero();
+    assertThat(out())
+        .contains("node n3 removed from the cluster map and the Raft group (voters: n1, n2)");
+    assertThat(err()).contains("warning: after removing n3 the Raft group has 2 voters");
+  }
 }
