@@ -43,8 +43,14 @@ final class ClusterCommand {
     @Mixin ClientOptions client;
     @Mixin OutputOption output;
 
+    @Mixin WatchOption watch;
+
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       PrintStream out = client.cli().out();
       try (PeerFlashClient c = client.connect()) {
         ClusterStatus s = c.clusterStatus();
@@ -130,8 +136,14 @@ final class ClusterCommand {
     @Mixin ClientOptions client;
     @Mixin OutputOption output;
 
+    @Mixin WatchOption watch;
+
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       PrintStream out = client.cli().out();
       ClusterView view;
       try (PeerFlashClient c = client.connect()) {

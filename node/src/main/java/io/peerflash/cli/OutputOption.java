@@ -31,8 +31,12 @@ final class OutputOption {
   }
 
   static void print(PrintStream out, MessageOrBuilder message) {
+    out.println(json(message));
+  }
+
+  static String json(MessageOrBuilder message) {
     try {
-      out.println(PRINTER.print(message));
+      return PRINTER.print(message);
     } catch (InvalidProtocolBufferException e) {
       // Only Any fields of unknown types fail, and none of the printed messages holds one.
       throw new IllegalStateException(e);

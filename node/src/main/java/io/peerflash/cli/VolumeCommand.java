@@ -182,8 +182,14 @@ final class VolumeCommand implements Callable<Integer> {
 
     @Mixin OutputOption output;
 
+    @Mixin WatchOption watch;
+
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       List<Volume> volumes;
       try (PeerFlashClient c = client.connect()) {
         volumes = c.listVolumes();
@@ -224,8 +230,14 @@ final class VolumeCommand implements Callable<Integer> {
 
     @Mixin OutputOption output;
 
+    @Mixin WatchOption watch;
+
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       Volume v;
       try (PeerFlashClient c = client.connect()) {
         v = c.getVolume(name);

@@ -202,4 +202,30 @@ class HonestHealthTest {
         .contains("node n3 removed from the cluster map and the Raft group (voters: n1, n2)");
     assertThat(err()).contains("warning: after removing n3 the Raft group has 2 voters");
   }
+
+  @Test
+  @Order(7)
+  void statusOfEveryNodeAtOnceAsTextJsonAndWatched() {
+    assertThat(run("status", "--cluster")).as(err()).isZero();
+    assertThat(out())
+        .containsPattern("n1 +UP.*")
+        .containsPattern("n2 +UP.*")
+        .contains("NODE")
+        .contains("HIT RATE");
+
+    assertThat(run("status", "--cluster", "-o", "json")).as(err()).isZero();
+    assertThat(out())
+        .contains("\"node_id\": \"n1\"")
+        .contains("\"node_id\": \"n2\"")
+        .contains("\"fenced_reason\": \"\"");
+
+    assertThat(run("status", "-o", "json")).as(err()).isZero();
+    assertThat(out()).contains("\"node_id\": \"n1\"").contains("\"cache_size_bytes\"");
+
+    assertThat(run("cluster", "health", "--watch", "100ms", "--watch-count", "2"))
+        .as(err())
+        .isZero();
+    assertThat(out().lines().filter(l -> l.startsWith("--- ")).count()).isEqualTo(2);
+    assertThat(out().lines().filter(l -> l.startsWith("HEALTH_")).count()).isEqualTo(2);
+  }
 }
