@@ -1,8 +1,10 @@
 package io.peerflash.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.peerflash.client.PeerFlashClient;
+import io.peerflash.client.PeerFlashException;
 import io.peerflash.node.cluster.InProcessCluster;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.VolumeState;
@@ -98,6 +100,20 @@ class HonestHealthTest {
   }
 
   @Test
+  @Order(1)
+  void aWriteToAVolumeNoCopyCanTakeOverFailsAtOnceToo() throws Exception {
+    Path in = dir.resolve("block.bin");
+    java.nio.file.Files.write(in, new byte[4096]);
+    long start = System.nanoTime();
+    int exit = run("write", "solo", "--offset", "0", "--in", in.toString());
+    long elapsedMs = (System.nanoTime() - start) / 1_000_000;
+
+    assertThat(exit).isEqualTo(1);
+    assertThat(err()).contains("UNAVAILABLE").contains("volume 'solo' is OFFLINE");
+    assertThat(elapsedMs).as("write answered after %d ms", elapsedMs).isLessThan(5_000);
+  }
+
+  @Test
   @Order(2)
   void statAndListShowTheStateAndTheReason() {
     assertThat(run("volume", "stat", "pair")).as(err()).isZero();
@@ -124,6 +140,13 @@ class HonestHealthTest {
         .contains("--allow-degraded");
     assertThat(run("volume", "list")).as(err()).isZero();
     assertThat(out()).doesNotContain("wide");
+    // A bad size is INVALID_ARGUMENT whatever the replica count.
+    try (PeerFlashClient c = cluster.client("n1")) {
+      assertThatThrownBy(() -> c.createVolume("odd", 4097, CacheMode.WRITE_BACK, 2))
+          .isInstanceOfSatisfying(
+              PeerFlashException.class,
+              e -> assertThat(e.code()).isEqualTo(io.grpc.Status.Code.INVALID_ARGUMENT));
+    }
 
     assertThat(
             run(

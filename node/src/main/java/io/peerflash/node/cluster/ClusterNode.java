@@ -700,13 +700,14 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
           Reason.ALREADY_EXISTS, "volume " + Texts.quote(name) + " already exists");
     }
     engine.checkVolumeCount(map.volumes().size());
-    String owner = map.member(nodeId).filter(Member::isUp).isPresent() ? nodeId : null;
-    checkReplicasCanBeMet(map, name, req.getPolicy(), owner, req.getAllowDegraded());
     // Shared storage first: the size against the largest file it holds, and a file already
     // there is refused (or adopted when asked), before the map records anything.
     long sizeBytes = engine.prepareBackingFile(name, req.getSizeBytes(), req.getAdoptExisting());
     CommandResult r;
     try {
+      // After the size checks (a bad size is INVALID_ARGUMENT whatever the replica count).
+      String owner = map.member(nodeId).filter(Member::isUp).isPresent() ? nodeId : null;
+      checkReplicasCanBeMet(map, name, req.getPolicy(), owner, req.getAllowDegraded());
       r =
           submit(
               MapCommand.newBuilder()
