@@ -207,8 +207,22 @@ class HonestHealthTest {
         .contains("no UP member can take another replica of volume pair (it wants 2; owner n1")
         .contains("it stays DRAINING");
 
-    assertThat(run("cluster", "drain", "n2", "--cancel")).as(err()).isZero();
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> audit =
+        new ch.qos.logback.core.read.ListAppender<>();
+    audit.start();
+    ch.qos.logback.classic.Logger auditLog =
+        (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger("peerflash.audit");
+    auditLog.addAppender(audit);
+    try {
+      assertThat(run("cluster", "drain", "n2", "--cancel")).as(err()).isZero();
+    } finally {
+      auditLog.detachAppender(audit);
+    }
     assertThat(out()).startsWith("drain of n2 cancelled: it is UP;");
+    // The audit line tells a cancel from a drain.
+    assertThat(audit.list)
+        .extracting(ch.qos.logback.classic.spi.ILoggingEvent::getFormattedMessage)
+        .anyMatch(l -> l.contains("DrainNode") && l.contains("n2 (cancel)") && l.endsWith(": OK"));
     assertThat(run("cluster", "status")).as(err()).isZero();
     assertThat(out()).containsPattern("n2 +UP");
   }
