@@ -62,6 +62,7 @@ import org.testcontainers.utility.DockerImageName;
  */
 public final class DockerCluster implements AutoCloseable {
   public static final int CLIENT_PORT = 7601;
+  public static final int HTTP_PORT = 7801;
   public static final int RAFT_PORT = 7701;
   public static final String SHARED_DIR = "/var/lib/peerflash/shared";
   public static final String DATA_DIR = "/var/lib/peerflash/data";
@@ -324,7 +325,9 @@ public final class DockerCluster implements AutoCloseable {
                 "--data-dir=" + DATA_DIR,
                 "--shared-dir=" + SHARED_DIR,
                 "--cache-size=" + spec.cacheSize,
-                "--certs=" + CERTS_DIR));
+                "--certs=" + CERTS_DIR,
+                // The health check asks its /healthz instead of starting a JVM.
+                "--http=" + ip + ":" + HTTP_PORT));
     spec.settings.forEach((k, v) -> cmd.add("--set=" + k + "=" + v));
     String source = sharedHostDir != null ? sharedHostDir.toString() : sharedVolume;
     GenericContainer<?> c =

@@ -87,6 +87,15 @@ final class LocalClusterCommand implements Callable<Integer> {
   int raftBasePort;
 
   @Option(
+      names = "--http-base-port",
+      paramLabel = "PORT",
+      defaultValue = "7801",
+      description =
+          "HTTP port (metrics, health, status page) of n1; n<i> uses PORT+i-1; 0 turns the HTTP"
+              + " ports off (default: ${DEFAULT-VALUE}).")
+  int httpBasePort;
+
+  @Option(
       names = "--insecure",
       description =
           "Plaintext without authentication (default: mutual TLS with certificates made in"
@@ -161,6 +170,14 @@ final class LocalClusterCommand implements Callable<Integer> {
         stopAll(started, err);
         return PeerFlashCli.EXIT_FAILURE;
       }
+      if (httpBasePort != 0) {
+        out.println(
+            "status page: http://"
+                + httpAddress(1)
+                + "/ (metrics at /metrics; n<i> on port "
+                + httpBasePort
+                + "+i-1)");
+      }
       out.println("cluster ready; Ctrl-C stops it");
       out.flush();
       return watch(started, stopping, out, err);
@@ -186,17 +203,24 @@ final class LocalClusterCommand implements Callable<Integer> {
       throw new ParameterException(
           spec.commandLine(), "--nodes must be between 1 and " + MAX_NODES + ", got " + nodes);
     }
-    for (int base : new int[] {basePort, raftBasePort}) {
+    int[] bases =
+        httpBasePort == 0
+            ? new int[] {basePort, raftBasePort}
+            : new int[] {basePort, raftBasePort, httpBasePort};
+    for (int base : bases) {
       if (base < 1 || base + nodes - 1 > 65535) {
         throw new ParameterException(
             spec.commandLine(), "ports " + base + ".." + (base + nodes - 1) + " are out of range");
       }
     }
-    int lo = Math.max(basePort, raftBasePort);
-    int hi = Math.min(basePort, raftBasePort) + nodes - 1;
-    if (lo <= hi) {
-      throw new ParameterException(
-          spec.commandLine(), "--base-port and --raft-base-port ranges overlap");
+    for (int a = 0; a < bases.length; a++) {
+      for (int b = a + 1; b < bases.length; b++) {
+        if (Math.max(bases[a], bases[b]) <= Math.min(bases[a], bases[b]) + nodes - 1) {
+          throw new ParameterException(
+              spec.commandLine(),
+              "--base-port, --raft-base-port and --http-base-port ranges overlap");
+        }
+      }
     }
   }
 
@@ -206,6 +230,11 @@ final class LocalClusterCommand implements Callable<Integer> {
 
   String clientAddress(int i) {
     return "127.0.0.1:" + (basePort + i - 1);
+  }
+
+  /** Node {@code i}'s HTTP address, or null with the HTTP ports off. */
+  String httpAddress(int i) {
+    return httpBasePort == 0 ? null : "127.0.0.1:" + (httpBasePort + i - 1);
   }
 
   String raftAddress(int i) {
@@ -278,6 +307,10 @@ final class LocalClusterCommand implements Callable<Integer> {
     args.add(raftAddress(i));
     args.add("--peers");
     args.add(peers());
+    if (httpAddress(i) != null) {
+      args.add("--http");
+      args.add(httpAddress(i));
+    }
     args.add("--data-dir");
     args.add(dir.resolve(id(i)).toString());
     args.add("--shared-dir");

@@ -42,7 +42,21 @@ public record NodeConfig(
     String advertiseAddress,
     int maxOpenBackingFiles,
     Path certsDir,
-    boolean insecure) {
+    boolean insecure,
+    /** HOST:PORT of the read-only HTTP port (metrics, health, status page), or empty: none. */
+    String httpAddress,
+    HttpTls httpTls,
+    boolean metricsEnabled) {
+
+  /** Whether the HTTP port runs TLS, and whether it asks its clients for a certificate. */
+  public enum HttpTls {
+    /** Plain HTTP. */
+    OFF,
+    /** HTTPS with the node's certificate. */
+    ON,
+    /** HTTPS that also requires a client certificate signed by the cluster CA. */
+    MUTUAL
+  }
 
   /** One documented setting. */
   public record Key<T>(String name, String defaultValue, String doc, Function<String, T> parser) {
@@ -231,6 +245,28 @@ public record NodeConfig(
               + " on a network where everyone who can connect is trusted with all data and every"
               + " action.",
           NodeConfig::parseBoolean);
+  public static final Key<String> HTTP =
+      key(
+          "http",
+          "",
+          "HOST:PORT of the read-only HTTP port: Prometheus metrics at /metrics, /healthz, /readyz"
+              + " and the status page at /. Plain HTTP without authentication: it serves no volume"
+              + " data and takes no action. Empty: no HTTP port.",
+          s -> s);
+  public static final Key<HttpTls> HTTP_TLS =
+      key(
+          "http-tls",
+          "off",
+          "off: the HTTP port speaks plain HTTP. on: HTTPS with the node's certificate (certs)."
+              + " mutual: HTTPS that also requires a client certificate of the cluster's CA.",
+          v -> HttpTls.valueOf(v.toUpperCase(java.util.Locale.ROOT)));
+  public static final Key<Boolean> METRICS =
+      key(
+          "metrics",
+          "true",
+          "Record latency histograms on the I/O path and serve /metrics (false: neither; the"
+              + " HTTP port still serves health and the status page).",
+          NodeConfig::parseBoolean);
   public static final Key<Integer> RPC_THREADS =
       key(
           "rpc-threads",
@@ -333,6 +369,22 @@ public record NodeConfig(
     return advertiseAddress.isEmpty() ? listenHost + ":" + listenPort : advertiseAddress;
   }
 
+  /** The HTTP port's host and port, checked. */
+  public static java.net.InetSocketAddress httpHostAndPort(String address) {
+    int colon = address.lastIndexOf(':');
+    int port;
+    try {
+      port = colon <= 0 ? -1 : Integer.parseInt(address.substring(colon + 1));
+    } catch (NumberFormatException e) {
+      port = -1;
+    }
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException(
+          "http must be HOST:PORT with a port from 0 to 65535, got '" + address + "'");
+    }
+    return java.net.InetSocketAddress.createUnresolved(address.substring(0, colon), port);
+  }
+
   /** Whether this node runs as a member of a cluster (with a Raft endpoint). */
   public boolean clustered() {
     return !raftAddress.isEmpty();
@@ -420,7 +472,10 @@ public record NodeConfig(
             get(values, ADVERTISE),
             get(values, MAX_OPEN_BACKING_FILES),
             getOrNull(values, CERTS),
-            get(values, INSECURE));
+            get(values, INSECURE),
+            get(values, HTTP),
+            get(values, HTTP_TLS),
+            get(values, METRICS));
     c.validate();
     return c;
   }
@@ -454,6 +509,13 @@ public record NodeConfig(
     }
     if (certsDir != null && insecure) {
       throw new IllegalArgumentException("give either certs=DIR or insecure=true, not both");
+    }
+    if (!httpAddress.isEmpty()) {
+      httpHostAndPort(httpAddress);
+    }
+    if (httpTls != HttpTls.OFF && certsDir == null) {
+      throw new IllegalArgumentException(
+          "http-tls=" + httpTls.name().toLowerCase(java.util.Locale.ROOT) + " needs certs=DIR");
     }
     if (replicationAckTimeoutMs < 1 || replicationConnectTimeoutMs < 1) {
       throw new IllegalArgumentException(

@@ -5,10 +5,14 @@ import io.grpc.ServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.peerflash.node.cluster.ClusterNode;
-import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.net.NodeTls;
+import io.peerflash.node.observe.ClusterSignals;
+import io.peerflash.node.observe.HttpEndpoint;
+import io.peerflash.node.observe.NodeMetrics;
+import io.peerflash.node.observe.StatusReport;
+import io.peerflash.node.observe.VolumeRisk;
 import io.peerflash.node.rpc.Authorization;
 import io.peerflash.node.rpc.ClusterGrpcService;
 import io.peerflash.node.rpc.NodeGrpcService;
@@ -20,6 +24,7 @@ import io.peerflash.node.storage.LatencyInjectingBackingStore;
 import io.peerflash.replication.data.ReplicaGrpcService;
 import io.peerflash.replication.data.TransportThreadCalls;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.security.Audit;
 import io.peerflash.security.Identities;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
@@ -51,6 +56,8 @@ public final class PeerFlashNode implements AutoCloseable {
   private final ClusterNode cluster;
   private final FaultPoints faults;
   private final EventLoops loops;
+  private final NodeMetrics metrics;
+  private final HttpEndpoint http;
   private volatile boolean closed;
 
   private PeerFlashNode(
@@ -67,6 +74,16 @@ public final class PeerFlashNode implements AutoCloseable {
     this.engine = engine;
     this.cluster = cluster;
     this.faults = faults;
+    this.metrics = config.metricsEnabled() ? new NodeMetrics() : null;
+    if (metrics != null) {
+      engine.setObserver(metrics);
+      metrics.bindEngine(engine, risk(cluster));
+      metrics.bindAuthRefusals(Audit::refusals);
+      if (cluster != null) {
+        cluster.setReplicaAckObserver(metrics::replicaAcked);
+        metrics.bindCluster(signals(cluster));
+      }
+    }
     // Calls that may wait (for shared storage, space, a lock, Raft) run on a pool, not the event
     // loop; Write, WriteStream, Read and Replicate run on the event loop and hand off only what
     // must wait (TransportThreadCalls).
@@ -82,7 +99,13 @@ public final class PeerFlashNode implements AutoCloseable {
         new ArrayList<>(List.of(VolumeGrpcService.transportThreadMethods()));
     builder
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
-        .addService(new VolumeGrpcService(engine, rpcExecutor, callersLoop(loops), cluster))
+        .addService(
+            new VolumeGrpcService(
+                engine,
+                rpcExecutor,
+                callersLoop(loops),
+                cluster,
+                metrics != null ? metrics : NodeMetrics.DISABLED))
         .addService(
             new NodeGrpcService(
                 config.nodeId(), engine, tls, cluster == null ? () -> "" : cluster::fencedReason))
@@ -90,8 +113,7 @@ public final class PeerFlashNode implements AutoCloseable {
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
-      builder.addService(
-          new ReplicaGrpcService(new EngineReplicaSink(engine), cluster, rpcExecutor));
+      builder.addService(new ReplicaGrpcService(engine.replicaSink(), cluster, rpcExecutor));
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
     }
@@ -104,7 +126,121 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
+    HttpEndpoint endpoint = null;
+    if (!config.httpAddress().isEmpty()) {
+      InetSocketAddress at = NodeConfig.httpHostAndPort(config.httpAddress());
+      try {
+        StatusReport report =
+            new StatusReport(
+                config.nodeId(),
+                cluster == null ? null : cluster::status,
+                this::volumesForStatus,
+                metrics);
+        endpoint =
+            config.httpTls() == NodeConfig.HttpTls.OFF
+                ? new HttpEndpoint(
+                    at.getHostString(),
+                    at.getPort(),
+                    metrics,
+                    this::healthProblem,
+                    this::readinessProblem,
+                    report::json)
+                : HttpEndpoint.https(
+                    at.getHostString(),
+                    at.getPort(),
+                    tls.directory(),
+                    config.httpTls() == NodeConfig.HttpTls.MUTUAL,
+                    metrics,
+                    this::healthProblem,
+                    this::readinessProblem,
+                    report::json);
+      } catch (IOException | RuntimeException e) {
+        server.shutdownNow();
+        throw e;
+      }
+    }
+    this.http = endpoint;
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
+  }
+
+  /** Bytes at risk, on the map's in-sync replica count (none on a single node). */
+  private static VolumeRisk risk(ClusterNode cluster) {
+    if (cluster == null) {
+      return new VolumeRisk(name -> 0);
+    }
+    return new VolumeRisk(
+        name ->
+            cluster.controlPlane().map().volume(name).map(r -> r.replicaSet().size()).orElse(0));
+  }
+
+  private static ClusterSignals signals(ClusterNode cluster) {
+    return new ClusterSignals() {
+      @Override
+      public long raftTerm() {
+        return cluster.controlPlane().raftTerm();
+      }
+
+      @Override
+      public long raftCommitIndex() {
+        return cluster.controlPlane().raftCommitIndex();
+      }
+
+      @Override
+      public long raftLeader() {
+        return cluster.controlPlane().isLeader() ? 1 : 0;
+      }
+
+      @Override
+      public long leaseRemainingMs() {
+        return cluster.controlPlane().leaseKeeper().remainingMs();
+      }
+
+      @Override
+      public long failovers() {
+        return cluster.failoversCommitted();
+      }
+
+      @Override
+      public long fencingRefusals() {
+        return cluster.fencingRefusals();
+      }
+    };
+  }
+
+  /** Why this node is not alive as a process should be (/healthz), or null. */
+  private String healthProblem() {
+    if (closed) {
+      return "node is shutting down";
+    }
+    return engine.localFailure();
+  }
+
+  /** Why this node does not serve now (/readyz), or null. */
+  private String readinessProblem() {
+    String problem = healthProblem();
+    if (problem != null) {
+      return problem;
+    }
+    if (cluster != null && !cluster.ready()) {
+      return "not serving: not yet in step with the cluster map, or no valid lease";
+    }
+    return null;
+  }
+
+  private List<io.peerflash.proto.v1.Volume> volumesForStatus() {
+    if (cluster != null) {
+      return cluster.listVolumes();
+    }
+    List<io.peerflash.proto.v1.Volume> all = new ArrayList<>();
+    for (var s : engine.status().volumes()) {
+      all.add(io.peerflash.node.wire.Protos.volume(s));
+    }
+    return all;
+  }
+
+  /** The bound HTTP port, or -1 without one. */
+  public int httpPort() {
+    return http == null ? -1 : http.port();
   }
 
   /** Where a write stores its own copy after sending its copies: see {@link VolumeGrpcService}. */
@@ -200,6 +336,7 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     closed = true;
     log.warn("node {} crashing (fault injection)", config.nodeId());
+    closeHttp();
     server.shutdownNow();
     rpcExecutor.shutdownNow();
     if (cluster != null) {
@@ -212,6 +349,12 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     engine.close();
     closeLoops();
+  }
+
+  private void closeHttp() {
+    if (http != null) {
+      http.close();
+    }
   }
 
   private void closeLoops() {
@@ -248,6 +391,7 @@ public final class PeerFlashNode implements AutoCloseable {
     closed = true;
     log.info("node {} shutting down", config.nodeId());
     health.enterTerminalState();
+    closeHttp();
     server.shutdown();
     try {
       if (!server.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS)) {

@@ -1,11 +1,18 @@
 package io.peerflash.arch;
 
+import static com.tngtech.archunit.base.DescribedPredicate.not;
+import static com.tngtech.archunit.core.domain.JavaClass.Predicates.belongToAnyOf;
+import static com.tngtech.archunit.core.domain.JavaClass.Predicates.resideInAPackage;
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
 
 import com.tngtech.archunit.core.importer.ImportOption;
 import com.tngtech.archunit.junit.AnalyzeClasses;
 import com.tngtech.archunit.junit.ArchTest;
 import com.tngtech.archunit.lang.ArchRule;
+import io.peerflash.replication.data.BlockCopy;
+import io.peerflash.replication.data.ReplicaException;
+import io.peerflash.replication.data.ReplicaSink;
+import io.peerflash.replication.data.Replicas;
 
 /**
  * The layers the build keeps: the engine knows nothing of the network, the cluster or the node
@@ -37,11 +44,32 @@ class LayeringTest {
               "io.peerflash.replication.cluster..",
               "io.peerflash.client..",
               "io.peerflash.cli..",
+              "io.peerflash.proto..",
+              "com.google.protobuf..",
               "org.apache.ratis..",
               "io.grpc..")
           .because(
               "the engine stores and destages blocks; placement, epochs and the wire are decided"
                   + " above it and passed down as values");
+
+  @ArchTest
+  static final ArchRule engineUsesOnlyTheDataPlanePorts =
+      noClasses()
+          .that()
+          .resideInAnyPackage(ENGINE)
+          .should()
+          .dependOnClassesThat(
+              resideInAPackage("io.peerflash.replication.data..")
+                  .and(
+                      not(
+                          belongToAnyOf(
+                              ReplicaSink.class,
+                              BlockCopy.class,
+                              ReplicaException.class,
+                              Replicas.class))))
+          .because(
+              "of the replication module the engine implements the replica store's port and"
+                  + " shares its block-copy type, never the replication transport");
 
   @ArchTest
   static final ArchRule clusterKnowsNoRpcAdapters =

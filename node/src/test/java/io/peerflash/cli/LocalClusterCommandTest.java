@@ -98,6 +98,8 @@ class LocalClusterCommandTest {
             "127.0.0.1:7702",
             "--peers",
             "n1=127.0.0.1:7701,n2=127.0.0.1:7702,n3=127.0.0.1:7703",
+            "--http",
+            "127.0.0.1:7802",
             "--data-dir",
             Path.of("/tmp/c", "n2").toString(),
             "--shared-dir",
@@ -117,6 +119,10 @@ class LocalClusterCommandTest {
         .containsSubsequence("--raft", "127.0.0.1:9100", "--peers", "n1=127.0.0.1:9100")
         .containsSubsequence("--certs", Path.of("d", "certs", "n1").toString())
         .doesNotContain("--sync", "--cache-size", "--insecure");
+
+    LocalClusterCommand noHttp = new LocalClusterCommand();
+    new CommandLine(noHttp).parseArgs("--nodes", "1", "--dir", "d", "--http-base-port", "0");
+    assertThat(noHttp.nodeArgs(1)).doesNotContain("--http");
 
     LocalClusterCommand plaintext = new LocalClusterCommand();
     new CommandLine(plaintext).parseArgs("--nodes", "2", "--dir", "d", "--insecure");

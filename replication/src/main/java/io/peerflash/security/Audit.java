@@ -12,10 +12,19 @@ import org.slf4j.LoggerFactory;
 public final class Audit {
   private static final Logger log = LoggerFactory.getLogger("peerflash.audit");
 
+  private static final java.util.concurrent.atomic.LongAdder REFUSALS =
+      new java.util.concurrent.atomic.LongAdder();
+
   private Audit() {}
+
+  /** Requests refused in this process since it started (for the node's metrics). */
+  public static long refusals() {
+    return REFUSALS.sum();
+  }
 
   /** A request refused: who asked, for what, and why not. */
   public static void refused(Identity who, String action, String target, String why) {
+    REFUSALS.increment();
     log.warn(
         "refused {} {}{}: {}",
         who == null ? "an unauthenticated caller" : who.describe(),

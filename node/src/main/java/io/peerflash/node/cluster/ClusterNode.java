@@ -99,6 +99,10 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   private final ExecutorService copier =
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-reprotect", true));
   private final Set<String> failoversInProgress = ConcurrentHashMap.newKeySet();
+  private final java.util.concurrent.atomic.LongAdder failoversCommitted =
+      new java.util.concurrent.atomic.LongAdder();
+  private final java.util.concurrent.atomic.LongAdder fencingRefusals =
+      new java.util.concurrent.atomic.LongAdder();
   private final FaultPoints faults;
   private final Time time;
   private final Reprotector reprotector;
@@ -218,6 +222,16 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
 
   public ControlPlane controlPlane() {
     return controlPlane;
+  }
+
+  /** Failovers this node committed as the Raft leader since it started. */
+  public long failoversCommitted() {
+    return failoversCommitted.sum();
+  }
+
+  /** Copies this node refused as a replica for a stale epoch or a sender not the owner. */
+  public long fencingRefusals() {
+    return fencingRefusals.sum();
   }
 
   /** In step with the map and holding a valid lease: serving. */
@@ -382,6 +396,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             controlPlane
                 .submit(MapCommands.changeOwner(rec.name(), best, rec.epoch()))
                 .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        if (r.getOk()) {
+          failoversCommitted.increment();
+        }
         log.warn(
             "volume {}: owner {} down; {} takes over at sequence {} ({})",
             rec.name(),
@@ -501,16 +518,30 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     }
     return replicators.computeIfAbsent(
         memberId,
-        id ->
-            new PeerReplicator(
-                nodeId,
-                id,
-                channel(m.get()),
-                timers,
-                config.replicationAckTimeoutMs(),
-                config.replicationConnectTimeoutMs(),
-                faults,
-                time));
+        id -> {
+          PeerReplicator r =
+              new PeerReplicator(
+                  nodeId,
+                  id,
+                  channel(m.get()),
+                  timers,
+                  config.replicationAckTimeoutMs(),
+                  config.replicationConnectTimeoutMs(),
+                  faults,
+                  time);
+          r.setAckObserver(ackObserver);
+          return r;
+        });
+  }
+
+  private volatile PeerReplicator.AckObserver ackObserver = PeerReplicator.AckObserver.NONE;
+
+  /** Who is told how long each replica took to ack a write's copies (the node's metrics). */
+  public void setReplicaAckObserver(PeerReplicator.AckObserver observer) {
+    this.ackObserver = observer;
+    for (PeerReplicator r : replicators.values()) {
+      r.setAckObserver(observer);
+    }
   }
 
   // Replica acks complete the write's future on the transport thread: their callbacks match the
@@ -537,8 +568,8 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       // This node's map (or its engine) is behind the sender's: wait a little for it.
       if (time.nowMs() > deadline) {
         throw new ReplicaException(
-            Status.UNAVAILABLE.withDescription(
-                "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume));
+            ReplicaException.Code.UNAVAILABLE,
+            "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume);
       }
       sleep(10);
     }
@@ -552,19 +583,21 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       return false;
     }
     if (epoch < rec.epoch()) {
+      fencingRefusals.increment();
       throw ReplicaException.staleEpoch(volume, epoch, rec.epoch());
     }
     if (!rec.owner().equals(ownerId) || !rec.allReplicas().contains(nodeId)) {
+      fencingRefusals.increment();
       throw new ReplicaException(
-          Status.FAILED_PRECONDITION.withDescription(
-              "at epoch "
-                  + epoch
-                  + " of volume '"
-                  + volume
-                  + "' the owner is "
-                  + rec.owner()
-                  + " and the replicas are "
-                  + rec.allReplicas()));
+          ReplicaException.Code.FAILED_PRECONDITION,
+          "at epoch "
+              + epoch
+              + " of volume '"
+              + volume
+              + "' the owner is "
+              + rec.owner()
+              + " and the replicas are "
+              + rec.allReplicas());
     }
     return true;
   }

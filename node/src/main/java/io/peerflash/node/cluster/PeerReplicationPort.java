@@ -1,13 +1,12 @@
 package io.peerflash.node.cluster;
 
 import com.google.protobuf.UnsafeByteOperations;
-import io.grpc.Status;
-import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.engine.ReplicationPort;
 import io.peerflash.node.engine.ReplicationPort.StuckException;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
 import java.util.ArrayList;
@@ -98,7 +97,7 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   /** A block image for the wire; its data is wrapped, not copied. */
-  static BlockImage image(ReplicaBlock b) {
+  static BlockImage image(BlockCopy b) {
     BlockImage.Builder img = BlockImage.newBuilder().setBlock(b.block()).setSeq(b.seq());
     if (b.data() == null) {
       img.setZero(true);
@@ -110,7 +109,7 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   @Override
-  public CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks) {
+  public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
     if (volume.replicas() == 0) {
       return null;
     }
@@ -122,7 +121,7 @@ public final class PeerReplicationPort implements ReplicationPort {
       return t.underReplicated(volume) ? CompletableFuture.failedFuture(fewer(t, volume)) : null;
     }
     List<BlockImage> images = new ArrayList<>(blocks.size());
-    for (ReplicaBlock b : blocks) {
+    for (BlockCopy b : blocks) {
       images.add(image(b));
     }
     CompletableFuture<Void> result = new CompletableFuture<>();
@@ -155,7 +154,7 @@ public final class PeerReplicationPort implements ReplicationPort {
                     Throwable cause =
                         failure instanceof CompletionException ? failure.getCause() : failure;
                     if (cause instanceof ReplicaException re
-                        && re.status().getCode() == Status.Code.FAILED_PRECONDITION) {
+                        && re.code() == ReplicaException.Code.FAILED_PRECONDITION) {
                       return CompletableFuture.completedFuture(Outcome.FENCED);
                     }
                     log.warn(
@@ -193,8 +192,8 @@ public final class PeerReplicationPort implements ReplicationPort {
               } else if (evicted) {
                 result.completeExceptionally(
                     new ReplicaException(
-                        Status.UNAVAILABLE.withDescription(
-                            "a replica was lost and removed; the write goes through")));
+                        ReplicaException.Code.UNAVAILABLE,
+                        "a replica was lost and removed; the write goes through"));
               } else if (t.underReplicated(volume)) {
                 // Every peer has it, but fewer of them count as copies than the policy asks for
                 // (re-protection is filling a new one): the write must go through as well.
@@ -245,8 +244,8 @@ public final class PeerReplicationPort implements ReplicationPort {
 
   private static ReplicaException fewer(Targets t, VolumeInfo volume) {
     return new ReplicaException(
-        Status.UNAVAILABLE.withDescription(
-            t.inSync() + " of " + volume.replicas() + " replicas in sync; the write goes through"));
+        ReplicaException.Code.UNAVAILABLE,
+        t.inSync() + " of " + volume.replicas() + " replicas in sync; the write goes through");
   }
 
   private enum Outcome {
@@ -289,7 +288,7 @@ public final class PeerReplicationPort implements ReplicationPort {
               Throwable cause =
                   failure instanceof CompletionException ? failure.getCause() : failure;
               if (cause instanceof ReplicaException re
-                  && re.status().getCode() == Status.Code.FAILED_PRECONDITION) {
+                  && re.code() == ReplicaException.Code.FAILED_PRECONDITION) {
                 Targets newer = lookup.apply(volume);
                 if (newer != null
                     && newer.epoch() > epoch

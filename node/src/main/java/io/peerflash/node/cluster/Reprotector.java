@@ -1,8 +1,8 @@
 package io.peerflash.node.cluster;
 
 import io.peerflash.node.engine.CacheEngine;
-import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.engine.CopySink;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterError;
@@ -12,6 +12,7 @@ import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.Time;
@@ -183,14 +184,14 @@ final class Reprotector {
           long bytes =
               engine.copyDirtyBlocks(
                   volume,
-                  new CacheEngine.CopySink() {
+                  new CopySink() {
                     @Override
                     public void begin(long resetBelowSeq) {
                       resets.add(r.reset(volume, epoch, nodeId, resetBelowSeq));
                     }
 
                     @Override
-                    public CompletableFuture<Void> send(List<ReplicaBlock> blocks) {
+                    public CompletableFuture<Void> send(List<BlockCopy> blocks) {
                       return r.replicate(volume, epoch, nodeId, images(blocks));
                     }
                   },
@@ -255,9 +256,9 @@ final class Reprotector {
     }
   }
 
-  private static List<BlockImage> images(List<ReplicaBlock> blocks) {
+  private static List<BlockImage> images(List<BlockCopy> blocks) {
     List<BlockImage> images = new ArrayList<>(blocks.size());
-    for (ReplicaBlock b : blocks) {
+    for (BlockCopy b : blocks) {
       images.add(PeerReplicationPort.image(b));
     }
     return images;

@@ -38,6 +38,11 @@ public final class CacheException extends Exception {
         Reason.NOT_FOUND, "volume " + io.peerflash.util.Texts.quote(volume) + " does not exist");
   }
 
+  /** Shared storage or local flash failed doing {@code what}; the request may be retried. */
+  static CacheException unavailable(String what, java.io.IOException e) {
+    return new CacheException(Reason.UNAVAILABLE, what + ": " + e.getMessage(), e);
+  }
+
   static CacheException invalid(String message) {
     return new CacheException(Reason.INVALID_ARGUMENT, message);
   }

@@ -45,11 +45,12 @@ import org.slf4j.LoggerFactory;
  */
 final class Destager implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(Destager.class);
-  private static final int BLOCK = CacheEngine.BLOCK;
+  private static final int BLOCK = BlockStore.BLOCK;
   private static final long IDLE_WAIT_MS = 100;
   private static final long NOTHING_TO_DO_BACKOFF_MS = 20;
 
-  private final CacheEngine engine;
+  private final BlockStore store;
+  private volatile ReplicationPort replication = ReplicationPort.NONE;
   private final EngineConfig config;
   private final Thread thread;
   private final ReentrantLock lock = new ReentrantLock();
@@ -72,9 +73,9 @@ final class Destager implements AutoCloseable {
   // Threads that write a batch's runs in parallel; null: the destager thread writes them itself.
   private final ExecutorService io;
 
-  Destager(CacheEngine engine) {
-    this.engine = engine;
-    this.config = engine.config;
+  Destager(BlockStore store) {
+    this.store = store;
+    this.config = store.config;
     this.batchBlocks = config.destageBatchBytes() / BLOCK;
     this.seqs = new long[batchBlocks];
     this.blocks = new long[batchBlocks];
@@ -95,6 +96,11 @@ final class Destager implements AutoCloseable {
           t.setDaemon(true);
           return t;
         });
+  }
+
+  /** Where releases of destaged blocks go: the volume's replicas (before {@link #start}). */
+  void setReplicationPort(ReplicationPort port) {
+    this.replication = port;
   }
 
   void start() {
@@ -123,7 +129,7 @@ final class Destager implements AutoCloseable {
   }
 
   private double dirtyFraction() {
-    return (double) engine.dirtySlots.get() / engine.slots.totalSlots();
+    return (double) store.dirtySlots.get() / store.slots.totalSlots();
   }
 
   /**
@@ -141,7 +147,7 @@ final class Destager implements AutoCloseable {
    */
   void flush(CachedVolume v, long targetSeq, long deadlineMs) throws CacheException {
     v.flushTargetSeq.accumulateAndGet(targetSeq, Math::max);
-    long flushStartMs = engine.time.nowMs();
+    long flushStartMs = store.time.nowMs();
     // A flush is a reason to try failing storage again now rather than after the backoff.
     v.retryAtMs = 0;
     v.blockRetryAtMs.clear();
@@ -153,7 +159,7 @@ final class Destager implements AutoCloseable {
       if (v.deleted) {
         throw CacheException.notFound(v.name());
       }
-      long now = engine.time.nowMs();
+      long now = store.time.nowMs();
       long failingSince = v.storageFailingSinceMs;
       // Give up only on a failure seen after this flush began (storage may have healed).
       if (failingSince != 0
@@ -235,12 +241,12 @@ final class Destager implements AutoCloseable {
    */
   long step() {
     double dirty = dirtyFraction();
-    if (dirty >= config.destageHighWatermark() || engine.space.waiting() > 0) {
+    if (dirty >= config.destageHighWatermark() || store.space.waiting() > 0) {
       flatOut = true;
     } else if (dirty <= config.destageLowWatermark()) {
       flatOut = false;
     }
-    long now = engine.time.nowMs();
+    long now = store.time.nowMs();
     CachedVolume v = choose(now);
     if (v == null) {
       // A volume backing off is due again sooner than the idle wait: sleeping past its retry
@@ -266,7 +272,7 @@ final class Destager implements AutoCloseable {
   }
 
   private CachedVolume choose(long now) {
-    List<CachedVolume> all = engine.volumes();
+    List<CachedVolume> all = store.volumes();
     int n = all.size();
     if (n == 0) {
       return null;
@@ -315,7 +321,7 @@ final class Destager implements AutoCloseable {
       if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER) {
         return 0; // a replica never destages another node's data
       }
-      if (!engine.mayDestage(v)) {
+      if (!store.mayDestage(v)) {
         return 0; // no valid lease (another node may own the volume now), or handed over
       }
       int limit = v.isolatedBatchesLeft > 0 ? 1 : batchBlocks;
@@ -347,24 +353,26 @@ final class Destager implements AutoCloseable {
         return 0;
       }
       long bytes;
+      long started = System.nanoTime();
       try {
         // Checked again right before touching shared storage: the lease may have run out while
         // the batch was read (a long pause).
-        if (!engine.mayDestage(v)) {
+        if (!store.mayDestage(v)) {
           return 0;
         }
         bytes = writeBatch(v, n);
-        engine.backing.sync(v.name());
-        engine.faults.hit(FaultPoints.DESTAGE_AFTER_STORAGE_WRITE, v.name());
+        store.backing.sync(v.name());
+        store.faults.hit(FaultPoints.DESTAGE_AFTER_STORAGE_WRITE, v.name());
       } catch (IOException e) {
         onFailure(v, n, e, now);
         return -1;
       }
+      store.observer.destaged(System.nanoTime() - started, bytes);
       onSuccess(v, n, now);
       markClean(v, n);
       v.destagedBytes.add(bytes);
-      engine.stats.destagedBytes.add(bytes);
-      engine.signalSpace();
+      store.stats.destagedBytes.add(bytes);
+      store.space.spaceFreed();
       return bytes;
     } catch (CacheException e) {
       // Local flash or index trouble counts like a storage failure: backoff, status, and a
@@ -391,12 +399,12 @@ final class Destager implements AutoCloseable {
         if (!isZero[i]) {
           ByteBuffer dst = data.duplicate().position(i * BLOCK).limit((i + 1) * BLOCK);
           try {
-            engine.cacheFile.read(e.slot(), dst);
+            store.cacheFile.read(e.slot(), dst);
           } catch (IOException ex) {
-            throw CacheEngine.unavailable("local flash read failed", ex);
+            throw CacheException.unavailable("local flash read failed", ex);
           }
           ByteBuffer check = data.duplicate().position(i * BLOCK).limit((i + 1) * BLOCK);
-          if (CacheEngine.crc(check) != e.crc()) {
+          if (BlockStore.crc(check) != e.crc()) {
             corrupt(v, blocks[i]);
             continue;
           }
@@ -409,7 +417,7 @@ final class Destager implements AutoCloseable {
   }
 
   private void corrupt(CachedVolume v, long block) {
-    engine.stats.checksumFailures.increment();
+    store.stats.checksumFailures.increment();
     log.error(
         "volume {} block {}: dirty data failed its checksum; not destaging it", v.name(), block);
     // It stays dirty (it is acknowledged data, and a later write may replace it); Flush and the
@@ -480,18 +488,18 @@ final class Destager implements AutoCloseable {
 
   /** One run: the lease and the fault point are checked right before its request. */
   private void writeRun(CachedVolume v, long offset, int len, ByteBuffer src) throws IOException {
-    if (!engine.mayDestage(v)) {
+    if (!store.mayDestage(v)) {
       throw new IOException("cluster lease expired during destage; stopping before storage");
     }
     try {
-      engine.faults.hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
+      store.faults.hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
     } catch (FaultPoints.Dropped e) {
       throw new IOException("shared storage write failed: " + e.getMessage());
     }
     if (src == null) {
-      engine.backing.writeZeros(v.name(), offset, len);
+      store.backing.writeZeros(v.name(), offset, len);
     } else {
-      engine.backing.write(v.name(), offset, src);
+      store.backing.write(v.name(), offset, src);
     }
   }
 
@@ -528,13 +536,13 @@ final class Destager implements AutoCloseable {
       Batch batch = new Batch();
       for (int i = 0; i < n; i++) {
         if (!skip[i]) {
-          engine.markDestaged(v, blocks[i], seqs[i], batch);
+          store.markDestaged(v, blocks[i], seqs[i], batch);
         }
       }
       try {
         // Synced with --sync: once a clean block's slot is reused, the durable index must not
         // still call it dirty, or a power cut would make its data look damaged.
-        engine.kv.write(batch, config.syncWrites());
+        store.kv.write(batch, config.syncWrites());
         long[] cleanBlocks = new long[m];
         long[] cleanSeqs = new long[m];
         int k = 0;
@@ -544,11 +552,11 @@ final class Destager implements AutoCloseable {
             cleanSeqs[k++] = seqs[i];
           }
         }
-        engine.replication.released(v.info, cleanBlocks, cleanSeqs);
+        replication.released(v.info, cleanBlocks, cleanSeqs);
       } catch (IOException e) {
         // Memory says clean, the index still says dirty: at worst the blocks are destaged again
         // after a restart. Nothing is lost.
-        throw CacheEngine.unavailable("index update after destage failed", e);
+        throw CacheException.unavailable("index update after destage failed", e);
       }
     }
   }

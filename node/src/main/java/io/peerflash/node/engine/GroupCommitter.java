@@ -40,6 +40,7 @@ final class GroupCommitter {
   private List<Pending> queue = new ArrayList<>();
   private boolean leaderActive;
   final LongAdder groups = new LongAdder();
+  volatile EngineObserver observer = EngineObserver.NONE;
   final LongAdder batches = new LongAdder();
 
   /**
@@ -103,8 +104,10 @@ final class GroupCommitter {
           for (Pending p : group) {
             merged.append(p.batch);
           }
+          long started = System.nanoTime();
           forceCacheFile();
           kv.write(merged, true);
+          observer.synced(System.nanoTime() - started);
           groups.increment();
         } catch (IOException e) {
           failure = e;

@@ -1,7 +1,7 @@
 package io.peerflash.node.engine;
 
-import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.index.VolumeInfo;
+import io.peerflash.replication.data.BlockCopy;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
@@ -18,7 +18,7 @@ public interface ReplicationPort {
    *     required replica has the copies durably, or fails (bounded in time) when one cannot; it
    *     fails with {@link FencedException} when a replica refused this node's epoch
    */
-  CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks);
+  CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks);
 
   /**
    * The owner destaged these versions; replicas may drop copies that are not newer. Called with the
@@ -60,7 +60,7 @@ public interface ReplicationPort {
   ReplicationPort NONE =
       new ReplicationPort() {
         @Override
-        public CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks) {
+        public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
           return null;
         }
 

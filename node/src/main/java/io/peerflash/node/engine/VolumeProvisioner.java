@@ -58,7 +58,7 @@ final class VolumeProvisioner {
     try {
       return Math.min(MAX_VOLUME_BYTES, backing.maxObjectBytes() / BLOCK * BLOCK);
     } catch (IOException e) {
-      throw CacheEngine.unavailable("cannot find the largest file shared storage holds", e);
+      throw CacheException.unavailable("cannot find the largest file shared storage holds", e);
     }
   }
 
@@ -96,7 +96,7 @@ final class VolumeProvisioner {
     try {
       existing = backing.size(name);
     } catch (IOException e) {
-      throw CacheEngine.unavailable("cannot look at shared storage", e);
+      throw CacheException.unavailable("cannot look at shared storage", e);
     }
     if (!adoptExisting) {
       if (existing >= 0) {
@@ -108,7 +108,7 @@ final class VolumeProvisioner {
       } catch (FileAlreadyExistsException e) {
         throw alreadyThere(name, -1);
       } catch (IOException e) {
-        throw CacheEngine.unavailable(
+        throw CacheException.unavailable(
             "cannot create the backing file of volume " + Texts.quote(name), e);
       }
       return new BackingFile(name, sizeBytes, true);
@@ -144,7 +144,7 @@ final class VolumeProvisioner {
       try {
         backing.extend(name, size);
       } catch (IOException e) {
-        throw CacheEngine.unavailable("cannot grow the file to adopt", e);
+        throw CacheException.unavailable("cannot grow the file to adopt", e);
       }
     }
     log.info("volume {} adopts {} ({} bytes)", name, backing.describe(name), existing);

@@ -8,6 +8,9 @@ import io.peerflash.node.cluster.ClusterRouting;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.net.EventLoops;
+import io.peerflash.node.observe.RequestTimer;
+import io.peerflash.node.observe.RequestTimer.FrontEnd;
+import io.peerflash.node.observe.RequestTimer.Op;
 import io.peerflash.node.wire.Protos;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DeleteVolumeRequest;
@@ -42,6 +45,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   private final Executor waits;
   private final Supplier<Executor> callersLoop;
   private final ClusterRouting cluster;
+  private final RequestTimer timer;
 
   /**
    * @param waits runs the part of a Write, WriteStream or Read call that may wait (for space, a
@@ -54,10 +58,50 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
    */
   public VolumeGrpcService(
       CacheEngine engine, Executor waits, Supplier<Executor> callersLoop, ClusterRouting cluster) {
+    this(engine, waits, callersLoop, cluster, RequestTimer.NONE);
+  }
+
+  /**
+   * @param timer told how long each Write, Read, Trim and Flush took, as the client sees it
+   */
+  public VolumeGrpcService(
+      CacheEngine engine,
+      Executor waits,
+      Supplier<Executor> callersLoop,
+      ClusterRouting cluster,
+      RequestTimer timer) {
     this.engine = engine;
     this.waits = waits;
     this.callersLoop = callersLoop;
     this.cluster = cluster;
+    this.timer = timer;
+  }
+
+  /** {@code future}, telling the timer when it completes (nothing added without a timer). */
+  private <T> CompletableFuture<T> timed(Op op, long startNanos, CompletableFuture<T> future) {
+    if (timer == RequestTimer.NONE) {
+      return future;
+    }
+    return future.whenComplete(
+        (value, failure) -> timer.record(FrontEnd.GRPC, op, startNanos, failure == null));
+  }
+
+  /** Runs {@code call}, telling the timer how long it took. */
+  private <T> Call<T> timed(Op op, Call<T> call) {
+    if (timer == RequestTimer.NONE) {
+      return call;
+    }
+    return () -> {
+      long start = System.nanoTime();
+      boolean ok = false;
+      try {
+        T result = call.run();
+        ok = true;
+        return result;
+      } finally {
+        timer.record(FrontEnd.GRPC, op, start, ok);
+      }
+    };
   }
 
   /** A service whose writes store their own copy inline (no event loops: in-process tests). */
@@ -201,11 +245,12 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void write(WriteRequest req, StreamObserver<WriteResponse> out) {
+    long start = System.nanoTime();
     answerLater(
         out,
         () -> {
           WriteResponse ok = WriteResponse.newBuilder().setRequestId(req.getRequestId()).build();
-          return submitWrite(req).thenApply(done -> ok);
+          return timed(Op.WRITE, start, submitWrite(req)).thenApply(done -> ok);
         });
   }
 
@@ -222,12 +267,15 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void read(ReadRequest req, StreamObserver<ReadResponse> out) {
+    long start = System.nanoTime();
     answerLater(
         out,
         () -> {
           route(req.getVolume());
-          return engine
-              .submitRead(req.getVolume(), req.getOffset(), req.getLength(), waits)
+          return timed(
+                  Op.READ,
+                  start,
+                  engine.submitRead(req.getVolume(), req.getOffset(), req.getLength(), waits))
               .thenApply(
                   data ->
                       ReadResponse.newBuilder()
@@ -240,21 +288,27 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   public void flush(FlushRequest req, StreamObserver<FlushResponse> out) {
     answer(
         out,
-        () -> {
-          route(req.getVolume());
-          return FlushResponse.newBuilder().setDestagedBytes(engine.flush(req.getVolume())).build();
-        });
+        timed(
+            Op.FLUSH,
+            () -> {
+              route(req.getVolume());
+              return FlushResponse.newBuilder()
+                  .setDestagedBytes(engine.flush(req.getVolume()))
+                  .build();
+            }));
   }
 
   @Override
   public void trim(TrimRequest req, StreamObserver<TrimResponse> out) {
     answer(
         out,
-        () -> {
-          route(req.getVolume());
-          engine.trim(req.getVolume(), req.getOffset(), req.getLength());
-          return TrimResponse.getDefaultInstance();
-        });
+        timed(
+            Op.TRIM,
+            () -> {
+              route(req.getVolume());
+              engine.trim(req.getVolume(), req.getOffset(), req.getLength());
+              return TrimResponse.getDefaultInstance();
+            }));
   }
 
   /**
@@ -294,6 +348,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
     @Override
     public void onNext(WriteRequest req) {
+      long start = System.nanoTime();
       inFlight.incrementAndGet();
       CompletableFuture<Void> done;
       try {
@@ -301,7 +356,11 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
       } catch (RuntimeException e) {
         done = CompletableFuture.failedFuture(e);
       }
-      done.whenComplete((ok, failure) -> answer(req, failure));
+      done.whenComplete(
+          (ok, failure) -> {
+            timer.record(FrontEnd.GRPC, Op.WRITE, start, failure == null);
+            answer(req, failure);
+          });
     }
 
     private void answer(WriteRequest req, Throwable failure) {

@@ -108,7 +108,7 @@ class TwoNodeReplicationTest {
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
             .sslContext(GrpcTls.serverContext(tls))
             .intercept(Identities.interceptor(tls))
-            .addService(new ReplicaGrpcService(new EngineReplicaSink(replica), guard, applyPool));
+            .addService(new ReplicaGrpcService(replica.replicaSink(), guard, applyPool));
     TransportThreadCalls.serve(builder, applyPool, ReplicaGrpcService.replicateMethod());
     replicaServer = builder.build().start();
     replicaPort = replicaServer.getPort();

@@ -7,11 +7,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.catchThrowable;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
-import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.util.Time;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -216,10 +216,9 @@ class BadRequestTest {
     for (long block : new long[] {256, NEAR_2_63 / BLOCK, Long.MIN_VALUE, -1L, NEAR_2_64 / BLOCK}) {
       String what = "a replica copy of block " + Long.toUnsignedString(block);
       // With a good block first: the call is refused whole, the good copy is not stored either.
-      List<ReplicaBlock> copies =
+      List<BlockCopy> copies =
           List.of(
-              new ReplicaBlock(0, 1, image.duplicate()),
-              new ReplicaBlock(block, 2, image.duplicate()));
+              new BlockCopy(0, 1, image.duplicate()), new BlockCopy(block, 2, image.duplicate()));
       Throwable t = failureOf(() -> engine.applyReplicaBlocks("r", copies));
       assertInvalid(soft, what, t);
       soft.assertThat(t).as(what).hasMessageContaining("outside volume 'r' of 256 blocks");
@@ -228,14 +227,13 @@ class BadRequestTest {
       assertInvalid(
           soft,
           "a zero " + what,
-          failureOf(
-              () -> engine.applyReplicaBlocks("r", List.of(new ReplicaBlock(block, 3, null)))));
+          failureOf(() -> engine.applyReplicaBlocks("r", List.of(new BlockCopy(block, 3, null)))));
     }
     soft.assertAll();
     assertThat(engine.volumeStatus("r").dirtyBytes()).isZero();
     assertThat(engine.status().cacheUsedBytes()).isZero();
     // The volume still takes good copies, and its owner-to-be can flush them.
-    engine.applyReplicaBlocks("r", List.of(new ReplicaBlock(255, 5, image.duplicate())));
+    engine.applyReplicaBlocks("r", List.of(new BlockCopy(255, 5, image.duplicate())));
     engine.setRole("r", Role.OWNER);
     engine.flush("r", deadline());
     assertThat(readFile(store.fileOf("r"), 255L * BLOCK, BLOCK)).isEqualTo(image.array());

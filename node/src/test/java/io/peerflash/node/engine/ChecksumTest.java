@@ -91,7 +91,7 @@ class ChecksumTest {
     for (int b = 0; b < 8; b++) {
       assertThat(Arrays.copyOfRange(all, b * BLOCK, (b + 1) * BLOCK)).isEqualTo(data[b]);
     }
-    assertThat(engine.stats.checksumFailures.sum()).isPositive();
+    assertThat(engine.store.stats.checksumFailures.sum()).isPositive();
 
     // A partial write into the damaged block merges with the good copy from shared storage.
     byte[] patch = pattern(99, 512);
@@ -190,9 +190,9 @@ class ChecksumTest {
       } catch (TimeoutException ex) {
         throw new AssertionError(
             "flush did not return within 5 s; dirty index still holds "
-                + engine.volume(VOL).dirty.size()
+                + engine.store.volume(VOL).dirty.size()
                 + " blocks, corrupt "
-                + engine.volume(VOL).corruptBlocks,
+                + engine.store.volume(VOL).corruptBlocks,
             ex);
       }
       assertThat(failure).isNotNull();

@@ -38,14 +38,14 @@ final class EngineConsistency {
 
   static List<String> check(CacheEngine engine, boolean strictNoLeak) throws Exception {
     List<String> problems = new ArrayList<>();
-    List<CachedVolume> vols = engine.volumes();
+    List<CachedVolume> vols = engine.store.volumes();
     vols.sort((a, b) -> Long.compare(a.id(), b.id()));
     for (CachedVolume v : vols) {
       v.gate.writeLock().lock();
     }
     try {
       // Allocator free list.
-      int[] free = freeList(engine.slots);
+      int[] free = freeList(engine.store.slots);
       Set<Integer> freeSet = new HashSet<>();
       for (int s : free) {
         if (!freeSet.add(s)) {
@@ -85,7 +85,7 @@ final class EngineConsistency {
               problems.add("dirty " + who + " seq " + e.seq() + " missing from DirtyBlockIndex");
             }
           }
-          BlockEntry durable = engine.index.get(v.id(), block);
+          BlockEntry durable = engine.store.index.get(v.id(), block);
           if (!e.equals(durable)) {
             problems.add("memory " + who + " = " + e + " but index = " + durable);
           }
@@ -116,7 +116,7 @@ final class EngineConsistency {
         }
       }
       // Durable index: nothing memory does not have (for live volumes).
-      engine.index.forEach(
+      engine.store.index.forEach(
           (vid, block, e) -> {
             CachedVolume v = null;
             for (CachedVolume x : vols) {
@@ -138,21 +138,21 @@ final class EngineConsistency {
                       + v.blocks.get(block));
             }
           });
-      if (engine.dirtySlots.get() != dirtyNonZero) {
+      if (engine.store.dirtySlots.get() != dirtyNonZero) {
         problems.add(
             "dirtySlots="
-                + engine.dirtySlots.get()
+                + engine.store.dirtySlots.get()
                 + " but dirty non-zero entries="
                 + dirtyNonZero);
       }
-      if (strictNoLeak && owner.size() + freeSet.size() != engine.slots.totalSlots()) {
+      if (strictNoLeak && owner.size() + freeSet.size() != engine.store.slots.totalSlots()) {
         problems.add(
             "slot leak: "
                 + owner.size()
                 + " referenced + "
                 + freeSet.size()
                 + " free != "
-                + engine.slots.totalSlots()
+                + engine.store.slots.totalSlots()
                 + " total");
       }
     } finally {

@@ -16,7 +16,6 @@ import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.util.Time;
 import java.io.IOException;
-import java.lang.reflect.Method;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -102,7 +101,7 @@ class EngineRaceTest {
   void failedMergeReadDoesNotLeakSlots() throws Exception {
     FaultyBackingStore store = openFaulty(EngineConfig.defaults(tmp.resolve("data"), 1L << 20));
     engine.createVolume("v", 1L << 20, CacheMode.WRITE_BACK, 0);
-    int total = engine.slots.totalSlots();
+    int total = engine.store.slots.totalSlots();
     store.failReads = true;
     for (int i = 0; i < 10; i++) {
       // Block 2i whole (takes a slot), block 2i+1 partial: its merge read fails.
@@ -112,7 +111,7 @@ class EngineRaceTest {
           .isInstanceOf(CacheException.class);
     }
     store.heal();
-    assertThat(engine.slots.freeSlots())
+    assertThat(engine.store.slots.freeSlots())
         .as("free slots after 10 failed writes that installed nothing")
         .isEqualTo(total);
     EngineConsistency.assertConsistent(engine);
@@ -130,13 +129,13 @@ class EngineRaceTest {
     byte[] a = pattern(1, BLOCK);
     engine.write("v", 0, buf(a)); // on shared storage only
     engine.setPolicy("v", CacheMode.WRITE_THROUGH, 0);
-    assertThat(engine.volume("v").blocks.get(0L)).isNull();
+    assertThat(engine.store.volume("v").blocks.get(0L)).isNull();
 
     Thread reader;
     AtomicReference<Throwable> readerFailure = new AtomicReference<>();
     // Holding the allocator's monitor stops the reader in promote() -> reserveSlots(), after it
     // read A from shared storage and released its block locks.
-    synchronized (engine.slots) {
+    synchronized (engine.store.slots) {
       reader =
           new Thread(
               () -> {
@@ -147,7 +146,7 @@ class EngineRaceTest {
                 }
               });
       reader.start();
-      awaitState(reader, Thread.State.BLOCKED, "CacheEngine.promote");
+      awaitState(reader, Thread.State.BLOCKED, "ReadPath.promote");
       // Acknowledged trim (write-through: zeros are on shared storage, synced).
       pool.submit(
               () -> {
@@ -172,7 +171,7 @@ class EngineRaceTest {
     openFaulty(EngineConfig.defaults(tmp.resolve("data"), 1L << 20));
     engine.createVolume("v", 1L << 20, CacheMode.WRITE_BACK, 0);
     engine.write("v", 0, buf(pattern(1, BLOCK)));
-    CachedVolume old = engine.volume("v");
+    CachedVolume old = engine.store.volume("v");
 
     Future<?> delete;
     Future<?> recreate;
@@ -202,7 +201,7 @@ class EngineRaceTest {
                 return null;
               });
       awaitTrue(20_000, "the re-create started", () -> creator.get() != null);
-      awaitWaitingIn(creator.get(), "CacheEngine.createVolume", recreate);
+      awaitWaitingIn(creator.get(), "VolumeAdmin.createVolume", recreate);
       assertThat(recreate.isDone()).as("create raced an unfinished delete").isFalse();
     }
     delete.get(20, TimeUnit.SECONDS);
@@ -294,11 +293,11 @@ class EngineRaceTest {
     PowerLossKv kv = new PowerLossKv(new RocksKeyValueStorage(data.resolve("index")));
     BackingStore store = new FileBackingStore(tmp.resolve("shared"));
     CacheEngine e1 = construct(config, kv, store);
-    CacheFile cacheFile = e1.cacheFile;
+    CacheFile cacheFile = e1.store.cacheFile;
     e1.start();
     e1.createVolume("v", 1L << 20, CacheMode.WRITE_THROUGH, 0);
     e1.write("v", 0, buf(pattern(1, BLOCK))); // clean cached copy of A
-    e1.kv.sync(); // some time later the WAL is on disk (any later synced write does this)
+    e1.store.kv.sync(); // some time later the WAL is on disk (any later synced write does this)
     e1.write("v", 0, buf(pattern(2, BLOCK))); // B: acknowledged, on shared storage, synced
 
     // Power cut: only index writes up to the last synced one survive; every cache-file write
@@ -339,19 +338,16 @@ class EngineRaceTest {
     PowerLossKv kv = new PowerLossKv(new RocksKeyValueStorage(data.resolve("index")));
     BackingStore store = new FileBackingStore(tmp.resolve("shared"));
     CacheEngine e1 = construct(config, kv, store);
-    CacheFile cacheFile = e1.cacheFile;
+    CacheFile cacheFile = e1.store.cacheFile;
     e1.start();
     e1.createVolume("v", 1L << 20, CacheMode.WRITE_BACK, 0);
     e1.write("v", 0, buf(pattern(1, BLOCK))); // dirty, synced (group commit)
     e1.flush("v"); // on shared storage, synced; marked clean (index write not synced)
-    int slot = e1.volume("v").blocks.get(0L).slot();
-    Method tryEvict =
-        CacheEngine.class.getDeclaredMethod("tryEvict", int.class, long.class, long.class);
-    tryEvict.setAccessible(true);
+    int slot = e1.store.volume("v").blocks.get(0L).slot();
     // The clock picks block 0 (what reserveSlots does when the cache is full).
-    assertThat((boolean) tryEvict.invoke(e1, slot, e1.volume("v").id(), 0L)).isTrue();
+    assertThat(e1.store.space.tryEvict(slot, e1.store.volume("v").id(), 0L)).isTrue();
     e1.read("v", 5 * BLOCK, BLOCK); // miss, promoted into the freed slot
-    assertThat(e1.volume("v").blocks.get(5L).slot()).isEqualTo(slot);
+    assertThat(e1.store.volume("v").blocks.get(5L).slot()).isEqualTo(slot);
 
     e1.destager.close();
     Path data2 = tmp.resolve("data-after-power-cut");

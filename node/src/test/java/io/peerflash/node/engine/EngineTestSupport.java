@@ -76,12 +76,12 @@ final class EngineTestSupport {
 
   /** The cache slot of a volume's block per the engine's in-memory index, or -1. */
   static int slotOf(CacheEngine engine, String volume, long block) throws CacheException {
-    BlockEntry e = engine.volume(volume).blocks.get(block);
+    BlockEntry e = engine.store.volume(volume).blocks.get(block);
     return e == null ? -1 : e.slot();
   }
 
   static BlockEntry entryOf(CacheEngine engine, String volume, long block) throws CacheException {
-    return engine.volume(volume).blocks.get(block);
+    return engine.store.volume(volume).blocks.get(block);
   }
 
   /** Overwrites bytes of the cache file at slot*4096+offsetInSlot. */

@@ -7,6 +7,7 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView.Health;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.util.Time;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -126,9 +127,7 @@ class FsyncFailureTest {
     assertThat(engine.status().localFailure()).isNotNull();
     assertThat(engine.volumeStatus("v").health()).isEqualTo(Health.LOCAL_FLASH_FAILED);
     assertThatThrownBy(
-            () ->
-                engine.applyReplicaBlocks(
-                    "v", List.of(new CacheEngine.ReplicaBlock(4, 100, block(4)))))
+            () -> engine.applyReplicaBlocks("v", List.of(new BlockCopy(4, 100, block(4)))))
         .isInstanceOfSatisfying(
             CacheException.class, e -> assertThat(e.reason()).isEqualTo(Reason.UNAVAILABLE));
 
@@ -166,9 +165,9 @@ class FsyncFailureTest {
     disk.failNextForces(1);
     assertThatThrownBy(() -> engine.write("v", BLOCK, block(2))).isInstanceOf(CacheException.class);
     // Its cached data may not be what was written: nothing of it may reach shared storage.
-    CachedVolume v = engine.volume("v");
-    assertThat(engine.mayDestage(v)).isFalse();
-    assertThat(engine.destager.destageBatch(v, engine.time.nowMs())).isZero();
+    CachedVolume v = engine.store.volume("v");
+    assertThat(engine.store.mayDestage(v)).isFalse();
+    assertThat(engine.destager.destageBatch(v, engine.store.time.nowMs())).isZero();
   }
 
   /** Polls a condition the test cannot be told about (bounded). */

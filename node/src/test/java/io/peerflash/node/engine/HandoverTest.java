@@ -130,7 +130,7 @@ class HandoverTest {
               }
             });
     awaitTrue(5_000, "the handover started", () -> handoverThread.get() != null);
-    awaitWaitingIn(handoverThread.get(), "CacheEngine.barrier", handover);
+    awaitWaitingIn(handoverThread.get(), "Handover.barrier", handover);
     assertThat(handover).as("waits for the write in flight").isNotDone();
     assertThat(inFlight).isNotDone();
     store.holdWrites = false;

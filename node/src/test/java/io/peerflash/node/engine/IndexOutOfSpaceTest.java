@@ -143,7 +143,7 @@ class IndexOutOfSpaceTest {
         .as("what a client is told")
         .containsIgnoringCase("no space left")
         .contains("writes resume by themselves");
-    assertThat(engine.kv.health().state()).isEqualTo(Health.State.NO_SPACE);
+    assertThat(engine.store.kv.health().state()).isEqualTo(Health.State.NO_SPACE);
     assertThatThrownBy(() -> writeBlocks(rnd, model, 1))
         .isInstanceOfSatisfying(
             CacheException.class, e -> assertThat(namesNoSpace(e)).as(e.getMessage()).isTrue());
@@ -161,7 +161,7 @@ class IndexOutOfSpaceTest {
         if (!namesNoSpace(e) || System.nanoTime() > deadline) {
           fail(
               "writes did not resume within %d ms of freeing space: %s; index health: %s",
-              RECOVERY_DEADLINE_MS, e.getMessage(), engine.kv.health().detail());
+              RECOVERY_DEADLINE_MS, e.getMessage(), engine.store.kv.health().detail());
         }
         refusedRetries++;
         Thread.sleep(50);
@@ -184,9 +184,9 @@ class IndexOutOfSpaceTest {
     engine.flush(VOL);
     // Quiet now: every slot in use holds a cached block. A refused write applied nothing, so it
     // must not keep its slots until the next start.
-    long usedSlots = engine.slots.totalSlots() - engine.slots.freeSlots();
+    long usedSlots = engine.store.slots.totalSlots() - engine.store.slots.freeSlots();
     long cachedBlocks =
-        engine.volume(VOL).blocks.values().stream().filter(e -> !e.isZero()).count();
+        engine.store.volume(VOL).blocks.values().stream().filter(e -> !e.isZero()).count();
     assertThat(usedSlots).as("slots in use, against cached blocks").isEqualTo(cachedBlocks);
     assertFileEquals(new FileBackingStore(shared).fileOf(VOL), model, "destaged after recovery");
     engine.close();

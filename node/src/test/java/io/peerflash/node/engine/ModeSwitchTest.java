@@ -89,7 +89,7 @@ class ModeSwitchTest {
   void writeThroughToDirtyBlockDoesNotDeadlockWithConcurrentPolicyChange() throws Exception {
     engine.createVolume("v", 1 << 20, CacheMode.WRITE_BACK, 0);
     engine.write("v", 0, ByteBuffer.wrap(pattern(1, 2 * BLOCK)));
-    CachedVolume v = engine.volume("v");
+    CachedVolume v = engine.store.volume("v");
     long oldSeq = entryOf(engine, "v", 0).seq();
 
     ExecutorService pool = Executors.newFixedThreadPool(3);

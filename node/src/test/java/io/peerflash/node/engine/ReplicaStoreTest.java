@@ -4,10 +4,10 @@ import static io.peerflash.node.engine.EngineTestSupport.awaitDestagerStep;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -64,11 +64,11 @@ class ReplicaStoreTest {
 
   @Test
   void copiesAreKeptNewestFirstAndNeverDestagedByAReplica() throws Exception {
-    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(3, 10, image(1))));
+    engine.applyReplicaBlocks("v", List.of(new BlockCopy(3, 10, image(1))));
     // An older copy (a retransmit or a reordered message) does not replace a newer one.
-    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(3, 9, image(2))));
+    engine.applyReplicaBlocks("v", List.of(new BlockCopy(3, 9, image(2))));
     engine.applyReplicaBlocks(
-        "v", List.of(new ReplicaBlock(4, 11, image(4)), new ReplicaBlock(4, 12, image(5))));
+        "v", List.of(new BlockCopy(4, 11, image(4)), new BlockCopy(4, 12, image(5))));
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(2 * BLOCK);
     awaitDestagerStep(engine); // an owner would have destaged them in this step
     assertThat(backingBlock(3)).isEqualTo(new byte[BLOCK]);
@@ -95,10 +95,10 @@ class ReplicaStoreTest {
     engine.applyReplicaBlocks(
         "v",
         List.of(
-            new ReplicaBlock(1, 5, image(1)),
-            new ReplicaBlock(2, 6, image(2)),
-            new ReplicaBlock(3, 7, null)));
-    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(2, 9, image(3))));
+            new BlockCopy(1, 5, image(1)),
+            new BlockCopy(2, 6, image(2)),
+            new BlockCopy(3, 7, null)));
+    engine.applyReplicaBlocks("v", List.of(new BlockCopy(2, 9, image(3))));
     engine.releaseReplicaBlocks("v", new long[] {1, 2, 3}, new long[] {5, 6, 7});
     // Block 2 holds sequence 9, newer than the release: it stays.
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
@@ -108,7 +108,7 @@ class ReplicaStoreTest {
 
   @Test
   void copiesAndRoleSurviveRestart() throws Exception {
-    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(9))));
+    engine.applyReplicaBlocks("v", List.of(new BlockCopy(0, 1, image(9))));
     engine.close();
     engine = openEngine();
     assertThat(engine.getVolume("v").role()).isEqualTo(Role.REPLICA);
@@ -123,8 +123,7 @@ class ReplicaStoreTest {
   @Test
   void anOwnerTakesNoCopies() throws Exception {
     engine.setRole("v", Role.OWNER);
-    assertThatThrownBy(
-            () -> engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1)))))
+    assertThatThrownBy(() -> engine.applyReplicaBlocks("v", List.of(new BlockCopy(0, 1, image(1)))))
         .isInstanceOf(CacheException.class)
         .satisfies(
             e ->
@@ -136,25 +135,22 @@ class ReplicaStoreTest {
   void tryApplyStoresWithoutWaitingOrLeavesEverythingAsItWas() throws Exception {
     engine.createVolume("big", 16 << 20, CacheMode.WRITE_BACK, 1);
     engine.setRole("big", Role.REPLICA);
-    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1)))))
-        .isTrue();
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new BlockCopy(0, 1, image(1))))).isTrue();
     // Fill the cache with copies (a replica never destages them) until no slot is left.
     long block = 0;
     while (engine.tryApplyReplicaBlocks(
-        "big", List.of(new ReplicaBlock(block, block + 1, image(2))))) {
+        "big", List.of(new BlockCopy(block, block + 1, image(2))))) {
       block++;
     }
     long dirty = engine.volumeStatus("big").dirtyBytes();
     assertThat(dirty).isEqualTo(block * BLOCK).isPositive();
     // Full: the copy would have to wait for space, so it is refused and nothing changes.
-    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(1, 2, image(3)))))
-        .isFalse();
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new BlockCopy(1, 2, image(3))))).isFalse();
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
     assertThat(engine.volumeStatus("big").dirtyBytes()).isEqualTo(dirty);
     // Space again once the owner releases copies it destaged.
     engine.releaseReplicaBlocks("big", new long[] {0, 1}, new long[] {1, 2});
-    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(1, 2, image(3)))))
-        .isTrue();
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new BlockCopy(1, 2, image(3))))).isTrue();
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(2 * BLOCK);
   }
 
@@ -168,10 +164,9 @@ class ReplicaStoreTest {
             backing,
             Time.SYSTEM);
     engine.start();
-    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1)))))
-        .isFalse();
+    assertThat(engine.tryApplyReplicaBlocks("v", List.of(new BlockCopy(0, 1, image(1))))).isFalse();
     assertThat(engine.volumeStatus("v").dirtyBytes()).isZero();
-    engine.applyReplicaBlocks("v", List.of(new ReplicaBlock(0, 1, image(1))));
+    engine.applyReplicaBlocks("v", List.of(new BlockCopy(0, 1, image(1))));
     assertThat(engine.volumeStatus("v").dirtyBytes()).isEqualTo(BLOCK);
   }
 }

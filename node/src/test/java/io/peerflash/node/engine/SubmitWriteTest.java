@@ -6,11 +6,11 @@ import static io.peerflash.node.engine.EngineTestSupport.awaitWaitingIn;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.peerflash.node.engine.CacheEngine.ReplicaBlock;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
@@ -65,7 +65,7 @@ class SubmitWriteTest {
   private final ReplicationPort port =
       new ReplicationPort() {
         @Override
-        public CompletableFuture<Void> replicate(VolumeInfo volume, List<ReplicaBlock> blocks) {
+        public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
           if (volume.replicas() == 0) {
             return null;
           }
@@ -297,7 +297,7 @@ class SubmitWriteTest {
     assertThat(engine.read("v", 512, 512)).isEqualTo(data);
 
     // So does a large write: it would hold the network thread for milliseconds.
-    int large = CacheEngine.MAX_WRITE_NOW_BYTES + BLOCK;
+    int large = WritePath.MAX_WRITE_NOW_BYTES + BLOCK;
     acked = engine.submitWrite("v", 16 * BLOCK, ByteBuffer.wrap(filled(large, 8)), waits);
     copies.poll(5, TimeUnit.SECONDS).complete(null);
     acked.get(5, TimeUnit.SECONDS);

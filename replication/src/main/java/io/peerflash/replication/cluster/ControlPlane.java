@@ -499,6 +499,23 @@ public final class ControlPlane implements AutoCloseable {
     return !closed && division().map(d -> d.isLeader() && d.isLeaderReady()).orElse(false);
   }
 
+  /** This node's current Raft term, or -1 while its Raft server is not up. */
+  public long raftTerm() {
+    return closed ? -1 : division().map(DivisionInfo::getCurrentTerm).orElse(-1L);
+  }
+
+  /** The highest log index this node knows committed, or -1 while its Raft server is not up. */
+  public long raftCommitIndex() {
+    if (closed) {
+      return -1;
+    }
+    try {
+      return server.getDivision(GROUP_ID).getRaftLog().getLastCommittedIndex();
+    } catch (IOException | RuntimeException e) {
+      return -1;
+    }
+  }
+
   /** The current leader as this node knows it. */
   public Optional<String> leaderId() {
     if (closed) {

@@ -39,6 +39,15 @@ public final class PeerReplicator implements AutoCloseable {
 
   private record Pending(CompletableFuture<Void> future, long generation, long sentNanos) {}
 
+  /** Told how long each acked batch took from send to ack (the node's metrics). */
+  public interface AckObserver {
+    void acked(String peerId, long nanos);
+
+    AckObserver NONE = (peerId, nanos) -> {};
+  }
+
+  private volatile AckObserver ackObserver = AckObserver.NONE;
+
   private final String peerId;
   private final String link;
   private final FaultPoints faults;
@@ -106,6 +115,10 @@ public final class PeerReplicator implements AutoCloseable {
     long periodMs = Math.max(1, ackTimeoutMs / 10);
     this.sweeper =
         timers.scheduleWithFixedDelay(this::sweep, periodMs, periodMs, TimeUnit.MILLISECONDS);
+  }
+
+  public void setAckObserver(AckObserver observer) {
+    this.ackObserver = observer;
   }
 
   public String peerId() {
@@ -278,7 +291,7 @@ public final class PeerReplicator implements AutoCloseable {
     // generic CANCELLED back through Acks.onError.
     for (Map.Entry<Long, Pending> e : pending.entrySet()) {
       if (e.getValue().generation() == gen && pending.remove(e.getKey(), e.getValue())) {
-        e.getValue().future().completeExceptionally(new ReplicaException(status));
+        e.getValue().future().completeExceptionally(ReplicaStatuses.fromStatus(status));
       }
     }
     if (toCancel != null) {
@@ -291,7 +304,7 @@ public final class PeerReplicator implements AutoCloseable {
   }
 
   private static ReplicaException unavailable(String why) {
-    return new ReplicaException(Status.UNAVAILABLE.withDescription(why));
+    return new ReplicaException(ReplicaException.Code.UNAVAILABLE, why);
   }
 
   private final class Acks implements ClientResponseObserver<ReplicateRequest, ReplicateAck> {
@@ -319,12 +332,10 @@ public final class PeerReplicator implements AutoCloseable {
         return; // timed out already
       }
       if (ack.getCode() == 0) {
+        ackObserver.acked(peerId, time.nanoTime() - p.sentNanos());
         p.future().complete(null);
       } else {
-        p.future()
-            .completeExceptionally(
-                new ReplicaException(
-                    Status.fromCodeValue(ack.getCode()).withDescription(ack.getMessage())));
+        p.future().completeExceptionally(ReplicaStatuses.fromCode(ack.getCode(), ack.getMessage()));
       }
     }
 

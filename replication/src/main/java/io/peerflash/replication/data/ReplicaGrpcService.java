@@ -219,7 +219,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
     /** Stores a group of copy requests with one sink call; false (nothing acked) if it failed. */
     private boolean applyGroup(List<ReplicateRequest> group) {
       ReplicateRequest first = group.get(0);
-      List<ReplicaSink.Block> blocks = new ArrayList<>();
+      List<BlockCopy> blocks = new ArrayList<>();
       for (ReplicateRequest r : group) {
         addBlocks(blocks, r.getBlocksList());
       }
@@ -288,7 +288,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
       if (!guard.tryCheckReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId())) {
         return null;
       }
-      List<ReplicaSink.Block> blocks = new ArrayList<>(req.getBlocksCount());
+      List<BlockCopy> blocks = new ArrayList<>(req.getBlocksCount());
       addBlocks(blocks, req.getBlocksList());
       if (!sink.tryApply(req.getVolume(), blocks)) {
         return null;
@@ -310,14 +310,14 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
         sink.reset(req.getVolume(), req.getResetBelowSeq());
       }
       if (req.getBlocksCount() > 0) {
-        List<ReplicaSink.Block> blocks = new ArrayList<>(req.getBlocksCount());
+        List<BlockCopy> blocks = new ArrayList<>(req.getBlocksCount());
         addBlocks(blocks, req.getBlocksList());
         sink.apply(req.getVolume(), blocks);
       }
       if (req.getReleasedBlocksCount() != req.getReleasedSeqsCount()) {
         throw new ReplicaException(
-            Status.INVALID_ARGUMENT.withDescription(
-                "released_blocks and released_seqs differ in length"));
+            ReplicaException.Code.INVALID_ARGUMENT,
+            "released_blocks and released_seqs differ in length");
       }
       if (req.getReleasedBlocksCount() > 0) {
         sink.release(
@@ -334,16 +334,15 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
   }
 
   private static ReplicateAck failed(ReplicateAck.Builder ack, ReplicaException e) {
-    String message = e.status().getDescription();
-    return ack.setCode(e.status().getCode().value())
-        .setMessage(message == null ? "" : message)
+    return ack.setCode(ReplicaStatuses.toStatus(e).getCode().value())
+        .setMessage(e.description())
         .build();
   }
 
-  private static void addBlocks(List<ReplicaSink.Block> into, List<BlockImage> images) {
+  private static void addBlocks(List<BlockCopy> into, List<BlockImage> images) {
     for (BlockImage img : images) {
       into.add(
-          new ReplicaSink.Block(
+          new BlockCopy(
               img.getBlock(),
               img.getSeq(),
               img.getZero() ? null : img.getData().asReadOnlyByteBuffer()));
@@ -362,7 +361,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
               .build());
       out.onCompleted();
     } catch (ReplicaException e) {
-      out.onError(e.status().asRuntimeException());
+      out.onError(ReplicaStatuses.toStatus(e).asRuntimeException());
     }
   }
 }

@@ -1,6 +1,5 @@
 package io.peerflash.replication.data;
 
-import java.nio.ByteBuffer;
 import java.util.List;
 
 /**
@@ -10,21 +9,14 @@ import java.util.List;
  * only copies whose sequence is at most the released one.
  */
 public interface ReplicaSink {
-  /**
-   * One block image.
-   *
-   * @param data exactly 4 KiB, or null for a zero (trimmed) block
-   */
-  record Block(long block, long seq, ByteBuffer data) {}
-
-  void apply(String volume, List<Block> blocks) throws ReplicaException;
+  void apply(String volume, List<BlockCopy> blocks) throws ReplicaException;
 
   /**
    * {@link #apply} for a caller that must not wait (a transport thread): returns false, having
    * stored nothing, when storing would mean waiting (for space, a lock, an fsync). The default
    * never applies without waiting.
    */
-  default boolean tryApply(String volume, List<Block> blocks) throws ReplicaException {
+  default boolean tryApply(String volume, List<BlockCopy> blocks) throws ReplicaException {
     return false;
   }
 

@@ -6,7 +6,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.google.protobuf.ByteString;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
-import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.stub.StreamObserver;
@@ -128,8 +127,8 @@ class PeerReplicatorTest {
         .isInstanceOf(ReplicaException.class)
         .satisfies(
             e ->
-                assertThat(((ReplicaException) e).status().getCode())
-                    .isEqualTo(Status.Code.UNAVAILABLE))
+                assertThat(((ReplicaException) e).code())
+                    .isEqualTo(ReplicaException.Code.UNAVAILABLE))
         .hasMessageContaining("did not ack within " + ACK_TIMEOUT_MS + " ms");
     assertThat(replicator.inFlight()).isZero();
     assertThat(replicator.oldestInFlightMs()).isZero();

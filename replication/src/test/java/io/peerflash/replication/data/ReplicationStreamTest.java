@@ -11,7 +11,6 @@ import io.grpc.Server;
 import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
 import io.grpc.ServerInterceptor;
-import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.peerflash.proto.v1.BlockImage;
@@ -52,7 +51,7 @@ class ReplicationStreamTest {
     final AtomicInteger applyCalls = new AtomicInteger();
 
     @Override
-    public boolean tryApply(String volume, List<Block> blocks) throws ReplicaException {
+    public boolean tryApply(String volume, List<BlockCopy> blocks) throws ReplicaException {
       if (mustWait || freeze != null) {
         return false;
       }
@@ -61,7 +60,7 @@ class ReplicationStreamTest {
     }
 
     @Override
-    public void apply(String volume, List<Block> blocks) throws ReplicaException {
+    public void apply(String volume, List<BlockCopy> blocks) throws ReplicaException {
       CountDownLatch f = freeze;
       if (f != null) {
         try {
@@ -73,16 +72,16 @@ class ReplicationStreamTest {
       store(blocks);
     }
 
-    private void store(List<Block> blocks) throws ReplicaException {
-      for (Block b : blocks) {
+    private void store(List<BlockCopy> blocks) throws ReplicaException {
+      for (BlockCopy b : blocks) {
         if (b.block() < 0) {
           throw new ReplicaException(
-              Status.INVALID_ARGUMENT.withDescription("negative block " + b.block()));
+              ReplicaException.Code.INVALID_ARGUMENT, "negative block " + b.block());
         }
       }
       applyThreads.add(Thread.currentThread().getName());
       applyCalls.incrementAndGet();
-      for (Block b : blocks) {
+      for (BlockCopy b : blocks) {
         seqByBlock.merge(b.block(), b.seq(), Math::max);
       }
     }
@@ -192,8 +191,8 @@ class ReplicationStreamTest {
         .isInstanceOf(ReplicaException.class)
         .satisfies(
             e ->
-                assertThat(((ReplicaException) e).status().getCode())
-                    .isEqualTo(Status.Code.FAILED_PRECONDITION))
+                assertThat(((ReplicaException) e).code())
+                    .isEqualTo(ReplicaException.Code.FAILED_PRECONDITION))
         .hasMessageContaining("stale epoch 6");
     assertThat(sink.seqByBlock).isEmpty();
     // The stream survives a refusal: the current epoch goes through.

@@ -1,0 +1,254 @@
+package io.peerflash.node.observe;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.ByteString;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.peerflash.node.NodeConfig;
+import io.peerflash.node.PeerFlashNode;
+import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.ReadRequest;
+import io.peerflash.proto.v1.VolumePolicy;
+import io.peerflash.proto.v1.VolumeServiceGrpc;
+import io.peerflash.proto.v1.WriteRequest;
+import io.peerflash.security.TlsDirectory;
+import io.peerflash.testing.TestCertificates;
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManager;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The read-only HTTP port of a real node over sockets: metrics that count what happened (checked by
+ * Prometheus' own promtool), liveness and readiness, the status page and its JSON, and no method
+ * but GET and HEAD.
+ */
+class NodeHttpPortTest {
+  private static final int WRITES = 12;
+
+  @TempDir Path dir;
+  private final TestCertificates certs = TestCertificates.shared();
+  private final HttpClient http = HttpClient.newHttpClient();
+  private PeerFlashNode node;
+  private ManagedChannel channel;
+
+  @AfterEach
+  void tearDown() throws Exception {
+    if (channel != null) {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+    if (node != null) {
+      node.close();
+    }
+  }
+
+  private VolumeServiceGrpc.VolumeServiceBlockingStub start(boolean metrics) throws Exception {
+    return start(metrics, "off");
+  }
+
+  private VolumeServiceGrpc.VolumeServiceBlockingStub start(boolean metrics, String httpTls)
+      throws Exception {
+    Map<String, String> c = new HashMap<>();
+    c.put("http-tls", httpTls);
+    c.put("id", "n1");
+    c.put("listen", "127.0.0.1:0");
+    c.put("http", "127.0.0.1:0");
+    c.put("metrics", Boolean.toString(metrics));
+    c.put("data-dir", dir.resolve("data").toString());
+    c.put("shared-dir", dir.resolve("shared").toString());
+    c.put("cache-size", "8MiB");
+    c.put("certs", certs.node("n1").toString());
+    node = PeerFlashNode.start(NodeConfig.fromMap(c));
+    channel =
+        certs
+            .adminSecurity()
+            .apply(NettyChannelBuilder.forAddress("127.0.0.1", node.port()))
+            .build();
+    return VolumeServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
+  }
+
+  private void writeSome(VolumeServiceGrpc.VolumeServiceBlockingStub stub) {
+    stub.createVolume(
+        CreateVolumeRequest.newBuilder()
+            .setName("v")
+            .setSizeBytes(1 << 20)
+            .setPolicy(VolumePolicy.newBuilder().setMode(CacheMode.WRITE_BACK))
+            .build());
+    for (int i = 0; i < WRITES; i++) {
+      stub.write(
+          WriteRequest.newBuilder()
+              .setVolume("v")
+              .setOffset(i * 4096L)
+              .setData(ByteString.copyFrom(new byte[4096]))
+              .build());
+    }
+    stub.read(ReadRequest.newBuilder().setVolume("v").setOffset(0).setLength(4096).build());
+  }
+
+  private HttpResponse<String> get(String path) throws IOException, InterruptedException {
+    return http.send(
+        HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + node.httpPort() + path)).build(),
+        HttpResponse.BodyHandlers.ofString());
+  }
+
+  private static double sample(String metrics, String series) {
+    Matcher m =
+        Pattern.compile("^" + Pattern.quote(series) + " (\\S+)$", Pattern.MULTILINE)
+            .matcher(metrics);
+    assertThat(m.find()).as("series %s in%n%s", series, metrics).isTrue();
+    return Double.parseDouble(m.group(1));
+  }
+
+  @Test
+  void metricsCountWhatHappenedAndPassPromtool() throws Exception {
+    writeSome(start(true));
+
+    HttpResponse<String> r = get("/metrics");
+    assertThat(r.statusCode()).isEqualTo(200);
+    String text = r.body();
+    assertThat(
+            sample(
+                text, "peerflash_request_duration_seconds_count{frontend=\"grpc\",op=\"write\"}"))
+        .isEqualTo(WRITES);
+    assertThat(
+            sample(text, "peerflash_request_duration_seconds_count{frontend=\"grpc\",op=\"read\"}"))
+        .isEqualTo(1);
+    assertThat(sample(text, "peerflash_local_store_duration_seconds_count")).isEqualTo(WRITES);
+    assertThat(sample(text, "peerflash_volume_dirty_bytes{volume=\"v\"}"))
+        .isBetween(1.0, WRITES * 4096.0);
+    // A single node holds one copy; the policy wants none more: nothing at risk.
+    assertThat(sample(text, "peerflash_volume_at_risk_bytes{volume=\"v\"}")).isZero();
+    assertThat(sample(text, "peerflash_read_hits_total")).isEqualTo(1);
+    assertThat(text).contains("# TYPE jvm_memory_used_bytes gauge");
+
+    promtoolAccepts(text);
+  }
+
+  @Test
+  void healthReadinessPageAndStatusJson() throws Exception {
+    writeSome(start(true));
+
+    assertThat(get("/healthz").statusCode()).isEqualTo(200);
+    assertThat(get("/healthz").body()).isEqualTo("ok\n");
+    assertThat(get("/readyz").statusCode()).isEqualTo(200);
+    HttpResponse<String> page = get("/");
+    assertThat(page.statusCode()).isEqualTo(200);
+    assertThat(page.headers().firstValue("Content-Type"))
+        .hasValueSatisfying(t -> assertThat(t).startsWith("text/html"));
+    assertThat(page.body()).contains("<title>PeerFlash status</title>");
+    HttpResponse<String> status = get("/api/status");
+    assertThat(status.statusCode()).isEqualTo(200);
+    assertThat(status.body())
+        .contains("\"node\":\"n1\"")
+        .contains("\"name\":\"v\"")
+        .contains("\"state\":\"HEALTHY\"")
+        .contains("\"latency\":{\"write\":{\"count\":" + WRITES);
+    assertThat(get("/no-such-page").statusCode()).isEqualTo(404);
+  }
+
+  @Test
+  void thePortTakesNoAction() throws Exception {
+    start(true);
+    for (String path : new String[] {"/metrics", "/healthz", "/api/status", "/"}) {
+      for (String method : new String[] {"POST", "PUT", "DELETE"}) {
+        HttpResponse<String> r =
+            http.send(
+                HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + node.httpPort() + path))
+                    .method(method, HttpRequest.BodyPublishers.ofString("x"))
+                    .build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertThat(r.statusCode()).as("%s %s", method, path).isEqualTo(405);
+        assertThat(r.headers().firstValue("Allow")).hasValue("GET, HEAD");
+      }
+    }
+  }
+
+  @Test
+  void metricsOffRecordsNothingButHealthStillAnswers() throws Exception {
+    writeSome(start(false));
+    assertThat(get("/metrics").statusCode()).isEqualTo(404);
+    assertThat(get("/healthz").statusCode()).isEqualTo(200);
+    assertThat(get("/api/status").body()).contains("\"latency\":{\"write\":null");
+  }
+
+  @Test
+  void httpsWithTheNodesCertificateAndMutualWhenAskedFor() throws Exception {
+    start(true, "mutual");
+    URI metrics = URI.create("https://127.0.0.1:" + node.httpPort() + "/metrics");
+    TlsDirectory admin = TlsDirectory.open(certs.admin());
+    HttpClient withCertificate = httpsClient(admin, true);
+    HttpResponse<String> r =
+        withCertificate.send(
+            HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString());
+    assertThat(r.statusCode()).isEqualTo(200);
+    assertThat(r.body()).contains("peerflash_cache_size_bytes");
+    // Trusting the node is not enough under "mutual": the node wants the client's certificate.
+    HttpClient withoutCertificate = httpsClient(admin, false);
+    assertThatThrownBy(
+            () ->
+                withoutCertificate.send(
+                    HttpRequest.newBuilder(metrics).build(), HttpResponse.BodyHandlers.ofString()))
+        .isInstanceOf(IOException.class);
+  }
+
+  @Test
+  void httpsWithoutClientCertificates() throws Exception {
+    start(true, "on");
+    HttpClient client = httpsClient(TlsDirectory.open(certs.admin()), false);
+    HttpResponse<String> r =
+        client.send(
+            HttpRequest.newBuilder(URI.create("https://127.0.0.1:" + node.httpPort() + "/healthz"))
+                .build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(r.statusCode()).isEqualTo(200);
+    // Plain HTTP to an HTTPS port gets nothing.
+    assertThatThrownBy(() -> get("/healthz")).isInstanceOf(IOException.class);
+  }
+
+  /** A client that checks the node's certificate against the cluster CA, and shows its own. */
+  private static HttpClient httpsClient(TlsDirectory identity, boolean showCertificate)
+      throws Exception {
+    SSLContext context = SSLContext.getInstance("TLS");
+    context.init(
+        showCertificate ? new KeyManager[] {identity.keyManager()} : null,
+        new TrustManager[] {identity.serverVerifier()},
+        null);
+    return HttpClient.newBuilder().sslContext(context).build();
+  }
+
+  /** Prometheus' own checker (Debian's prometheus package) finds nothing to complain about. */
+  static void promtoolAccepts(String metrics) throws Exception {
+    Path promtool = Path.of("/usr/bin/promtool");
+    assertThat(Files.isExecutable(promtool))
+        .as("promtool is missing: install Debian's prometheus package (.ci/run does)")
+        .isTrue();
+    Process p =
+        new ProcessBuilder(promtool.toString(), "check", "metrics")
+            .redirectErrorStream(true)
+            .start();
+    p.getOutputStream().write(metrics.getBytes(StandardCharsets.UTF_8));
+    p.getOutputStream().close();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(p.exitValue()).as("promtool check metrics said:%n%s", out).isZero();
+    assertThat(out.trim()).as("promtool check metrics said:%n%s", out).isEmpty();
+  }
+}
