@@ -7,7 +7,8 @@
 #   deploy/cluster.sh status          `peerflash cluster status` as the admin client
 #   deploy/cluster.sh logs [NODE]     the nodes' logs
 #
-# `up` builds node/target/peerflash.jar when it is missing (mvn package), the base image when
+# `up` first checks for docker, a running daemon, compose and java, and stops with the fix when
+# one is missing. It then builds node/target/peerflash.jar when it is missing (mvn package), the base image when
 # BASE_IMAGE is not set and the default one is missing (deploy/build-base-image.sh, needs root),
 # the certificates when they are missing (deploy/certs/: the CA in ca/, one identity directory per
 # node, n1..n3, owned by the nodes' user uid 10001 and mounted read-only into its container only,
@@ -35,6 +36,30 @@ compose() {
   else
     echo "error: neither 'docker compose' nor docker-compose is installed" \
       "(Debian: apt-get install docker-compose)" >&2
+    exit 1
+  fi
+}
+
+# What `up` needs, checked before anything slow (building the jar, debootstrapping the base
+# image): each missing piece is named with the way to get it.
+preflight() {
+  local missing=()
+  if ! command -v docker >/dev/null 2>&1; then
+    missing+=("docker is not installed (Debian: apt-get install docker.io)")
+  elif ! docker info >/dev/null 2>&1; then
+    missing+=("no Docker daemon answers (start it: systemctl start docker, or dockerd &; or add this user to the docker group)")
+  fi
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+    missing+=("neither 'docker compose' nor docker-compose is installed (Debian: apt-get install docker-compose)")
+  fi
+  command -v java >/dev/null 2>&1 ||
+    missing+=("java (17 or later) is not installed; it makes the certificates (Debian: apt-get install openjdk-17-jre-headless)")
+  if [ ! -f "$jar" ] && ! command -v mvn >/dev/null 2>&1; then
+    missing+=("$jar is missing and mvn is not installed to build it (Debian: apt-get install maven)")
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    local m
+    for m in "${missing[@]}"; do echo "error: $m" >&2; done
     exit 1
   fi
 }
@@ -102,6 +127,7 @@ make_certs() {
 }
 
 up() {
+  preflight
   if [ ! -f "$jar" ]; then
     echo "building $jar"
     (cd "$root" && mvn -B -q -ntp package -DskipTests)

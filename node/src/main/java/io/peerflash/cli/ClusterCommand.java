@@ -2,6 +2,7 @@ package io.peerflash.cli;
 
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
+import io.peerflash.node.health.ClusterHealth;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterStatus;
@@ -23,11 +24,15 @@ import picocli.CommandLine.Parameters;
     description = "Inspect the cluster, drain and remove a node, add a node.",
     subcommands = {
       ClusterCommand.Status.class,
+      ClusterCommand.Health.class,
       ClusterCommand.Drain.class,
+      ClusterCommand.RemoveNode.class,
       ClusterCommand.AddNode.class
     })
 final class ClusterCommand {
   static final long DRAIN_POLL_MS = 500;
+  // How often a running drain re-reads the map to say what it waits for.
+  static final long BLOCKER_CHECK_NANOS = 2_000_000_000L;
 
   @Command(
       name = "status",
@@ -36,12 +41,23 @@ final class ClusterCommand {
               + " dirty bytes and data at risk.")
   static final class Status implements Callable<Integer> {
     @Mixin ClientOptions client;
+    @Mixin OutputOption output;
+
+    @Mixin WatchOption watch;
 
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       PrintStream out = client.cli().out();
       try (PeerFlashClient c = client.connect()) {
         ClusterStatus s = c.clusterStatus();
+        if (output.json()) {
+          OutputOption.print(out, s);
+          return PeerFlashCli.EXIT_OK;
+        }
         out.println(Formats.field("answered by", s.getAnsweredBy()));
         out.println(
             Formats.field("leader", s.getLeaderId().isEmpty() ? "(none)" : s.getLeaderId()));
@@ -109,6 +125,61 @@ final class ClusterCommand {
   }
 
   @Command(
+      name = "health",
+      description = {
+        "The cluster's health in one line, HEALTH_OK, HEALTH_WARN or HEALTH_ERR, then one line per"
+            + " reason (errors first): members down or draining, an even number of Raft voters,"
+            + " and every volume that is not HEALTHY with its state and why.",
+        "It asks one node for the cluster map and every live member for its own status."
+      })
+  static final class Health implements Callable<Integer> {
+    @Mixin ClientOptions client;
+    @Mixin OutputOption output;
+
+    @Mixin WatchOption watch;
+
+    @Override
+    public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
+      PrintStream out = client.cli().out();
+      ClusterView view;
+      try (PeerFlashClient c = client.connect()) {
+        view = ClusterView.gather(client, c);
+      }
+      ClusterHealth.Report report =
+          ClusterHealth.summarize(view.cluster(), view.nodes(), view.unanswered());
+      if (output.json()) {
+        StringBuilder json = new StringBuilder();
+        json.append("{\n  \"health\": \"").append(report.level()).append("\",\n  \"reasons\": [");
+        for (int i = 0; i < report.reasons().size(); i++) {
+          ClusterHealth.Reason r = report.reasons().get(i);
+          json.append(i == 0 ? "\n" : ",\n")
+              .append("    {\"level\": \"")
+              .append(r.level())
+              .append("\", \"reason\": ")
+              .append(Formats.jsonString(r.text()))
+              .append("}");
+        }
+        json.append(report.reasons().isEmpty() ? "]\n}" : "\n  ]\n}");
+        out.println(json);
+        return PeerFlashCli.EXIT_OK;
+      }
+      out.println(report.level());
+      for (ClusterHealth.Reason r : report.reasons()) {
+        out.println(
+            "  "
+                + (r.level() == ClusterHealth.Level.HEALTH_ERR ? "ERR " : "WARN")
+                + " "
+                + r.text());
+      }
+      return PeerFlashCli.EXIT_OK;
+    }
+  }
+
+  @Command(
       name = "drain",
       description = {
         "Empty a node so it can be stopped: it takes no new placements, moves the volumes it owns"
@@ -130,15 +201,78 @@ final class ClusterCommand {
         description = "Give up waiting after this long (default: 10m); the node stays DRAINING.")
     Duration timeout;
 
+    @Option(
+        names = "--cancel",
+        description =
+            "Cancel a drain of NODE (one that gave up at its timeout, or one running in another"
+                + " terminal): it is UP again and takes placements; what it moved stays moved.")
+    boolean cancel;
+
+    @Option(
+        names = "--force",
+        description =
+            "Start the drain even when the cluster map shows it cannot finish (it then waits for"
+                + " a node to be added or a policy to change, up to --timeout).")
+    boolean force;
+
     @Override
     public Integer call() throws InterruptedException {
       PeerFlashCli cli = client.cli();
       long deadline = System.nanoTime() + timeout.toNanos();
       try (PeerFlashClient c = client.connect()) {
+        if (cancel) {
+          DrainNodeResponse r = c.cancelDrain(node);
+          cli.out()
+              .println(
+                  "drain of "
+                      + node
+                      + " cancelled: it is "
+                      + r.getMember().getState().name().replace("MEMBER_", "")
+                      + "; "
+                      + progressLine(r).replaceFirst("^draining [^:]*: ", ""));
+          return PeerFlashCli.EXIT_OK;
+        }
+        ClusterStatus before = c.clusterStatus();
+        if (before.getMembersList().stream().noneMatch(m -> m.getId().equals(node))) {
+          throw new PeerFlashException(
+              io.grpc.Status.NOT_FOUND.withDescription(
+                  "node "
+                      + node
+                      + " is not a member of the cluster (members: "
+                      + String.join(
+                          ", ", before.getMembersList().stream().map(m -> m.getId()).toList())
+                      + ")"));
+        }
+        java.util.List<String> blockers = DrainPlan.blockers(before, node);
+        if (!blockers.isEmpty() && !force) {
+          // Nothing changed yet: the node is not DRAINING.
+          throw new PeerFlashException(
+              io.grpc.Status.FAILED_PRECONDITION.withDescription(
+                  "cannot drain "
+                      + node
+                      + ": "
+                      + String.join("; ", blockers)
+                      + " (nothing was changed; --force starts the drain anyway)"));
+        }
+        String even = DrainPlan.evenVotersWarning(before, node);
+        if (even != null) {
+          cli.err().println("warning: " + even);
+        }
         DrainNodeResponse r = c.drainNode(node);
         FlushCommand.Progress progress = new FlushCommand.Progress(cli.err(), cli.interactive());
+        long lastCheckNanos = System.nanoTime();
         while (r.getOwnedVolumesCount() > 0 || r.getReplicaOfCount() > 0) {
-          progress.show(progressLine(r));
+          if (System.nanoTime() - lastCheckNanos > BLOCKER_CHECK_NANOS) {
+            lastCheckNanos = System.nanoTime();
+            try {
+              blockers = DrainPlan.blockers(c.clusterStatus(), node);
+            } catch (PeerFlashException e) {
+              // A missed look at the map only delays the display.
+            }
+          }
+          progress.show(
+              progressLine(r)
+                  + (blockers.isEmpty() ? "" : "; waiting: " + String.join("; ", blockers)));
           if (System.nanoTime() > deadline) {
             progress.end();
             throw new PeerFlashException(
@@ -151,7 +285,9 @@ final class ClusterCommand {
                         + r.getReplicaOfList()
                         + " after "
                         + Formats.durationMs(timeout.toMillis())
-                        + " (--timeout); it stays DRAINING: run the drain again to keep waiting"));
+                        + " (--timeout)"
+                        + (blockers.isEmpty() ? "" : ", waiting: " + String.join("; ", blockers))
+                        + "; it stays DRAINING: run the drain again to keep waiting"));
           }
           Thread.sleep(DRAIN_POLL_MS);
           try {
@@ -195,6 +331,41 @@ final class ClusterCommand {
               + (volumes.size() == 1 ? " volume (" : " volumes (")
               + String.join(", ", volumes)
               + ")";
+    }
+  }
+
+  @Command(
+      name = "remove-node",
+      description = {
+        "Remove a member that is gone for good (DOWN) or drained (DRAINING, holding nothing) from"
+            + " the cluster map and the Raft group. A member that still owns volumes or holds"
+            + " copies is refused with what it holds: drain it (cluster drain) while it runs."
+      })
+  static final class RemoveNode implements Callable<Integer> {
+    @Mixin ClientOptions client;
+
+    @Parameters(index = "0", paramLabel = "NODE", description = "Id of the member to remove.")
+    String node;
+
+    @Override
+    public Integer call() {
+      PeerFlashCli cli = client.cli();
+      try (PeerFlashClient c = client.connect()) {
+        ClusterStatus before = c.clusterStatus();
+        String even = DrainPlan.evenVotersWarning(before, node);
+        RemoveNodeResponse removed = c.removeNode(node);
+        if (even != null) {
+          cli.err().println("warning: " + even);
+        }
+        cli.out()
+            .println(
+                "node "
+                    + node
+                    + " removed from the cluster map and the Raft group (voters: "
+                    + String.join(", ", removed.getVotersList())
+                    + ")");
+      }
+      return PeerFlashCli.EXIT_OK;
     }
   }
 

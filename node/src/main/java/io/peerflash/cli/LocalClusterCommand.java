@@ -102,6 +102,9 @@ final class LocalClusterCommand implements Callable<Integer> {
               + " DIR/certs: a CA, one per node, and an admin client).")
   boolean insecure;
 
+  @Option(names = "--log-json", description = "Start the nodes with --log-json (JSON log lines).")
+  boolean logJson;
+
   @Spec CommandSpec spec;
 
   /** One started node. */
@@ -318,6 +321,9 @@ final class LocalClusterCommand implements Callable<Integer> {
     }
     if (sync) {
       args.add("--sync");
+    }
+    if (logJson) {
+      args.add("--log-json");
     }
     if (insecure) {
       args.add("--insecure");

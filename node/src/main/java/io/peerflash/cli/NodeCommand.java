@@ -2,6 +2,7 @@ package io.peerflash.cli;
 
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.PeerFlashNode;
+import io.peerflash.node.logging.NodeLogging;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -87,6 +88,14 @@ final class NodeCommand implements Callable<Integer> {
       description = "Plaintext, no authentication: anyone who reaches the node may do anything.")
   String insecure;
 
+  @Option(
+      names = "--log-json",
+      description =
+          "Log one JSON object per line (logback's JsonEncoder: timestamp in ms since the epoch,"
+              + " level, thread, logger, message, the node id under context.properties)"
+              + " instead of text lines.")
+  boolean logJson;
+
   @Option(names = "--config", paramLabel = "FILE", description = "File of key=value settings.")
   Path config;
 
@@ -111,6 +120,11 @@ final class NodeCommand implements Callable<Integer> {
     } catch (IllegalArgumentException e) {
       err.println("error: bad configuration: " + e.getMessage());
       return PeerFlashCli.EXIT_USAGE;
+    }
+    // Every line from here on names this node; set before the node starts so its own lines do.
+    NodeLogging.identify(nodeConfig.nodeId());
+    if (logJson) {
+      NodeLogging.useJson();
     }
     PeerFlashNode node;
     try {

@@ -6,8 +6,11 @@ import io.peerflash.cli.Converters.OnPeerLossConverter;
 import io.peerflash.cli.Converters.SizeConverter;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.CreateVolumeRequest;
+import io.peerflash.proto.v1.ListVolumesResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.ReplicaStatus;
+import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import java.io.PrintStream;
@@ -44,6 +47,14 @@ final class VolumeCommand implements Callable<Integer> {
 
   static String replicas(int n) {
     return n == 1 ? "1 replica" : n + " replicas";
+  }
+
+  /** A volume created or changed into a state other than HEALTHY is worth a warning. */
+  static void warnIfUnhealthy(PrintStream err, Volume v) {
+    if (v.getState() != io.peerflash.proto.v1.VolumeState.HEALTHY) {
+      err.println(
+          "warning: volume " + v.getName() + " is " + v.getState() + ": " + v.getStateDetail());
+    }
   }
 
   static void requireReplicas(CommandSpec spec, Integer replicas) {
@@ -105,6 +116,15 @@ final class VolumeCommand implements Callable<Integer> {
                 + " fewer copies, reported at risk). Default: ${DEFAULT-VALUE}.")
     OnPeerLoss onPeerLoss;
 
+    @Option(
+        names = "--allow-degraded",
+        description =
+            "Create it even when the cluster has too few UP members for --replicas: it starts"
+                + " DEGRADED (writes follow --on-peer-loss until members join).")
+    boolean allowDegraded;
+
+    @Mixin OutputOption output;
+
     @Override
     public Integer call() {
       requireReplicas(spec, replicas);
@@ -125,12 +145,20 @@ final class VolumeCommand implements Callable<Integer> {
       try (PeerFlashClient c = client.connect()) {
         Volume v =
             c.createVolume(
-                name,
-                sizeBytes == null ? 0 : sizeBytes,
-                PeerFlashClient.policy(mode, replicas).toBuilder()
-                    .setOnPeerLoss(onPeerLoss)
-                    .build(),
-                adopt);
+                CreateVolumeRequest.newBuilder()
+                    .setName(name)
+                    .setSizeBytes(sizeBytes == null ? 0 : sizeBytes)
+                    .setPolicy(
+                        PeerFlashClient.policy(mode, replicas).toBuilder()
+                            .setOnPeerLoss(onPeerLoss))
+                    .setAdoptExisting(adopt)
+                    .setAllowDegraded(allowDegraded)
+                    .build());
+        if (output.json()) {
+          OutputOption.print(client.cli().out(), v);
+          return PeerFlashCli.EXIT_OK;
+        }
+        warnIfUnhealthy(client.cli().err(), v);
         client
             .cli()
             .out()
@@ -152,18 +180,31 @@ final class VolumeCommand implements Callable<Integer> {
   static final class ListVolumes implements Callable<Integer> {
     @Mixin ClientOptions client;
 
+    @Mixin OutputOption output;
+
+    @Mixin WatchOption watch;
+
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       List<Volume> volumes;
       try (PeerFlashClient c = client.connect()) {
         volumes = c.listVolumes();
       }
       PrintStream out = client.cli().out();
+      if (output.json()) {
+        OutputOption.print(out, ListVolumesResponse.newBuilder().addAllVolumes(volumes));
+        return PeerFlashCli.EXIT_OK;
+      }
       if (volumes.isEmpty()) {
         out.println("no volumes");
         return PeerFlashCli.EXIT_OK;
       }
-      Table table = new Table("NAME", "SIZE", "MODE", "REPLICAS", "STATE", "DIRTY", "CACHED");
+      Table table =
+          new Table("NAME", "SIZE", "MODE", "REPLICAS", "STATE", "DIRTY", "CACHED", "REASON");
       for (Volume v : volumes) {
         table.row(
             v.getName(),
@@ -172,7 +213,8 @@ final class VolumeCommand implements Callable<Integer> {
             v.getPolicy().getReplicas(),
             v.getState(),
             Formats.size(v.getDirtyBytes()),
-            Formats.size(v.getCachedBytes()));
+            Formats.size(v.getCachedBytes()),
+            v.getProblemsCount() == 0 ? "-" : v.getProblems(0).getReason());
       }
       table.print(out);
       return PeerFlashCli.EXIT_OK;
@@ -186,13 +228,25 @@ final class VolumeCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
     String name;
 
+    @Mixin OutputOption output;
+
+    @Mixin WatchOption watch;
+
     @Override
     public Integer call() {
+      return watch.run(client.cli().out(), client.cli().err(), this::once);
+    }
+
+    private int once() {
       Volume v;
       try (PeerFlashClient c = client.connect()) {
         v = c.getVolume(name);
       }
       PrintStream out = client.cli().out();
+      if (output.json()) {
+        OutputOption.print(out, v);
+        return PeerFlashCli.EXIT_OK;
+      }
       out.println(Formats.field("name", v.getName()));
       out.println(Formats.field("size", Formats.sizeExact(v.getSizeBytes())));
       out.println(Formats.field("mode", Formats.mode(v.getPolicy().getMode())));
@@ -200,6 +254,12 @@ final class VolumeCommand implements Callable<Integer> {
       out.println(Formats.field("state", v.getState()));
       out.println(
           Formats.field("state detail", v.getStateDetail().isEmpty() ? "-" : v.getStateDetail()));
+      // The first problem is the state above; the others are also true.
+      for (int i = 1; i < v.getProblemsCount(); i++) {
+        out.println(
+            Formats.field(
+                "also", v.getProblems(i).getState() + ": " + v.getProblems(i).getReason()));
+      }
       out.println(Formats.field("dirty", Formats.sizeExact(v.getDirtyBytes())));
       out.println(Formats.field("cached", Formats.sizeExact(v.getCachedBytes())));
       out.println(
@@ -285,6 +345,15 @@ final class VolumeCommand implements Callable<Integer> {
         description = "write-through, block or accept.")
     OnPeerLoss onPeerLoss;
 
+    @Option(
+        names = "--allow-degraded",
+        description =
+            "Apply it even when the cluster has too few UP members for --replicas: the volume"
+                + " runs DEGRADED (writes follow its on-peer-loss policy).")
+    boolean allowDegraded;
+
+    @Mixin OutputOption output;
+
     @Override
     public Integer call() {
       if (mode == null && replicas == null && onPeerLoss == null) {
@@ -313,7 +382,18 @@ final class VolumeCommand implements Callable<Integer> {
         if (onPeerLoss != null) {
           policy.setOnPeerLoss(onPeerLoss);
         }
-        Volume v = c.setPolicy(name, policy.build());
+        Volume v =
+            c.setPolicy(
+                SetPolicyRequest.newBuilder()
+                    .setName(name)
+                    .setPolicy(policy)
+                    .setAllowDegraded(allowDegraded)
+                    .build());
+        if (output.json()) {
+          OutputOption.print(out, v);
+          return PeerFlashCli.EXIT_OK;
+        }
+        warnIfUnhealthy(client.cli().err(), v);
         out.println(
             "volume "
                 + v.getName()

@@ -249,6 +249,11 @@ public final class PeerFlashClient implements AutoCloseable {
             .setPolicy(policy)
             .setAdoptExisting(adoptExisting)
             .build();
+    return createVolume(request);
+  }
+
+  /** Creates a volume from a whole request (e.g. with {@code allow_degraded}). */
+  public Volume createVolume(CreateVolumeRequest request) {
     return call(null, deadline, (ch, d) -> volumes(ch, d).createVolume(request));
   }
 
@@ -280,9 +285,12 @@ public final class PeerFlashClient implements AutoCloseable {
 
   /** Replaces a volume's policy; an unspecified on-peer-loss is kept. */
   public Volume setPolicy(String name, VolumePolicy policy) {
-    SetPolicyRequest request =
-        SetPolicyRequest.newBuilder().setName(name).setPolicy(policy).build();
-    return call(name, flushDeadline, (ch, d) -> volumes(ch, d).setPolicy(request));
+    return setPolicy(SetPolicyRequest.newBuilder().setName(name).setPolicy(policy).build());
+  }
+
+  /** Changes a volume's policy from a whole request (e.g. with {@code allow_degraded}). */
+  public Volume setPolicy(SetPolicyRequest request) {
+    return call(request.getName(), flushDeadline, (ch, d) -> volumes(ch, d).setPolicy(request));
   }
 
   public void write(String name, long offset, byte[] data) {
@@ -385,6 +393,13 @@ public final class PeerFlashClient implements AutoCloseable {
   public io.peerflash.proto.v1.DrainNodeResponse drainNode(String node) {
     io.peerflash.proto.v1.DrainNodeRequest request =
         io.peerflash.proto.v1.DrainNodeRequest.newBuilder().setNode(node).build();
+    return adminCall(deadline, (ch, d) -> admin(ch, d).drainNode(request));
+  }
+
+  /** Cancels a drain: the DRAINING member is UP again; what it moved stays moved. */
+  public io.peerflash.proto.v1.DrainNodeResponse cancelDrain(String node) {
+    io.peerflash.proto.v1.DrainNodeRequest request =
+        io.peerflash.proto.v1.DrainNodeRequest.newBuilder().setNode(node).setCancel(true).build();
     return adminCall(deadline, (ch, d) -> admin(ch, d).drainNode(request));
   }
 
@@ -642,6 +657,12 @@ public final class PeerFlashClient implements AutoCloseable {
         failed.add(address);
         failed.add(owner);
         next = routing.next(volume, failed);
+      } else if (code == Status.Code.UNAVAILABLE
+          && last.getTrailers() != null
+          && last.getTrailers().containsKey(PeerFlashException.VOLUME_STATE_KEY)) {
+        // The node knows no retry within the budget will help (e.g. OFFLINE): say so now.
+        routing.markReached();
+        throw PeerFlashException.from(last);
       } else if (connectionFailure(code, ch)
           || (code == Status.Code.DEADLINE_EXCEEDED
               && attemptDeadline != rpcDeadline

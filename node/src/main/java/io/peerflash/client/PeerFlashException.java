@@ -20,6 +20,13 @@ public final class PeerFlashException extends RuntimeException {
   public static final Metadata.Key<String> OWNER_KEY =
       Metadata.Key.of("peerflash-owner", Metadata.ASCII_STRING_MARSHALLER);
 
+  /**
+   * Trailer a cluster node adds to an UNAVAILABLE that retrying will not cure soon: the volume's
+   * state, e.g. {@code OFFLINE} (its owner is down and no copy can take over).
+   */
+  public static final Metadata.Key<String> VOLUME_STATE_KEY =
+      Metadata.Key.of("peerflash-volume-state", Metadata.ASCII_STRING_MARSHALLER);
+
   private final transient Status status;
   private final transient Metadata trailers;
 

@@ -106,7 +106,9 @@ public final class PeerFlashNode implements AutoCloseable {
                 callersLoop(loops),
                 cluster,
                 metrics != null ? metrics : NodeMetrics.DISABLED))
-        .addService(new NodeGrpcService(config.nodeId(), engine, tls))
+        .addService(
+            new NodeGrpcService(
+                config.nodeId(), engine, tls, cluster == null ? () -> "" : cluster::fencedReason))
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {

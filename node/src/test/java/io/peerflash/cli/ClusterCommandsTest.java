@@ -11,8 +11,10 @@ import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.ClusterServiceGrpc;
+import io.peerflash.proto.v1.ClusterStatus;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.GetClusterStatusRequest;
 import io.peerflash.proto.v1.MemberState;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
@@ -82,6 +84,21 @@ class ClusterCommandsTest {
         return;
       }
       out.onNext(RemoveNodeResponse.newBuilder().addVoters("n1").addVoters("n3").build());
+      out.onCompleted();
+    }
+
+    /** The map the CLI reads before and during a drain: three UP members, no volume. */
+    volatile ClusterStatus status =
+        ClusterStatus.newBuilder()
+            .setLeaderId("n1")
+            .addMembers(ClusterMember.newBuilder().setId("n1").setState(MemberState.MEMBER_UP))
+            .addMembers(ClusterMember.newBuilder().setId("n2").setState(MemberState.MEMBER_UP))
+            .addMembers(ClusterMember.newBuilder().setId("n3").setState(MemberState.MEMBER_UP))
+            .build();
+
+    @Override
+    public void getClusterStatus(GetClusterStatusRequest req, StreamObserver<ClusterStatus> out) {
+      out.onNext(status);
       out.onCompleted();
     }
 
@@ -185,6 +202,49 @@ class ClusterCommandsTest {
         .contains("node n2 is drained and removed from the cluster map and the Raft group")
         .contains("voters: n1, n3")
         .contains("it can be stopped now");
+  }
+
+  @Test
+  void drainThatCannotFinishFailsAtOnceWithTheReasonAndTheFix() {
+    fake.status =
+        fake.status.toBuilder()
+            .setMembers(2, ClusterMember.newBuilder().setId("n3").setState(MemberState.MEMBER_DOWN))
+            .addVolumes(
+                io.peerflash.proto.v1.ClusterVolume.newBuilder()
+                    .setName("vm1")
+                    .setMode(io.peerflash.proto.v1.CacheMode.WRITE_BACK)
+                    .setRequestedReplicas(1)
+                    .setOwner("n1")
+                    .addReplicaSet("n2"))
+            .build();
+
+    assertThat(run("cluster", "drain", "n2")).isEqualTo(1);
+
+    assertThat(err())
+        .contains(
+            "error: FAILED_PRECONDITION: cannot drain n2: no UP member can take another replica"
+                + " of volume vm1 (it wants 1; owner n1, replicas n2): add a node (cluster"
+                + " add-node), or lower its replicas (volume set-policy vm1 --replicas 0)")
+        .contains("nothing was changed");
+    assertThat(fake.requests).isEmpty();
+  }
+
+  @Test
+  void drainOfAnUnknownNodeNamesTheMembers() {
+    assertThat(run("cluster", "drain", "n9")).isEqualTo(1);
+    assertThat(err())
+        .contains("NOT_FOUND: node n9 is not a member of the cluster (members: n1, n2, n3)");
+    assertThat(fake.requests).isEmpty();
+  }
+
+  @Test
+  void drainWarnsWhenItLeavesAnEvenNumberOfVoters() {
+    fake.drainAnswers.add(drain(List.of(), List.of()));
+    assertThat(run("cluster", "drain", "n2")).as(err()).isZero();
+    assertThat(err())
+        .contains(
+            "warning: after removing n2 the Raft group has 2 voters: an even number survives no"
+                + " more failures than 1 would (0); add a node to make it 3");
   }
 
   @Test

@@ -9,6 +9,7 @@ import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView;
+import io.peerflash.node.health.VolumeHealth;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.net.EventLoops;
@@ -17,6 +18,7 @@ import io.peerflash.node.wire.Protos;
 import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.ClusterMember;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
@@ -33,7 +35,6 @@ import io.peerflash.proto.v1.ReplicaStatus;
 import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
-import io.peerflash.proto.v1.VolumeState;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.ControlPlaneConfig;
@@ -75,6 +76,8 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
   private static final Metadata.Key<String> OWNER_KEY =
       Metadata.Key.of(OWNER_TRAILER, Metadata.ASCII_STRING_MARSHALLER);
+  private static final Metadata.Key<String> VOLUME_STATE_KEY =
+      Metadata.Key.of(VOLUME_STATE_TRAILER, Metadata.ASCII_STRING_MARSHALLER);
   private static final long COMMAND_TIMEOUT_MS = 15_000;
   private static final long MAP_CATCH_UP_MS = 2_000;
 
@@ -656,6 +659,20 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     if (!rec.owner().equals(nodeId)) {
       Optional<Member> owner = map.member(rec.owner());
       if (owner.isEmpty() || !owner.get().isAlive()) {
+        Map<String, ClusterMember> members = new java.util.HashMap<>();
+        for (Member m : map.members().values()) {
+          members.put(m.id(), m.toProto());
+        }
+        VolumeHealth.Assessment health = VolumeHealth.assess(rec.toProto(), members, null);
+        if (health.state() == io.peerflash.proto.v1.VolumeState.OFFLINE) {
+          // No failover can happen: the client is told so (the trailer stops its retries)
+          // instead of retrying for its whole budget.
+          Metadata trailers = new Metadata();
+          trailers.put(VOLUME_STATE_KEY, health.state().name());
+          throw Status.UNAVAILABLE
+              .withDescription("volume '" + volume + "' is OFFLINE: " + health.reason())
+              .asRuntimeException(trailers);
+        }
         throw Status.UNAVAILABLE
             .withDescription(
                 "volume '"
@@ -718,6 +735,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     long sizeBytes = engine.prepareBackingFile(name, req.getSizeBytes(), req.getAdoptExisting());
     CommandResult r;
     try {
+      // After the size checks (a bad size is INVALID_ARGUMENT whatever the replica count).
+      String owner = map.member(nodeId).filter(Member::isUp).isPresent() ? nodeId : null;
+      checkReplicasCanBeMet(map, name, req.getPolicy(), owner, req.getAllowDegraded());
       r =
           submit(
               MapCommand.newBuilder()
@@ -739,7 +759,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
     }
     VolumeRecord rec = VolumeRecord.fromProto(r.getVolume());
     awaitLocal(rec);
-    return volume(rec);
+    return volume(controlPlane.map(), rec);
   }
 
   @Override
@@ -752,11 +772,15 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
 
   @Override
   public Volume setPolicy(SetPolicyRequest req) throws CacheException {
+    ClusterMap map = controlPlane.map();
     VolumeRecord current =
-        controlPlane
-            .map()
-            .volume(req.getName())
-            .orElseThrow(() -> CacheException.notFound(req.getName()));
+        map.volume(req.getName()).orElseThrow(() -> CacheException.notFound(req.getName()));
+    if (req.getPolicy().getReplicas() > current.requestedReplicas()
+        || req.getPolicy().getMode() != current.mode()) {
+      // Only a change that asks for more copies (or turns write-back on) can newly be unmet.
+      checkReplicasCanBeMet(
+          map, req.getName(), req.getPolicy(), current.owner(), req.getAllowDegraded());
+    }
     CommandResult r =
         submit(
             MapCommand.newBuilder()
@@ -770,26 +794,92 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                                 ? current.onPeerLoss()
                                 : req.getPolicy().getOnPeerLoss()))
                 .build());
-    return volume(VolumeRecord.fromProto(r.getVolume()));
+    return volume(controlPlane.map(), VolumeRecord.fromProto(r.getVolume()));
+  }
+
+  /**
+   * Refuses a replica count more than the cluster's other UP members can hold, unless the caller
+   * accepts a DEGRADED volume: otherwise the volume would run under its peer-loss policy from the
+   * start (writes going through to shared storage, or waiting) without anyone having asked.
+   *
+   * @param owner the volume's owner, or null when the map will pick one
+   */
+  private static void checkReplicasCanBeMet(
+      ClusterMap map, String name, VolumePolicy policy, String owner, boolean allowDegraded)
+      throws CacheException {
+    int wanted = policy.getReplicas();
+    if (allowDegraded
+        || policy.getMode() != CacheMode.WRITE_BACK
+        || wanted <= 0
+        || wanted > io.peerflash.replication.data.Replicas.MAX_REPLICAS) {
+      return; // (an out-of-range count is the map's INVALID_ARGUMENT)
+    }
+    List<String> up = new ArrayList<>();
+    List<String> others = new ArrayList<>();
+    for (Member m : map.members().values()) {
+      others.add(m.id() + " " + m.state());
+      if (m.isUp()) {
+        up.add(m.id());
+      }
+    }
+    int holders =
+        owner == null
+            ? Math.max(0, up.size() - 1)
+            : (int) up.stream().filter(id -> !id.equals(owner)).count();
+    if (wanted > holders) {
+      throw new CacheException(
+          Reason.FAILED_PRECONDITION,
+          "volume "
+              + Texts.quote(name)
+              + " wants "
+              + wanted
+              + (wanted == 1 ? " replica" : " replicas")
+              + " but the cluster has "
+              + holders
+              + " UP member"
+              + (holders == 1 ? "" : "s")
+              + " besides its owner to hold them (members: "
+              + String.join(", ", others)
+              + "): add nodes, ask for at most "
+              + holders
+              + ", or allow a DEGRADED volume (--allow-degraded)");
+    }
   }
 
   @Override
   public Volume getVolume(String name) throws CacheException {
-    VolumeRecord rec =
-        controlPlane.map().volume(name).orElseThrow(() -> CacheException.notFound(name));
-    return volume(rec);
+    ClusterMap map = controlPlane.map();
+    VolumeRecord rec = map.volume(name).orElseThrow(() -> CacheException.notFound(name));
+    return volume(map, rec);
   }
 
   @Override
   public List<Volume> listVolumes() {
     List<Volume> all = new ArrayList<>();
-    for (VolumeRecord rec : controlPlane.map().volumes().values()) {
-      all.add(volume(rec));
+    ClusterMap map = controlPlane.map();
+    for (VolumeRecord rec : map.volumes().values()) {
+      all.add(volume(map, rec));
     }
     return all;
   }
 
-  private Volume volume(VolumeRecord rec) {
+  /**
+   * Empty while this node may serve the volumes it owns; otherwise why not (see {@link #mayServe}).
+   */
+  public String fencedReason() {
+    if (!ready) {
+      return "node " + nodeId + " is not yet in step with the cluster map";
+    }
+    if (!controlPlane.leaseValid()) {
+      return "node "
+          + nodeId
+          + " holds no valid cluster lease (cut off from the Raft majority or paused): it serves"
+          + " nothing until it renews it";
+    }
+    return "";
+  }
+
+  private Volume volume(ClusterMap map, VolumeRecord rec) {
     Volume.Builder b =
         Volume.newBuilder()
             .setName(rec.name())
@@ -799,10 +889,10 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                     .setMode(rec.mode())
                     .setReplicas(rec.requestedReplicas())
                     .setOnPeerLoss(rec.onPeerLoss()))
-            .setState(VolumeState.HEALTHY)
             .setOwner(rec.owner())
             .setEpoch(rec.epoch())
             .setEffectiveReplicas(rec.replicaSet().size());
+    VolumeHealth.OwnerReport report = null;
     if (rec.owner().equals(nodeId)) {
       Map<String, Reprotector.Progress> copies = reprotector.progress();
       for (String peer : rec.allReplicas()) {
@@ -827,12 +917,26 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
             .setCachedBytes(s.cachedBytes())
             .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())
             .setCorruptBlocks(s.corruptBlocks());
-        if (s.health() != VolumeStatusView.Health.HEALTHY) {
-          b.setState(Protos.state(s.health())).setStateDetail(s.healthDetail());
-        }
+        report =
+            new VolumeHealth.OwnerReport(
+                Protos.state(s.health()),
+                s.healthDetail(),
+                s.dirtyBytes(),
+                mover.moving(rec.name())
+                    ? "being handed to another node (volume move)"
+                    : fencedReason());
       } catch (CacheException e) {
         // not adopted yet
       }
+    }
+    Map<String, ClusterMember> members = new java.util.HashMap<>();
+    for (Member m : map.members().values()) {
+      members.put(m.id(), m.toProto());
+    }
+    VolumeHealth.Assessment health = VolumeHealth.assess(rec.toProto(), members, report);
+    b.setState(health.state()).addAllProblems(health.problems());
+    if (!health.healthy()) {
+      b.setStateDetail(health.reason());
     }
     String detail =
         "owner "

@@ -15,10 +15,17 @@ public interface ClusterRouting {
   String OWNER_TRAILER = "peerflash-owner";
 
   /**
+   * Trailer a node adds to an UNAVAILABLE that will not clear by itself soon, naming the volume's
+   * state (OFFLINE: no copy can take over); clients do not retry it.
+   */
+  String VOLUME_STATE_TRAILER = "peerflash-volume-state";
+
+  /**
    * Lets an I/O call proceed only on the volume's owner.
    *
    * @throws io.grpc.StatusRuntimeException FAILED_PRECONDITION with the {@link #OWNER_TRAILER} when
-   *     another node owns it, UNAVAILABLE while it has no live owner, NOT_FOUND when unknown
+   *     another node owns it, UNAVAILABLE while it has no live owner (with the {@link
+   *     #VOLUME_STATE_TRAILER} when none can take over), NOT_FOUND when unknown
    */
   void routeIo(String volume);
 

@@ -54,6 +54,27 @@ final class Membership implements AutoCloseable {
     String id = required(req.getNode());
     ClusterMap map = current();
     Member m = member(map, id);
+    if (req.getCancel()) {
+      if (m.state() == Member.State.DOWN) {
+        throw Status.FAILED_PRECONDITION
+            .withDescription("node " + id + " is DOWN: there is no drain to cancel")
+            .asRuntimeException();
+      }
+      if (m.state() == Member.State.DRAINING) {
+        submit(
+            MapCommand.newBuilder()
+                .setUndrain(MapCommand.Undrain.newBuilder().setNodeId(id))
+                .build(),
+            "cancelling the drain of " + id);
+        map = current();
+        m = member(map, id);
+      }
+      return DrainNodeResponse.newBuilder()
+          .setMember(m.toProto())
+          .addAllOwnedVolumes(map.volumesOwnedBy(id).stream().map(VolumeRecord::name).toList())
+          .addAllReplicaOf(replicaOf(map, id))
+          .build();
+    }
     if (m.state() == Member.State.DOWN) {
       throw Status.FAILED_PRECONDITION
           .withDescription("node " + id + " is DOWN: only a running node can move its volumes away")

@@ -187,6 +187,11 @@ final class VolumeMover implements AutoCloseable {
     }
   }
 
+  /** Whether this node is handing {@code volume} to another node now (its I/O is fenced). */
+  boolean moving(String volume) {
+    return moving.contains(volume);
+  }
+
   /** Moves a volume this node owns to {@code to}; see the class comment. */
   MoveVolumeResponse moveOwned(String volume, String to, long timeoutMs) {
     if (!moving.add(volume)) {

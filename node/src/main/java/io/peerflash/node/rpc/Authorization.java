@@ -201,7 +201,8 @@ public final class Authorization implements ServerInterceptor {
   /** What an administrative request acts on (a volume or a node), for the audit line. */
   static String targetOf(Object request) {
     if (request instanceof io.peerflash.proto.v1.DrainNodeRequest r) {
-      return r.getNode();
+      // A cancelled drain is a different action on the same node: the audit line says which.
+      return r.getCancel() ? r.getNode() + " (cancel)" : r.getNode();
     } else if (request instanceof io.peerflash.proto.v1.RemoveNodeRequest r) {
       return r.getNode();
     } else if (request instanceof io.peerflash.proto.v1.AddNodeRequest r) {

@@ -15,15 +15,29 @@ public final class NodeGrpcService extends NodeServiceGrpc.NodeServiceImplBase {
   private final String nodeId;
   private final CacheEngine engine;
   private final NodeTls tls;
+  private final java.util.function.Supplier<String> fencedReason;
 
   public NodeGrpcService(String nodeId, CacheEngine engine) {
     this(nodeId, engine, NodeTls.plaintext());
   }
 
   public NodeGrpcService(String nodeId, CacheEngine engine, NodeTls tls) {
+    this(nodeId, engine, tls, () -> "");
+  }
+
+  /**
+   * @param fencedReason empty while the node may serve its volumes, otherwise why not (a cluster
+   *     node without a valid lease)
+   */
+  public NodeGrpcService(
+      String nodeId,
+      CacheEngine engine,
+      NodeTls tls,
+      java.util.function.Supplier<String> fencedReason) {
     this.nodeId = nodeId;
     this.engine = engine;
     this.tls = tls;
+    this.fencedReason = fencedReason;
   }
 
   /** A warning about the node's certificate (ending soon, or files that failed to load). */
@@ -64,6 +78,7 @@ public final class NodeGrpcService extends NodeServiceGrpc.NodeServiceImplBase {
       b.setLocalIndexProblem(s.indexProblem());
     }
     b.setCertificateWarning(certificateWarning());
+    b.setFencedReason(fencedReason.get());
     for (VolumeStatusView v : s.volumes()) {
       b.addVolumes(Protos.volume(v));
     }

@@ -85,13 +85,18 @@ public final class Protos {
 
   public static Volume volume(VolumeStatusView s) {
     VolumeInfo info = s.info();
+    io.peerflash.node.health.VolumeHealth.Assessment health =
+        io.peerflash.node.health.VolumeHealth.assess(
+            new io.peerflash.node.health.VolumeHealth.OwnerReport(
+                state(s.health()), s.healthDetail(), s.dirtyBytes(), ""));
     return Volume.newBuilder()
         .setName(info.name())
         .setSizeBytes(info.sizeBytes())
         .setPolicy(
             VolumePolicy.newBuilder().setMode(mode(info.mode())).setReplicas(info.replicas()))
-        .setState(state(s.health()))
-        .setStateDetail(s.healthDetail())
+        .setState(health.state())
+        .setStateDetail(health.reason())
+        .addAllProblems(health.problems())
         .setDirtyBytes(s.dirtyBytes())
         .setCachedBytes(s.cachedBytes())
         .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())

@@ -21,7 +21,7 @@ import org.apache.ratis.util.ExitUtils;
  * Mutual TLS on every port (client, peers, Raft) with the JVM's {@link TestCertificates} (or a
  * test's own); clients connect as its admin.
  */
-final class InProcessCluster implements AutoCloseable {
+public final class InProcessCluster implements AutoCloseable {
   static {
     // A Raft server that cannot start (its port taken) must fail its test, not exit the test JVM.
     ExitUtils.disableSystemExit();
@@ -30,10 +30,10 @@ final class InProcessCluster implements AutoCloseable {
   final Path dir;
   final Map<String, PeerFlashNode> nodes = new LinkedHashMap<>();
   final Map<String, NodeConfig> configs = new LinkedHashMap<>();
-  final Map<String, String> clientAddress = new LinkedHashMap<>();
-  final TestCertificates certs;
+  public final Map<String, String> clientAddress = new LinkedHashMap<>();
+  public final TestCertificates certs;
 
-  InProcessCluster(Path dir, int n, Map<String, String> extra) throws Exception {
+  public InProcessCluster(Path dir, int n, Map<String, String> extra) throws Exception {
     this(dir, n, extra, TestCertificates.shared());
   }
 
@@ -77,7 +77,7 @@ final class InProcessCluster implements AutoCloseable {
     return TestPorts.free();
   }
 
-  PeerFlashNode node(String id) {
+  public PeerFlashNode node(String id) {
     return nodes.get(id);
   }
 
@@ -94,7 +94,7 @@ final class InProcessCluster implements AutoCloseable {
   }
 
   /** Stops a node abruptly, as a crash would. */
-  void crash(String id) {
+  public void crash(String id) {
     PeerFlashNode n = nodes.remove(id);
     if (n != null) {
       n.crash();
@@ -115,7 +115,7 @@ final class InProcessCluster implements AutoCloseable {
         .build();
   }
 
-  PeerFlashClient client(String id) {
+  public PeerFlashClient client(String id) {
     return PeerFlashClient.builder()
         .target(clientAddress.get(id))
         .security(certs.adminSecurity())
@@ -124,7 +124,7 @@ final class InProcessCluster implements AutoCloseable {
   }
 
   /** The volume as a live node's map has it. */
-  Volume volume(String name) {
+  public Volume volume(String name) {
     for (PeerFlashNode n : nodes.values()) {
       try {
         return n.cluster().getVolume(name);
@@ -141,7 +141,7 @@ final class InProcessCluster implements AutoCloseable {
     return nodes.get(owner).cluster().getVolume(name);
   }
 
-  static void await(BooleanSupplier condition, int seconds, String what)
+  public static void await(BooleanSupplier condition, int seconds, String what)
       throws InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
     while (!condition.getAsBoolean()) {

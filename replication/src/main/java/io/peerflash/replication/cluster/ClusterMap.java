@@ -127,6 +127,7 @@ public final class ClusterMap {
       case HEARTBEAT -> heartbeat(command.getHeartbeat());
       case MARK_DOWN -> markDown(command.getMarkDown());
       case DRAIN -> drain(command.getDrain());
+      case UNDRAIN -> undrain(command.getUndrain());
       case REMOVE_MEMBER -> removeMember(command.getRemoveMember());
       case CREATE_VOLUME -> createVolume(command.getCreateVolume());
       case DELETE_VOLUME -> deleteVolume(command.getDeleteVolume());
@@ -222,6 +223,22 @@ public final class ClusterMap {
     }
     TreeMap<String, Member> m = new TreeMap<>(memberMap);
     m.put(old.id(), old.withState(Member.State.DRAINING));
+    return ok(new ClusterMap(m, volumeMap, nextVolumeId), null);
+  }
+
+  private Applied undrain(MapCommand.Undrain c) {
+    Member old = members.get(c.getNodeId());
+    if (old == null) {
+      return fail(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER, "unknown member " + c.getNodeId());
+    }
+    if (old.state() == Member.State.DOWN) {
+      return fail(ClusterError.CLUSTER_ERROR_MEMBER_NOT_UP, "member " + old.id() + " is DOWN");
+    }
+    if (old.state() == Member.State.UP) {
+      return ok(this, null);
+    }
+    TreeMap<String, Member> m = new TreeMap<>(memberMap);
+    m.put(old.id(), old.withState(Member.State.UP));
     return ok(new ClusterMap(m, volumeMap, nextVolumeId), null);
   }
 

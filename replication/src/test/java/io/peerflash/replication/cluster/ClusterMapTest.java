@@ -349,6 +349,27 @@ class ClusterMapTest {
     assertThat(vol(m, "v").epoch()).isEqualTo(3);
   }
 
+  @Test
+  void undrainMakesADrainingMemberUpAndTakePlacementsAgain() {
+    ClusterMap m = applyOk(fourNodes(), drain("d"));
+    m = applyOk(m, undrain("d"));
+    assertThat(m.member("d").orElseThrow().state()).isEqualTo(Member.State.UP);
+    assertThat(applyOk(m, undrain("d"))).isEqualTo(m); // UP already: no change
+
+    m = applyOk(m, markDown("d", 0));
+    ClusterMap.Applied refused = m.apply(undrain("d"));
+    assertThat(refused.result().getOk()).isFalse();
+    assertThat(refused.result().getError()).isEqualTo(ClusterError.CLUSTER_ERROR_MEMBER_NOT_UP);
+    assertThat(m.apply(undrain("zz")).result().getError())
+        .isEqualTo(ClusterError.CLUSTER_ERROR_UNKNOWN_MEMBER);
+  }
+
+  static MapCommand undrain(String id) {
+    return MapCommand.newBuilder()
+        .setUndrain(MapCommand.Undrain.newBuilder().setNodeId(id))
+        .build();
+  }
+
   // ------------------------------------------------------------------ determinism and invariants
 
   // ------------------------------------------------------------------ re-protection
