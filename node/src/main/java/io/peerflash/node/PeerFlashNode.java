@@ -7,6 +7,7 @@ import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.peerflash.node.cluster.ClusterNode;
 import io.peerflash.node.cluster.EngineReplicaSink;
 import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.nbd.NbdServer;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.net.NodeTls;
 import io.peerflash.node.rpc.Authorization;
@@ -51,6 +52,7 @@ public final class PeerFlashNode implements AutoCloseable {
   private final ClusterNode cluster;
   private final FaultPoints faults;
   private final EventLoops loops;
+  private final NbdServer nbd; // null: no NBD front end
   private volatile boolean closed;
 
   private PeerFlashNode(
@@ -102,7 +104,30 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
+    this.nbd = startNbd(config, engine, cluster, tls, rpcExecutor);
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
+  }
+
+  private NbdServer startNbd(
+      NodeConfig config, CacheEngine engine, ClusterNode cluster, NodeTls tls, Executor waits)
+      throws IOException {
+    NbdServer.Settings settings =
+        new NbdServer.Settings(
+            config.nbdHost(),
+            config.nbdPort(),
+            config.nbdSocket(),
+            config.nbdSocketGroup(),
+            tls.directory(),
+            config.nbdMaxInFlight());
+    if (!settings.enabled()) {
+      return null;
+    }
+    try {
+      return NbdServer.start(settings, engine, cluster, config, waits);
+    } catch (IOException | RuntimeException e) {
+      server.shutdownNow();
+      throw e;
+    }
   }
 
   /** Where a write stores its own copy after sending its copies: see {@link VolumeGrpcService}. */
@@ -198,6 +223,7 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     closed = true;
     log.warn("node {} crashing (fault injection)", config.nodeId());
+    closeNbd();
     server.shutdownNow();
     rpcExecutor.shutdownNow();
     if (cluster != null) {
@@ -210,6 +236,17 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     engine.close();
     closeLoops();
+  }
+
+  private void closeNbd() {
+    if (nbd != null) {
+      nbd.close();
+    }
+  }
+
+  /** The NBD front end, or null when the node serves none. */
+  public NbdServer nbd() {
+    return nbd;
   }
 
   private void closeLoops() {
@@ -246,6 +283,7 @@ public final class PeerFlashNode implements AutoCloseable {
     closed = true;
     log.info("node {} shutting down", config.nodeId());
     health.enterTerminalState();
+    closeNbd();
     server.shutdown();
     try {
       if (!server.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS)) {

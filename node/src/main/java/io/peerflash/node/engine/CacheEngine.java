@@ -103,6 +103,7 @@ public final class CacheEngine implements AutoCloseable {
 
   // Writers short of free slots wait here in arrival order; the destager signals after cleaning.
   final SlotReservations space;
+  private final LocalSync localSync;
 
   private CacheEngine(
       EngineConfig config,
@@ -151,6 +152,7 @@ public final class CacheEngine implements AutoCloseable {
             config.writeBackpressureTimeoutMs(),
             time);
     this.committer = new GroupCommitter(kv, cacheFile, config.syncWrites(), durability);
+    this.localSync = new LocalSync(cacheFile, kv, durability);
     this.destager = new Destager(this);
   }
 
@@ -2259,6 +2261,19 @@ public final class CacheEngine implements AutoCloseable {
     long before = v.destagedBytes.sum();
     destager.flush(v, v.nextSeq.get() - 1, deadlineMs);
     return v.destagedBytes.sum() - before;
+  }
+
+  /**
+   * Returns once every write acknowledged before this call is on this node's non-volatile flash
+   * (cache file and index synced), also without {@code --sync}; concurrent calls share syncs. See
+   * {@link LocalSync}.
+   */
+  public void syncLocal() throws CacheException {
+    try {
+      localSync.sync();
+    } catch (IOException e) {
+      throw unavailable("sync of local flash", e);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
