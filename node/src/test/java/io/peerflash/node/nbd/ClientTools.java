@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -21,14 +22,22 @@ final class ClientTools {
 
   static Result run(long timeoutSeconds, String... command)
       throws IOException, InterruptedException {
+    return run(Map.of(), timeoutSeconds, command);
+  }
+
+  static Result run(Map<String, String> env, long timeoutSeconds, String... command)
+      throws IOException, InterruptedException {
     requireTool(command[0]);
+    int wrapped = java.util.Arrays.asList(command).indexOf("--"); // setpriv ... -- TOOL
+    if (wrapped >= 0 && wrapped + 1 < command.length) {
+      requireTool(command[wrapped + 1]);
+    }
     Path log = Files.createTempFile("nbd-tool", ".log");
     try {
-      Process p =
-          new ProcessBuilder(command)
-              .redirectErrorStream(true)
-              .redirectOutput(log.toFile())
-              .start();
+      ProcessBuilder b =
+          new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
+      b.environment().putAll(env);
+      Process p = b.start();
       if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
         p.destroyForcibly().waitFor();
         fail(
@@ -44,7 +53,12 @@ final class ClientTools {
   /** Runs a command that must exit 0; returns its output. */
   static String ok(long timeoutSeconds, String... command)
       throws IOException, InterruptedException {
-    Result r = run(timeoutSeconds, command);
+    return ok(Map.of(), timeoutSeconds, command);
+  }
+
+  static String ok(Map<String, String> env, long timeoutSeconds, String... command)
+      throws IOException, InterruptedException {
+    Result r = run(env, timeoutSeconds, command);
     assertThat(r.exit())
         .as("%s exited %d; output:%n%s", String.join(" ", command), r.exit(), r.out())
         .isZero();
