@@ -22,6 +22,7 @@ import org.junit.jupiter.params.provider.EnumSource;
  * directory as libnbd's {@code tls-certificates} and qemu's {@code tls-creds-x509} directory) and
  * over the Unix socket.
  */
+@org.junit.jupiter.api.Timeout(value = 10, unit = java.util.concurrent.TimeUnit.MINUTES)
 class NbdClientToolsTest {
   enum Transport {
     TLS,
