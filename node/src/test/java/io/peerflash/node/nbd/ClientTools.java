@@ -69,6 +69,7 @@ final class ClientTools {
       List.of(
           new String[] {"nbdinfo", "libnbd-bin"},
           new String[] {"nbdcopy", "libnbd-bin"},
+          new String[] {"nbdsh", "python3-libnbd"},
           new String[] {"qemu-img", "qemu-utils"},
           new String[] {"qemu-io", "qemu-utils"},
           new String[] {"fio", "fio"},
@@ -84,7 +85,7 @@ final class ClientTools {
         PACKAGES.stream().filter(p -> p[0].equals(tool)).map(p -> p[1]).findFirst().orElse("?");
     fail(
         "the NBD client tool '%s' is not installed: apt-get install -y %s (the real-client tests"
-            + " need fio qemu-utils libnbd-bin nbdkit)",
+            + " need fio qemu-utils libnbd-bin python3-libnbd nbdkit)",
         tool, pkg);
   }
 }

@@ -196,4 +196,50 @@ class NbdClientToolsTest {
       assertThat(out).contains("err= 0").doesNotContain("verify: bad").doesNotContain("fio: pid=");
     }
   }
+
+  @org.junit.jupiter.api.Test
+  void aCertificateSeesOnlyItsVolumesAndAReadOnlyGrantGetsEperm() throws Exception {
+    node.createVolume("vm-1-root", 4L << 20);
+    node.createVolume("vm-1-data", 4L << 20);
+    node.createVolume("other", 4L << 20);
+    Path scoped = node.certs.client("vm-1", Identity.Role.IO, List.of(), List.of("vm-1-"), false);
+    String list =
+        ClientTools.ok(
+            30,
+            "nbdinfo",
+            "--list",
+            "--json",
+            "nbds://localhost:" + node.tcpPort() + "/?tls-certificates=" + scoped);
+    assertThat(list).contains("\"vm-1-root\"").contains("\"vm-1-data\"").doesNotContain("other");
+    ClientTools.Result refused =
+        ClientTools.run(
+            30,
+            "nbdinfo",
+            "nbds://localhost:" + node.tcpPort() + "/other?tls-certificates=" + scoped);
+    assertThat(refused.exit()).as(refused.out()).isNotZero();
+    assertThat(refused.out()).contains("error to opt_go request");
+
+    Path readOnly =
+        node.certs.client("vm-1-reader", Identity.Role.IO, List.of("vm-1-root"), List.of(), true);
+    String script =
+        String.join(
+            "\n",
+            "h.set_strict_mode(0)",
+            "h.set_uri_allow_local_file(True)",
+            "h.connect_uri('nbds://localhost:"
+                + node.tcpPort()
+                + "/vm-1-root?tls-certificates="
+                + readOnly
+                + "')",
+            "print('read-only', h.is_read_only())",
+            "try:",
+            "    h.pwrite(b'x' * 512, 0)",
+            "    print('written')",
+            "except nbd.Error as e:",
+            "    print('errno', e.errno)",
+            "print('read', len(h.pread(4096, 0)))");
+    // nbdsh runs the first python3 on PATH: Debian's, which has the nbd module.
+    String out = ClientTools.ok(Map.of("PATH", "/usr/bin:/bin"), 30, "nbdsh", "-c", script);
+    assertThat(out).contains("read-only True").contains("errno EPERM").contains("read 4096");
+  }
 }
