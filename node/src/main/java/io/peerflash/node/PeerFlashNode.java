@@ -82,9 +82,11 @@ public final class PeerFlashNode implements AutoCloseable {
             new NamedThreadFactory("peerflash-rpc", true));
     List<String> onTransportThread =
         new ArrayList<>(List.of(VolumeGrpcService.transportThreadMethods()));
+    VolumeGrpcService volumeService =
+        new VolumeGrpcService(engine, rpcExecutor, callersLoop(loops), cluster);
     builder
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
-        .addService(new VolumeGrpcService(engine, rpcExecutor, callersLoop(loops), cluster))
+        .addService(volumeService)
         .addService(new NodeGrpcService(config.nodeId(), engine, tls))
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
@@ -105,6 +107,9 @@ public final class PeerFlashNode implements AutoCloseable {
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
     this.nbd = startNbd(config, engine, cluster, tls, rpcExecutor);
+    if (nbd != null) {
+      volumeService.setNbdUris(config.nodeId(), nbdUris(config, nbd, tls));
+    }
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
   }
 
@@ -128,6 +133,23 @@ public final class PeerFlashNode implements AutoCloseable {
       server.shutdownNow();
       throw e;
     }
+  }
+
+  /** This node's NBD URIs, {@code {volume}} standing for the export name. */
+  private static List<String> nbdUris(NodeConfig config, NbdServer nbd, NodeTls tls) {
+    List<String> uris = new ArrayList<>();
+    if (nbd.tcpPort() > 0) {
+      String host = config.nbdHost();
+      if (host.equals("0.0.0.0") || host.equals("::") || host.equals("[::]")) {
+        String advertised = config.grpcAddress();
+        host = advertised.substring(0, advertised.lastIndexOf(':'));
+      }
+      uris.add((tls.enabled() ? "nbds" : "nbd") + "://" + host + ":" + nbd.tcpPort() + "/{volume}");
+    }
+    if (nbd.socketPath() != null) {
+      uris.add("nbd+unix:///{volume}?socket=" + nbd.socketPath().toAbsolutePath());
+    }
+    return uris;
   }
 
   /** Where a write stores its own copy after sending its copies: see {@link VolumeGrpcService}. */

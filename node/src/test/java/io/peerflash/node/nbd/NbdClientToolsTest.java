@@ -242,4 +242,26 @@ class NbdClientToolsTest {
     String out = ClientTools.ok(Map.of("PATH", "/usr/bin:/bin"), 30, "nbdsh", "-c", script);
     assertThat(out).contains("read-only True").contains("errno EPERM").contains("read 4096");
   }
+
+  @org.junit.jupiter.api.Test
+  void volumeStatNamesTheNbdUrisClientsUse() throws Exception {
+    node.createVolume("disk", 8L << 20);
+    java.util.List<String> uris;
+    try (io.peerflash.client.PeerFlashClient c =
+        io.peerflash.client.PeerFlashClient.builder()
+            .target("127.0.0.1:" + node.node.port())
+            .security(node.certs.adminSecurity())
+            .build()) {
+      uris = c.getVolume("disk").getNbdUrisList();
+    }
+    assertThat(uris)
+        .containsExactly(
+            "nbds://127.0.0.1:" + node.tcpPort() + "/disk",
+            "nbd+unix:///disk?socket=" + node.socket.toAbsolutePath());
+    for (String uri : uris) {
+      String withCerts = uri.startsWith("nbds:") ? uri + "?tls-certificates=" + client : uri;
+      assertThat(ClientTools.ok(30, "nbdinfo", "--size", withCerts).trim())
+          .isEqualTo(Long.toString(8L << 20));
+    }
+  }
 }
