@@ -96,6 +96,15 @@ final class LocalClusterCommand implements Callable<Integer> {
   int httpBasePort;
 
   @Option(
+      names = "--nbd-base-port",
+      paramLabel = "PORT",
+      defaultValue = "10809",
+      description =
+          "NBD port of n1 (every volume is an export of its name); n<i> uses PORT+i-1, and serves"
+              + " NBD on the Unix socket DIR/n<i>/nbd.sock too (default: ${DEFAULT-VALUE}).")
+  int nbdBasePort;
+
+  @Option(
       names = "--insecure",
       description =
           "Plaintext without authentication (default: mutual TLS with certificates made in"
@@ -158,6 +167,15 @@ final class LocalClusterCommand implements Callable<Integer> {
       }
       Files.writeString(dir.resolve("cluster.txt"), clusterFile(started), StandardCharsets.UTF_8);
       out.println("started " + nodes + " node(s) in " + dir + " (logs: " + dir + "/n<i>.log)");
+      out.println(
+          "NBD: "
+              + (insecure ? "nbd" : "nbds")
+              + "://127.0.0.1:"
+              + nbdBasePort
+              + "/VOLUME (n<i> on port "
+              + nbdBasePort
+              + "+i-1), or nbd+unix:///VOLUME?socket="
+              + dir.resolve(id(1)).resolve("nbd.sock"));
       out.println("use: --target " + targets());
       out.println("  or: export PEERFLASH_TARGET=" + targets());
       if (insecure) {
@@ -205,8 +223,8 @@ final class LocalClusterCommand implements Callable<Integer> {
     }
     int[] bases =
         httpBasePort == 0
-            ? new int[] {basePort, raftBasePort}
-            : new int[] {basePort, raftBasePort, httpBasePort};
+            ? new int[] {basePort, raftBasePort, nbdBasePort}
+            : new int[] {basePort, raftBasePort, nbdBasePort, httpBasePort};
     for (int base : bases) {
       if (base < 1 || base + nodes - 1 > 65535) {
         throw new ParameterException(
@@ -218,8 +236,14 @@ final class LocalClusterCommand implements Callable<Integer> {
         if (Math.max(bases[a], bases[b]) <= Math.min(bases[a], bases[b]) + nodes - 1) {
           throw new ParameterException(
               spec.commandLine(),
-              "--base-port, --raft-base-port and --http-base-port ranges overlap");
+              "--base-port, --raft-base-port, --nbd-base-port and --http-base-port ranges overlap");
         }
+      }
+    }
+    for (int other : new int[] {basePort, raftBasePort}) {
+      if (Math.max(other, nbdBasePort) <= Math.min(other, nbdBasePort) + nodes - 1) {
+        throw new ParameterException(
+            spec.commandLine(), "--nbd-base-port overlaps the client or Raft port range");
       }
     }
   }
@@ -311,6 +335,10 @@ final class LocalClusterCommand implements Callable<Integer> {
       args.add("--http");
       args.add(httpAddress(i));
     }
+    args.add("--nbd");
+    args.add("127.0.0.1:" + (nbdBasePort + i - 1));
+    args.add("--nbd-socket");
+    args.add(dir.resolve(id(i)).resolve("nbd.sock").toString());
     args.add("--data-dir");
     args.add(dir.resolve(id(i)).toString());
     args.add("--shared-dir");

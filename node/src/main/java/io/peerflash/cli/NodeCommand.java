@@ -96,6 +96,33 @@ final class NodeCommand implements Callable<Integer> {
               + " instead of text lines.")
   boolean logJson;
 
+  @Option(
+      names = "--http",
+      paramLabel = "HOST:PORT",
+      description =
+          "Serve the read-only HTTP port: /metrics (Prometheus), /healthz, /readyz and the status"
+              + " page at / (plain HTTP unless http-tls says otherwise; see docs/security.md).")
+  String http;
+
+  @Option(
+      names = "--nbd",
+      paramLabel = "HOST:PORT",
+      description =
+          "Serve every volume as an NBD export over TCP (TLS via STARTTLS when the node runs TLS).")
+  String nbd;
+
+  @Option(
+      names = "--nbd-socket",
+      paramLabel = "PATH",
+      description = "Serve NBD on a Unix socket (mode 0660) for clients on this host.")
+  String nbdSocket;
+
+  @Option(
+      names = "--nbd-socket-group",
+      paramLabel = "GROUP",
+      description = "Group owning the NBD socket file (default: the node's group).")
+  String nbdSocketGroup;
+
   @Option(names = "--config", paramLabel = "FILE", description = "File of key=value settings.")
   Path config;
 
@@ -181,6 +208,10 @@ final class NodeCommand implements Callable<Integer> {
     putIfGiven(values, NodeConfig.FAULT_DOMAIN, faultDomain);
     putIfGiven(values, NodeConfig.CERTS, certs);
     putIfGiven(values, NodeConfig.INSECURE, insecure);
+    putIfGiven(values, NodeConfig.HTTP, http);
+    putIfGiven(values, NodeConfig.NBD, nbd);
+    putIfGiven(values, NodeConfig.NBD_SOCKET, nbdSocket);
+    putIfGiven(values, NodeConfig.NBD_SOCKET_GROUP, nbdSocketGroup);
     return values;
   }
 

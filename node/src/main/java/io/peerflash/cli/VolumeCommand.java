@@ -267,6 +267,9 @@ final class VolumeCommand implements Callable<Integer> {
               "oldest dirty age",
               v.getOldestDirtyAgeMs() == 0 ? "-" : Formats.durationMs(v.getOldestDirtyAgeMs())));
       out.println(Formats.field("corrupt blocks", v.getCorruptBlocks()));
+      for (String uri : v.getNbdUrisList()) {
+        out.println(Formats.field("nbd", uri));
+      }
       if (!v.getOwner().isEmpty()) {
         out.println(Formats.field("owner", v.getOwner() + " (epoch " + v.getEpoch() + ")"));
         out.println(

@@ -46,7 +46,15 @@ public record NodeConfig(
     /** HOST:PORT of the read-only HTTP port (metrics, health, status page), or empty: none. */
     String httpAddress,
     HttpTls httpTls,
-    boolean metricsEnabled) {
+    boolean metricsEnabled,
+    /** NBD over TCP: HOST:PORT, or empty for none. */
+    String nbdListen,
+    /** NBD over a Unix socket: its path, or null for none. */
+    Path nbdSocket,
+    /** The group of the NBD socket file (mode 0660); empty keeps the process's group. */
+    String nbdSocketGroup,
+    int nbdMaxInFlight,
+    long nbdForwardTimeoutMs) {
 
   /** Whether the HTTP port runs TLS, and whether it asks its clients for a certificate. */
   public enum HttpTls {
@@ -351,6 +359,43 @@ public record NodeConfig(
               + " listen address; set it when listening on 0.0.0.0 or behind NAT).",
           s -> s);
 
+  public static final Key<String> NBD =
+      key(
+          "nbd",
+          "",
+          "HOST:PORT of the NBD front end over TCP (every volume is an export of its name; 10809 is"
+              + " NBD's port); empty: none. With TLS on the node, clients must use NBD_OPT_STARTTLS"
+              + " with a client certificate of the cluster CA (role io or admin).",
+          s -> s);
+  public static final Key<Path> NBD_SOCKET =
+      key(
+          "nbd-socket",
+          "",
+          "Path of a Unix socket serving NBD to clients on this host, without TLS (guarded by the"
+              + " file's mode 0660 and group); empty: none.",
+          s -> s.isBlank() ? null : Path.of(s));
+  public static final Key<String> NBD_SOCKET_GROUP =
+      key(
+          "nbd-socket-group",
+          "",
+          "Group that owns the NBD socket file (its members may use every volume through it);"
+              + " empty: the node process's group.",
+          s -> s);
+  public static final Key<Integer> NBD_MAX_IN_FLIGHT =
+      key(
+          "nbd-max-in-flight",
+          "128",
+          "NBD requests one connection may have open; past it the node stops reading from the"
+              + " connection until half are answered.",
+          Integer::parseInt);
+  public static final Key<Long> NBD_FORWARD_TIMEOUT_MS =
+      key(
+          "nbd-forward-timeout-ms",
+          "60000",
+          "How long an NBD request for a volume owned by another node may wait for that owner"
+              + " (redirects, a failover) before it fails with EIO.",
+          Long::parseLong);
+
   /** The keys in documentation order. */
   public static List<Key<?>> keys() {
     return Collections.unmodifiableList(KEYS);
@@ -383,6 +428,18 @@ public record NodeConfig(
           "http must be HOST:PORT with a port from 0 to 65535, got '" + address + "'");
     }
     return java.net.InetSocketAddress.createUnresolved(address.substring(0, colon), port);
+  }
+
+  /** The NBD front end's host, or null without a TCP listener. */
+  public String nbdHost() {
+    return nbdListen.isEmpty() ? null : nbdListen.substring(0, nbdListen.lastIndexOf(':'));
+  }
+
+  /** The NBD front end's TCP port (0: any free one), or -1 without a TCP listener. */
+  public int nbdPort() {
+    return nbdListen.isEmpty()
+        ? -1
+        : Integer.parseInt(nbdListen.substring(nbdListen.lastIndexOf(':') + 1));
   }
 
   /** Whether this node runs as a member of a cluster (with a Raft endpoint). */
@@ -475,7 +532,12 @@ public record NodeConfig(
             get(values, INSECURE),
             get(values, HTTP),
             get(values, HTTP_TLS),
-            get(values, METRICS));
+            get(values, METRICS),
+            get(values, NBD),
+            getOrNull(values, NBD_SOCKET),
+            get(values, NBD_SOCKET_GROUP),
+            get(values, NBD_MAX_IN_FLIGHT),
+            get(values, NBD_FORWARD_TIMEOUT_MS));
     c.validate();
     return c;
   }
@@ -549,6 +611,15 @@ public record NodeConfig(
     }
     if (clustered() && leaseTimeoutMs <= 2 * clockSkewMarginMs) {
       throw new IllegalArgumentException("need clock-skew-margin-ms < lease-timeout-ms / 2");
+    }
+    if (!nbdListen.isEmpty() && nbdListen.lastIndexOf(':') <= 0) {
+      throw new IllegalArgumentException("nbd must be HOST:PORT, got '" + nbdListen + "'");
+    }
+    if (nbdMaxInFlight < 1) {
+      throw new IllegalArgumentException("nbd-max-in-flight must be at least 1");
+    }
+    if (nbdForwardTimeoutMs < 1) {
+      throw new IllegalArgumentException("nbd-forward-timeout-ms must be at least 1");
     }
     if (listenPort < 0 || listenPort > 65535) {
       throw new IllegalArgumentException("listen port out of range: " + listenPort);

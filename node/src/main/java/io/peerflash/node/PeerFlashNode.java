@@ -6,6 +6,7 @@ import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import io.peerflash.node.cluster.ClusterNode;
 import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.nbd.NbdServer;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.net.NodeTls;
 import io.peerflash.node.observe.ClusterSignals;
@@ -58,6 +59,7 @@ public final class PeerFlashNode implements AutoCloseable {
   private final EventLoops loops;
   private final NodeMetrics metrics;
   private final HttpEndpoint http;
+  private final NbdServer nbd; // null: no NBD front end
   private volatile boolean closed;
 
   private PeerFlashNode(
@@ -97,15 +99,16 @@ public final class PeerFlashNode implements AutoCloseable {
             new NamedThreadFactory("peerflash-rpc", true));
     List<String> onTransportThread =
         new ArrayList<>(List.of(VolumeGrpcService.transportThreadMethods()));
+    VolumeGrpcService volumeService =
+        new VolumeGrpcService(
+            engine,
+            rpcExecutor,
+            callersLoop(loops),
+            cluster,
+            metrics != null ? metrics : NodeMetrics.DISABLED);
     builder
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
-        .addService(
-            new VolumeGrpcService(
-                engine,
-                rpcExecutor,
-                callersLoop(loops),
-                cluster,
-                metrics != null ? metrics : NodeMetrics.DISABLED))
+        .addService(volumeService)
         .addService(
             new NodeGrpcService(
                 config.nodeId(), engine, tls, cluster == null ? () -> "" : cluster::fencedReason))
@@ -126,6 +129,10 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
+    this.nbd = startNbd(config, engine, cluster, tls, rpcExecutor);
+    if (nbd != null) {
+      volumeService.setNbdUris(config.nodeId(), nbdUris(config, nbd, tls));
+    }
     HttpEndpoint endpoint = null;
     if (!config.httpAddress().isEmpty()) {
       InetSocketAddress at = NodeConfig.httpHostAndPort(config.httpAddress());
@@ -243,6 +250,45 @@ public final class PeerFlashNode implements AutoCloseable {
     return http == null ? -1 : http.port();
   }
 
+  private NbdServer startNbd(
+      NodeConfig config, CacheEngine engine, ClusterNode cluster, NodeTls tls, Executor waits)
+      throws IOException {
+    NbdServer.Settings settings =
+        new NbdServer.Settings(
+            config.nbdHost(),
+            config.nbdPort(),
+            config.nbdSocket(),
+            config.nbdSocketGroup(),
+            tls.directory(),
+            config.nbdMaxInFlight());
+    if (!settings.enabled()) {
+      return null;
+    }
+    try {
+      return NbdServer.start(settings, engine, cluster, config, waits);
+    } catch (IOException | RuntimeException e) {
+      server.shutdownNow();
+      throw e;
+    }
+  }
+
+  /** This node's NBD URIs, {@code {volume}} standing for the export name. */
+  private static List<String> nbdUris(NodeConfig config, NbdServer nbd, NodeTls tls) {
+    List<String> uris = new ArrayList<>();
+    if (nbd.tcpPort() > 0) {
+      String host = config.nbdHost();
+      if (host.equals("0.0.0.0") || host.equals("::") || host.equals("[::]")) {
+        String advertised = config.grpcAddress();
+        host = advertised.substring(0, advertised.lastIndexOf(':'));
+      }
+      uris.add((tls.enabled() ? "nbds" : "nbd") + "://" + host + ":" + nbd.tcpPort() + "/{volume}");
+    }
+    if (nbd.socketPath() != null) {
+      uris.add("nbd+unix:///{volume}?socket=" + nbd.socketPath().toAbsolutePath());
+    }
+    return uris;
+  }
+
   /** Where a write stores its own copy after sending its copies: see {@link VolumeGrpcService}. */
   private static Supplier<Executor> callersLoop(EventLoops loops) {
     return loops == null ? () -> null : loops::callersLoop;
@@ -337,6 +383,7 @@ public final class PeerFlashNode implements AutoCloseable {
     closed = true;
     log.warn("node {} crashing (fault injection)", config.nodeId());
     closeHttp();
+    closeNbd();
     server.shutdownNow();
     rpcExecutor.shutdownNow();
     if (cluster != null) {
@@ -355,6 +402,17 @@ public final class PeerFlashNode implements AutoCloseable {
     if (http != null) {
       http.close();
     }
+  }
+
+  private void closeNbd() {
+    if (nbd != null) {
+      nbd.close();
+    }
+  }
+
+  /** The NBD front end, or null when the node serves none. */
+  public NbdServer nbd() {
+    return nbd;
   }
 
   private void closeLoops() {
@@ -392,6 +450,7 @@ public final class PeerFlashNode implements AutoCloseable {
     log.info("node {} shutting down", config.nodeId());
     health.enterTerminalState();
     closeHttp();
+    closeNbd();
     server.shutdown();
     try {
       if (!server.awaitTermination(config.shutdownGraceMs(), TimeUnit.MILLISECONDS)) {

@@ -100,6 +100,10 @@ class LocalClusterCommandTest {
             "n1=127.0.0.1:7701,n2=127.0.0.1:7702,n3=127.0.0.1:7703",
             "--http",
             "127.0.0.1:7802",
+            "--nbd",
+            "127.0.0.1:10810",
+            "--nbd-socket",
+            Path.of("/tmp/c", "n2", "nbd.sock").toString(),
             "--data-dir",
             Path.of("/tmp/c", "n2").toString(),
             "--shared-dir",
@@ -113,8 +117,19 @@ class LocalClusterCommandTest {
 
     LocalClusterCommand ports = new LocalClusterCommand();
     new CommandLine(ports)
-        .parseArgs("--nodes", "1", "--dir", "d", "--base-port", "9000", "--raft-base-port", "9100");
+        .parseArgs(
+            "--nodes",
+            "1",
+            "--dir",
+            "d",
+            "--base-port",
+            "9000",
+            "--raft-base-port",
+            "9100",
+            "--nbd-base-port",
+            "9200");
     assertThat(ports.nodeArgs(1))
+        .containsSubsequence("--nbd", "127.0.0.1:9200")
         .containsSubsequence("--listen", "127.0.0.1:9000")
         .containsSubsequence("--raft", "127.0.0.1:9100", "--peers", "n1=127.0.0.1:9100")
         .containsSubsequence("--certs", Path.of("d", "certs", "n1").toString())

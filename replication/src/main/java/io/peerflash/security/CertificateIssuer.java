@@ -439,7 +439,15 @@ public final class CertificateIssuer {
   private static KeyPair newKeyPair() throws GeneralSecurityException {
     KeyPairGenerator g = KeyPairGenerator.getInstance("EC");
     g.initialize(new ECGenParameterSpec(CURVE), RANDOM);
-    return g.generateKeyPair();
+    KeyPair pair = g.generateKeyPair();
+    // The key as its file holds it (with its public key, which GnuTLS needs: see PemFiles), so
+    // the key issued and the key read back have one encoding.
+    java.security.PrivateKey key =
+        java.security.KeyFactory.getInstance("EC")
+            .generatePrivate(
+                new java.security.spec.PKCS8EncodedKeySpec(
+                    PemFiles.withEcPublicKey(pair.getPrivate())));
+    return new KeyPair(pair.getPublic(), key);
   }
 
   private static BigInteger newSerial() {

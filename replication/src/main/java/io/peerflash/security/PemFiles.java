@@ -144,8 +144,46 @@ public final class PemFiles {
           "private key format is " + key.getFormat() + ", not PKCS#8");
     }
     StringBuilder b = new StringBuilder();
-    block(b, "PRIVATE KEY", key.getEncoded());
+    block(b, "PRIVATE KEY", withEcPublicKey(key));
     return b.toString();
+  }
+
+  /**
+   * The PKCS#8 encoding of a key, for an EC key with the optional public key inside: the JDK leaves
+   * it out, and GnuTLS (libnbd's {@code tls-certificates=DIR}, qemu's {@code tls-creds-x509})
+   * refuses such a key ("ASN1 parser: Element was not found").
+   */
+  static byte[] withEcPublicKey(PrivateKey key) {
+    byte[] encoded = key.getEncoded();
+    if (!(key instanceof java.security.interfaces.ECPrivateKey ec)) {
+      return encoded;
+    }
+    try {
+      PrivateKeyInfo info = PrivateKeyInfo.getInstance(encoded);
+      org.bouncycastle.asn1.sec.ECPrivateKey inner =
+          org.bouncycastle.asn1.sec.ECPrivateKey.getInstance(info.parsePrivateKey());
+      if (inner.getPublicKey() != null
+          || !(info.getPrivateKeyAlgorithm().getParameters()
+              instanceof org.bouncycastle.asn1.ASN1ObjectIdentifier curve)) {
+        return encoded;
+      }
+      org.bouncycastle.asn1.x9.X9ECParameters x9 =
+          org.bouncycastle.asn1.x9.ECNamedCurveTable.getByOID(curve);
+      if (x9 == null) {
+        return encoded;
+      }
+      byte[] point = x9.getG().multiply(ec.getS()).normalize().getEncoded(false);
+      return new PrivateKeyInfo(
+              info.getPrivateKeyAlgorithm(),
+              new org.bouncycastle.asn1.sec.ECPrivateKey(
+                  x9.getN().bitLength(),
+                  ec.getS(),
+                  new org.bouncycastle.asn1.DERBitString(point),
+                  null))
+          .getEncoded();
+    } catch (IOException e) {
+      return encoded;
+    }
   }
 
   private static void block(StringBuilder b, String type, byte[] der) {

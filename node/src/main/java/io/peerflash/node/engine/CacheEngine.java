@@ -60,6 +60,7 @@ public final class CacheEngine implements AutoCloseable {
   private final VolumeAdmin volumes;
   private final Handover handover;
   private final DirtyCopier copier;
+  private final LocalSync localSync;
 
   private CacheEngine(BlockStore store) {
     this.store = store;
@@ -71,6 +72,7 @@ public final class CacheEngine implements AutoCloseable {
     this.volumes = new VolumeAdmin(store, destager);
     this.handover = new Handover(store, destager);
     this.copier = new DirtyCopier(store);
+    this.localSync = new LocalSync(store.cacheFile, store.kv, store.durability);
   }
 
   /**
@@ -399,6 +401,19 @@ public final class CacheEngine implements AutoCloseable {
     long before = v.destagedBytes.sum();
     destager.flush(v, v.nextSeq.get() - 1, deadlineMs);
     return v.destagedBytes.sum() - before;
+  }
+
+  /**
+   * Returns once every write acknowledged before this call is on this node's non-volatile flash
+   * (cache file and index synced), also without {@code --sync}; concurrent calls share syncs. See
+   * {@link LocalSync}.
+   */
+  public void syncLocal() throws CacheException {
+    try {
+      localSync.sync();
+    } catch (java.io.IOException e) {
+      throw CacheException.unavailable("sync of local flash", e);
+    }
   }
 
   /**

@@ -51,7 +51,7 @@ import java.util.Map;
  */
 public final class Authorization implements ServerInterceptor {
   /** What a method needs. */
-  enum Access {
+  public enum Access {
     /** Any authenticated identity (health, reflection). */
     ANY,
     /** Status, stat and list: every client role; io sees only its volumes. */
@@ -138,7 +138,7 @@ public final class Authorization implements ServerInterceptor {
   }
 
   /** Why {@code who} may not call a method needing {@code access} at all, or null. */
-  static String methodRefusal(Identity who, Access access) {
+  public static String methodRefusal(Identity who, Access access) {
     boolean node = who.kind() == Kind.NODE;
     Role role = who.role();
     return switch (access) {

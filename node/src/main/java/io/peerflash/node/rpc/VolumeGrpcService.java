@@ -30,6 +30,7 @@ import io.peerflash.proto.v1.VolumeServiceGrpc;
 import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.proto.v1.WriteResponse;
 import io.peerflash.replication.data.TransportThreadCalls;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.Executor;
@@ -193,7 +194,35 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void getVolume(GetVolumeRequest req, StreamObserver<Volume> out) {
-    answer(out, () -> cluster != null ? cluster.getVolume(req.getName()) : volume(req.getName()));
+    answer(
+        out,
+        () ->
+            withNbdUris(
+                cluster != null ? cluster.getVolume(req.getName()) : volume(req.getName())));
+  }
+
+  private volatile String nodeId;
+  private volatile List<String> nbdUriTemplates = List.of();
+
+  /**
+   * The NBD front end's URIs, with {@code {volume}} for the export name: shown with a volume this
+   * node ({@code nodeId}) serves.
+   */
+  public void setNbdUris(String nodeId, List<String> templates) {
+    this.nodeId = nodeId;
+    this.nbdUriTemplates = List.copyOf(templates);
+  }
+
+  private Volume withNbdUris(Volume v) {
+    List<String> templates = nbdUriTemplates;
+    if (templates.isEmpty() || (!v.getOwner().isEmpty() && !v.getOwner().equals(nodeId))) {
+      return v;
+    }
+    Volume.Builder b = v.toBuilder();
+    for (String t : templates) {
+      b.addNbdUris(t.replace("{volume}", v.getName()));
+    }
+    return b.build();
   }
 
   @Override

@@ -1,0 +1,215 @@
+package io.peerflash.node.nbd;
+
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.epoll.Epoll;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.epoll.EpollServerSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.handler.ssl.ClientAuth;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.handler.ssl.SslProvider;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.security.TlsDirectory;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A node's NBD front end: every volume is an export of that name, served on TCP and/or a Unix
+ * socket on Netty's native epoll transport (its own event loop, apart from gRPC's shaded Netty).
+ * Over TCP a node with TLS requires NBD_OPT_STARTTLS with a client certificate of the cluster CA;
+ * the Unix socket is for a client on the same host, guarded by the socket file's mode (0660) and
+ * group.
+ */
+public final class NbdServer implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(NbdServer.class);
+
+  /** Requests a connection may have open before the server stops reading from it. */
+  public static final int DEFAULT_MAX_IN_FLIGHT = 128;
+
+  /** Where and how to serve. */
+  public record Settings(
+      String tcpHost,
+      int tcpPort,
+      Path socketPath,
+      String socketGroup,
+      TlsDirectory tls,
+      int maxInFlight) {
+    /** Whether any listener is asked for. */
+    public boolean enabled() {
+      return tcpHost != null || socketPath != null;
+    }
+  }
+
+  private final EventLoopGroup loops;
+  private final Channel tcp;
+  private final Channel unix;
+  private final Path socketPath;
+
+  private NbdServer(EventLoopGroup loops, Channel tcp, Channel unix, Path socketPath) {
+    this.loops = loops;
+    this.tcp = tcp;
+    this.unix = unix;
+    this.socketPath = socketPath;
+  }
+
+  /** Serves the volumes of {@code engine} (a single node). */
+  public static NbdServer start(Settings settings, CacheEngine engine, Executor waits)
+      throws IOException {
+    return start(settings, new EngineVolumeIo(engine, waits));
+  }
+
+  /**
+   * Serves the volumes of a node: of its engine on a single node ({@code cluster} null), of the
+   * cluster map in a cluster.
+   */
+  public static NbdServer start(
+      Settings settings,
+      CacheEngine engine,
+      io.peerflash.node.cluster.ClusterRouting cluster,
+      io.peerflash.node.NodeConfig config,
+      Executor waits)
+      throws IOException {
+    return start(
+        settings,
+        cluster == null
+            ? new EngineVolumeIo(engine, waits)
+            : new RoutedVolumeIo(engine, waits, cluster));
+  }
+
+  static NbdServer start(Settings settings, VolumeIo volumes) throws IOException {
+    if (!Epoll.isAvailable()) {
+      throw new IOException(
+          "NBD needs Netty's native epoll transport: " + Epoll.unavailabilityCause());
+    }
+    EventLoopGroup loops =
+        new MultiThreadIoEventLoopGroup(
+            1, new DefaultThreadFactory("peerflash-nbd", true), EpollIoHandler.newFactory());
+    Channel tcp = null;
+    Channel unix = null;
+    try {
+      if (settings.tcpHost() != null) {
+        SslContext ssl = settings.tls() == null ? null : serverContext(settings.tls());
+        tcp =
+            new ServerBootstrap()
+                .group(loops)
+                .channel(EpollServerSocketChannel.class)
+                .childOption(ChannelOption.TCP_NODELAY, true)
+                .childHandler(initializer(volumes, ssl, settings))
+                .bind(new InetSocketAddress(settings.tcpHost(), settings.tcpPort()))
+                .sync()
+                .channel();
+        log.info(
+            "NBD on tcp {}{}",
+            tcp.localAddress(),
+            ssl == null ? " (no TLS)" : " (TLS required: NBD_OPT_STARTTLS)");
+      }
+      if (settings.socketPath() != null) {
+        Path path = settings.socketPath().toAbsolutePath();
+        Files.createDirectories(path.getParent());
+        Files.deleteIfExists(path); // a socket file left by a node that was killed
+        unix =
+            new ServerBootstrap()
+                .group(loops)
+                .channel(EpollServerDomainSocketChannel.class)
+                .childHandler(initializer(volumes, null, settings))
+                .bind(new DomainSocketAddress(path.toFile()))
+                .sync()
+                .channel();
+        Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-rw----"));
+        if (settings.socketGroup() != null && !settings.socketGroup().isBlank()) {
+          GroupPrincipal group =
+              path.getFileSystem()
+                  .getUserPrincipalLookupService()
+                  .lookupPrincipalByGroupName(settings.socketGroup());
+          Files.getFileAttributeView(path, PosixFileAttributeView.class).setGroup(group);
+        }
+        log.info("NBD on unix socket {} (mode 0660)", path);
+      }
+    } catch (IOException | RuntimeException | InterruptedException e) {
+      if (tcp != null) {
+        tcp.close();
+      }
+      if (unix != null) {
+        unix.close();
+      }
+      loops.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+      if (e instanceof InterruptedException) {
+        Thread.currentThread().interrupt();
+      }
+      throw e instanceof IOException io ? io : new IOException("NBD listener: " + e, e);
+    }
+    return new NbdServer(loops, tcp, unix, settings.socketPath());
+  }
+
+  private static ChannelInitializer<Channel> initializer(
+      VolumeIo volumes, SslContext ssl, Settings settings) {
+    int maxInFlight = settings.maxInFlight() > 0 ? settings.maxInFlight() : DEFAULT_MAX_IN_FLIGHT;
+    return new ChannelInitializer<>() {
+      @Override
+      protected void initChannel(Channel ch) {
+        ch.pipeline()
+            .addLast(
+                "nbd-handshake",
+                new NbdHandshakeHandler(volumes, ssl, settings.tls(), maxInFlight));
+      }
+    };
+  }
+
+  /**
+   * The server side of NBD's TLS: the node's server certificate, a client certificate of the
+   * cluster CA required. The JDK's TLS (the native one is bundled only in gRPC's shaded Netty); the
+   * key and trust managers are the directory's, so rotated files apply to new connections.
+   */
+  static SslContext serverContext(TlsDirectory dir) throws IOException {
+    return SslContextBuilder.forServer(dir.keyManager())
+        .trustManager(dir.clientVerifier())
+        .clientAuth(ClientAuth.REQUIRE)
+        .sslProvider(SslProvider.JDK)
+        .protocols("TLSv1.3", "TLSv1.2")
+        .build();
+  }
+
+  /** The bound TCP port, or -1 without a TCP listener. */
+  public int tcpPort() {
+    return tcp == null ? -1 : ((InetSocketAddress) tcp.localAddress()).getPort();
+  }
+
+  /** The Unix socket's path, or null. */
+  public Path socketPath() {
+    return socketPath;
+  }
+
+  /** Stops listening and closes every connection; requests in flight fail on the client. */
+  @Override
+  public void close() {
+    if (tcp != null) {
+      tcp.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+    }
+    if (unix != null) {
+      unix.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+      try {
+        Files.deleteIfExists(socketPath.toAbsolutePath());
+      } catch (IOException e) {
+        log.warn("could not remove NBD socket {}: {}", socketPath, e.getMessage());
+      }
+    }
+    loops.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
+  }
+}

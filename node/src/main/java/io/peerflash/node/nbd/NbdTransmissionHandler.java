@@ -1,0 +1,223 @@
+package io.peerflash.node.nbd;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.util.ReferenceCountUtil;
+import java.util.concurrent.CompletableFuture;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The transmission phase of one connection: starts every request at once and answers each when it
+ * completes, in whatever order they complete (replies carry the request's handle). Once {@code
+ * maxInFlight} requests are open it stops reading from the socket (auto-read off) and resumes when
+ * half of them have been answered, so a client cannot queue unbounded work; TCP's window then holds
+ * it back.
+ */
+final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
+  private static final Logger log = LoggerFactory.getLogger(NbdTransmissionHandler.class);
+
+  private static final int KNOWN_FLAGS =
+      NbdProtocol.CMD_FLAG_FUA
+          | NbdProtocol.CMD_FLAG_NO_HOLE
+          | NbdProtocol.CMD_FLAG_DF
+          | NbdProtocol.CMD_FLAG_REQ_ONE
+          | NbdProtocol.CMD_FLAG_FAST_ZERO;
+
+  private final VolumeExport export;
+  private final boolean structured;
+  private final boolean allocationContext;
+  private final int maxInFlight;
+  private Channel channel;
+  private int inFlight; // touched on the channel's event loop only
+  private boolean disconnecting;
+
+  NbdTransmissionHandler(
+      VolumeExport export, boolean structured, boolean allocationContext, int maxInFlight) {
+    this.export = export;
+    this.structured = structured;
+    this.allocationContext = allocationContext;
+    this.maxInFlight = maxInFlight;
+  }
+
+  @Override
+  public void handlerAdded(ChannelHandlerContext ctx) {
+    channel = ctx.channel();
+  }
+
+  @Override
+  public void channelRead(ChannelHandlerContext ctx, Object msg) {
+    if (!(msg instanceof NbdRequest r)) {
+      ReferenceCountUtil.release(msg);
+      return;
+    }
+    if (disconnecting) {
+      release(r);
+      return;
+    }
+    if (r.type() == NbdProtocol.CMD_DISC) {
+      // Requests already started are answered first; nothing after NBD_CMD_DISC is read.
+      disconnecting = true;
+      channel.config().setAutoRead(false);
+      closeIfDone();
+      return;
+    }
+    inFlight++;
+    if (inFlight >= maxInFlight && channel.config().isAutoRead()) {
+      channel.config().setAutoRead(false);
+    }
+    CompletableFuture<?> done;
+    try {
+      done = start(r);
+    } catch (RuntimeException e) {
+      done = CompletableFuture.failedFuture(e);
+    } finally {
+      release(r);
+    }
+    done.whenComplete((result, failure) -> answer(r, result, failure));
+  }
+
+  private static void release(NbdRequest r) {
+    if (r.payload() != null) {
+      r.payload().release();
+    }
+  }
+
+  private CompletableFuture<?> start(NbdRequest r) {
+    if (r.refusal() != null) {
+      throw new NbdErrors.Refused(NbdProtocol.EINVAL, r.refusal());
+    }
+    checkFlags(r);
+    boolean fua = (r.flags() & NbdProtocol.CMD_FLAG_FUA) != 0;
+    return switch (r.type()) {
+      case NbdProtocol.CMD_READ -> {
+        checkLength(r);
+        yield export.read(r.offset(), (int) r.length());
+      }
+      case NbdProtocol.CMD_WRITE -> export.write(r.offset(), r.payload(), fua);
+      case NbdProtocol.CMD_FLUSH -> export.flush();
+      case NbdProtocol.CMD_TRIM -> export.trim(r.offset(), r.length(), fua);
+      case NbdProtocol.CMD_WRITE_ZEROES -> {
+        boolean noHole = (r.flags() & NbdProtocol.CMD_FLAG_NO_HOLE) != 0;
+        // Zero entries are faster than writing; zeros written as data (NO_HOLE) are not.
+        if (noHole && (r.flags() & NbdProtocol.CMD_FLAG_FAST_ZERO) != 0) {
+          throw new NbdErrors.Refused(
+              NbdProtocol.ENOTSUP, "a zeroing that must allocate (NO_HOLE) is not fast");
+        }
+        yield export.zero(r.offset(), r.length(), fua, noHole);
+      }
+      case NbdProtocol.CMD_CACHE -> export.cache(r.offset(), r.length());
+      case NbdProtocol.CMD_BLOCK_STATUS -> {
+        if (!allocationContext) {
+          throw new NbdErrors.Refused(
+              NbdProtocol.EINVAL, "block status needs the base:allocation meta context");
+        }
+        yield export.blockStatus(r.offset(), r.length());
+      }
+      default ->
+          throw new NbdErrors.Refused(
+              NbdProtocol.EINVAL, "unknown command " + r.type() + " (this server knows 0-7)");
+    };
+  }
+
+  private void checkFlags(NbdRequest r) {
+    int f = r.flags();
+    String bad = null;
+    if ((f & ~KNOWN_FLAGS) != 0) {
+      bad = "unknown command flags 0x" + Integer.toHexString(f & ~KNOWN_FLAGS);
+    } else if ((f & NbdProtocol.CMD_FLAG_DF) != 0
+        && (r.type() != NbdProtocol.CMD_READ || !structured)) {
+      bad = "DF is only for a read with structured replies";
+    } else if ((f & (NbdProtocol.CMD_FLAG_NO_HOLE | NbdProtocol.CMD_FLAG_FAST_ZERO)) != 0
+        && r.type() != NbdProtocol.CMD_WRITE_ZEROES) {
+      bad = "NO_HOLE and FAST_ZERO are only for write-zeroes";
+    } else if ((f & NbdProtocol.CMD_FLAG_REQ_ONE) != 0
+        && r.type() != NbdProtocol.CMD_BLOCK_STATUS) {
+      bad = "REQ_ONE is only for block-status";
+    }
+    if (bad != null) {
+      throw new NbdErrors.Refused(NbdProtocol.EINVAL, bad);
+    }
+  }
+
+  private static void checkLength(NbdRequest r) {
+    if (r.length() > NbdProtocol.MAX_PAYLOAD_BYTES) {
+      throw new NbdErrors.Refused(
+          NbdProtocol.EINVAL,
+          NbdProtocol.commandName(r.type())
+              + " of "
+              + r.length()
+              + " bytes is larger than the export's maximum block size ("
+              + NbdProtocol.MAX_PAYLOAD_BYTES
+              + " bytes)");
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  private void answer(NbdRequest r, Object result, Throwable failure) {
+    ByteBuf reply;
+    if (failure != null) {
+      int error = NbdErrors.errorOf(failure);
+      String message = NbdErrors.messageOf(failure);
+      if (error == NbdProtocol.EIO) {
+        log.warn(
+            "NBD {} of {} at {} on {} failed: {}",
+            NbdProtocol.commandName(r.type()),
+            r.length(),
+            r.offset(),
+            export.name(),
+            message);
+      }
+      reply =
+          structured
+              ? NbdReplies.structuredError(channel.alloc(), r.handle(), error, message)
+              : NbdReplies.simple(channel.alloc(), r.handle(), error);
+    } else if (r.type() == NbdProtocol.CMD_READ) {
+      ByteBuf data = (ByteBuf) result;
+      reply =
+          structured
+              ? NbdReplies.structuredRead(channel.alloc(), r.handle(), r.offset(), data)
+              : NbdReplies.simpleRead(channel.alloc(), r.handle(), data);
+    } else if (r.type() == NbdProtocol.CMD_BLOCK_STATUS) {
+      java.util.List<int[]> extents = (java.util.List<int[]>) result;
+      if ((r.flags() & NbdProtocol.CMD_FLAG_REQ_ONE) != 0 && extents.size() > 1) {
+        extents = extents.subList(0, 1);
+      }
+      reply =
+          NbdReplies.blockStatus(
+              channel.alloc(), r.handle(), NbdProtocol.BASE_ALLOCATION_ID, extents);
+    } else {
+      reply = NbdReplies.simple(channel.alloc(), r.handle(), 0);
+    }
+    channel.writeAndFlush(reply);
+    if (channel.eventLoop().inEventLoop()) {
+      finished();
+    } else {
+      channel.eventLoop().execute(this::finished);
+    }
+  }
+
+  private void finished() {
+    inFlight--;
+    if (disconnecting) {
+      closeIfDone();
+    } else if (!channel.config().isAutoRead() && inFlight <= maxInFlight / 2) {
+      channel.config().setAutoRead(true);
+    }
+  }
+
+  private void closeIfDone() {
+    if (inFlight == 0) {
+      channel.close();
+    }
+  }
+
+  @Override
+  public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+    log.warn(
+        "NBD connection {} to {} failed: {}", ctx.channel().remoteAddress(), export.name(), cause);
+    ctx.close();
+  }
+}

@@ -1,0 +1,36 @@
+package io.peerflash.node.nbd;
+
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * What the NBD front end asks of the node for one volume, one engine-sized call at a time (at most
+ * {@link io.peerflash.node.engine.IoRange#MAX_IO_BYTES}): the owner's engine, or the owner reached
+ * over the peer channel. Futures fail with a {@link io.peerflash.node.engine.CacheException} or a
+ * gRPC status exception, which {@link NbdErrors} maps to the protocol's errors.
+ */
+interface VolumeIo {
+  /** A volume a client may see: its name and size. */
+  record Volume(String name, long sizeBytes) {}
+
+  /** The volume named {@code name}, or null when there is none. */
+  Volume find(String name);
+
+  /** Every volume, for NBD_OPT_LIST (the caller filters by grant). */
+  List<Volume> list();
+
+  CompletableFuture<byte[]> read(String volume, long offset, int length);
+
+  /** Writes {@code data} (its remaining bytes); the buffer is not used after the future ends. */
+  CompletableFuture<Void> write(String volume, long offset, ByteBuffer data);
+
+  /** The range reads as zeros afterwards, without taking cache space for data. */
+  CompletableFuture<Void> zero(String volume, long offset, long length);
+
+  /**
+   * Every write to the volume completed before this call is on non-volatile storage of every copy
+   * the volume keeps.
+   */
+  CompletableFuture<Void> flush(String volume);
+}
