@@ -10,6 +10,7 @@ import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.engine.VolumeStatusView;
 import io.peerflash.node.health.VolumeHealth;
+import io.peerflash.node.health.VolumeRisk;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.net.EventLoops;
@@ -910,9 +911,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       }
       try {
         VolumeStatusView s = engine.volumeStatus(rec.name());
-        if (rec.underReplicated()) {
-          b.setAtRiskBytes(s.dirtyBytes());
-        }
+        b.setAtRiskBytes(
+            VolumeRisk.atRiskBytes(
+                s.dirtyBytes(), rec.requestedReplicas(), rec.replicaSet().size()));
         b.setDirtyBytes(s.dirtyBytes())
             .setCachedBytes(s.cachedBytes())
             .setOldestDirtyAgeMs(s.oldestDirtyAgeMs())

@@ -4,6 +4,7 @@ import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.EngineObserver;
 import io.peerflash.node.engine.NodeStatusView;
 import io.peerflash.node.engine.VolumeStatusView;
+import io.peerflash.node.health.VolumeRisk;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
 import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import io.prometheus.metrics.core.metrics.Counter;

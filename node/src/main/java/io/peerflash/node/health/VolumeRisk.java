@@ -1,4 +1,4 @@
-package io.peerflash.node.observe;
+package io.peerflash.node.health;
 
 import io.peerflash.node.engine.VolumeStatusView;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
@@ -26,7 +26,14 @@ public final class VolumeRisk {
     if (v.info().role() != Role.OWNER || v.info().mode() != CacheMode.WRITE_BACK) {
       return 0;
     }
-    int wanted = v.info().replicas();
-    return inSyncReplicas.applyAsInt(v.info().name()) < wanted ? v.dirtyBytes() : 0;
+    return atRiskBytes(
+        v.dirtyBytes(), v.info().replicas(), inSyncReplicas.applyAsInt(v.info().name()));
+  }
+
+  /**
+   * The definition: all of the owner's dirty bytes while fewer replicas are in sync than wanted.
+   */
+  public static long atRiskBytes(long dirtyBytes, int wantedReplicas, int inSyncReplicas) {
+    return inSyncReplicas < wantedReplicas ? dirtyBytes : 0;
   }
 }
