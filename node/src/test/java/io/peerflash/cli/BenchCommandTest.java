@@ -293,9 +293,9 @@ class BenchCommandTest {
 
   @Test
   void progressLine() {
-    assertThat(BenchCommand.Progress.line("write qd32", 0.5, false, 12_345, 850, 0))
+    assertThat(BenchProgress.line("write qd32", 0.5, false, 12_345, 850, 0))
         .isEqualTo("write qd32 [##########..........]  50% now 12.3k IOPS, p99 850 us");
-    assertThat(BenchCommand.Progress.line("read qd1", 0.05, true, 900, 1500, 3))
+    assertThat(BenchProgress.line("read qd1", 0.05, true, 900, 1500, 3))
         .isEqualTo(
             "read qd1 [#...................]   5% now 900 IOPS, p99 1.5 ms (warm-up), 3 errors");
   }

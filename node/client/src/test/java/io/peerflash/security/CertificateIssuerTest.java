@@ -398,24 +398,24 @@ class CertificateIssuerTest {
   void denyListReadsHexSerialsInTheUsualSpellings() throws Exception {
     Path dir = tmp;
     CertificateIssuer.writeRevokedSerials(dir, Set.of(BigInteger.valueOf(0x3fa2), BigInteger.TEN));
-    assertThat(TlsDirectory.readRevokedSerials(dir.resolve(TlsDirectory.REVOKED_SERIALS_FILE)))
+    assertThat(TlsMaterial.readRevokedSerials(dir.resolve(TlsDirectory.REVOKED_SERIALS_FILE)))
         .containsExactlyInAnyOrder(BigInteger.valueOf(0x3fa2), BigInteger.TEN);
 
     Path file = dir.resolve("other.txt");
     Files.writeString(
         file,
         "# revoked by ops\n3F:A2\n\n0x10  # old laptop\nserial=0B\n  abcdef0123456789abcdef0123456789  \n");
-    assertThat(TlsDirectory.readRevokedSerials(file))
+    assertThat(TlsMaterial.readRevokedSerials(file))
         .containsExactlyInAnyOrder(
             BigInteger.valueOf(0x3fa2),
             BigInteger.valueOf(0x10),
             BigInteger.valueOf(0x0b),
             new BigInteger("abcdef0123456789abcdef0123456789", 16));
     Files.writeString(file, "3fa2\nnot-a-serial\n");
-    assertThatThrownBy(() -> TlsDirectory.readRevokedSerials(file))
+    assertThatThrownBy(() -> TlsMaterial.readRevokedSerials(file))
         .isInstanceOf(GeneralSecurityException.class)
         .hasMessageContaining("line 2 is not a hex serial: 'not-a-serial'");
-    assertThat(TlsDirectory.readRevokedSerials(dir.resolve("absent.txt"))).isEmpty();
+    assertThat(TlsMaterial.readRevokedSerials(dir.resolve("absent.txt"))).isEmpty();
   }
 
   private static void assertRefused(IssuedCertificate issued, String reason) {

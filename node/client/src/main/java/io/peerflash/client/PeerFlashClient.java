@@ -2,10 +2,8 @@ package io.peerflash.client;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
-import io.grpc.ConnectivityState;
 import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -30,15 +28,8 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
-import java.util.Set;
-import java.util.concurrent.CompletionException;
-import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * Java client of a PeerFlash node or cluster. Thread-safe; one instance can be shared by many
@@ -96,9 +87,6 @@ public final class PeerFlashClient implements AutoCloseable {
   /** Redirects followed in a row before the client backs off and asks again. */
   public static final int MAX_REDIRECTS = 3;
 
-  static final long INITIAL_BACKOFF_NANOS = TimeUnit.MILLISECONDS.toNanos(50);
-  static final long MAX_BACKOFF_NANOS = TimeUnit.SECONDS.toNanos(1);
-
   /** Opens a channel to a node's client address {@code HOST:PORT}; tests pass in-process ones. */
   @FunctionalInterface
   public interface ChannelFactory {
@@ -123,6 +111,7 @@ public final class PeerFlashClient implements AutoCloseable {
   private final Duration deadline;
   private final Duration flushDeadline;
   private final Duration retryBudget;
+  private final FailoverCaller caller;
 
   /**
    * A client over a channel the caller keeps ownership of (e.g. an in-process channel). It cannot
@@ -148,6 +137,7 @@ public final class PeerFlashClient implements AutoCloseable {
     this.deadline = deadline;
     this.flushDeadline = flushDeadline;
     this.retryBudget = retryBudget;
+    this.caller = new FailoverCaller(routing, retryBudget);
   }
 
   /**
@@ -437,7 +427,7 @@ public final class PeerFlashClient implements AutoCloseable {
    * thrown rather than resent; only a node that could not be reached (the status carries the
    * transport's cause) is tried again.
    */
-  private <T> T adminCall(Duration callDeadline, Attempt<T> attempt) {
+  private <T> T adminCall(Duration callDeadline, FailoverCaller.Attempt<T> attempt) {
     return call(
         null,
         callDeadline,
@@ -495,67 +485,11 @@ public final class PeerFlashClient implements AutoCloseable {
   public void writeWithRetry(
       String volume, long offset, long length, int chunkBytes, int maxInFlight, ChunkSource source)
       throws IOException {
-    Objects.requireNonNull(volume, "volume");
-    Objects.requireNonNull(source, "source");
-    if (length < 0 || chunkBytes < 1) {
-      throw new IllegalArgumentException("bad length " + length + " or chunk size " + chunkBytes);
-    }
-    if (length == 0) {
-      return;
-    }
-    int first = (int) Math.min(chunkBytes, length);
-    write(volume, offset, source.read(0, first));
-    long pos = first;
-    while (pos < length) {
-      ConcurrentLinkedQueue<Long> resend = new ConcurrentLinkedQueue<>();
-      AtomicReference<PeerFlashException> fatal = new AtomicReference<>();
-      AtomicBoolean stop = new AtomicBoolean();
-      try (WriteStreamSession session = openWriteStream(volume, maxInFlight)) {
-        while (pos < length && !stop.get()) {
-          long p = pos;
-          int n = (int) Math.min(chunkBytes, length - p);
-          session
-              .write(volume, offset + p, source.read(p, n))
-              .whenComplete(
-                  (ok, t) -> {
-                    if (t == null) {
-                      return;
-                    }
-                    PeerFlashException e =
-                        PeerFlashException.from(
-                            t instanceof CompletionException && t.getCause() != null
-                                ? t.getCause()
-                                : t);
-                    if (resendable(e.code())) {
-                      String owner = PeerFlashException.ownerAddress(e.owner());
-                      if (owner != null) {
-                        routing.learnOwner(volume, owner);
-                      }
-                      resend.add(p);
-                    } else {
-                      fatal.compareAndSet(null, e);
-                    }
-                    stop.set(true);
-                  });
-          pos += n;
-        }
-      } // close() waits for every streamed chunk's answer.
-      if (fatal.get() != null) {
-        throw fatal.get();
-      }
-      List<Long> again = new ArrayList<>(resend);
-      again.sort(null);
-      for (long p : again) {
-        write(volume, offset + p, source.read(p, (int) Math.min(chunkBytes, length - p)));
-      }
-    }
+    ChunkedUpload.write(this, routing, volume, offset, length, chunkBytes, maxInFlight, source);
   }
 
-  private static boolean resendable(Status.Code code) {
-    return code == Status.Code.UNAVAILABLE
-        || code == Status.Code.FAILED_PRECONDITION
-        || code == Status.Code.CANCELLED
-        || code == Status.Code.DEADLINE_EXCEEDED;
+  private <T> T call(String volume, Duration callDeadline, FailoverCaller.Attempt<T> attempt) {
+    return caller.call(volume, callDeadline, null, attempt);
   }
 
   @Override
@@ -579,12 +513,6 @@ public final class PeerFlashClient implements AutoCloseable {
     return d == null ? stub : stub.withDeadline(d);
   }
 
-  /** One attempt of a call on one node. */
-  @FunctionalInterface
-  private interface Attempt<T> {
-    T run(ManagedChannel channel, Deadline deadline);
-  }
-
   /**
    * A block I/O call: besides the call deadline, each attempt is bounded by {@link
    * #IO_ATTEMPT_TIMEOUT}, so a node that froze with the connection open (a long pause, SIGSTOP)
@@ -594,158 +522,11 @@ public final class PeerFlashClient implements AutoCloseable {
    */
   private <ReqT, RespT> RespT ioCall(
       String volume, MethodDescriptor<ReqT, RespT> method, ReqT request) {
-    return call(
+    return caller.call(
         volume,
         deadline,
         IO_ATTEMPT_TIMEOUT,
         (ch, d) -> TimedBlockingCall.call(ch, method, request, d));
-  }
-
-  private <T> T call(String volume, Duration callDeadline, Attempt<T> attempt) {
-    return call(volume, callDeadline, null, attempt);
-  }
-
-  /**
-   * Runs {@code attempt} against the right node, following redirects and failing over as the class
-   * comment describes. {@code volume} is null for calls about no volume.
-   */
-  private <T> T call(
-      String volume, Duration callDeadline, Duration attemptTimeout, Attempt<T> attempt) {
-    // The deadline is fixed per call, not per stub, because a gRPC deadline is an absolute instant;
-    // every attempt of the call shares it.
-    Deadline rpcDeadline =
-        callDeadline == null ? null : Deadline.after(callDeadline.toNanos(), TimeUnit.NANOSECONDS);
-    Set<String> failed = new HashSet<>();
-    int redirects = 0;
-    long backoff = INITIAL_BACKOFF_NANOS;
-    long giveUpAt = 0;
-    boolean failing = false;
-    int attempts = 0;
-    StatusRuntimeException last;
-    String address = routing.first(volume);
-    while (true) {
-      ManagedChannel ch = routing.channel(address);
-      attempts++;
-      Deadline attemptDeadline = rpcDeadline;
-      if (attemptTimeout != null) {
-        Deadline bound = Deadline.after(attemptTimeout.toNanos(), TimeUnit.NANOSECONDS);
-        attemptDeadline = rpcDeadline == null ? bound : rpcDeadline.minimum(bound);
-      }
-      try {
-        T result = attempt.run(ch, attemptDeadline);
-        routing.answered(volume, address);
-        return result;
-      } catch (StatusRuntimeException e) {
-        last = e;
-      }
-      Status.Code code = last.getStatus().getCode();
-      String next;
-      if (code == Status.Code.FAILED_PRECONDITION && volume != null) {
-        routing.markReached();
-        String owner = ownerAddress(last.getTrailers());
-        if (owner == null || owner.equals(address) || !routing.canOpen(owner)) {
-          throw PeerFlashException.from(last);
-        }
-        routing.learnOwner(volume, owner);
-        if (!failed.contains(owner) && redirects < MAX_REDIRECTS) {
-          redirects++;
-          address = owner;
-          continue;
-        }
-        // Sent back to an owner that just proved unreachable, or bounced around: ownership is
-        // moving. Ask the nodes not yet tried, then wait and ask again.
-        failed.add(address);
-        failed.add(owner);
-        next = routing.next(volume, failed);
-      } else if (code == Status.Code.UNAVAILABLE
-          && last.getTrailers() != null
-          && last.getTrailers().containsKey(PeerFlashException.VOLUME_STATE_KEY)) {
-        // The node knows no retry within the budget will help (e.g. OFFLINE): say so now.
-        routing.markReached();
-        throw PeerFlashException.from(last);
-      } else if (connectionFailure(code, ch)
-          || (code == Status.Code.DEADLINE_EXCEEDED
-              && attemptDeadline != rpcDeadline
-              && (rpcDeadline == null || !rpcDeadline.isExpired()))) {
-        // (or an I/O attempt ran out of its own time while the call still has some: the node
-        // may be frozen; try the others)
-        if (ch.isShutdown() || routing.closed()) {
-          throw PeerFlashException.from(last);
-        }
-        if (ch.getState(false) == ConnectivityState.READY) {
-          routing.markReached(); // The node itself said UNAVAILABLE (e.g. shutting down).
-        }
-        routing.unreachable(volume, address, ch);
-        failed.add(address);
-        next = routing.next(volume, failed);
-      } else {
-        routing.markReached();
-        throw PeerFlashException.from(last);
-      }
-      if (!failing) {
-        failing = true;
-        long budget = retryBudget.toNanos();
-        giveUpAt = System.nanoTime() + budget;
-        if (rpcDeadline != null) {
-          long left = rpcDeadline.timeRemaining(TimeUnit.NANOSECONDS);
-          if (left < budget) {
-            giveUpAt = System.nanoTime() + left;
-          }
-        }
-      }
-      if (next == null) {
-        // Every known node has failed this round.
-        if (!routing.reached()) {
-          throw gaveUp(last, attempts, "no node answered");
-        }
-        long left = giveUpAt - System.nanoTime();
-        if (left <= 0) {
-          throw gaveUp(last, attempts, "retry budget exhausted");
-        }
-        sleep(Math.min(backoff, left));
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_NANOS);
-        failed.clear();
-        redirects = 0;
-        next = routing.first(volume);
-      }
-      address = next;
-    }
-  }
-
-  // UNAVAILABLE: refused, reset, unreachable or shutting down. DEADLINE_EXCEEDED counts only when
-  // no connection was ever made: otherwise the node may simply be slow, and the deadline is spent.
-  private static boolean connectionFailure(Status.Code code, ManagedChannel ch) {
-    return code == Status.Code.UNAVAILABLE
-        || (code == Status.Code.DEADLINE_EXCEEDED && ch.getState(false) != ConnectivityState.READY);
-  }
-
-  private static String ownerAddress(Metadata trailers) {
-    return trailers == null
-        ? null
-        : PeerFlashException.ownerAddress(trailers.get(PeerFlashException.OWNER_KEY));
-  }
-
-  private PeerFlashException gaveUp(StatusRuntimeException last, int attempts, String why) {
-    if (attempts <= 1) {
-      return PeerFlashException.from(last);
-    }
-    Status s = last.getStatus();
-    String description = s.getDescription();
-    String extra =
-        why + " after " + attempts + " attempts (nodes tried: " + routing.knownAddresses() + ")";
-    return new PeerFlashException(
-        s.withDescription(description == null ? extra : description + "; " + extra),
-        last.getTrailers());
-  }
-
-  private static void sleep(long nanos) {
-    try {
-      TimeUnit.NANOSECONDS.sleep(nanos);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new PeerFlashException(
-          Status.CANCELLED.withDescription("interrupted while waiting to retry"));
-    }
   }
 
   /** Configures a client: where it connects, its deadlines and its retry budget. */
