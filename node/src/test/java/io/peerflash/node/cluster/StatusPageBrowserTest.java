@@ -78,7 +78,9 @@ class StatusPageBrowserTest {
   void showsTheClusterAndAVolumeLeavingHealthyWhenItsOwnerIsKilled() throws Exception {
     cluster = new InProcessCluster(dir, 3, Map.of("http", "127.0.0.1:0"));
     try (PeerFlashClient client = cluster.client()) {
-      client.createVolume("pagevol", 1 << 20, CacheMode.WRITE_BACK, 1);
+      // Two replicas on three nodes: once the owner dies no spare node can restore the count, so
+      // the volume stays short of copies after the failover (a poll cannot miss it).
+      client.createVolume("pagevol", 1 << 20, CacheMode.WRITE_BACK, 2);
       client.write("pagevol", 0, ByteBuffer.wrap(new byte[4096]));
     }
     String owner = cluster.volume("pagevol").getOwner();
