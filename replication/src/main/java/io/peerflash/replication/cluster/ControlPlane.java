@@ -21,18 +21,13 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.apache.ratis.client.RaftClient;
-import org.apache.ratis.client.RaftClientConfigKeys;
 import org.apache.ratis.conf.Parameters;
 import org.apache.ratis.conf.RaftProperties;
-import org.apache.ratis.grpc.GrpcConfigKeys;
-import org.apache.ratis.grpc.GrpcTlsConfig;
 import org.apache.ratis.proto.RaftProtos.RaftPeerRole;
-import org.apache.ratis.protocol.ClientId;
 import org.apache.ratis.protocol.Message;
 import org.apache.ratis.protocol.RaftClientReply;
 import org.apache.ratis.protocol.RaftGroup;
@@ -45,7 +40,6 @@ import org.apache.ratis.retry.RetryPolicy;
 import org.apache.ratis.server.DivisionInfo;
 import org.apache.ratis.server.RaftConfiguration;
 import org.apache.ratis.server.RaftServer;
-import org.apache.ratis.server.RaftServerConfigKeys;
 import org.apache.ratis.server.storage.RaftStorage;
 import org.apache.ratis.thirdparty.com.google.protobuf.UnsafeByteOperations;
 import org.apache.ratis.util.TimeDuration;
@@ -138,12 +132,12 @@ public final class ControlPlane implements AutoCloseable {
             TimeUnit.MILLISECONDS,
             new LinkedBlockingQueue<>(),
             new NamedThreadFactory(prefix + "-submit", true));
-    this.leaseExecutor = scheduler(prefix + "-lease");
-    this.timer = scheduler(prefix + "-timer");
+    this.leaseExecutor = RaftWiring.scheduler(prefix + "-lease");
+    this.timer = RaftWiring.scheduler(prefix + "-timer");
     this.stateMachine = new ClusterStateMachine(eventExecutor);
 
     List<RaftPeer> peers = new ArrayList<>();
-    config.initialPeers().forEach((id, address) -> peers.add(peer(id, address)));
+    config.initialPeers().forEach((id, address) -> peers.add(RaftWiring.peer(id, address)));
     RaftGroup clusterGroup = RaftGroup.valueOf(GROUP_ID, peers);
 
     this.livenessMonitor =
@@ -158,9 +152,9 @@ public final class ControlPlane implements AutoCloseable {
             timer);
     stateMachine.addCommandListener(livenessMonitor::onApplied);
     stateMachine.addCommandListener(admissions::onApplied);
-    this.raftParameters = raftParameters(config);
+    this.raftParameters = RaftWiring.parameters(config, this::allowedRaftPeers, this::refused);
 
-    RaftProperties serverProps = serverProperties(config);
+    RaftProperties serverProps = RaftWiring.serverProperties(config);
     Files.createDirectories(config.storageDir());
     // A bootstrapping voter starts with the initial group; a joining node starts with an empty
     // group and learns the configuration from the leader once a member calls addPeer for it.
@@ -695,7 +689,7 @@ public final class ControlPlane implements AutoCloseable {
         .admin()
         .setConfiguration(
             SetConfigurationRequest.Arguments.newBuilder()
-                .setServersInNewConf(List.of(peer(id, raftAddress)))
+                .setServersInNewConf(List.of(RaftWiring.peer(id, raftAddress)))
                 .setMode(SetConfigurationRequest.Mode.ADD)
                 .build());
   }
@@ -795,85 +789,10 @@ public final class ControlPlane implements AutoCloseable {
     }
   }
 
-  // ---------------------------------------------------------------- Ratis wiring
-
-  private static ScheduledExecutorService scheduler(String name) {
-    ScheduledThreadPoolExecutor s =
-        new ScheduledThreadPoolExecutor(1, new NamedThreadFactory(name, true));
-    s.setRemoveOnCancelPolicy(true);
-    s.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
-    return s;
-  }
-
-  static RaftPeer peer(String id, String address) {
-    return RaftPeer.newBuilder().setId(id).setAddress(address).build();
-  }
-
-  private static RaftProperties serverProperties(ControlPlaneConfig config) {
-    RaftProperties p = new RaftProperties();
-    HostPort hp = HostPort.parse(config.raftAddress());
-    GrpcConfigKeys.Server.setHost(p, hp.host());
-    GrpcConfigKeys.Server.setPort(p, hp.port());
-    RaftServerConfigKeys.setStorageDir(p, List.of(config.storageDir().toFile()));
-    long min = config.electionTimeoutMinMs();
-    RaftServerConfigKeys.Rpc.setTimeoutMin(p, TimeDuration.valueOf(min, TimeUnit.MILLISECONDS));
-    RaftServerConfigKeys.Rpc.setTimeoutMax(p, TimeDuration.valueOf(2 * min, TimeUnit.MILLISECONDS));
-    // readLinearizable(): ReadIndex on the leader instead of a possibly deposed leader's state.
-    RaftServerConfigKeys.Read.setOption(p, RaftServerConfigKeys.Read.Option.LINEARIZABLE);
-    RaftServerConfigKeys.Snapshot.setAutoTriggerEnabled(p, true);
-    RaftServerConfigKeys.Snapshot.setAutoTriggerThreshold(p, config.snapshotThreshold());
-    RaftServerConfigKeys.Snapshot.setCreationGap(p, Math.min(1024, config.snapshotThreshold()));
-    RaftServerConfigKeys.Snapshot.setRetentionFileNum(p, 3);
-    RaftServerConfigKeys.Log.setPurgeGap(p, (int) Math.min(1024, config.snapshotThreshold()));
-    config.raftOverrides().forEach(p::set);
-    return p;
-  }
-
-  /**
-   * The TLS settings Ratis' gRPC transport takes as {@link Parameters}: one {@link GrpcTlsConfig}
-   * as the default for its server, admin and client services and for clients (mutual TLS: the
-   * server requires a client certificate, clients present theirs), built from the configured key
-   * manager and the membership-checking trust manager; and a per-call check on the server.
-   */
-  private Parameters raftParameters(ControlPlaneConfig config) {
-    Parameters p = new Parameters();
-    RaftTls tls = config.tls();
-    if (tls == null) {
-      return p;
-    }
-    RaftMemberTrustManager trustManager =
-        new RaftMemberTrustManager(tls.trustManager(), this::allowedRaftPeers, this::refused);
-    GrpcConfigKeys.TLS.setConf(p, new GrpcTlsConfig(tls.keyManager(), trustManager, true));
-    RaftMemberInterceptor perCall =
-        new RaftMemberInterceptor(this::allowedRaftPeers, this::refused);
-    GrpcConfigKeys.Server.setServicesCustomizer(p, (builder, types) -> builder.intercept(perCall));
-    return p;
-  }
+  // ---------------------------------------------------------------- Ratis wiring ({@link
+  // RaftWiring})
 
   private RaftClient client(RaftGroup group, TimeDuration requestTimeout, RetryPolicy retry) {
-    RaftProperties p = new RaftProperties();
-    RaftClientConfigKeys.Rpc.setRequestTimeout(p, requestTimeout);
-    return RaftClient.newBuilder()
-        .setParameters(raftParameters)
-        .setProperties(p)
-        .setRaftGroup(group)
-        .setClientId(ClientId.randomId())
-        .setRetryPolicy(retry)
-        .build();
-  }
-
-  /** host:port. */
-  record HostPort(String host, int port) {
-    static HostPort parse(String s) {
-      int colon = s.lastIndexOf(':');
-      if (colon <= 0 || colon == s.length() - 1) {
-        throw new IllegalArgumentException("not host:port: " + s);
-      }
-      String host = s.substring(0, colon);
-      if (host.startsWith("[") && host.endsWith("]")) {
-        host = host.substring(1, host.length() - 1);
-      }
-      return new HostPort(host, Integer.parseInt(s.substring(colon + 1)));
-    }
+    return RaftWiring.client(raftParameters, group, requestTimeout, retry);
   }
 }

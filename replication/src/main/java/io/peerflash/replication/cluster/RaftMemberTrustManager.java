@@ -158,7 +158,7 @@ final class RaftMemberTrustManager extends X509ExtendedTrustManager {
   private static String nodeAt(Map<String, String> allowed, String host, int port) {
     for (Map.Entry<String, String> e : allowed.entrySet()) {
       try {
-        ControlPlane.HostPort hp = ControlPlane.HostPort.parse(e.getValue());
+        RaftWiring.HostPort hp = RaftWiring.HostPort.parse(e.getValue());
         if (hp.port() == port && hp.host().equalsIgnoreCase(host)) {
           return e.getKey();
         }

@@ -91,7 +91,7 @@ class RaftTlsTest {
             RaftGroup.valueOf(
                 ControlPlane.GROUP_ID,
                 peers.entrySet().stream()
-                    .map(e -> ControlPlane.peer(e.getKey(), e.getValue()))
+                    .map(e -> RaftWiring.peer(e.getKey(), e.getValue()))
                     .toList()))
         .setClientId(ClientId.randomId())
         .setRetryPolicy(
