@@ -77,17 +77,19 @@ final class IoCommands {
         return PeerFlashCli.EXIT_OK;
       }
       long startNanos = System.nanoTime();
+      long wentThrough;
       try (PeerFlashClient c = client.connect();
           FileChannel file = FileChannel.open(in, StandardOpenOption.READ)) {
         // Pipelined over a write stream; a chunk refused by a node that no longer owns the
         // volume, or lost with a dead node, is resent to the new owner.
-        c.writeWithRetry(
-            name,
-            offset,
-            sizeBytes,
-            CHUNK_BYTES,
-            WRITE_STREAM_IN_FLIGHT,
-            (pos, n) -> readFully(file, pos, n));
+        wentThrough =
+            c.writeWithRetry(
+                name,
+                offset,
+                sizeBytes,
+                CHUNK_BYTES,
+                WRITE_STREAM_IN_FLIGHT,
+                (pos, n) -> readFully(file, pos, n));
       }
       long elapsedNanos = System.nanoTime() - startNanos;
       client
@@ -105,6 +107,21 @@ final class IoCommands {
                   + " ("
                   + Formats.rate(sizeBytes, elapsedNanos)
                   + ")");
+      if (wentThrough > 0) {
+        client
+            .cli()
+            .err()
+            .println(
+                "warning: "
+                    + wentThrough
+                    + " of "
+                    + ((sizeBytes + CHUNK_BYTES - 1) / CHUNK_BYTES)
+                    + " chunks went through to shared storage before their acknowledgement: a"
+                    + " replica could not take its copy. The data is safe; the volume is short of"
+                    + " copies until re-protection ends (see 'peerflash volume stat "
+                    + name
+                    + "').");
+      }
       return PeerFlashCli.EXIT_OK;
     }
 

@@ -114,6 +114,22 @@ class HonestHealthTest {
   }
 
   @Test
+  @Order(1)
+  void aWriteThatWentThroughToSharedStorageIsReported() throws Exception {
+    // "pair" wants two replicas; with n3 gone it has one, so its writes go through.
+    Path in = dir.resolve("one-chunk.bin");
+    java.nio.file.Files.write(in, new byte[1 << 20]);
+    int exit = run("write", "pair", "--offset", "0", "--in", in.toString());
+
+    assertThat(exit).as(err()).isZero();
+    assertThat(out()).contains("wrote 1.0 MiB to pair");
+    assertThat(err())
+        .contains("warning: 1 of 1 chunks went through to shared storage")
+        .contains("a replica could not take its copy")
+        .contains("peerflash volume stat pair");
+  }
+
+  @Test
   @Order(2)
   void statAndListShowTheStateAndTheReason() {
     assertThat(run("volume", "stat", "pair")).as(err()).isZero();

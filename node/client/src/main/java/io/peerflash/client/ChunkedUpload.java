@@ -17,7 +17,10 @@ import java.util.concurrent.atomic.AtomicReference;
 final class ChunkedUpload {
   private ChunkedUpload() {}
 
-  static void write(
+  /**
+   * @return the chunks that went through to shared storage before their ack
+   */
+  static long write(
       PeerFlashClient client,
       Routing routing,
       String volume,
@@ -33,10 +36,10 @@ final class ChunkedUpload {
       throw new IllegalArgumentException("bad length " + length + " or chunk size " + chunkBytes);
     }
     if (length == 0) {
-      return;
+      return 0;
     }
     int first = (int) Math.min(chunkBytes, length);
-    client.write(volume, offset, source.read(0, first));
+    long wentThrough = client.write(volume, offset, source.read(0, first)) ? 1 : 0;
     long pos = first;
     while (pos < length) {
       ConcurrentLinkedQueue<Long> resend = new ConcurrentLinkedQueue<>();
@@ -71,16 +74,23 @@ final class ChunkedUpload {
                   });
           pos += n;
         }
-      } // close() waits for every streamed chunk's answer.
+        // close() waits for every streamed chunk's answer.
+        session.close();
+        wentThrough += session.wentThrough();
+      }
       if (fatal.get() != null) {
         throw fatal.get();
       }
       List<Long> again = new ArrayList<>(resend);
       again.sort(null);
       for (long p : again) {
-        client.write(volume, offset + p, source.read(p, (int) Math.min(chunkBytes, length - p)));
+        if (client.write(
+            volume, offset + p, source.read(p, (int) Math.min(chunkBytes, length - p)))) {
+          wentThrough++;
+        }
       }
     }
+    return wentThrough;
   }
 
   private static boolean resendable(Status.Code code) {

@@ -283,23 +283,27 @@ public final class PeerFlashClient implements AutoCloseable {
     return call(request.getName(), flushDeadline, (ch, d) -> volumes(ch, d).setPolicy(request));
   }
 
-  public void write(String name, long offset, byte[] data) {
-    write(name, offset, UnsafeByteOperations.unsafeWrap(data));
+  /** See {@link #write(String, long, ByteString)}. */
+  public boolean write(String name, long offset, byte[] data) {
+    return write(name, offset, UnsafeByteOperations.unsafeWrap(data));
   }
 
   /** Writes the buffer's remaining bytes; they must not change until this returns. */
-  public void write(String name, long offset, ByteBuffer data) {
-    write(name, offset, UnsafeByteOperations.unsafeWrap(data));
+  public boolean write(String name, long offset, ByteBuffer data) {
+    return write(name, offset, UnsafeByteOperations.unsafeWrap(data));
   }
 
   /**
    * Writes {@code data} at {@code offset}. Follows redirects and, after UNAVAILABLE, resends the
    * same bytes to another node: safe because a write is idempotent by (volume, offset, data).
+   *
+   * @return true when the write went through to shared storage before its ack because a replica
+   *     could not take its copy (the volume is short of copies until re-protection ends)
    */
-  public void write(String name, long offset, ByteString data) {
+  public boolean write(String name, long offset, ByteString data) {
     WriteRequest request =
         WriteRequest.newBuilder().setVolume(name).setOffset(offset).setData(data).build();
-    ioCall(name, VolumeServiceGrpc.getWriteMethod(), request);
+    return ioCall(name, VolumeServiceGrpc.getWriteMethod(), request).getWentThrough();
   }
 
   public byte[] read(String name, long offset, int length) {
@@ -479,13 +483,16 @@ public final class PeerFlashClient implements AutoCloseable {
    * are idempotent by (volume, offset, data). Any other failure is thrown once the stream is
    * closed, leaving the range partly written.
    *
+   * @return the chunks that went through to shared storage before their ack because a replica could
+   *     not take their copy (see {@link #write(String, long, ByteString)})
    * @throws PeerFlashException on a failure that could not be retried
    * @throws IOException from {@code source}
    */
-  public void writeWithRetry(
+  public long writeWithRetry(
       String volume, long offset, long length, int chunkBytes, int maxInFlight, ChunkSource source)
       throws IOException {
-    ChunkedUpload.write(this, routing, volume, offset, length, chunkBytes, maxInFlight, source);
+    return ChunkedUpload.write(
+        this, routing, volume, offset, length, chunkBytes, maxInFlight, source);
   }
 
   private <T> T call(String volume, Duration callDeadline, FailoverCaller.Attempt<T> attempt) {

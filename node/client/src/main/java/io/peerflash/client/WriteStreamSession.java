@@ -58,6 +58,17 @@ public final class WriteStreamSession implements AutoCloseable {
   private final Object sendLock = new Object();
   private ClientCallStreamObserver<WriteRequest> requests;
 
+  private final java.util.concurrent.atomic.LongAdder wentThrough =
+      new java.util.concurrent.atomic.LongAdder();
+
+  /**
+   * Writes of this session that went through to shared storage before their ack because a replica
+   * could not take their copy.
+   */
+  public long wentThrough() {
+    return wentThrough.sum();
+  }
+
   WriteStreamSession(
       VolumeServiceGrpc.VolumeServiceStub stub, int maxInFlight, Duration closeTimeout) {
     if (maxInFlight < 1) {
@@ -236,6 +247,9 @@ public final class WriteStreamSession implements AutoCloseable {
       // Free the slot before completing: a callback may write again on this very thread.
       slots.release();
       if (response.getCode() == Status.Code.OK.value()) {
+        if (response.getWentThrough()) {
+          wentThrough.increment();
+        }
         f.complete(null);
       } else {
         f.completeExceptionally(

@@ -261,13 +261,13 @@ public final class CacheEngine implements AutoCloseable {
    * Writes {@code data} (its remaining bytes) at {@code offset}, acknowledged per the volume's mode
    * when this returns.
    */
-  public void write(String name, long offset, ByteBuffer data) throws CacheException {
-    writes.write(name, offset, data);
+  public WriteAck write(String name, long offset, ByteBuffer data) throws CacheException {
+    return writes.write(name, offset, data);
   }
 
   /** Discards a range: it reads as zeros afterwards, and shared storage gets zeros. */
-  public void trim(String name, long offset, long length) throws CacheException {
-    writes.trim(name, offset, length);
+  public WriteAck trim(String name, long offset, long length) throws CacheException {
+    return writes.trim(name, offset, length);
   }
 
   /**
@@ -287,13 +287,13 @@ public final class CacheEngine implements AutoCloseable {
    *     the task that sent it; storing first would hold the copy back for the whole local store.
    *     Tasks must run on the calling thread (the write holds the volume's gate until then).
    */
-  public CompletableFuture<Void> submitWrite(
+  public CompletableFuture<WriteAck> submitWrite(
       String name, long offset, ByteBuffer data, Executor waits, Executor storeAfterSend) {
     return writes.submitWrite(name, offset, data, waits, storeAfterSend);
   }
 
   /** Same as {@link #submitWrite(String, long, ByteBuffer, Executor, Executor)} storing inline. */
-  public CompletableFuture<Void> submitWrite(
+  public CompletableFuture<WriteAck> submitWrite(
       String name, long offset, ByteBuffer data, Executor waits) {
     return writes.submitWrite(name, offset, data, waits, null);
   }

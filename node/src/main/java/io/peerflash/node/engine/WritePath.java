@@ -61,21 +61,21 @@ final class WritePath {
    * Writes {@code data} (its remaining bytes) at {@code offset}, acknowledged per the volume's mode
    * when this returns.
    */
-  void write(String name, long offset, ByteBuffer data) throws CacheException {
+  WriteAck write(String name, long offset, ByteBuffer data) throws CacheException {
     CachedVolume v = store.volume(name);
-    awaitAck(v, store(v, BlockStore.range(v, "write", offset, data.remaining()), data));
+    return awaitAck(v, store(v, BlockStore.range(v, "write", offset, data.remaining()), data));
   }
 
   /** Discards a range: it reads as zeros afterwards, and shared storage gets zeros. */
-  void trim(String name, long offset, long length) throws CacheException {
+  WriteAck trim(String name, long offset, long length) throws CacheException {
     CachedVolume v = store.volume(name);
-    awaitAck(v, store(v, BlockStore.range(v, "trim", offset, length), null));
+    return awaitAck(v, store(v, BlockStore.range(v, "trim", offset, length), null));
   }
 
   /** See {@link CacheEngine#submitWrite(String, long, ByteBuffer, Executor, Executor)}. */
-  CompletableFuture<Void> submitWrite(
+  CompletableFuture<WriteAck> submitWrite(
       String name, long offset, ByteBuffer data, Executor waits, Executor storeAfterSend) {
-    CompletableFuture<Void> acked = new CompletableFuture<>();
+    CompletableFuture<WriteAck> acked = new CompletableFuture<>();
     try {
       CachedVolume v = store.volume(name);
       IoRange range = BlockStore.range(v, "write", offset, data.remaining());
@@ -88,13 +88,7 @@ final class WritePath {
       acked.completeExceptionally(e);
       return acked;
     }
-    runOn(
-        waits,
-        acked,
-        () -> {
-          write(name, offset, data);
-          acked.complete(null);
-        });
+    runOn(waits, acked, () -> acked.complete(write(name, offset, data)));
     return acked;
   }
 
@@ -389,40 +383,53 @@ final class WritePath {
 
   /**
    * Steps 10-11 as one decision for both kinds of caller: completes when the write's own store is
-   * done and its copies are acked (or failed), with whether it must be destaged before its ack (a
-   * replica could not take the copies, or the write said so); fails with the error to answer with
-   * when it must not be acknowledged at all ({@link #refusal}).
+   * done and its copies are acked (or failed), with what it needs before its ack (a destage when a
+   * replica could not take the copies, or when the write said so); fails with the error to answer
+   * with when it must not be acknowledged at all ({@link #refusal}).
    */
-  private CompletableFuture<Boolean> ackCondition(CachedVolume v, Stored stored) {
+  /** What the write needs before its ack. */
+  private enum Decision {
+    ACK,
+    /** Destage first because the write said so (write-through over a dirty block). */
+    DESTAGE_FIRST,
+    /** Destage first because a replica could not take the copies. */
+    COPIES_MISSING
+  }
+
+  private static Decision noCopyFailure(Stored stored) {
+    return stored.destageFirst() ? Decision.DESTAGE_FIRST : Decision.ACK;
+  }
+
+  private CompletableFuture<Decision> ackCondition(CachedVolume v, Stored stored) {
     CompletableFuture<Void> local =
         stored.local() == null ? CompletableFuture.completedFuture(null) : stored.local();
     // Own store first: a destage before the ack must find the write in place.
     return local.thenCompose(
         ok -> {
           if (stored.copies() == null) {
-            return CompletableFuture.completedFuture(stored.destageFirst());
+            return CompletableFuture.completedFuture(noCopyFailure(stored));
           }
           return stored
               .copies()
               .handle(
                   (acked, failure) -> {
                     if (failure == null) {
-                      return stored.destageFirst();
+                      return noCopyFailure(stored);
                     }
                     CacheException refused = refusal(v, failure);
                     if (refused != null) {
                       throw new CompletionException(refused);
                     }
-                    return true;
+                    return Decision.COPIES_MISSING;
                   });
         });
   }
 
   /** Waits until a stored write may be acknowledged. Outside the gate: see {@link #store}. */
-  private void awaitAck(CachedVolume v, Stored stored) throws CacheException {
-    boolean destage;
+  private WriteAck awaitAck(CachedVolume v, Stored stored) throws CacheException {
+    Decision decision;
     try {
-      destage = ackCondition(v, stored).get(REPLICATION_WAIT_BACKSTOP_MS, TimeUnit.MILLISECONDS);
+      decision = ackCondition(v, stored).get(REPLICATION_WAIT_BACKSTOP_MS, TimeUnit.MILLISECONDS);
     } catch (ExecutionException e) {
       throw asCacheException(e.getCause());
     } catch (TimeoutException e) {
@@ -430,34 +437,38 @@ final class WritePath {
           "volume {}: no replica outcome within {} ms; destaging the write before its ack",
           v.name(),
           REPLICATION_WAIT_BACKSTOP_MS);
-      destage = true;
+      decision = Decision.COPIES_MISSING;
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      destage = true;
+      decision = Decision.COPIES_MISSING;
     }
-    if (destage) {
+    if (decision != Decision.ACK) {
       // Outside the gate: a policy change or delete queued on it must not stall the destager.
       destager.flush(v, stored.lastSeq());
     }
+    return decision == Decision.COPIES_MISSING ? WriteAck.WENT_THROUGH : WriteAck.COPIES;
   }
 
   /** {@link #awaitAck} without waiting: completes {@code acked} on the thread that decides. */
   private void ackWhenReady(
-      CachedVolume v, Stored stored, Executor waits, CompletableFuture<Void> acked) {
+      CachedVolume v, Stored stored, Executor waits, CompletableFuture<WriteAck> acked) {
     ackCondition(v, stored)
         .whenComplete(
-            (destage, failure) -> {
+            (decision, failure) -> {
               if (failure != null) {
                 acked.completeExceptionally(unwrap(failure));
-              } else if (!destage) {
-                acked.complete(null);
+              } else if (decision == Decision.ACK) {
+                acked.complete(WriteAck.COPIES);
               } else {
                 runOn(
                     waits,
                     acked,
                     () -> {
                       destager.flush(v, stored.lastSeq());
-                      acked.complete(null);
+                      acked.complete(
+                          decision == Decision.COPIES_MISSING
+                              ? WriteAck.WENT_THROUGH
+                              : WriteAck.COPIES);
                     });
               }
             });

@@ -48,7 +48,7 @@ final class EngineVolumeIo implements VolumeIo {
 
   @Override
   public CompletableFuture<Void> write(String volume, long offset, ByteBuffer data) {
-    return engine.submitWrite(volume, offset, data, waits);
+    return engine.submitWrite(volume, offset, data, waits).thenApply(ack -> null);
   }
 
   @Override

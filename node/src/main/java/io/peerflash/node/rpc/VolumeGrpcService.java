@@ -7,6 +7,7 @@ import io.grpc.stub.StreamObserver;
 import io.peerflash.node.cluster.ClusterRouting;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.engine.WriteAck;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.observe.RequestTimer;
 import io.peerflash.node.observe.RequestTimer.FrontEnd;
@@ -278,13 +279,18 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answerLater(
         out,
         () -> {
-          WriteResponse ok = WriteResponse.newBuilder().setRequestId(req.getRequestId()).build();
-          return timed(Op.WRITE, start, submitWrite(req)).thenApply(done -> ok);
+          return timed(Op.WRITE, start, submitWrite(req))
+              .thenApply(
+                  ack ->
+                      WriteResponse.newBuilder()
+                          .setRequestId(req.getRequestId())
+                          .setWentThrough(ack == WriteAck.WENT_THROUGH)
+                          .build());
         });
   }
 
   /** Routes and starts a write: on this (transport) thread if it need not wait. */
-  private CompletableFuture<Void> submitWrite(WriteRequest req) {
+  private CompletableFuture<WriteAck> submitWrite(WriteRequest req) {
     route(req.getVolume());
     return engine.submitWrite(
         req.getVolume(),
@@ -379,21 +385,24 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     public void onNext(WriteRequest req) {
       long start = System.nanoTime();
       inFlight.incrementAndGet();
-      CompletableFuture<Void> done;
+      CompletableFuture<WriteAck> done;
       try {
         done = submitWrite(req);
       } catch (RuntimeException e) {
         done = CompletableFuture.failedFuture(e);
       }
       done.whenComplete(
-          (ok, failure) -> {
+          (ack, failure) -> {
             timer.record(FrontEnd.GRPC, Op.WRITE, start, failure == null);
-            answer(req, failure);
+            answer(req, ack, failure);
           });
     }
 
-    private void answer(WriteRequest req, Throwable failure) {
-      WriteResponse.Builder resp = WriteResponse.newBuilder().setRequestId(req.getRequestId());
+    private void answer(WriteRequest req, WriteAck ack, Throwable failure) {
+      WriteResponse.Builder resp =
+          WriteResponse.newBuilder()
+              .setRequestId(req.getRequestId())
+              .setWentThrough(ack == WriteAck.WENT_THROUGH);
       if (failure != null) {
         Status s = statusOf(failure);
         io.grpc.Metadata trailers = trailersOf(failure);

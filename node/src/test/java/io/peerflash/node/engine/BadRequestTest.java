@@ -243,7 +243,7 @@ class BadRequestTest {
   void aRefusedRequestDoesNotDisturbTheOnesAroundIt() throws Exception {
     // Many bad writes interleaved with good ones, on the asynchronous path a stream uses.
     byte[] model = new byte[(int) MIB];
-    List<CompletableFuture<Void>> good = new java.util.ArrayList<>();
+    List<CompletableFuture<WriteAck>> good = new java.util.ArrayList<>();
     SoftAssertions soft = new SoftAssertions();
     for (int i = 0; i < 64; i++) {
       byte[] data = pattern(100 + i, BLOCK);

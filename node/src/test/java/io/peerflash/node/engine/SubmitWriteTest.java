@@ -111,7 +111,8 @@ class SubmitWriteTest {
   @Test
   void aWriteThatNeedsNoWaitRunsOnTheCallerAndIsAckedByTheReplicasAck() throws Exception {
     byte[] data = filled(2 * BLOCK, 7);
-    CompletableFuture<Void> acked = engine.submitWrite("v", BLOCK, ByteBuffer.wrap(data), waits);
+    CompletableFuture<WriteAck> acked =
+        engine.submitWrite("v", BLOCK, ByteBuffer.wrap(data), waits);
 
     assertThat(handOffs).as("hand-offs").hasValue(0);
     assertThat(acked).as("acked before the replica's ack").isNotDone();
@@ -143,10 +144,10 @@ class SubmitWriteTest {
   void otherBlocksAreDestagedWhileAWritesCopiesAreOnTheirWay() throws Exception {
     // A replica short of space waits for releases: blocks without copies in flight must still be
     // destaged (and released) meanwhile.
-    CompletableFuture<Void> first =
+    CompletableFuture<WriteAck> first =
         engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 1)), waits);
     CompletableFuture<Void> copyOfFirst = copies.take();
-    CompletableFuture<Void> second =
+    CompletableFuture<WriteAck> second =
         engine.submitWrite("v", 5 * BLOCK, ByteBuffer.wrap(filled(BLOCK, 2)), waits);
     copies.take().complete(null);
     second.get(5, TimeUnit.SECONDS);
@@ -180,7 +181,7 @@ class SubmitWriteTest {
   @Test
   void aWriteWhoseCopiesFailIsDestagedOnTheExecutorBeforeItsAck() throws Exception {
     byte[] data = filled(BLOCK, 9);
-    CompletableFuture<Void> acked = engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits);
+    CompletableFuture<WriteAck> acked = engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits);
     copies.take().completeExceptionally(new IOException("replica lost"));
 
     acked.get(10, TimeUnit.SECONDS);
@@ -190,7 +191,7 @@ class SubmitWriteTest {
 
   @Test
   void aWriteRefusedForItsEpochFailsWithoutAnAck() throws Exception {
-    CompletableFuture<Void> acked =
+    CompletableFuture<WriteAck> acked =
         engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 3)), waits);
     copies.take().completeExceptionally(new ReplicationPort.FencedException("epoch 7 is newer"));
 
@@ -211,7 +212,7 @@ class SubmitWriteTest {
       throws Exception {
     Deque<Runnable> loop = new ArrayDeque<>(); // the calling thread's later tasks
     byte[] data = filled(BLOCK, 7);
-    CompletableFuture<Void> acked =
+    CompletableFuture<WriteAck> acked =
         engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits, loop::add);
 
     CompletableFuture<Void> copy = copies.poll();
@@ -224,7 +225,7 @@ class SubmitWriteTest {
     // Until the own store ran, the write holds its block and the volume's gate, also against this
     // thread (BlockLocks counts a stripe the thread holds as busy).
     Thread waitsThread = pool.submit(Thread::currentThread).get(5, TimeUnit.SECONDS);
-    CompletableFuture<Void> next =
+    CompletableFuture<WriteAck> next =
         engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 8)), waits, loop::add);
     AtomicReference<Thread> policyThread = new AtomicReference<>();
     CompletableFuture<Void> policy =
@@ -256,7 +257,7 @@ class SubmitWriteTest {
   void aCopyFailingBeforeTheOwnStoreRanIsDestagedOnlyAfterIt() throws Exception {
     Deque<Runnable> loop = new ArrayDeque<>();
     byte[] data = filled(BLOCK, 9);
-    CompletableFuture<Void> acked =
+    CompletableFuture<WriteAck> acked =
         engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits, loop::add);
     // The engine reacts to the failure on the thread completing the copy (this one): whatever it
     // hands off or acknowledges, it has done when this call returns.
@@ -272,7 +273,7 @@ class SubmitWriteTest {
   @Test
   void aLoopThatRefusesTheTaskGetsTheOwnStoreInline() throws Exception {
     byte[] data = filled(BLOCK, 4);
-    CompletableFuture<Void> acked =
+    CompletableFuture<WriteAck> acked =
         engine.submitWrite(
             "v",
             0,
@@ -290,7 +291,7 @@ class SubmitWriteTest {
   void aWriteThatMustWaitRunsOnTheExecutor() throws Exception {
     // A partial block needs its old content (possibly from shared storage): not on the caller.
     byte[] data = filled(512, 5);
-    CompletableFuture<Void> acked = engine.submitWrite("v", 512, ByteBuffer.wrap(data), waits);
+    CompletableFuture<WriteAck> acked = engine.submitWrite("v", 512, ByteBuffer.wrap(data), waits);
     copies.poll(5, TimeUnit.SECONDS).complete(null);
     acked.get(5, TimeUnit.SECONDS);
     assertThat(handOffs).hasValue(1);

@@ -107,19 +107,19 @@ class WritePathTest {
    * Starts a write of one block and returns its ack, once the write is stored and its copies are
    * out: the ack then waits for nothing but the copies' outcome.
    */
-  private CompletableFuture<Void> startWrite(Caller caller, long offset, byte[] data)
+  private CompletableFuture<WriteAck> startWrite(Caller caller, long offset, byte[] data)
       throws Exception {
-    CompletableFuture<Void> ack;
+    CompletableFuture<WriteAck> ack;
     if (caller == Caller.SUBMIT) {
       ack = engine.submitWrite("v", offset, ByteBuffer.wrap(data), pool);
     } else {
       AtomicReference<Thread> writer = new AtomicReference<>();
       ack =
-          CompletableFuture.runAsync(
+          CompletableFuture.supplyAsync(
               () -> {
                 writer.set(Thread.currentThread());
                 try {
-                  engine.write("v", offset, ByteBuffer.wrap(data));
+                  return engine.write("v", offset, ByteBuffer.wrap(data));
                 } catch (CacheException e) {
                   throw new CompletionException(e);
                 }
@@ -136,7 +136,7 @@ class WritePathTest {
     return ack;
   }
 
-  private CacheException refusal(CompletableFuture<Void> ack) throws Exception {
+  private CacheException refusal(CompletableFuture<WriteAck> ack) throws Exception {
     try {
       ack.get(10, TimeUnit.SECONDS);
       throw new AssertionError("acknowledged");
@@ -154,10 +154,10 @@ class WritePathTest {
   @EnumSource(Caller.class)
   void copiesAckedAcknowledgeTheWriteWithoutADestage(Caller caller) throws Exception {
     byte[] data = filled(1);
-    CompletableFuture<Void> ack = startWrite(caller, 2 * BLOCK, data);
+    CompletableFuture<WriteAck> ack = startWrite(caller, 2 * BLOCK, data);
 
     copies.take().complete(null);
-    ack.get(10, TimeUnit.SECONDS);
+    assertThat(ack.get(10, TimeUnit.SECONDS)).isEqualTo(WriteAck.COPIES);
     assertThat(onStorage(2 * BLOCK)).as("not destaged").isEqualTo(new byte[BLOCK]);
     assertThat(dirtyBytes()).isEqualTo(BLOCK);
 
@@ -169,10 +169,12 @@ class WritePathTest {
   @EnumSource(Caller.class)
   void copiesFailedDestageTheWriteBeforeItsAck(Caller caller) throws Exception {
     byte[] data = filled(2);
-    CompletableFuture<Void> ack = startWrite(caller, 3 * BLOCK, data);
+    CompletableFuture<WriteAck> ack = startWrite(caller, 3 * BLOCK, data);
 
     copies.take().completeExceptionally(new IOException("replica lost"));
-    ack.get(10, TimeUnit.SECONDS);
+    assertThat(ack.get(10, TimeUnit.SECONDS))
+        .as("reported as gone through to shared storage")
+        .isEqualTo(WriteAck.WENT_THROUGH);
     assertThat(onStorage(3 * BLOCK)).as("on shared storage at the ack").isEqualTo(data);
     assertThat(dirtyBytes()).isZero();
   }
@@ -181,7 +183,7 @@ class WritePathTest {
   @EnumSource(Caller.class)
   void aReplicaThatKnowsANewerEpochFailsTheWriteWithoutTouchingSharedStorage(Caller caller)
       throws Exception {
-    CompletableFuture<Void> ack = startWrite(caller, 4 * BLOCK, filled(3));
+    CompletableFuture<WriteAck> ack = startWrite(caller, 4 * BLOCK, filled(3));
 
     copies.take().completeExceptionally(new ReplicationPort.FencedException("epoch 9 is newer"));
     CacheException refused = refusal(ack);
@@ -196,7 +198,7 @@ class WritePathTest {
   @ParameterizedTest
   @EnumSource(Caller.class)
   void aReplicaNeitherReachedNorRemovedFailsTheWriteAsRetryable(Caller caller) throws Exception {
-    CompletableFuture<Void> ack = startWrite(caller, 5 * BLOCK, filled(4));
+    CompletableFuture<WriteAck> ack = startWrite(caller, 5 * BLOCK, filled(4));
 
     copies
         .take()
