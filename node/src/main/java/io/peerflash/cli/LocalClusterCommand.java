@@ -155,6 +155,7 @@ final class LocalClusterCommand implements Callable<Integer> {
         Path log = dir.resolve(id(i) + ".log");
         List<String> command = new ArrayList<>(launcher);
         command.addAll(nodeArgs(i));
+        writeRestartScript(i, command, log);
         Process p =
             new ProcessBuilder(command)
                 .redirectErrorStream(true)
@@ -196,6 +197,10 @@ final class LocalClusterCommand implements Callable<Integer> {
                 + httpBasePort
                 + "+i-1)");
       }
+      out.println(
+          "restart a node you stopped or killed: sh "
+              + dir.resolve("n<i>.sh")
+              + " (it appends to n<i>.log)");
       out.println("cluster ready; Ctrl-C stops it");
       out.flush();
       return watch(started, stopping, out, err);
@@ -475,17 +480,38 @@ final class LocalClusterCommand implements Callable<Integer> {
     return true;
   }
 
+  /**
+   * Whether the node serves: it answers, and it is not fenced (in step with the map and holding a
+   * valid lease), so that "ready" means a write sent now is served.
+   */
   private static boolean answers(PeerFlashCli cli, String address) {
     try (PeerFlashClient c =
         cli.clientBuilder(address)
             .deadline(Duration.ofSeconds(2))
             .retryBudget(Duration.ZERO)
             .build()) {
-      c.status();
-      return true;
+      return c.status().getFencedReason().isEmpty();
     } catch (RuntimeException e) {
       return false;
     }
+  }
+
+  /** DIR/n<i>.sh: starts node {@code i} again as local-cluster did, appending to its log. */
+  private void writeRestartScript(int i, List<String> command, Path log) throws IOException {
+    StringBuilder sh = new StringBuilder("#!/bin/sh\n# Starts node ").append(id(i));
+    sh.append(" of this local cluster again (its data and certificates stay in place).\n");
+    sh.append("exec");
+    for (String word : command) {
+      sh.append(' ').append(shellQuote(word));
+    }
+    sh.append(" >>").append(shellQuote(log.toString())).append(" 2>&1 </dev/null\n");
+    Path script = dir.resolve(id(i) + ".sh");
+    Files.writeString(script, sh.toString(), StandardCharsets.UTF_8);
+    script.toFile().setExecutable(true, true);
+  }
+
+  static String shellQuote(String word) {
+    return "'" + word.replace("'", "'\\''") + "'";
   }
 
   /** Reports nodes that exit (e.g. killed to try failover) until all have; 1 if none is left. */

@@ -145,6 +145,22 @@ class LocalClusterCommandTest {
   }
 
   @Test
+  void everyArgumentItPassesIsAnOptionOfTheNodeCommand() {
+    LocalClusterCommand cmd = new LocalClusterCommand();
+    new CommandLine(cmd).parseArgs("--nodes", "3", "--dir", "/tmp/c", "--sync", "--insecure");
+    List<String> args = cmd.nodeArgs(3);
+    // The node command parses them all (an option it lacks fails here, not in a node's log).
+    new CommandLine(new NodeCommand())
+        .parseArgs(args.subList(1, args.size()).toArray(String[]::new));
+  }
+
+  @Test
+  void restartScriptsQuoteForTheShell() {
+    assertThat(LocalClusterCommand.shellQuote("/tmp/a b")).isEqualTo("'/tmp/a b'");
+    assertThat(LocalClusterCommand.shellQuote("it's")).isEqualTo("'it'\\''s'");
+  }
+
+  @Test
   void launcherRerunsThisProgramWithThisJava() {
     List<String> l = LocalClusterCommand.launcher();
     assertThat(Path.of(l.get(0)).getFileName().toString()).startsWith("java");
@@ -342,6 +358,12 @@ class LocalClusterCommandTest {
         .doesNotContain("PEERFLASH_INSECURE");
     List<String> lines = Files.readAllLines(tmp.resolve("cluster.txt"));
     assertThat(lines).hasSize(2);
+    assertThat(out())
+        .contains("restart a node you stopped or killed: sh " + tmp.resolve("n<i>.sh"));
+    assertThat(Files.readString(tmp.resolve("n2.sh")))
+        .startsWith("#!/bin/sh")
+        .contains("'--id' 'n2'")
+        .contains(" >>'" + tmp.resolve("n2.log") + "' 2>&1");
     // Each node got its own identity directory.
     for (int i = 1; i <= 2; i++) {
       assertThat(Files.readString(tmp.resolve("n" + i + ".log")))
