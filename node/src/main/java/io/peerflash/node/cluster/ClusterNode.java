@@ -307,6 +307,7 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   }
 
   private void reconcile(ClusterMap map) {
+    warmUpPeers(map);
     Set<String> inMap = new HashSet<>();
     for (VolumeRecord rec : map.volumes().values()) {
       inMap.add(rec.name());
@@ -570,6 +571,28 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   // ack and answer the client (or wake a waiting writer), so a pool would only add a thread
   // hand-off to every replicated write. Blocking stubs on these channels run on the caller's
   // thread anyway.
+  /**
+   * Connects to every UP peer ahead of the first write that needs it: the TCP and TLS handshake of
+   * a cold channel would otherwise be paid by that write (and count against its replica's ack).
+   */
+  private void warmUpPeers(ClusterMap map) {
+    for (Member m : map.members().values()) {
+      if (!m.id().equals(nodeId) && m.isUp()) {
+        channel(m).getState(true);
+      }
+    }
+  }
+
+  /** The state of this node's channel to a peer, or null while it has none (tests). */
+  io.grpc.ConnectivityState peerChannelState(String peerId) {
+    for (Map.Entry<String, ManagedChannel> e : channels.entrySet()) {
+      if (e.getKey().startsWith(peerId + "@")) {
+        return e.getValue().getState(false);
+      }
+    }
+    return null;
+  }
+
   private ManagedChannel channel(Member peer) {
     // One channel per peer and address: with TLS it accepts only that node's certificate.
     return channels.computeIfAbsent(

@@ -83,6 +83,25 @@ class ThreeNodeClusterTest {
   }
 
   @Test
+  void everyNodeConnectsToItsPeersBeforeTheFirstWrite() throws Exception {
+    startCluster();
+    // No volume, no write: the channels come up because the nodes warm them at start.
+    InProcessCluster.await(
+        () ->
+            nodes.keySet().stream()
+                .allMatch(
+                    id ->
+                        nodes.keySet().stream()
+                            .filter(peer -> !peer.equals(id))
+                            .allMatch(
+                                peer ->
+                                    nodes.get(id).cluster().peerChannelState(peer)
+                                        == io.grpc.ConnectivityState.READY)),
+        30,
+        "every node's channel to each peer READY");
+  }
+
+  @Test
   void lostReplicaIsRemovedWritesGoThroughAndAnotherPeerIsFilled() throws Exception {
     startCluster();
     byte[] model = new byte[(int) VOLUME];
