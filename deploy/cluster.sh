@@ -2,6 +2,7 @@
 # A 3-node PeerFlash cluster in Docker (deploy/docker-compose.yml).
 #
 #   deploy/cluster.sh up              build what is missing, start the cluster, wait until it serves
+#   deploy/cluster.sh up --monitoring ... and Prometheus on 127.0.0.1:9090 (compose profile "monitoring")
 #   deploy/cluster.sh down            stop and remove the containers and the network (data kept)
 #   deploy/cluster.sh down --volumes  ... and delete the shared storage and the nodes' data
 #   deploy/cluster.sh status          `peerflash cluster status` as the admin client
@@ -17,7 +18,10 @@
 # PEERFLASH_CERTS=deploy/certs/admin. Environment: BASE_IMAGE (any Java 17 runtime image),
 # PEERFLASH_SUBNET (first three octets of the cluster network, default 172.31.76),
 # PEERFLASH_PORT_N1..N3 (host ports, default 7601..7603), PEERFLASH_CACHE_SIZE (default 256MiB),
-# PEERFLASH_PROJECT (compose project name, default peerflash).
+# PEERFLASH_PROJECT (compose project name, default peerflash). With --monitoring, `up` also builds
+# the Prometheus image from Debian's package when PEERFLASH_PROMETHEUS_IMAGE is not set and
+# peerflash-prometheus:bookworm is missing (deploy/build-prometheus-image.sh); PEERFLASH_PROMETHEUS_PORT
+# (default 9090) is its port on the host's loopback.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -127,6 +131,15 @@ make_certs() {
 }
 
 up() {
+  local profile=()
+  case "${1:-}" in
+    "") ;;
+    --monitoring) profile=(--profile monitoring) ;;
+    *)
+      echo "error: unknown option $1 (up takes --monitoring)" >&2
+      exit 2
+      ;;
+  esac
   preflight
   if [ ! -f "$jar" ]; then
     echo "building $jar"
@@ -140,7 +153,10 @@ up() {
   rm -rf "$ctx"
   mkdir -p "$ctx"
   cp "$here/Dockerfile" "$here/docker-entrypoint.sh" "$here/peerflash-healthcheck.sh" "$jar" "$ctx/"
-  compose up -d --build
+  if [ ${#profile[@]} -gt 0 ] && [ -z "${PEERFLASH_PROMETHEUS_IMAGE:-}" ]; then
+    "$here/build-prometheus-image.sh" peerflash-prometheus:bookworm
+  fi
+  compose ${profile[@]+"${profile[@]}"} up -d --build
   echo "waiting for the cluster to serve"
   local deadline=$((SECONDS + 180)) out
   while true; do
@@ -164,13 +180,20 @@ PeerFlash cluster is up, with mutual TLS on every port. From this host, as the a
   java -jar node/target/peerflash.jar volume create vm1 --size 1GiB --replicas 1
 (nodes redirect clients to a volume's owner at ${subnet}.1x:7601, which a Linux host reaches).
 MSG
+  if [ ${#profile[@]} -gt 0 ]; then
+    echo "Prometheus: http://127.0.0.1:${PEERFLASH_PROMETHEUS_PORT:-9090} (Grafana dashboard: deploy/grafana/peerflash-dashboard.json)"
+  fi
 }
 
 case "${1:-}" in
-  up) up ;;
+  up)
+    shift
+    up "$@"
+    ;;
   down)
     shift
-    compose down --remove-orphans "$@"
+    # With the profile, so a Prometheus started by `up --monitoring` goes too.
+    compose --profile monitoring down --remove-orphans "$@"
     ;;
   status) status ;;
   logs)

@@ -434,6 +434,14 @@ public final class DockerCluster implements AutoCloseable {
     }
   }
 
+  /**
+   * The cluster's Docker network: another container started on it reaches each node by its alias
+   * ({@code n1}..) and fixed address.
+   */
+  public String networkName() {
+    return networkName;
+  }
+
   /** Where the nodes' logs are saved on close. */
   public Path logDir() {
     return logDir;
