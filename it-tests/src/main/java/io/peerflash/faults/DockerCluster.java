@@ -35,13 +35,10 @@ import java.util.concurrent.Future;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
-import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
 import org.testcontainers.DockerClientFactory;
 import org.testcontainers.containers.Container.ExecResult;
 import org.testcontainers.containers.GenericContainer;
 import org.testcontainers.containers.wait.strategy.Wait;
-import org.testcontainers.images.builder.Transferable;
 import org.testcontainers.utility.DockerImageName;
 
 /**
@@ -111,74 +108,11 @@ public final class DockerCluster implements AutoCloseable {
     }
   }
 
-  /** Settings of a cluster. */
-  public static final class Builder {
-    private final String scenario;
-    private int nodes = 3;
-    private String cacheSize = "64MiB";
-    private final Map<String, String> settings = new LinkedHashMap<>();
-    private long sharedStorageLimit;
-    private Duration healthCheckInterval;
-    private String javaOpts = "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1";
-
-    private Builder(String scenario) {
-      this.scenario = scenario;
-      // Short leases so failovers take seconds. The replica ack timeout is above the default: a
-      // replica removed after a hiccup of the loaded 2-core machine never comes back (no
-      // re-protection yet), which would void a scenario before its fault.
-      settings.put("lease-timeout-ms", "1500");
-      settings.put("clock-skew-margin-ms", "300");
-      settings.put("replication-ack-timeout-ms", "2000");
-    }
-
-    public Builder nodes(int n) {
-      this.nodes = n;
-      return this;
-    }
-
-    public Builder cacheSize(String size) {
-      this.cacheSize = size;
-      return this;
-    }
-
-    /** A node setting, {@code --set key=value}. */
-    public Builder set(String key, String value) {
-      settings.put(key, value);
-      return this;
-    }
-
-    /**
-     * Shared storage on a size-limited tmpfs Docker volume (mounted into every node) instead of a
-     * directory of this host, so a scenario can fill it up.
-     */
-    public Builder sharedStorageLimit(long bytes) {
-      this.sharedStorageLimit = bytes;
-      return this;
-    }
-
-    /** Runs the image's health check at this interval (default: health check off). */
-    public Builder healthCheckInterval(Duration interval) {
-      this.healthCheckInterval = interval;
-      return this;
-    }
-
-    public DockerCluster start() {
-      DockerCluster c = new DockerCluster(this);
-      try {
-        c.startAll();
-        return c;
-      } catch (RuntimeException | Error e) {
-        c.close();
-        throw e;
-      }
-    }
+  public static ClusterSpec builder(String scenario) {
+    return new ClusterSpec(scenario);
   }
 
-  public static Builder builder(String scenario) {
-    return new Builder(scenario);
-  }
-
-  private final Builder spec;
+  private final ClusterSpec spec;
   private final DockerClient docker;
   private final String suffix = Long.toHexString(ThreadLocalRandom.current().nextLong() >>> 36);
   private final Path logDir;
@@ -192,7 +126,7 @@ public final class DockerCluster implements AutoCloseable {
   private ClientSecurity adminSecurity;
   private PeerFlashClient client;
 
-  private DockerCluster(Builder spec) {
+  DockerCluster(ClusterSpec spec) {
     this.spec = spec;
     this.docker = DockerClientFactory.instance().client();
     this.logDir =
@@ -203,7 +137,7 @@ public final class DockerCluster implements AutoCloseable {
   // ----------------------------------------------------------------------------------------------
   // Start and stop
 
-  private void startAll() {
+  void startAll() {
     String image = NodeImage.get();
     createNetwork();
     createSharedStorage();
@@ -762,87 +696,14 @@ public final class DockerCluster implements AutoCloseable {
     }
   }
 
-  /** Drops every packet between two nodes (in both directions), inside {@code a}. */
-  public void cutLink(Node a, Node b) {
-    execAsRoot(a, "iptables", "-w", "-I", "INPUT", "-s", b.ip, "-j", "DROP");
-    execAsRoot(a, "iptables", "-w", "-I", "OUTPUT", "-d", b.ip, "-j", "DROP");
+  /** Network faults inside the nodes' containers (iptables). */
+  public NetworkFaults network() {
+    return new NetworkFaults(this, nodes);
   }
 
   /**
-   * Drops a random fraction of the packets of the replication links of {@code n}: to and from the
-   * client (and replication) port of every other node.
-   */
-  public void replicationPacketLoss(Node n, double probability) {
-    String p = String.valueOf(probability);
-    for (Node o : nodes) {
-      if (o == n) {
-        continue;
-      }
-      execAsRoot(
-          n,
-          "iptables",
-          "-w",
-          "-I",
-          "OUTPUT",
-          "-p",
-          "tcp",
-          "-d",
-          o.ip,
-          "--dport",
-          String.valueOf(CLIENT_PORT),
-          "-m",
-          "statistic",
-          "--mode",
-          "random",
-          "--probability",
-          p,
-          "-j",
-          "DROP");
-      execAsRoot(
-          n,
-          "iptables",
-          "-w",
-          "-I",
-          "INPUT",
-          "-p",
-          "tcp",
-          "-s",
-          o.ip,
-          "--sport",
-          String.valueOf(CLIENT_PORT),
-          "-m",
-          "statistic",
-          "--mode",
-          "random",
-          "--probability",
-          p,
-          "-j",
-          "DROP");
-    }
-  }
-
-  /** Removes every iptables rule inside the node. */
-  public void healNetwork(Node n) {
-    execAsRoot(n, "iptables", "-w", "-F", "INPUT");
-    execAsRoot(n, "iptables", "-w", "-F", "OUTPUT");
-  }
-
-  /** Packets the node's iptables rules dropped so far (shows a fault really bit). */
-  public long droppedPackets(Node n) {
-    String out = execAsRoot(n, "iptables", "-w", "-L", "-v", "-n", "-x");
-    long dropped = 0;
-    for (String line : out.split("\n")) {
-      String[] f = line.trim().split("\\s+");
-      if (f.length > 2 && f[2].equals("DROP") && f[0].matches("\\d+")) {
-        dropped += Long.parseLong(f[0]);
-      }
-    }
-    return dropped;
-  }
-
-  /**
-   * Fills the shared storage file system (only with {@link Builder#sharedStorageLimit}): from now
-   * on every write that needs new space on shared storage fails with ENOSPC.
+   * Fills the shared storage file system (only with {@link ClusterSpec#sharedStorageLimit}): from
+   * now on every write that needs new space on shared storage fails with ENOSPC.
    */
   public void fillSharedStorage(Node via) {
     requireLimitedStorage();
@@ -892,70 +753,6 @@ public final class DockerCluster implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
-    }
-  }
-
-  /**
-   * A node's identity directory as a copy into its container, owned by the node's user (keys 0600
-   * in a 0700 directory, as on this host), so the node can read its key and nobody else can.
-   */
-  private static final class IdentityDirectory implements Transferable {
-    private final Path dir;
-    private final int uid;
-
-    IdentityDirectory(Path dir, int uid) {
-      this.dir = dir;
-      this.uid = uid;
-    }
-
-    private List<Path> files() {
-      try (Stream<Path> files = Files.list(dir)) {
-        return files.filter(Files::isRegularFile).sorted().toList();
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
-    }
-
-    @Override
-    public long getSize() {
-      long size = 0;
-      for (Path f : files()) {
-        try {
-          size += Files.size(f);
-        } catch (IOException e) {
-          throw new UncheckedIOException(e);
-        }
-      }
-      return size;
-    }
-
-    @Override
-    public String getDescription() {
-      return "identity directory " + dir;
-    }
-
-    @Override
-    public void transferTo(TarArchiveOutputStream tar, String destination) {
-      try {
-        TarArchiveEntry d = new TarArchiveEntry(destination + "/");
-        d.setMode(TarArchiveEntry.DEFAULT_DIR_MODE & ~0777 | 0700);
-        d.setIds(uid, uid);
-        tar.putArchiveEntry(d);
-        tar.closeArchiveEntry();
-        for (Path f : files()) {
-          byte[] content = Files.readAllBytes(f);
-          TarArchiveEntry e = new TarArchiveEntry(destination + "/" + f.getFileName());
-          boolean key = f.getFileName().toString().endsWith("-key.pem");
-          e.setMode(TarArchiveEntry.DEFAULT_FILE_MODE & ~0777 | (key ? 0600 : 0644));
-          e.setIds(uid, uid);
-          e.setSize(content.length);
-          tar.putArchiveEntry(e);
-          tar.write(content);
-          tar.closeArchiveEntry();
-        }
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
     }
   }
 }

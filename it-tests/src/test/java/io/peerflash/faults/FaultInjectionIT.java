@@ -132,14 +132,14 @@ class FaultInjectionIT {
     long faultAt = System.nanoTime();
     for (Node n : cluster.nodes()) {
       if (n != owner) {
-        cluster.cutLink(owner, n);
+        cluster.network().cutLink(owner, n);
       }
     }
     Node newOwner = awaitNewOwner(owner, Duration.ofSeconds(60));
     awaitAcksSince(w, faultAt, Duration.ofSeconds(60));
     runFor(4);
     assertThat(cluster.answers(owner)).as("the partitioned owner still answers clients").isTrue();
-    cluster.healNetwork(owner);
+    cluster.network().healNetwork(owner);
     cluster.awaitAllUp(Duration.ofMinutes(2));
     runFor(3);
     Report r = ConsistencyChecker.check("partition-owner", cluster, w, faultAt);
@@ -155,13 +155,15 @@ class FaultInjectionIT {
     Node owner = protectedOwner();
     Node replica = cluster.replicaOf(VOLUME);
     long faultAt = System.nanoTime();
-    cluster.cutLink(owner, replica);
+    cluster.network().cutLink(owner, replica);
     runFor(8);
-    assertThat(cluster.droppedPackets(owner)).as("packets dropped on the cut link").isPositive();
+    assertThat(cluster.network().droppedPackets(owner))
+        .as("packets dropped on the cut link")
+        .isPositive();
     assertThat(w.primary().acknowledgedSince(faultAt))
         .as("writes acknowledged with the link cut")
         .isPositive();
-    cluster.healNetwork(owner);
+    cluster.network().healNetwork(owner);
     cluster.awaitAllUp(Duration.ofMinutes(2));
     runFor(3);
     Report r = ConsistencyChecker.check("cut-link", cluster, w, faultAt);
@@ -249,13 +251,15 @@ class FaultInjectionIT {
     Workload w = startWorkload(16 * MIB, 1);
     Node owner = protectedOwner();
     long faultAt = System.nanoTime();
-    cluster.replicationPacketLoss(owner, 0.3);
+    cluster.network().replicationPacketLoss(owner, 0.3);
     runFor(10);
-    assertThat(cluster.droppedPackets(owner)).as("replication packets dropped").isPositive();
+    assertThat(cluster.network().droppedPackets(owner))
+        .as("replication packets dropped")
+        .isPositive();
     assertThat(w.primary().acknowledgedSince(faultAt))
         .as("writes acknowledged during the loss")
         .isPositive();
-    cluster.healNetwork(owner);
+    cluster.network().healNetwork(owner);
     cluster.awaitAllUp(Duration.ofMinutes(2));
     runFor(3);
     Report r = ConsistencyChecker.check("packet-loss", cluster, w, faultAt);
