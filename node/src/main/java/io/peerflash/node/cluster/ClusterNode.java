@@ -572,16 +572,21 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
   // hand-off to every replicated write. Blocking stubs on these channels run on the caller's
   // thread anyway.
   /**
-   * Connects to every UP peer ahead of the first write that needs it: the TCP and TLS handshake of
-   * a cold channel would otherwise be paid by that write (and count against its replica's ack).
+   * Connects to each UP peer once, when this node first sees it, ahead of the first write that
+   * needs it: the TCP and TLS handshake of a cold channel would otherwise be paid by that write
+   * (and count against its replica's ack). Only once: asking a channel to connect again later could
+   * reconnect to a peer that is shutting down, whose new connection then takes new streams nowhere
+   * (a write would wait out the connect timeout instead of finding the peer gone at once).
    */
   private void warmUpPeers(ClusterMap map) {
     for (Member m : map.members().values()) {
-      if (!m.id().equals(nodeId) && m.isUp()) {
+      if (!m.id().equals(nodeId) && m.isUp() && warmedUp.add(m.id() + "@" + m.grpcAddress())) {
         channel(m).getState(true);
       }
     }
   }
+
+  private final Set<String> warmedUp = ConcurrentHashMap.newKeySet();
 
   /** The state of this node's channel to a peer, or null while it has none (tests). */
   io.grpc.ConnectivityState peerChannelState(String peerId) {
