@@ -331,7 +331,9 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
                   Protos.mode(rec.mode()),
                   rec.requestedReplicas(),
                   role),
-              role == Role.OWNER);
+              role == Role.OWNER,
+              // Above every sequence an earlier owner may have left on the replicas.
+              Reconciliation.sequenceFloor(rec.epoch()));
           if (role == Role.OWNER && rec.underReplicated()) {
             // Dirty data written before a replica was lost has fewer copies than wanted.
             engine.destageSoon(rec.name());

@@ -213,7 +213,16 @@ public final class CacheEngine implements AutoCloseable {
    */
   public VolumeInfo adoptVolume(VolumeInfo wanted, boolean createBackingFile)
       throws CacheException {
-    return volumes.adoptVolume(wanted, createBackingFile);
+    return volumes.adoptVolume(wanted, createBackingFile, 0);
+  }
+
+  /**
+   * {@link #adoptVolume(VolumeInfo, boolean)}; held as OWNER, the volume's writes take sequences of
+   * at least {@code ownerSeqFloor} from now on (raised before the role changes).
+   */
+  public VolumeInfo adoptVolume(VolumeInfo wanted, boolean createBackingFile, long ownerSeqFloor)
+      throws CacheException {
+    return volumes.adoptVolume(wanted, createBackingFile, ownerSeqFloor);
   }
 
   /**

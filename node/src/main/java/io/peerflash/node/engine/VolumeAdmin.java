@@ -113,8 +113,14 @@ final class VolumeAdmin {
   /**
    * Creates or updates a volume whose definition comes from the cluster map (id, policy and this
    * node's role). Only the owner creating a new volume creates its backing file.
+   *
+   * @param ownerSeqFloor held as OWNER, the volume's writes take sequences of at least this from
+   *     now on (raised before the role changes, so no write of the new owner takes a lower one);
+   *     ignored for a REPLICA, whose next sequence says how far its copies go
    */
-  VolumeInfo adoptVolume(VolumeInfo wanted, boolean createBackingFile) throws CacheException {
+  VolumeInfo adoptVolume(VolumeInfo wanted, boolean createBackingFile, long ownerSeqFloor)
+      throws CacheException {
+    long floor = wanted.role() == Role.OWNER ? ownerSeqFloor : 0;
     synchronized (createLock) {
       CachedVolume v = store.find(wanted.name());
       if (v != null && v.id() != wanted.id()) {
@@ -141,13 +147,14 @@ final class VolumeAdmin {
         } catch (IOException e) {
           throw CacheException.unavailable("cannot adopt volume '" + wanted.name() + "'", e);
         }
-        CachedVolume fresh = new CachedVolume(wanted, 1);
+        CachedVolume fresh = new CachedVolume(wanted, Math.max(1, floor));
         store.register(fresh);
         log.info("adopted volume {} as {}", wanted.name(), wanted.role());
         return wanted;
       }
     }
     CachedVolume v = store.volume(wanted.name());
+    v.nextSeq.accumulateAndGet(floor, Math::max);
     if (v.info.mode() != wanted.mode() || v.info.replicas() != wanted.replicas()) {
       setPolicy(wanted.name(), wanted.mode(), wanted.replicas());
     }

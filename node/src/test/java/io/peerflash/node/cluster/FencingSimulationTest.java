@@ -127,11 +127,16 @@ class FencingSimulationTest {
    * lost its volume in a failover and was re-added as a syncing peer of the new owner kept its own
    * copies, whose sequences (of writes never acknowledged) were higher than the new owner's, and so
    * skipped the new owner's acknowledged writes of those blocks as not newer; it then counted as in
-   * sync without them.
+   * sync without them. 4990140452502299206: an owner paused between the serve check and sending a
+   * write's copies sent them at its old epoch after the failover had committed; a replica that had
+   * not applied the failover yet took them, with the old owner's next sequence, which the new
+   * owner, counting on from its own highest sequence, then gave to its own next write of that
+   * block: the replica acknowledged that write but skipped it as not newer (hence {@link
+   * Reconciliation#sequenceFloor}).
    */
   @Test
   void schedulesThatOnceFoundABugKeepTheInvariants() {
-    for (long seed : new long[] {-6338982465488996369L}) {
+    for (long seed : new long[] {-6338982465488996369L, 4990140452502299206L}) {
       runOrFail(seed, new Stats());
     }
   }
@@ -919,7 +924,13 @@ class FencingSimulationTest {
         for (VolumeRecord rec : map.volumes().values()) {
           Held h = store.get(rec.name());
           switch (Reconciliation.step(id, rec, h == null ? null : h.role)) {
-            case ADOPT_OWNER -> adopt(rec.name(), h, Role.OWNER);
+            case ADOPT_OWNER -> {
+              adopt(rec.name(), h, Role.OWNER);
+              // As ClusterNode passes it to CacheEngine.adoptVolume: the owner's next sequence
+              // starts at least at the floor of the epoch, raised before it serves.
+              Held owned = store.get(rec.name());
+              owned.nextSeq = Math.max(owned.nextSeq, Reconciliation.sequenceFloor(rec.epoch()));
+            }
             case ADOPT_REPLICA -> adopt(rec.name(), h, Role.REPLICA);
             case DROP_THEN_ADOPT_REPLICA -> store.put(rec.name(), new Held(Role.REPLICA));
             case DROP -> store.remove(rec.name());

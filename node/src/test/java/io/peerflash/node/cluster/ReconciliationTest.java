@@ -54,4 +54,24 @@ class ReconciliationTest {
     assertThat(Reconciliation.step("n1", volume("n2", List.of("n3"), List.of()), null))
         .isEqualTo(Reconciliation.Step.NONE);
   }
+
+  @Test
+  void aNewOwnersSequencesStartAboveEveryBandOfAnEarlierEpoch() {
+    // A volume that never changed hands counts from 1.
+    assertThat(Reconciliation.sequenceFloor(1)).isZero();
+    assertThat(Reconciliation.sequenceFloor(0)).isZero();
+    long band = 1L << Reconciliation.SEQUENCE_BAND_BITS;
+    for (long epoch : new long[] {2, 3, 6, 1000, 1L << 20}) {
+      long floor = Reconciliation.sequenceFloor(epoch);
+      // An owner at an earlier epoch starts at that epoch's floor and takes fewer than a band of
+      // sequences before the map moves on: all of them are below the later epoch's floor.
+      long earlier = Reconciliation.sequenceFloor(epoch - 1);
+      assertThat(earlier + band - 1).isLessThan(floor);
+      assertThat(Reconciliation.sequenceFloor(epoch + 1)).isEqualTo(floor + band);
+    }
+    // Past the last band, later epochs share it (sequences keep a band of room before the top).
+    long last = Reconciliation.sequenceFloor(Long.MAX_VALUE);
+    assertThat(last).isPositive().isEqualTo(Reconciliation.sequenceFloor(1L << 40));
+    assertThat(Long.MAX_VALUE - last).isEqualTo(band - 1);
+  }
 }

@@ -4,6 +4,7 @@ import static io.peerflash.node.engine.EngineTestSupport.awaitDestagerStep;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.FileBackingStore;
@@ -15,6 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -118,6 +120,63 @@ class ReplicaStoreTest {
     engine.setRole("v", Role.OWNER);
     engine.flush("v");
     assertThat(backingBlock(0)).isEqualTo(image(9).array());
+  }
+
+  /**
+   * Found by the fencing simulation (seed 4990140452502299206): the old owner's last write of a
+   * block reached one replica, never acknowledged, with a sequence the new owner had not seen.
+   * Counting on from its own highest sequence, the new owner gave its next write of that block the
+   * same number, and the replica skipped it as not newer while acknowledging it.
+   */
+  @Test
+  void aNewOwnersWritesSupersedeCopiesTheOldOwnerLeftOnAnotherReplica() throws Exception {
+    VolumeInfo replicaOfV = engine.getVolume("v");
+    CacheEngine other =
+        CacheEngine.open(
+            EngineConfig.defaults(dir.resolve("other-data"), 8 << 20).withDestage(0.01, 0.0, 0),
+            backing,
+            Time.SYSTEM);
+    try {
+      other.start();
+      other.adoptVolume(replicaOfV, false);
+      // Both replicas hold the old owner's acknowledged write of block 3 at sequence 16; the other
+      // one also took its next write of block 3 (17), which was never acknowledged.
+      engine.applyReplicaBlocks("v", List.of(new BlockCopy(3, 16, image(1))));
+      other.applyReplicaBlocks("v", List.of(new BlockCopy(3, 16, image(1))));
+      other.applyReplicaBlocks("v", List.of(new BlockCopy(3, 17, image(2))));
+      // This node takes the volume over at a later epoch; its writes reach the other replica's
+      // store, which acknowledges only what it applied or already held newer.
+      engine.setReplicationPort(
+          new ReplicationPort() {
+            @Override
+            public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
+              try {
+                other.applyReplicaBlocks(volume.name(), blocks);
+                return CompletableFuture.completedFuture(null);
+              } catch (CacheException e) {
+                return CompletableFuture.failedFuture(e);
+              }
+            }
+
+            @Override
+            public void released(VolumeInfo volume, long[] blocks, long[] seqs) {
+              try {
+                other.releaseReplicaBlocks(volume.name(), blocks, seqs);
+              } catch (CacheException e) {
+                throw new IllegalStateException(e);
+              }
+            }
+          });
+      long floor = 5L << 40; // what the cluster layer passes for epoch 6
+      engine.adoptVolume(replicaOfV.withRole(Role.OWNER), false, floor);
+      engine.write("v", 3 * BLOCK, image(7));
+      // The other replica takes over in turn: it serves the acknowledged write, not the old
+      // owner's unacknowledged one.
+      other.setRole("v", Role.OWNER);
+      assertThat(other.read("v", 3 * BLOCK, BLOCK)).isEqualTo(image(7).array());
+    } finally {
+      other.close();
+    }
   }
 
   @Test
