@@ -18,6 +18,7 @@ import io.prometheus.metrics.model.snapshots.Unit;
 import java.util.Locale;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Function;
+import java.util.function.Supplier;
 import java.util.function.ToDoubleFunction;
 import java.util.function.ToLongFunction;
 
@@ -156,65 +157,66 @@ public final class NodeMetrics implements EngineObserver, RequestTimer {
    * volume its dirty bytes, bytes at risk and oldest dirty age.
    */
   public void bindEngine(CacheEngine engine, VolumeRisk risk) {
+    Supplier<NodeStatusView> status = oncePerScrape(engine::status);
     engineCounter(
-        engine,
+        status,
         "peerflash_read_hits_total",
         "Blocks of reads answered from the cache",
         NodeStatusView::readHits);
     engineCounter(
-        engine,
+        status,
         "peerflash_read_misses_total",
         "Blocks of reads answered from shared storage",
         NodeStatusView::readMisses);
     engineCounter(
-        engine,
+        status,
         "peerflash_destaged_bytes_total",
         "Bytes written from the cache to shared storage",
         NodeStatusView::destagedBytes);
     engineCounter(
-        engine,
+        status,
         "peerflash_evicted_blocks_total",
         "Clean blocks evicted to make room",
         NodeStatusView::evictedBlocks);
     engineCounter(
-        engine,
+        status,
         "peerflash_backpressure_waits_total",
         "Writes that waited for the destager to free cache space",
         NodeStatusView::backpressureWaits);
     engineCounter(
-        engine,
+        status,
         "peerflash_backpressure_rejections_total",
         "Writes refused after waiting write-backpressure-timeout-ms for space",
         NodeStatusView::backpressureRejections);
     engineGauge(
-        engine,
+        status,
         "peerflash_cache_size_bytes",
         "Size of the cache file",
         NodeStatusView::cacheSizeBytes);
     engineGauge(
-        engine, "peerflash_cache_used_bytes", "Cache slots in use", NodeStatusView::cacheUsedBytes);
+        status, "peerflash_cache_used_bytes", "Cache slots in use", NodeStatusView::cacheUsedBytes);
     engineGauge(
-        engine,
+        status,
         "peerflash_cache_dirty_bytes",
         "Cache slots holding data not yet on shared storage",
         NodeStatusView::dirtyBytes);
     engineGauge(
-        engine,
+        status,
         "peerflash_local_flash_failed",
         "1 after an fsync of local flash failed: the node acknowledges nothing until restarted",
         s -> s.localFailure() == null ? 0 : 1);
     volumeGauge(
-        engine,
+        status,
         "peerflash_volume_dirty_bytes",
         "Dirty bytes of a volume held here (owned or as a replica)",
         VolumeStatusView::dirtyBytes);
     volumeGauge(
-        engine,
+        status,
         "peerflash_volume_oldest_dirty_age_seconds",
         "Age of the oldest dirty block of a volume held here",
         v -> v.oldestDirtyAgeMs() / 1000.0);
     volumeGauge(
-        engine,
+        status,
         "peerflash_volume_at_risk_bytes",
         "Dirty bytes of an owned volume held by fewer copies than its policy wants",
         v -> risk.atRiskBytes(v));
@@ -253,6 +255,28 @@ public final class NodeMetrics implements EngineObserver, RequestTimer {
         .register(registry);
   }
 
+  /**
+   * The engine's status read once for all the metrics of one scrape: each metric's callback asks
+   * for it, and building it walks every volume.
+   */
+  private static Supplier<NodeStatusView> oncePerScrape(Supplier<NodeStatusView> read) {
+    long[] readAt = {Long.MIN_VALUE};
+    NodeStatusView[] last = {null};
+    return () -> {
+      synchronized (readAt) {
+        long now = System.nanoTime();
+        if (last[0] == null || now - readAt[0] > SCRAPE_NANOS) {
+          last[0] = read.get();
+          readAt[0] = now;
+        }
+        return last[0];
+      }
+    };
+  }
+
+  /** How long one scrape's reads of the engine's status may share one (well under any interval). */
+  private static final long SCRAPE_NANOS = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(200);
+
   private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
     GaugeWithCallback.builder()
         .name(name)
@@ -262,32 +286,41 @@ public final class NodeMetrics implements EngineObserver, RequestTimer {
   }
 
   private void engineCounter(
-      CacheEngine engine, String name, String help, ToLongFunction<NodeStatusView> value) {
+      Supplier<NodeStatusView> status,
+      String name,
+      String help,
+      ToLongFunction<NodeStatusView> value) {
     CounterWithCallback.builder()
         .name(name)
         .help(help)
-        .callback(cb -> cb.call(value.applyAsLong(engine.status())))
+        .callback(cb -> cb.call(value.applyAsLong(status.get())))
         .register(registry);
   }
 
   private void engineGauge(
-      CacheEngine engine, String name, String help, ToDoubleFunction<NodeStatusView> value) {
+      Supplier<NodeStatusView> status,
+      String name,
+      String help,
+      ToDoubleFunction<NodeStatusView> value) {
     GaugeWithCallback.builder()
         .name(name)
         .help(help)
-        .callback(cb -> cb.call(value.applyAsDouble(engine.status())))
+        .callback(cb -> cb.call(value.applyAsDouble(status.get())))
         .register(registry);
   }
 
   private void volumeGauge(
-      CacheEngine engine, String name, String help, Function<VolumeStatusView, Number> value) {
+      Supplier<NodeStatusView> status,
+      String name,
+      String help,
+      Function<VolumeStatusView, Number> value) {
     GaugeWithCallback.builder()
         .name(name)
         .help(help)
         .labelNames("volume")
         .callback(
             cb -> {
-              for (VolumeStatusView v : engine.status().volumes()) {
+              for (VolumeStatusView v : status.get().volumes()) {
                 cb.call(value.apply(v).doubleValue(), v.info().name());
               }
             })
