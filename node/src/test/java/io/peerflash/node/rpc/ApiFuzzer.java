@@ -461,7 +461,7 @@ final class ApiFuzzer {
       int mode = 1 + rng.nextInt(3);
       int replicas = rng.nextInt(target.modelReplicas() + 1);
       int onPeerLoss = pick(rng, new int[] {0, 1, 3});
-      setPolicy(MODEL, mode, replicas, onPeerLoss);
+      setPolicy(MODEL, mode, replicas, onPeerLoss, false);
     }
   }
 
@@ -704,7 +704,8 @@ final class ApiFuzzer {
     return r.ok();
   }
 
-  private void setPolicy(String volume, int mode, int replicas, int onPeerLoss) {
+  private void setPolicy(
+      String volume, int mode, int replicas, int onPeerLoss, boolean allowDegraded) {
     String args =
         "name="
             + str(volume)
@@ -713,7 +714,8 @@ final class ApiFuzzer {
             + " replicas="
             + u32(replicas)
             + " on_peer_loss="
-            + onPeerLoss;
+            + onPeerLoss
+            + (allowDegraded ? " allow_degraded=true" : "");
     Result<Volume> r =
         call(
             "SetPolicy",
@@ -728,6 +730,7 @@ final class ApiFuzzer {
                                     .setModeValue(mode)
                                     .setReplicas(replicas)
                                     .setOnPeerLossValue(onPeerLoss))
+                            .setAllowDegraded(allowDegraded)
                             .build()));
     if (!volume.equals(MODEL)) {
       return;
@@ -740,6 +743,31 @@ final class ApiFuzzer {
                 : onPeerLoss < 0 || onPeerLoss > 3
                     ? "on_peer_loss " + onPeerLoss + " out of range"
                     : null;
+    // A write-back volume wanting more replicas than the members besides its owner can hold is
+    // refused unless the caller accepts a DEGRADED volume; the refusal names --allow-degraded.
+    int holders = target.clustered() ? target.liveMembers().size() - 1 : Integer.MAX_VALUE;
+    if (problem == null
+        && mode == 1
+        && !allowDegraded
+        && Integer.compareUnsigned(replicas, holders) > 0) {
+      if (r.ok()) {
+        violation(
+            "SetPolicy",
+            args,
+            "policy wanting more replicas than UP members accepted without allow_degraded",
+            r.got());
+      } else if (!statusFlagged
+          && (r.code() != Status.Code.FAILED_PRECONDITION
+              || !r.got().contains("--allow-degraded"))) {
+        violation(
+            "SetPolicy",
+            args,
+            "policy wanting more replicas than UP members not refused with FAILED_PRECONDITION"
+                + " naming --allow-degraded",
+            r.got());
+      }
+      return;
+    }
     if (problem == null && !r.ok()) {
       if (!statusFlagged) {
         violation("SetPolicy", args, "valid policy of the model volume refused", r.got());
@@ -1157,7 +1185,7 @@ final class ApiFuzzer {
       // ON_PEER_LOSS_BLOCK with fewer peers than replicas would hold valid writes: documented.
       onPeerLoss = 1;
     }
-    setPolicy(name, mode, replicas, onPeerLoss);
+    setPolicy(name, mode, replicas, onPeerLoss, rng.nextInt(4) == 0);
   }
 
   private byte[] randomData(int length) {
@@ -1780,8 +1808,8 @@ final class ApiFuzzer {
           v.value().getState() + ": " + shorten(v.value().getStateDetail(), 400));
     }
     if (changePolicy) {
-      setPolicy(MODEL, 2, 0, 0);
-      setPolicy(MODEL, 1, target.modelReplicas(), 1);
+      setPolicy(MODEL, 2, 0, 0, false);
+      setPolicy(MODEL, 1, target.modelReplicas(), 1, false);
       byte[] data = new byte[BLOCK];
       rng.nextBytes(data);
       write("Write", 0, data);
