@@ -25,6 +25,7 @@ import picocli.CommandLine.Parameters;
     subcommands = {
       ClusterCommand.Status.class,
       ClusterCommand.Health.class,
+      ClusterEventsCommand.class,
       ClusterCommand.Drain.class,
       ClusterCommand.RemoveNode.class,
       ClusterCommand.AddNode.class

@@ -281,4 +281,78 @@ class HonestHealthTest {
     assertThat(out().lines().filter(l -> l.startsWith("--- ")).count()).isEqualTo(2);
     assertThat(out().lines().filter(l -> l.startsWith("HEALTH_")).count()).isEqualTo(2);
   }
+
+  @Test
+  @Order(8)
+  void clusterEventsTellWhatHappenedInOrderOnEveryNode() {
+    assertThat(run("cluster", "events")).as(err()).isZero();
+    String history = out();
+    assertThat(history.lines())
+        .anyMatch(l -> l.matches("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}.* #\\d+ .*"));
+    assertThat(history)
+        .containsPattern("MEMBER_DOWN member n3: member n3 DOWN: no heartbeat applied for \\d+ ms")
+        .contains("left the replicas of pair")
+        .contains("owns solo")
+        .containsPattern("POLICY_CHANGED volume narrow epoch \\d+: policy of narrow: WRITE_BACK")
+        .contains("MEMBER_DRAINING member n2")
+        .contains("MEMBER_DRAIN_CANCELLED member n2")
+        .contains("VOLUME_DELETED volume solo")
+        .contains("MEMBER_REMOVED member n3");
+    assertThat(history.indexOf("MEMBER_DRAINING member n2"))
+        .isLessThan(history.indexOf("MEMBER_DRAIN_CANCELLED member n2"));
+
+    assertThat(run("cluster", "events", "--volume", "solo")).as(err()).isZero();
+    assertThat(out().lines())
+        .hasSize(2)
+        .allMatch(l -> l.contains("volume solo"))
+        .anyMatch(l -> l.contains("VOLUME_CREATED"))
+        .anyMatch(l -> l.contains("VOLUME_DELETED"));
+
+    assertThat(run("cluster", "events", "--node", "n3", "-n", "1")).as(err()).isZero();
+    assertThat(out().lines()).singleElement().asString().contains("MEMBER_REMOVED member n3");
+
+    assertThat(run("cluster", "events", "-o", "json", "--volume", "narrow")).as(err()).isZero();
+    assertThat(out())
+        .contains("\"kind\": \"EVENT_VOLUME_CREATED\"")
+        .contains("\"kind\": \"EVENT_POLICY_CHANGED\"")
+        .contains("\"last_seq\"");
+
+    // Every node keeps the same history.
+    String[] viaN2 = {
+      "cluster",
+      "events",
+      "--target",
+      cluster.clientAddress.get("n2"),
+      "--certs",
+      cluster.certs.admin().toString()
+    };
+    ByteArrayOutputStream n2 = new ByteArrayOutputStream();
+    assertThat(
+            new PeerFlashCli(
+                    null,
+                    new PrintStream(n2, true, StandardCharsets.UTF_8),
+                    new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8))
+                .execute(viaN2))
+        .isZero();
+    assertThat(n2.toString(StandardCharsets.UTF_8)).isEqualTo(history);
+
+    // Following: the history, then what happens next.
+    assertThat(run("volume", "create", "later", "--size", "1MiB", "--replicas", "0"))
+        .as(err())
+        .isZero();
+    assertThat(
+            run(
+                "cluster",
+                "events",
+                "-n",
+                "1",
+                "--follow",
+                "--poll",
+                "100ms",
+                "--follow-polls",
+                "1"))
+        .as(err())
+        .isZero();
+    assertThat(out().lines()).singleElement().asString().contains("VOLUME_CREATED volume later");
+  }
 }

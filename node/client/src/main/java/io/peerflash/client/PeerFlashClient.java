@@ -354,6 +354,22 @@ public final class PeerFlashClient implements AutoCloseable {
         });
   }
 
+  /**
+   * The cluster's event history as the answering node holds it: failovers, fencing, re-protection,
+   * moves, drains, membership and policy changes (UNIMPLEMENTED on a single node).
+   */
+  public io.peerflash.proto.v1.ListClusterEventsResponse clusterEvents(
+      io.peerflash.proto.v1.ListClusterEventsRequest request) {
+    return call(
+        null,
+        deadline,
+        (ch, d) -> {
+          io.peerflash.proto.v1.ClusterServiceGrpc.ClusterServiceBlockingStub stub =
+              io.peerflash.proto.v1.ClusterServiceGrpc.newBlockingStub(ch);
+          return (d == null ? stub : stub.withDeadline(d)).listClusterEvents(request);
+        });
+  }
+
   /** How long {@link #moveVolume(String, String)} lets the owner take. */
   public static final Duration DEFAULT_MOVE_TIMEOUT = Duration.ofMinutes(2);
 

@@ -5,6 +5,8 @@ import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.ClusterStatus;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.ListClusterEventsRequest;
+import io.peerflash.proto.v1.ListClusterEventsResponse;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.RemoveNodeRequest;
@@ -16,6 +18,9 @@ import io.peerflash.proto.v1.RemoveNodeResponse;
  */
 public interface ClusterAdmin {
   ClusterStatus status();
+
+  /** The cluster's event history as this node's replica of the map has it. */
+  ListClusterEventsResponse events(ListClusterEventsRequest request);
 
   MoveVolumeResponse moveVolume(MoveVolumeRequest request);
 

@@ -423,7 +423,16 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
         }
         CommandResult r =
             controlPlane
-                .submit(MapCommands.changeOwner(rec.name(), best, rec.epoch()))
+                .submit(
+                    MapCommands.because(
+                        MapCommands.changeOwner(rec.name(), best, rec.epoch()),
+                        "owner "
+                            + rec.owner()
+                            + " is DOWN; "
+                            + best
+                            + " holds the highest sequence ("
+                            + bestSeq
+                            + ") of the live replicas"))
                 .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         if (r.getOk()) {
           failoversCommitted.increment();
@@ -522,7 +531,10 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       try {
         r =
             controlPlane
-                .submit(MapCommands.removeReplica(volume, peerId, rec.epoch()))
+                .submit(
+                    MapCommands.because(
+                        MapCommands.removeReplica(volume, peerId, rec.epoch()),
+                        "it did not take a copy of a write within the ack timeout"))
                 .get(Math.max(1, deadline - time.nowMs()), TimeUnit.MILLISECONDS);
       } catch (Exception e) {
         return false;
@@ -688,6 +700,19 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
       b.addVolumes(v.toProto());
     }
     return b.build();
+  }
+
+  @Override
+  public io.peerflash.proto.v1.ListClusterEventsResponse events(
+      io.peerflash.proto.v1.ListClusterEventsRequest req) {
+    var page =
+        controlPlane
+            .events()
+            .page(req.getAfterSeq(), req.getVolume(), req.getNode(), req.getLimit());
+    return io.peerflash.proto.v1.ListClusterEventsResponse.newBuilder()
+        .addAllEvents(page.events())
+        .setLastSeq(page.lastSeq())
+        .build();
   }
 
   // ---------------------------------------------------------------------------------------------

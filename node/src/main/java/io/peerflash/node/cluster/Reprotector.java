@@ -101,7 +101,9 @@ final class Reprotector {
       }
       if (map.replicasWanted(rec) > 0 && due(rec.name())) {
         submitAsync(
-            MapCommands.addReplicas(rec.name(), rec.epoch(), recentlyFailed()),
+            MapCommands.because(
+                MapCommands.addReplicas(rec.name(), rec.epoch(), recentlyFailed()),
+                "fewer in-sync replicas than the policy wants"),
             "add replicas to " + rec.name());
       }
     }
@@ -146,7 +148,9 @@ final class Reprotector {
       return;
     }
     submitAsync(
-        MapCommands.setReplicaSet(rec.name(), rec.epoch(), List.of()),
+        MapCommands.because(
+            MapCommands.setReplicaSet(rec.name(), rec.epoch(), List.of()),
+            "the volume left write-back and its dirty data is on shared storage"),
         "clear the replicas of " + rec.name());
   }
 
@@ -249,7 +253,10 @@ final class Reprotector {
     }
     try {
       controlPlane
-          .submit(MapCommands.removeReplica(volume, peer, rec.epoch()))
+          .submit(
+              MapCommands.because(
+                  MapCommands.removeReplica(volume, peer, rec.epoch()),
+                  "it failed to take the re-protection copy"))
           .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
     } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
       log.info("volume {}: could not remove syncing peer {}: {}", volume, peer, e.toString());

@@ -83,6 +83,7 @@ public final class Authorization implements ServerInterceptor {
     put(VolumeServiceGrpc.getFlushMethod().getFullMethodName(), Access.DATA_READ);
     put(NodeServiceGrpc.getGetStatusMethod().getFullMethodName(), Access.STATUS);
     put(ClusterServiceGrpc.getGetClusterStatusMethod().getFullMethodName(), Access.STATUS);
+    put(ClusterServiceGrpc.getListClusterEventsMethod().getFullMethodName(), Access.STATUS);
     put(ClusterServiceGrpc.getMoveVolumeMethod().getFullMethodName(), Access.MOVE);
     put(ClusterServiceGrpc.getDrainNodeMethod().getFullMethodName(), Access.ADMIN);
     put(ClusterServiceGrpc.getRemoveNodeMethod().getFullMethodName(), Access.ADMIN);
@@ -342,6 +343,14 @@ public final class Authorization implements ServerInterceptor {
         s.getVolumesList().stream()
             .filter(v -> who.volumeInScope(v.getName()))
             .forEach(b::addVolumes);
+        filtered = b.build();
+      } else if (message instanceof io.peerflash.proto.v1.ListClusterEventsResponse r) {
+        // Only its volumes' events: a member event's detail names the volumes the member owns
+        // and replicates, so those are left out too.
+        io.peerflash.proto.v1.ListClusterEventsResponse.Builder b = r.toBuilder().clearEvents();
+        r.getEventsList().stream()
+            .filter(e -> !e.getVolume().isEmpty() && who.volumeInScope(e.getVolume()))
+            .forEach(b::addEvents);
         filtered = b.build();
       } else if (message instanceof io.peerflash.proto.v1.Volume v
           && !who.volumeInScope(v.getName())) {

@@ -11,6 +11,8 @@ import io.peerflash.proto.v1.ClusterStatus;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
 import io.peerflash.proto.v1.GetClusterStatusRequest;
+import io.peerflash.proto.v1.ListClusterEventsRequest;
+import io.peerflash.proto.v1.ListClusterEventsResponse;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.RemoveNodeRequest;
@@ -43,6 +45,12 @@ public final class ClusterGrpcService extends ClusterServiceGrpc.ClusterServiceI
   @Override
   public void getClusterStatus(GetClusterStatusRequest req, StreamObserver<ClusterStatus> out) {
     answer(out, admin::status);
+  }
+
+  @Override
+  public void listClusterEvents(
+      ListClusterEventsRequest req, StreamObserver<ListClusterEventsResponse> out) {
+    answer(out, () -> admin.events(req));
   }
 
   @Override

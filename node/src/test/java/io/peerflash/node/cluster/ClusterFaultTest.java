@@ -12,6 +12,10 @@ import io.peerflash.client.PeerFlashException;
 import io.peerflash.node.PeerFlashNode;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.ClusterEvent;
+import io.peerflash.proto.v1.ClusterEventKind;
+import io.peerflash.proto.v1.ListClusterEventsRequest;
+import io.peerflash.proto.v1.ListClusterEventsResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.ReplicaStatus;
 import io.peerflash.proto.v1.Volume;
@@ -196,6 +200,58 @@ class ClusterFaultTest {
     assertServes("vm1", model);
     assertThat(ownerOf("vm1")).isEqualTo(spare);
     assertFlushedToStorage("vm1", model);
+    assertHistoryTells(owner, lost, spare);
+  }
+
+  /**
+   * The event history says, in order: the replica left, re-protection filled the spare until it was
+   * in sync, the owner went DOWN and the spare took over with an epoch that fences the old owner;
+   * every live node keeps the same history.
+   */
+  private void assertHistoryTells(String owner, String lost, String spare)
+      throws InterruptedException {
+    ListClusterEventsResponse fromSpare;
+    ListClusterEventsResponse fromLost;
+    try (PeerFlashClient a = cluster.client(spare);
+        PeerFlashClient b = cluster.client(lost)) {
+      ListClusterEventsRequest all = ListClusterEventsRequest.getDefaultInstance();
+      fromSpare = a.clusterEvents(all);
+      await(
+          () -> b.clusterEvents(all).getLastSeq() >= a.clusterEvents(all).getLastSeq(),
+          30,
+          lost + " applied the same events");
+      fromLost = b.clusterEvents(ListClusterEventsRequest.newBuilder().setLimit(0).build());
+    }
+    List<ClusterEvent> events = fromSpare.getEventsList();
+    assertThat(fromLost.getEventsList()).startsWith(events.toArray(ClusterEvent[]::new));
+    List<String> story =
+        events.stream()
+            .filter(e -> e.getVolume().equals("vm1") || e.getVolume().isEmpty())
+            .map(e -> e.getKind().name() + " " + e.getNode())
+            .toList();
+    // The lost replica leaves the volume's copies either when its lease lapses (DOWN) or, first,
+    // when the owner takes it out for a copy it did not take.
+    int reprotected = story.indexOf("EVENT_REPROTECTION_STARTED " + spare);
+    assertThat(reprotected).as("%s", story).isPositive();
+    assertThat(story.subList(0, reprotected))
+        .containsAnyOf("EVENT_MEMBER_DOWN " + lost, "EVENT_REPLICA_REMOVED " + lost);
+    assertThat(story)
+        .containsSubsequence(
+            "EVENT_REPROTECTION_STARTED " + spare,
+            "EVENT_REPLICA_IN_SYNC " + spare,
+            "EVENT_MEMBER_DOWN " + owner,
+            "EVENT_FAILOVER " + spare);
+    ClusterEvent failover =
+        events.stream()
+            .filter(e -> e.getKind() == ClusterEventKind.EVENT_FAILOVER)
+            .reduce((first, second) -> second)
+            .orElseThrow();
+    assertThat(failover.getDetail())
+        .contains("owner " + owner + " (DOWN) -> " + spare)
+        .contains("fences " + owner)
+        .contains("reason: owner " + owner + " is DOWN");
+    assertThat(failover.getTimeMs()).isPositive();
+    assertThat(failover.getEpoch()).isGreaterThan(1);
   }
 
   @Test

@@ -20,6 +20,7 @@ import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterServiceGrpc;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DeleteVolumeRequest;
+import io.peerflash.proto.v1.ListClusterEventsRequest;
 import io.peerflash.proto.v1.ListVolumesRequest;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.ReadRequest;
@@ -220,6 +221,13 @@ class TrustBoundaryTest {
             volumes(otherIo).listVolumes(ListVolumesRequest.getDefaultInstance()).getVolumesList())
         .as("an io client sees only its volumes")
         .isEmpty();
+    assertThat(
+            ClusterServiceGrpc.newBlockingStub(otherIo)
+                .withDeadlineAfter(10, TimeUnit.SECONDS)
+                .listClusterEvents(ListClusterEventsRequest.getDefaultInstance())
+                .getEventsList())
+        .as("nor the events of other volumes or of members (their details name volumes)")
+        .isEmpty();
     otherIo.shutdownNow();
     ManagedChannel reader = channel(certs.dir().resolve("reader"), "n1");
     assertThat(codeOf(() -> volumes(reader).write(overwrite)))
@@ -227,6 +235,14 @@ class TrustBoundaryTest {
     assertThat(
             volumes(reader).listVolumes(ListVolumesRequest.getDefaultInstance()).getVolumesCount())
         .isEqualTo(1);
+    assertThat(
+            ClusterServiceGrpc.newBlockingStub(reader)
+                .withDeadlineAfter(10, TimeUnit.SECONDS)
+                .listClusterEvents(ListClusterEventsRequest.getDefaultInstance())
+                .getEventsList())
+        .as("a read-only client sees the whole history")
+        .extracting(e -> e.getKind() + " " + e.getVolume())
+        .contains("EVENT_VOLUME_CREATED vm1");
     reader.shutdownNow();
     try (PeerFlashClient viewer = client("viewer-io", "n1")) {
       assertThat(viewer.read("vm1", 0, BLOCK)).isEqualTo(Arrays.copyOf(model, BLOCK));

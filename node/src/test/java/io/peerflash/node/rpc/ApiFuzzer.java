@@ -33,6 +33,8 @@ import io.peerflash.proto.v1.FlushRequest;
 import io.peerflash.proto.v1.GetClusterStatusRequest;
 import io.peerflash.proto.v1.GetStatusRequest;
 import io.peerflash.proto.v1.GetVolumeRequest;
+import io.peerflash.proto.v1.ListClusterEventsRequest;
+import io.peerflash.proto.v1.ListClusterEventsResponse;
 import io.peerflash.proto.v1.ListVolumesRequest;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.NodeServiceGrpc;
@@ -1014,11 +1016,13 @@ final class ApiFuzzer {
       fuzzHealthWatch();
     } else if (k < 740) {
       fuzzReflection();
-    } else if (k < 750) {
+    } else if (k < 745) {
       call(
           "Cluster.GetClusterStatus",
           "",
           () -> cluster().getClusterStatus(GetClusterStatusRequest.getDefaultInstance()));
+    } else if (k < 750) {
+      fuzzClusterEvents();
     } else if (k < 775) {
       fuzzMove();
     } else if (k < 795) {
@@ -1031,6 +1035,39 @@ final class ApiFuzzer {
       fuzzReplicate();
     } else {
       fuzzDescribeCopies();
+    }
+  }
+
+  /** Any filter and position is a valid question about the history: OK (UNIMPLEMENTED alone). */
+  private void fuzzClusterEvents() {
+    long afterSeq = FuzzValues.pick(rng, new long[] {0, 1, 5, Long.MAX_VALUE, -1});
+    String volume = rng.nextInt(3) == 0 ? "" : anyName();
+    String node = rng.nextInt(3) == 0 ? "" : anyName();
+    int limit = FuzzValues.pick(rng, new int[] {0, 1, 10, 1001, Integer.MAX_VALUE, -1});
+    String args =
+        "after_seq="
+            + Long.toUnsignedString(afterSeq)
+            + " volume="
+            + str(volume)
+            + " node="
+            + str(node)
+            + " limit="
+            + u32(limit);
+    Result<ListClusterEventsResponse> r =
+        call(
+            "Cluster.ListClusterEvents",
+            args,
+            () ->
+                cluster()
+                    .listClusterEvents(
+                        ListClusterEventsRequest.newBuilder()
+                            .setAfterSeq(afterSeq)
+                            .setVolume(volume)
+                            .setNode(node)
+                            .setLimit(limit)
+                            .build()));
+    if (target.clustered() && !r.ok() && !statusFlagged) {
+      violation("Cluster.ListClusterEvents", args, "a question about the history refused", r.got());
     }
   }
 

@@ -82,6 +82,8 @@ public final class ClusterStateMachine extends BaseStateMachine {
       new java.util.concurrent.atomic.AtomicInteger();
 
   private volatile ClusterMap map = ClusterMap.EMPTY;
+  // Changed with the map, under the same lock, so a snapshot holds the events up to its index.
+  private final ClusterEventLog events = new ClusterEventLog(ClusterEventLog.DEFAULT_CAPACITY);
   private volatile Optional<String> leaderId = Optional.empty();
 
   /**
@@ -94,6 +96,11 @@ public final class ClusterStateMachine extends BaseStateMachine {
   /** The map as of the last applied command on this node. */
   public ClusterMap map() {
     return map;
+  }
+
+  /** The cluster's event history as of the last applied command on this node. */
+  public ClusterEventLog events() {
+    return events;
   }
 
   /** The leader this node last heard of, if any. */
@@ -205,6 +212,7 @@ public final class ClusterStateMachine extends BaseStateMachine {
     synchronized (this) {
       // Unconditional: Ratis sets its applied index to the snapshot's and re-applies from there.
       map = loaded;
+      events.restore(proto.getEventsList(), proto.getNextEventSeq());
       setLastAppliedTermIndex(last);
     }
     LOG.info(
@@ -225,9 +233,11 @@ public final class ClusterStateMachine extends BaseStateMachine {
   public long takeSnapshot() throws IOException {
     ClusterMap m;
     TermIndex last;
+    ClusterEventLog.Saved history;
     synchronized (this) {
       m = map;
       last = getLastAppliedTermIndex();
+      history = events.save();
     }
     if (last == null || last.getIndex() < 0) {
       return -1;
@@ -235,7 +245,12 @@ public final class ClusterStateMachine extends BaseStateMachine {
     File file = storage.getSnapshotFile(last.getTerm(), last.getIndex());
     Path target = file.toPath();
     Path tmp = target.resolveSibling(TMP_PREFIX + target.getFileName());
-    byte[] bytes = m.toSnapshot(last.getTerm(), last.getIndex()).toByteArray();
+    byte[] bytes =
+        m.toSnapshot(last.getTerm(), last.getIndex()).toBuilder()
+            .addAllEvents(history.events())
+            .setNextEventSeq(history.nextSeq())
+            .build()
+            .toByteArray();
     try (FileChannel ch =
         FileChannel.open(
             tmp,
@@ -291,6 +306,7 @@ public final class ClusterStateMachine extends BaseStateMachine {
       after = applied.map();
       result = applied.result();
       map = after;
+      events.append(ClusterEvents.of(ti.getIndex(), command, result, before, after));
       updateLastAppliedTermIndex(ti);
     }
     if (!result.getOk() && result.getError() == ClusterError.CLUSTER_ERROR_INVALID_ARGUMENT) {

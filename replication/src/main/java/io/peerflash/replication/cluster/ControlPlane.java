@@ -36,7 +36,6 @@ import org.apache.ratis.protocol.RaftPeer;
 import org.apache.ratis.protocol.RaftPeerId;
 import org.apache.ratis.protocol.SetConfigurationRequest;
 import org.apache.ratis.retry.RetryPolicies;
-import org.apache.ratis.retry.RetryPolicy;
 import org.apache.ratis.server.DivisionInfo;
 import org.apache.ratis.server.RaftConfiguration;
 import org.apache.ratis.server.RaftServer;
@@ -170,7 +169,8 @@ public final class ControlPlane implements AutoCloseable {
             .build();
 
     this.commandClient =
-        client(
+        RaftWiring.client(
+            raftParameters,
             clusterGroup,
             TimeDuration.valueOf(3, TimeUnit.SECONDS),
             RetryPolicies.retryUpToMaximumCountWithFixedSleep(SUBMIT_ATTEMPTS, RETRY_SLEEP));
@@ -178,7 +178,8 @@ public final class ControlPlane implements AutoCloseable {
     // not hold up the next one for long (the lease is measured from each send anyway).
     long hbMs = config.heartbeatIntervalMs();
     this.heartbeatClient =
-        client(
+        RaftWiring.client(
+            raftParameters,
             clusterGroup,
             TimeDuration.valueOf(Math.max(200, hbMs), TimeUnit.MILLISECONDS),
             RetryPolicies.retryUpToMaximumCountWithFixedSleep(
@@ -251,7 +252,8 @@ public final class ControlPlane implements AutoCloseable {
    * command (errors such as a stale epoch are results, not exceptions); it fails with an
    * IOException only when the command could not be committed (no leader reachable, closed).
    */
-  public CompletableFuture<CommandResult> submit(MapCommand command) {
+  public CompletableFuture<CommandResult> submit(MapCommand proposed) {
+    MapCommand command = MapCommands.proposed(proposed, config.time().nowMs(), config.nodeId());
     return onSubmitThread(
         () -> {
           try {
@@ -433,6 +435,11 @@ public final class ControlPlane implements AutoCloseable {
   /** This node's replica of the map (as of its last applied command). */
   public ClusterMap map() {
     return stateMachine.map();
+  }
+
+  /** This node's copy of the cluster's event history. */
+  public ClusterEventLog events() {
+    return stateMachine.events();
   }
 
   /** Called with every new map, on the state machine's thread, in apply order; keep it quick. */
@@ -787,12 +794,5 @@ public final class ControlPlane implements AutoCloseable {
     } catch (InterruptedException ie) {
       Thread.currentThread().interrupt();
     }
-  }
-
-  // ---------------------------------------------------------------- Ratis wiring ({@link
-  // RaftWiring})
-
-  private RaftClient client(RaftGroup group, TimeDuration requestTimeout, RetryPolicy retry) {
-    return RaftWiring.client(raftParameters, group, requestTimeout, retry);
   }
 }

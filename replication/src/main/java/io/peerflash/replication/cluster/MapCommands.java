@@ -11,6 +11,23 @@ import java.util.List;
 public final class MapCommands {
   private MapCommands() {}
 
+  /**
+   * {@code command} as a node proposes it: stamped with its wall clock (unless already set) and its
+   * id. The event history takes both from the command, because the state machine is deterministic
+   * and reads no clock.
+   */
+  public static MapCommand proposed(MapCommand command, long nowMs, String nodeId) {
+    return command.toBuilder()
+        .setProposedAtMs(command.getProposedAtMs() != 0 ? command.getProposedAtMs() : nowMs)
+        .setProposedBy(nodeId)
+        .build();
+  }
+
+  /** {@code command} with why it is proposed, for the event history. */
+  public static MapCommand because(MapCommand command, String reason) {
+    return command.toBuilder().setReason(reason).build();
+  }
+
   /** Makes {@code newOwner} the volume's owner. */
   public static MapCommand changeOwner(String volume, String newOwner, long expectedEpoch) {
     return MapCommand.newBuilder()

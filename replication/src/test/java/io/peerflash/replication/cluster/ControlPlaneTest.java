@@ -6,6 +6,8 @@ import static io.peerflash.replication.cluster.TestCluster.await;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.peerflash.proto.v1.ClusterError;
+import io.peerflash.proto.v1.ClusterEvent;
+import io.peerflash.proto.v1.ClusterEventKind;
 import io.peerflash.proto.v1.CommandResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -110,6 +112,7 @@ class ControlPlaneTest {
     SortedMap<String, VolumeRecord> before;
     long nextId;
     Map<String, String> peers;
+    List<ClusterEvent> history;
     try (TestCluster cluster = new TestCluster(dir, 3)) {
       peers = Map.copyOf(cluster.peers);
       cluster.snapshotThreshold = 8;
@@ -125,7 +128,31 @@ class ControlPlaneTest {
       before = leader.map().volumes();
       nextId = leader.map().nextVolumeId();
       awaitVolumes(cluster.running(), before);
+      history = leader.events().list(0, "", "", 0);
+      for (ControlPlane cp : cluster.running()) {
+        List<ClusterEvent> same = history;
+        await(
+            WAIT,
+            () -> {
+              List<ClusterEvent> kept = cp.events().list(0, "", "", 0);
+              return kept.size() >= same.size() && kept.subList(0, same.size()).equals(same);
+            },
+            () -> cp.nodeId() + " has the leader's event history");
+      }
     }
+    // Every node derived the same history from the log, stamped by the proposers.
+    assertThat(history)
+        .filteredOn(e -> e.getKind() == ClusterEventKind.EVENT_VOLUME_CREATED)
+        .hasSize(12)
+        .allSatisfy(
+            e -> {
+              assertThat(e.getTimeMs()).isPositive();
+              assertThat(e.getProposedBy()).isIn("n1", "n2", "n3");
+            });
+    assertThat(history)
+        .filteredOn(e -> e.getKind() == ClusterEventKind.EVENT_VOLUME_MOVED)
+        .singleElement()
+        .satisfies(e -> assertThat(e.getDetail()).contains("move of v0").contains("-> n3"));
     // Every node took snapshots (automatic ones, and one on stop).
     for (String id : List.of("n1", "n2", "n3")) {
       try (Stream<Path> files = Files.walk(dir.resolve(id))) {
@@ -144,6 +171,8 @@ class ControlPlaneTest {
         // The map is back before anything new was submitted (snapshot + log replay).
         await(WAIT, () -> cp.map().volumes().equals(before), () -> cp.nodeId() + " restored");
         assertThat(cp.map().nextVolumeId()).isEqualTo(nextId);
+        // The event history comes back with it (from the snapshot, then the log).
+        assertThat(cp.events().list(0, "", "", 0)).startsWith(history.toArray(ClusterEvent[]::new));
       }
       assertThat(leader.map().volume("v0").orElseThrow().owner()).isEqualTo("n3");
       CommandResult r = ok(submit(leader, create("after-restart", 1, "")));
@@ -179,6 +208,14 @@ class ControlPlaneTest {
           () -> back.map().volumes().equals(leader.map().volumes()),
           () -> id + " caught up, has " + back.map().volumes().keySet());
       assertThat(back.stateMachine().snapshotInstalls()).isGreaterThanOrEqualTo(1);
+      // The events of the purged entries came with the snapshot.
+      await(
+          WAIT,
+          () -> back.events().list(0, "", "", 0).equals(leader.events().list(0, "", "", 0)),
+          () -> id + " has the leader's event history: " + back.events().lastSeq());
+      assertThat(back.events().list(0, "", "", 0))
+          .filteredOn(e -> e.getKind() == ClusterEventKind.EVENT_VOLUME_CREATED)
+          .hasSize(40);
       // And it keeps applying new entries after the install.
       ok(submit(back, create("after-install", 0, id)));
       awaitVolumes(cluster.running(), leader.map().volumes());
