@@ -303,13 +303,33 @@ final class CertsCommand implements Callable<Integer> {
 
   @Command(name = "list", description = "The identities under DIR, with serials and expiry.")
   static final class ListCerts extends Subcommand {
+    @picocli.CommandLine.Mixin OutputOption output;
+
     @Override
     public Integer call() throws Exception {
       Table t = new Table("NAME", "KIND", "ROLE", "SERIAL", "EXPIRES", "DIR");
+      StringBuilder json = new StringBuilder("{\n  \"identities\": [");
+      int n = 0;
       for (Path d : identityDirectories(common.dir)) {
         TlsDirectory dir = TlsDirectory.open(d);
         Identity id = dir.identity();
         X509Certificate cert = dir.certificate();
+        json.append(n++ == 0 ? "\n" : ",\n")
+            .append("    {\"name\": ")
+            .append(Formats.jsonString(id.name()))
+            .append(", \"kind\": ")
+            .append(Formats.jsonString(id.kind().name().toLowerCase()))
+            .append(", \"role\": ")
+            .append(Formats.jsonString(id.role().uriName()))
+            .append(", \"serial\": ")
+            .append(Formats.jsonString(id.serialHex()))
+            .append(", \"not_after\": ")
+            .append(Formats.jsonString(cert.getNotAfter().toInstant().toString()))
+            .append(", \"expiry_warning\": ")
+            .append(Formats.jsonString(dir.expiryWarning().orElse("")))
+            .append(", \"dir\": ")
+            .append(Formats.jsonString(d.toString()))
+            .append("}");
         t.row(
             id.name(),
             id.kind().name().toLowerCase(),
@@ -318,6 +338,10 @@ final class CertsCommand implements Callable<Integer> {
             cert.getNotAfter().toInstant().toString()
                 + dir.expiryWarning().map(w -> " (soon)").orElse(""),
             d.toString());
+      }
+      if (output.json()) {
+        out().println(json.append(n == 0 ? "]\n}" : "\n  ]\n}"));
+        return PeerFlashCli.EXIT_OK;
       }
       t.print(out());
       return PeerFlashCli.EXIT_OK;

@@ -30,6 +30,7 @@ final class FlushCommand implements Callable<Integer> {
   private static final Duration POLL_DEADLINE = Duration.ofSeconds(2);
 
   @Mixin ClientOptions client;
+  @Mixin OutputOption output;
 
   @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
   String name;
@@ -61,6 +62,10 @@ final class FlushCommand implements Callable<Integer> {
         throw e.getCause() instanceof Exception cause ? cause : e;
       }
       long elapsedMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos);
+      if (output.json()) {
+        OutputOption.print(cli.out(), response);
+        return PeerFlashCli.EXIT_OK;
+      }
       cli.out()
           .println(
               "flushed "

@@ -418,6 +418,7 @@ final class VolumeCommand implements Callable<Integer> {
       })
   static final class Move implements Callable<Integer> {
     @Mixin ClientOptions client;
+    @Mixin OutputOption output;
 
     @Parameters(index = "0", paramLabel = "NAME", description = "Volume name.")
     String name;
@@ -444,7 +445,9 @@ final class VolumeCommand implements Callable<Integer> {
         r = c.moveVolume(name, to, timeout);
       }
       PrintStream out = client.cli().out();
-      if (!r.getMoved()) {
+      if (output.json()) {
+        OutputOption.print(out, r);
+      } else if (!r.getMoved()) {
         out.println("volume " + name + " is already owned by " + r.getOwner() + "; nothing to do");
       } else {
         out.println(

@@ -174,6 +174,12 @@ class ClusterCommandsTest {
     assertThat(req.getTimeoutMs()).isEqualTo(90_000);
     assertThat(out())
         .contains("moved volume vm1 from n1 to n3 (epoch 7): destaged 3.0 MiB, I/O paused 42 ms");
+    assertThat(run("volume", "move", "vm1", "--to", "n3", "-o", "json")).as(err()).isZero();
+    assertThat(out())
+        .contains("\"previous_owner\": \"n1\"")
+        .contains("\"owner\": \"n3\"")
+        .contains("\"epoch\": \"7\"")
+        .contains("\"fenced_ms\": \"42\"");
 
     assertThat(run("volume", "move", "vm1")).isEqualTo(2);
     assertThat(err()).contains("--to");

@@ -254,6 +254,19 @@ class PeerFlashCliTest {
 
     assertThat(run("certs", "list", "--dir", dir)).isZero();
     assertThat(out()).contains("alice", "client", alice.serialHex(), "n1", "node");
+
+    assertThat(run("certs", "list", "--dir", dir, "-o", "json")).as(err()).isZero();
+    assertThat(out())
+        .startsWith("{\n  \"identities\": [\n")
+        .contains(
+            "{\"name\": \"alice\", \"kind\": \"client\", \"role\": \"io\", \"serial\": \""
+                + alice.serialHex()
+                + "\", \"not_after\": \"")
+        .contains("\"expiry_warning\": \"\"")
+        .contains("{\"name\": \"n1\", \"kind\": \"node\"");
+    assertThat(run("certs", "list", "--dir", tmp.resolve("none").toString(), "-o", "json"))
+        .isZero();
+    assertThat(out().strip()).isEqualTo("{\n  \"identities\": []\n}");
   }
 
   @Test
@@ -457,6 +470,9 @@ class PeerFlashCliTest {
     assertThat(out())
         .contains("flushed v: destaged 0 B in")
         .contains("nothing left for it to write: shared storage holds every acknowledged write");
+
+    assertThat(run("flush", "v", "-o", "json")).as(err()).isZero();
+    assertThat(out().strip()).startsWith("{").contains("\"destaged_bytes\": \"0\"").endsWith("}");
   }
 
   @Test
