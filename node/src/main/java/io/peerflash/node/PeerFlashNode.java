@@ -44,6 +44,9 @@ import org.slf4j.LoggerFactory;
 
 /** A running node: the cache engine, the destager and the gRPC server. */
 public final class PeerFlashNode implements AutoCloseable {
+  /** Cluster events the status page shows, the newest first. */
+  private static final int RECENT_EVENTS_ON_PAGE = 20;
+
   private static final Logger log = LoggerFactory.getLogger(PeerFlashNode.class);
 
   /** Largest accepted message: room for a 1 MiB write, and a clear error for a bigger one. */
@@ -142,6 +145,13 @@ public final class PeerFlashNode implements AutoCloseable {
                 config.nodeId(),
                 cluster == null ? null : cluster::status,
                 this::volumesForStatus,
+                cluster == null
+                    ? null
+                    : () ->
+                        cluster.events(
+                            io.peerflash.proto.v1.ListClusterEventsRequest.newBuilder()
+                                .setLimit(RECENT_EVENTS_ON_PAGE)
+                                .build()),
                 metrics);
         endpoint =
             config.httpTls() == NodeConfig.HttpTls.OFF

@@ -6,6 +6,7 @@ import com.google.protobuf.util.JsonFormat;
 import io.peerflash.node.observe.RequestTimer.FrontEnd;
 import io.peerflash.node.observe.RequestTimer.Op;
 import io.peerflash.proto.v1.ClusterStatus;
+import io.peerflash.proto.v1.ListClusterEventsResponse;
 import io.peerflash.proto.v1.Volume;
 import io.prometheus.metrics.model.snapshots.ClassicHistogramBucket;
 import io.prometheus.metrics.model.snapshots.HistogramSnapshot.HistogramDataPointSnapshot;
@@ -24,20 +25,24 @@ public final class StatusReport {
   private final String nodeId;
   private final Supplier<ClusterStatus> cluster;
   private final Supplier<List<Volume>> volumes;
+  private final Supplier<ListClusterEventsResponse> recentEvents;
   private final NodeMetrics metrics;
 
   /**
    * @param cluster null on a single node
+   * @param recentEvents the newest cluster events; null on a single node
    * @param metrics null when metrics are off (the page then plots nothing)
    */
   public StatusReport(
       String nodeId,
       Supplier<ClusterStatus> cluster,
       Supplier<List<Volume>> volumes,
+      Supplier<ListClusterEventsResponse> recentEvents,
       NodeMetrics metrics) {
     this.nodeId = nodeId;
     this.cluster = cluster;
     this.volumes = volumes;
+    this.recentEvents = recentEvents;
     this.metrics = metrics;
   }
 
@@ -60,7 +65,13 @@ public final class StatusReport {
       first = false;
       appendProto(out, v);
     }
-    out.append("],\"latency\":{");
+    out.append("],\"events\":");
+    if (recentEvents == null) {
+      out.append("null");
+    } else {
+      appendProto(out, recentEvents.get());
+    }
+    out.append(",\"latency\":{");
     appendLatency(out, "write", Op.WRITE);
     out.append(',');
     appendLatency(out, "read", Op.READ);

@@ -23,7 +23,8 @@ import org.openqa.selenium.support.ui.WebDriverWait;
 /**
  * The status page in a real headless browser (Debian's chromium and chromedriver), served by a node
  * of a real 3-node cluster: it shows the members and the volumes, and a volume leaves the healthy
- * state within 10 s of its owner being killed, without a reload.
+ * state within 10 s of its owner being killed, without a reload, and the event history shows the
+ * failover.
  */
 class StatusPageBrowserTest {
   private static final Path CHROMIUM = Path.of("/usr/bin/chromium");
@@ -74,6 +75,17 @@ class StatusPageBrowserTest {
     return n == null ? 0 : ((Number) n).longValue();
   }
 
+  /** The event column of the events table, newest first. */
+  private String eventKinds() {
+    Object text =
+        ((JavascriptExecutor) browser)
+            .executeScript(
+                "return Array.from(document.querySelectorAll('#events tbody tr'))"
+                    + ".map(r => r.children[1].textContent + ' ' + r.children[2].textContent)"
+                    + ".join('\\n');");
+    return text == null ? "" : text.toString();
+  }
+
   @Test
   void showsTheClusterAndAVolumeLeavingHealthyWhenItsOwnerIsKilled() throws Exception {
     cluster = new InProcessCluster(dir, 3, Map.of("http", "127.0.0.1:0"));
@@ -92,6 +104,7 @@ class StatusPageBrowserTest {
     WebDriverWait wait = new WebDriverWait(browser, Duration.ofSeconds(15));
     wait.until(b -> memberRows() == 3);
     wait.until(b -> stateOf("pagevol").equals("HEALTHY"));
+    wait.until(b -> eventKinds().contains("VOLUME_CREATED pagevol"));
     assertThat(browser.findElement(By.id("node")).getText()).isEqualTo(watcher);
     assertThat(browser.findElement(By.id("leader")).getText()).matches("n[123]");
 
@@ -104,5 +117,9 @@ class StatusPageBrowserTest {
         "status page: volume left HEALTHY %d ms after its owner was killed (now %s)%n",
         shownAfterMs, stateOf("pagevol"));
     assertThat(shownAfterMs).isLessThan(10_000);
+    // The history shows why, newest first: the owner DOWN, then the failover.
+    new WebDriverWait(browser, Duration.ofSeconds(30))
+        .until(b -> eventKinds().startsWith("FAILOVER pagevol"));
+    assertThat(eventKinds()).contains("MEMBER_DOWN " + owner);
   }
 }
