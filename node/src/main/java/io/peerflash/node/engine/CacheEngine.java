@@ -458,10 +458,15 @@ public final class CacheEngine implements AutoCloseable {
     // Every write acknowledged before this call has a sequence up to this one.
     long coveredSeq = v.nextSeq.get() - 1;
     VolumeInfo info = v.info;
-    CompletableFuture<ReplicationPort.CopiesSynced> copies =
-        info.mode() == CacheMode.WRITE_BACK && info.role() == Role.OWNER
-            ? replication.syncCopies(info)
-            : null;
+    CompletableFuture<ReplicationPort.CopiesSynced> copies;
+    try {
+      copies =
+          info.mode() == CacheMode.WRITE_BACK && info.role() == Role.OWNER
+              ? replication.syncCopies(info)
+              : null;
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
     CompletableFuture<Void> local =
         CompletableFuture.runAsync(
             () -> {
