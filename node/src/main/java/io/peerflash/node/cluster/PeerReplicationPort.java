@@ -363,6 +363,9 @@ public final class PeerReplicationPort implements ReplicationPort {
             });
   }
 
+  /** Attempts of one replica's sync refused for its epoch: waits of 10 ms to 320 ms between. */
+  private static final int MAX_SYNC_ATTEMPTS = 7;
+
   /** One replica's sync, asked again at a newer epoch if it refused this one. */
   private CompletableFuture<CopiesSynced> syncOne(
       VolumeInfo volume, PeerReplicator r, Targets t, int attemptNo) {
@@ -388,13 +391,14 @@ public final class PeerReplicationPort implements ReplicationPort {
               }
               if (cause instanceof ReplicaException re
                   && re.code() == ReplicaException.Code.FAILED_PRECONDITION
-                  && attemptNo < MAX_ATTEMPTS) {
+                  && attemptNo < MAX_SYNC_ATTEMPTS) {
                 // The replica is at another epoch than this node's map (a policy change or
-                // re-protection a moment ago): ask again at the map's, after a moment.
+                // re-protection a moment ago): ask again at the map's, after a moment; the waits
+                // double, past MAP_CATCH_UP_MS in all, for a map that is behind the replica's.
                 return CompletableFuture.supplyAsync(
                         () -> lookup.apply(volume),
                         CompletableFuture.delayedExecutor(
-                            MAP_CATCH_UP_POLL_MS * attemptNo,
+                            MAP_CATCH_UP_POLL_MS << (attemptNo - 1),
                             java.util.concurrent.TimeUnit.MILLISECONDS))
                     .thenCompose(
                         newer ->
