@@ -326,6 +326,104 @@ public final class PeerReplicationPort implements ReplicationPort {
         t.inSync() + " of " + volume.replicas() + " replicas in sync; the write goes through");
   }
 
+  /**
+   * Asks every in-sync replica of the targets to sync ({@link PeerReplicator#syncCopies}), in
+   * parallel. The flush it serves fails when one of them fails to sync while the map still lists
+   * it; one the map no longer lists by then (removed meanwhile) follows the rule of a write's ack:
+   * under on-peer-loss accept the flush covers the copies that exist, otherwise it goes through to
+   * shared storage. A replica that refused this node's epoch is asked again at the map's epoch
+   * while this node is still the owner. Replicas being filled by re-protection are not asked: they
+   * do not count as copies yet (and a volume waiting for one goes through).
+   */
+  @Override
+  public CompletableFuture<CopiesSynced> syncCopies(VolumeInfo volume) {
+    if (volume.replicas() == 0) {
+      return null;
+    }
+    Targets t = lookup.apply(volume);
+    if (t == null) {
+      return null;
+    }
+    CopiesSynced whenAllSynced =
+        t.underReplicated(volume) ? CopiesSynced.GO_THROUGH : CopiesSynced.SYNCED;
+    List<CompletableFuture<CopiesSynced>> each = new ArrayList<>();
+    for (PeerReplicator r : t.replicas().subList(0, Math.min(t.inSync(), t.replicas().size()))) {
+      each.add(syncOne(volume, r, t, 1));
+    }
+    return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
+        .thenApply(
+            ignored -> {
+              CopiesSynced verdict = whenAllSynced;
+              for (CompletableFuture<CopiesSynced> one : each) {
+                if (one.join() == CopiesSynced.GO_THROUGH) {
+                  verdict = CopiesSynced.GO_THROUGH;
+                }
+              }
+              return verdict;
+            });
+  }
+
+  /** Attempts of one replica's sync refused for its epoch: waits of 10 ms to 320 ms between. */
+  private static final int MAX_SYNC_ATTEMPTS = 7;
+
+  /** One replica's sync, asked again at a newer epoch if it refused this one. */
+  private CompletableFuture<CopiesSynced> syncOne(
+      VolumeInfo volume, PeerReplicator r, Targets t, int attemptNo) {
+    return r.syncCopies(volume.name(), t.epoch(), t.ownerId())
+        .handle((ok, failure) -> failure)
+        .thenCompose(
+            failure -> {
+              if (failure == null) {
+                return CompletableFuture.completedFuture(CopiesSynced.SYNCED);
+              }
+              Throwable cause =
+                  failure instanceof CompletionException ? failure.getCause() : failure;
+              Targets now = lookup.apply(volume);
+              if (now == null) {
+                return CompletableFuture.failedFuture(
+                    new FencedException(
+                        "this node is no longer the owner of volume '" + volume.name() + "'"));
+              }
+              if (!now.replicas().contains(r)) {
+                // Removed from the volume's replicas meanwhile: its copies no longer count.
+                return CompletableFuture.completedFuture(
+                    now.acceptFewer() ? CopiesSynced.SYNCED : CopiesSynced.GO_THROUGH);
+              }
+              if (cause instanceof ReplicaException re
+                  && re.code() == ReplicaException.Code.FAILED_PRECONDITION
+                  && attemptNo < MAX_SYNC_ATTEMPTS) {
+                // The replica is at another epoch than this node's map (a policy change or
+                // re-protection a moment ago): ask again at the map's, after a moment; the waits
+                // double, past MAP_CATCH_UP_MS in all, for a map that is behind the replica's.
+                return CompletableFuture.supplyAsync(
+                        () -> lookup.apply(volume),
+                        CompletableFuture.delayedExecutor(
+                            MAP_CATCH_UP_POLL_MS << (attemptNo - 1),
+                            java.util.concurrent.TimeUnit.MILLISECONDS))
+                    .thenCompose(
+                        newer ->
+                            newer == null
+                                ? CompletableFuture.failedFuture(cause)
+                                : syncOne(volume, r, newer, attemptNo + 1));
+              }
+              log.warn(
+                  "volume {}: replica {} did not sync its copies for a flush: {}",
+                  volume.name(),
+                  r.peerId(),
+                  cause.toString());
+              return CompletableFuture.failedFuture(
+                  new ReplicaException(
+                      ReplicaException.Code.UNAVAILABLE,
+                      "replica "
+                          + r.peerId()
+                          + " did not make its copies durable: "
+                          + (cause instanceof ReplicaException re
+                              ? re.description()
+                              : cause.toString()),
+                      cause));
+            });
+  }
+
   @Override
   public void released(VolumeInfo volume, long[] blocks, long[] seqs) {
     if (volume.replicas() == 0 || blocks.length == 0) {

@@ -305,6 +305,19 @@ final class BlockStore {
   }
 
   /**
+   * Returns once everything written so far is on this node's non-volatile flash (cache file and
+   * index synced), also without --sync; shares the fsync of concurrent commits and syncs ({@link
+   * GroupCommitter#sync}).
+   */
+  void syncLocal() throws CacheException {
+    try {
+      committer.sync();
+    } catch (IOException e) {
+      throw CacheException.unavailable("sync of local flash", e);
+    }
+  }
+
+  /**
    * Whether a failed {@link #commit} may still have applied its batch, so that the index may point
    * to the slots it wrote. Not when the index refused it for lack of space: those slots are free.
    */

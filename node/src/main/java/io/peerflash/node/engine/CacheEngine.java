@@ -60,7 +60,7 @@ public final class CacheEngine implements AutoCloseable {
   private final VolumeAdmin volumes;
   private final Handover handover;
   private final DirtyCopier copier;
-  private final LocalSync localSync;
+  private volatile ReplicationPort replication = ReplicationPort.NONE;
 
   private CacheEngine(BlockStore store) {
     this.store = store;
@@ -72,7 +72,6 @@ public final class CacheEngine implements AutoCloseable {
     this.volumes = new VolumeAdmin(store, destager);
     this.handover = new Handover(store, destager);
     this.copier = new DirtyCopier(store);
-    this.localSync = new LocalSync(store.cacheFile, store.kv, store.durability);
   }
 
   /**
@@ -118,6 +117,7 @@ public final class CacheEngine implements AutoCloseable {
 
   /** Connects the write path and the destager to the cluster's replicas (before {@link #start}). */
   public void setReplicationPort(ReplicationPort port) {
+    replication = port;
     writes.setReplicationPort(port);
     destager.setReplicationPort(port);
   }
@@ -414,15 +414,106 @@ public final class CacheEngine implements AutoCloseable {
 
   /**
    * Returns once every write acknowledged before this call is on this node's non-volatile flash
-   * (cache file and index synced), also without {@code --sync}; concurrent calls share syncs. See
-   * {@link LocalSync}.
+   * (cache file and index synced), also without {@code --sync}; concurrent calls share syncs with
+   * each other and with group commits ({@link GroupCommitter#sync}).
    */
   public void syncLocal() throws CacheException {
+    store.syncLocal();
+  }
+
+  /**
+   * Fsyncs of the cache file so far (each followed by a sync of the index): group commits with
+   * {@code --sync} and syncs asked for by FLUSH, here or by an owner this node is a replica of.
+   */
+  public long localFsyncs() {
+    return store.committer.fsyncs.sum();
+  }
+
+  /** Syncs of local flash asked for so far ({@link #syncLocal}, an owner's SyncCopies). */
+  public long localSyncRequests() {
+    return store.committer.syncRequests.sum();
+  }
+
+  /**
+   * A block device's FLUSH, or a write with FUA, for one volume: completes once every write to it
+   * acknowledged before this call is on non-volatile storage of every copy its policy asks for,
+   * also without {@code --sync}: this node's flash ({@link #syncLocal}) and, in parallel, each
+   * in-sync replica's ({@link ReplicationPort#syncCopies}). Where fewer copies exist than the
+   * policy asks for and it does not accept that, the volume's writes up to now are destaged
+   * instead, as a write's ack would go through. A write-through volume's writes are on shared
+   * storage already: only the local sync runs (harmless). Shared storage is not otherwise involved
+   * ({@link #flush} is the destage).
+   *
+   * @param waits where the local sync and any destage wait (never the calling thread)
+   * @return fails with a {@link CacheException}: NOT_FOUND for no such volume, UNAVAILABLE when a
+   *     sync failed or a replica that must be covered did not sync
+   */
+  public CompletableFuture<Void> syncVolume(String name, Executor waits) {
+    CachedVolume v;
     try {
-      localSync.sync();
-    } catch (java.io.IOException e) {
-      throw CacheException.unavailable("sync of local flash", e);
+      v = store.volume(name);
+    } catch (CacheException e) {
+      return CompletableFuture.failedFuture(e);
     }
+    // Every write acknowledged before this call has a sequence up to this one.
+    long coveredSeq = v.nextSeq.get() - 1;
+    VolumeInfo info = v.info;
+    CompletableFuture<ReplicationPort.CopiesSynced> copies;
+    try {
+      copies =
+          info.mode() == CacheMode.WRITE_BACK && info.role() == Role.OWNER
+              ? replication.syncCopies(info)
+              : null;
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    CompletableFuture<Void> local =
+        CompletableFuture.runAsync(
+            () -> {
+              try {
+                store.syncLocal();
+              } catch (CacheException e) {
+                throw new java.util.concurrent.CompletionException(e);
+              }
+            },
+            waits);
+    if (copies == null) {
+      return local;
+    }
+    CompletableFuture<ReplicationPort.CopiesSynced> replicas =
+        copies.handle(
+            (verdict, failure) -> {
+              if (failure == null) {
+                return verdict;
+              }
+              Throwable cause =
+                  failure instanceof java.util.concurrent.CompletionException
+                          && failure.getCause() != null
+                      ? failure.getCause()
+                      : failure;
+              throw new java.util.concurrent.CompletionException(
+                  new CacheException(
+                      cause instanceof ReplicationPort.FencedException
+                          ? CacheException.Reason.FAILED_PRECONDITION
+                          : CacheException.Reason.UNAVAILABLE,
+                      "flush of volume '" + name + "': " + cause.getMessage(),
+                      cause));
+            });
+    return local
+        .thenCombine(replicas, (ok, verdict) -> verdict)
+        .thenCompose(
+            verdict ->
+                verdict == ReplicationPort.CopiesSynced.SYNCED
+                    ? CompletableFuture.completedFuture(null)
+                    : CompletableFuture.runAsync(
+                        () -> {
+                          try {
+                            destager.flush(v, coveredSeq);
+                          } catch (CacheException e) {
+                            throw new java.util.concurrent.CompletionException(e);
+                          }
+                        },
+                        waits));
   }
 
   /**

@@ -65,6 +65,26 @@ final class ReplicaStore implements ReplicaSink {
     }
   }
 
+  /**
+   * The owner's FLUSH reaching this replica: every copy of the volume applied before this call is
+   * made durable by a sync of the whole cache file and index ({@link BlockStore#syncLocal}), shared
+   * with concurrent syncs and group commits of any volume.
+   */
+  @Override
+  public void sync(String volume) throws ReplicaException {
+    try {
+      CachedVolume v = store.volume(volume);
+      if (v.info.role() != Role.REPLICA) {
+        throw new CacheException(
+            Reason.FAILED_PRECONDITION,
+            "volume '" + volume + "' is owned by this node; it holds no replica copies of it");
+      }
+      store.syncLocal();
+    } catch (CacheException e) {
+      throw refused(e);
+    }
+  }
+
   @Override
   public CopyState describe(String volume) throws ReplicaException {
     try {

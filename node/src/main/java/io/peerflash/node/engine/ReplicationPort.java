@@ -26,6 +26,30 @@ public interface ReplicationPort {
    */
   void released(VolumeInfo volume, long[] blocks, long[] seqs);
 
+  /** What a volume's FLUSH needs once its replicas answered {@link #syncCopies}. */
+  enum CopiesSynced {
+    /** Every copy the policy asks for is durable on its replica (or it has none to count). */
+    SYNCED,
+    /**
+     * Fewer copies exist than the policy asks for, and it does not accept that: as a write's ack
+     * would, the flush goes through to shared storage (destages what was written before it).
+     */
+    GO_THROUGH
+  }
+
+  /**
+   * A block device's FLUSH (or FUA write) reaching the volume's replicas: asks each in-sync
+   * replica, in parallel, to make every copy it acknowledged durable. Called after the flush began,
+   * so it covers every copy acknowledged before.
+   *
+   * @return null when the volume keeps no copies on other nodes; otherwise a future that completes
+   *     with what the flush still needs, or fails (bounded in time) when a replica that must be
+   *     covered did not sync
+   */
+  default CompletableFuture<CopiesSynced> syncCopies(VolumeInfo volume) {
+    return null;
+  }
+
   /**
    * Called before a write-back write takes any lock: may wait (bounded) until the volume can take
    * writes under its on-peer-loss policy.

@@ -58,14 +58,7 @@ final class EngineVolumeIo implements VolumeIo {
 
   @Override
   public CompletableFuture<Void> flush(String volume) {
-    return CompletableFuture.runAsync(
-        () ->
-            call(
-                () -> {
-                  engine.getVolume(volume); // a flush of a volume that went away fails
-                  engine.syncLocal();
-                }),
-        waits);
+    return engine.syncVolume(volume, waits);
   }
 
   private interface EngineCall {

@@ -90,6 +90,7 @@ public final class Authorization implements ServerInterceptor {
     put(ClusterServiceGrpc.getAddNodeMethod().getFullMethodName(), Access.ADMIN);
     put(ReplicaServiceGrpc.getReplicateMethod().getFullMethodName(), Access.NODE);
     put(ReplicaServiceGrpc.getDescribeCopiesMethod().getFullMethodName(), Access.NODE);
+    put(ReplicaServiceGrpc.getSyncCopiesMethod().getFullMethodName(), Access.NODE);
   }
 
   private static void put(String method, Access access) {

@@ -64,7 +64,8 @@ public final class InProcessCluster implements AutoCloseable {
       c.put("clock-skew-margin-ms", "300");
       c.put("replication-ack-timeout-ms", "1000");
       c.putAll(certs.nodeSettings(id));
-      c.putAll(extra);
+      // "{id}" in a value stands for the node's id (a setting each node needs its own of).
+      extra.forEach((k, v) -> c.put(k, v.replace("{id}", id)));
       configs.put(id, NodeConfig.fromMap(c));
     }
     for (String id : configs.keySet()) {

@@ -27,6 +27,7 @@ import io.peerflash.proto.v1.ReadRequest;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.proto.v1.SyncCopiesRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
 import io.peerflash.proto.v1.VolumeServiceGrpc;
@@ -53,9 +54,9 @@ import org.slf4j.LoggerFactory;
  * The trust boundary of a cluster running with mutual TLS: on the port clients and peers share,
  * callers without a certificate, with one from another CA, with a node certificate used for an
  * admin call, with an io certificate outside its volumes or a read-only one writing, and a forged
- * replica copy sent with a valid certificate of a node that is not the owner, are all refused, and
- * the volume's data (reads, and shared storage after a move and a flush) is unchanged. Every
- * refusal is an audit line naming who.
+ * replica copy or sync sent with a valid certificate of a node that is not the owner, are all
+ * refused, and the volume's data (reads, and shared storage after a move and a flush) is unchanged.
+ * Every refusal is an audit line naming who.
  */
 class TrustBoundaryTest {
   private static final long VOLUME = 1 << 20;
@@ -269,7 +270,25 @@ class TrustBoundaryTest {
     assertThat(asItself.getCode())
         .as("a copy from a node the map does not name owner: %s", asItself.getMessage())
         .isNotZero();
+
+    // A sync of the replica's copies (a FLUSH's) asked by that node: refused as well. Only the
+    // owner, with its own certificate, may ask; an admin certificate may not call a peer method.
+    assertThat(codeOf(() -> syncCopies(toReplica, vm1, owner)))
+        .as("a sync claiming the owner from another node's certificate")
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(codeOf(() -> syncCopies(toReplica, vm1, forger)))
+        .as("a sync from a node the map does not name owner")
+        .isEqualTo(Status.Code.FAILED_PRECONDITION);
     toReplica.shutdownNow();
+    ManagedChannel adminToReplica = channel(certs.dir().resolve("admin"), replica);
+    assertThat(codeOf(() -> syncCopies(adminToReplica, vm1, owner)))
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    adminToReplica.shutdownNow();
+    ManagedChannel ownerToReplica = asNode(owner, replica);
+    assertThat(codeOf(() -> syncCopies(ownerToReplica, vm1, owner)))
+        .as("the owner's own sync")
+        .isEqualTo(Status.Code.OK);
+    ownerToReplica.shutdownNow();
 
     // The volume moves to the replica the forger aimed at: its data is still the model's.
     try (PeerFlashClient admin = client("admin", null)) {
@@ -288,6 +307,7 @@ class TrustBoundaryTest {
     assertThat(lines).anyMatch(l -> l.startsWith("refused client 'other-io' Write 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused client 'reader' Write 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' Replicate 'vm1'"));
+    assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' SyncCopies 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("client 'admin' MoveVolume 'vm1': OK"));
   }
 
@@ -308,6 +328,18 @@ class TrustBoundaryTest {
                 .setSeq(Long.MAX_VALUE / 2)
                 .setData(ByteString.copyFrom(data)))
         .build();
+  }
+
+  /** Asks the replica at the other end of {@code ch} to sync its copies of {@code volume}. */
+  private static void syncCopies(ManagedChannel ch, Volume volume, String ownerId) {
+    ReplicaServiceGrpc.newBlockingStub(ch)
+        .withDeadlineAfter(10, TimeUnit.SECONDS)
+        .syncCopies(
+            SyncCopiesRequest.newBuilder()
+                .setVolume(volume.getName())
+                .setEpoch(volume.getEpoch())
+                .setOwnerId(ownerId)
+                .build());
   }
 
   /** Sends one replication request on a stream of its own and returns its ack. */

@@ -31,6 +31,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -268,5 +269,94 @@ class TwoNodeReplicationTest {
                 assertThat(((CacheException) e).reason())
                     .isEqualTo(CacheException.Reason.UNAVAILABLE));
     assertThat(Arrays.copyOfRange(shared(), 8192, 8192 + 4096)).isEqualTo(new byte[4096]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // FLUSH (CacheEngine.syncVolume): the owner's sync and the replica's
+
+  private void syncVolume() throws Exception {
+    try {
+      owner.syncVolume("v", applyPool).get(20, TimeUnit.SECONDS);
+    } catch (ExecutionException e) {
+      throw (Exception) e.getCause();
+    }
+  }
+
+  @Test
+  void aFlushSyncsTheReplicasFlashToo() throws Exception {
+    randomWrites(new Random(5), 20);
+    long replicaSyncs = replica.localSyncRequests();
+    long replicaFsyncs = replica.localFsyncs();
+    long ownerFsyncs = owner.localFsyncs();
+    syncVolume();
+    assertThat(replica.localSyncRequests() - replicaSyncs).isEqualTo(1);
+    assertThat(replica.localFsyncs() - replicaFsyncs).isEqualTo(1);
+    assertThat(owner.localFsyncs() - ownerFsyncs).isEqualTo(1);
+    assertThat(shared()).as("nothing destaged").isEqualTo(new byte[(int) VOLUME]);
+  }
+
+  @Test
+  void aFlushFailsWhileAReplicaTheMapListsCannotSync() throws Exception {
+    randomWrites(new Random(6), 20);
+    replicaServer.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    assertThatThrownBy(this::syncVolume)
+        .isInstanceOfSatisfying(
+            CacheException.class,
+            e -> assertThat(e.reason()).isEqualTo(CacheException.Reason.UNAVAILABLE))
+        .hasMessageContaining("replica replica did not make its copies durable");
+  }
+
+  /**
+   * The replica cannot sync and is out of the volume's replicas by the time its failure is known
+   * (the map listed it when the flush began, not afterwards).
+   */
+  private void replicaRemovedDuringTheFlush(boolean acceptFewer) throws Exception {
+    java.util.concurrent.atomic.AtomicInteger lookups =
+        new java.util.concurrent.atomic.AtomicInteger();
+    owner.setReplicationPort(
+        new PeerReplicationPort(
+            v ->
+                lookups.incrementAndGet() == 1
+                    ? new PeerReplicationPort.Targets(
+                        epoch.get(), "owner", List.of(toReplica), 1, acceptFewer)
+                    : new PeerReplicationPort.Targets(
+                        epoch.get(), "owner", List.of(), 0, acceptFewer)));
+    replicaServer.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+  }
+
+  @Test
+  void underAcceptAFlushWhoseReplicaWasRemovedMeanwhileCoversTheCopiesThatExist() throws Exception {
+    randomWrites(new Random(7), 20);
+    long dirty = owner.volumeStatus("v").dirtyBytes();
+    replicaRemovedDuringTheFlush(true);
+    syncVolume();
+    assertThat(owner.volumeStatus("v").dirtyBytes()).as("nothing destaged").isEqualTo(dirty);
+  }
+
+  @Test
+  void otherwiseAFlushWhoseReplicaWasRemovedMeanwhileGoesThroughToSharedStorage() throws Exception {
+    randomWrites(new Random(8), 20);
+    replicaRemovedDuringTheFlush(false);
+    syncVolume();
+    assertThat(owner.volumeStatus("v").dirtyBytes()).isZero();
+    assertThat(Arrays.equals(shared(), model)).as("shared storage has every write").isTrue();
+  }
+
+  @Test
+  void aReplicaAtANewerEpochIsAskedAgainAtTheOwnersNewerOne() throws Exception {
+    write(0, new byte[4096]);
+    epoch.set(8);
+    java.util.concurrent.atomic.AtomicInteger lookups =
+        new java.util.concurrent.atomic.AtomicInteger();
+    // The owner's map shows epoch 7 when the flush begins, then 8.
+    owner.setReplicationPort(
+        new PeerReplicationPort(
+            v ->
+                new PeerReplicationPort.Targets(
+                    lookups.incrementAndGet() == 1 ? 7 : 8, "owner", List.of(toReplica))));
+    long replicaSyncs = replica.localSyncRequests();
+    syncVolume();
+    assertThat(lookups.get()).isGreaterThan(1);
+    assertThat(replica.localSyncRequests() - replicaSyncs).isEqualTo(1);
   }
 }

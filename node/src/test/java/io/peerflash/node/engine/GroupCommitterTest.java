@@ -40,6 +40,8 @@ class GroupCommitterTest {
   private final SimulatedDisk disk = new SimulatedDisk();
   private final LocalDurability durability = new LocalDurability();
   private final List<IndexWrite> indexWrites = new CopyOnWriteArrayList<>();
+  // For each sync of the index log: how many cache-file fsyncs had completed before it.
+  private final List<Long> indexSyncs = new CopyOnWriteArrayList<>();
   private final ExecutorService pool =
       Executors.newCachedThreadPool(new NamedThreadFactory("committer-test", true));
   private KeyValueStorage rocks;
@@ -169,6 +171,77 @@ class GroupCommitterTest {
             e -> assertThat(e.reason()).isEqualTo(CacheException.Reason.UNAVAILABLE));
   }
 
+  @Test
+  void aSyncWithoutSyncWritesForcesTheCacheFileThenSyncsTheIndexLog() throws Exception {
+    GroupCommitter committer = new GroupCommitter(kv, cacheFile, false, durability);
+    committer.commit(entryAt(4));
+    long forces0 = disk.forces.get();
+
+    committer.sync();
+
+    assertThat(disk.forces.get() - forces0).as("one fsync of the cache file").isEqualTo(1);
+    assertThat(indexSyncs).as("then one sync of the index log").containsExactly(forces0 + 1);
+    assertThat(committer.fsyncs.sum()).isEqualTo(1);
+    assertThat(committer.syncRequests.sum()).isEqualTo(1);
+    assertThat(committer.groups.sum()).as("the commit only: a sync writes no batch").isEqualTo(1);
+  }
+
+  @Test
+  void syncsAndCommitsQueuedBehindARunningFsyncShareTheNextOne() throws Exception {
+    GroupCommitter committer = new GroupCommitter(kv, cacheFile, true, durability);
+    long forces0 = disk.forces.get();
+    CountDownLatch releaseFsync = new CountDownLatch(1);
+    disk.holdNextForce(releaseFsync);
+
+    Future<?> leader = syncOnPool(committer, new AtomicReference<>());
+    assertThat(disk.forceHeld.await(10, TimeUnit.SECONDS)).as("the leader's fsync").isTrue();
+    List<Future<?>> queued = new ArrayList<>();
+    for (int i = 0; i < 4; i++) {
+      AtomicReference<Thread> thread = new AtomicReference<>();
+      Future<?> f = i % 2 == 0 ? syncOnPool(committer, thread) : commitOnPool(committer, i, thread);
+      awaitWaitingIn(awaitThread(thread), "ConditionObject.awaitUninterruptibly", f);
+      assertThat(f).as("queued behind the fsync").isNotDone();
+      queued.add(f);
+    }
+
+    releaseFsync.countDown();
+    leader.get(10, TimeUnit.SECONDS);
+    for (Future<?> f : queued) {
+      f.get(10, TimeUnit.SECONDS);
+    }
+    assertThat(disk.forces.get() - forces0)
+        .as("the leader's fsync, then one for the two syncs and two commits queued")
+        .isEqualTo(2);
+    assertThat(committer.fsyncs.sum()).isEqualTo(2);
+    assertThat(committer.syncRequests.sum()).isEqualTo(3);
+    assertThat(indexSyncs).as("the leader's group had no batch").containsExactly(forces0 + 1);
+    assertThat(indexWrites)
+        .as("the second group's batches, written synced after its fsync")
+        .containsExactly(new IndexWrite(true, 2, forces0 + 2));
+  }
+
+  @Test
+  void aFailedSyncFailsItsCallersAndIsFatal() throws Exception {
+    GroupCommitter committer = new GroupCommitter(kv, cacheFile, false, durability);
+    disk.failNextForces(1);
+
+    assertThatThrownBy(committer::sync)
+        .isInstanceOf(IOException.class)
+        .hasMessageContaining("fsync");
+    assertThat(durability.ok()).isFalse();
+    assertThat(indexSyncs).isEmpty();
+    assertThatThrownBy(committer::sync).hasMessageContaining("local flash failed");
+  }
+
+  private Future<?> syncOnPool(GroupCommitter committer, AtomicReference<Thread> thread) {
+    return pool.submit(
+        () -> {
+          thread.set(Thread.currentThread());
+          committer.sync();
+          return null;
+        });
+  }
+
   private Future<?> commitOnPool(GroupCommitter committer, int slot, AtomicReference<Thread> thread)
       throws IOException {
     Batch batch = entryAt(slot);
@@ -211,6 +284,7 @@ class GroupCommitterTest {
 
     @Override
     public void sync() throws IOException {
+      indexSyncs.add(disk.forces.get());
       delegate.sync();
     }
 

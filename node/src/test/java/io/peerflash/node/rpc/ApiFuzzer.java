@@ -45,6 +45,7 @@ import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
 import io.peerflash.proto.v1.SetPolicyRequest;
+import io.peerflash.proto.v1.SyncCopiesRequest;
 import io.peerflash.proto.v1.TrimRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumePolicy;
@@ -1033,8 +1034,10 @@ final class ApiFuzzer {
       fuzzAddNode();
     } else if (k < 975) {
       fuzzReplicate();
-    } else {
+    } else if (k < 990) {
       fuzzDescribeCopies();
+    } else {
+      fuzzSyncCopies();
     }
   }
 
@@ -1594,6 +1597,45 @@ final class ApiFuzzer {
         () ->
             replicas(asAdmin)
                 .describeCopies(DescribeCopiesRequest.newBuilder().setVolume(name).build()));
+  }
+
+  /**
+   * A sync of held copies, as the peer volume's owner asks for one at a FLUSH. Refused with
+   * PERMISSION_DENIED whenever the request claims another owner than the node whose certificate
+   * sends it, as Replicate is, and for the admin client. Like copies, a sync for a volume this node
+   * does not hold as a replica waits for the map to catch up (2 s) before it fails: rare.
+   */
+  private void fuzzSyncCopies() {
+    int v = rng.nextInt(100);
+    String volume = v < 2 ? MODEL : v < 4 ? pick(rng, ODD_STRINGS) : target.peerVolume();
+    if (volume == null) {
+      volume = "s3";
+    }
+    long epoch = target.peerVolume() == null ? 1 : peerEpoch();
+    int e = rng.nextInt(100);
+    long sentEpoch = e < 70 ? epoch : e < 80 ? epoch - 1 : e < 90 ? 0 : e < 97 ? -1L : epoch + 1;
+    String owner =
+        rng.nextInt(100) < 85 && target.peerOwner() != null
+            ? target.peerOwner()
+            : pick(rng, ODD_STRINGS);
+    boolean asAdmin = replicaCallAsAdmin();
+    SyncCopiesRequest req =
+        SyncCopiesRequest.newBuilder()
+            .setVolume(volume)
+            .setEpoch(sentEpoch)
+            .setOwnerId(owner)
+            .build();
+    call(
+        "Replica.SyncCopies",
+        "volume="
+            + str(volume)
+            + " epoch="
+            + u64(sentEpoch)
+            + " owner_id="
+            + str(owner)
+            + (asAdmin ? " (as the admin client)" : ""),
+        asAdmin ? target.clustered() : !owner.equals(target.peerOwner()),
+        () -> replicas(asAdmin).syncCopies(req));
   }
 
   /**

@@ -10,6 +10,8 @@ import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.proto.v1.SyncCopiesRequest;
+import io.peerflash.proto.v1.SyncCopiesResponse;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.Time;
 import java.util.List;
@@ -154,6 +156,53 @@ public final class PeerReplicator implements AutoCloseable {
    */
   public CompletableFuture<Void> reset(String volume, long epoch, String ownerId, long belowSeq) {
     return send(request(volume, epoch, ownerId).setResetBelowSeq(belowSeq));
+  }
+
+  /**
+   * Asks the peer to make every copy of the volume it has acknowledged durable (SyncCopies), for a
+   * FLUSH on this node. A unary call on the same channel as the copies' stream, not on the stream:
+   * it covers every batch whose ack this node received before the call, because the peer stores a
+   * copy before it acks it and starts the sync only after the request arrived (so a sync does not
+   * hold up the copies queued behind it on the stream, nor counts against their ack deadline).
+   * Bounded by the connect timeout plus the ack timeout.
+   *
+   * @return completes once the peer synced; fails with a {@link ReplicaException}:
+   *     PERMISSION_DENIED or FAILED_PRECONDITION when the peer refuses this node as owner at {@code
+   *     epoch}, UNAVAILABLE or DEADLINE_EXCEEDED when it cannot be reached or its sync failed or
+   *     took too long
+   */
+  public CompletableFuture<Void> syncCopies(String volume, long epoch, String ownerId) {
+    CompletableFuture<Void> synced = new CompletableFuture<>();
+    SyncCopiesRequest req =
+        SyncCopiesRequest.newBuilder()
+            .setVolume(volume)
+            .setEpoch(epoch)
+            .setOwnerId(ownerId)
+            .build();
+    try {
+      stub.withDeadlineAfter(connectTimeoutMs + ackTimeoutMs, TimeUnit.MILLISECONDS)
+          .syncCopies(
+              req,
+              new StreamObserver<>() {
+                @Override
+                public void onNext(SyncCopiesResponse value) {}
+
+                @Override
+                public void onError(Throwable t) {
+                  synced.completeExceptionally(
+                      ReplicaStatuses.fromStatus(
+                          Status.fromThrowable(t).augmentDescription("sync of replica " + peerId)));
+                }
+
+                @Override
+                public void onCompleted() {
+                  synced.complete(null);
+                }
+              });
+    } catch (RuntimeException e) {
+      synced.completeExceptionally(unavailable("sync of replica " + peerId + ": " + e));
+    }
+    return synced;
   }
 
   private static ReplicateRequest.Builder request(String volume, long epoch, String ownerId) {

@@ -9,6 +9,8 @@ import io.peerflash.proto.v1.DescribeCopiesResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.ReplicateAck;
 import io.peerflash.proto.v1.ReplicateRequest;
+import io.peerflash.proto.v1.SyncCopiesRequest;
+import io.peerflash.proto.v1.SyncCopiesResponse;
 import io.peerflash.security.Audit;
 import io.peerflash.security.Identities;
 import io.peerflash.security.Identity;
@@ -91,25 +93,11 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
      * owner_id field alone proves nothing.
      */
     private ReplicateAck refusal(ReplicateRequest req) {
-      if (sender == null) {
-        return null;
-      }
-      String why = null;
-      if (sender.kind() != Identity.Kind.NODE) {
-        why = sender.describe() + " is not a node: replica copies come only from a volume's owner";
-      } else if (!sender.name().equals(req.getOwnerId())) {
-        why =
-            "node '"
-                + sender.name()
-                + "' sent copies of volume "
-                + Texts.quote(req.getVolume())
-                + " claiming owner "
-                + Texts.quote(req.getOwnerId());
-      }
+      String why =
+          senderRefusal(sender, "Replicate", "sent copies of", req.getVolume(), req.getOwnerId());
       if (why == null) {
         return null;
       }
-      Audit.refused(sender, "Replicate", req.getVolume(), why);
       return ReplicateAck.newBuilder()
           .setBatchId(req.getBatchId())
           .setCode(Status.Code.PERMISSION_DENIED.value())
@@ -261,6 +249,71 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
         cancelled();
       }
     }
+  }
+
+  /**
+   * Why {@code sender} may not act as the owner {@code ownerId} of {@code volume} (audited), or
+   * null when it may, as far as its certificate tells: a replica takes copies, and syncs them on
+   * request, only from the node its certificate names, and only if that node is the one the request
+   * names as owner (which the epoch guard then checks against the cluster map): the owner_id field
+   * alone proves nothing. A plaintext node (no identity) checks only the map.
+   *
+   * @param did what the sender did, for the message ("sent copies of")
+   */
+  private static String senderRefusal(
+      Identity sender, String method, String did, String volume, String ownerId) {
+    if (sender == null) {
+      return null;
+    }
+    String why = null;
+    if (sender.kind() != Identity.Kind.NODE) {
+      why =
+          sender.describe()
+              + " is not a node: only a volume's owner sends its replicas copies and syncs";
+    } else if (!sender.name().equals(ownerId)) {
+      why =
+          "node '"
+              + sender.name()
+              + "' "
+              + did
+              + " volume "
+              + Texts.quote(volume)
+              + " claiming owner "
+              + Texts.quote(ownerId);
+    }
+    if (why != null) {
+      Audit.refused(sender, method, volume, why);
+    }
+    return why;
+  }
+
+  /**
+   * Makes the copies this node acknowledged durable, for the volume's owner only (its certificate,
+   * then the map at the request's epoch). Runs on the server's executor: a sync waits for an fsync,
+   * shared with concurrent ones ({@link ReplicaSink#sync}).
+   */
+  @Override
+  public void syncCopies(SyncCopiesRequest req, StreamObserver<SyncCopiesResponse> out) {
+    String why =
+        senderRefusal(
+            Identities.current(),
+            "SyncCopies",
+            "asked for a sync of",
+            req.getVolume(),
+            req.getOwnerId());
+    if (why != null) {
+      out.onError(Status.PERMISSION_DENIED.withDescription(why).asRuntimeException());
+      return;
+    }
+    try {
+      guard.checkReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
+      sink.sync(req.getVolume());
+    } catch (ReplicaException e) {
+      out.onError(ReplicaStatuses.toStatus(e).asRuntimeException());
+      return;
+    }
+    out.onNext(SyncCopiesResponse.getDefaultInstance());
+    out.onCompleted();
   }
 
   /** A request that only carries copies (no reset, no releases): the common, batchable kind. */

@@ -25,6 +25,15 @@ public interface ReplicaSink {
   /** Drops every copy held for the volume whose sequence is below {@code belowSeq}. */
   void reset(String volume, long belowSeq) throws ReplicaException;
 
+  /**
+   * Returns once every copy of the volume applied before this call is on non-volatile storage (also
+   * where {@link #apply} does not sync); concurrent calls may share one sync.
+   *
+   * @throws ReplicaException NOT_FOUND for a volume not held, FAILED_PRECONDITION for one not held
+   *     as a replica, UNAVAILABLE when the sync failed
+   */
+  void sync(String volume) throws ReplicaException;
+
   /** The highest sequence held for the volume (0 when none) and the number of dirty blocks. */
   CopyState describe(String volume) throws ReplicaException;
 

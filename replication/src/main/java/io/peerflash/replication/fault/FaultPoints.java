@@ -37,7 +37,8 @@ public final class FaultPoints {
   /** The leader chose a new owner and is about to commit the ChangeOwner. Key: the volume. */
   /**
    * A group commit's fsync of the cache file (key: "cache.slots"; each node has its own fault
-   * points); DROP makes it fail as a disk would (with --sync, where writes fsync).
+   * points): with --sync, where writes fsync, and for every FLUSH's sync (the owner's and its
+   * replicas'). DROP makes it fail as a disk would; DELAY holds the group.
    */
   public static final String LOCAL_FSYNC = "local.fsync";
 

@@ -49,6 +49,7 @@ class ReplicationStreamTest {
     volatile boolean mustWait; // true: every apply needs a wait (tryApply refuses)
     final List<String> applyThreads = new CopyOnWriteArrayList<>();
     final AtomicInteger applyCalls = new AtomicInteger();
+    final AtomicInteger syncCalls = new AtomicInteger();
 
     @Override
     public boolean tryApply(String volume, List<BlockCopy> blocks) throws ReplicaException {
@@ -97,6 +98,11 @@ class ReplicationStreamTest {
     @Override
     public void reset(String volume, long belowSeq) {
       seqByBlock.values().removeIf(seq -> seq < belowSeq);
+    }
+
+    @Override
+    public void sync(String volume) {
+      syncCalls.incrementAndGet();
     }
 
     @Override
