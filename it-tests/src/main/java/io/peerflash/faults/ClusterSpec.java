@@ -13,6 +13,7 @@ public final class ClusterSpec {
   long sharedStorageLimit;
   Duration healthCheckInterval;
   String javaOpts = "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1";
+  boolean publishNbd;
 
   ClusterSpec(String scenario) {
     this.scenario = scenario;
@@ -46,6 +47,16 @@ public final class ClusterSpec {
    */
   public ClusterSpec sharedStorageLimit(long bytes) {
     this.sharedStorageLimit = bytes;
+    return this;
+  }
+
+  /**
+   * Every node serves NBD on {@link DockerCluster#NBD_PORT} (TLS with STARTTLS), published on a
+   * port of this host ({@link DockerCluster.Node#nbdHostPort}).
+   */
+  public ClusterSpec publishNbd() {
+    this.publishNbd = true;
+    settings.put("nbd", "0.0.0.0:" + DockerCluster.NBD_PORT);
     return this;
   }
 

@@ -61,6 +61,10 @@ public final class DockerCluster implements AutoCloseable {
   public static final int CLIENT_PORT = 7601;
   public static final int HTTP_PORT = 7801;
   public static final int RAFT_PORT = 7701;
+
+  /** NBD's port in a container, published on this host with {@link ClusterSpec#publishNbd}. */
+  public static final int NBD_PORT = 10809;
+
   public static final String SHARED_DIR = "/var/lib/peerflash/shared";
   public static final String DATA_DIR = "/var/lib/peerflash/data";
 
@@ -83,6 +87,11 @@ public final class DockerCluster implements AutoCloseable {
       this.id = id;
       this.ip = ip;
       this.container = container;
+    }
+
+    /** The port of this host that reaches the node's NBD port (with {@code publishNbd}). */
+    public int nbdHostPort() {
+      return container.getMappedPort(NBD_PORT);
     }
 
     public String id() {
@@ -293,6 +302,9 @@ public final class DockerCluster implements AutoCloseable {
                       .withBinds(new Bind(source, new Volume(SHARED_DIR)));
                   create.withHealthcheck(healthCheck());
                 });
+    if (spec.publishNbd) {
+      c.withExposedPorts(NBD_PORT);
+    }
     return new Node(id, ip, c);
   }
 

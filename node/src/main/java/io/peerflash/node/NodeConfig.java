@@ -363,8 +363,8 @@ public record NodeConfig(
       key(
           "nbd",
           "",
-          "HOST:PORT of the NBD front end over TCP (every volume is an export of its name; 10809 is"
-              + " NBD's port); empty: none. With TLS on the node, clients must use NBD_OPT_STARTTLS"
+          "HOST:PORT of the NBD front end over TCP (every volume of the cluster is an export of its"
+              + " name, on every node; 10809 is NBD's port); empty: none. With TLS on the node, clients must use NBD_OPT_STARTTLS"
               + " with a client certificate of the cluster CA (role io or admin).",
           s -> s);
   public static final Key<Path> NBD_SOCKET =
@@ -392,8 +392,10 @@ public record NodeConfig(
       key(
           "nbd-forward-timeout-ms",
           "60000",
-          "How long an NBD request for a volume owned by another node may wait for that owner"
-              + " (redirects, a failover) before it fails with EIO.",
+          "How long an NBD request may wait for a serving owner of its volume before it fails"
+              + " with EIO: a node forwards the I/O of a volume another node owns to that owner"
+              + " and retries it through a failover, a move or a refused connection (the client"
+              + " sees a pause). An OFFLINE volume (no copy can take over) fails at once.",
           Long::parseLong);
 
   /** The keys in documentation order. */

@@ -122,12 +122,18 @@ public final class PeerFlashNode implements AutoCloseable {
       builder.addService(new ReplicaGrpcService(engine.replicaSink(), cluster, rpcExecutor));
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
+      // I/O another member's NBD front end forwards to the volumes this node owns.
+      builder.addService(
+          new io.peerflash.node.nbd.ForwardedIoGrpcService(engine, rpcExecutor, cluster));
+      onTransportThread.addAll(
+          List.of(io.peerflash.node.nbd.ForwardedIoGrpcService.transportThreadMethods()));
     }
     // Innermost (interceptors added first run last): it sees each handler's own exceptions.
     builder.intercept(new StatusGuard());
     if (tls.enabled()) {
       // Who calls (from the certificate of the TLS session), then what that identity may call.
-      builder.intercept(new Authorization());
+      builder.intercept(
+          cluster == null ? new Authorization() : new Authorization(cluster::isMember));
       builder.intercept(Identities.interceptor(tls.directory()));
     }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));

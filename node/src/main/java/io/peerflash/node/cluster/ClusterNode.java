@@ -61,7 +61,8 @@ import org.slf4j.LoggerFactory;
  * replica copies by epoch, fences the node when its lease lapses, and, on the leader, fails volumes
  * of a DOWN owner over to the replica holding the most.
  */
-public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGuard, AutoCloseable {
+public final class ClusterNode
+    implements ClusterRouting, ClusterAdmin, EpochGuard, PeerChannels, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
   private static final long COMMAND_TIMEOUT_MS = 15_000;
   private static final long MAP_CATCH_UP_MS = 2_000;
@@ -623,6 +624,27 @@ public final class ClusterNode implements ClusterRouting, ClusterAdmin, EpochGua
               .directExecutor()
               .build();
         });
+  }
+
+  @Override
+  public ManagedChannel peerChannel(String nodeId) {
+    Member m = controlPlane.map().member(nodeId).orElse(null);
+    return m == null ? null : channel(m);
+  }
+
+  @Override
+  public boolean servesVolume(String nodeId, String volume) {
+    ClusterMap map = controlPlane.map();
+    return map.volume(volume).map(r -> r.owner().equals(nodeId)).orElse(false)
+        && map.member(nodeId).map(Member::isAlive).orElse(false);
+  }
+
+  /**
+   * Whether the cluster map names {@code nodeId} a member (in any state): only members may send I/O
+   * forwarded for a client ({@link io.peerflash.node.rpc.Authorization}).
+   */
+  public boolean isMember(String nodeId) {
+    return controlPlane.map().member(nodeId).isPresent();
   }
 
   @Override

@@ -233,7 +233,11 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
       }
       return null;
     }
-    return new VolumeExport(volumes, v, NbdGrant.readOnly(identity));
+    return new VolumeExport(
+        volumes.forClient(
+            identity == null ? "a client on the NBD Unix socket" : identity.describe()),
+        v,
+        NbdGrant.readOnly(identity));
   }
 
   private int transmissionFlags(VolumeExport e) {
@@ -245,8 +249,9 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
             | NbdProtocol.TF_SEND_WRITE_ZEROES
             | NbdProtocol.TF_SEND_FAST_ZERO
             | NbdProtocol.TF_SEND_CACHE
-            // Every connection to a volume reaches its one owner's engine, and a FLUSH covers
-            // every write completed on any connection.
+            // Every connection to a volume, on any node, reaches its one owner's engine (I/O
+            // of a volume another node owns is forwarded there, FLUSH included), so a FLUSH
+            // covers every write completed on any connection.
             | NbdProtocol.TF_CAN_MULTI_CONN;
     if (structured) {
       f |= NbdProtocol.TF_SEND_DF;

@@ -61,8 +61,11 @@ public final class NbdServer implements AutoCloseable {
   private final Channel tcp;
   private final Channel unix;
   private final Path socketPath;
+  private final VolumeIo volumes;
 
-  private NbdServer(EventLoopGroup loops, Channel tcp, Channel unix, Path socketPath) {
+  private NbdServer(
+      EventLoopGroup loops, Channel tcp, Channel unix, Path socketPath, VolumeIo volumes) {
+    this.volumes = volumes;
     this.loops = loops;
     this.tcp = tcp;
     this.unix = unix;
@@ -77,20 +80,26 @@ public final class NbdServer implements AutoCloseable {
 
   /**
    * Serves the volumes of a node: of its engine on a single node ({@code cluster} null), of the
-   * cluster map in a cluster.
+   * cluster map in a cluster, every volume on every node (I/O of a volume another node owns is
+   * forwarded to that owner, waiting at most {@code nbd-forward-timeout-ms} for one).
    */
   public static NbdServer start(
       Settings settings,
       CacheEngine engine,
-      io.peerflash.node.cluster.ClusterRouting cluster,
+      io.peerflash.node.cluster.ClusterNode cluster,
       io.peerflash.node.NodeConfig config,
       Executor waits)
       throws IOException {
-    return start(
-        settings,
+    VolumeIo volumes =
         cluster == null
             ? new EngineVolumeIo(engine, waits)
-            : new RoutedVolumeIo(engine, waits, cluster));
+            : new RoutedVolumeIo(engine, waits, cluster, cluster, config.nbdForwardTimeoutMs());
+    try {
+      return start(settings, volumes);
+    } catch (IOException | RuntimeException e) {
+      volumes.close();
+      throw e;
+    }
   }
 
   static NbdServer start(Settings settings, VolumeIo volumes) throws IOException {
@@ -155,7 +164,7 @@ public final class NbdServer implements AutoCloseable {
       }
       throw e instanceof IOException io ? io : new IOException("NBD listener: " + e, e);
     }
-    return new NbdServer(loops, tcp, unix, settings.socketPath());
+    return new NbdServer(loops, tcp, unix, settings.socketPath(), volumes);
   }
 
   private static ChannelInitializer<Channel> initializer(
@@ -211,5 +220,6 @@ public final class NbdServer implements AutoCloseable {
       }
     }
     loops.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
+    volumes.close();
   }
 }

@@ -33,4 +33,15 @@ interface VolumeIo {
    * the volume keeps.
    */
   CompletableFuture<Void> flush(String volume);
+
+  /**
+   * The same volumes, for calls made on behalf of {@code client} (as its certificate names it):
+   * what a node forwarding them to another names in the owner's audit log.
+   */
+  default VolumeIo forClient(String client) {
+    return this;
+  }
+
+  /** Stops what serving needed (timers); called once the NBD server has closed its listeners. */
+  default void close() {}
 }

@@ -12,6 +12,11 @@ import io.peerflash.proto.v1.ClusterStatus;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DeleteVolumeRequest;
 import io.peerflash.proto.v1.FlushRequest;
+import io.peerflash.proto.v1.ForwardedFlushRequest;
+import io.peerflash.proto.v1.ForwardedIoServiceGrpc;
+import io.peerflash.proto.v1.ForwardedReadRequest;
+import io.peerflash.proto.v1.ForwardedWriteRequest;
+import io.peerflash.proto.v1.ForwardedZeroRequest;
 import io.peerflash.proto.v1.GetVolumeRequest;
 import io.peerflash.proto.v1.ListVolumesResponse;
 import io.peerflash.proto.v1.MoveVolumeRequest;
@@ -30,6 +35,7 @@ import io.peerflash.security.Identity.Kind;
 import io.peerflash.security.Identity.Role;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.function.Predicate;
 
 /**
  * What each identity may call on a node's port, which clients and peers share. The identity comes
@@ -45,6 +51,9 @@ import java.util.Map;
  *   <li>a node: the peer methods (replica copies, describing copies) and a move another node
  *       forwards to the owner (that node checked the client's role; the audit line names the
  *       client). Replica copies are further checked against the map's owner by the replica service.
+ *   <li>a node of the current cluster map (not a removed one, not a client): I/O another node's NBD
+ *       front end forwards to the volume's owner ({@code ForwardedIoService}); that node checked
+ *       the client's certificate and grant, and the request names the client for the audit log.
  * </ul>
  *
  * Every refusal and every administrative action is one audit line ({@link Audit}).
@@ -65,7 +74,9 @@ public final class Authorization implements ServerInterceptor {
     /** Admin, or a node forwarding a client's move to the owner. */
     MOVE,
     /** Nodes only: the peer methods. */
-    NODE
+    NODE,
+    /** Nodes the current cluster map names members: I/O forwarded for a client. */
+    FORWARDED_IO
   }
 
   private static final Map<String, Access> METHODS = new HashMap<>();
@@ -91,6 +102,25 @@ public final class Authorization implements ServerInterceptor {
     put(ReplicaServiceGrpc.getReplicateMethod().getFullMethodName(), Access.NODE);
     put(ReplicaServiceGrpc.getDescribeCopiesMethod().getFullMethodName(), Access.NODE);
     put(ReplicaServiceGrpc.getSyncCopiesMethod().getFullMethodName(), Access.NODE);
+    put(ForwardedIoServiceGrpc.getReadMethod().getFullMethodName(), Access.FORWARDED_IO);
+    put(ForwardedIoServiceGrpc.getWriteMethod().getFullMethodName(), Access.FORWARDED_IO);
+    put(ForwardedIoServiceGrpc.getZeroMethod().getFullMethodName(), Access.FORWARDED_IO);
+    put(ForwardedIoServiceGrpc.getFlushMethod().getFullMethodName(), Access.FORWARDED_IO);
+  }
+
+  private final Predicate<String> member;
+
+  /** On a single node: no identity is a member of a cluster (forwarded I/O is refused). */
+  public Authorization() {
+    this(nodeId -> false);
+  }
+
+  /**
+   * @param member whether the current cluster map names a node id a member (checked on every
+   *     forwarded-I/O call, so a node removed from the map is cut off at its next call)
+   */
+  public Authorization(Predicate<String> member) {
+    this.member = member;
   }
 
   private static void put(String method, Access access) {
@@ -118,6 +148,11 @@ public final class Authorization implements ServerInterceptor {
       return deny(call, who, action, null, "the method is not open to any identity");
     }
     String refusal = methodRefusal(who, access);
+    if (refusal == null && access == Access.FORWARDED_IO && !member.test(who.name())) {
+      refusal =
+          who.describe()
+              + " is not a member of the cluster map: only members may forward a client's I/O";
+    }
     if (refusal != null) {
       // Refused whatever the request says; its first message only names the volume for the
       // audit line.
@@ -146,6 +181,12 @@ public final class Authorization implements ServerInterceptor {
     return switch (access) {
       case ANY -> null;
       case NODE -> node ? null : who.describe() + " may not call a peer method: nodes only";
+      case FORWARDED_IO ->
+          node
+              ? null
+              : who.describe()
+                  + " may not call a forwarded-I/O method: member nodes only (clients use"
+                  + " VolumeService or NBD)";
       case STATUS -> node ? needs(who, "a client role") : null;
       case DATA_READ ->
           role == Role.ADMIN || role == Role.IO ? null : needs(who, "the io or admin role");
@@ -196,8 +237,31 @@ public final class Authorization implements ServerInterceptor {
       return r.getName();
     } else if (request instanceof SetPolicyRequest r) {
       return r.getName();
+    } else if (request instanceof ForwardedReadRequest r) {
+      return r.getVolume();
+    } else if (request instanceof ForwardedWriteRequest r) {
+      return r.getVolume();
+    } else if (request instanceof ForwardedZeroRequest r) {
+      return r.getVolume();
+    } else if (request instanceof ForwardedFlushRequest r) {
+      return r.getVolume();
     }
     return null;
+  }
+
+  /** The client a forwarded request says it is for (as the forwarding node named it), or null. */
+  static String onBehalfOf(Object request) {
+    String who = null;
+    if (request instanceof ForwardedReadRequest r) {
+      who = r.getOnBehalfOf();
+    } else if (request instanceof ForwardedWriteRequest r) {
+      who = r.getOnBehalfOf();
+    } else if (request instanceof ForwardedZeroRequest r) {
+      who = r.getOnBehalfOf();
+    } else if (request instanceof ForwardedFlushRequest r) {
+      who = r.getOnBehalfOf();
+    }
+    return who == null || who.isEmpty() ? null : who;
   }
 
   /** What an administrative request acts on (a volume or a node), for the audit line. */
@@ -240,18 +304,23 @@ public final class Authorization implements ServerInterceptor {
 
     @Override
     public void onMessage(Q message) {
-      refuse(targetOf(message));
+      String client = onBehalfOf(message);
+      refuse(
+          targetOf(message),
+          client == null
+              ? why
+              : why + " (it claimed to forward for " + io.peerflash.util.Texts.quote(client) + ")");
     }
 
     @Override
     public void onHalfClose() {
-      refuse(null);
+      refuse(null, why);
     }
 
-    private void refuse(String target) {
+    private void refuse(String target, String reason) {
       if (!done) {
         done = true;
-        deny(call, who, action, target, why);
+        deny(call, who, action, target, reason);
       }
     }
   }

@@ -202,21 +202,20 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
                 cluster != null ? cluster.getVolume(req.getName()) : volume(req.getName())));
   }
 
-  private volatile String nodeId;
   private volatile List<String> nbdUriTemplates = List.of();
 
   /**
-   * The NBD front end's URIs, with {@code {volume}} for the export name: shown with a volume this
-   * node ({@code nodeId}) serves.
+   * The NBD front end's URIs, with {@code {volume}} for the export name: shown with every volume,
+   * since this node ({@code nodeId}) serves every volume of its cluster (forwarding the I/O of
+   * those another node owns).
    */
   public void setNbdUris(String nodeId, List<String> templates) {
-    this.nodeId = nodeId;
     this.nbdUriTemplates = List.copyOf(templates);
   }
 
   private Volume withNbdUris(Volume v) {
     List<String> templates = nbdUriTemplates;
-    if (templates.isEmpty() || (!v.getOwner().isEmpty() && !v.getOwner().equals(nodeId))) {
+    if (templates.isEmpty()) {
       return v;
     }
     Volume.Builder b = v.toBuilder();
