@@ -41,8 +41,13 @@ class ReplicatedFlushTest {
   }
 
   private void start() throws Exception {
-    cluster =
-        new InProcessCluster(dir, 3, Map.of("nbd-socket", dir.resolve("{id}.nbd").toString()));
+    start(Map.of());
+  }
+
+  private void start(Map<String, String> settings) throws Exception {
+    Map<String, String> all = new java.util.HashMap<>(settings);
+    all.put("nbd-socket", dir.resolve("{id}.nbd").toString());
+    cluster = new InProcessCluster(dir, 3, all);
   }
 
   /** An NBD connection to the volume's owner, over its Unix socket. */
@@ -142,12 +147,10 @@ class ReplicatedFlushTest {
 
   @Test
   void aReplicaWhoseSyncFailsFailsTheFlushUntilItIsOutOfTheReplicas() throws Exception {
-    start();
-    try (PeerFlashClient admin = cluster.client("n1")) {
-      // The default on-peer-loss policy, write-through: without the replica, writes go through.
-      admin.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
-    }
-    String replica = replicas("vm1").get(0);
+    // A front end that gives up at once (EIO) instead of holding the request while the cluster
+    // recovers (nbd-forward-timeout-ms, 60 s by default: see the next test).
+    start(Map.of("nbd-forward-timeout-ms", "200"));
+    String replica = volumeWithOneReplica();
     try (RawNbdClient c = connectToOwner("vm1")) {
       c.request(0, NbdProtocol.CMD_WRITE, 1, 0, BLOCK, block(7));
       assertThat(c.simpleReply()).isEqualTo(new RawNbdClient.SimpleReply(0, 1));
@@ -167,9 +170,41 @@ class ReplicatedFlushTest {
       c.request(0, NbdProtocol.CMD_FLUSH, 3, 0, 0, null);
       assertThat(c.simpleReply()).isEqualTo(new RawNbdClient.SimpleReply(0, 3));
     }
+    assertDestaged(block(7));
+  }
+
+  @Test
+  void withTheDefaultTimeoutTheFlushWaitsForTheFailedReplicaToLeaveThenGoesThrough()
+      throws Exception {
+    start();
+    String replica = volumeWithOneReplica();
+    try (RawNbdClient c = connectToOwner("vm1")) {
+      c.request(0, NbdProtocol.CMD_WRITE, 1, 0, BLOCK, block(9));
+      assertThat(c.simpleReply()).isEqualTo(new RawNbdClient.SimpleReply(0, 1));
+      FaultPoints faults = cluster.node(replica).faults();
+      faults.arm(FaultPoints.LOCAL_FSYNC, "*", Action.DROP);
+      // A disk's FLUSH error is fatal to most file systems: the front end holds the request
+      // while the cluster takes the failed replica out, then the flush goes through.
+      c.request(0, NbdProtocol.CMD_FLUSH, 2, 0, 0, null);
+      assertThat(c.simpleReply()).isEqualTo(new RawNbdClient.SimpleReply(0, 2));
+      assertThat(faults.fired(FaultPoints.LOCAL_FSYNC)).isPositive();
+      assertThat(replicas("vm1")).as("answered once the replica was out").doesNotContain(replica);
+    }
+    assertDestaged(block(9));
+  }
+
+  private String volumeWithOneReplica() throws Exception {
+    try (PeerFlashClient admin = cluster.client("n1")) {
+      // The default on-peer-loss policy, write-through: without the replica, writes go through.
+      admin.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+    }
+    return replicas("vm1").get(0);
+  }
+
+  private void assertDestaged(byte[] expected) throws Exception {
     byte[] shared = Files.readAllBytes(dir.resolve("shared").resolve("vm1"));
     assertThat(Arrays.copyOf(shared, BLOCK))
         .as("the flush that went through destaged the write")
-        .isEqualTo(block(7));
+        .isEqualTo(expected);
   }
 }

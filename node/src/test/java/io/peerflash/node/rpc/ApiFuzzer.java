@@ -30,6 +30,11 @@ import io.peerflash.proto.v1.DeleteVolumeRequest;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.FlushRequest;
+import io.peerflash.proto.v1.ForwardedFlushRequest;
+import io.peerflash.proto.v1.ForwardedIoServiceGrpc;
+import io.peerflash.proto.v1.ForwardedReadRequest;
+import io.peerflash.proto.v1.ForwardedWriteRequest;
+import io.peerflash.proto.v1.ForwardedZeroRequest;
 import io.peerflash.proto.v1.GetClusterStatusRequest;
 import io.peerflash.proto.v1.GetStatusRequest;
 import io.peerflash.proto.v1.GetVolumeRequest;
@@ -1032,12 +1037,104 @@ final class ApiFuzzer {
       fuzzRemove();
     } else if (k < 835) {
       fuzzAddNode();
-    } else if (k < 975) {
+    } else if (k < 960) {
       fuzzReplicate();
+    } else if (k < 975) {
+      if (target.clustered()) {
+        fuzzForwardedIo();
+      } else {
+        fuzzReplicate(); // a single node serves no forwarded I/O (UNIMPLEMENTED, as replicas)
+      }
     } else if (k < 990) {
       fuzzDescribeCopies();
     } else {
       fuzzSyncCopies();
+    }
+  }
+
+  /**
+   * Forwarded NBD I/O: only a member node may forward, so the admin client is always refused
+   * (PERMISSION_DENIED); the peer volume's owner, a member, gets the owner's ordinary answers
+   * (never INTERNAL). Its writes go to scratch volumes only, so the model stays as the fuzzer knows
+   * it; the model is only read and flushed.
+   */
+  private void fuzzForwardedIo() {
+    boolean asAdmin = replicaCallAsAdmin();
+    int op = rng.nextInt(4);
+    String volume;
+    int v = rng.nextInt(100);
+    if (v < 30 && (op == 0 || op == 3)) {
+      volume = MODEL;
+    } else if (v < 85) {
+      volume = pick(rng, SCRATCH);
+    } else {
+      volume = pick(rng, FuzzValues.ODD_STRINGS);
+    }
+    long size = knownSizes.getOrDefault(volume, target.modelSize());
+    long offset = FuzzValues.offset(rng, size);
+    String client = rng.nextBoolean() ? "admin" : pick(rng, FuzzValues.ODD_STRINGS);
+    ForwardedIoServiceGrpc.ForwardedIoServiceBlockingStub stub =
+        ForwardedIoServiceGrpc.newBlockingStub(asAdmin ? channel : peerChannel)
+            .withDeadlineAfter(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    String who = asAdmin ? " (as the admin client)" : "";
+    boolean denied = asAdmin;
+    switch (op) {
+      case 0 -> {
+        long length = FuzzValues.length(rng, size);
+        call(
+            "ForwardedIo.Read",
+            "volume=" + str(volume) + " offset=" + u64(offset) + " length=" + length + who,
+            denied,
+            () ->
+                stub.read(
+                    ForwardedReadRequest.newBuilder()
+                        .setVolume(volume)
+                        .setOffset(offset)
+                        .setLength((int) Math.min(length, Integer.MAX_VALUE))
+                        .setOnBehalfOf(client)
+                        .build()));
+      }
+      case 1 -> {
+        byte[] data = randomData(FuzzValues.dataLength(rng));
+        call(
+            "ForwardedIo.Write",
+            "volume=" + str(volume) + " offset=" + u64(offset) + " data=" + data.length + who,
+            denied,
+            () ->
+                stub.write(
+                    ForwardedWriteRequest.newBuilder()
+                        .setVolume(volume)
+                        .setOffset(offset)
+                        .setData(com.google.protobuf.ByteString.copyFrom(data))
+                        .setOnBehalfOf(client)
+                        .build()));
+      }
+      case 2 -> {
+        long length = FuzzValues.length(rng, size);
+        call(
+            "ForwardedIo.Zero",
+            "volume=" + str(volume) + " offset=" + u64(offset) + " length=" + u64(length) + who,
+            denied,
+            () ->
+                stub.zero(
+                    ForwardedZeroRequest.newBuilder()
+                        .setVolume(volume)
+                        .setOffset(offset)
+                        .setLength(length)
+                        .setOnBehalfOf(client)
+                        .build()));
+      }
+      default ->
+          call(
+              "ForwardedIo.Flush",
+              "volume=" + str(volume) + who,
+              denied,
+              () ->
+                  stub.flush(
+                      ForwardedFlushRequest.newBuilder()
+                          .setVolume(volume)
+                          .setOnBehalfOf(client)
+                          .build()));
     }
   }
 
