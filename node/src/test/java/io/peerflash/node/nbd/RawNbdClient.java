@@ -134,6 +134,15 @@ final class RawNbdClient implements AutoCloseable {
     return new SimpleReply(h.getInt(), h.getLong());
   }
 
+  /** The data of a successful simple reply to a READ of {@code length} bytes. */
+  byte[] simpleReplyData(int length) throws IOException {
+    SimpleReply r = simpleReply();
+    if (r.error() != 0) {
+      throw new IOException("read failed: error " + r.error());
+    }
+    return readFully(length).array();
+  }
+
   record Chunk(int flags, int type, long handle, byte[] payload) {}
 
   Chunk chunk() throws IOException {

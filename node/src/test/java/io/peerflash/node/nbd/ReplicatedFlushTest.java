@@ -193,6 +193,47 @@ class ReplicatedFlushTest {
     assertDestaged(block(9));
   }
 
+  @Test
+  void aFlushThroughAnyNodeCoversWritesCompletedThroughAnotherNode() throws Exception {
+    start();
+    String replica = volumeWithOneReplica();
+    String owner = cluster.volume("vm1").getOwner();
+    String third =
+        java.util.stream.Stream.of("n1", "n2", "n3")
+            .filter(id -> !id.equals(owner) && !id.equals(replica))
+            .findFirst()
+            .orElseThrow();
+    // Two connections, neither to the owner: the write goes in through one node, the FLUSH
+    // through the other; both are forwarded to the one owner (what CAN_MULTI_CONN promises).
+    try (RawNbdClient writer = RawNbdClient.unix(dir.resolve(third + ".nbd"));
+        RawNbdClient flusher = RawNbdClient.unix(dir.resolve(replica + ".nbd"))) {
+      writer.greet();
+      assertThat(writer.go("vm1")).isEqualTo(VOLUME);
+      flusher.greet();
+      assertThat(flusher.go("vm1")).isEqualTo(VOLUME);
+      writer.request(0, NbdProtocol.CMD_WRITE, 1, 0, BLOCK, block(5));
+      assertThat(writer.simpleReply()).isEqualTo(new RawNbdClient.SimpleReply(0, 1));
+
+      long ownerSyncs = engine(owner).localSyncRequests();
+      long replicaSyncs = engine(replica).localSyncRequests();
+      long thirdSyncs = engine(third).localSyncRequests();
+      flusher.request(0, NbdProtocol.CMD_FLUSH, 2, 0, 0, null);
+      assertThat(flusher.simpleReply()).isEqualTo(new RawNbdClient.SimpleReply(0, 2));
+      assertThat(engine(owner).localSyncRequests())
+          .as("the owner synced its flash for the flush")
+          .isGreaterThan(ownerSyncs);
+      assertThat(engine(replica).localSyncRequests())
+          .as("the replica synced its copies for the flush")
+          .isGreaterThan(replicaSyncs);
+      assertThat(engine(third).localSyncRequests())
+          .as("the node that took the write holds no copy to sync")
+          .isEqualTo(thirdSyncs);
+      // And the write is readable through the flushing connection.
+      flusher.request(0, NbdProtocol.CMD_READ, 3, 0, BLOCK, null);
+      assertThat(flusher.simpleReplyData(BLOCK)).isEqualTo(block(5));
+    }
+  }
+
   private String volumeWithOneReplica() throws Exception {
     try (PeerFlashClient admin = cluster.client("n1")) {
       // The default on-peer-loss policy, write-through: without the replica, writes go through.
