@@ -6,6 +6,7 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.ReferenceCountUtil;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -222,7 +223,12 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
     } else {
       repliesQueued.incrementAndGet();
       ByteBuf queued = reply;
-      channel.eventLoop().execute(() -> send(queued, true));
+      try {
+        channel.eventLoop().execute(() -> send(queued, true));
+      } catch (RejectedExecutionException e) { // the server is shutting down: no one to answer
+        repliesQueued.decrementAndGet();
+        queued.release();
+      }
     }
   }
 
