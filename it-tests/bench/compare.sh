@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PeerFlash side by side with its floor and a peer, on this machine, in one run:
 #   1. the floor: a 4 KiB gRPC echo between two processes served like a node (QD1, QD32);
-#   2. a peer: Hazelcast 5.7.0, two members, IMap.put of 4 KiB values, backup-count 1;
+#   2. a peer: Hazelcast 5.7.0, two members, IMap.put of 4 KiB values, backup-count 1 (QD N: N
+#      client threads of blocking puts, so QD32 keeps 32 puts in flight);
 #   3. a local 3-node PeerFlash cluster: write-back writes with replicas 0, 1 and 2, read hits,
 #      read misses, a 70/30 mix and 1 MiB sequential writes;
 #   4. TLS against plaintext: two 3-node clusters up side by side, one with mutual TLS and one
@@ -10,6 +11,9 @@
 #   5. a cluster whose shared storage answers in 1 ms: write-through vs write-back;
 #   6. a sustained write run on a small cache (several times the cache is written), so the
 #      destager, not the burst, decides; latency after the cache filled is reported apart;
+#   7. NBD (it-tests/bench/nbd.sh): fio's nbd engine, 4 KiB random, against nbdkit memory (the
+#      floor, Unix socket and TCP), qemu-nbd on a raw file, and PeerFlash replicas 0 and 1 over
+#      the owner's Unix socket and over TCP with TLS, in alternating rounds;
 # then writes a Markdown report (every ratio, the targets met or missed) and PNG plots.
 #
 # Mutual TLS is the default everywhere, as in a deployed cluster: one CA in OUT/certs issues the
@@ -18,6 +22,7 @@
 # and a plaintext echo, reported beside the TLS echo, run with --insecure.
 #
 # Usage: it-tests/bench/compare.sh [--quick | --full | --smoke] [--rounds N] [--out DIR] [--qd LIST]
+#                                  [--nbd-only]
 #   --quick  about 12 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
 #   --full   (default) about 45 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
 #   --smoke  about 8 minutes on a busy machine: 1 s runs, hardly any warm-up, no wait for an idle
@@ -25,6 +30,7 @@
 #   --rounds rounds of TLS against plaintext (default 3, the fewest the targets accept)
 #   --out    where results, logs and the report go (default: /tmp/peerflash-bench-<time>)
 #   --qd     queue depths of every PeerFlash run (default 1,32)
+#   --nbd-only  step 7 alone (about 12 minutes with --full's 10 s runs; --quick 3 s runs)
 #
 # Needs the node's jar: run 'mvn -B -ntp package -DskipTests' from the root first. The peer's
 # side (it-tests/bench/pom.xml) is built here; the first build downloads Hazelcast.
@@ -38,6 +44,7 @@ MODE=full
 OUT=""
 QD="1,32"
 ROUNDS=3
+NBD_ONLY=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) MODE=quick ;;
@@ -46,6 +53,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --qd) QD="$2"; shift ;;
+    --nbd-only) NBD_ONLY=true ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -64,9 +72,13 @@ fi
 # simpler client warms faster, so a short warm-up charges the client's JIT to the node.
 # IDLE_MAX: the longest wait for an idle machine before a run (see wait_idle), in seconds.
 IDLE_MAX=60
+# NBD_SECS: each fio run of step 7 (rounds of it: --rounds).
+NBD_SECS=10
 if [ "$MODE" = quick ]; then
+  NBD_SECS=3
   DUR=3s; WARM=4s; PASS=5s; SUSTAIN=30s; SUSTAIN_CACHE=64MiB; CACHE=1GiB; HZ_DUR=3; HZ_WARM=2
 elif [ "$MODE" = smoke ]; then
+  NBD_SECS=1
   DUR=1s; WARM=1s; PASS=1s; SUSTAIN=10s; SUSTAIN_CACHE=64MiB; CACHE=256MiB; HZ_DUR=1; HZ_WARM=1
   IDLE_MAX=1
 else
@@ -91,6 +103,16 @@ if [ ! -f "$JAR" ]; then
 fi
 OUT=${OUT:-/tmp/peerflash-bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/results" "$OUT/logs"
+# 7. NBD, also alone: its own script, its own processes and ports, its report beside this one's.
+run_nbd() {
+  echo "== NBD: fio's nbd engine, $ROUNDS rounds of ${NBD_SECS} s runs"
+  "$ROOT/it-tests/bench/nbd.sh" --out "$OUT/nbd" --rounds "$ROUNDS" --seconds "$NBD_SECS" \
+    | tee "$OUT/logs/nbd.log" || echo "warning: the NBD step failed; see $OUT/logs/nbd.log" >&2
+}
+if $NBD_ONLY; then
+  run_nbd
+  exit 0
+fi
 # Each cluster preallocates its cache files and the sustained run writes a 16 GiB volume's worth of
 # shared storage: refuse to start on a disk that would fill up halfway.
 FREE_KB=$(df -Pk "$OUT" | awk 'NR == 2 {print $4}')
@@ -415,6 +437,10 @@ JDK_JAVA_OPTIONS="-Xlog:gc*,safepoint:file=$LOGS/gc-sustained-client.log:uptime,
   --json "$RESULTS/sustained.json" | tee -a "$LOGS/bench.log" || true
 stop_cluster
 
+# ---- 7. NBD ------------------------------------------------------------------------------------
+wait_idle
+run_nbd
+
 # ---- report ---------------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - START))
 pf bench report --in "$RESULTS" --out "$OUT" \
@@ -423,3 +449,7 @@ pf bench report --in "$RESULTS" --out "$OUT" \
   --context "runs of $DUR after $WARM warm-up, each server warmed up for $PASS first; cache $CACHE per node ($SUSTAIN_CACHE for the sustained run, $SUSTAIN)" \
   --context "mutual TLS on every node, the echo and the load client (one CA, the client as admin), except the plaintext echo and the plaintext cluster of $ROUNDS alternating TLS/plaintext rounds" \
   --context "every process (3 nodes, the load client, Hazelcast members) shares this machine: compare ratios, not absolute times"
+# The NBD step's section (fio's figures, judged by nbd.sh) follows the report's own.
+if [ -f "$OUT/nbd/nbd-report.md" ] && [ -f "$OUT/report.md" ]; then
+  { echo; cat "$OUT/nbd/nbd-report.md"; } >>"$OUT/report.md"
+fi

@@ -1,5 +1,6 @@
 package io.peerflash.node.cache;
 
+import com.sun.nio.file.ExtendedOpenOption;
 import io.peerflash.util.Blocks;
 import io.peerflash.util.Directories;
 import java.io.IOException;
@@ -70,13 +71,44 @@ public final class CacheFile implements AutoCloseable {
     this.channel = open();
     long existing = channel.size();
     if (existing < sizeBytes) {
-      ByteBuffer zeros = ByteBuffer.allocateDirect(ZERO_CHUNK);
-      for (long pos = existing; pos < sizeBytes; ) {
-        zeros.clear().limit((int) Math.min(ZERO_CHUNK, sizeBytes - pos));
+      long from = preallocateDirect(path, existing, sizeBytes);
+      ByteBuffer zeros = ByteBuffer.allocateDirect(SLOT_SIZE);
+      for (long pos = from; pos < sizeBytes; ) {
+        zeros.clear().limit((int) Math.min(SLOT_SIZE, sizeBytes - pos));
         pos += channel.write(zeros, pos);
       }
       channel.force(true);
     }
+  }
+
+  /**
+   * Writes zeros from {@code from} to {@code to} past the page cache (O_DIRECT) and returns where
+   * it stopped: {@code to}, or earlier when the file system or the offset does not allow direct
+   * I/O, and the caller writes the rest.
+   *
+   * <p>Why not through the page cache in large writes: since Linux 6.x a large buffered write
+   * leaves the file's pages in the cache as large folios (up to the write's size), and every later
+   * 4 KiB slot write into such a folio walks all of its block buffers (ext4_block_write_begin): a
+   * slot write then took 8.5 us at p50 instead of 2 us, on the thread that serves the write. The
+   * fallback writes one slot at a time for the same reason: a 4 KiB write makes a 4 KiB folio.
+   */
+  private static long preallocateDirect(Path path, long from, long to) {
+    int align = SLOT_SIZE;
+    if (from % align != 0) {
+      return from;
+    }
+    long pos = from;
+    try (FileChannel direct =
+        FileChannel.open(path, StandardOpenOption.WRITE, ExtendedOpenOption.DIRECT)) {
+      ByteBuffer zeros = ByteBuffer.allocateDirect(ZERO_CHUNK + align).alignedSlice(align);
+      while (pos < to) {
+        zeros.clear().limit((int) Math.min(ZERO_CHUNK, to - pos));
+        pos += direct.write(zeros, pos);
+      }
+    } catch (IOException | UnsupportedOperationException e) {
+      // tmpfs and some other file systems refuse O_DIRECT: the rest goes through the page cache.
+    }
+    return pos - pos % align;
   }
 
   private FileChannel open() throws IOException {
