@@ -232,7 +232,11 @@ start_cluster() { # name cache-size base-port raft-base-port [local-cluster args
   local name=$1 cache=$2 base=$3 raft=$4
   shift 4
   local dir="$OUT/$name" p
-  for p in $base $((base + 1)) $((base + 2)) $raft $((raft + 1)) $((raft + 2)); do
+  # Each cluster's HTTP (metrics, status page) and NBD ports follow its client ports, so two
+  # clusters up side by side (step 4) never meet on local-cluster's default 7801+ and 10809+.
+  local http=$((base + 200)) nbd=$((base + 300))
+  for p in $base $((base + 1)) $((base + 2)) $raft $((raft + 1)) $((raft + 2)) \
+    $http $((http + 1)) $((http + 2)) $nbd $((nbd + 1)) $((nbd + 2)); do
     port_free "$p" || { echo "error: port $p is still in use before starting $name" >&2; exit 1; }
   done
   rm -rf "$dir"
@@ -244,7 +248,8 @@ start_cluster() { # name cache-size base-port raft-base-port [local-cluster args
   CLUSTER_DIR=$dir
   # Started directly (not through a function, which would run in a subshell): $! is the JVM.
   env ${NODE_JVM_OPTS:+"JDK_JAVA_OPTIONS=$NODE_JVM_OPTS"} "${PF[@]}" local-cluster --nodes 3 --dir "$dir" \
-    --cache-size "$cache" --base-port "$base" --raft-base-port "$raft" "$@" \
+    --cache-size "$cache" --base-port "$base" --raft-base-port "$raft" \
+    --http-base-port "$http" --nbd-base-port "$nbd" "$@" \
     >"$LOGS/$name.log" 2>&1 &
   CLUSTER_PID=$!
   PIDS+=("$CLUSTER_PID")
