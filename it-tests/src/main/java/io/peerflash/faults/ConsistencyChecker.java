@@ -283,12 +283,22 @@ public final class ConsistencyChecker {
             + " ms");
     w.errorSamples().forEach(e -> System.out.println("  write error: " + e));
     r.problems().forEach(p -> System.out.println("  " + p));
+    appendSummary(line);
+  }
+
+  /** Appends one line to the run's summary of every scenario (target/fault-summary.txt). */
+  public static void appendSummary(String line) {
     Path summary =
         Path.of(System.getProperty("peerflash.log.dir", "target/container-logs"))
             .resolveSibling("fault-summary.txt");
     try {
       Files.createDirectories(summary.getParent());
-      Files.writeString(summary, line + "\n", StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+      Files.writeString(
+          summary,
+          line + "\n",
+          java.nio.charset.StandardCharsets.UTF_8,
+          StandardOpenOption.CREATE,
+          StandardOpenOption.APPEND);
     } catch (IOException ignored) {
       // the line is in the test output as well
     }

@@ -18,7 +18,6 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -197,24 +196,7 @@ class MonitoringIT {
             + Duration.ofNanos(System.nanoTime() - startNanos).toSeconds()
             + " s";
     System.out.println(line);
-    appendSummary(line);
-  }
-
-  private static void appendSummary(String line) {
-    Path summary =
-        Path.of(System.getProperty("peerflash.log.dir", "target/container-logs"))
-            .resolveSibling("fault-summary.txt");
-    try {
-      Files.createDirectories(summary.getParent());
-      Files.writeString(
-          summary,
-          line + "\n",
-          StandardCharsets.UTF_8,
-          StandardOpenOption.CREATE,
-          StandardOpenOption.APPEND);
-    } catch (IOException ignored) {
-      // the line is in the test output as well
-    }
+    ConsistencyChecker.appendSummary(line);
   }
 
   // ----------------------------------------------------------------------------------------------

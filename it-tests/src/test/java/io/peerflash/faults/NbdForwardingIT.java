@@ -10,7 +10,6 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.nio.file.attribute.UserPrincipal;
 import java.time.Duration;
@@ -125,7 +124,7 @@ class NbdForwardingIT {
               readMaxMs,
               TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - startedAt));
       System.out.println(line);
-      appendSummary(line);
+      ConsistencyChecker.appendSummary(line);
       assertThat(cluster.ownerOf(VOLUME)).isEqualTo(replica);
       assertThat(writeMaxMs).as("longest write across the failover, ms").isLessThan(10_000);
       assertThat(readMaxMs).as("longest read, ms").isLessThan(10_000);
@@ -225,23 +224,6 @@ class NbdForwardingIT {
         throw new AssertionError("timed out waiting for " + what);
       }
       Thread.sleep(100);
-    }
-  }
-
-  private static void appendSummary(String line) {
-    Path summary =
-        Path.of(System.getProperty("peerflash.log.dir", "target/container-logs"))
-            .resolveSibling("fault-summary.txt");
-    try {
-      Files.createDirectories(summary.getParent());
-      Files.writeString(
-          summary,
-          line + "\n",
-          StandardCharsets.UTF_8,
-          StandardOpenOption.CREATE,
-          StandardOpenOption.APPEND);
-    } catch (IOException ignored) {
-      // the line is in the test output as well
     }
   }
 }

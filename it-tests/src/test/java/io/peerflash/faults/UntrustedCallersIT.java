@@ -29,11 +29,7 @@ import io.peerflash.proto.v1.WriteRequest;
 import io.peerflash.security.GrpcTls;
 import io.peerflash.security.Identity;
 import io.peerflash.security.TlsDirectory;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -262,7 +258,7 @@ class UntrustedCallersIT {
             + " untrusted calls refused, data unchanged after a move (reads and shared storage)";
     System.out.println(line);
     refused.forEach(r -> System.out.println("  " + r));
-    appendSummary(line);
+    ConsistencyChecker.appendSummary(line);
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -369,23 +365,6 @@ class UntrustedCallersIT {
         throw new AssertionError("timed out after " + WAIT + " waiting for: " + what);
       }
       DockerCluster.sleep(250);
-    }
-  }
-
-  private static void appendSummary(String line) {
-    Path summary =
-        Path.of(System.getProperty("peerflash.log.dir", "target/container-logs"))
-            .resolveSibling("fault-summary.txt");
-    try {
-      Files.createDirectories(summary.getParent());
-      Files.writeString(
-          summary,
-          line + "\n",
-          StandardCharsets.UTF_8,
-          StandardOpenOption.CREATE,
-          StandardOpenOption.APPEND);
-    } catch (IOException ignored) {
-      // the line is in the test output as well
     }
   }
 }
