@@ -119,7 +119,8 @@ public final class PeerFlashNode implements AutoCloseable {
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {
       // Peers replicate to this node on the same port as clients.
-      builder.addService(new ReplicaGrpcService(engine.replicaSink(), cluster, rpcExecutor));
+      builder.addService(
+          new ReplicaGrpcService(engine.replicaSink(), cluster.epochGuard(), rpcExecutor));
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
       // I/O another member's NBD front end forwards to the volumes this node owns.

@@ -15,7 +15,6 @@ import io.peerflash.proto.v1.AddNodeRequest;
 import io.peerflash.proto.v1.AddNodeResponse;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.CreateVolumeRequest;
-import io.peerflash.proto.v1.DescribeCopiesRequest;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
 import io.peerflash.proto.v1.MoveVolumeRequest;
@@ -23,7 +22,6 @@ import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.RemoveNodeRequest;
 import io.peerflash.proto.v1.RemoveNodeResponse;
-import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.replication.cluster.ClusterMap;
@@ -34,14 +32,12 @@ import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.EpochGuard;
 import io.peerflash.replication.data.PeerReplicator;
-import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -57,15 +53,15 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A node as a cluster member: the Raft-held map decides which volumes it owns or replicates; this
- * class keeps the engine in line with the map (volumes, roles), routes client I/O to owners, guards
- * replica copies by epoch, fences the node when its lease lapses, and, on the leader, fails volumes
- * of a DOWN owner over to the replica holding the most.
+ * class keeps the engine in line with the map (volumes, roles), fences the node when its lease
+ * lapses, and wires the pieces that do the rest: client routing and volume administration ({@link
+ * ClusterVolumes}), the replica's epoch guard ({@link ReplicaEpochGuard}), failover on the leader
+ * ({@link LeaderFailover}), re-protection, moves and membership.
  */
 public final class ClusterNode
-    implements ClusterRouting, ClusterAdmin, EpochGuard, PeerChannels, AutoCloseable {
+    implements ClusterRouting, ClusterAdmin, PeerChannels, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
   private static final long COMMAND_TIMEOUT_MS = 15_000;
-  private static final long MAP_CATCH_UP_MS = 2_000;
 
   private final NodeConfig config;
   private final String nodeId;
@@ -85,17 +81,14 @@ public final class ClusterNode
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-evict", true));
   private final ExecutorService copier =
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-reprotect", true));
-  private final Set<String> failoversInProgress = ConcurrentHashMap.newKeySet();
-  private final java.util.concurrent.atomic.LongAdder failoversCommitted =
-      new java.util.concurrent.atomic.LongAdder();
-  private final java.util.concurrent.atomic.LongAdder fencingRefusals =
-      new java.util.concurrent.atomic.LongAdder();
   private final FaultPoints faults;
   private final Time time;
   private final Reprotector reprotector;
   private final VolumeMover mover;
   private final Membership membership;
   private final ClusterVolumes volumes;
+  private final LeaderFailover failover;
+  private final ReplicaEpochGuard epochGuard;
   private volatile boolean ready;
   private volatile long lapsesAtSync;
   private volatile boolean closed;
@@ -129,6 +122,14 @@ public final class ClusterNode
             faults);
     this.mover = new VolumeMover(nodeId, engine, controlPlane, this::channel, time);
     this.membership = new Membership(controlPlane, time);
+    this.failover =
+        new LeaderFailover(
+            controlPlane,
+            this::channel,
+            faults,
+            () -> timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS),
+            COMMAND_TIMEOUT_MS);
+    this.epochGuard = new ReplicaEpochGuard(nodeId, controlPlane, engine, () -> ready, time);
     this.volumes =
         new ClusterVolumes(
             nodeId,
@@ -249,12 +250,17 @@ public final class ClusterNode
 
   /** Failovers this node committed as the Raft leader since it started. */
   public long failoversCommitted() {
-    return failoversCommitted.sum();
+    return failover.committed();
   }
 
   /** Copies this node refused as a replica for a stale epoch or a sender not the owner. */
   public long fencingRefusals() {
-    return fencingRefusals.sum();
+    return epochGuard.refusals();
+  }
+
+  /** The replica side's epoch check, for the replication service. */
+  public EpochGuard epochGuard() {
+    return epochGuard;
   }
 
   /** In step with the map and holding a valid lease: serving. */
@@ -296,7 +302,7 @@ public final class ClusterNode
             try {
               ClusterMap map = controlPlane.map();
               reconcile(map);
-              maybeFailOver(map);
+              failover.maybeFailOver(map);
               reprotector.maybeReprotect(map);
               mover.maybeDrain(map);
             } catch (RuntimeException e) {
@@ -375,82 +381,6 @@ public final class ClusterNode
       return true;
     } catch (CacheException e) {
       return false;
-    }
-  }
-
-  /**
-   * On the leader: for each volume whose owner is DOWN, ask the live replica holders how much they
-   * hold and commit the most complete one as the new owner (compare-and-set on the epoch).
-   */
-  private void maybeFailOver(ClusterMap map) {
-    if (!controlPlane.isLeaderReady()) {
-      return;
-    }
-    for (VolumeRecord rec : map.volumes().values()) {
-      if (!FailoverChoice.ownerLost(map, rec)) {
-        continue;
-      }
-      if (!failoversInProgress.add(rec.name())) {
-        continue;
-      }
-      try {
-        Map<String, Long> answered = new LinkedHashMap<>();
-        for (String candidate : FailoverChoice.candidates(map, rec)) {
-          try {
-            long seq =
-                ReplicaServiceGrpc.newBlockingStub(channel(map.member(candidate).orElseThrow()))
-                    .withDeadlineAfter(1, TimeUnit.SECONDS)
-                    .describeCopies(
-                        DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build())
-                    .getMaxSeq();
-            answered.put(candidate, seq);
-          } catch (RuntimeException e) {
-            log.info("failover of {}: {} did not answer: {}", rec.name(), candidate, e.toString());
-          }
-        }
-        String best = FailoverChoice.best(answered);
-        long bestSeq = best == null ? -1 : answered.get(best);
-        if (best != null) {
-          faults.hit(FaultPoints.FAILOVER_BEFORE_CHANGE_OWNER, rec.name());
-        }
-        if (best == null) {
-          log.error(
-              "volume {}: owner {} is down and no live replica holds its data; it stays"
-                  + " unavailable until {} returns",
-              rec.name(),
-              rec.owner(),
-              rec.owner());
-          continue;
-        }
-        CommandResult r =
-            controlPlane
-                .submit(
-                    MapCommands.because(
-                        MapCommands.changeOwner(rec.name(), best, rec.epoch()),
-                        "owner "
-                            + rec.owner()
-                            + " is DOWN; "
-                            + best
-                            + " holds the highest sequence ("
-                            + bestSeq
-                            + ") of the live replicas"))
-                .get(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
-        if (r.getOk()) {
-          failoversCommitted.increment();
-        }
-        log.warn(
-            "volume {}: owner {} down; {} takes over at sequence {} ({})",
-            rec.name(),
-            rec.owner(),
-            best,
-            bestSeq,
-            r.getOk() ? "committed" : r.getMessage());
-      } catch (Exception e) {
-        log.warn("failover of {} failed; will retry: {}", rec.name(), e.toString());
-        timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS);
-      } finally {
-        failoversInProgress.remove(rec.name());
-      }
     }
   }
 
@@ -645,46 +575,6 @@ public final class ClusterNode
    */
   public boolean isMember(String nodeId) {
     return controlPlane.map().member(nodeId).isPresent();
-  }
-
-  @Override
-  public void checkReplicate(String volume, long epoch, String ownerId) throws ReplicaException {
-    long deadline = time.nowMs() + MAP_CATCH_UP_MS;
-    while (!tryCheckReplicate(volume, epoch, ownerId)) {
-      // This node's map (or its engine) is behind the sender's: wait a little for it.
-      if (time.nowMs() > deadline) {
-        throw new ReplicaException(
-            ReplicaException.Code.UNAVAILABLE,
-            "node " + nodeId + " has not caught up with epoch " + epoch + " of " + volume);
-      }
-      sleep(10);
-    }
-  }
-
-  @Override
-  public boolean tryCheckReplicate(String volume, long epoch, String ownerId)
-      throws ReplicaException {
-    try {
-      return Fencing.acceptCopy(
-          nodeId,
-          controlPlane.map().volume(volume).orElse(null),
-          ready,
-          () -> heldAsReplica(volume),
-          volume,
-          epoch,
-          ownerId);
-    } catch (ReplicaException e) {
-      fencingRefusals.increment();
-      throw e;
-    }
-  }
-
-  private boolean heldAsReplica(String volume) {
-    try {
-      return engine.getVolume(volume).role() == Role.REPLICA;
-    } catch (CacheException e) {
-      return false;
-    }
   }
 
   @Override

@@ -330,13 +330,17 @@ public final class CacheEngine implements AutoCloseable {
     return replicas;
   }
 
+  // The four methods below change copies without an epoch check: for a caller that is its own
+  // check (an engine driven alone). A node's replication service goes through replicaSink(),
+  // whose every change decides the request's epoch check together with the change.
+
   /**
    * Stores copies of an owner's dirty blocks, durable like this node's own write-back writes (group
    * commit with sync). A copy not newer than the one held for its block is ignored, so retransmits
    * and reordering are harmless. All blocks of one call commit atomically.
    */
   public void applyReplicaBlocks(String name, List<BlockCopy> blocks) throws CacheException {
-    replicas.applyReplicaBlocks(name, blocks);
+    replicas.applyReplicaBlocks(name, blocks, ReplicaStore.NO_EPOCH_CHECK, true);
   }
 
   /**
@@ -345,7 +349,7 @@ public final class CacheEngine implements AutoCloseable {
    * lock or an fsync (with sync, every apply waits for one).
    */
   public boolean tryApplyReplicaBlocks(String name, List<BlockCopy> blocks) throws CacheException {
-    return replicas.tryApplyReplicaBlocks(name, blocks);
+    return replicas.tryApplyReplicaBlocks(name, blocks, ReplicaStore.NO_EPOCH_CHECK);
   }
 
   /**
@@ -353,7 +357,7 @@ public final class CacheEngine implements AutoCloseable {
    * (left from an earlier time this node held it), so only the owner's current blocks remain.
    */
   public void resetReplica(String name, long belowSeq) throws CacheException {
-    replicas.resetReplica(name, belowSeq);
+    replicas.resetReplica(name, belowSeq, ReplicaStore.NO_EPOCH_CHECK);
   }
 
   /**
@@ -361,7 +365,7 @@ public final class CacheEngine implements AutoCloseable {
    * released one (a newer copy is still needed).
    */
   public void releaseReplicaBlocks(String name, long[] blocks, long[] seqs) throws CacheException {
-    replicas.releaseReplicaBlocks(name, blocks, seqs);
+    replicas.releaseReplicaBlocks(name, blocks, seqs, ReplicaStore.NO_EPOCH_CHECK);
   }
 
   /** The highest sequence this node holds for a volume and how many dirty blocks. */

@@ -9,6 +9,7 @@ import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaSink;
+import io.peerflash.replication.fault.FaultPoints;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -30,36 +31,39 @@ final class ReplicaStore implements ReplicaSink {
   }
 
   @Override
-  public void apply(String volume, List<BlockCopy> blocks) throws ReplicaException {
+  public void apply(String volume, List<BlockCopy> blocks, EpochCheck check)
+      throws ReplicaException {
     try {
-      applyReplicaBlocks(volume, blocks);
+      applyReplicaBlocks(volume, blocks, check, true);
     } catch (CacheException e) {
       throw refused(e);
     }
   }
 
   @Override
-  public boolean tryApply(String volume, List<BlockCopy> blocks) throws ReplicaException {
+  public boolean tryApply(String volume, List<BlockCopy> blocks, EpochCheck check)
+      throws ReplicaException {
     try {
-      return tryApplyReplicaBlocks(volume, blocks);
+      return tryApplyReplicaBlocks(volume, blocks, check);
     } catch (CacheException e) {
       throw refused(e);
     }
   }
 
   @Override
-  public void release(String volume, long[] blocks, long[] seqs) throws ReplicaException {
+  public void release(String volume, long[] blocks, long[] seqs, EpochCheck check)
+      throws ReplicaException {
     try {
-      releaseReplicaBlocks(volume, blocks, seqs);
+      releaseReplicaBlocks(volume, blocks, seqs, check);
     } catch (CacheException e) {
       throw refused(e);
     }
   }
 
   @Override
-  public void reset(String volume, long belowSeq) throws ReplicaException {
+  public void reset(String volume, long belowSeq, EpochCheck check) throws ReplicaException {
     try {
-      resetReplica(volume, belowSeq);
+      resetReplica(volume, belowSeq, check);
     } catch (CacheException e) {
       throw refused(e);
     }
@@ -95,31 +99,63 @@ final class ReplicaStore implements ReplicaSink {
     }
   }
 
+  /** For the engine's own callers, which are their own check (a single engine in tests). */
+  static final EpochCheck NO_EPOCH_CHECK = () -> true;
+
+  /**
+   * Runs a request's epoch check inside the decision it guards (the caller holds the volume's
+   * gate). False (change nothing) when it needs a wait and the caller must not wait; a caller that
+   * may wait has waited for this node's map already, so a check that still needs one is answered
+   * UNAVAILABLE (retryable): the node is re-reading its map or dropped the volume meanwhile. A
+   * refusal travels through the engine as the cause of a {@link CacheException} and comes out of
+   * the sink unchanged ({@link #refused}).
+   */
+  private static boolean passes(EpochCheck check, String name, boolean mayWait)
+      throws CacheException {
+    try {
+      if (check.passes()) {
+        return true;
+      }
+    } catch (ReplicaException e) {
+      throw new CacheException(Reason.FAILED_PRECONDITION, e.description(), e);
+    }
+    if (!mayWait) {
+      return false;
+    }
+    throw CacheException.unavailable(
+        "this node is not in step with the cluster map for volume '" + name + "'; retry", null);
+  }
+
   private static ReplicaException refused(CacheException e) {
+    if (e.getCause() instanceof ReplicaException refusal) {
+      return refusal;
+    }
     return new ReplicaException(
         ReplicaException.Code.valueOf(e.reason().name()), e.getMessage(), e);
   }
 
   /**
    * Stores copies of an owner's dirty blocks, durable like this node's own write-back writes (group
-   * commit with sync). A copy not newer than the one held for its block is ignored, so retransmits
-   * and reordering are harmless. All blocks of one call commit atomically.
+   * commit with sync), if the request's epoch check passes: checked under the volume's gate, which
+   * role changes, drops and resets take exclusively, so the check and the store are one decision
+   * (see {@link ReplicaSink}). A copy not newer than the one held for its block is ignored, so
+   * retransmits and reordering are harmless. All blocks of one call commit atomically.
+   *
+   * @param mayWait false: return false, having changed nothing, when storing the copies would mean
+   *     waiting for cache space, a lock or this node's map
    */
-  void applyReplicaBlocks(String name, List<BlockCopy> blocks) throws CacheException {
-    applyReplicaBlocks(name, blocks, true);
-  }
-
   /**
-   * {@link #applyReplicaBlocks(String, List)} for a caller that must not wait (a transport thread):
-   * returns false, having changed nothing, when storing the copies would mean waiting for cache
-   * space, a lock or an fsync (with sync, every apply waits for one).
+   * {@link #applyReplicaBlocks} for a caller that must not wait (a transport thread): false, having
+   * changed nothing, when storing would mean a wait (with sync, every apply waits for an fsync).
    */
-  boolean tryApplyReplicaBlocks(String name, List<BlockCopy> blocks) throws CacheException {
-    return !store.config.syncWrites() && applyReplicaBlocks(name, blocks, false);
+  boolean tryApplyReplicaBlocks(String name, List<BlockCopy> blocks, EpochCheck check)
+      throws CacheException {
+    return !store.config.syncWrites() && applyReplicaBlocks(name, blocks, check, false);
   }
 
-  private boolean applyReplicaBlocks(String name, List<BlockCopy> blocks, boolean mayWait)
+  boolean applyReplicaBlocks(String name, List<BlockCopy> blocks, EpochCheck check, boolean mayWait)
       throws CacheException {
+    store.faults.hit(FaultPoints.REPLICA_APPLY, name);
     store.durability.check();
     CachedVolume v = store.volume(name);
     int n = blocks.size();
@@ -148,6 +184,9 @@ final class ReplicaStore implements ReplicaSink {
         throw new CacheException(
             Reason.FAILED_PRECONDITION,
             "volume '" + name + "' is owned by this node; it takes no replica copies");
+      }
+      if (!passes(check, name, mayWait)) {
+        return false;
       }
       if (!store.dirtyShare.admits(v, needed)) {
         if (!mayWait) {
@@ -225,7 +264,7 @@ final class ReplicaStore implements ReplicaSink {
    * Re-protection begins on this replica: drops every copy of the volume below {@code belowSeq}
    * (left from an earlier time this node held it), so only the owner's current blocks remain.
    */
-  void resetReplica(String name, long belowSeq) throws CacheException {
+  void resetReplica(String name, long belowSeq, EpochCheck check) throws CacheException {
     CachedVolume v = store.volume(name);
     v.gate.writeLock().lock();
     try {
@@ -233,6 +272,7 @@ final class ReplicaStore implements ReplicaSink {
         throw new CacheException(
             Reason.FAILED_PRECONDITION, "volume '" + name + "' is not held here as a replica");
       }
+      passes(check, name, true);
       Batch batch = new Batch();
       List<Long> stale = new ArrayList<>();
       for (Map.Entry<Long, BlockEntry> e : v.blocks.entrySet()) {
@@ -270,13 +310,15 @@ final class ReplicaStore implements ReplicaSink {
    * released one (a newer copy is still needed). Not synced: a lost release only keeps a copy
    * longer.
    */
-  void releaseReplicaBlocks(String name, long[] blocks, long[] seqs) throws CacheException {
+  void releaseReplicaBlocks(String name, long[] blocks, long[] seqs, EpochCheck check)
+      throws CacheException {
     CachedVolume v = store.volume(name);
     v.gate.readLock().lock();
     try {
       if (v.deleted || v.info.role() != Role.REPLICA) {
         return; // an owner keeps its dirty data until its own destager cleans it
       }
+      passes(check, name, true);
       try (BlockLocks.Held held = v.locks.lockBlocks(blocks, blocks.length, true)) {
         Batch batch = new Batch();
         boolean[] drop = new boolean[blocks.length];

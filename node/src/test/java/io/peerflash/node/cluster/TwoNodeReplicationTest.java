@@ -13,11 +13,13 @@ import io.peerflash.node.engine.EngineConfig;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.FileBackingStore;
+import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.replication.data.EpochGuard;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaGrpcService;
 import io.peerflash.replication.data.TransportThreadCalls;
+import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.security.GrpcTls;
 import io.peerflash.security.Identities;
 import io.peerflash.security.TlsDirectory;
@@ -31,6 +33,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -196,6 +199,58 @@ class TwoNodeReplicationTest {
     // Acknowledged only once on shared storage, within the replication ack timeout + a destage.
     assertThat(Arrays.copyOfRange(shared(), 1 << 20, (1 << 20) + 4096)).isEqualTo(data);
     assertThat(ms).isLessThan(5000);
+  }
+
+  /**
+   * A replica decides a copy's epoch check and its store as one: a copy that arrived at epoch 1 and
+   * is held just before that decision while the map moves to epoch 2 and the new epoch's reset
+   * drops every older copy is refused as stale, not stored after the reset (where no release of the
+   * new owner would ever remove it).
+   */
+  @Test
+  void aCopyHeldWhileANewerEpochsResetRunsIsRefusedNotStoredAfterIt() throws Exception {
+    FaultPoints faults = new FaultPoints();
+    replica.setFaultPoints(faults);
+    faults.arm(FaultPoints.REPLICA_APPLY, "v", FaultPoints.Action.HOLD, 30_000, 1);
+    // Its own replicator with a long ack timeout: the copy is held on purpose.
+    PeerReplicator patient = new PeerReplicator("replica", channel, timers, 30_000);
+    try {
+      byte[] data = new byte[4096];
+      Arrays.fill(data, (byte) 7);
+      BlockImage image =
+          BlockImage.newBuilder()
+              .setBlock(5)
+              .setSeq(1000)
+              .setData(com.google.protobuf.ByteString.copyFrom(data))
+              .build();
+      CompletableFuture<Void> copy = patient.replicate("v", 1, "owner", List.of(image));
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+      while (faults.fired(FaultPoints.REPLICA_APPLY) == 0) {
+        assertThat(System.nanoTime()).as("the copy reaches the replica").isLessThan(deadline);
+        Thread.sleep(5);
+      }
+      epoch.set(2);
+      replica.resetReplica("v", Reconciliation.sequenceFloor(2));
+      faults.releaseHolds();
+
+      assertThatThrownBy(() -> copy.get(20, TimeUnit.SECONDS))
+          .hasCauseInstanceOf(ReplicaException.class)
+          .hasMessageContaining("epoch");
+      assertThat(((ReplicaException) failureOf(copy)).code())
+          .isEqualTo(ReplicaException.Code.FAILED_PRECONDITION);
+      assertThat(replica.describeCopies("v")[1]).as("copies held after the reset").isZero();
+    } finally {
+      patient.close();
+    }
+  }
+
+  private static Throwable failureOf(CompletableFuture<Void> f) {
+    try {
+      f.join();
+      return null;
+    } catch (java.util.concurrent.CompletionException e) {
+      return e.getCause();
+    }
   }
 
   @Test

@@ -21,8 +21,9 @@ import java.util.List;
 import java.util.concurrent.Executor;
 
 /**
- * The replica side of peerflash.v1.ReplicaService: checks the epoch, hands copies to the {@link
- * ReplicaSink}, acks. Requests of one stream are applied and acked in arrival order.
+ * The replica side of peerflash.v1.ReplicaService: checks the sender's certificate, hands copies to
+ * the {@link ReplicaSink} with their epoch check (which the sink decides together with the store),
+ * acks. Requests of one stream are applied and acked in arrival order.
  *
  * <p>At flash speed a replicated write's latency is mostly thread hand-offs, so a copy is stored on
  * the thread that delivers it (the transport's, with {@link TransportThreadCalls}) whenever that
@@ -213,7 +214,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
       }
       try {
         guard.checkReplicate(first.getVolume(), first.getEpoch(), first.getOwnerId());
-        sink.apply(first.getVolume(), blocks);
+        sink.apply(first.getVolume(), blocks, epochCheck(first));
       } catch (ReplicaException | RuntimeException e) {
         return false;
       }
@@ -338,12 +339,9 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
     }
     ReplicateAck.Builder ack = ReplicateAck.newBuilder().setBatchId(req.getBatchId());
     try {
-      if (!guard.tryCheckReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId())) {
-        return null;
-      }
       List<BlockCopy> blocks = new ArrayList<>(req.getBlocksCount());
       addBlocks(blocks, req.getBlocksList());
-      if (!sink.tryApply(req.getVolume(), blocks)) {
+      if (!sink.tryApply(req.getVolume(), blocks, epochCheck(req))) {
         return null;
       }
     } catch (ReplicaException e) {
@@ -358,14 +356,16 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
   private ReplicateAck applyOne(ReplicateRequest req) {
     ReplicateAck.Builder ack = ReplicateAck.newBuilder().setBatchId(req.getBatchId());
     try {
+      // Wait here (not inside the sink's decision) while this node's map is behind the sender's.
       guard.checkReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
+      ReplicaSink.EpochCheck check = epochCheck(req);
       if (req.getResetBelowSeq() > 0) {
-        sink.reset(req.getVolume(), req.getResetBelowSeq());
+        sink.reset(req.getVolume(), req.getResetBelowSeq(), check);
       }
       if (req.getBlocksCount() > 0) {
         List<BlockCopy> blocks = new ArrayList<>(req.getBlocksCount());
         addBlocks(blocks, req.getBlocksList());
-        sink.apply(req.getVolume(), blocks);
+        sink.apply(req.getVolume(), blocks, check);
       }
       if (req.getReleasedBlocksCount() != req.getReleasedSeqsCount()) {
         throw new ReplicaException(
@@ -376,7 +376,8 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
         sink.release(
             req.getVolume(),
             req.getReleasedBlocksList().stream().mapToLong(Long::longValue).toArray(),
-            req.getReleasedSeqsList().stream().mapToLong(Long::longValue).toArray());
+            req.getReleasedSeqsList().stream().mapToLong(Long::longValue).toArray(),
+            check);
       }
     } catch (ReplicaException e) {
       return failed(ack, e);
@@ -384,6 +385,14 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
       return ack.setCode(Status.Code.INTERNAL.value()).setMessage(e.toString()).build();
     }
     return ack.build();
+  }
+
+  /**
+   * The request's epoch check, which the sink decides together with the change it guards (see
+   * {@link ReplicaSink}): checked here and applied there, a map change could fall between them.
+   */
+  private ReplicaSink.EpochCheck epochCheck(ReplicateRequest req) {
+    return () -> guard.tryCheckReplicate(req.getVolume(), req.getEpoch(), req.getOwnerId());
   }
 
   private static ReplicateAck failed(ReplicateAck.Builder ack, ReplicaException e) {

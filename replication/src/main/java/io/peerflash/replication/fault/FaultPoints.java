@@ -2,6 +2,8 @@ package io.peerflash.replication.fault;
 
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -44,6 +46,12 @@ public final class FaultPoints {
 
   public static final String FAILOVER_BEFORE_CHANGE_OWNER = "failover.before-change-owner";
 
+  /**
+   * A replica is about to decide a request's copies (their epoch check and their store, one
+   * decision). Key: the volume.
+   */
+  public static final String REPLICA_APPLY = "replica.apply";
+
   /** What an armed point does. */
   public enum Action {
     /** The message is not sent (the caller sees it as lost: its ack times out). */
@@ -51,7 +59,12 @@ public final class FaultPoints {
     /** The caller waits {@code delayMs} first. */
     DELAY,
     /** The node crashes here: the crash handler runs and the step does not happen. */
-    CRASH
+    CRASH,
+    /**
+     * The caller waits until the test calls {@link #releaseHolds} (at most {@code delayMs}, then it
+     * goes on): for a test that must act while a step is half done.
+     */
+    HOLD
   }
 
   /** Thrown at a point armed to drop: the caller must behave as if the message were lost. */
@@ -69,6 +82,8 @@ public final class FaultPoints {
   }
 
   private record Armed(Action action, long delayMs, AtomicLong remaining) {}
+
+  private volatile CountDownLatch holds = new CountDownLatch(1);
 
   private final Map<String, Armed> armed = new ConcurrentHashMap<>();
   private final Map<String, AtomicLong> hits = new ConcurrentHashMap<>();
@@ -97,6 +112,11 @@ public final class FaultPoints {
 
   public void disarm(String point, String key) {
     armed.remove(point + "|" + key);
+  }
+
+  /** Lets every caller waiting at a HOLD point go on (and later ones pass at once). */
+  public void releaseHolds() {
+    holds.countDown();
   }
 
   public void disarmAll() {
@@ -131,6 +151,13 @@ public final class FaultPoints {
       case DELAY -> {
         try {
           Thread.sleep(a.delayMs());
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+      case HOLD -> {
+        try {
+          holds.await(a.delayMs(), TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
         }

@@ -52,8 +52,9 @@ class ReplicationStreamTest {
     final AtomicInteger syncCalls = new AtomicInteger();
 
     @Override
-    public boolean tryApply(String volume, List<BlockCopy> blocks) throws ReplicaException {
-      if (mustWait || freeze != null) {
+    public boolean tryApply(String volume, List<BlockCopy> blocks, EpochCheck check)
+        throws ReplicaException {
+      if (mustWait || freeze != null || !check.passes()) {
         return false;
       }
       store(blocks);
@@ -61,7 +62,8 @@ class ReplicationStreamTest {
     }
 
     @Override
-    public void apply(String volume, List<BlockCopy> blocks) throws ReplicaException {
+    public void apply(String volume, List<BlockCopy> blocks, EpochCheck check)
+        throws ReplicaException {
       CountDownLatch f = freeze;
       if (f != null) {
         try {
@@ -70,7 +72,12 @@ class ReplicationStreamTest {
           Thread.currentThread().interrupt();
         }
       }
-      store(blocks);
+      synchronized (this) { // one decision: the check and the store
+        if (!check.passes()) {
+          throw new ReplicaException(ReplicaException.Code.UNAVAILABLE, "map behind");
+        }
+        store(blocks);
+      }
     }
 
     private void store(List<BlockCopy> blocks) throws ReplicaException {
@@ -88,7 +95,9 @@ class ReplicationStreamTest {
     }
 
     @Override
-    public void release(String volume, long[] blocks, long[] seqs) {
+    public synchronized void release(String volume, long[] blocks, long[] seqs, EpochCheck check)
+        throws ReplicaException {
+      check.passes();
       for (int i = 0; i < blocks.length; i++) {
         long seq = seqs[i];
         seqByBlock.computeIfPresent(blocks[i], (k, v) -> v <= seq ? null : v);
@@ -96,7 +105,9 @@ class ReplicationStreamTest {
     }
 
     @Override
-    public void reset(String volume, long belowSeq) {
+    public synchronized void reset(String volume, long belowSeq, EpochCheck check)
+        throws ReplicaException {
+      check.passes();
       seqByBlock.values().removeIf(seq -> seq < belowSeq);
     }
 
