@@ -202,20 +202,7 @@ public final class ClusterNode
     // leader can hand its volumes to another node).
     engine.setServeGuard(node::mayServe);
     engine.setReplicationPort(
-        new PeerReplicationPort(
-            node::targets,
-            node::evictReplica,
-            new PeerReplicationPort.Admission() {
-              @Override
-              public void admit(VolumeInfo volume) throws CacheException {
-                node.admit(volume);
-              }
-
-              @Override
-              public boolean admitsNow(VolumeInfo volume) {
-                return node.admitsNow(volume);
-              }
-            }));
+        new PeerReplicationPort(node::resolve, node::evictReplica, node::admit));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;
@@ -227,6 +214,10 @@ public final class ClusterNode
    * lapse (cut off or frozen), the node re-reads the map first: its volumes may be gone.
    */
   private boolean mayServe(VolumeInfo v) {
+    return mayServe(controlPlane.map(), v.name());
+  }
+
+  private boolean mayServe(ClusterMap map, String volume) {
     Fencing.Serve verdict =
         Fencing.serve(
             nodeId,
@@ -234,14 +225,26 @@ public final class ClusterNode
             controlPlane.leaseValid(),
             controlPlane.leaseKeeper().lapses(),
             lapsesAtSync,
-            controlPlane.map(),
-            v.name());
+            map,
+            volume);
     if (verdict == Fencing.Serve.RESYNC) {
       ready = false;
       log.warn("node {}: lease lapsed; re-reading the cluster map before serving again", nodeId);
       reconciler.execute(this::initialReconcile);
     }
     return verdict == Fencing.Serve.YES;
+  }
+
+  /**
+   * A write's placement by one read of the map: the fencing verdict, admission and the targets of
+   * its copies all come from the same version ({@link io.peerflash.node.engine.Placement}).
+   */
+  private PeerReplicationPort.Resolved resolve(VolumeInfo v) {
+    ClusterMap map = controlPlane.map();
+    return new PeerReplicationPort.Resolved(
+        mayServe(map, v.name()),
+        admits(map.volume(v.name()).orElse(null)),
+        v.replicas() == 0 ? null : targets(map, v));
   }
 
   public ControlPlane controlPlane() {
@@ -387,8 +390,7 @@ public final class ClusterNode
   // ---------------------------------------------------------------------------------------------
   // Replication targets (owner side) and the epoch guard (replica side)
 
-  private PeerReplicationPort.Targets targets(VolumeInfo v) {
-    ClusterMap map = controlPlane.map();
+  private PeerReplicationPort.Targets targets(ClusterMap map, VolumeInfo v) {
     PeerReplicationPort.CopyPlan plan = PeerReplicationPort.CopyPlan.of(nodeId, map, v.name());
     if (plan == null) {
       return null;
@@ -405,10 +407,6 @@ public final class ClusterNode
    * On-peer-loss {@code block}: a write waits (bounded) while fewer in-sync replicas hold copies
    * than the policy asks for, then fails with UNAVAILABLE naming the wait.
    */
-  private boolean admitsNow(VolumeInfo v) {
-    return admits(controlPlane.map().volume(v.name()).orElse(null));
-  }
-
   private static boolean admits(VolumeRecord rec) {
     return rec == null
         || rec.onPeerLoss() != OnPeerLoss.ON_PEER_LOSS_BLOCK

@@ -2,6 +2,7 @@ package io.peerflash.node.cluster;
 
 import com.google.protobuf.UnsafeByteOperations;
 import io.peerflash.node.engine.CacheException;
+import io.peerflash.node.engine.Placement;
 import io.peerflash.node.engine.ReplicationPort;
 import io.peerflash.node.engine.ReplicationPort.StuckException;
 import io.peerflash.node.index.VolumeInfo;
@@ -21,7 +22,7 @@ import java.util.function.Function;
 /**
  * The write path's replication over gRPC: each write's block images go to every replica of the
  * volume at the volume's current epoch, and the write waits for all of them. Which peers and which
- * epoch come from a {@link Targets} lookup (the cluster map).
+ * epoch come from the write's {@link Placement}, resolved from one read of the cluster map.
  */
 public final class PeerReplicationPort implements ReplicationPort {
   private static final org.slf4j.Logger log =
@@ -91,22 +92,27 @@ public final class PeerReplicationPort implements ReplicationPort {
     CompletableFuture<Boolean> evict(String volume, String peerId, long epoch);
   }
 
-  /** Whether, and when, a volume may take writes under its on-peer-loss policy. */
+  /** Waits (bounded) until a volume may take writes under its on-peer-loss policy. */
   public interface Admission {
-    /** Waits (bounded) until the volume may take writes. */
     void admit(VolumeInfo volume) throws CacheException;
-
-    /** Whether the volume may take writes now. */
-    default boolean admitsNow(VolumeInfo volume) {
-      return true;
-    }
   }
 
-  private final Function<VolumeInfo, Targets> lookup;
+  /**
+   * What one read of the cluster map says about a write of a volume on this node.
+   *
+   * @param mayServe the fencing verdict: this node may serve the volume
+   * @param admitsNow the on-peer-loss policy lets it take a write without waiting
+   * @param targets where its copies go; null when it keeps none
+   */
+  public record Resolved(boolean mayServe, boolean admitsNow, Targets targets) {}
+
+  private final Function<VolumeInfo, Resolved> resolver;
   private final ReplicaEviction eviction;
   private final Admission admission;
 
   /**
+   * A port whose volumes are always served and admitted (tests of the copies alone).
+   *
    * @param lookup the volume's epoch and replica peers; null or no replicas means no copies
    */
   public PeerReplicationPort(Function<VolumeInfo, Targets> lookup) {
@@ -114,12 +120,15 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   public PeerReplicationPort(Function<VolumeInfo, Targets> lookup, ReplicaEviction eviction) {
-    this(lookup, eviction, volume -> {});
+    this(v -> new Resolved(true, true, lookup.apply(v)), eviction, volume -> {});
   }
 
+  /**
+   * @param resolver the placement of a write by one read of the map ({@link #place})
+   */
   public PeerReplicationPort(
-      Function<VolumeInfo, Targets> lookup, ReplicaEviction eviction, Admission admission) {
-    this.lookup = lookup;
+      Function<VolumeInfo, Resolved> resolver, ReplicaEviction eviction, Admission admission) {
+    this.resolver = resolver;
     this.eviction = eviction;
     this.admission = admission;
   }
@@ -130,8 +139,29 @@ public final class PeerReplicationPort implements ReplicationPort {
   }
 
   @Override
-  public boolean admitsNow(VolumeInfo volume) {
-    return admission.admitsNow(volume);
+  public Placement place(VolumeInfo volume) {
+    Resolved resolved = resolver.apply(volume);
+    return new Placement() {
+      @Override
+      public boolean mayServe() {
+        return resolved.mayServe();
+      }
+
+      @Override
+      public boolean admitsNow() {
+        return resolved.admitsNow();
+      }
+
+      @Override
+      public CompletableFuture<Void> replicate(VolumeInfo v, List<BlockCopy> blocks) {
+        return PeerReplicationPort.this.replicate(v, resolved.targets(), blocks);
+      }
+    };
+  }
+
+  /** The targets of the map as it is now (a refused epoch is retried with them). */
+  private Targets lookup(VolumeInfo volume) {
+    return resolver.apply(volume).targets();
   }
 
   /** A block image for the wire; its data is wrapped, not copied. */
@@ -146,13 +176,9 @@ public final class PeerReplicationPort implements ReplicationPort {
     return img.build();
   }
 
-  @Override
-  public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
-    if (volume.replicas() == 0) {
-      return null;
-    }
-    Targets t = lookup.apply(volume);
-    if (t == null) {
+  /** Sends one write's copies to the targets of its placement ({@link Placement#replicate}). */
+  private CompletableFuture<Void> replicate(VolumeInfo volume, Targets t, List<BlockCopy> blocks) {
+    if (volume.replicas() == 0 || t == null) {
       return null;
     }
     if (t.replicas().isEmpty()) {
@@ -302,7 +328,7 @@ public final class PeerReplicationPort implements ReplicationPort {
       int attemptNo,
       CompletableFuture<Void> result,
       long waitedMs) {
-    Targets newer = attemptNo < MAX_ATTEMPTS ? lookup.apply(volume) : null;
+    Targets newer = attemptNo < MAX_ATTEMPTS ? lookup(volume) : null;
     if (newer != null && newer.epoch() > t.epoch()) {
       attempt(volume, images, newer, attemptNo + 1, result);
       return;
@@ -340,7 +366,7 @@ public final class PeerReplicationPort implements ReplicationPort {
     if (volume.replicas() == 0) {
       return null;
     }
-    Targets t = lookup.apply(volume);
+    Targets t = lookup(volume);
     if (t == null) {
       return null;
     }
@@ -378,7 +404,7 @@ public final class PeerReplicationPort implements ReplicationPort {
               }
               Throwable cause =
                   failure instanceof CompletionException ? failure.getCause() : failure;
-              Targets now = lookup.apply(volume);
+              Targets now = lookup(volume);
               if (now == null) {
                 return CompletableFuture.failedFuture(
                     new FencedException(
@@ -396,7 +422,7 @@ public final class PeerReplicationPort implements ReplicationPort {
                 // re-protection a moment ago): ask again at the map's, after a moment; the waits
                 // double, past MAP_CATCH_UP_MS in all, for a map that is behind the replica's.
                 return CompletableFuture.supplyAsync(
-                        () -> lookup.apply(volume),
+                        () -> lookup(volume),
                         CompletableFuture.delayedExecutor(
                             MAP_CATCH_UP_POLL_MS << (attemptNo - 1),
                             java.util.concurrent.TimeUnit.MILLISECONDS))
@@ -429,7 +455,7 @@ public final class PeerReplicationPort implements ReplicationPort {
     if (volume.replicas() == 0 || blocks.length == 0) {
       return;
     }
-    Targets t = lookup.apply(volume);
+    Targets t = lookup(volume);
     if (t != null) {
       for (PeerReplicator r : t.replicas()) {
         release(volume, r, blocks, seqs, t.epoch(), 1);
@@ -444,7 +470,7 @@ public final class PeerReplicationPort implements ReplicationPort {
    */
   private void release(
       VolumeInfo volume, PeerReplicator r, long[] blocks, long[] seqs, long epoch, int attemptNo) {
-    Targets t = lookup.apply(volume);
+    Targets t = lookup(volume);
     if (t == null) {
       return;
     }
@@ -458,7 +484,7 @@ public final class PeerReplicationPort implements ReplicationPort {
                   failure instanceof CompletionException ? failure.getCause() : failure;
               if (cause instanceof ReplicaException re
                   && re.code() == ReplicaException.Code.FAILED_PRECONDITION) {
-                Targets newer = lookup.apply(volume);
+                Targets newer = lookup(volume);
                 if (newer != null
                     && newer.epoch() > epoch
                     && newer.replicas().contains(r)

@@ -21,6 +21,7 @@ import java.util.BitSet;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
 import java.util.function.Predicate;
 import java.util.zip.CRC32C;
 import org.slf4j.Logger;
@@ -158,6 +159,15 @@ final class BlockStore {
    * owned here, is not being handed over, and the node's lease is valid.
    */
   void checkServable(CachedVolume v) throws CacheException {
+    checkServable(v, () -> mayServe.test(v.info));
+  }
+
+  /** {@link #checkServable(CachedVolume)} for a write, by the fencing verdict of its placement. */
+  void checkServable(CachedVolume v, Placement placement) throws CacheException {
+    checkServable(v, placement::mayServe);
+  }
+
+  private void checkServable(CachedVolume v, BooleanSupplier mayServe) throws CacheException {
     durability.check();
     if (v.deleted) {
       throw CacheException.notFound(v.name());
@@ -171,7 +181,7 @@ final class BlockStore {
       throw new CacheException(
           Reason.UNAVAILABLE, "volume '" + v.name() + "' is moving to another node; retry shortly");
     }
-    if (!mayServe.test(v.info)) {
+    if (!mayServe.getAsBoolean()) {
       throw new CacheException(
           Reason.UNAVAILABLE,
           "volume '" + v.name() + "': this node's cluster lease is not valid; not serving");

@@ -1,8 +1,6 @@
 package io.peerflash.node.engine;
 
 import io.peerflash.node.index.VolumeInfo;
-import io.peerflash.replication.data.BlockCopy;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -11,14 +9,11 @@ import java.util.concurrent.CompletableFuture;
  */
 public interface ReplicationPort {
   /**
-   * Sends the block images of one write to the volume's replicas, in parallel with the local write.
-   * The images' data must not be modified until the future completes.
-   *
-   * @return null when the volume needs no copies; otherwise a future that completes when every
-   *     required replica has the copies durably, or fails (bounded in time) when one cannot; it
-   *     fails with {@link FencedException} when a replica refused this node's epoch
+   * Resolves where a write of {@code volume} goes now, from one read of the cluster map. Called
+   * under the volume's gate, after {@link #admit}: a replica added for re-protection takes the gate
+   * exclusively once the map names it, so every write placed after that barrier copies to it.
    */
-  CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks);
+  Placement place(VolumeInfo volume);
 
   /**
    * The owner destaged these versions; replicas may drop copies that are not newer. Called with the
@@ -52,16 +47,12 @@ public interface ReplicationPort {
 
   /**
    * Called before a write-back write takes any lock: may wait (bounded) until the volume can take
-   * writes under its on-peer-loss policy.
+   * writes under its on-peer-loss policy. A write that must not wait asks its placement instead
+   * ({@link Placement#admitsNow}).
    *
    * @throws CacheException UNAVAILABLE when the wait ran out
    */
   default void admit(VolumeInfo volume) throws CacheException {}
-
-  /** Whether {@link #admit} would return at once, without waiting and without failing. */
-  default boolean admitsNow(VolumeInfo volume) {
-    return true;
-  }
 
   /**
    * A replica could neither be reached nor be taken out of the map (the Raft leader is unreachable
@@ -84,8 +75,8 @@ public interface ReplicationPort {
   ReplicationPort NONE =
       new ReplicationPort() {
         @Override
-        public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
-          return null;
+        public Placement place(VolumeInfo volume) {
+          return Placement.LOCAL;
         }
 
         @Override

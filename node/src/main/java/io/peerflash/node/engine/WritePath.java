@@ -124,10 +124,11 @@ final class WritePath {
     }
     v.gate.readLock().lock();
     try {
-      store.checkServable(v);
+      Placement placement = replication.place(v.info);
+      store.checkServable(v, placement);
       return v.info.mode() == CacheMode.WRITE_BACK
-          ? writeBack(v, range, data, true, null)
-          : writeToStorage(v, range, data);
+          ? writeBack(v, range, data, placement, true, null)
+          : writeToStorage(v, range, data, placement);
     } finally {
       v.gate.readLock().unlock();
     }
@@ -143,14 +144,17 @@ final class WritePath {
         || config.syncWrites()
         || range.length() > MAX_WRITE_NOW_BYTES
         || range.partialBlocks() > 0
-        || !replication.admitsNow(v.info)
         || !v.gate.readLock().tryLock()) {
       return null;
     }
     Stored stored = null;
     try {
-      store.checkServable(v);
-      stored = writeBack(v, range, data, false, storeAfterSend);
+      Placement placement = replication.place(v.info);
+      if (!placement.admitsNow()) {
+        return null; // the blocking path waits for admission
+      }
+      store.checkServable(v, placement);
+      stored = writeBack(v, range, data, placement, false, storeAfterSend);
       return stored;
     } finally {
       if (stored != null && stored.local() != null) {
@@ -163,18 +167,24 @@ final class WritePath {
   }
 
   /**
-   * The write-back path, steps 2-9 (step 1, the range check, is done by the caller). {@code data ==
-   * null} writes zeros (trim): whole blocks become zero entries that need no slot. The new versions
-   * are durable locally and visible when this returns (or, with {@code storeAfterSend}, when the
-   * returned {@link Stored#local} completes); their copies may still be on their way to the
-   * replicas.
+   * The write-back path, steps 2-9 (step 1, the range check and the placement, is done by the
+   * caller). {@code data == null} writes zeros (trim): whole blocks become zero entries that need
+   * no slot. The new versions are durable locally and visible when this returns (or, with {@code
+   * storeAfterSend}, when the returned {@link Stored#local} completes); their copies may still be
+   * on their way to the replicas.
    *
+   * @param placement where the write goes, resolved once under the gate (step 1)
    * @param mayWait false: return null instead of waiting for space or a block lock (only for whole
    *     blocks: a partial block may need a read of shared storage)
    * @param storeAfterSend null, or where to run steps 7-9 after the copies went out
    */
   private Stored writeBack(
-      CachedVolume v, IoRange range, ByteBuffer data, boolean mayWait, Executor storeAfterSend)
+      CachedVolume v,
+      IoRange range,
+      ByteBuffer data,
+      Placement placement,
+      boolean mayWait,
+      Executor storeAfterSend)
       throws CacheException {
     long first = range.firstBlock();
     int count = range.blockCount();
@@ -235,7 +245,7 @@ final class WritePath {
       }
       // 6. Copies to the replicas first: they travel while this node stores its own. Until they
       //    are acked the destager leaves these blocks alone (CachedVolume.copiesInFlight).
-      CompletableFuture<Void> copies = replication.replicate(v.info, images);
+      CompletableFuture<Void> copies = placement.replicate(v.info, images);
       long lastSeq = local.seq0 + count - 1;
       if (copies == null) {
         local.store();
@@ -551,7 +561,7 @@ final class WritePath {
    * still dirty (left from write-back mode) takes the write-back path and is destaged before the
    * acknowledgement, so storage never sees writes out of order.
    */
-  private Stored writeToStorage(CachedVolume v, IoRange range, ByteBuffer data)
+  private Stored writeToStorage(CachedVolume v, IoRange range, ByteBuffer data, Placement placement)
       throws CacheException {
     long first = range.firstBlock();
     int count = range.blockCount();
@@ -628,7 +638,7 @@ final class WritePath {
         store.releaseReserved(newSlots, commitTried ? usedSlots : 0, newSlots.length);
       }
     }
-    Stored stored = writeBack(v, range, data, true, null);
+    Stored stored = writeBack(v, range, data, placement, true, null);
     return new Stored(stored.copies(), v.nextSeq.get() - 1, true);
   }
 

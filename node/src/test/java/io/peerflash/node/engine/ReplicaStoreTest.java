@@ -149,7 +149,11 @@ class ReplicaStoreTest {
       engine.setReplicationPort(
           new ReplicationPort() {
             @Override
-            public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
+            public Placement place(VolumeInfo volume) {
+              return Placement.serving(this::replicate);
+            }
+
+            private CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
               try {
                 other.applyReplicaBlocks(volume.name(), blocks);
                 return CompletableFuture.completedFuture(null);

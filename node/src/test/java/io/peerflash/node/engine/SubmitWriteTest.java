@@ -65,7 +65,11 @@ class SubmitWriteTest {
   private final ReplicationPort port =
       new ReplicationPort() {
         @Override
-        public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
+        public Placement place(VolumeInfo volume) {
+          return Placement.serving(this::replicate);
+        }
+
+        private CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
           if (volume.replicas() == 0) {
             return null;
           }

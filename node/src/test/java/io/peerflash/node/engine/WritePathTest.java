@@ -61,7 +61,11 @@ class WritePathTest {
   private final ReplicationPort port =
       new ReplicationPort() {
         @Override
-        public CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
+        public Placement place(VolumeInfo volume) {
+          return Placement.serving(this::replicate);
+        }
+
+        private CompletableFuture<Void> replicate(VolumeInfo volume, List<BlockCopy> blocks) {
           CompletableFuture<Void> copy = new CompletableFuture<>();
           sent.add(blocks);
           copies.add(copy);
