@@ -407,7 +407,27 @@ class ClusterFaultTest {
   void anOwnerWhoseFlashFailsAnFsyncStopsAndAReplicaTakesOver() throws Exception {
     start(3, Map.of("sync", "true"));
     String leader = cluster.node("n1").cluster().controlPlane().leaderId().orElseThrow();
-    String owner = leader.equals("n1") ? "n2" : "n1";
+    ownerWhoseFlashFailsIsReplaced(leader.equals("n1") ? "n2" : "n1");
+  }
+
+  @Test
+  void aLeaderWhoseFlashFailsAnFsyncMarksItselfDownAndAReplicaTakesOver() throws Exception {
+    start(3, Map.of("sync", "true"));
+    // No other node judges the leader: it must mark itself DOWN once its heartbeats are held.
+    String leader = cluster.node("n1").cluster().controlPlane().leaderId().orElseThrow();
+    ownerWhoseFlashFailsIsReplaced(leader);
+    try (PeerFlashClient c = cluster.client(otherThan(leader))) {
+      ClusterEvent down =
+          c.clusterEvents(ListClusterEventsRequest.getDefaultInstance()).getEventsList().stream()
+              .filter(e -> e.getKind() == ClusterEventKind.EVENT_MEMBER_DOWN)
+              .filter(e -> e.getNode().equals(leader))
+              .findFirst()
+              .orElseThrow();
+      assertThat(down.getProposedBy()).as("who marked %s DOWN", leader).isEqualTo(leader);
+    }
+  }
+
+  private void ownerWhoseFlashFailsIsReplaced(String owner) throws Exception {
     try (PeerFlashClient c = cluster.client(owner)) {
       c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
     }

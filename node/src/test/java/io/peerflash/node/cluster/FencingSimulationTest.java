@@ -796,6 +796,7 @@ class FencingSimulationTest {
                 MARGIN_MS,
                 this::map,
                 () -> isLeaderReady(this),
+                () -> false, // no simulated node holds its heartbeats back
                 command -> submit(this, command),
                 null);
         register();

@@ -147,6 +147,7 @@ public final class ControlPlane implements AutoCloseable {
             config.clockSkewMarginMs(),
             stateMachine::map,
             this::isLeaderReady,
+            () -> heartbeatHold.get() != null,
             this::submit,
             timer);
     stateMachine.addCommandListener(livenessMonitor::onApplied);
@@ -472,7 +473,8 @@ public final class ControlPlane implements AutoCloseable {
   /**
    * Stops renewing this node's lease while {@code reason} answers non-null (e.g. its local flash
    * failed an fsync): the lease runs out, the node stops serving, and the leader gives its volumes
-   * to replicas as for a dead node.
+   * to replicas as for a dead node. This holds for the leader itself too: its {@link
+   * LivenessMonitor} marks its own node DOWN only while its heartbeats are held this way.
    */
   public void holdHeartbeatsWhile(java.util.function.Supplier<String> reason) {
     this.heartbeatHold = reason;

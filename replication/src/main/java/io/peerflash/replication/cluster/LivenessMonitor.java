@@ -35,6 +35,20 @@ import org.slf4j.LoggerFactory;
  * from a heartbeat the leader had already timed, and it expired at least {@code 2 *
  * clockSkewMarginMs} (of clock rate difference) earlier.
  *
+ * <p><b>The leader does not judge itself, unless it holds back its own heartbeats.</b> A leader
+ * whose own heartbeats are late (a loaded machine) is evidently alive: it runs this check and
+ * commits commands. Its lease already stops it from serving while its heartbeats are late, and no
+ * other node takes its volumes while it is not marked DOWN, so waiting for its next heartbeat can
+ * never give a volume two owners; marking itself DOWN would only move its volumes away for nothing.
+ * The exception is a node that deliberately stops renewing its lease ({@code ownHeartbeatsHeld},
+ * e.g. its local flash failed an fsync: {@link ControlPlane#holdHeartbeatsWhile}): its volumes must
+ * go to replicas, and if it is the leader no other node would ever mark it DOWN, so it marks itself
+ * DOWN as it would any silent member, with the same patience and the same compare-and-set. The rule
+ * only leaves MarkDowns out; every MarkDown still submitted is timed as above, so the invariant
+ * holds for the leader's own one too. (A leader cut off from the majority cannot commit a MarkDown
+ * at all; once the majority elects another leader, that one judges the old leader like any other
+ * member.)
+ *
  * <p>On becoming leader every live member gets a full fresh period (the leader's records may be
  * older than its election), so an election never causes an instant mass MarkDown; the same happens
  * when the map shows a heartbeat this monitor did not time (e.g. after a snapshot was installed):
@@ -51,14 +65,23 @@ public final class LivenessMonitor implements AutoCloseable {
   private final long tickMs;
   private final Supplier<ClusterMap> map;
   private final BooleanSupplier isLeaderReady;
+  private final BooleanSupplier ownHeartbeatsHeld;
   private final Function<MapCommand, CompletableFuture<CommandResult>> submitter;
   private final ScheduledExecutorService executor;
 
   private final Map<String, Heard> lastHeard = new ConcurrentHashMap<>();
   private final Set<String> pending = ConcurrentHashMap.newKeySet();
   private volatile boolean wasLeader;
+  // This node's heartbeat count when it last logged that it is late but not marking itself DOWN:
+  // one line per silence, not one per tick.
+  private volatile long ownLatenessLoggedAt = -1;
   private ScheduledFuture<?> task;
 
+  /**
+   * @param ownHeartbeatsHeld true while this node deliberately sends no heartbeats (its lease is to
+   *     run out and its volumes to fail over); only then does this monitor, as leader, mark its own
+   *     node DOWN
+   */
   public LivenessMonitor(
       String nodeId,
       Time time,
@@ -66,6 +89,7 @@ public final class LivenessMonitor implements AutoCloseable {
       long clockSkewMarginMs,
       Supplier<ClusterMap> map,
       BooleanSupplier isLeaderReady,
+      BooleanSupplier ownHeartbeatsHeld,
       Function<MapCommand, CompletableFuture<CommandResult>> submitter,
       ScheduledExecutorService executor) {
     this.nodeId = nodeId;
@@ -74,6 +98,7 @@ public final class LivenessMonitor implements AutoCloseable {
     this.tickMs = Math.max(20, Math.min(250, leaseTimeoutMs / 10));
     this.map = map;
     this.isLeaderReady = isLeaderReady;
+    this.ownHeartbeatsHeld = ownHeartbeatsHeld;
     this.submitter = submitter;
     this.executor = executor;
   }
@@ -147,10 +172,25 @@ public final class LivenessMonitor implements AutoCloseable {
         heard(member.id(), now, member.heartbeats());
         continue;
       }
-      if (now - h.nanos() <= patienceNanos || !pending.add(member.id())) {
+      if (now - h.nanos() <= patienceNanos) {
         continue;
       }
       long silentMs = TimeUnit.NANOSECONDS.toMillis(now - h.nanos());
+      if (member.id().equals(nodeId) && !ownHeartbeatsHeld.getAsBoolean()) {
+        // Alive and leading; its lease fences it until its next heartbeat commits.
+        if (ownLatenessLoggedAt != h.heartbeats()) {
+          ownLatenessLoggedAt = h.heartbeats();
+          LOG.warn(
+              "{}: own heartbeats late, none applied for {} ms; not marking itself DOWN (it is"
+                  + " the leader, alive; its lease keeps it from serving meanwhile)",
+              nodeId,
+              silentMs);
+        }
+        continue;
+      }
+      if (!pending.add(member.id())) {
+        continue;
+      }
       MapCommand markDown =
           MapCommand.newBuilder()
               .setMarkDown(

@@ -112,6 +112,7 @@ class LeaseAndLivenessUnitTest {
             MARGIN,
             map::get,
             leader::get,
+            () -> false,
             c -> {
               submitted.add(c);
               return new CompletableFuture<>(); // stays pending: no duplicate MarkDown
@@ -155,6 +156,107 @@ class LeaseAndLivenessUnitTest {
     assertThat(submitted).hasSize(1);
   }
 
+  /**
+   * Applies {@code node}'s heartbeat to the map and tells the monitor, as the state machine does.
+   */
+  private static void applyHeartbeat(
+      AtomicReference<ClusterMap> map, LivenessMonitor monitor, String node) {
+    MapCommand hb = heartbeat(node);
+    ClusterMap.Applied a = map.get().apply(hb);
+    map.set(a.map());
+    monitor.onApplied(0, hb, a.result(), a.map());
+  }
+
+  private static List<String> markedDown(List<MapCommand> submitted) {
+    return submitted.stream().map(c -> c.getMarkDown().getNodeId()).toList();
+  }
+
+  @Test
+  void aLeaderWhoseOwnHeartbeatsAreLateDoesNotMarkItselfDown() {
+    ManualTime time = new ManualTime();
+    AtomicReference<ClusterMap> map =
+        new AtomicReference<>(
+            applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", ""), register("n3", "")));
+    List<MapCommand> submitted = new ArrayList<>();
+    LivenessMonitor monitor =
+        new LivenessMonitor(
+            "n1",
+            time,
+            LEASE,
+            MARGIN,
+            map::get,
+            () -> true,
+            () -> false, // late, not held back
+            c -> {
+              submitted.add(c);
+              return new CompletableFuture<>();
+            },
+            unused);
+    monitor.tick(); // becomes leader: a fresh period for everyone
+    // n3 keeps heartbeating; n1 (this leader, on a loaded machine) and n2 fall silent.
+    for (int i = 0; i < 6; i++) {
+      time.advanceMs(LEASE / 3);
+      applyHeartbeat(map, monitor, "n3");
+    }
+    time.advanceMs(LEASE + MARGIN); // n1 and n2 silent for well over the patience
+    applyHeartbeat(map, monitor, "n3");
+    monitor.tick();
+    assertThat(markedDown(submitted)).containsExactly("n2");
+
+    // However long it stays late, the leader never submits its own MarkDown.
+    for (int i = 0; i < 30; i++) {
+      time.advanceMs(LEASE / 3);
+      applyHeartbeat(map, monitor, "n3");
+      monitor.tick();
+    }
+    assertThat(markedDown(submitted)).containsExactly("n2");
+  }
+
+  @Test
+  void aLeaderThatHoldsBackItsHeartbeatsMarksItselfDownAfterThePatience() {
+    ManualTime time = new ManualTime();
+    AtomicReference<ClusterMap> map =
+        new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", "")));
+    AtomicBoolean held = new AtomicBoolean(false);
+    List<MapCommand> submitted = new ArrayList<>();
+    LivenessMonitor monitor =
+        new LivenessMonitor(
+            "n1",
+            time,
+            LEASE,
+            MARGIN,
+            map::get,
+            () -> true,
+            held::get,
+            c -> {
+              submitted.add(c);
+              return new CompletableFuture<>();
+            },
+            unused);
+    monitor.tick(); // becomes leader
+    time.advanceMs(LEASE / 3);
+    applyHeartbeat(map, monitor, "n1");
+    applyHeartbeat(map, monitor, "n2");
+    // n1's flash fails: it sends no more heartbeats; n2 keeps going.
+    held.set(true);
+    for (int i = 0; i < 3; i++) {
+      time.advanceMs(LEASE / 3);
+      applyHeartbeat(map, monitor, "n2");
+    }
+    // Held or not, the patience is the same: its lease runs out before the MarkDown.
+    time.advanceMs(MARGIN);
+    applyHeartbeat(map, monitor, "n2");
+    assertThat(monitor.lastHeardNanos("n1").orElseThrow())
+        .isEqualTo(time.nanoTime() - TimeUnit.MILLISECONDS.toNanos(LEASE + MARGIN));
+    monitor.tick();
+    assertThat(submitted).isEmpty();
+    time.advanceMs(1);
+    monitor.tick();
+    assertThat(markedDown(submitted)).containsExactly("n1");
+    assertThat(submitted.get(0).getMarkDown().getExpectedHeartbeats())
+        .isEqualTo(map.get().member("n1").orElseThrow().heartbeats());
+  }
+
   @Test
   void aHeartbeatSeenOnlyInTheMapIsTimedWhenSeen() {
     ManualTime time = new ManualTime();
@@ -169,6 +271,7 @@ class LeaseAndLivenessUnitTest {
             MARGIN,
             map::get,
             () -> true,
+            () -> false,
             c -> {
               submitted.add(c);
               return CompletableFuture.completedFuture(OK);
