@@ -13,7 +13,8 @@
 #      destager, not the burst, decides; latency after the cache filled is reported apart;
 #   7. NBD (it-tests/bench/nbd.sh): fio's nbd engine, 4 KiB random, against nbdkit memory (the
 #      floor, Unix socket and TCP), qemu-nbd on a raw file, and PeerFlash replicas 0 and 1 over
-#      the owner's Unix socket and over TCP with TLS, in alternating rounds;
+#      the owner's Unix socket and over TCP with TLS, in alternating rounds; replicas 1 is also
+#      judged against step 2's Hazelcast QD1 p50 and QD32 rate;
 # then writes a Markdown report (every ratio, the targets met or missed) and PNG plots.
 #
 # Mutual TLS is the default everywhere, as in a deployed cluster: one CA in OUT/certs issues the
@@ -30,7 +31,8 @@
 #   --rounds rounds of TLS against plaintext (default 3, the fewest the targets accept)
 #   --out    where results, logs and the report go (default: /tmp/peerflash-bench-<time>)
 #   --qd     queue depths of every PeerFlash run (default 1,32)
-#   --nbd-only  step 7 alone (about 12 minutes with --full's 10 s runs; --quick 3 s runs)
+#   --nbd-only  step 7 alone (about 13 minutes with --full's 10 s runs; --quick 3 s runs), with
+#               Hazelcast measured by nbd.sh at QD1 and QD32 before its rounds
 #
 # Needs the node's jar: run 'mvn -B -ntp package -DskipTests' from the root first. The peer's
 # side (it-tests/bench/pom.xml) is built here; the first build downloads Hazelcast.
@@ -39,7 +41,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 JAR="$ROOT/node/target/peerflash.jar"
-PEER_POM="$ROOT/it-tests/bench/pom.xml"
+# wait_for_line, stop_pid and the peer's build and run (peer_build, peer_measure), shared with nbd.sh.
+source "$ROOT/it-tests/bench/common.sh"
 MODE=full
 OUT=""
 QD="1,32"
@@ -104,13 +107,23 @@ fi
 OUT=${OUT:-/tmp/peerflash-bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/results" "$OUT/logs"
 # 7. NBD, also alone: its own script, its own processes and ports, its report beside this one's.
+# Its targets against Hazelcast take step 2's figures of this run; alone (--nbd-only) it measures
+# Hazelcast itself (never a hazelcast.json an earlier run left in --out).
 run_nbd() {
+  local hz=()
+  if ! $NBD_ONLY && [ -f "$OUT/results/hazelcast.json" ]; then
+    hz=(--hazelcast "$OUT/results/hazelcast.json")
+  fi
   echo "== NBD: fio's nbd engine, $ROUNDS rounds of ${NBD_SECS} s runs"
-  "$ROOT/it-tests/bench/nbd.sh" --out "$OUT/nbd" --rounds "$ROUNDS" --seconds "$NBD_SECS" \
-    | tee "$OUT/logs/nbd.log" || echo "warning: the NBD step failed; see $OUT/logs/nbd.log" >&2
+  if ! "$ROOT/it-tests/bench/nbd.sh" --out "$OUT/nbd" --rounds "$ROUNDS" --seconds "$NBD_SECS" \
+    "${hz[@]}" | tee "$OUT/logs/nbd.log"; then
+    echo "the NBD step failed; see $OUT/logs/nbd.log" >&2
+    return 1
+  fi
 }
+# Alone, the NBD step failing fails the script; in a whole run the other steps' report still comes.
 if $NBD_ONLY; then
-  run_nbd
+  run_nbd || exit 1
   exit 0
 fi
 # Each cluster preallocates its cache files and the sustained run writes a 16 GiB volume's worth of
@@ -132,16 +145,6 @@ echo "compare.sh ($MODE): results, logs and report in $OUT"
 # ---- processes and cleanup ------------------------------------------------------------------
 PIDS=()
 CLUSTER_DIRS=()
-stop_pid() { # pid [seconds]: SIGTERM, then SIGKILL after a grace period
-  local pid=$1 grace=${2:-20} i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
   local pid dir
   trap - EXIT INT TERM
@@ -167,21 +170,6 @@ for p in $ECHO_PORT $PLAIN_ECHO_PORT "${HZ_PORTS[@]}" \
     exit 1
   fi
 done
-
-wait_for_line() { # file pattern pid seconds
-  local file=$1 pattern=$2 pid=$3 secs=$4 i
-  for ((i = 0; i < secs * 10; i++)); do
-    grep -q "$pattern" "$file" 2>/dev/null && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: process $pid exited; last lines of $file:" >&2
-      tail -20 "$file" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "error: '$pattern' not seen in $file within $secs s" >&2
-  return 1
-}
 
 # Waits (at most IDLE_MAX s: 60, 1 for --smoke) until the machine is idle: at least 70 % of its
 # CPU time idle over one second, and its disks quiet (no task waiting for I/O at the end of that second, under 8 MiB
@@ -286,16 +274,7 @@ stop_cluster() { # [launcher-pid cluster-dir]: the cluster started last by defau
 
 # ---- the peer's side: built first, so a failed download stops the run early ------------------
 echo "== building the peer's load client (Hazelcast)"
-mvn -B -q -ntp -f "$PEER_POM" package -DskipTests >"$LOGS/peer-build.log" 2>&1 \
-  || { tail -30 "$LOGS/peer-build.log" >&2; exit 1; }
-mvn -B -q -ntp -f "$PEER_POM" dependency:build-classpath \
-  -Dmdep.outputFile="$OUT/peer.classpath" >>"$LOGS/peer-build.log" 2>&1 \
-  || { tail -30 "$LOGS/peer-build.log" >&2; exit 1; }
-PEER_CP="$ROOT/it-tests/bench/target/classes:$(cat "$OUT/peer.classpath")"
-HZ_OPTS=(--add-modules java.se --add-exports java.base/jdk.internal.ref=ALL-UNNAMED
-  --add-opens java.base/java.lang=ALL-UNNAMED --add-opens java.base/sun.nio.ch=ALL-UNNAMED
-  --add-opens java.management/sun.management=ALL-UNNAMED
-  --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED)
+peer_build "$OUT/peer.classpath"
 
 START=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -340,26 +319,12 @@ stop_pid "$PLAIN_ECHO_PID"
 FLOOR=(--floor "127.0.0.1:$ECHO_PORT")
 
 # ---- 2. the peer: Hazelcast, two members, backup-count 1 --------------------------------------
+# At the run's queue depths (--qd); step 7 reuses its QD1 and QD32 figures for the NBD targets
+# against Hazelcast (and measures them itself when --qd leaves either out).
 echo "== peer: Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1"
-HZ_MEMBERS="127.0.0.1:${HZ_PORTS[0]},127.0.0.1:${HZ_PORTS[1]}"
-HZ_PIDS=()
-for port in "${HZ_PORTS[@]}"; do
-  java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastMember "$port" "$HZ_MEMBERS" \
-    >"$LOGS/hazelcast-$port.log" 2>&1 &
-  PIDS+=($!)
-  HZ_PIDS+=($!)
-done
-for i in 0 1; do
-  wait_for_line "$LOGS/hazelcast-${HZ_PORTS[$i]}.log" "member ready" "${HZ_PIDS[$i]}" 90
-done
-java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$HZ_MEMBERS" \
-  --qd 32 --duration "${PASS%s}" --warmup 0 >/dev/null 2>>"$LOGS/hazelcast-load.log" || true
-wait_idle
-java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$HZ_MEMBERS" \
-  --qd "$QD" --duration "$HZ_DUR" --warmup "$HZ_WARM" --json "$RESULTS/hazelcast.json" \
-  2>"$LOGS/hazelcast-load.log" | tee -a "$LOGS/bench.log" \
-  || echo "warning: the Hazelcast run failed; see $LOGS/hazelcast-load.log" >&2
-for pid in "${HZ_PIDS[@]}"; do stop_pid "$pid"; done
+rm -f "$RESULTS/hazelcast.json" # an earlier run's, in a reused --out: step 7 would take it
+peer_measure "$RESULTS/hazelcast.json" "$QD" "$HZ_DUR" "$HZ_WARM" "${PASS%s}" "$LOGS/bench.log" \
+  "${HZ_PORTS[@]}"
 
 # ---- 3. PeerFlash: write-back, replicas 0/1/2, reads, mix, sequential -------------------------
 start_cluster cluster-a "$CACHE" $BASE_PORT $RAFT_BASE_PORT
@@ -444,7 +409,7 @@ stop_cluster
 
 # ---- 7. NBD ------------------------------------------------------------------------------------
 wait_idle
-run_nbd
+run_nbd || echo "warning: no NBD section in the report" >&2
 
 # ---- report ---------------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - START))

@@ -6,18 +6,27 @@
 #     without PeerFlash; its default write-back cache: writes land in the page cache);
 #   - PeerFlash, a 2-node local cluster with mutual TLS, volumes half the cache: replicas 0, then
 #     replicas 1, each over the owner's Unix socket and over TCP with TLS (NBD_OPT_STARTTLS);
-#   - a 4 KiB gRPC echo at QD1 (mutual TLS), beside the replicas-1 rounds, for their target.
+#   - a 4 KiB gRPC echo at QD1 (mutual TLS), beside the replicas-1 rounds, for their target;
+#   - the peer: Hazelcast 5.7.0, two members, IMap.put of 4 KiB values with backup-count 1, at
+#     QD1 (p50) and QD32 (rate; 32 client threads of blocking puts), for the replicas-1 targets
+#     against it: compare.sh's step 2 figures of the same run (--hazelcast), or else measured
+#     here before the rounds (the members are stopped before the first fio run).
 # Per target: random writes at QD1 and QD32, and random reads at QD1 after the whole export was
 # written once (for PeerFlash: read hits). Rounds alternate every target, and each ratio is taken
-# against the floor measured in its own round; the report gives the medians of the rounds.
+# against the floor measured in its own round; the report gives the medians of the rounds. A
+# target missed is reported as missed; a server or the Hazelcast run failing is an error.
 #
 # Usage: it-tests/bench/nbd.sh [--out DIR] [--rounds N] [--seconds S] [--cache SIZE]
-#   --out      results, logs and nbd-report.md (default: /tmp/peerflash-nbd-<time>)
-#   --rounds   rounds per phase (default 3)
-#   --seconds  each fio run, after a 1 s ramp (default 10)
-#   --cache    cache size per node (default 256MiB; volumes are half of it)
-# Needs fio (with its nbd engine), nbdkit, qemu-nbd, jq, python3 and the node's jar
-# (mvn -B -ntp package -DskipTests). Every process it starts is stopped on exit.
+#                              [--hazelcast FILE]
+#   --out        results, logs and nbd-report.md (default: /tmp/peerflash-nbd-<time>)
+#   --rounds     rounds per phase (default 3)
+#   --seconds    each fio run, after a 1 s ramp (default 10); also each Hazelcast QD's run
+#   --cache      cache size per node (default 256MiB; volumes are half of it)
+#   --hazelcast  Hazelcast's results JSON (HazelcastLoad's, as compare.sh writes it); used when
+#                it holds QD1 and QD32, else Hazelcast is measured here
+# Needs fio (with its nbd engine), nbdkit, qemu-nbd, jq, python3, the node's jar
+# (mvn -B -ntp package -DskipTests), and Maven to build the peer's side (it-tests/bench/pom.xml)
+# when it measures Hazelcast. Every process it starts is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,18 +35,35 @@ OUT=""
 ROUNDS=3
 SECS=10
 CACHE=256MiB
+HZ_FROM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift ;;
     --rounds) ROUNDS="$2"; shift ;;
     --seconds) SECS="$2"; shift ;;
     --cache) CACHE="$2"; shift ;;
+    --hazelcast) HZ_FROM="$2"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
-for tool in fio nbdkit qemu-nbd jq python3; do
+# Whether a Hazelcast results JSON has both figures the targets take: QD1 and QD32, each with puts.
+hz_complete() { # json
+  [ -s "$1" ] && jq -e '[.results[] | select(.system == "hazelcast" and .ops > 0) | .qd]
+    | (index(1) != null) and (index(32) != null)' "$1" >/dev/null 2>&1
+}
+HZ_REUSE=false
+if [ -n "$HZ_FROM" ]; then
+  if hz_complete "$HZ_FROM"; then
+    HZ_REUSE=true
+  else
+    echo "note: $HZ_FROM holds no Hazelcast figures for both QD1 and QD32; measuring them here" >&2
+  fi
+fi
+TOOLS=(fio nbdkit qemu-nbd jq python3 java)
+$HZ_REUSE || TOOLS+=(mvn)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing" >&2; exit 1; }
 done
 [ -f "$JAR" ] || { echo "error: $JAR is missing; build it first" >&2; exit 1; }
@@ -46,7 +72,9 @@ mkdir -p "$OUT/results" "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 RES="$OUT/results/nbd.tsv"
 LOGS="$OUT/logs"
+HZ_JSON="$OUT/results/hazelcast.json"
 : >"$RES"
+$HZ_REUSE || rm -f "$HZ_JSON" # an earlier run's, in a reused --out
 unset PEERFLASH_CERTS PEERFLASH_INSECURE PEERFLASH_TARGET
 case "$CACHE" in
   *MiB) CACHE_MIB=${CACHE%MiB} ;;
@@ -60,11 +88,14 @@ RAFT_BASE_PORT=17731
 NBD_BASE_PORT=10909
 FLOOR_TCP_PORT=10899
 ECHO_PORT=17692
+HZ_PORTS=(15721 15722)
 DIR="$OUT/cluster"
 PF=(java -jar "$JAR")
 echo "nbd.sh: $ROUNDS rounds per phase, ${SECS} s runs, cache $CACHE, volumes ${VOL_MIB} MiB; in $OUT"
 
 PIDS=()
+# wait_for_line, stop_pid, and the peer's build and run (peer_build, peer_measure), as compare.sh.
+source "$ROOT/it-tests/bench/common.sh"
 cleanup() {
   trap - EXIT INT TERM
   local pid
@@ -77,16 +108,25 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
-wait_for() { # file pattern seconds
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "error: '$2' not in $1 after $3 s" >&2
-  tail -20 "$1" >&2
-  return 1
-}
+
+# ---- the peer: Hazelcast at QD1 and QD32, before any other server is up ----------------------
+if $HZ_REUSE; then
+  [ "$HZ_FROM" -ef "$HZ_JSON" ] || cp "$HZ_FROM" "$HZ_JSON"
+  HZ_SOURCE="from --hazelcast $HZ_FROM"
+  echo "Hazelcast: the figures of $HZ_FROM"
+else
+  echo "== Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1: QD1 and QD32"
+  peer_build "$OUT/peer.classpath"
+  # Warmed up by a QD32 pass of at least 5 s, as compare.sh's --quick; each QD then runs as long
+  # as a fio run, after a warm-up of its own.
+  peer_measure "$HZ_JSON" 1,32 "$SECS" $((SECS < 3 ? SECS : 3)) $((SECS < 5 ? 5 : SECS)) \
+    "$LOGS/hazelcast-table.log" "${HZ_PORTS[@]}"
+  if ! hz_complete "$HZ_JSON"; then
+    echo "error: no Hazelcast figures for QD1 and QD32; see $LOGS/hazelcast-load.log" >&2
+    exit 1
+  fi
+  HZ_SOURCE="measured by nbd.sh before the rounds, ${SECS} s per QD"
+fi
 
 # ---- servers --------------------------------------------------------------------------------
 nbdkit -f -U "$OUT/floor.sock" memory 1G >"$LOGS/nbdkit-unix.log" 2>&1 &
@@ -101,7 +141,7 @@ PIDS+=($!)
   --raft-base-port "$RAFT_BASE_PORT" --http-base-port 0 --nbd-base-port "$NBD_BASE_PORT" \
   >"$LOGS/cluster.log" 2>&1 &
 PIDS+=($!)
-wait_for "$LOGS/cluster.log" "cluster ready" 240
+wait_for_line "$LOGS/cluster.log" "cluster ready" "$!" 240
 CERTS="$DIR/certs"
 TARGET="127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1))"
 CLIENT=(--target "$TARGET" --certs "$CERTS/admin")
@@ -109,7 +149,7 @@ CLIENT=(--target "$TARGET" --certs "$CERTS/admin")
 "${PF[@]}" bench echo-server --listen "127.0.0.1:$ECHO_PORT" --certs "$CERTS/echo" \
   >"$LOGS/echo-server.log" 2>&1 &
 PIDS+=($!)
-wait_for "$LOGS/echo-server.log" "listening" 30
+wait_for_line "$LOGS/echo-server.log" "listening" "$!" 30
 for i in $(seq 1 50); do [ -S "$OUT/floor.sock" ] && [ -S "$OUT/qemu.sock" ] && break; sleep 0.1; done
 # fio's nbd engine takes no tls-certificates=DIR in the URI; libnbd then reads the client's files
 # from $HOME/.pki/libnbd, or for root from /etc/pki/libnbd. So as root the TLS runs go as user
@@ -198,9 +238,13 @@ fill "${R1_UNIX#*=}"
 run_targets replicas1 "$ROUNDS" "$FLOOR_UNIX" "$R1_UNIX" "$R1_TLS"
 
 # ---- report -----------------------------------------------------------------------------------
-python3 - "$RES" "$OUT/nbd-report.md" "$ROUNDS" "$SECS" "$CACHE" "$VOL_MIB" <<'EOF'
-import collections, statistics, sys
-res, out, rounds, secs, cache, vol = sys.argv[1:7]
+python3 - "$RES" "$OUT/nbd-report.md" "$ROUNDS" "$SECS" "$CACHE" "$VOL_MIB" "$HZ_JSON" \
+  "$HZ_SOURCE" <<'EOF'
+import collections, json, statistics, sys
+res, out, rounds, secs, cache, vol, hz_json, hz_source = sys.argv[1:9]
+# Hazelcast's put at each QD: (rate per s, p50 us, errors)
+hz = {r["qd"]: (r["iops"], r["latency_us"]["p50"], r["errors"])
+      for r in json.load(open(hz_json))["results"] if r.get("system") == "hazelcast"}
 rows = collections.defaultdict(dict)  # (phase, round) -> (target, workload, qd) -> (iops, p50, p99, err)
 for line in open(res):
     f = line.rstrip("\n").split("\t")
@@ -232,6 +276,8 @@ for phase, t in order:
         med(ratios(phase, w1, f1, 1)), med(ratios(phase, w32, f32, 0)), med(ratios(phase, r1, fr, 1)), errs))
 echo = col("replicas1", ("grpc-echo", "echo", "1"), 1)
 L.append("| gRPC echo, QD1, mutual TLS (replicas 1 rounds) | %.1f | | | | | | |" % med(echo))
+L.append("| Hazelcast 5.7.0 IMap.put 4 KiB, 2 members, backup-count 1 (%s) | %.1f | %.0f | | | | | %d |" % (
+    hz_source, hz[1][1], hz[32][0], hz[1][2] + hz[32][2]))
 L.append("")
 def verdict(ok):
     return "met" if ok else "missed"
@@ -253,12 +299,21 @@ if lim:
     q = med([a / b for a, b in lim])
     t.append(("replicas 1, Unix socket, write QD1 p50 vs floor p50 + 1.5x echo p50",
               "%.1f us vs %.1f us (%.2fx)" % (got, limit, q), "at most 1x", q <= 1))
+# replicas 1 against Hazelcast's put with one backup (measured once, not per round): the median of
+# the rounds against Hazelcast's figure
+w1 = med(col("replicas1", ("pf-r1-unix", "randwrite", "1"), 1))
+t.append(("replicas 1, Unix socket, write QD1 p50 vs Hazelcast put p50 (QD1, backup-count 1)",
+          "%.1f us vs %.1f us (%.2fx)" % (w1, hz[1][1], w1 / hz[1][1]), "at most 1x", w1 <= hz[1][1]))
+w32 = med(col("replicas1", ("pf-r1-unix", "randwrite", "32"), 0))
+t.append(("replicas 1, Unix socket, write QD32 IOPS vs Hazelcast put rate (QD32: 32 threads of blocking puts)",
+          "%.0f vs %.0f/s (%.2fx)" % (w32, hz[32][0], w32 / hz[32][0]), "at least 2x", w32 >= 2 * hz[32][0]))
 L.append("| NBD target | measured (median of rounds) | limit | |")
 L.append("|---|---|---|---|")
 for name, got, limit, ok in t:
     L.append("| %s | %s | %s | %s |" % (name, got, limit, verdict(ok)))
 L.append("")
-L.append("Rounds (phase, round, target, workload, QD, IOPS, p50 us, p99 us, errors) are in `results/nbd.tsv`.")
+L.append("Rounds (phase, round, target, workload, QD, IOPS, p50 us, p99 us, errors) are in `results/nbd.tsv`; "
+         "Hazelcast's figures in `results/hazelcast.json`.")
 open(out, "w").write("\n".join(L) + "\n")
 print("\n".join(L))
 EOF
