@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.NodeStatus;
 import io.peerflash.testing.TestPorts;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -125,6 +126,17 @@ class ProcessClusterIT {
     }
   }
 
+  /** The node is in step with the map again and holds no copy of the volume. */
+  private boolean droppedStaleCopiesAndServes(String node, String volume) {
+    try (PeerFlashClient c = nodes.get(node).connect()) {
+      NodeStatus s = c.status();
+      return s.getFencedReason().isEmpty()
+          && s.getVolumesList().stream().noneMatch(v -> v.getName().equals(volume));
+    } catch (RuntimeException e) {
+      return false; // still waking up
+    }
+  }
+
   @Test
   void frozenOwnerPastItsLeaseWritesNothingStale() throws Exception {
     // Eager destage: an unfenced owner waking up would write its old blocks at once.
@@ -150,7 +162,15 @@ class ProcessClusterIT {
         .as("shared storage after the new owner's Flush")
         .isTrue();
     nodes.get("n1").unfreeze(); // wakes up with old dirty blocks and an expired lease
-    Thread.sleep(4000);
+    // Until it has re-read the map and dropped its superseded copies, the woken node could still
+    // write them; after that nothing of them is left to write. Wait for that, then look.
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!droppedStaleCopiesAndServes("n1", "vm")) {
+      assertThat(System.nanoTime())
+          .as("n1 to drop its copies of vm and serve again")
+          .isLessThan(deadline);
+      Thread.sleep(100);
+    }
     assertThat(Arrays.equals(Files.readAllBytes(dir.resolve("shared").resolve("vm")), model))
         .as("the woken old owner wrote nothing stale to shared storage")
         .isTrue();

@@ -317,7 +317,7 @@ class ClusterFaultTest {
     // replica to promote.
     ListAppender<ILoggingEvent> clusterLog = new ListAppender<>();
     clusterLog.start();
-    Logger clusterNodeLog = (Logger) LoggerFactory.getLogger(ClusterNode.class);
+    Logger clusterNodeLog = (Logger) LoggerFactory.getLogger(LeaderFailover.class);
     clusterNodeLog.addAppender(clusterLog);
     try {
       cluster.nodes.put(lost, PeerFlashNode.start(cluster.configs.get(lost)));

@@ -19,6 +19,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The replica side of peerflash.v1.ReplicaService: checks the sender's certificate, hands copies to
@@ -43,6 +44,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
   private final ReplicaSink sink;
   private final EpochGuard guard;
   private final Executor applyExecutor;
+  private final LongAdder requestsReceived = new LongAdder();
 
   /**
    * @param applyExecutor where requests that may wait are applied (a named pool)
@@ -51,6 +53,11 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
     this.sink = sink;
     this.guard = guard;
     this.applyExecutor = applyExecutor;
+  }
+
+  /** Copy, release and reset requests received on every stream so far (tests wait on it). */
+  long requestsReceived() {
+    return requestsReceived.sum();
   }
 
   /**
@@ -108,6 +115,7 @@ public final class ReplicaGrpcService extends ReplicaServiceGrpc.ReplicaServiceI
 
     @Override
     public void onNext(ReplicateRequest req) {
+      requestsReceived.increment();
       synchronized (this) {
         if (draining) {
           // Even a refusal waits its turn: while a drain runs it alone may ack (the stream's
