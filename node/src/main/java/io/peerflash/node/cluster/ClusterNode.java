@@ -665,6 +665,12 @@ public final class ClusterNode
     if (!ready) {
       return "node " + nodeId + " is not yet in step with the cluster map";
     }
+    if (controlPlane.map().member(nodeId).isEmpty()) {
+      return "node "
+          + nodeId
+          + " is not a member of the cluster (it was removed): it serves and replicates nothing;"
+          + " stop it, or add it again with 'peerflash cluster add-node'";
+    }
     if (!controlPlane.leaseValid()) {
       return "node "
           + nodeId

@@ -486,6 +486,13 @@ class MoveAndDrainTest {
             () -> !nodes.get(id).cluster().controlPlane().raftPeers().containsKey("n2"),
             id + " to drop n2 from the Raft group");
       }
+      // The removed node, still running, says so instead of answering as a member.
+      await(
+          () -> nodes.get("n2").cluster().fencedReason().contains("not a member of the cluster"),
+          "n2 to say it is no longer a member");
+      try (PeerFlashClient removedNode = client("n2")) {
+        assertThat(removedNode.status().getFencedReason()).contains("it was removed");
+      }
       nodes.remove("n2").close();
 
       // Nothing lost: served, and after Flush on shared storage.
