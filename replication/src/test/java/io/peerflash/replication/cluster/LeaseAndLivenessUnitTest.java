@@ -104,20 +104,7 @@ class LeaseAndLivenessUnitTest {
         new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", "")));
     AtomicBoolean leader = new AtomicBoolean(false);
     List<MapCommand> submitted = new ArrayList<>();
-    LivenessMonitor monitor =
-        new LivenessMonitor(
-            "n1",
-            time,
-            LEASE,
-            MARGIN,
-            map::get,
-            leader::get,
-            () -> false,
-            c -> {
-              submitted.add(c);
-              return new CompletableFuture<>(); // stays pending: no duplicate MarkDown
-            },
-            unused);
+    LivenessMonitor monitor = monitorOfN1(time, map, leader::get, () -> false, submitted);
 
     // A follower only records.
     time.advanceMs(10 * LEASE);
@@ -178,20 +165,7 @@ class LeaseAndLivenessUnitTest {
         new AtomicReference<>(
             applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", ""), register("n3", "")));
     List<MapCommand> submitted = new ArrayList<>();
-    LivenessMonitor monitor =
-        new LivenessMonitor(
-            "n1",
-            time,
-            LEASE,
-            MARGIN,
-            map::get,
-            () -> true,
-            () -> false, // late, not held back
-            c -> {
-              submitted.add(c);
-              return new CompletableFuture<>();
-            },
-            unused);
+    LivenessMonitor monitor = monitorOfN1(time, map, () -> true, () -> false, submitted);
     monitor.tick(); // becomes leader: a fresh period for everyone
     // n3 keeps heartbeating; n1 (this leader, on a loaded machine) and n2 fall silent.
     for (int i = 0; i < 6; i++) {
@@ -219,20 +193,7 @@ class LeaseAndLivenessUnitTest {
         new AtomicReference<>(applyOk(ClusterMap.EMPTY, register("n1", ""), register("n2", "")));
     AtomicBoolean held = new AtomicBoolean(false);
     List<MapCommand> submitted = new ArrayList<>();
-    LivenessMonitor monitor =
-        new LivenessMonitor(
-            "n1",
-            time,
-            LEASE,
-            MARGIN,
-            map::get,
-            () -> true,
-            held::get,
-            c -> {
-              submitted.add(c);
-              return new CompletableFuture<>();
-            },
-            unused);
+    LivenessMonitor monitor = monitorOfN1(time, map, () -> true, held::get, submitted);
     monitor.tick(); // becomes leader
     time.advanceMs(LEASE / 3);
     applyHeartbeat(map, monitor, "n1");
@@ -289,5 +250,30 @@ class LeaseAndLivenessUnitTest {
     monitor.tick();
     assertThat(submitted).hasSize(1);
     assertThat(submitted.get(0).getMarkDown().getExpectedHeartbeats()).isEqualTo(2);
+  }
+
+  /**
+   * n1's liveness monitor over {@code map}; its MarkDowns are recorded in {@code submitted} and
+   * stay pending (so none is submitted twice).
+   */
+  private LivenessMonitor monitorOfN1(
+      ManualTime time,
+      AtomicReference<ClusterMap> map,
+      java.util.function.BooleanSupplier isLeader,
+      java.util.function.BooleanSupplier ownHeartbeatsHeld,
+      List<MapCommand> submitted) {
+    return new LivenessMonitor(
+        "n1",
+        time,
+        LEASE,
+        MARGIN,
+        map::get,
+        isLeader,
+        ownHeartbeatsHeld,
+        c -> {
+          submitted.add(c);
+          return new CompletableFuture<>();
+        },
+        unused);
   }
 }
