@@ -116,6 +116,7 @@ public final class ClusterNode
             controlPlane,
             this::replicator,
             copier,
+            timers,
             time,
             config.replicationAckTimeoutMs(),
             2 * (config.leaseTimeoutMs() + config.clockSkewMarginMs()),

@@ -19,11 +19,15 @@ import io.peerflash.util.Time;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
+import java.util.stream.Collectors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -54,8 +58,11 @@ final class Reprotector {
   private final FaultPoints faults;
   // volume + "/" + peer -> progress of the copy running now
   private final Map<String, Progress> running = new ConcurrentHashMap<>();
-  // volume -> time of the last AddReplicas or clear attempt (rate limit when no peer is free)
-  private final Map<String, Long> lastAttemptMs = new ConcurrentHashMap<>();
+  // AddReplicas or clear, at once for a new situation, again for the same one after a pause
+  private final RequestPacer pacer;
+  // volumes with a look scheduled for when their paced request is due again
+  private final Set<String> relookPending = ConcurrentHashMap.newKeySet();
+  private final ScheduledExecutorService timers;
   // peer -> when it last failed to take a copy: not picked again while the map may still call
   // it UP (until the leader has had the time to mark it DOWN)
   private final Map<String, Long> failedAtMs = new ConcurrentHashMap<>();
@@ -67,6 +74,7 @@ final class Reprotector {
       ControlPlane controlPlane,
       Function<String, PeerReplicator> replicators,
       ExecutorService copier,
+      ScheduledExecutorService timers,
       Time time,
       long batchTimeoutMs,
       long avoidFailedMs,
@@ -77,6 +85,8 @@ final class Reprotector {
     this.controlPlane = controlPlane;
     this.replicators = replicators;
     this.copier = copier;
+    this.timers = timers;
+    this.pacer = new RequestPacer(time, ADD_RETRY_MS);
     this.time = time;
     this.batchTimeoutMs = batchTimeoutMs;
     this.faults = faults;
@@ -84,7 +94,9 @@ final class Reprotector {
 
   /** Looks at every volume this node owns; starts what is missing. Quick; never blocks. */
   void maybeReprotect(ClusterMap map) {
-    for (VolumeRecord rec : map.volumesOwnedBy(nodeId)) {
+    List<VolumeRecord> owned = map.volumesOwnedBy(nodeId);
+    pacer.retainOnly(owned.stream().map(VolumeRecord::name).collect(Collectors.toSet()));
+    for (VolumeRecord rec : owned) {
       if (rec.mode() != CacheMode.WRITE_BACK) {
         maybeClearReplicas(rec);
         continue;
@@ -94,12 +106,12 @@ final class Reprotector {
         if (running.putIfAbsent(key, new Progress(0, 0)) == null) {
           try {
             copier.execute(() -> copy(rec.name(), peer, key));
-          } catch (java.util.concurrent.RejectedExecutionException e) {
+          } catch (RejectedExecutionException e) {
             running.remove(key); // the node is closing
           }
         }
       }
-      if (map.replicasWanted(rec) > 0 && due(rec.name())) {
+      if (map.replicasWanted(rec) > 0 && due(rec, "add replicas")) {
         submitAsync(
             MapCommands.because(
                 MapCommands.addReplicas(rec.name(), rec.epoch(), recentlyFailed()),
@@ -125,14 +137,30 @@ final class Reprotector {
     return Map.copyOf(running);
   }
 
-  private boolean due(String volume) {
-    long now = time.nowMs();
-    Long last = lastAttemptMs.get(volume);
-    if (last != null && now - last < ADD_RETRY_MS) {
-      return false;
+  /**
+   * Whether a request about this volume may go now: at once when its record changed since the last
+   * one (a policy change, a move, a new epoch), after a pause when it did not (the map could not
+   * grant it). A paused request gets a look of its own when it is due, not only at the next map
+   * change.
+   */
+  private boolean due(VolumeRecord rec, String request) {
+    if (pacer.due(rec.name(), request, rec)) {
+      return true;
     }
-    lastAttemptMs.put(volume, now);
-    return true;
+    if (relookPending.add(rec.name())) {
+      try {
+        timers.schedule(
+            () -> {
+              relookPending.remove(rec.name());
+              maybeReprotect(controlPlane.map());
+            },
+            Math.max(1, pacer.msUntilDue(rec.name())),
+            TimeUnit.MILLISECONDS);
+      } catch (RejectedExecutionException e) {
+        relookPending.remove(rec.name()); // the node is closing
+      }
+    }
+    return false;
   }
 
   /** A volume out of write-back keeps no replicas once its dirty data is on shared storage. */
@@ -141,7 +169,7 @@ final class Reprotector {
       return;
     }
     try {
-      if (engine.dirtyBlocks(rec.name()) > 0 || !due(rec.name())) {
+      if (engine.dirtyBlocks(rec.name()) > 0 || !due(rec, "clear replicas")) {
         return;
       }
     } catch (CacheException e) {

@@ -10,6 +10,7 @@ import io.peerflash.node.NodeConfig;
 import io.peerflash.node.PeerFlashNode;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.Volume;
+import io.peerflash.proto.v1.VolumeState;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -133,6 +134,30 @@ class ThreeNodeClusterTest {
       // The owner destages what had fewer copies than wanted: nothing stays at risk.
       await(() -> c.getVolume("vm1").getAtRiskBytes() == 0, 20, "at-risk data destaged");
       assertThat(Arrays.equals(readAll(c), model)).isTrue();
+    }
+  }
+
+  @Test
+  void aReplicaAskedForAgainIsAddedAtOnceNotAfterAPause() throws Exception {
+    startCluster();
+    try (PeerFlashClient c = client("n1")) {
+      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+      await(() -> c.getVolume("vm1").getState() == VolumeState.HEALTHY, 30, "vm1 protected");
+      // Each round takes the replica away and asks for one again: the owner asks the map for a
+      // peer. The second ask used to wait out the pause the first one started (2 s), as if the map
+      // had refused it a peer, although the volume's record had changed since.
+      for (int round = 1; round <= 2; round++) {
+        c.setPolicy("vm1", CacheMode.WRITE_BACK, 0);
+        await(() -> c.getVolume("vm1").getReplicasCount() == 0, 30, "vm1's replica dropped");
+        long start = System.nanoTime();
+        c.setPolicy("vm1", CacheMode.WRITE_BACK, 1);
+        await(
+            () -> c.getVolume("vm1").getState() == VolumeState.HEALTHY, 30, "vm1 protected again");
+        long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+        assertThat(ms)
+            .as("round %d: ms from asking for a replica until vm1 is protected again", round)
+            .isLessThan(1200);
+      }
     }
   }
 

@@ -102,6 +102,7 @@ final class ApiFuzzer {
   static final String MODEL = "model";
   static final List<String> SCRATCH = List.of("s1", "s2", "s3");
   private static final long CALL_TIMEOUT_MS = 30_000;
+  private static final long HEALTHY_WITHIN_S = 10;
   private static final int SECTOR = 512;
   private static final int BLOCK = 4096;
   private static final Pattern VALID_NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
@@ -1969,18 +1970,28 @@ final class ApiFuzzer {
     if (flushed) {
       compareBackingFile(phase);
     }
-    Result<Volume> v =
-        call(
-            "GetVolume",
-            "name=" + str(MODEL) + " (" + phase + ")",
-            () -> volumes().getVolume(GetVolumeRequest.newBuilder().setName(MODEL).build()));
+    // Healthy once re-protection has caught up with the run's last policy change or move: a
+    // replica the policy wants is named and filled within moments, not at once.
+    long healthyBy = System.nanoTime() + TimeUnit.SECONDS.toNanos(HEALTHY_WITHIN_S);
+    Result<Volume> v;
+    while (true) {
+      v =
+          call(
+              "GetVolume",
+              "name=" + str(MODEL) + " (" + phase + ")",
+              () -> volumes().getVolume(GetVolumeRequest.newBuilder().setName(MODEL).build()));
+      if (!v.ok() || v.value().getState() == VolumeState.HEALTHY || System.nanoTime() > healthyBy) {
+        break;
+      }
+      sleepQuietly(50);
+    }
     if (!v.ok()) {
       violation("GetVolume", "name=\"model\" (" + phase + ")", "model volume unreadable", v.got());
     } else if (v.value().getState() != VolumeState.HEALTHY || v.value().getCorruptBlocks() != 0) {
       violation(
           "GetVolume",
           "name=\"model\" (" + phase + ")",
-          "model volume not healthy",
+          "model volume not healthy within " + HEALTHY_WITHIN_S + " s",
           v.value().getState() + ": " + shorten(v.value().getStateDetail(), 400));
     }
     if (changePolicy) {
@@ -1994,6 +2005,14 @@ final class ApiFuzzer {
       compareBackingFile(phase + ", after a policy change");
     }
     checkHealth(phase);
+  }
+
+  private static void sleepQuietly(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 
   private void compareBackingFile(String phase) {
