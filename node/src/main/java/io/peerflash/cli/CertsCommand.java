@@ -36,14 +36,7 @@ import picocli.CommandLine.Spec;
         "Create the cluster's certificate authority (DIR/ca) and the identity directories of its"
             + " nodes and clients (DIR/<name>): ca-cert.pem plus server-cert.pem, server-key.pem,"
             + " client-cert.pem, client-key.pem for a node; ca-cert.pem, client-cert.pem,"
-            + " client-key.pem for a client. Nodes and clients reload them when they change.",
-    subcommands = {
-      CertsCommand.Init.class,
-      CertsCommand.Node.class,
-      CertsCommand.Client.class,
-      CertsCommand.Revoke.class,
-      CertsCommand.ListCerts.class
-    })
+            + " client-key.pem for a client. Nodes and clients reload them when they change.")
 final class CertsCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 

@@ -21,15 +21,7 @@ import picocli.CommandLine.Parameters;
 /** The cluster: members, leader, and per volume its owner, epoch, replicas and dirty data. */
 @Command(
     name = "cluster",
-    description = "Inspect the cluster, drain and remove a node, add a node.",
-    subcommands = {
-      ClusterCommand.Status.class,
-      ClusterCommand.Health.class,
-      ClusterEventsCommand.class,
-      ClusterCommand.Drain.class,
-      ClusterCommand.RemoveNode.class,
-      ClusterCommand.AddNode.class
-    })
+    description = "Inspect the cluster, drain and remove a node, add a node.")
 final class ClusterCommand {
   static final long DRAIN_POLL_MS = 500;
   // How often a running drain re-reads the map to say what it waits for.

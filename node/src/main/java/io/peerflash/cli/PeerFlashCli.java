@@ -3,6 +3,10 @@ package io.peerflash.cli;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
+import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
 import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.client.PeerFlashException;
@@ -10,7 +14,9 @@ import io.peerflash.node.NodeConfig;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -32,25 +38,61 @@ import picocli.CommandLine.UnmatchedArgumentException;
     scope = ScopeType.INHERIT,
     mixinStandardHelpOptions = true,
     versionProvider = PeerFlashCli.Version.class,
-    description = "PeerFlash: a clustered write-back flash cache in front of shared storage.",
-    subcommands = {
-      NodeCommand.class,
-      VolumeCommand.class,
-      IoCommands.Write.class,
-      IoCommands.Read.class,
-      IoCommands.Trim.class,
-      FlushCommand.class,
-      StatusCommand.class,
-      HealthCommand.class,
-      ClusterCommand.class,
-      LocalClusterCommand.class,
-      CertsCommand.class,
-      BenchCommand.class
-    })
+    description = "PeerFlash: a clustered write-back flash cache in front of shared storage.")
 public final class PeerFlashCli implements Callable<Integer> {
   static final int EXIT_OK = 0;
   static final int EXIT_FAILURE = 1;
   static final int EXIT_USAGE = 2;
+
+  /**
+   * The commands, in the order help lists them. A call's command line is built with only the
+   * command and subcommand it names (all of them where it names none, for help and suggestions):
+   * picocli reads every option of every command it is given by reflection, which cost each CLI call
+   * a third of its CPU time.
+   */
+  static final List<Class<?>> COMMANDS =
+      List.of(
+          NodeCommand.class,
+          VolumeCommand.class,
+          IoCommands.Write.class,
+          IoCommands.Read.class,
+          IoCommands.Trim.class,
+          FlushCommand.class,
+          StatusCommand.class,
+          HealthCommand.class,
+          ClusterCommand.class,
+          LocalClusterCommand.class,
+          CertsCommand.class,
+          BenchCommand.class);
+
+  private static final String NETTY_JFR = "io.grpc.netty.shaded.io.netty.jfr.enabled";
+
+  /** The subcommands of the commands that group them, in the order help lists them. */
+  static final Map<Class<?>, List<Class<?>>> SUBCOMMANDS =
+      Map.of(
+          VolumeCommand.class,
+          List.of(
+              VolumeCommand.Create.class,
+              VolumeCommand.ListVolumes.class,
+              VolumeCommand.Stat.class,
+              VolumeCommand.Delete.class,
+              VolumeCommand.SetPolicy.class,
+              VolumeCommand.Move.class),
+          ClusterCommand.class,
+          List.of(
+              ClusterCommand.Status.class,
+              ClusterCommand.Health.class,
+              ClusterEventsCommand.class,
+              ClusterCommand.Drain.class,
+              ClusterCommand.RemoveNode.class,
+              ClusterCommand.AddNode.class),
+          CertsCommand.class,
+          List.of(
+              CertsCommand.Init.class,
+              CertsCommand.Node.class,
+              CertsCommand.Client.class,
+              CertsCommand.Revoke.class,
+              CertsCommand.ListCerts.class));
 
   /** Opens a channel to {@code HOST:PORT}; tests substitute an in-process channel. */
   @FunctionalInterface
@@ -69,6 +111,10 @@ public final class PeerFlashCli implements Callable<Integer> {
   private volatile String target;
   // How the current command connects (its --certs or --insecure); null until it says.
   private volatile ClientSecurity security;
+  // The I/O thread of this process's channels (bench's own aside), made on first use. Its own, not
+  // gRPC's shared one, so that it can be stopped before the process exits: the JVM waits up to
+  // 300 ms at exit for any thread still waiting in native code, such as an idle event loop.
+  private EventLoopGroup eventLoop;
   // How local-cluster starts a node (null: this program's java and jar); tests substitute a fake.
   private volatile List<String> nodeLauncher;
 
@@ -100,28 +146,79 @@ public final class PeerFlashCli implements Callable<Integer> {
   }
 
   public static void main(String[] args) {
-    System.exit(new PeerFlashCli().execute(args));
+    Class<?> command = args.length > 0 ? named(COMMANDS, args[0]) : null;
+    if (command != null && command != NodeCommand.class) {
+      // Before anything logs: a client command's logging is set up in code, not from XML.
+      System.setProperty(ClientLogConfigurator.PROPERTY, "client");
+      // Netty's buffer events for JDK Flight Recorder: registering them costs a short command
+      // 50 ms (JFR generates a class per event), and nobody records a CLI call.
+      if (System.getProperty(NETTY_JFR) == null) {
+        System.setProperty(NETTY_JFR, "false");
+      }
+    }
+    PeerFlashCli cli = new PeerFlashCli();
+    int code = cli.execute(args);
+    cli.closeTransport();
+    System.exit(code);
   }
 
   /** Runs one command line and returns its exit code. */
   public int execute(String... args) {
-    CommandLine cl = new CommandLine(this);
+    CommandLine cl = commandLine(this, args);
     cl.setOut(new PrintWriter(out, true));
     cl.setErr(new PrintWriter(err, true));
     cl.setParameterExceptionHandler(this::onUsageError);
     cl.setExecutionExceptionHandler(this::onFailure);
     // The settings reference is preformatted; picocli's own footer would rewrap and reindent it.
-    cl.getSubcommands()
-        .get("node")
-        .getHelpSectionMap()
-        .put(
-            UsageMessageSpec.SECTION_KEY_FOOTER,
-            help ->
-                String.format(
-                        "%nSettings (keys of --config files and --set KEY=VALUE; the flags above"
-                            + " are shortcuts and win over both):%n")
-                    + NodeConfig.reference());
+    CommandLine node = cl.getSubcommands().get("node");
+    if (node != null) {
+      node.getHelpSectionMap()
+          .put(
+              UsageMessageSpec.SECTION_KEY_FOOTER,
+              help ->
+                  String.format(
+                          "%nSettings (keys of --config files and --set KEY=VALUE; the flags above"
+                              + " are shortcuts and win over both):%n")
+                      + NodeConfig.reference());
+    }
     return cl.execute(args);
+  }
+
+  /**
+   * The command line of {@code cli} for a call with {@code args}: with the command and subcommand
+   * the leading arguments name, or every command where they name none. Picocli takes a leading
+   * argument that names a command as that command, so the smaller tree parses such a call exactly
+   * as the whole one would.
+   */
+  static CommandLine commandLine(PeerFlashCli cli, String... args) {
+    CommandLine root = new CommandLine(cli);
+    addCommands(root, COMMANDS, args, 0);
+    return root;
+  }
+
+  private static void addCommands(
+      CommandLine parent, List<Class<?>> commands, String[] args, int index) {
+    Class<?> named = index < args.length ? named(commands, args[index]) : null;
+    for (Class<?> command : named != null ? List.of(named) : commands) {
+      parent.addSubcommand(command);
+      List<Class<?>> subcommands = SUBCOMMANDS.get(command);
+      if (subcommands != null) {
+        CommandLine added =
+            parent.getSubcommands().get(command.getAnnotation(Command.class).name());
+        addCommands(added, subcommands, args, named != null ? index + 1 : args.length);
+      }
+    }
+  }
+
+  /** The command of {@code commands} called {@code name}, or null. */
+  static Class<?> named(List<Class<?>> commands, String name) {
+    for (Class<?> command : commands) {
+      Command c = command.getAnnotation(Command.class);
+      if (c.name().equals(name) || List.of(c.aliases()).contains(name)) {
+        return command;
+      }
+    }
+    return null;
   }
 
   @Override
@@ -185,7 +282,36 @@ public final class PeerFlashCli implements Callable<Integer> {
   }
 
   private ManagedChannel open(String target) {
-    return channels != null ? channels.open(target) : security().open(target);
+    if (channels != null) {
+      return channels.open(target);
+    }
+    return security()
+        .builder(target)
+        .eventLoopGroup(eventLoop())
+        .channelType(NioSocketChannel.class)
+        .build();
+  }
+
+  private synchronized EventLoopGroup eventLoop() {
+    if (eventLoop == null) {
+      eventLoop = new NioEventLoopGroup(1, new DefaultThreadFactory("peerflash-cli-io", true));
+    }
+    return eventLoop;
+  }
+
+  /**
+   * Stops the I/O thread of this process's channels, and with it any channel still open: called
+   * once the command is done, so that the process exits at once instead of waiting for it.
+   */
+  void closeTransport() {
+    EventLoopGroup group;
+    synchronized (this) {
+      group = eventLoop;
+      eventLoop = null;
+    }
+    if (group != null) {
+      group.shutdownGracefully(0, 1, TimeUnit.SECONDS).awaitUninterruptibly(2, TimeUnit.SECONDS);
+    }
   }
 
   private ManagedChannel openDirect(String target) {

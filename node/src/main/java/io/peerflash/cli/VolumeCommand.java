@@ -27,15 +27,7 @@ import picocli.CommandLine.Spec;
 /** {@code peerflash volume ...}: the volume catalogue and policies. */
 @Command(
     name = "volume",
-    description = "Create, list, inspect and delete volumes, and change their cache policy.",
-    subcommands = {
-      VolumeCommand.Create.class,
-      VolumeCommand.ListVolumes.class,
-      VolumeCommand.Stat.class,
-      VolumeCommand.Delete.class,
-      VolumeCommand.SetPolicy.class,
-      VolumeCommand.Move.class
-    })
+    description = "Create, list, inspect and delete volumes, and change their cache policy.")
 final class VolumeCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 

@@ -552,9 +552,12 @@ class PeerFlashCliTest {
     // picocli runs each description through String.format: a lone '%' (as in "70% reads") makes
     // it print a warning and the raw text instead of the help.
     List<String> broken = new ArrayList<>();
-    Deque<CommandLine> commands = new ArrayDeque<>(List.of(new CommandLine(new PeerFlashCli())));
+    Deque<CommandLine> commands =
+        new ArrayDeque<>(List.of(PeerFlashCli.commandLine(new PeerFlashCli())));
+    int checked = 0;
     while (!commands.isEmpty()) {
       CommandLine command = commands.pop();
+      checked++;
       commands.addAll(command.getSubcommands().values());
       List<String> texts =
           new ArrayList<>(List.of(command.getCommandSpec().usageMessage().description()));
@@ -570,5 +573,29 @@ class PeerFlashCliTest {
       }
     }
     assertThat(broken).isEmpty();
+    assertThat(checked).as("commands checked").isGreaterThan(PeerFlashCli.COMMANDS.size() * 2);
+  }
+
+  @Test
+  void aCallBuildsOnlyTheCommandItNamesAndHelpListsThemAll() {
+    CommandLine list = PeerFlashCli.commandLine(new PeerFlashCli(), "volume", "list", "-o", "json");
+    assertThat(list.getSubcommands()).containsOnlyKeys("volume");
+    assertThat(list.getSubcommands().get("volume").getSubcommands()).containsOnlyKeys("list");
+    CommandLine group = PeerFlashCli.commandLine(new PeerFlashCli(), "cluster", "--help");
+    assertThat(group.getSubcommands()).containsOnlyKeys("cluster");
+    assertThat(group.getSubcommands().get("cluster").getSubcommands())
+        .containsKeys("status", "drain", "add-node");
+    CommandLine all = PeerFlashCli.commandLine(new PeerFlashCli(), "--version");
+    assertThat(all.getSubcommands()).hasSize(PeerFlashCli.COMMANDS.size());
+    assertThat(all.getSubcommands().get("certs").getSubcommands()).containsKeys("init", "client");
+    assertThat(run("--help")).isZero();
+    for (Class<?> command : PeerFlashCli.COMMANDS) {
+      assertThat(out()).contains(command.getAnnotation(CommandLine.Command.class).name());
+    }
+    assertThat(run("volum", "list")).isEqualTo(PeerFlashCli.EXIT_USAGE);
+    assertThat(err()).contains("volume");
+    // A subcommand misspelt: the group's subcommands are all there to suggest from.
+    assertThat(run("volume", "lst")).isEqualTo(PeerFlashCli.EXIT_USAGE);
+    assertThat(err()).contains("Did you mean: volume stat").contains("peerflash volume --help");
   }
 }

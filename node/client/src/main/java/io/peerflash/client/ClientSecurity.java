@@ -67,9 +67,16 @@ public final class ClientSecurity {
    * that silently drops packets is given up on quickly rather than at the call's deadline.
    */
   public ManagedChannel open(String address) {
+    return builder(address).build();
+  }
+
+  /**
+   * A channel builder for {@code address} secured and with the connect timeout as {@link #open}
+   * makes it, for a caller that sets more (its own event loop) before building.
+   */
+  public NettyChannelBuilder builder(String address) {
     return apply(NettyChannelBuilder.forTarget(address))
         .withOption(
-            ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) PeerFlashClient.CONNECT_TIMEOUT.toMillis())
-        .build();
+            ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) PeerFlashClient.CONNECT_TIMEOUT.toMillis());
   }
 }

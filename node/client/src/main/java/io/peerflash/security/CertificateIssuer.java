@@ -15,6 +15,10 @@ import java.security.SecureRandom;
 import java.security.Signature;
 import java.security.cert.CertificateException;
 import java.security.cert.X509Certificate;
+import java.security.interfaces.ECPrivateKey;
+import java.security.interfaces.ECPublicKey;
+import java.security.interfaces.RSAPrivateCrtKey;
+import java.security.interfaces.RSAPublicKey;
 import java.security.spec.ECGenParameterSpec;
 import java.time.Duration;
 import java.time.Instant;
@@ -26,6 +30,7 @@ import java.util.Locale;
 import java.util.Objects;
 import java.util.Set;
 import java.util.regex.Pattern;
+import org.bouncycastle.asn1.pkcs.PrivateKeyInfo;
 import org.bouncycastle.asn1.x500.X500Name;
 import org.bouncycastle.asn1.x500.X500NameBuilder;
 import org.bouncycastle.asn1.x500.style.BCStyle;
@@ -36,6 +41,7 @@ import org.bouncycastle.asn1.x509.GeneralName;
 import org.bouncycastle.asn1.x509.GeneralNames;
 import org.bouncycastle.asn1.x509.KeyPurposeId;
 import org.bouncycastle.asn1.x509.KeyUsage;
+import org.bouncycastle.asn1.x509.SubjectPublicKeyInfo;
 import org.bouncycastle.cert.X509v3CertificateBuilder;
 import org.bouncycastle.cert.jcajce.JcaX509CertificateConverter;
 import org.bouncycastle.cert.jcajce.JcaX509ExtensionUtils;
@@ -377,11 +383,21 @@ public final class CertificateIssuer {
   }
 
   /**
-   * Refuses a key that does not belong to a certificate's public key (checked by signing a sample,
-   * the one test that works for every key type).
+   * Refuses a key that does not belong to a certificate's public key. An RSA key, and an EC key
+   * whose PKCS#8 form carries its public key (as PeerFlash writes them), is compared with the
+   * certificate's key directly; any other key by signing a sample, the one test that works for
+   * every key type. The comparison keeps a short command from paying for two signature operations
+   * in cold code at every start.
    */
   static void checkKeyMatches(PrivateKey privateKey, PublicKey publicKey, String message)
       throws GeneralSecurityException {
+    Boolean same = sameKeyPair(privateKey, publicKey);
+    if (same != null) {
+      if (!same) {
+        throw new GeneralSecurityException(message);
+      }
+      return;
+    }
     String algorithm =
         switch (publicKey.getAlgorithm()) {
           case "EC" -> "SHA256withECDSA";
@@ -407,6 +423,42 @@ public final class CertificateIssuer {
     }
     if (!matches) {
       throw new GeneralSecurityException(message);
+    }
+  }
+
+  /**
+   * Whether the keys form a pair, where that can be read off the keys: an RSA key's modulus and
+   * public exponent, an EC key's public point stored beside it. Null where it cannot.
+   */
+  static Boolean sameKeyPair(PrivateKey privateKey, PublicKey publicKey) {
+    if (privateKey instanceof RSAPrivateCrtKey rsa) {
+      return publicKey instanceof RSAPublicKey pub
+          && rsa.getModulus().equals(pub.getModulus())
+          && rsa.getPublicExponent().equals(pub.getPublicExponent());
+    }
+    if (!(privateKey instanceof ECPrivateKey) || !"PKCS#8".equals(privateKey.getFormat())) {
+      return null;
+    }
+    if (!(publicKey instanceof ECPublicKey)) {
+      return false;
+    }
+    try {
+      org.bouncycastle.asn1.sec.ECPrivateKey inner =
+          org.bouncycastle.asn1.sec.ECPrivateKey.getInstance(
+              PrivateKeyInfo.getInstance(privateKey.getEncoded()).parsePrivateKey());
+      if (inner.getPublicKey() == null) {
+        return null;
+      }
+      byte[] stored = inner.getPublicKey().getOctets();
+      byte[] certified =
+          SubjectPublicKeyInfo.getInstance(publicKey.getEncoded()).getPublicKeyData().getOctets();
+      // Both uncompressed (0x04, x, y), as PeerFlash and OpenSSL write them; else sign a sample.
+      if (stored.length == 0 || stored[0] != 4 || certified.length == 0 || certified[0] != 4) {
+        return null;
+      }
+      return java.util.Arrays.equals(stored, certified);
+    } catch (java.io.IOException | RuntimeException e) {
+      return null;
     }
   }
 

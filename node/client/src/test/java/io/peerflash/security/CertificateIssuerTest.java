@@ -46,6 +46,52 @@ class CertificateIssuerTest {
   }
 
   @Test
+  void aKeyIsMatchedToItsCertificateWithoutSigningWhereItsPublicHalfIsAtHand() throws Exception {
+    IssuedCertificate a = ca.issueNode("a", List.of(), Validity.days(1));
+    IssuedCertificate b = ca.issueNode("b", List.of(), Validity.days(1));
+    Path file = tmp.resolve("a-key.pem");
+    PemFiles.writePrivateKey(file, a.privateKey());
+    java.security.PrivateKey written = PemFiles.readPrivateKey(file);
+    assertThat(CertificateIssuer.sameKeyPair(written, a.certificate().getPublicKey())).isTrue();
+    assertThat(CertificateIssuer.sameKeyPair(written, b.certificate().getPublicKey())).isFalse();
+    assertThatThrownBy(
+            () ->
+                CertificateIssuer.checkKeyMatches(
+                    written, b.certificate().getPublicKey(), "a's key is not b's"))
+        .hasMessage("a's key is not b's");
+    // A PKCS#8 EC key without its public point (other tools write them): a sample is signed.
+    org.bouncycastle.asn1.pkcs.PrivateKeyInfo info =
+        org.bouncycastle.asn1.pkcs.PrivateKeyInfo.getInstance(a.privateKey().getEncoded());
+    byte[] bareEncoding =
+        new org.bouncycastle.asn1.pkcs.PrivateKeyInfo(
+                info.getPrivateKeyAlgorithm(),
+                new org.bouncycastle.asn1.sec.ECPrivateKey(
+                    256,
+                    org.bouncycastle.asn1.sec.ECPrivateKey.getInstance(info.parsePrivateKey())
+                        .getKey()))
+            .getEncoded();
+    java.security.PrivateKey bare =
+        java.security.KeyFactory.getInstance("EC")
+            .generatePrivate(new java.security.spec.PKCS8EncodedKeySpec(bareEncoding));
+    assertThat(CertificateIssuer.sameKeyPair(bare, a.certificate().getPublicKey())).isNull();
+    CertificateIssuer.checkKeyMatches(bare, a.certificate().getPublicKey(), "no match");
+    assertThatThrownBy(
+            () ->
+                CertificateIssuer.checkKeyMatches(
+                    bare, b.certificate().getPublicKey(), "a's key is not b's"))
+        .hasMessage("a's key is not b's");
+    java.security.KeyPairGenerator rsa = java.security.KeyPairGenerator.getInstance("RSA");
+    rsa.initialize(2048);
+    java.security.KeyPair r1 = rsa.generateKeyPair();
+    java.security.KeyPair r2 = rsa.generateKeyPair();
+    assertThat(CertificateIssuer.sameKeyPair(r1.getPrivate(), r1.getPublic())).isTrue();
+    assertThat(CertificateIssuer.sameKeyPair(r1.getPrivate(), r2.getPublic())).isFalse();
+    assertThat(CertificateIssuer.sameKeyPair(r1.getPrivate(), a.certificate().getPublicKey()))
+        .isFalse();
+    assertThat(CertificateIssuer.sameKeyPair(written, r1.getPublic())).isFalse();
+  }
+
+  @Test
   void caDirectoryRoundTripsWithOwnerOnlyKey() throws Exception {
     Path caDir = tmp.resolve("certs/ca");
     ca.writeCaDirectory(caDir);
