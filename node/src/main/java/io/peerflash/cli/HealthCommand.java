@@ -25,9 +25,11 @@ import picocli.CommandLine.ParameterException;
     name = "health",
     description =
         "Ask each target node's gRPC health service whether it serves (exit 0 when every one"
-            + " answers SERVING). Any certificate of the cluster may ask, a node's own included.")
+            + " answers SERVING). Any certificate of the cluster may ask, a node's own included."
+            + " With -o json: {\"nodes\": [{\"target\", \"status\"}]}.")
 final class HealthCommand implements Callable<Integer> {
   @Mixin ClientOptions client;
+  @Mixin OutputOption output;
 
   @Option(
       names = "--timeout",
@@ -50,6 +52,7 @@ final class HealthCommand implements Callable<Integer> {
     }
     client.applySecurity();
     boolean allServing = true;
+    StringBuilder json = new StringBuilder("{\n\"nodes\": [");
     for (String target : targets) {
       HealthCheckResponse.ServingStatus status;
       // One target per client: each node is asked itself, never redirected elsewhere.
@@ -60,8 +63,20 @@ final class HealthCommand implements Callable<Integer> {
                 .check(HealthCheckRequest.getDefaultInstance())
                 .getStatus();
       }
-      out.println(target + ": " + status);
+      if (output.json()) {
+        json.append(json.charAt(json.length() - 1) == '[' ? "\n" : ",\n")
+            .append("{\"target\": ")
+            .append(Formats.jsonString(target))
+            .append(", \"status\": ")
+            .append(Formats.jsonString(status.name()))
+            .append('}');
+      } else {
+        out.println(target + ": " + status);
+      }
       allServing &= status == HealthCheckResponse.ServingStatus.SERVING;
+    }
+    if (output.json()) {
+      out.println(json.append("\n]\n}"));
     }
     return allServing ? PeerFlashCli.EXIT_OK : PeerFlashCli.EXIT_FAILURE;
   }

@@ -139,7 +139,14 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
-    this.nbd = startNbd(config, engine, cluster, tls, rpcExecutor);
+    this.nbd =
+        startNbd(
+            config,
+            engine,
+            cluster,
+            tls,
+            rpcExecutor,
+            metrics != null ? metrics : NodeMetrics.DISABLED);
     if (nbd != null) {
       volumeService.setNbdUris(config.nodeId(), nbdUris(config, nbd, tls));
     }
@@ -228,6 +235,11 @@ public final class PeerFlashNode implements AutoCloseable {
       public long fencingRefusals() {
         return cluster.fencingRefusals();
       }
+
+      @Override
+      public java.util.Map<String, long[]> replicationLag() {
+        return cluster.replicationLag();
+      }
     };
   }
 
@@ -268,7 +280,12 @@ public final class PeerFlashNode implements AutoCloseable {
   }
 
   private NbdServer startNbd(
-      NodeConfig config, CacheEngine engine, ClusterNode cluster, NodeTls tls, Executor waits)
+      NodeConfig config,
+      CacheEngine engine,
+      ClusterNode cluster,
+      NodeTls tls,
+      Executor waits,
+      io.peerflash.node.observe.RequestTimer timer)
       throws IOException {
     NbdServer.Settings settings =
         new NbdServer.Settings(
@@ -282,7 +299,7 @@ public final class PeerFlashNode implements AutoCloseable {
       return null;
     }
     try {
-      return NbdServer.start(settings, engine, cluster, config, waits);
+      return NbdServer.start(settings, engine, cluster, config, waits, timer);
     } catch (IOException | RuntimeException e) {
       server.shutdownNow();
       throw e;

@@ -67,6 +67,34 @@ class HealthCommandTest {
   }
 
   @Test
+  void jsonNamesEachTargetAndItsStatus() throws Exception {
+    health.setStatus("", ServingStatus.SERVING);
+    assertThat(run("health", "--target", "10.0.0.1:7601,10.0.0.2:7601", "-o", "json"))
+        .as(err.toString())
+        .isZero();
+    com.google.gson.JsonObject json =
+        com.google.gson.JsonParser.parseString(out.toString(StandardCharsets.UTF_8))
+            .getAsJsonObject();
+    com.google.gson.JsonArray nodes = json.getAsJsonArray("nodes");
+    assertThat(nodes).hasSize(2);
+    assertThat(nodes.get(0).getAsJsonObject().get("target").getAsString())
+        .isEqualTo("10.0.0.1:7601");
+    assertThat(nodes.get(1).getAsJsonObject().get("status").getAsString()).isEqualTo("SERVING");
+    health.setStatus("", ServingStatus.NOT_SERVING);
+    assertThat(run("health", "--target", "10.0.0.1:7601", "-o", "json"))
+        .isEqualTo(PeerFlashCli.EXIT_FAILURE);
+    assertThat(
+            com.google.gson.JsonParser.parseString(out.toString(StandardCharsets.UTF_8))
+                .getAsJsonObject()
+                .getAsJsonArray("nodes")
+                .get(0)
+                .getAsJsonObject()
+                .get("status")
+                .getAsString())
+        .isEqualTo("NOT_SERVING");
+  }
+
+  @Test
   void anUnreachableNodeFails() throws Exception {
     server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     assertThat(run("health", "--target", "10.0.0.1:7601", "--timeout", "2s"))

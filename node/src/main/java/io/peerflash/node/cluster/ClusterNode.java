@@ -503,6 +503,17 @@ public final class ClusterNode
 
   private volatile PeerReplicator.AckObserver ackObserver = PeerReplicator.AckObserver.NONE;
 
+  /**
+   * Per peer this node sends copies to: the age of its oldest copy not yet acked (the replication
+   * lag, 0 when it has acked everything) in ms, and the batches in flight.
+   */
+  public Map<String, long[]> replicationLag() {
+    Map<String, long[]> lag = new java.util.TreeMap<>();
+    replicators.forEach(
+        (peer, r) -> lag.put(peer, new long[] {r.oldestInFlightMs(), r.inFlight()}));
+    return lag;
+  }
+
   /** Who is told how long each replica took to ack a write's copies (the node's metrics). */
   public void setReplicaAckObserver(PeerReplicator.AckObserver observer) {
     this.ackObserver = observer;

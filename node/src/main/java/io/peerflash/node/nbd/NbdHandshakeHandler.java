@@ -37,6 +37,7 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
   private final SslContext tls; // null: no TLS on this listener
   private final TlsDirectory tlsDirectory;
   private final int maxInFlight;
+  private final io.peerflash.node.observe.RequestTimer timer;
   private boolean clientFlagsRead;
   private boolean noZeroes;
   private boolean tlsDone;
@@ -46,7 +47,12 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
   private boolean finished;
 
   NbdHandshakeHandler(
-      VolumeIo volumes, SslContext tls, TlsDirectory tlsDirectory, int maxInFlight) {
+      VolumeIo volumes,
+      SslContext tls,
+      TlsDirectory tlsDirectory,
+      int maxInFlight,
+      io.peerflash.node.observe.RequestTimer timer) {
+    this.timer = timer;
     this.volumes = volumes;
     this.tls = tls;
     this.tlsDirectory = tlsDirectory;
@@ -391,7 +397,7 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
         .addAfter(
             "nbd-requests",
             "nbd-transmission",
-            new NbdTransmissionHandler(e, structured, allocation, maxInFlight));
+            new NbdTransmissionHandler(e, structured, allocation, maxInFlight, timer));
     // Removing this decoder passes the bytes it holds (requests sent right after GO) on.
     ctx.pipeline().remove(this);
   }

@@ -17,6 +17,7 @@ import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.handler.ssl.SslProvider;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.peerflash.node.engine.CacheEngine;
+import io.peerflash.node.observe.RequestTimer;
 import io.peerflash.security.TlsDirectory;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -75,7 +76,7 @@ public final class NbdServer implements AutoCloseable {
   /** Serves the volumes of {@code engine} (a single node). */
   public static NbdServer start(Settings settings, CacheEngine engine, Executor waits)
       throws IOException {
-    return start(settings, new EngineVolumeIo(engine, waits));
+    return start(settings, new EngineVolumeIo(engine, waits), RequestTimer.NONE);
   }
 
   /**
@@ -88,21 +89,24 @@ public final class NbdServer implements AutoCloseable {
       CacheEngine engine,
       io.peerflash.node.cluster.ClusterNode cluster,
       io.peerflash.node.NodeConfig config,
-      Executor waits)
+      Executor waits,
+      RequestTimer timer)
       throws IOException {
     VolumeIo volumes =
         cluster == null
             ? new EngineVolumeIo(engine, waits)
             : new RoutedVolumeIo(engine, waits, cluster, cluster, config.nbdForwardTimeoutMs());
     try {
-      return start(settings, volumes);
+      return start(settings, volumes, timer);
     } catch (IOException | RuntimeException e) {
       volumes.close();
       throw e;
     }
   }
 
-  static NbdServer start(Settings settings, VolumeIo volumes) throws IOException {
+  /** Serves {@code volumes}, telling {@code timer} how long each request took. */
+  static NbdServer start(Settings settings, VolumeIo volumes, RequestTimer timer)
+      throws IOException {
     if (!Epoll.isAvailable()) {
       throw new IOException(
           "NBD needs Netty's native epoll transport: " + Epoll.unavailabilityCause());
@@ -120,7 +124,7 @@ public final class NbdServer implements AutoCloseable {
                 .group(loops)
                 .channel(EpollServerSocketChannel.class)
                 .childOption(ChannelOption.TCP_NODELAY, true)
-                .childHandler(initializer(volumes, ssl, settings))
+                .childHandler(initializer(volumes, ssl, settings, timer))
                 .bind(new InetSocketAddress(settings.tcpHost(), settings.tcpPort()))
                 .sync()
                 .channel();
@@ -137,7 +141,7 @@ public final class NbdServer implements AutoCloseable {
             new ServerBootstrap()
                 .group(loops)
                 .channel(EpollServerDomainSocketChannel.class)
-                .childHandler(initializer(volumes, null, settings))
+                .childHandler(initializer(volumes, null, settings, timer))
                 .bind(new DomainSocketAddress(path.toFile()))
                 .sync()
                 .channel();
@@ -168,7 +172,7 @@ public final class NbdServer implements AutoCloseable {
   }
 
   private static ChannelInitializer<Channel> initializer(
-      VolumeIo volumes, SslContext ssl, Settings settings) {
+      VolumeIo volumes, SslContext ssl, Settings settings, RequestTimer timer) {
     int maxInFlight = settings.maxInFlight() > 0 ? settings.maxInFlight() : DEFAULT_MAX_IN_FLIGHT;
     return new ChannelInitializer<>() {
       @Override
@@ -176,7 +180,7 @@ public final class NbdServer implements AutoCloseable {
         ch.pipeline()
             .addLast(
                 "nbd-handshake",
-                new NbdHandshakeHandler(volumes, ssl, settings.tls(), maxInFlight));
+                new NbdHandshakeHandler(volumes, ssl, settings.tls(), maxInFlight, timer));
       }
     };
   }

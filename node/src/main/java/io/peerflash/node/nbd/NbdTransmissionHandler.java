@@ -5,6 +5,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.ReferenceCountUtil;
+import io.peerflash.node.observe.RequestTimer;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -38,6 +39,8 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
   private final boolean structured;
   private final boolean allocationContext;
   private final int maxInFlight;
+  // Told how long each read, write, trim and flush took, from its receipt to its answer.
+  private final RequestTimer timer;
   private Channel channel;
   private int inFlight; // touched on the channel's event loop only
   private boolean disconnecting;
@@ -47,7 +50,12 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
   private final AtomicInteger repliesQueued = new AtomicInteger();
 
   NbdTransmissionHandler(
-      VolumeExport export, boolean structured, boolean allocationContext, int maxInFlight) {
+      VolumeExport export,
+      boolean structured,
+      boolean allocationContext,
+      int maxInFlight,
+      RequestTimer timer) {
+    this.timer = timer;
     this.export = export;
     this.structured = structured;
     this.allocationContext = allocationContext;
@@ -77,6 +85,7 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
       closeIfDone();
       return;
     }
+    long startNanos = timer == RequestTimer.NONE ? 0 : System.nanoTime();
     inFlight++;
     if (inFlight >= maxInFlight && channel.config().isAutoRead()) {
       channel.config().setAutoRead(false);
@@ -89,7 +98,16 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
     } finally {
       release(r);
     }
-    done.whenComplete((result, failure) -> answer(r, result, failure));
+    RequestTimer.Op op = timedOp(r.type());
+    if (op != null && timer != RequestTimer.NONE) {
+      done.whenComplete(
+          (result, failure) -> {
+            answer(r, result, failure);
+            timer.record(RequestTimer.FrontEnd.NBD, op, startNanos, failure == null);
+          });
+    } else {
+      done.whenComplete((result, failure) -> answer(r, result, failure));
+    }
   }
 
   @Override
@@ -104,6 +122,17 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
       flushPending = false;
       channel.flush();
     }
+  }
+
+  /** What a request counts as in the latency histograms (null: not timed). */
+  private static RequestTimer.Op timedOp(int type) {
+    return switch (type) {
+      case NbdProtocol.CMD_READ -> RequestTimer.Op.READ;
+      case NbdProtocol.CMD_WRITE, NbdProtocol.CMD_WRITE_ZEROES -> RequestTimer.Op.WRITE;
+      case NbdProtocol.CMD_TRIM -> RequestTimer.Op.TRIM;
+      case NbdProtocol.CMD_FLUSH -> RequestTimer.Op.FLUSH;
+      default -> null;
+    };
   }
 
   private static void release(NbdRequest r) {

@@ -19,4 +19,10 @@ public interface ClusterSignals {
 
   /** Copies or writes refused for a stale epoch or lease since the node started. */
   long fencingRefusals();
+
+  /**
+   * Per peer this node sends copies to: {age of its oldest copy not yet acked in ms (0: none),
+   * batches in flight}.
+   */
+  java.util.Map<String, long[]> replicationLag();
 }

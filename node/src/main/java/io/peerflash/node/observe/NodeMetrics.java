@@ -234,6 +234,21 @@ public final class NodeMetrics implements EngineObserver, RequestTimer {
         "peerflash_lease_remaining_seconds",
         "Time left on this node's lease by its own clock (0: lapsed, it serves nothing)",
         () -> cluster.leaseRemainingMs() / 1000.0);
+    GaugeWithCallback.builder()
+        .name("peerflash_replication_lag_seconds")
+        .help(
+            "Per replica: age of the oldest copy sent to it and not yet acked (0: all acked);"
+                + " the replica ack timeout removes a replica past it")
+        .labelNames("peer")
+        .callback(
+            cb -> cluster.replicationLag().forEach((peer, lag) -> cb.call(lag[0] / 1000.0, peer)))
+        .register(registry);
+    GaugeWithCallback.builder()
+        .name("peerflash_replication_in_flight_batches")
+        .help("Per replica: batches of copies sent to it and not yet acked")
+        .labelNames("peer")
+        .callback(cb -> cluster.replicationLag().forEach((peer, lag) -> cb.call(lag[1], peer)))
+        .register(registry);
     CounterWithCallback.builder()
         .name("peerflash_failovers_total")
         .help("Volumes this node took over from a failed owner")

@@ -11,12 +11,14 @@ import io.peerflash.node.PeerFlashNode;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.proto.v1.VolumeState;
+import io.peerflash.replication.fault.FaultPoints;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -159,6 +161,77 @@ class ThreeNodeClusterTest {
             .isLessThan(1200);
       }
     }
+  }
+
+  @Test
+  void theOwnersMetricsShowEachReplicasLagWhileACopyIsOutstanding() throws Exception {
+    // A patient ack timeout: the copy is held at the replica on purpose.
+    cluster =
+        new InProcessCluster(
+            dir, 3, Map.of("http", "127.0.0.1:0", "replication-ack-timeout-ms", "30000"));
+    nodes = cluster.nodes;
+    try (PeerFlashClient c = client("n1")) {
+      c.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
+      await(() -> c.getVolume("vm1").getState() == VolumeState.HEALTHY, 30, "vm1 protected");
+      Volume v = c.getVolume("vm1");
+      String owner = v.getOwner();
+      String replica = v.getReplicas(0).getNode();
+      byte[] data = new byte[4096];
+      c.write("vm1", 0, data);
+      String lag = "peerflash_replication_lag_seconds{peer=\"" + replica + "\"}";
+      String inFlight = "peerflash_replication_in_flight_batches{peer=\"" + replica + "\"}";
+      assertThat(sample(metrics(owner), lag)).isZero();
+      assertThat(sample(metrics(owner), inFlight)).isZero();
+      // A cluster member's families (Raft, lease, failovers, fencing, replication) pass promtool.
+      String members = metrics(owner);
+      assertThat(members).contains("peerflash_raft_term ", "peerflash_lease_remaining_seconds ");
+      assertThat(sample(members, "peerflash_failovers_total")).isZero();
+      io.peerflash.testing.Promtool.checkMetrics(members);
+
+      FaultPoints replicaFaults = cluster.node(replica).faults();
+      replicaFaults.arm(FaultPoints.REPLICA_APPLY, "vm1", FaultPoints.Action.HOLD, 30_000, 1);
+      CompletableFuture<Void> held = CompletableFuture.runAsync(() -> c.write("vm1", 4096, data));
+      await(
+          () -> replicaFaults.fired(FaultPoints.REPLICA_APPLY) == 1,
+          30,
+          "the copy held at the replica");
+      await(() -> sample(metrics(owner), inFlight) == 1, 30, "one batch in flight");
+      await(() -> sample(metrics(owner), lag) >= 0.05, 30, "a lag of at least 50 ms");
+      replicaFaults.releaseHolds();
+      held.get(30, TimeUnit.SECONDS);
+      await(
+          () -> sample(metrics(owner), inFlight) == 0 && sample(metrics(owner), lag) == 0,
+          30,
+          "the copy acked");
+    }
+  }
+
+  private String metrics(String id) {
+    try {
+      return java.net.http.HttpClient.newHttpClient()
+          .send(
+              java.net.http.HttpRequest.newBuilder(
+                      java.net.URI.create(
+                          "http://127.0.0.1:" + cluster.node(id).httpPort() + "/metrics"))
+                  .build(),
+              java.net.http.HttpResponse.BodyHandlers.ofString())
+          .body();
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static double sample(String metrics, String series) {
+    java.util.regex.Matcher m =
+        java.util.regex.Pattern.compile(
+                "^" + java.util.regex.Pattern.quote(series) + " (\\S+)$",
+                java.util.regex.Pattern.MULTILINE)
+            .matcher(metrics);
+    assertThat(m.find()).as("series %s in%n%s", series, metrics).isTrue();
+    return Double.parseDouble(m.group(1));
   }
 
   @Test

@@ -21,8 +21,6 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
@@ -47,6 +45,8 @@ class NodeHttpPortTest {
   @TempDir Path dir;
   private final TestCertificates certs = TestCertificates.shared();
   private final HttpClient http = HttpClient.newHttpClient();
+  // Settings of the node a test starts, beside the common ones.
+  private final Map<String, String> extraSettings = new HashMap<>();
   private PeerFlashNode node;
   private ManagedChannel channel;
 
@@ -76,6 +76,7 @@ class NodeHttpPortTest {
     c.put("shared-dir", dir.resolve("shared").toString());
     c.put("cache-size", "8MiB");
     c.put("certs", certs.node("n1").toString());
+    c.putAll(extraSettings);
     node = PeerFlashNode.start(NodeConfig.fromMap(c));
     channel =
         certs
@@ -139,7 +140,7 @@ class NodeHttpPortTest {
     assertThat(sample(text, "peerflash_read_hits_total")).isEqualTo(1);
     assertThat(text).contains("# TYPE jvm_memory_used_bytes gauge");
 
-    promtoolAccepts(text);
+    io.peerflash.testing.Promtool.checkMetrics(text);
   }
 
   @Test
@@ -162,6 +163,35 @@ class NodeHttpPortTest {
         .contains("\"state\":\"HEALTHY\"")
         .contains("\"latency\":{\"write\":{\"count\":" + WRITES);
     assertThat(get("/no-such-page").statusCode()).isEqualTo(404);
+  }
+
+  @Test
+  void aNodeWhoseFlashFailedAnFsyncIsNeitherHealthyNorReady() throws Exception {
+    extraSettings.put("sync", "true"); // every write waits for an fsync of the cache file
+    VolumeServiceGrpc.VolumeServiceBlockingStub stub = start(true);
+    writeSome(stub);
+    assertThat(get("/healthz").statusCode()).isEqualTo(200);
+    // Every fsync of the cache file fails from now on, as a failing disk's would.
+    node.faults()
+        .arm(
+            io.peerflash.replication.fault.FaultPoints.LOCAL_FSYNC,
+            "*",
+            io.peerflash.replication.fault.FaultPoints.Action.DROP);
+    assertThatThrownBy(
+        () ->
+            stub.write(
+                WriteRequest.newBuilder()
+                    .setVolume("v")
+                    .setOffset(0)
+                    .setData(ByteString.copyFrom(new byte[4096]))
+                    .build()));
+    HttpResponse<String> health = get("/healthz");
+    assertThat(health.statusCode()).isEqualTo(503);
+    assertThat(health.body()).contains("fsync of the cache file");
+    HttpResponse<String> ready = get("/readyz");
+    assertThat(ready.statusCode()).isEqualTo(503);
+    assertThat(ready.body()).contains("fsync of the cache file");
+    assertThat(get("/api/status").body()).contains("fsync of the cache file");
   }
 
   @Test
@@ -235,20 +265,4 @@ class NodeHttpPortTest {
   }
 
   /** Prometheus' own checker (Debian's prometheus package) finds nothing to complain about. */
-  static void promtoolAccepts(String metrics) throws Exception {
-    Path promtool = Path.of("/usr/bin/promtool");
-    assertThat(Files.isExecutable(promtool))
-        .as("promtool is missing: install Debian's prometheus package (.ci/run does)")
-        .isTrue();
-    Process p =
-        new ProcessBuilder(promtool.toString(), "check", "metrics")
-            .redirectErrorStream(true)
-            .start();
-    p.getOutputStream().write(metrics.getBytes(StandardCharsets.UTF_8));
-    p.getOutputStream().close();
-    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
-    assertThat(p.exitValue()).as("promtool check metrics said:%n%s", out).isZero();
-    assertThat(out.trim()).as("promtool check metrics said:%n%s", out).isEmpty();
-  }
 }
