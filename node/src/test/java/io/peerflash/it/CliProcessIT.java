@@ -69,6 +69,33 @@ class CliProcessIT {
   }
 
   @Test
+  void aNodeStartedWithLogJsonWritesOneJsonObjectPerLineNamingItself() throws Exception {
+    node = new NodeProcess(dir.resolve("node"), List.of("--log-json"));
+    node.start();
+    Result create = run(java("volume", "create", "vm1", "--size", "16MiB", "--replicas", "0"));
+    assertThat(create.code()).as("create: %s", create.err()).isZero();
+    Path log = dir.resolve("node/crash-node.log"); // beside its data directory
+    String audit = "\"formattedMessage\":\"client 'admin' CreateVolume 'vm1': OK\"";
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (!Files.readString(log).contains(audit)) {
+      assertThat(System.nanoTime()).as("the audit line in %s", log).isLessThan(deadline);
+      Thread.sleep(50);
+    }
+    List<String> lines = Files.readAllLines(log);
+    for (String line : lines) {
+      if (line.startsWith("peerflash node crash-node listening on ")) {
+        continue; // the one line the node prints on standard output (the log is standard error)
+      }
+      com.google.gson.JsonObject json =
+          com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+      assertThat(json.has("level")).as(line).isTrue();
+      assertThat(json.has("formattedMessage")).as(line).isTrue();
+    }
+    assertThat(lines)
+        .anyMatch(l -> l.contains("\"peerflash.node\":\"crash-node\"") && l.contains(audit));
+  }
+
+  @Test
   void commandsAnswerOnStandardOutputAloneAndEnd() throws Exception {
     node = new NodeProcess(dir.resolve("node"), List.of());
     node.start();

@@ -197,6 +197,21 @@ class ThreeNodeClusterTest {
           "the copy held at the replica");
       await(() -> sample(metrics(owner), inFlight) == 1, 30, "one batch in flight");
       await(() -> sample(metrics(owner), lag) >= 0.05, 30, "a lag of at least 50 ms");
+      // The status page's data says the same: the owner, and the replica's outstanding batch.
+      com.google.gson.JsonObject page =
+          com.google.gson.JsonParser.parseString(get(owner, "/api/status")).getAsJsonObject();
+      com.google.gson.JsonObject vm1 = null;
+      for (com.google.gson.JsonElement e : page.getAsJsonArray("volumes")) {
+        if (e.getAsJsonObject().get("name").getAsString().equals("vm1")) {
+          vm1 = e.getAsJsonObject();
+        }
+      }
+      assertThat(vm1).as("vm1 on the status page of %s: %s", owner, page).isNotNull();
+      assertThat(vm1.get("owner").getAsString()).isEqualTo(owner);
+      com.google.gson.JsonObject onPage = vm1.getAsJsonArray("replicas").get(0).getAsJsonObject();
+      assertThat(onPage.get("node").getAsString()).isEqualTo(replica);
+      assertThat(onPage.get("inFlightBatches").getAsInt()).isEqualTo(1);
+      assertThat(onPage.get("lagMs").getAsLong()).isGreaterThanOrEqualTo(50);
       replicaFaults.releaseHolds();
       held.get(30, TimeUnit.SECONDS);
       await(
@@ -207,12 +222,15 @@ class ThreeNodeClusterTest {
   }
 
   private String metrics(String id) {
+    return get(id, "/metrics");
+  }
+
+  private String get(String id, String path) {
     try {
       return java.net.http.HttpClient.newHttpClient()
           .send(
               java.net.http.HttpRequest.newBuilder(
-                      java.net.URI.create(
-                          "http://127.0.0.1:" + cluster.node(id).httpPort() + "/metrics"))
+                      java.net.URI.create("http://127.0.0.1:" + cluster.node(id).httpPort() + path))
                   .build(),
               java.net.http.HttpResponse.BodyHandlers.ofString())
           .body();
