@@ -49,6 +49,31 @@ class RepeatedWarningFilterTest {
   }
 
   @Test
+  void theShippedLogbackXmlInstallsTheFilterForRatisAppenders() throws Exception {
+    LoggerContext shipped = new LoggerContext();
+    ch.qos.logback.classic.joran.JoranConfigurator joran =
+        new ch.qos.logback.classic.joran.JoranConfigurator();
+    joran.setContext(shipped);
+    joran.doConfigure(RepeatedWarningFilterTest.class.getResource("/logback.xml"));
+    assertThat(shipped.getTurboFilterList())
+        .hasAtLeastOneElementOfType(RepeatedWarningFilter.class);
+    ListAppender<ILoggingEvent> lines = new ListAppender<>();
+    lines.setContext(shipped);
+    lines.start();
+    Logger root = shipped.getLogger(Logger.ROOT_LOGGER_NAME);
+    root.detachAndStopAllAppenders();
+    root.addAppender(lines);
+    for (int i = 0; i < 50; i++) {
+      shipped
+          .getLogger(APPENDER)
+          .warn(FORMAT, "n1->n3", null, i, 7, new RuntimeException("connection refused"));
+    }
+    // Fifty retries of one down peer within the 30 s window: one line.
+    assertThat(lines.list).hasSize(1);
+    shipped.stop();
+  }
+
+  @Test
   void oneLinePerDownPeerAndWindowThenACountOfWhatWasHeldBack() {
     for (int i = 0; i < 50; i++) {
       retryFailed("n1->n3", i);

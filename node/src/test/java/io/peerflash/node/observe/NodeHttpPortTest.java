@@ -195,6 +195,33 @@ class NodeHttpPortTest {
   }
 
   @Test
+  void aRefusedCallCountsAsAnAuthRefusal() throws Exception {
+    writeSome(start(true));
+    assertThat(sample(get("/metrics").body(), "peerflash_auth_refusals_total")).isZero();
+    ManagedChannel readOnly =
+        certs
+            .security(certs.client("watcher", io.peerflash.security.Identity.Role.READ_ONLY))
+            .apply(NettyChannelBuilder.forAddress("127.0.0.1", node.port()))
+            .build();
+    try {
+      assertThatThrownBy(
+              () ->
+                  VolumeServiceGrpc.newBlockingStub(readOnly)
+                      .withDeadlineAfter(10, TimeUnit.SECONDS)
+                      .write(
+                          WriteRequest.newBuilder()
+                              .setVolume("v")
+                              .setOffset(0)
+                              .setData(ByteString.copyFrom(new byte[4096]))
+                              .build()))
+          .hasMessageContaining("PERMISSION_DENIED");
+    } finally {
+      readOnly.shutdownNow();
+    }
+    assertThat(sample(get("/metrics").body(), "peerflash_auth_refusals_total")).isEqualTo(1);
+  }
+
+  @Test
   void thePortTakesNoAction() throws Exception {
     start(true);
     for (String path : new String[] {"/metrics", "/healthz", "/api/status", "/"}) {
