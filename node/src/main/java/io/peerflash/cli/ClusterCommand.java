@@ -182,6 +182,7 @@ final class ClusterCommand {
       })
   static final class Drain implements Callable<Integer> {
     @Mixin ClientOptions client;
+    @Mixin OutputOption output;
 
     @Parameters(index = "0", paramLabel = "NODE", description = "Id of the node to drain.")
     String node;
@@ -215,6 +216,10 @@ final class ClusterCommand {
       try (PeerFlashClient c = client.connect()) {
         if (cancel) {
           DrainNodeResponse r = c.cancelDrain(node);
+          if (output.json()) {
+            OutputOption.print(cli.out(), r);
+            return PeerFlashCli.EXIT_OK;
+          }
           cli.out()
               .println(
                   "drain of "
@@ -296,6 +301,10 @@ final class ClusterCommand {
         progress.show(progressLine(r));
         progress.end();
         RemoveNodeResponse removed = c.removeNode(node);
+        if (output.json()) {
+          OutputOption.print(cli.out(), removed);
+          return PeerFlashCli.EXIT_OK;
+        }
         cli.out()
             .println(
                 "node "
@@ -336,6 +345,7 @@ final class ClusterCommand {
       })
   static final class RemoveNode implements Callable<Integer> {
     @Mixin ClientOptions client;
+    @Mixin OutputOption output;
 
     @Parameters(index = "0", paramLabel = "NODE", description = "Id of the member to remove.")
     String node;
@@ -349,6 +359,10 @@ final class ClusterCommand {
         RemoveNodeResponse removed = c.removeNode(node);
         if (even != null) {
           cli.err().println("warning: " + even);
+        }
+        if (output.json()) {
+          OutputOption.print(cli.out(), removed);
+          return PeerFlashCli.EXIT_OK;
         }
         cli.out()
             .println(
@@ -370,6 +384,7 @@ final class ClusterCommand {
       })
   static final class AddNode implements Callable<Integer> {
     @Mixin ClientOptions client;
+    @Mixin OutputOption output;
 
     @Parameters(index = "0", paramLabel = "ID", description = "Id of the new node (its --id).")
     String node;
@@ -394,6 +409,10 @@ final class ClusterCommand {
       AddNodeResponse r;
       try (PeerFlashClient c = client.connect()) {
         r = c.addNode(node, raft, timeout);
+      }
+      if (output.json()) {
+        OutputOption.print(client.cli().out(), r);
+        return PeerFlashCli.EXIT_OK;
       }
       client
           .cli()

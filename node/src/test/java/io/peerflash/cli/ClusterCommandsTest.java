@@ -264,6 +264,31 @@ class ClusterCommandsTest {
   }
 
   @Test
+  void drainRemoveAndAddNodeAnswerInJsonWhenAsked() {
+    fake.drainAnswers.add(drain(List.of(), List.of()));
+    assertThat(run("cluster", "drain", "n2", "-o", "json")).as(err()).isZero();
+    com.google.gson.JsonObject drained =
+        com.google.gson.JsonParser.parseString(out()).getAsJsonObject();
+    assertThat(drained.getAsJsonArray("voters").toString()).isEqualTo("[\"n1\",\"n3\"]");
+
+    assertThat(run("cluster", "remove-node", "n2", "-o", "json")).as(err()).isZero();
+    assertThat(
+            com.google.gson.JsonParser.parseString(out())
+                .getAsJsonObject()
+                .getAsJsonArray("voters")
+                .size())
+        .isEqualTo(2);
+
+    assertThat(run("cluster", "add-node", "n4", "--raft", "10.0.0.4:7700", "-o", "json"))
+        .as(err())
+        .isZero();
+    com.google.gson.JsonObject added =
+        com.google.gson.JsonParser.parseString(out()).getAsJsonObject();
+    assertThat(added.getAsJsonObject("member").get("grpc_address").getAsString())
+        .isEqualTo("10.0.0.4:7601");
+  }
+
+  @Test
   void addNodeReportsTheNewMember() {
     assertThat(run("cluster", "add-node", "n4", "--raft", "10.0.0.4:7700")).as(err()).isZero();
     AddNodeRequest req = (AddNodeRequest) fake.requests.get(0);
