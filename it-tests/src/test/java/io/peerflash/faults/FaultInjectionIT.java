@@ -193,7 +193,7 @@ class FaultInjectionIT {
   @Test
   @org.junit.jupiter.api.Order(7)
   void rollingRestart() {
-    // The image's own health check (a JVM per check: not too often on 2 cores): each node must
+    // The image's own health check (GET /healthz over bash's /dev/tcp, no JVM): each node must
     // turn healthy again after its restart.
     cluster =
         DockerCluster.builder("rolling-restart")

@@ -16,7 +16,8 @@ import java.util.List;
  * serves a {@link FakeVolumeService} on {@code --listen} until SIGTERM, with mutual TLS as the node
  * identity of {@code --certs DIR} (only callers with a certificate of its CA get through), or in
  * plaintext with {@code --insecure}; with {@code -Dfakenode.exit=CODE} it exits at once with that
- * code instead.
+ * code instead; with {@code -Dfakenode.fencedStatusCalls=N} its first N status answers say it is
+ * fenced, as a node's do before it holds a lease.
  */
 public final class FakeNodeMain {
   private FakeNodeMain() {}
@@ -32,6 +33,7 @@ public final class FakeNodeMain {
     String listen = list.get(list.indexOf("--listen") + 1);
     int colon = listen.lastIndexOf(':');
     FakeVolumeService fake = new FakeVolumeService();
+    fake.fencedStatusCalls = Integer.getInteger("fakenode.fencedStatusCalls", 0);
     NettyServerBuilder builder =
         NettyServerBuilder.forAddress(
                 new InetSocketAddress(

@@ -324,6 +324,42 @@ class LocalClusterCommandTest {
   }
 
   @Test
+  void readyOnlyOnceEveryNodeServesNotWhenItFirstAnswersFenced() throws Exception {
+    int base = twoFreePorts();
+    PeerFlashCli cli = cli(fakeLauncher("-Dfakenode.fencedStatusCalls=3"));
+    AtomicInteger code = new AtomicInteger(-1);
+    Thread runner =
+        new Thread(
+            () ->
+                code.set(
+                    cli.execute(
+                        "local-cluster",
+                        "--nodes",
+                        "1",
+                        "--dir",
+                        tmp.toString(),
+                        "--base-port",
+                        Integer.toString(base),
+                        "--raft-base-port",
+                        Integer.toString(base + 100))),
+            "test-local-cluster");
+    runner.start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
+    while (!out().contains("cluster ready")) {
+      assertThat(runner.isAlive()).as(out() + err()).isTrue();
+      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
+      Thread.sleep(20);
+    }
+    // The node said it was fenced three times; "ready" came only after it said it serves.
+    assertThat(Files.readString(tmp.resolve("n1.log")))
+        .contains("fake node: serving after 3 fenced status answers");
+    runner.interrupt();
+    runner.join(30_000);
+    assertThat(runner.isAlive()).isFalse();
+    assertThat(code.get()).isZero();
+  }
+
+  @Test
   void startsWaitsUntilReadyAndStopsEveryNode() throws Exception {
     int base = twoFreePorts();
     PeerFlashCli cli = cli(fakeLauncher());

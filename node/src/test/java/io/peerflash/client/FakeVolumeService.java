@@ -50,10 +50,21 @@ public final class FakeVolumeService extends VolumeServiceGrpc.VolumeServiceImpl
   /** How long Flush takes, to exercise the CLI's progress display. */
   public volatile long flushDelayMs;
 
+  /** How many status calls are answered as a fenced node's (not yet serving), before serving. */
+  public volatile int fencedStatusCalls;
+
+  private final AtomicInteger statusCalls = new AtomicInteger();
+
   public final NodeServiceGrpc.NodeServiceImplBase nodeService =
       new NodeServiceGrpc.NodeServiceImplBase() {
         @Override
         public void getStatus(GetStatusRequest request, StreamObserver<NodeStatus> response) {
+          int call = statusCalls.incrementAndGet();
+          int fenced = fencedStatusCalls;
+          if (fenced > 0 && call == fenced + 1) {
+            System.out.println("fake node: serving after " + fenced + " fenced status answers");
+            System.out.flush();
+          }
           List<Volume> all;
           synchronized (FakeVolumeService.this) {
             all = new ArrayList<>(volumes.values());
@@ -68,6 +79,7 @@ public final class FakeVolumeService extends VolumeServiceGrpc.VolumeServiceImpl
                   .setReadHits(3)
                   .setReadMisses(1)
                   .setHitRate(0.75)
+                  .setFencedReason(call <= fenced ? "no valid lease yet (fake)" : "")
                   .addAllVolumes(all)
                   .build());
           response.onCompleted();
