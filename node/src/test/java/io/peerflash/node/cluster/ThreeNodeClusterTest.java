@@ -1,6 +1,7 @@
 package io.peerflash.node.cluster;
 
 import static io.peerflash.node.cluster.InProcessCluster.await;
+import static io.peerflash.testing.MetricsText.sample;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -240,16 +241,6 @@ class ThreeNodeClusterTest {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
     }
-  }
-
-  private static double sample(String metrics, String series) {
-    java.util.regex.Matcher m =
-        java.util.regex.Pattern.compile(
-                "^" + java.util.regex.Pattern.quote(series) + " (\\S+)$",
-                java.util.regex.Pattern.MULTILINE)
-            .matcher(metrics);
-    assertThat(m.find()).as("series %s in%n%s", series, metrics).isTrue();
-    return Double.parseDouble(m.group(1));
   }
 
   @Test

@@ -1,5 +1,6 @@
 package io.peerflash.node.nbd;
 
+import static io.peerflash.testing.MetricsText.sample;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.net.URI;
@@ -8,8 +9,6 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -24,14 +23,6 @@ class NbdMetricsTest {
     if (node != null) {
       node.close();
     }
-  }
-
-  private static double sample(String metrics, String series) {
-    Matcher m =
-        Pattern.compile("^" + Pattern.quote(series) + " (\\S+)$", Pattern.MULTILINE)
-            .matcher(metrics);
-    assertThat(m.find()).as("series %s in%n%s", series, metrics).isTrue();
-    return Double.parseDouble(m.group(1));
   }
 
   @Test

@@ -1,5 +1,6 @@
 package io.peerflash.node.observe;
 
+import static io.peerflash.testing.MetricsText.sample;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -25,8 +26,6 @@ import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import javax.net.ssl.KeyManager;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.TrustManager;
@@ -108,14 +107,6 @@ class NodeHttpPortTest {
     return http.send(
         HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + node.httpPort() + path)).build(),
         HttpResponse.BodyHandlers.ofString());
-  }
-
-  private static double sample(String metrics, String series) {
-    Matcher m =
-        Pattern.compile("^" + Pattern.quote(series) + " (\\S+)$", Pattern.MULTILINE)
-            .matcher(metrics);
-    assertThat(m.find()).as("series %s in%n%s", series, metrics).isTrue();
-    return Double.parseDouble(m.group(1));
   }
 
   @Test
