@@ -323,11 +323,12 @@ class LocalClusterCommandTest {
     assertThat(code.get()).isZero();
   }
 
-  @Test
-  void readyOnlyOnceEveryNodeServesNotWhenItFirstAnswersFenced() throws Exception {
-    int base = twoFreePorts();
-    PeerFlashCli cli = cli(fakeLauncher("-Dfakenode.fencedStatusCalls=3"));
-    AtomicInteger code = new AtomicInteger(-1);
+  /**
+   * Runs local-cluster with {@code nodes} nodes on a thread of its own (its exit code into {@code
+   * code}) and returns that thread once the cluster says it is ready.
+   */
+  private Thread startUntilReady(PeerFlashCli cli, int nodes, int base, AtomicInteger code)
+      throws InterruptedException {
     Thread runner =
         new Thread(
             () ->
@@ -335,7 +336,7 @@ class LocalClusterCommandTest {
                     cli.execute(
                         "local-cluster",
                         "--nodes",
-                        "1",
+                        Integer.toString(nodes),
                         "--dir",
                         tmp.toString(),
                         "--base-port",
@@ -350,6 +351,15 @@ class LocalClusterCommandTest {
       assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
       Thread.sleep(20);
     }
+    return runner;
+  }
+
+  @Test
+  void readyOnlyOnceEveryNodeServesNotWhenItFirstAnswersFenced() throws Exception {
+    int base = twoFreePorts();
+    PeerFlashCli cli = cli(fakeLauncher("-Dfakenode.fencedStatusCalls=3"));
+    AtomicInteger code = new AtomicInteger(-1);
+    Thread runner = startUntilReady(cli, 1, base, code);
     // The node said it was fenced three times; "ready" came only after it said it serves.
     assertThat(Files.readString(tmp.resolve("n1.log")))
         .contains("fake node: serving after 3 fenced status answers");
@@ -364,28 +374,7 @@ class LocalClusterCommandTest {
     int base = twoFreePorts();
     PeerFlashCli cli = cli(fakeLauncher());
     AtomicInteger code = new AtomicInteger(-1);
-    Thread runner =
-        new Thread(
-            () ->
-                code.set(
-                    cli.execute(
-                        "local-cluster",
-                        "--nodes",
-                        "2",
-                        "--dir",
-                        tmp.toString(),
-                        "--base-port",
-                        Integer.toString(base),
-                        "--raft-base-port",
-                        Integer.toString(base + 100))),
-            "test-local-cluster");
-    runner.start();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
-    while (!out().contains("cluster ready")) {
-      assertThat(runner.isAlive()).as(out() + err()).isTrue();
-      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
-      Thread.sleep(50);
-    }
+    Thread runner = startUntilReady(cli, 2, base, code);
     String targets = "127.0.0.1:" + base + ",127.0.0.1:" + (base + 1);
     Path certs = tmp.resolve("certs");
     assertThat(out())
