@@ -14,6 +14,8 @@ import io.peerflash.proto.v1.SyncCopiesRequest;
 import io.peerflash.proto.v1.SyncCopiesResponse;
 import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.Time;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -32,6 +34,13 @@ import org.slf4j.LoggerFactory;
  * can act on (the volume's on-peer-loss policy), never a hang. A broken stream is reopened on the
  * next batch.
  *
+ * <p>At most {@link #MAX_IN_FLIGHT} requests are on the wire at once. Copies sent while that many
+ * wait for their acks queue up, and consecutive copies of one volume, epoch and owner travel as one
+ * request (up to {@link #MAX_JOINED_BLOCKS} blocks): under load the peer then deframes, stores (one
+ * index commit) and acks once for many writes, where it did so for every write. A lone write never
+ * waits: with fewer requests in flight it goes out at once. Requests leave in the order they were
+ * sent, so a release or reset still follows every copy sent before it.
+ *
  * <p>Deadlines are checked by one periodic sweep, not a timer per batch: scheduling and cancelling
  * a timer for every write would cost each write a timer-queue operation and the timer thread a
  * wake-up per write.
@@ -39,7 +48,54 @@ import org.slf4j.LoggerFactory;
 public final class PeerReplicator implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(PeerReplicator.class);
 
-  private record Pending(CompletableFuture<Void> future, long generation, long sentNanos) {}
+  /**
+   * @param queuedNanos when its first copy was handed over (the replication lag counts from then)
+   * @param sentNanos when it went out (its ack deadline counts from then)
+   */
+  private record Pending(
+      CompletableFuture<Void> future, long generation, long queuedNanos, long sentNanos) {}
+
+  /** Requests on the wire without an ack, at most; further requests wait in order. */
+  public static final int MAX_IN_FLIGHT = 2;
+
+  /** Blocks one request carries at most when copies of several writes join it. */
+  static final int MAX_JOINED_BLOCKS = 32;
+
+  /** A request not yet sent, which later copies of the same volume, epoch and owner may join. */
+  private static final class Waiting {
+    final ReplicateRequest.Builder request;
+    final CompletableFuture<Void> future = new CompletableFuture<>();
+    final long queuedNanos;
+    final boolean joinable;
+
+    Waiting(ReplicateRequest.Builder request, long queuedNanos, boolean joinable) {
+      this.request = request;
+      this.queuedNanos = queuedNanos;
+      this.joinable = joinable;
+    }
+
+    /** Joins {@code copies} to this request if they may travel with it; their future or null. */
+    CompletableFuture<Void> join(ReplicateRequest.Builder copies) {
+      if (!joinable
+          || request.getBlocksCount() + copies.getBlocksCount() > MAX_JOINED_BLOCKS
+          || request.getEpoch() != copies.getEpoch()
+          || !request.getVolume().equals(copies.getVolume())
+          || !request.getOwnerId().equals(copies.getOwnerId())) {
+        return null;
+      }
+      request.addAllBlocks(copies.getBlocksList());
+      CompletableFuture<Void> joined = new CompletableFuture<>();
+      future.whenComplete(
+          (ok, failure) -> {
+            if (failure == null) {
+              joined.complete(null);
+            } else {
+              joined.completeExceptionally(failure);
+            }
+          });
+      return joined;
+    }
+  }
 
   /** Told how long each acked batch took from send to ack (the node's metrics). */
   public interface AckObserver {
@@ -59,11 +115,15 @@ public final class PeerReplicator implements AutoCloseable {
   private final Time time;
   private final ScheduledFuture<?> sweeper;
   private final AtomicLong nextBatchId = new AtomicLong(1);
+  private final int maxInFlight;
   private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
   private final Object lock = new Object();
   // Guarded by lock.
   private StreamObserver<ReplicateRequest> stream;
   private long generation;
+  private final ArrayDeque<Waiting> waiting = new ArrayDeque<>();
+  // Whether a thread is sending the waiting requests: one at a time, so they leave in order.
+  private boolean draining;
   // When the current stream could first carry messages (connected, TLS handshake done), or 0 while
   // it is still connecting: a batch's ack deadline counts from then, not from a send that had to
   // wait for the connection.
@@ -107,6 +167,33 @@ public final class PeerReplicator implements AutoCloseable {
       long connectTimeoutMs,
       FaultPoints faults,
       Time time) {
+    this(
+        selfId,
+        peerId,
+        channel,
+        timers,
+        ackTimeoutMs,
+        connectTimeoutMs,
+        faults,
+        time,
+        MAX_IN_FLIGHT);
+  }
+
+  /**
+   * @param maxInFlight requests on the wire without an ack, at most ({@link #MAX_IN_FLIGHT}; a test
+   *     of the peer's own batching sends every request at once)
+   */
+  PeerReplicator(
+      String selfId,
+      String peerId,
+      Channel channel,
+      ScheduledExecutorService timers,
+      long ackTimeoutMs,
+      long connectTimeoutMs,
+      FaultPoints faults,
+      Time time,
+      int maxInFlight) {
+    this.maxInFlight = maxInFlight;
     this.link = selfId + ">" + peerId;
     this.faults = faults;
     this.peerId = peerId;
@@ -134,7 +221,7 @@ public final class PeerReplicator implements AutoCloseable {
    */
   public CompletableFuture<Void> replicate(
       String volume, long epoch, String ownerId, List<BlockImage> blocks) {
-    return send(request(volume, epoch, ownerId).addAllBlocks(blocks));
+    return send(request(volume, epoch, ownerId).addAllBlocks(blocks), true);
   }
 
   /**
@@ -147,7 +234,7 @@ public final class PeerReplicator implements AutoCloseable {
     for (int i = 0; i < blocks.length; i++) {
       req.addReleasedBlocks(blocks[i]).addReleasedSeqs(seqs[i]);
     }
-    return send(req);
+    return send(req, false);
   }
 
   /**
@@ -155,7 +242,7 @@ public final class PeerReplicator implements AutoCloseable {
    * anything sent after this.
    */
   public CompletableFuture<Void> reset(String volume, long epoch, String ownerId, long belowSeq) {
-    return send(request(volume, epoch, ownerId).setResetBelowSeq(belowSeq));
+    return send(request(volume, epoch, ownerId).setResetBelowSeq(belowSeq), false);
   }
 
   /**
@@ -209,15 +296,70 @@ public final class PeerReplicator implements AutoCloseable {
     return ReplicateRequest.newBuilder().setVolume(volume).setEpoch(epoch).setOwnerId(ownerId);
   }
 
-  private CompletableFuture<Void> send(ReplicateRequest.Builder builder) {
+  /**
+   * Queues a request behind those waiting (joining the last one when {@code joinable} and it
+   * allows) and sends what may go now.
+   */
+  private CompletableFuture<Void> send(ReplicateRequest.Builder builder, boolean joinable) {
+    CompletableFuture<Void> future;
+    synchronized (lock) {
+      if (closed) {
+        return CompletableFuture.failedFuture(
+            unavailable("replicator to " + peerId + " is closed"));
+      }
+      Waiting last = joinable ? waiting.peekLast() : null;
+      future = last == null ? null : last.join(builder);
+      if (future == null) {
+        Waiting w = new Waiting(builder, time.nanoTime(), joinable);
+        waiting.add(w);
+        future = w.future;
+      }
+      if (draining) {
+        return future; // the thread sending now sends this too, in its turn
+      }
+      draining = true;
+    }
+    drain();
+    return future;
+  }
+
+  /**
+   * Sends waiting requests, in order, while fewer than {@code maxInFlight} are unacked; run by one
+   * thread at a time (the one that set {@link #draining}), which clears the flag when it stops.
+   */
+  private void drain() {
+    while (true) {
+      Waiting next;
+      synchronized (lock) {
+        if (waiting.isEmpty() || (stream != null && pending.size() >= maxInFlight)) {
+          draining = false;
+          return;
+        }
+        next = waiting.poll();
+      }
+      transmit(next);
+    }
+  }
+
+  /** An ack or a failure made room on the wire: sends what waits, unless another thread does. */
+  private void sendWaiting() {
+    synchronized (lock) {
+      if (draining || waiting.isEmpty()) {
+        return;
+      }
+      draining = true;
+    }
+    drain();
+  }
+
+  private void transmit(Waiting w) {
     long id = nextBatchId.getAndIncrement();
-    CompletableFuture<Void> future = new CompletableFuture<>();
-    ReplicateRequest req = builder.setBatchId(id).build();
+    ReplicateRequest req = w.request.setBatchId(id).build();
     long gen;
     synchronized (lock) {
       if (closed) {
-        future.completeExceptionally(unavailable("replicator to " + peerId + " is closed"));
-        return future;
+        w.future.completeExceptionally(unavailable("replicator to " + peerId + " is closed"));
+        return;
       }
       if (stream == null) {
         generation++;
@@ -232,18 +374,18 @@ public final class PeerReplicator implements AutoCloseable {
         }
       }
       gen = generation;
-      pending.put(id, new Pending(future, gen, time.nanoTime()));
+      pending.put(id, new Pending(w.future, gen, w.queuedNanos, time.nanoTime()));
     }
     try {
       // In flight from here: an injected delay counts as lag, and one past the ack timeout fails
       // the batch like a slow network would.
       faults.hit(FaultPoints.REPLICATE_SEND, link);
     } catch (FaultPoints.Dropped e) {
-      return future; // lost on the wire: the deadline sweep fails it
+      return; // lost on the wire: the deadline sweep fails it
     }
     synchronized (lock) {
       if (gen != generation || stream == null || !pending.containsKey(id)) {
-        return future; // the stream failed meanwhile, and this batch with it
+        return; // the stream failed meanwhile, and this batch with it
       }
       try {
         stream.onNext(req);
@@ -251,7 +393,6 @@ public final class PeerReplicator implements AutoCloseable {
         failStream(generation, Status.UNAVAILABLE.withDescription(e.toString()));
       }
     }
-    return future;
   }
 
   /** Batches sent and not yet acked. */
@@ -259,11 +400,17 @@ public final class PeerReplicator implements AutoCloseable {
     return pending.size();
   }
 
-  /** Age of the oldest batch not yet acked (the replication lag), 0 when none. */
+  /** Age of the oldest copy not yet acked, sent or waiting (the replication lag), 0 when none. */
   public long oldestInFlightMs() {
     long oldest = Long.MAX_VALUE;
     for (Pending p : pending.values()) {
-      oldest = Math.min(oldest, p.sentNanos());
+      oldest = Math.min(oldest, p.queuedNanos());
+    }
+    synchronized (lock) {
+      Waiting first = waiting.peekFirst();
+      if (first != null) {
+        oldest = Math.min(oldest, first.queuedNanos);
+      }
     }
     return oldest == Long.MAX_VALUE ? 0 : TimeUnit.NANOSECONDS.toMillis(time.nanoTime() - oldest);
   }
@@ -330,11 +477,20 @@ public final class PeerReplicator implements AutoCloseable {
 
   private void failStream(long gen, Status status) {
     StreamObserver<ReplicateRequest> toCancel = null;
+    List<Waiting> unsent = List.of();
     synchronized (lock) {
       if (gen == generation && stream != null) {
         toCancel = stream;
         stream = null;
       }
+      if (gen == generation && !waiting.isEmpty()) {
+        // They would have gone out on this stream: they fail with it, as if sent.
+        unsent = new ArrayList<>(waiting);
+        waiting.clear();
+      }
+    }
+    for (Waiting w : unsent) {
+      w.future.completeExceptionally(ReplicaStatuses.fromStatus(status));
     }
     // Fail the batches first, with the real reason: cancelling the call below reports a
     // generic CANCELLED back through Acks.onError.
@@ -380,6 +536,8 @@ public final class PeerReplicator implements AutoCloseable {
       if (p == null) {
         return; // timed out already
       }
+      // The next requests go out before this one's writers are answered.
+      sendWaiting();
       if (ack.getCode() == 0) {
         ackObserver.acked(peerId, time.nanoTime() - p.sentNanos());
         p.future().complete(null);

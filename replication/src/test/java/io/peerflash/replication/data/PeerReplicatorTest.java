@@ -158,6 +158,139 @@ class PeerReplicatorTest {
     assertThat(second).isCompletedExceptionally();
   }
 
+  /** Takes every request and acks each only when the test says so. */
+  private static final class HoldingReplica extends ReplicaServiceGrpc.ReplicaServiceImplBase {
+    final LinkedBlockingQueue<ReplicateRequest> received = new LinkedBlockingQueue<>();
+    volatile StreamObserver<ReplicateAck> acks;
+
+    @Override
+    public StreamObserver<ReplicateRequest> replicate(StreamObserver<ReplicateAck> acks) {
+      this.acks = acks;
+      return new StreamObserver<>() {
+        @Override
+        public void onNext(ReplicateRequest req) {
+          received.add(req);
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {
+          acks.onCompleted();
+        }
+      };
+    }
+
+    ReplicateRequest next() throws InterruptedException {
+      ReplicateRequest req = received.poll(10, TimeUnit.SECONDS);
+      assertThat(req).as("a request reached the replica within 10 s").isNotNull();
+      return req;
+    }
+
+    void ack(ReplicateRequest req) {
+      acks.onNext(ReplicateAck.newBuilder().setBatchId(req.getBatchId()).build());
+    }
+  }
+
+  private static List<Long> blocksOf(ReplicateRequest req) {
+    return req.getBlocksList().stream().map(BlockImage::getBlock).toList();
+  }
+
+  @Test
+  void copiesSentWhileTwoRequestsAwaitTheirAcksTravelTogetherInOrder() throws Exception {
+    HoldingReplica holding = new HoldingReplica();
+    Server holdingServer =
+        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+            .addService(holding)
+            .build()
+            .start();
+    ManagedChannel toHolding =
+        NettyChannelBuilder.forAddress("127.0.0.1", holdingServer.getPort()).usePlaintext().build();
+    PeerReplicator r =
+        new PeerReplicator(
+            "owner",
+            "holding",
+            toHolding,
+            timers,
+            ACK_TIMEOUT_MS,
+            CONNECT_TIMEOUT_MS,
+            new FaultPoints(),
+            clock);
+    try {
+      // Two requests may be on the wire: each of the first two writes goes out alone, at once.
+      CompletableFuture<Void> first = r.replicate("v", 1, "owner", image(1, 1));
+      CompletableFuture<Void> second = r.replicate("v", 1, "owner", image(2, 2));
+      ReplicateRequest sentFirst = holding.next();
+      ReplicateRequest sentSecond = holding.next();
+      assertThat(blocksOf(sentFirst)).containsExactly(1L);
+      assertThat(blocksOf(sentSecond)).containsExactly(2L);
+
+      // Three more writes while both wait for acks: the two copies of volume v at epoch 1 join
+      // one request; a release, and a copy of another volume, each travel on their own, in order.
+      CompletableFuture<Void> third = r.replicate("v", 1, "owner", image(3, 3));
+      CompletableFuture<Void> fourth = r.replicate("v", 1, "owner", image(4, 4));
+      CompletableFuture<Void> release = r.release("v", 1, "owner", new long[] {1}, new long[] {1});
+      CompletableFuture<Void> other = r.replicate("w", 1, "owner", image(5, 5));
+      clock.advanceMs(7);
+      assertThat(r.oldestInFlightMs()).isEqualTo(7);
+
+      holding.ack(sentFirst);
+      first.get(10, TimeUnit.SECONDS);
+      ReplicateRequest joined = holding.next();
+      assertThat(joined.getVolume()).isEqualTo("v");
+      assertThat(blocksOf(joined)).containsExactly(3L, 4L);
+      assertThat(third).isNotDone();
+
+      holding.ack(sentSecond);
+      ReplicateRequest releaseSent = holding.next();
+      assertThat(releaseSent.getReleasedBlocksList()).containsExactly(1L);
+      assertThat(releaseSent.getBlocksCount()).isZero();
+
+      holding.ack(joined);
+      third.get(10, TimeUnit.SECONDS);
+      fourth.get(10, TimeUnit.SECONDS);
+      assertThat(second).isDone();
+      ReplicateRequest otherSent = holding.next();
+      assertThat(otherSent.getVolume()).isEqualTo("w");
+      assertThat(blocksOf(otherSent)).containsExactly(5L);
+      holding.ack(releaseSent);
+      holding.ack(otherSent);
+      release.get(10, TimeUnit.SECONDS);
+      other.get(10, TimeUnit.SECONDS);
+      assertThat(r.inFlight()).isZero();
+      assertThat(r.oldestInFlightMs()).isZero();
+    } finally {
+      r.close();
+      toHolding.shutdownNow();
+      holdingServer.shutdownNow();
+    }
+  }
+
+  @Test
+  void copiesWaitingBehindAStreamThatFailsFailWithIt() throws Exception {
+    // The silent replica never acks: two requests go out, the third waits, and when the first
+    // misses its deadline the stream fails with all three.
+    CompletableFuture<Void> first = replicator.replicate("v", 1, "owner", image(1, 1));
+    CompletableFuture<Void> second = replicator.replicate("v", 1, "owner", image(2, 2));
+    assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    awaitStreamReady(replicator);
+    CompletableFuture<Void> waiting = replicator.replicate("v", 1, "owner", image(3, 3));
+    assertThat(replicator.inFlight()).isEqualTo(2);
+
+    clock.advanceMs(ACK_TIMEOUT_MS + 1);
+    replicator.sweep();
+    assertThat(first).isCompletedExceptionally();
+    assertThat(second).isCompletedExceptionally();
+    assertThat(waiting).isCompletedExceptionally();
+    assertThatThrownBy(waiting::get)
+        .cause()
+        .isInstanceOf(ReplicaException.class)
+        .hasMessageContaining("did not ack within " + ACK_TIMEOUT_MS + " ms");
+    assertThat(replicator.oldestInFlightMs()).isZero();
+  }
+
   /** Waits (in real time) until the replicator has seen its stream connect. */
   private static void awaitStreamReady(PeerReplicator r) throws InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);

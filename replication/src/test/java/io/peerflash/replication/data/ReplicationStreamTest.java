@@ -14,11 +14,13 @@ import io.grpc.ServerInterceptor;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.peerflash.proto.v1.BlockImage;
+import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.security.CertificateIssuer;
 import io.peerflash.security.CertificateIssuer.Validity;
 import io.peerflash.security.GrpcTls;
 import io.peerflash.security.Identities;
 import io.peerflash.security.TlsDirectory;
+import io.peerflash.util.Time;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -329,11 +331,17 @@ class ReplicationStreamTest {
     assertThat(sink.applyThreads).hasSize(50).noneMatch(name -> name.equals("test-replica-apply"));
   }
 
+  private PeerReplicator sendingEverythingAtOnce() {
+    return new PeerReplicator(
+        "owner", "peer-1", channel, timers, 10_000, 10_000, new FaultPoints(), Time.SYSTEM, 1_000);
+  }
+
   @Test
   void copiesThatMustWaitAreBatchedInOrderOnTheApplyPool() throws Exception {
-    // Acks are held back on purpose here: a patient replicator, so none times out.
+    // Acks are held back on purpose here: a patient replicator, so none times out, that sends
+    // every request at once (the peer's batching is under test, not the sender's).
     replicator.close();
-    replicator = new PeerReplicator("peer-1", channel, timers, 10_000);
+    replicator = sendingEverythingAtOnce();
     sink.mustWait = true;
     sink.freeze = new CountDownLatch(1);
     // The first request blocks the drain; everything sent behind it queues up meanwhile.
@@ -364,9 +372,10 @@ class ReplicationStreamTest {
 
   @Test
   void aBatchWithABadRequestStillStoresTheGoodOnes() throws Exception {
-    // Acks are held back on purpose here: a patient replicator, so none times out.
+    // Acks are held back on purpose here: a patient replicator, so none times out, that sends
+    // every request at once (the peer's batching is under test, not the sender's).
     replicator.close();
-    replicator = new PeerReplicator("peer-1", channel, timers, 10_000);
+    replicator = sendingEverythingAtOnce();
     sink.mustWait = true;
     sink.freeze = new CountDownLatch(1);
     long before = service.requestsReceived();
