@@ -75,16 +75,13 @@ class PeerReplicatorTest {
             .build()
             .start();
     channel = NettyChannelBuilder.forAddress("127.0.0.1", server.getPort()).usePlaintext().build();
-    replicator =
-        new PeerReplicator(
-            "owner",
-            "silent",
-            channel,
-            timers,
-            ACK_TIMEOUT_MS,
-            CONNECT_TIMEOUT_MS,
-            new FaultPoints(),
-            clock);
+    replicator = replicatorTo("silent", channel);
+  }
+
+  /** A replicator from "owner" to {@code peer} with this test's timeouts, on its manual clock. */
+  private PeerReplicator replicatorTo(String peer, ManagedChannel to) {
+    return new PeerReplicator(
+        "owner", peer, to, timers, ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS, new FaultPoints(), clock);
   }
 
   @AfterEach
@@ -207,16 +204,7 @@ class PeerReplicatorTest {
             .start();
     ManagedChannel toHolding =
         NettyChannelBuilder.forAddress("127.0.0.1", holdingServer.getPort()).usePlaintext().build();
-    PeerReplicator r =
-        new PeerReplicator(
-            "owner",
-            "holding",
-            toHolding,
-            timers,
-            ACK_TIMEOUT_MS,
-            CONNECT_TIMEOUT_MS,
-            new FaultPoints(),
-            clock);
+    PeerReplicator r = replicatorTo("holding", toHolding);
     try {
       // Two requests may be on the wire: each of the first two writes goes out alone, at once.
       CompletableFuture<Void> first = r.replicate("v", 1, "owner", image(1, 1));
@@ -321,16 +309,7 @@ class PeerReplicatorTest {
       acceptor.start();
       ManagedChannel toMute =
           NettyChannelBuilder.forAddress("127.0.0.1", mute.getLocalPort()).usePlaintext().build();
-      PeerReplicator r =
-          new PeerReplicator(
-              "owner",
-              "mute",
-              toMute,
-              timers,
-              ACK_TIMEOUT_MS,
-              CONNECT_TIMEOUT_MS,
-              new FaultPoints(),
-              clock);
+      PeerReplicator r = replicatorTo("mute", toMute);
       try {
         CompletableFuture<Void> batch = r.replicate("v", 1, "owner", image(1, 1));
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
