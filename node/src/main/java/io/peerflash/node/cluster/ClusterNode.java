@@ -54,9 +54,9 @@ import org.slf4j.LoggerFactory;
 /**
  * A node as a cluster member: the Raft-held map decides which volumes it owns or replicates; this
  * class keeps the engine in line with the map (volumes, roles), fences the node when its lease
- * lapses, and wires the pieces that do the rest: client routing and volume administration ({@link
- * ClusterVolumes}), the replica's epoch guard ({@link ReplicaEpochGuard}), failover on the leader
- * ({@link LeaderFailover}), re-protection, moves and membership.
+ * lapses or has not begun, and wires the pieces that do the rest: client routing and volume
+ * administration ({@link ClusterVolumes}), the replica's epoch guard ({@link ReplicaEpochGuard}),
+ * failover on the leader ({@link LeaderFailover}), re-protection, moves and membership.
  */
 public final class ClusterNode
     implements ClusterRouting, ClusterAdmin, PeerChannels, AutoCloseable {
@@ -90,7 +90,7 @@ public final class ClusterNode
   private final LeaderFailover failover;
   private final ReplicaEpochGuard epochGuard;
   private volatile boolean ready;
-  private volatile long lapsesAtSync;
+  private volatile long leaseStartsAtSync;
   private volatile boolean closed;
 
   private ClusterNode(
@@ -210,9 +210,10 @@ public final class ClusterNode
   }
 
   /**
-   * Fencing: serve and destage a volume only with a valid lease that has not lapsed since this node
-   * last read the map linearizably, and only while the map still names this node its owner. After a
-   * lapse (cut off or frozen), the node re-reads the map first: its volumes may be gone.
+   * Fencing: serve and destage a volume only with a valid lease that began before this node last
+   * read the map linearizably, and only while the map still names this node its owner. When a lease
+   * begins after the read (the first one, or one after a lapse: cut off or frozen), the node
+   * re-reads the map first: its volumes may be gone.
    */
   private boolean mayServe(VolumeInfo v) {
     return mayServe(controlPlane.map(), v.name());
@@ -224,13 +225,16 @@ public final class ClusterNode
             nodeId,
             ready,
             controlPlane.leaseValid(),
-            controlPlane.leaseKeeper().lapses(),
-            lapsesAtSync,
+            controlPlane.leaseKeeper().leaseStarts(),
+            leaseStartsAtSync,
             map,
             volume);
     if (verdict == Fencing.Serve.RESYNC) {
       ready = false;
-      log.warn("node {}: lease lapsed; re-reading the cluster map before serving again", nodeId);
+      log.warn(
+          "node {}: a lease began after the last read of the cluster map; re-reading it before"
+              + " serving again",
+          nodeId);
       reconciler.execute(this::initialReconcile);
     }
     return verdict == Fencing.Serve.YES;
@@ -283,10 +287,16 @@ public final class ClusterNode
           return;
         }
         controlPlane.registered().get(10, TimeUnit.SECONDS);
-        long lapses = controlPlane.leaseKeeper().lapses();
+        // Without a lease the node serves nothing anyway, and a read before the lease begins
+        // would have to be made again once it does (Fencing.serve).
+        if (!controlPlane.leaseKeeper().awaitLease(10_000)) {
+          log.info("node {}: no lease yet; waiting for a heartbeat to commit", nodeId);
+          continue;
+        }
+        long leaseStarts = controlPlane.leaseKeeper().leaseStarts();
         ClusterMap map = controlPlane.readLinearizable().get(10, TimeUnit.SECONDS);
         reconcile(map);
-        lapsesAtSync = lapses;
+        leaseStartsAtSync = leaseStarts;
         ready = true;
         log.info("node {} in step with the cluster map; serving", nodeId);
         scheduleReconcile();

@@ -21,32 +21,34 @@ final class Fencing {
     /** Do not serve it now. */
     NO,
     /**
-     * Do not serve, and re-read the map linearizably first: the lease lapsed since the last read,
-     * so this node's copy of the map may miss the entries that gave its volumes away.
+     * Do not serve, and re-read the map linearizably first: a lease began since the last read (the
+     * first, or one after a lapse), so this node's copy of the map may miss the entries that gave
+     * its volumes away while it held none.
      */
     RESYNC
   }
 
   /**
-   * An owner serves and destages a volume only while (a) its lease is valid, (b) the lease has not
-   * lapsed since the node last read the map linearizably, and (c) its map still names it the owner.
+   * An owner serves and destages a volume only while (a) its lease is valid, (b) its lease began
+   * before the node last read the map linearizably (no lease began since: not the first, nor one
+   * after a lapse), and (c) its map still names it the owner.
    *
    * @param inStep the node has read the map linearizably and reconciled its volumes with it
-   * @param lapses how often the lease ran out and was renewed later, now
-   * @param lapsesAtSync the same count when the node last read the map linearizably
+   * @param leaseStarts how many times a lease began ({@code LeaseKeeper.leaseStarts}), now
+   * @param leaseStartsAtSync the same count when the node last read the map linearizably
    */
   static Serve serve(
       String nodeId,
       boolean inStep,
       boolean leaseValid,
-      long lapses,
-      long lapsesAtSync,
+      long leaseStarts,
+      long leaseStartsAtSync,
       ClusterMap map,
       String volume) {
     if (!inStep || !leaseValid) {
       return Serve.NO;
     }
-    if (lapses != lapsesAtSync) {
+    if (leaseStarts != leaseStartsAtSync) {
       return Serve.RESYNC;
     }
     return map.volume(volume).map(r -> r.owner().equals(nodeId)).orElse(false)

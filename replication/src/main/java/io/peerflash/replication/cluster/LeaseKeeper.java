@@ -44,7 +44,7 @@ public final class LeaseKeeper implements AutoCloseable {
   private long validUntilNanos;
   private long lastSuccessSentNanos;
   private long successes;
-  private long lapses;
+  private long leaseStarts;
   private long failures;
   private ScheduledFuture<?> task;
 
@@ -103,10 +103,12 @@ public final class LeaseKeeper implements AutoCloseable {
    */
   public void onHeartbeatCommitted(long sentNanos) {
     synchronized (lock) {
-      if (granted && validUntilNanos - sentNanos <= 0) {
-        // The lease had run out before this heartbeat was sent (cut off, or frozen): whatever
-        // this node believed about the map may be stale.
-        lapses++;
+      if (!granted || validUntilNanos - sentNanos <= 0) {
+        // A lease begins: the first, or one after the last had run out (cut off, or frozen).
+        // Whatever this node read of the map before may be stale, the first time too: a node that
+        // read the map and then heartbeat in vain may have been marked DOWN and lost its volumes
+        // in a failover before this heartbeat brought it back UP.
+        leaseStarts++;
       }
       long until = sentNanos + leaseNanos;
       if (!granted || until - validUntilNanos > 0) {
@@ -115,6 +117,7 @@ public final class LeaseKeeper implements AutoCloseable {
       }
       granted = true;
       successes++;
+      lock.notifyAll();
     }
   }
 
@@ -138,12 +141,33 @@ public final class LeaseKeeper implements AutoCloseable {
   }
 
   /**
-   * How many times the lease ran out and was renewed later. A node must re-read the map before
-   * serving again after a lapse: the cluster may have given its volumes away meanwhile.
+   * Waits until this node holds a lease, at most {@code timeoutMs}; true if it does. A node that
+   * reads the map before it serves waits for the lease first: a lease that begins after the read
+   * makes the read stale ({@link #leaseStarts()}).
    */
-  public long lapses() {
+  public boolean awaitLease(long timeoutMs) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
     synchronized (lock) {
-      return lapses;
+      while (!(granted && validUntilNanos - time.nanoTime() > 0)) {
+        long leftMs = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+        if (leftMs <= 0) {
+          return false;
+        }
+        // Woken by a committed heartbeat; the lease is checked again on this node's clock.
+        lock.wait(leftMs);
+      }
+      return true;
+    }
+  }
+
+  /**
+   * How many times a lease began: the first time, and every time after the lease had run out. A
+   * node serves only if no lease began since it last read the map linearizably, since the cluster
+   * may have given its volumes away while it held none.
+   */
+  public long leaseStarts() {
+    synchronized (lock) {
+      return leaseStarts;
     }
   }
 

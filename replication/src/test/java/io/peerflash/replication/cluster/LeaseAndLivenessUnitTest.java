@@ -65,6 +65,55 @@ class LeaseAndLivenessUnitTest {
     assertThat(keeper.leaseValid()).isFalse();
   }
 
+  /**
+   * A node re-reads the map whenever a lease begins: the first one as well as one after a lapse. A
+   * node that read the map before its first heartbeat committed may have been marked DOWN and lost
+   * its volumes meanwhile (FencingSimulationTest seed 217820220358899067).
+   */
+  @Test
+  void theFirstLeaseAndEveryLeaseAfterALapseCountAsStartsButRenewalsDoNot() {
+    ManualTime time = new ManualTime();
+    LeaseKeeper keeper = new LeaseKeeper("n1", time, LEASE, MARGIN, () -> OK, unused);
+    assertThat(keeper.leaseStarts()).isZero();
+    keeper.onHeartbeatCommitted(time.nanoTime());
+    assertThat(keeper.leaseStarts()).as("the first lease").isEqualTo(1);
+    time.advanceMs(LEASE / 3);
+    keeper.onHeartbeatCommitted(time.nanoTime());
+    time.advanceMs(LEASE / 3);
+    keeper.onHeartbeatCommitted(time.nanoTime());
+    assertThat(keeper.leaseStarts()).as("renewed while valid").isEqualTo(1);
+    // Sent at the last instant of the lease: still a renewal.
+    long sentInTime = keeper.leaseValidUntilNanos() - 1;
+    time.advanceMs(LEASE - MARGIN);
+    keeper.onHeartbeatCommitted(sentInTime);
+    assertThat(keeper.leaseStarts()).isEqualTo(1);
+    time.advanceMs(LEASE);
+    assertThat(keeper.leaseValid()).isFalse();
+    keeper.onHeartbeatCommitted(time.nanoTime());
+    assertThat(keeper.leaseStarts()).as("a lease after a lapse").isEqualTo(2);
+    assertThat(keeper.leaseValid()).isTrue();
+  }
+
+  @Test
+  void awaitLeaseReturnsWhenAHeartbeatCommitsAndGivesUpAtItsTimeout() throws Exception {
+    ManualTime time = new ManualTime();
+    LeaseKeeper keeper = new LeaseKeeper("n1", time, LEASE, MARGIN, () -> OK, unused);
+    assertThat(keeper.awaitLease(20)).as("no heartbeat yet").isFalse();
+    CompletableFuture<Boolean> waiting =
+        CompletableFuture.supplyAsync(
+            () -> {
+              try {
+                return keeper.awaitLease(60_000);
+              } catch (InterruptedException e) {
+                throw new IllegalStateException(e);
+              }
+            });
+    keeper.onHeartbeatCommitted(time.nanoTime());
+    assertThat(waiting.get(10, TimeUnit.SECONDS)).isTrue();
+    time.advanceMs(LEASE);
+    assertThat(keeper.awaitLease(20)).as("the lease ran out").isFalse();
+  }
+
   @Test
   void failedOrRejectedHeartbeatsDoNotExtendTheLease() {
     ManualTime time = new ManualTime();
