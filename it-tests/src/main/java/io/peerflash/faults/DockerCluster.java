@@ -59,6 +59,12 @@ import org.testcontainers.utility.DockerImageName;
  */
 public final class DockerCluster implements AutoCloseable {
   public static final int CLIENT_PORT = 7601;
+
+  /**
+   * Where a node takes replica copies from owners (its replica link; fixed for the iptables rules).
+   */
+  public static final int REPLICA_LINK_PORT = 7651;
+
   public static final int HTTP_PORT = 7801;
   public static final int RAFT_PORT = 7701;
 
@@ -269,6 +275,7 @@ public final class DockerCluster implements AutoCloseable {
                 "--shared-dir=" + SHARED_DIR,
                 "--cache-size=" + spec.cacheSize,
                 "--certs=" + CERTS_DIR,
+                "--set=replica-link=" + ip + ":" + REPLICA_LINK_PORT,
                 // The health check asks its /healthz instead of starting a JVM.
                 "--http=" + ip + ":" + HTTP_PORT));
     spec.settings.forEach((k, v) -> cmd.add("--set=" + k + "=" + v));

@@ -21,7 +21,7 @@ public final class NetworkFaults {
 
   /**
    * Drops a random fraction of the packets of the replication links of {@code n}: to and from the
-   * client (and replication) port of every other node.
+   * client port and the replica link of every other node.
    */
   public void replicationPacketLoss(Node n, double probability) {
     String p = String.valueOf(probability);
@@ -29,46 +29,50 @@ public final class NetworkFaults {
       if (o == n) {
         continue;
       }
-      cluster.execAsRoot(
-          n,
-          "iptables",
-          "-w",
-          "-I",
-          "OUTPUT",
-          "-p",
-          "tcp",
-          "-d",
-          o.ip(),
-          "--dport",
-          String.valueOf(DockerCluster.CLIENT_PORT),
-          "-m",
-          "statistic",
-          "--mode",
-          "random",
-          "--probability",
-          p,
-          "-j",
-          "DROP");
-      cluster.execAsRoot(
-          n,
-          "iptables",
-          "-w",
-          "-I",
-          "INPUT",
-          "-p",
-          "tcp",
-          "-s",
-          o.ip(),
-          "--sport",
-          String.valueOf(DockerCluster.CLIENT_PORT),
-          "-m",
-          "statistic",
-          "--mode",
-          "random",
-          "--probability",
-          p,
-          "-j",
-          "DROP");
+      // Copies travel on the replica link; the client port carries the rest (and copies to a
+      // node without a link).
+      for (int port : new int[] {DockerCluster.CLIENT_PORT, DockerCluster.REPLICA_LINK_PORT}) {
+        cluster.execAsRoot(
+            n,
+            "iptables",
+            "-w",
+            "-I",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            o.ip(),
+            "--dport",
+            String.valueOf(port),
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            p,
+            "-j",
+            "DROP");
+        cluster.execAsRoot(
+            n,
+            "iptables",
+            "-w",
+            "-I",
+            "INPUT",
+            "-p",
+            "tcp",
+            "-s",
+            o.ip(),
+            "--sport",
+            String.valueOf(port),
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            p,
+            "-j",
+            "DROP");
+      }
     }
   }
 

@@ -54,7 +54,9 @@ public record NodeConfig(
     /** The group of the NBD socket file (mode 0660); empty keeps the process's group. */
     String nbdSocketGroup,
     int nbdMaxInFlight,
-    long nbdForwardTimeoutMs) {
+    long nbdForwardTimeoutMs,
+    /** The replica link's HOST:PORT (port 0: any free one), or empty: none. */
+    String replicaLink) {
 
   /** Whether the HTTP port runs TLS, and whether it asks its clients for a certificate. */
   public enum HttpTls {
@@ -367,6 +369,16 @@ public record NodeConfig(
               + " name, on every node; 10809 is NBD's port); empty: none. With TLS on the node, clients must use NBD_OPT_STARTTLS"
               + " with a client certificate of the cluster CA (role io or admin).",
           s -> s);
+  public static final Key<String> REPLICA_LINK =
+      key(
+          "replica-link",
+          "on",
+          "Where peers send this node copies of their writes: 'on' (the listen host, any free port,"
+              + " which peers ask for), HOST:PORT (a fixed port, e.g. for a firewall), or 'off'"
+              + " (peers use the gRPC Replicate stream on the listen port, slower). Mutual TLS with"
+              + " node certificates, like the other ports.",
+          s -> s);
+
   public static final Key<Path> NBD_SOCKET =
       key(
           "nbd-socket",
@@ -539,9 +551,29 @@ public record NodeConfig(
             getOrNull(values, NBD_SOCKET),
             get(values, NBD_SOCKET_GROUP),
             get(values, NBD_MAX_IN_FLIGHT),
-            get(values, NBD_FORWARD_TIMEOUT_MS));
+            get(values, NBD_FORWARD_TIMEOUT_MS),
+            replicaLink(get(values, REPLICA_LINK), listen.substring(0, colon)));
     c.validate();
     return c;
+  }
+
+  private static String replicaLink(String setting, String listenHost) {
+    return switch (setting) {
+      case "off" -> "";
+      case "on" -> listenHost + ":0";
+      default -> {
+        int colon = setting.lastIndexOf(':');
+        if (colon <= 0) {
+          throw new IllegalArgumentException(
+              "replica-link must be on, off or HOST:PORT, got '" + setting + "'");
+        }
+        int port = Integer.parseInt(setting.substring(colon + 1));
+        if (port < 0 || port > 65535) {
+          throw new IllegalArgumentException("replica-link port out of range: " + port);
+        }
+        yield setting;
+      }
+    };
   }
 
   private static <T> T getOrNull(Map<String, String> values, Key<T> key) {

@@ -23,8 +23,10 @@ import io.peerflash.node.storage.BackingStore;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.node.storage.LatencyInjectingBackingStore;
 import io.peerflash.replication.data.ReplicaGrpcService;
+import io.peerflash.replication.data.ReplicaStreams;
 import io.peerflash.replication.data.TransportThreadCalls;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.replication.link.ReplicaLinkServer;
 import io.peerflash.security.Audit;
 import io.peerflash.security.Identities;
 import io.peerflash.util.NamedThreadFactory;
@@ -63,6 +65,9 @@ public final class PeerFlashNode implements AutoCloseable {
   private final NodeMetrics metrics;
   private final HttpEndpoint http;
   private final NbdServer nbd; // null: no NBD front end
+  private ReplicaStreams replicaStreams; // null on a single node
+  private ReplicaGrpcService replicaService;
+  private final ReplicaLinkServer replicaLink; // null: none
   private volatile boolean closed;
 
   private PeerFlashNode(
@@ -118,9 +123,11 @@ public final class PeerFlashNode implements AutoCloseable {
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance());
     if (cluster != null) {
-      // Peers replicate to this node on the same port as clients.
-      builder.addService(
-          new ReplicaGrpcService(engine.replicaSink(), cluster.epochGuard(), rpcExecutor));
+      // Peers send copies on this node's replica link, or on the Replicate stream of the client
+      // port where it has none; the two share how a stream is handled.
+      replicaStreams = new ReplicaStreams(engine.replicaSink(), cluster.epochGuard(), rpcExecutor);
+      replicaService = new ReplicaGrpcService(replicaStreams);
+      builder.addService(replicaService);
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
       builder.addService(new ClusterGrpcService(cluster));
       // I/O another member's NBD front end forwards to the volumes this node owns.
@@ -139,6 +146,7 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     TransportThreadCalls.serve(builder, rpcExecutor, onTransportThread.toArray(String[]::new));
     this.server = builder.build().start();
+    this.replicaLink = startReplicaLink(config, tls);
     this.nbd =
         startNbd(
             config,
@@ -192,6 +200,39 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     this.http = endpoint;
     health.setStatus("", io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING);
+  }
+
+  /** The replica link, on a cluster member that has one ({@code replica-link}); null otherwise. */
+  private ReplicaLinkServer startReplicaLink(NodeConfig config, NodeTls tls) throws IOException {
+    if (replicaStreams == null || config.replicaLink().isEmpty()) {
+      return null;
+    }
+    String at = config.replicaLink();
+    int colon = at.lastIndexOf(':');
+    try {
+      ReplicaLinkServer link =
+          loops.replicaLink(
+              at.substring(0, colon),
+              Integer.parseInt(at.substring(colon + 1)),
+              tls.replicaLinkServer(),
+              tls.directory(),
+              replicaStreams,
+              ClusterNode.MAX_COPY_FRAME_BYTES);
+      replicaService.setLinkPort(link.port());
+      return link;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      server.shutdownNow();
+      throw new IOException("interrupted while opening the replica link on " + at, e);
+    } catch (RuntimeException e) {
+      server.shutdownNow();
+      throw new IOException("cannot open the replica link on " + at + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** The replica link's port, or -1 without one. */
+  public int replicaLinkPort() {
+    return replicaLink == null ? -1 : replicaLink.port();
   }
 
   /** Bytes at risk, on the map's in-sync replica count (none on a single node). */
@@ -419,6 +460,7 @@ public final class PeerFlashNode implements AutoCloseable {
     closeHttp();
     closeNbd();
     server.shutdownNow();
+    closeReplicaLink();
     rpcExecutor.shutdownNow();
     if (cluster != null) {
       cluster.close();
@@ -435,6 +477,12 @@ public final class PeerFlashNode implements AutoCloseable {
   private void closeHttp() {
     if (http != null) {
       http.close();
+    }
+  }
+
+  private void closeReplicaLink() {
+    if (replicaLink != null) {
+      replicaLink.close();
     }
   }
 
@@ -497,6 +545,9 @@ public final class PeerFlashNode implements AutoCloseable {
       Thread.currentThread().interrupt();
       server.shutdownNow();
     }
+    // Owners see their links close and fail what they had in flight, as on a Replicate stream
+    // cancelled above.
+    closeReplicaLink();
     rpcExecutor.shutdown();
     boolean idle = false;
     try {

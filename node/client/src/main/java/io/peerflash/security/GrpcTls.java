@@ -65,6 +65,37 @@ public final class GrpcTls {
     return clientContext(directory, directory.serverVerifier(nodeId), provider());
   }
 
+  /**
+   * The replica link's server context: like {@link #serverContext} (a client certificate of this
+   * directory's CA required; the link then accepts only nodes), without gRPC's ALPN.
+   */
+  public static SslContext linkServerContext(TlsDirectory directory) throws SSLException {
+    SslProvider provider = provider();
+    SslContextBuilder b =
+        SslContextBuilder.forServer(directory.keyManager())
+            .trustManager(directory.clientVerifier())
+            .clientAuth(ClientAuth.REQUIRE)
+            .protocols(PROTOCOL)
+            .sslProvider(provider);
+    return withoutResumption(withoutResumptionOnJdk(b, provider).build());
+  }
+
+  /**
+   * The replica link's client context for a node sending copies to the peer {@code nodeId}: accepts
+   * only that node's certificate, like {@link #peerClientContext}, without gRPC's ALPN.
+   */
+  public static SslContext linkClientContext(TlsDirectory directory, String nodeId)
+      throws SSLException {
+    SslProvider provider = provider();
+    SslContextBuilder b =
+        SslContextBuilder.forClient()
+            .keyManager(directory.keyManager())
+            .trustManager(directory.serverVerifier(nodeId))
+            .protocols(PROTOCOL)
+            .sslProvider(provider);
+    return withoutResumption(withoutResumptionOnJdk(b, provider).build());
+  }
+
   /** The TLS provider in use: {@link SslProvider#OPENSSL} when the native library loads. */
   public static SslProvider provider() {
     if (OpenSsl.isAvailable() && OpenSsl.supportsKeyManagerFactory()) {

@@ -74,7 +74,15 @@ public final class Identities {
 
   private record Verified(long generation, Identity identity) {}
 
-  static Identity identify(TlsDirectory directory, SSLSession session) throws CertificateException {
+  /**
+   * Who is at the other end of a TLS session (a connection accepted by a server with {@code
+   * directory}'s client verifier), checked against the files in force; cached in the session until
+   * the files change.
+   *
+   * @throws CertificateException naming what is refused and why
+   */
+  public static Identity identify(TlsDirectory directory, SSLSession session)
+      throws CertificateException {
     if (session == null) {
       throw new CertificateException(
           "the call did not come over TLS: a client certificate is required");

@@ -17,11 +17,14 @@ import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
+import io.peerflash.proto.v1.GetReplicaLinkRequest;
+import io.peerflash.proto.v1.GetReplicaLinkResponse;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.RemoveNodeRequest;
 import io.peerflash.proto.v1.RemoveNodeResponse;
+import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.replication.cluster.ClusterMap;
@@ -30,9 +33,12 @@ import io.peerflash.replication.cluster.ControlPlaneConfig;
 import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.data.CopyTransport;
 import io.peerflash.replication.data.EpochGuard;
+import io.peerflash.replication.data.GrpcCopyTransport;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.replication.link.LinkCopyTransport;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
@@ -501,6 +507,7 @@ public final class ClusterNode
                   nodeId,
                   id,
                   channel(member),
+                  copyTransport(member),
                   timers,
                   config.replicationAckTimeoutMs(),
                   config.replicationConnectTimeoutMs(),
@@ -509,6 +516,58 @@ public final class ClusterNode
           r.setAckObserver(ackObserver);
           return r;
         });
+  }
+
+  /**
+   * How copies reach {@code member}: its replica link, found by asking it on each new stream, or
+   * the Replicate gRPC stream where it has none (or this node runs without shared event loops, in
+   * tests).
+   */
+  private CopyTransport copyTransport(Member member) {
+    CopyTransport grpc = new GrpcCopyTransport(member.id(), channel(member));
+    if (loops == null) {
+      return grpc;
+    }
+    String address = member.grpcAddress();
+    String host = address.substring(0, address.lastIndexOf(':'));
+    if (host.startsWith("[") && host.endsWith("]")) {
+      host = host.substring(1, host.length() - 1);
+    }
+    return new LinkCopyTransport(
+        member.id(),
+        host,
+        () -> replicaLinkPort(member),
+        tls.replicaLinkTo(member.id()),
+        loops.workers(),
+        loops.clientChannel(),
+        MAX_COPY_FRAME_BYTES,
+        grpc);
+  }
+
+  /** The largest request of copies a replica takes, as on its gRPC port. */
+  public static final int MAX_COPY_FRAME_BYTES = 8 << 20;
+
+  private CompletableFuture<Integer> replicaLinkPort(Member member) {
+    CompletableFuture<Integer> port = new CompletableFuture<>();
+    ReplicaServiceGrpc.newStub(channel(member))
+        .withDeadlineAfter(config.replicationConnectTimeoutMs(), TimeUnit.MILLISECONDS)
+        .getReplicaLink(
+            GetReplicaLinkRequest.getDefaultInstance(),
+            new io.grpc.stub.StreamObserver<>() {
+              @Override
+              public void onNext(GetReplicaLinkResponse r) {
+                port.complete(r.getPort());
+              }
+
+              @Override
+              public void onError(Throwable t) {
+                port.completeExceptionally(t);
+              }
+
+              @Override
+              public void onCompleted() {}
+            });
+    return port;
   }
 
   private volatile PeerReplicator.AckObserver ackObserver = PeerReplicator.AckObserver.NONE;

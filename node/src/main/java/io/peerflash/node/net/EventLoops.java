@@ -79,6 +79,29 @@ public final class EventLoops implements AutoCloseable {
     return NettyChannelBuilder.forTarget(target).eventLoopGroup(workers).channelType(clientChannel);
   }
 
+  /** The replica link's server on these loops (accepting on the accept loop). */
+  public io.peerflash.replication.link.ReplicaLinkServer replicaLink(
+      String host,
+      int port,
+      io.grpc.netty.shaded.io.netty.handler.ssl.SslContext ssl,
+      io.peerflash.security.TlsDirectory directory,
+      io.peerflash.replication.data.ReplicaStreams streams,
+      int maxFrameBytes)
+      throws InterruptedException {
+    return io.peerflash.replication.link.ReplicaLinkServer.start(
+        host, port, accept, workers, serverChannel, ssl, directory, streams, maxFrameBytes);
+  }
+
+  /** The loops a node's own connections (its replica links to peers) run on. */
+  public EventLoopGroup workers() {
+    return workers;
+  }
+
+  /** The channel class of {@link #workers()}'s connections. */
+  public Class<? extends Channel> clientChannel() {
+    return clientChannel;
+  }
+
   /**
    * The event loop the calling thread runs, or null when it runs none of these. A task given to it
    * runs on that thread after the task running now and after any flush it queued, so a message

@@ -101,6 +101,27 @@ public final class NodeTls {
     }
   }
 
+  /**
+   * The replica link's server side: node certificates of the cluster CA only; null in plaintext.
+   */
+  public io.grpc.netty.shaded.io.netty.handler.ssl.SslContext replicaLinkServer()
+      throws IOException {
+    return directory == null ? null : GrpcTls.linkServerContext(directory);
+  }
+
+  /** The replica link to peer {@code peerId}: only its certificate; null in plaintext. */
+  public io.grpc.netty.shaded.io.netty.handler.ssl.SslContext replicaLinkTo(String peerId) {
+    if (directory == null) {
+      return null;
+    }
+    try {
+      return GrpcTls.linkClientContext(directory, peerId);
+    } catch (javax.net.ssl.SSLException e) {
+      throw new IllegalStateException(
+          "TLS context for the replica link to " + peerId + ": " + e.getMessage(), e);
+    }
+  }
+
   /** Raft over mutual TLS among the nodes of the configuration. */
   public ControlPlaneConfig raft(ControlPlaneConfig config) {
     return directory == null

@@ -102,6 +102,7 @@ public final class Authorization implements ServerInterceptor {
     put(ReplicaServiceGrpc.getReplicateMethod().getFullMethodName(), Access.NODE);
     put(ReplicaServiceGrpc.getDescribeCopiesMethod().getFullMethodName(), Access.NODE);
     put(ReplicaServiceGrpc.getSyncCopiesMethod().getFullMethodName(), Access.NODE);
+    put(ReplicaServiceGrpc.getGetReplicaLinkMethod().getFullMethodName(), Access.NODE);
     put(ForwardedIoServiceGrpc.getReadMethod().getFullMethodName(), Access.FORWARDED_IO);
     put(ForwardedIoServiceGrpc.getWriteMethod().getFullMethodName(), Access.FORWARDED_IO);
     put(ForwardedIoServiceGrpc.getZeroMethod().getFullMethodName(), Access.FORWARDED_IO);

@@ -1,6 +1,7 @@
 package io.peerflash.node.cluster;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.spi.ILoggingEvent;
@@ -271,6 +272,30 @@ class TrustBoundaryTest {
         .as("a copy from a node the map does not name owner: %s", asItself.getMessage())
         .isNotZero();
 
+    // The same forged copies on the replica's replica link: refused the same way; an admin
+    // certificate or a plaintext connection is not even taken as a link.
+    int linkPort = cluster.node(replica).replicaLinkPort();
+    assertThat(linkPort).as("the replica's link port").isPositive();
+    ReplicateAck onLink = linkOnce(forger, replica, linkPort, forgedCopy(3, vm1, owner, forged));
+    assertThat(Status.fromCodeValue(onLink.getCode()).getCode())
+        .as("on the link, a copy claiming the owner: %s", onLink.getMessage())
+        .isEqualTo(Status.Code.PERMISSION_DENIED);
+    assertThat(linkOnce(forger, replica, linkPort, forgedCopy(4, vm1, forger, forged)).getCode())
+        .as("on the link, a copy from a node the map does not name owner")
+        .isNotZero();
+    assertThatThrownBy(
+            () -> linkOnce("admin", replica, linkPort, forgedCopy(5, vm1, owner, forged)))
+        .as("an admin certificate on the link")
+        .hasMessageContaining("UNAVAILABLE");
+    try (java.net.Socket raw = new java.net.Socket("127.0.0.1", linkPort)) {
+      raw.setSoTimeout(10_000);
+      java.io.DataOutputStream out = new java.io.DataOutputStream(raw.getOutputStream());
+      out.writeLong(0x5046524c_00000001L); // the link's hello, without TLS
+      out.write(forgedCopy(6, vm1, owner, forged).toByteArray());
+      byte[] answer = raw.getInputStream().readAllBytes(); // until the node closes it
+      assertThat(answer).as("a plaintext link is never answered with the hello").hasSizeLessThan(8);
+    }
+
     // A sync of the replica's copies (a FLUSH's) asked by that node: refused as well. Only the
     // owner, with its own certificate, may ask; an admin certificate may not call a peer method.
     assertThat(codeOf(() -> syncCopies(toReplica, vm1, owner)))
@@ -343,6 +368,54 @@ class TrustBoundaryTest {
   }
 
   /** Sends one replication request on a stream of its own and returns its ack. */
+  /**
+   * Sends one request on the replica link of {@code node} as {@code identity} and returns its ack;
+   * fails with the stream's status if the link refuses the connection.
+   */
+  private ReplicateAck linkOnce(String identity, String node, int port, ReplicateRequest req)
+      throws Exception {
+    io.grpc.netty.shaded.io.netty.channel.EventLoopGroup loop =
+        new io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup(1);
+    CompletableFuture<ReplicateAck> ack = new CompletableFuture<>();
+    try {
+      io.peerflash.replication.data.CopyTransport link =
+          new io.peerflash.replication.link.LinkCopyTransport(
+              node,
+              "127.0.0.1",
+              () -> CompletableFuture.completedFuture(port),
+              io.peerflash.security.GrpcTls.linkClientContext(
+                  TlsDirectory.open(certs.dir().resolve(identity)), node),
+              loop,
+              io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel.class,
+              1 << 20,
+              null);
+      io.peerflash.replication.data.CopyTransport.Stream stream =
+          link.open(
+              new io.peerflash.replication.data.CopyTransport.Listener() {
+                @Override
+                public void ready() {}
+
+                @Override
+                public void ack(ReplicateAck a) {
+                  ack.complete(a);
+                }
+
+                @Override
+                public void failed(Status why) {
+                  ack.completeExceptionally(why.asRuntimeException());
+                }
+              });
+      stream.send(req);
+      try {
+        return ack.get(10, TimeUnit.SECONDS);
+      } finally {
+        stream.cancel(Status.CANCELLED);
+      }
+    } finally {
+      loop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+    }
+  }
+
   private static ReplicateAck replicateOnce(ManagedChannel ch, ReplicateRequest req)
       throws Exception {
     CompletableFuture<ReplicateAck> ack = new CompletableFuture<>();

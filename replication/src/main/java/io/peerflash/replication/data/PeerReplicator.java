@@ -1,10 +1,7 @@
 package io.peerflash.replication.data;
 
 import io.grpc.Channel;
-import io.grpc.Context;
 import io.grpc.Status;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.StreamObserver;
 import io.peerflash.proto.v1.BlockImage;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
@@ -110,6 +107,7 @@ public final class PeerReplicator implements AutoCloseable {
   private final String link;
   private final FaultPoints faults;
   private final ReplicaServiceGrpc.ReplicaServiceStub stub;
+  private final CopyTransport copies;
   private final long ackTimeoutMs;
   private final long connectTimeoutMs;
   private final Time time;
@@ -119,7 +117,7 @@ public final class PeerReplicator implements AutoCloseable {
   private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
   private final Object lock = new Object();
   // Guarded by lock.
-  private StreamObserver<ReplicateRequest> stream;
+  private CopyTransport.Stream stream;
   private long generation;
   private final ArrayDeque<Waiting> waiting = new ArrayDeque<>();
   // Whether a thread is sending the waiting requests: one at a time, so they leave in order.
@@ -176,6 +174,33 @@ public final class PeerReplicator implements AutoCloseable {
         connectTimeoutMs,
         faults,
         time,
+        new GrpcCopyTransport(peerId, channel),
+        MAX_IN_FLIGHT);
+  }
+
+  /**
+   * Copies on {@code copies} (the replica link, or the Replicate stream); syncs on {@code channel}.
+   */
+  public PeerReplicator(
+      String selfId,
+      String peerId,
+      Channel channel,
+      CopyTransport copies,
+      ScheduledExecutorService timers,
+      long ackTimeoutMs,
+      long connectTimeoutMs,
+      FaultPoints faults,
+      Time time) {
+    this(
+        selfId,
+        peerId,
+        channel,
+        timers,
+        ackTimeoutMs,
+        connectTimeoutMs,
+        faults,
+        time,
+        copies,
         MAX_IN_FLIGHT);
   }
 
@@ -192,8 +217,10 @@ public final class PeerReplicator implements AutoCloseable {
       long connectTimeoutMs,
       FaultPoints faults,
       Time time,
+      CopyTransport copies,
       int maxInFlight) {
     this.maxInFlight = maxInFlight;
+    this.copies = copies;
     this.link = selfId + ">" + peerId;
     this.faults = faults;
     this.peerId = peerId;
@@ -364,14 +391,7 @@ public final class PeerReplicator implements AutoCloseable {
       if (stream == null) {
         generation++;
         streamReadyNanos = 0;
-        // The stream outlives the call that opens it (often a client's Write on this node):
-        // detach it from that call's context, whose cancellation would otherwise end it.
-        Context previous = Context.ROOT.attach();
-        try {
-          stream = stub.replicate(new Acks(generation));
-        } finally {
-          Context.ROOT.detach(previous);
-        }
+        stream = copies.open(new Acks(generation));
       }
       gen = generation;
       pending.put(id, new Pending(w.future, gen, w.queuedNanos, time.nanoTime()));
@@ -388,7 +408,7 @@ public final class PeerReplicator implements AutoCloseable {
         return; // the stream failed meanwhile, and this batch with it
       }
       try {
-        stream.onNext(req);
+        stream.send(req);
       } catch (RuntimeException e) {
         failStream(generation, Status.UNAVAILABLE.withDescription(e.toString()));
       }
@@ -476,7 +496,7 @@ public final class PeerReplicator implements AutoCloseable {
   }
 
   private void failStream(long gen, Status status) {
-    StreamObserver<ReplicateRequest> toCancel = null;
+    CopyTransport.Stream toCancel = null;
     List<Waiting> unsent = List.of();
     synchronized (lock) {
       if (gen == generation && stream != null) {
@@ -500,11 +520,7 @@ public final class PeerReplicator implements AutoCloseable {
       }
     }
     if (toCancel != null) {
-      try {
-        toCancel.onError(status.asRuntimeException());
-      } catch (RuntimeException ignored) {
-        // already closed
-      }
+      toCancel.cancel(status);
     }
   }
 
@@ -512,22 +528,21 @@ public final class PeerReplicator implements AutoCloseable {
     return new ReplicaException(ReplicaException.Code.UNAVAILABLE, why);
   }
 
-  private final class Acks implements ClientResponseObserver<ReplicateRequest, ReplicateAck> {
+  private final class Acks implements CopyTransport.Listener {
     private final long gen;
-    private boolean acked; // only gRPC's callbacks of this stream touch it, one at a time
+    private boolean acked; // only the transport's callbacks of this stream touch it, one at a time
 
     Acks(long gen) {
       this.gen = gen;
     }
 
     @Override
-    public void beforeStart(ClientCallStreamObserver<ReplicateRequest> requests) {
-      // Ready once the transport carries the stream: connected, TLS handshake done.
-      requests.setOnReadyHandler(() -> markStreamReady(gen));
+    public void ready() {
+      markStreamReady(gen);
     }
 
     @Override
-    public void onNext(ReplicateAck ack) {
+    public void ack(ReplicateAck ack) {
       if (!acked) {
         acked = true;
         markStreamReady(gen); // an ack proves it too, should the ready callback come late
@@ -547,14 +562,8 @@ public final class PeerReplicator implements AutoCloseable {
     }
 
     @Override
-    public void onError(Throwable t) {
-      failStream(gen, Status.fromThrowable(t).augmentDescription("replica " + peerId));
-    }
-
-    @Override
-    public void onCompleted() {
-      failStream(
-          gen, Status.UNAVAILABLE.withDescription("replica " + peerId + " ended the stream"));
+    public void failed(Status why) {
+      failStream(gen, why);
     }
   }
 

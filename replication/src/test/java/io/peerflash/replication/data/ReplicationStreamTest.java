@@ -333,7 +333,16 @@ class ReplicationStreamTest {
 
   private PeerReplicator sendingEverythingAtOnce() {
     return new PeerReplicator(
-        "owner", "peer-1", channel, timers, 10_000, 10_000, new FaultPoints(), Time.SYSTEM, 1_000);
+        "owner",
+        "peer-1",
+        channel,
+        timers,
+        10_000,
+        10_000,
+        new FaultPoints(),
+        Time.SYSTEM,
+        new GrpcCopyTransport("peer-1", channel),
+        1_000);
   }
 
   @Test
