@@ -217,7 +217,7 @@ public final class PeerFlashNode implements AutoCloseable {
               tls.replicaLinkServer(),
               tls.directory(),
               replicaStreams,
-              ClusterNode.MAX_COPY_FRAME_BYTES);
+              ReplicaLinkServer.MAX_FRAME_BYTES);
       replicaService.setLinkPort(link.port());
       return link;
     } catch (InterruptedException e) {

@@ -1,7 +1,6 @@
 package io.peerflash.node.cluster;
 
 import io.grpc.ManagedChannel;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
@@ -17,14 +16,11 @@ import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DrainNodeRequest;
 import io.peerflash.proto.v1.DrainNodeResponse;
-import io.peerflash.proto.v1.GetReplicaLinkRequest;
-import io.peerflash.proto.v1.GetReplicaLinkResponse;
 import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.proto.v1.RemoveNodeRequest;
 import io.peerflash.proto.v1.RemoveNodeResponse;
-import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import io.peerflash.replication.cluster.ClusterMap;
@@ -33,12 +29,9 @@ import io.peerflash.replication.cluster.ControlPlaneConfig;
 import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
-import io.peerflash.replication.data.CopyTransport;
 import io.peerflash.replication.data.EpochGuard;
-import io.peerflash.replication.data.GrpcCopyTransport;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.fault.FaultPoints;
-import io.peerflash.replication.link.LinkCopyTransport;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
@@ -48,7 +41,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -79,10 +71,7 @@ public final class ClusterNode
   private final ExecutorService reconciler =
       Executors.newSingleThreadExecutor(new NamedThreadFactory("peerflash-reconciler", true));
   private final AtomicBoolean reconcileQueued = new AtomicBoolean();
-  private final ConcurrentHashMap<String, ManagedChannel> channels = new ConcurrentHashMap<>();
-  private final EventLoops loops;
-  private final NodeTls tls;
-  private final ConcurrentHashMap<String, PeerReplicator> replicators = new ConcurrentHashMap<>();
+  private final PeerConnections peers;
   private final ExecutorService evictions =
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-evict", true));
   private final ExecutorService copier =
@@ -108,9 +97,8 @@ public final class ClusterNode
       EventLoops loops,
       NodeTls tls) {
     this.config = config;
-    this.loops = loops;
-    this.tls = tls;
     this.nodeId = config.nodeId();
+    this.peers = new PeerConnections(nodeId, config, loops, tls, timers, faults, time);
     this.engine = engine;
     this.controlPlane = controlPlane;
     this.faults = faults;
@@ -145,7 +133,7 @@ public final class ClusterNode
             time,
             reprotector,
             mover,
-            replicators,
+            peers.replicators(),
             new ClusterVolumes.Local() {
               @Override
               public boolean ready() {
@@ -334,7 +322,7 @@ public final class ClusterNode
   }
 
   private void reconcile(ClusterMap map) {
-    warmUpPeers(map);
+    peers.warmUp(map);
     Set<String> inMap = new HashSet<>();
     for (VolumeRecord rec : map.volumes().values()) {
       inMap.add(rec.name());
@@ -499,140 +487,29 @@ public final class ClusterNode
   }
 
   private PeerReplicator replicator(Member member) {
-    return replicators.computeIfAbsent(
-        member.id(),
-        id -> {
-          PeerReplicator r =
-              new PeerReplicator(
-                  nodeId,
-                  id,
-                  channel(member),
-                  copyTransport(member),
-                  timers,
-                  config.replicationAckTimeoutMs(),
-                  config.replicationConnectTimeoutMs(),
-                  faults,
-                  time);
-          r.setAckObserver(ackObserver);
-          return r;
-        });
+    return peers.replicator(member);
   }
-
-  /**
-   * How copies reach {@code member}: its replica link, found by asking it on each new stream, or
-   * the Replicate gRPC stream where it has none (or this node runs without shared event loops, in
-   * tests).
-   */
-  private CopyTransport copyTransport(Member member) {
-    CopyTransport grpc = new GrpcCopyTransport(member.id(), channel(member));
-    if (loops == null) {
-      return grpc;
-    }
-    String address = member.grpcAddress();
-    String host = address.substring(0, address.lastIndexOf(':'));
-    if (host.startsWith("[") && host.endsWith("]")) {
-      host = host.substring(1, host.length() - 1);
-    }
-    return new LinkCopyTransport(
-        member.id(),
-        host,
-        () -> replicaLinkPort(member),
-        tls.replicaLinkTo(member.id()),
-        loops.workers(),
-        loops.clientChannel(),
-        MAX_COPY_FRAME_BYTES,
-        grpc);
-  }
-
-  /** The largest request of copies a replica takes, as on its gRPC port. */
-  public static final int MAX_COPY_FRAME_BYTES = 8 << 20;
-
-  private CompletableFuture<Integer> replicaLinkPort(Member member) {
-    CompletableFuture<Integer> port = new CompletableFuture<>();
-    ReplicaServiceGrpc.newStub(channel(member))
-        .withDeadlineAfter(config.replicationConnectTimeoutMs(), TimeUnit.MILLISECONDS)
-        .getReplicaLink(
-            GetReplicaLinkRequest.getDefaultInstance(),
-            new io.grpc.stub.StreamObserver<>() {
-              @Override
-              public void onNext(GetReplicaLinkResponse r) {
-                port.complete(r.getPort());
-              }
-
-              @Override
-              public void onError(Throwable t) {
-                port.completeExceptionally(t);
-              }
-
-              @Override
-              public void onCompleted() {}
-            });
-    return port;
-  }
-
-  private volatile PeerReplicator.AckObserver ackObserver = PeerReplicator.AckObserver.NONE;
 
   /**
    * Per peer this node sends copies to: the age of its oldest copy not yet acked (the replication
    * lag, 0 when it has acked everything) in ms, and the batches in flight.
    */
   public Map<String, long[]> replicationLag() {
-    Map<String, long[]> lag = new java.util.TreeMap<>();
-    replicators.forEach(
-        (peer, r) -> lag.put(peer, new long[] {r.oldestInFlightMs(), r.inFlight()}));
-    return lag;
+    return peers.replicationLag();
   }
 
   /** Who is told how long each replica took to ack a write's copies (the node's metrics). */
   public void setReplicaAckObserver(PeerReplicator.AckObserver observer) {
-    this.ackObserver = observer;
-    for (PeerReplicator r : replicators.values()) {
-      r.setAckObserver(observer);
-    }
+    peers.setAckObserver(observer);
   }
-
-  // Replica acks complete the write's future on the transport thread: their callbacks match the
-  // ack and answer the client (or wake a waiting writer), so a pool would only add a thread
-  // hand-off to every replicated write. Blocking stubs on these channels run on the caller's
-  // thread anyway.
-  /**
-   * Connects to each UP peer once, when this node first sees it, ahead of the first write that
-   * needs it: the TCP and TLS handshake of a cold channel would otherwise be paid by that write
-   * (and count against its replica's ack). Only once: asking a channel to connect again later could
-   * reconnect to a peer that is shutting down, whose new connection then takes new streams nowhere
-   * (a write would wait out the connect timeout instead of finding the peer gone at once).
-   */
-  private void warmUpPeers(ClusterMap map) {
-    for (Member m : map.members().values()) {
-      if (!m.id().equals(nodeId) && m.isUp() && warmedUp.add(m.id() + "@" + m.grpcAddress())) {
-        channel(m).getState(true);
-      }
-    }
-  }
-
-  private final Set<String> warmedUp = ConcurrentHashMap.newKeySet();
 
   /** The state of this node's channel to a peer, or null while it has none (tests). */
   io.grpc.ConnectivityState peerChannelState(String peerId) {
-    for (Map.Entry<String, ManagedChannel> e : channels.entrySet()) {
-      if (e.getKey().startsWith(peerId + "@")) {
-        return e.getValue().getState(false);
-      }
-    }
-    return null;
+    return peers.channelState(peerId);
   }
 
   private ManagedChannel channel(Member peer) {
-    // One channel per peer and address: with TLS it accepts only that node's certificate.
-    return channels.computeIfAbsent(
-        peer.id() + "@" + peer.grpcAddress(),
-        key -> {
-          String a = peer.grpcAddress();
-          return tls.toPeer(
-                  loops != null ? loops.channel(a) : NettyChannelBuilder.forTarget(a), peer.id())
-              .directExecutor()
-              .build();
-        });
+    return peers.channel(peer);
   }
 
   @Override
@@ -778,12 +655,7 @@ public final class ClusterNode
     reconciler.shutdownNow();
     copier.shutdownNow();
     evictions.shutdownNow();
-    for (PeerReplicator r : replicators.values()) {
-      r.close();
-    }
-    for (ManagedChannel c : channels.values()) {
-      c.shutdownNow();
-    }
+    peers.close();
     controlPlane.close();
     timers.shutdownNow();
   }

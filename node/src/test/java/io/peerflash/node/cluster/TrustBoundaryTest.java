@@ -292,7 +292,12 @@ class TrustBoundaryTest {
       java.io.DataOutputStream out = new java.io.DataOutputStream(raw.getOutputStream());
       out.writeLong(0x5046524c_00000001L); // the link's hello, without TLS
       out.write(forgedCopy(6, vm1, owner, forged).toByteArray());
-      byte[] answer = raw.getInputStream().readAllBytes(); // until the node closes it
+      byte[] answer;
+      try {
+        answer = raw.getInputStream().readAllBytes(); // until the node closes it
+      } catch (java.net.SocketException reset) {
+        answer = new byte[0]; // closed with bytes unread: a reset instead of an end of stream
+      }
       assertThat(answer).as("a plaintext link is never answered with the hello").hasSizeLessThan(8);
     }
 

@@ -47,6 +47,12 @@ import org.slf4j.LoggerFactory;
 public final class ReplicaLinkServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ReplicaLinkServer.class);
 
+  /**
+   * The largest request a node takes on its link (and sends): a 1 MiB write's blocks with room to
+   * spare, like the gRPC port's message limit.
+   */
+  public static final int MAX_FRAME_BYTES = 8 << 20;
+
   /** Requests of one connection received but not yet acked, at most, before it stops reading. */
   static final int WINDOW = 128;
 
