@@ -57,6 +57,8 @@ median() { sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+
 echo "== medians over $R rounds (A=$JA, B=$JB)"
 for id in a b; do
   p50=$(awk -v id=$id '$1==id && $3==1 {print $6}' "$OUT" | median)
-  iops=$(awk -v id=$id '$1==id && $3==32 {print $4}' "$OUT" | median)
+  # bench prints 12.3k for 12300: compare numbers, not text.
+  iops=$(awk -v id=$id '$1==id && $3==32 {v=$4; if (sub(/k$/, "", v)) v*=1000; print v}' "$OUT" |
+    median)
   echo "$id: QD1 p50 ${p50} us, QD32 ${iops} IOPS"
 done
