@@ -6,9 +6,6 @@ import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.net.NodeTls;
-import io.peerflash.proto.v1.GetReplicaLinkRequest;
-import io.peerflash.proto.v1.GetReplicaLinkResponse;
-import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.data.CopyTransport;
@@ -23,7 +20,6 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 
 /**
  * This node's connections to its peers: one gRPC channel per peer and address (with TLS it accepts
@@ -111,26 +107,7 @@ final class PeerConnections implements AutoCloseable {
   }
 
   private CompletableFuture<Integer> replicaLinkPort(Member member) {
-    CompletableFuture<Integer> port = new CompletableFuture<>();
-    ReplicaServiceGrpc.newStub(channel(member))
-        .withDeadlineAfter(config.replicationConnectTimeoutMs(), TimeUnit.MILLISECONDS)
-        .getReplicaLink(
-            GetReplicaLinkRequest.getDefaultInstance(),
-            new io.grpc.stub.StreamObserver<>() {
-              @Override
-              public void onNext(GetReplicaLinkResponse r) {
-                port.complete(r.getPort());
-              }
-
-              @Override
-              public void onError(Throwable t) {
-                port.completeExceptionally(t);
-              }
-
-              @Override
-              public void onCompleted() {}
-            });
-    return port;
+    return LinkCopyTransport.askPort(channel(member), config.replicationConnectTimeoutMs());
   }
 
   private volatile PeerReplicator.AckObserver ackObserver = PeerReplicator.AckObserver.NONE;

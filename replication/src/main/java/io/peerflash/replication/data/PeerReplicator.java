@@ -169,13 +169,12 @@ public final class PeerReplicator implements AutoCloseable {
         selfId,
         peerId,
         channel,
+        new GrpcCopyTransport(peerId, channel),
         timers,
         ackTimeoutMs,
         connectTimeoutMs,
         faults,
-        time,
-        new GrpcCopyTransport(peerId, channel),
-        MAX_IN_FLIGHT);
+        time);
   }
 
   /**

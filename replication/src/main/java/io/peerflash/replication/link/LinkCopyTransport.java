@@ -70,6 +70,33 @@ public final class LinkCopyTransport implements CopyTransport {
     this.fallback = fallback;
   }
 
+  /**
+   * Asks the node at the other end of {@code channel} for its replica link's port (0: none), within
+   * {@code timeoutMs}: the usual port lookup of the constructor.
+   */
+  public static CompletableFuture<Integer> askPort(io.grpc.Channel channel, long timeoutMs) {
+    CompletableFuture<Integer> port = new CompletableFuture<>();
+    io.peerflash.proto.v1.ReplicaServiceGrpc.newStub(channel)
+        .withDeadlineAfter(timeoutMs, java.util.concurrent.TimeUnit.MILLISECONDS)
+        .getReplicaLink(
+            io.peerflash.proto.v1.GetReplicaLinkRequest.getDefaultInstance(),
+            new io.grpc.stub.StreamObserver<>() {
+              @Override
+              public void onNext(io.peerflash.proto.v1.GetReplicaLinkResponse r) {
+                port.complete(r.getPort());
+              }
+
+              @Override
+              public void onError(Throwable t) {
+                port.completeExceptionally(t);
+              }
+
+              @Override
+              public void onCompleted() {}
+            });
+    return port;
+  }
+
   @Override
   public Stream open(Listener listener) {
     LinkStream stream = new LinkStream(listener);

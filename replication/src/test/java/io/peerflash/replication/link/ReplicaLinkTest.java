@@ -190,7 +190,7 @@ class ReplicaLinkTest {
         new LinkCopyTransport(
             "replica",
             "127.0.0.1",
-            () -> askPort(channel),
+            () -> LinkCopyTransport.askPort(channel, 5_000),
             GrpcTls.linkClientContext(dir, "replica"),
             loops,
             NioSocketChannel.class,
@@ -209,28 +209,6 @@ class ReplicaLinkTest {
             Time.SYSTEM);
     toClose.add(0, r);
     return r;
-  }
-
-  private static CompletableFuture<Integer> askPort(ManagedChannel channel) {
-    CompletableFuture<Integer> port = new CompletableFuture<>();
-    io.peerflash.proto.v1.ReplicaServiceGrpc.newStub(channel)
-        .getReplicaLink(
-            io.peerflash.proto.v1.GetReplicaLinkRequest.getDefaultInstance(),
-            new io.grpc.stub.StreamObserver<>() {
-              @Override
-              public void onNext(io.peerflash.proto.v1.GetReplicaLinkResponse r) {
-                port.complete(r.getPort());
-              }
-
-              @Override
-              public void onError(Throwable t) {
-                port.completeExceptionally(t);
-              }
-
-              @Override
-              public void onCompleted() {}
-            });
-    return port;
   }
 
   private static List<BlockImage> images(long block, long seq) {
