@@ -235,6 +235,11 @@ public final class PeerFlashNode implements AutoCloseable {
     return replicaLink == null ? -1 : replicaLink.port();
   }
 
+  /** Owners connected to this node's replica link now (0 without one). */
+  public int replicaLinkConnections() {
+    return replicaLink == null ? 0 : replicaLink.connections();
+  }
+
   /** Bytes at risk, on the map's in-sync replica count (none on a single node). */
   private static VolumeRisk risk(ClusterNode cluster) {
     if (cluster == null) {

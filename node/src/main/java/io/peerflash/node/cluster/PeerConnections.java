@@ -137,15 +137,17 @@ final class PeerConnections implements AutoCloseable {
   // thread anyway.
   /**
    * Connects to each UP peer once, when this node first sees it, ahead of the first write that
-   * needs it: the TCP and TLS handshake of a cold channel would otherwise be paid by that write
-   * (and count against its replica's ack). Only once: asking a channel to connect again later could
-   * reconnect to a peer that is shutting down, whose new connection then takes new streams nowhere
-   * (a write would wait out the connect timeout instead of finding the peer gone at once).
+   * needs it: the TCP and TLS handshakes of a cold channel and of the replica link would otherwise
+   * be paid by that write. Only once: asking a channel to connect again later could reconnect to a
+   * peer that is shutting down, whose new connection then takes new streams nowhere (a write would
+   * wait out the connect timeout instead of finding the peer gone at once). A copy stream closed
+   * later (the peer restarted) is opened again by the next write to that peer.
    */
   void warmUp(ClusterMap map) {
     for (Member m : map.members().values()) {
       if (!m.id().equals(nodeId) && m.isUp() && warmedUp.add(m.id() + "@" + m.grpcAddress())) {
         channel(m).getState(true);
+        replicator(m).connect();
       }
     }
   }

@@ -103,6 +103,11 @@ class ThreeNodeClusterTest {
                                         == io.grpc.ConnectivityState.READY)),
         30,
         "every node's channel to each peer READY");
+    // And the replica links: each node's link holds a connection from each of its two peers.
+    InProcessCluster.await(
+        () -> nodes.values().stream().allMatch(n -> n.replicaLinkConnections() == 2),
+        30,
+        "every node's replica link connected to by both peers");
   }
 
   @Test

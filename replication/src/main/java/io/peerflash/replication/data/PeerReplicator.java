@@ -388,9 +388,7 @@ public final class PeerReplicator implements AutoCloseable {
         return;
       }
       if (stream == null) {
-        generation++;
-        streamReadyNanos = 0;
-        stream = copies.open(new Acks(generation));
+        openStream();
       }
       gen = generation;
       pending.put(id, new Pending(w.future, gen, w.queuedNanos, time.nanoTime()));
@@ -412,6 +410,28 @@ public final class PeerReplicator implements AutoCloseable {
         failStream(generation, Status.UNAVAILABLE.withDescription(e.toString()));
       }
     }
+  }
+
+  /**
+   * Opens a stream ahead of the first batch if none is open, so that its connection (for the
+   * replica link: the port lookup, TCP and TLS handshakes and the hello) is not paid by the first
+   * write that needs this peer. Sends nothing; a stream that fails meanwhile is opened again by the
+   * next batch, as always, and one that never connects costs a batch only the connect timeout that
+   * it would have cost anyway.
+   */
+  public void connect() {
+    synchronized (lock) {
+      if (!closed && stream == null) {
+        openStream();
+      }
+    }
+  }
+
+  // Guarded by lock.
+  private void openStream() {
+    generation++;
+    streamReadyNanos = 0;
+    stream = copies.open(new Acks(generation));
   }
 
   /** Batches sent and not yet acked. */

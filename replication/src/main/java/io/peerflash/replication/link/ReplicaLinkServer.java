@@ -121,6 +121,11 @@ public final class ReplicaLinkServer implements AutoCloseable {
     return ((InetSocketAddress) listener.localAddress()).getPort();
   }
 
+  /** Owners connected to this link now (a closed connection leaves the count at once). */
+  public int connections() {
+    return links.size();
+  }
+
   /** Stops listening and closes every link: their owners fail what they have in flight. */
   @Override
   public void close() {

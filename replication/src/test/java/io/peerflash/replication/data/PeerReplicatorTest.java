@@ -40,9 +40,12 @@ class PeerReplicatorTest {
   /** Takes every batch and acks none, like a frozen replica whose connection is still up. */
   private static final class SilentReplica extends ReplicaServiceGrpc.ReplicaServiceImplBase {
     final LinkedBlockingQueue<Long> received = new LinkedBlockingQueue<>();
+    final java.util.concurrent.atomic.AtomicInteger streams =
+        new java.util.concurrent.atomic.AtomicInteger();
 
     @Override
     public StreamObserver<ReplicateRequest> replicate(StreamObserver<ReplicateAck> acks) {
+      streams.incrementAndGet();
       return new StreamObserver<>() {
         @Override
         public void onNext(ReplicateRequest req) {
@@ -129,6 +132,35 @@ class PeerReplicatorTest {
         .hasMessageContaining("did not ack within " + ACK_TIMEOUT_MS + " ms");
     assertThat(replicator.inFlight()).isZero();
     assertThat(replicator.oldestInFlightMs()).isZero();
+  }
+
+  @Test
+  void connectOpensTheStreamAheadOfTheFirstBatchWhichThenGoesOutOnIt() throws Exception {
+    replicator.connect();
+    awaitStreamReady(replicator); // connected with nothing sent
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (replica.streams.get() == 0) { // the peer hears of the stream after the owner
+      assertThat(System.nanoTime()).as("stream reached the peer").isLessThan(deadline);
+      Thread.sleep(5);
+    }
+    assertThat(replica.streams.get()).isEqualTo(1);
+    assertThat(replica.received).isEmpty();
+    assertThat(replicator.inFlight()).isZero();
+
+    replicator.connect(); // a stream is open: nothing more
+    CompletableFuture<Void> batch = replicator.replicate("v", 1, "owner", image(1, 1));
+    assertThat(replica.received.poll(10, TimeUnit.SECONDS)).isNotNull();
+    assertThat(replica.streams.get()).isEqualTo(1);
+    assertThat(batch).isNotDone();
+
+    // A warmed stream gives a batch the same deadline as any other: the ack timeout from its send.
+    clock.advanceMs(ACK_TIMEOUT_MS + 1);
+    replicator.sweep();
+    assertThat(batch).isCompletedExceptionally();
+
+    replicator.close();
+    replicator.connect(); // closed: opens nothing
+    assertThat(replica.streams.get()).isEqualTo(1);
   }
 
   @Test
