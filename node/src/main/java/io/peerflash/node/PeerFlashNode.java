@@ -345,7 +345,8 @@ public final class PeerFlashNode implements AutoCloseable {
       return null;
     }
     try {
-      return NbdServer.start(settings, engine, cluster, config, waits, timer);
+      return NbdServer.start(
+          settings, engine, cluster, config, waits, timer, loops == null ? null : loops.nbdLoops());
     } catch (IOException | RuntimeException e) {
       server.shutdownNow();
       throw e;

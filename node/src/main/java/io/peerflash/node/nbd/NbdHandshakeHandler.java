@@ -1,12 +1,12 @@
 package io.peerflash.node.nbd;
 
-import io.netty.buffer.ByteBuf;
-import io.netty.channel.ChannelFutureListener;
-import io.netty.channel.ChannelHandlerContext;
-import io.netty.handler.codec.ByteToMessageDecoder;
-import io.netty.handler.ssl.SslContext;
-import io.netty.handler.ssl.SslHandler;
-import io.netty.handler.ssl.SslHandshakeCompletionEvent;
+import io.grpc.netty.shaded.io.netty.buffer.ByteBuf;
+import io.grpc.netty.shaded.io.netty.channel.ChannelFutureListener;
+import io.grpc.netty.shaded.io.netty.channel.ChannelHandlerContext;
+import io.grpc.netty.shaded.io.netty.handler.codec.ByteToMessageDecoder;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslHandler;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslHandshakeCompletionEvent;
 import io.peerflash.security.Audit;
 import io.peerflash.security.Identity;
 import io.peerflash.security.TlsDirectory;
@@ -402,7 +402,7 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
     ctx.pipeline().remove(this);
   }
 
-  private io.netty.channel.ChannelFuture reply(
+  private io.grpc.netty.shaded.io.netty.channel.ChannelFuture reply(
       ChannelHandlerContext ctx, int option, int type, ByteBuf data) {
     int length = data == null ? 0 : data.readableBytes();
     ByteBuf b = ctx.alloc().buffer(20);

@@ -1,6 +1,6 @@
 package io.peerflash.node.nbd;
 
-import io.netty.buffer.ByteBuf;
+import io.grpc.netty.shaded.io.netty.buffer.ByteBuf;
 
 /**
  * One decoded transmission-phase request.

@@ -1,21 +1,21 @@
 package io.peerflash.node.nbd;
 
-import io.netty.bootstrap.ServerBootstrap;
-import io.netty.channel.Channel;
-import io.netty.channel.ChannelInitializer;
-import io.netty.channel.ChannelOption;
-import io.netty.channel.EventLoopGroup;
-import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.epoll.Epoll;
-import io.netty.channel.epoll.EpollIoHandler;
-import io.netty.channel.epoll.EpollServerDomainSocketChannel;
-import io.netty.channel.epoll.EpollServerSocketChannel;
-import io.netty.channel.unix.DomainSocketAddress;
-import io.netty.handler.ssl.ClientAuth;
-import io.netty.handler.ssl.SslContext;
-import io.netty.handler.ssl.SslContextBuilder;
-import io.netty.handler.ssl.SslProvider;
-import io.netty.util.concurrent.DefaultThreadFactory;
+import io.grpc.netty.shaded.io.netty.bootstrap.ServerBootstrap;
+import io.grpc.netty.shaded.io.netty.channel.Channel;
+import io.grpc.netty.shaded.io.netty.channel.ChannelInitializer;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
+import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.epoll.Epoll;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollIoHandler;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerSocketChannel;
+import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
+import io.grpc.netty.shaded.io.netty.handler.ssl.ClientAuth;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
+import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.observe.RequestTimer;
 import io.peerflash.security.TlsDirectory;
@@ -33,10 +33,11 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A node's NBD front end: every volume is an export of that name, served on TCP and/or a Unix
- * socket on Netty's native epoll transport (its own event loop, apart from gRPC's shaded Netty).
- * Over TCP a node with TLS requires NBD_OPT_STARTTLS with a client certificate of the cluster CA;
- * the Unix socket is for a client on the same host, guarded by the socket file's mode (0660) and
- * group.
+ * socket on Netty's native epoll transport. In a node it runs on the node's shared event loops
+ * (those of gRPC and the replica link): a replicated write then reads its request, sends its copy,
+ * reads the ack and answers on one thread, with no hand-off between threads. Over TCP a node with
+ * TLS requires NBD_OPT_STARTTLS with a client certificate of the cluster CA; the Unix socket is for
+ * a client on the same host, guarded by the socket file's mode (0660) and group.
  */
 public final class NbdServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(NbdServer.class);
@@ -58,16 +59,16 @@ public final class NbdServer implements AutoCloseable {
     }
   }
 
-  private final EventLoopGroup loops;
+  private final EventLoopGroup ownLoops; // null: on a node's shared loops, which it closes
   private final Channel tcp;
   private final Channel unix;
   private final Path socketPath;
   private final VolumeIo volumes;
 
   private NbdServer(
-      EventLoopGroup loops, Channel tcp, Channel unix, Path socketPath, VolumeIo volumes) {
+      EventLoopGroup ownLoops, Channel tcp, Channel unix, Path socketPath, VolumeIo volumes) {
     this.volumes = volumes;
-    this.loops = loops;
+    this.ownLoops = ownLoops;
     this.tcp = tcp;
     this.unix = unix;
     this.socketPath = socketPath;
@@ -76,13 +77,15 @@ public final class NbdServer implements AutoCloseable {
   /** Serves the volumes of {@code engine} (a single node). */
   public static NbdServer start(Settings settings, CacheEngine engine, Executor waits)
       throws IOException {
-    return start(settings, new EngineVolumeIo(engine, waits), RequestTimer.NONE);
+    return start(settings, new EngineVolumeIo(engine, waits), RequestTimer.NONE, null);
   }
 
   /**
    * Serves the volumes of a node: of its engine on a single node ({@code cluster} null), of the
    * cluster map in a cluster, every volume on every node (I/O of a volume another node owns is
    * forwarded to that owner, waiting at most {@code nbd-forward-timeout-ms} for one).
+   *
+   * @param loops the node's shared event loops (epoll), or null for loops of its own
    */
   public static NbdServer start(
       Settings settings,
@@ -90,30 +93,39 @@ public final class NbdServer implements AutoCloseable {
       io.peerflash.node.cluster.ClusterNode cluster,
       io.peerflash.node.NodeConfig config,
       Executor waits,
-      RequestTimer timer)
+      RequestTimer timer,
+      EventLoopGroup loops)
       throws IOException {
+    EngineVolumeIo local = new EngineVolumeIo(engine, waits);
     VolumeIo volumes =
         cluster == null
-            ? new EngineVolumeIo(engine, waits)
-            : new RoutedVolumeIo(engine, waits, cluster, cluster, config.nbdForwardTimeoutMs());
+            ? local
+            : new RoutedVolumeIo(local, cluster, cluster, config.nbdForwardTimeoutMs());
     try {
-      return start(settings, volumes, timer);
+      return start(settings, volumes, timer, loops);
     } catch (IOException | RuntimeException e) {
       volumes.close();
       throw e;
     }
   }
 
-  /** Serves {@code volumes}, telling {@code timer} how long each request took. */
-  static NbdServer start(Settings settings, VolumeIo volumes, RequestTimer timer)
+  /**
+   * Serves {@code volumes}, telling {@code timer} how long each request took, on {@code shared}
+   * (epoll loops) or, when null, on a loop of its own.
+   */
+  static NbdServer start(
+      Settings settings, VolumeIo volumes, RequestTimer timer, EventLoopGroup shared)
       throws IOException {
     if (!Epoll.isAvailable()) {
       throw new IOException(
           "NBD needs Netty's native epoll transport: " + Epoll.unavailabilityCause());
     }
-    EventLoopGroup loops =
-        new MultiThreadIoEventLoopGroup(
-            1, new DefaultThreadFactory("peerflash-nbd", true), EpollIoHandler.newFactory());
+    EventLoopGroup ownLoops =
+        shared != null
+            ? null
+            : new MultiThreadIoEventLoopGroup(
+                1, new DefaultThreadFactory("peerflash-nbd", true), EpollIoHandler.newFactory());
+    EventLoopGroup loops = shared != null ? shared : ownLoops;
     Channel tcp = null;
     Channel unix = null;
     try {
@@ -162,13 +174,15 @@ public final class NbdServer implements AutoCloseable {
       if (unix != null) {
         unix.close();
       }
-      loops.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+      if (ownLoops != null) {
+        ownLoops.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+      }
       if (e instanceof InterruptedException) {
         Thread.currentThread().interrupt();
       }
       throw e instanceof IOException io ? io : new IOException("NBD listener: " + e, e);
     }
-    return new NbdServer(loops, tcp, unix, settings.socketPath(), volumes);
+    return new NbdServer(ownLoops, tcp, unix, settings.socketPath(), volumes);
   }
 
   private static ChannelInitializer<Channel> initializer(
@@ -187,8 +201,8 @@ public final class NbdServer implements AutoCloseable {
 
   /**
    * The server side of NBD's TLS: the node's server certificate, a client certificate of the
-   * cluster CA required. The JDK's TLS (the native one is bundled only in gRPC's shaded Netty); the
-   * key and trust managers are the directory's, so rotated files apply to new connections.
+   * cluster CA required. The JDK's TLS; the key and trust managers are the directory's, so rotated
+   * files apply to new connections.
    */
   static SslContext serverContext(TlsDirectory dir) throws IOException {
     return SslContextBuilder.forServer(dir.keyManager())
@@ -223,7 +237,9 @@ public final class NbdServer implements AutoCloseable {
         log.warn("could not remove NBD socket {}: {}", socketPath, e.getMessage());
       }
     }
-    loops.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
+    if (ownLoops != null) {
+      ownLoops.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
+    }
     volumes.close();
   }
 }

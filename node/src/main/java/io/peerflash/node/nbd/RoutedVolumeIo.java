@@ -10,7 +10,6 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.peerflash.node.cluster.ClusterRouting;
 import io.peerflash.node.cluster.PeerChannels;
-import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.proto.v1.ForwardedFlushRequest;
 import io.peerflash.proto.v1.ForwardedIoServiceGrpc;
@@ -27,7 +26,6 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.Executor;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -108,13 +106,8 @@ final class RoutedVolumeIo implements VolumeIo {
    * @param giveUpMs how long a call may wait for the volume's owner before it fails (the node's
    *     {@code nbd-forward-timeout-ms})
    */
-  RoutedVolumeIo(
-      CacheEngine engine,
-      Executor waits,
-      ClusterRouting cluster,
-      PeerChannels peers,
-      long giveUpMs) {
-    this(new Shared(cluster, peers, new EngineVolumeIo(engine, waits), giveUpMs), "");
+  RoutedVolumeIo(EngineVolumeIo local, ClusterRouting cluster, PeerChannels peers, long giveUpMs) {
+    this(new Shared(cluster, peers, local, giveUpMs), "");
     shared.timer.scheduleWithFixedDelay(
         this::checkOwners, OWNER_CHECK_MS, OWNER_CHECK_MS, TimeUnit.MILLISECONDS);
   }

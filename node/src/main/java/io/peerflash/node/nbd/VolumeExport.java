@@ -1,7 +1,7 @@
 package io.peerflash.node.nbd;
 
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
+import io.grpc.netty.shaded.io.netty.buffer.ByteBuf;
+import io.grpc.netty.shaded.io.netty.buffer.Unpooled;
 import io.peerflash.node.engine.IoRange;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;

@@ -97,6 +97,14 @@ public final class EventLoops implements AutoCloseable {
     return workers;
   }
 
+  /**
+   * The loops the NBD front end serves on: {@link #workers()} when they are epoll loops (NBD's Unix
+   * socket needs epoll), else null (it then fails to start, as it would on loops of its own).
+   */
+  public EventLoopGroup nbdLoops() {
+    return clientChannel == EpollSocketChannel.class ? workers : null;
+  }
+
   /** The channel class of {@link #workers()}'s connections. */
   public Class<? extends Channel> clientChannel() {
     return clientChannel;
