@@ -10,12 +10,15 @@ import io.grpc.netty.shaded.io.netty.channel.epoll.Epoll;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollIoHandler;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerSocketChannel;
+import io.grpc.netty.shaded.io.netty.channel.group.ChannelGroup;
+import io.grpc.netty.shaded.io.netty.channel.group.DefaultChannelGroup;
 import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
 import io.grpc.netty.shaded.io.netty.handler.ssl.ClientAuth;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
+import io.grpc.netty.shaded.io.netty.util.concurrent.GlobalEventExecutor;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.observe.RequestTimer;
 import io.peerflash.security.TlsDirectory;
@@ -60,15 +63,24 @@ public final class NbdServer implements AutoCloseable {
   }
 
   private final EventLoopGroup ownLoops; // null: on a node's shared loops, which it closes
+  // Every client connection open now: on shared loops, closing the listeners and not the loops
+  // would leave them served by an engine that is about to close.
+  private final ChannelGroup connections;
   private final Channel tcp;
   private final Channel unix;
   private final Path socketPath;
   private final VolumeIo volumes;
 
   private NbdServer(
-      EventLoopGroup ownLoops, Channel tcp, Channel unix, Path socketPath, VolumeIo volumes) {
+      EventLoopGroup ownLoops,
+      ChannelGroup connections,
+      Channel tcp,
+      Channel unix,
+      Path socketPath,
+      VolumeIo volumes) {
     this.volumes = volumes;
     this.ownLoops = ownLoops;
+    this.connections = connections;
     this.tcp = tcp;
     this.unix = unix;
     this.socketPath = socketPath;
@@ -126,6 +138,7 @@ public final class NbdServer implements AutoCloseable {
             : new MultiThreadIoEventLoopGroup(
                 1, new DefaultThreadFactory("peerflash-nbd", true), EpollIoHandler.newFactory());
     EventLoopGroup loops = shared != null ? shared : ownLoops;
+    ChannelGroup connections = new DefaultChannelGroup("nbd", GlobalEventExecutor.INSTANCE);
     Channel tcp = null;
     Channel unix = null;
     try {
@@ -136,7 +149,7 @@ public final class NbdServer implements AutoCloseable {
                 .group(loops)
                 .channel(EpollServerSocketChannel.class)
                 .childOption(ChannelOption.TCP_NODELAY, true)
-                .childHandler(initializer(volumes, ssl, settings, timer))
+                .childHandler(initializer(volumes, ssl, settings, timer, connections))
                 .bind(new InetSocketAddress(settings.tcpHost(), settings.tcpPort()))
                 .sync()
                 .channel();
@@ -153,7 +166,7 @@ public final class NbdServer implements AutoCloseable {
             new ServerBootstrap()
                 .group(loops)
                 .channel(EpollServerDomainSocketChannel.class)
-                .childHandler(initializer(volumes, null, settings, timer))
+                .childHandler(initializer(volumes, null, settings, timer, connections))
                 .bind(new DomainSocketAddress(path.toFile()))
                 .sync()
                 .channel();
@@ -182,15 +195,20 @@ public final class NbdServer implements AutoCloseable {
       }
       throw e instanceof IOException io ? io : new IOException("NBD listener: " + e, e);
     }
-    return new NbdServer(ownLoops, tcp, unix, settings.socketPath(), volumes);
+    return new NbdServer(ownLoops, connections, tcp, unix, settings.socketPath(), volumes);
   }
 
   private static ChannelInitializer<Channel> initializer(
-      VolumeIo volumes, SslContext ssl, Settings settings, RequestTimer timer) {
+      VolumeIo volumes,
+      SslContext ssl,
+      Settings settings,
+      RequestTimer timer,
+      ChannelGroup connections) {
     int maxInFlight = settings.maxInFlight() > 0 ? settings.maxInFlight() : DEFAULT_MAX_IN_FLIGHT;
     return new ChannelInitializer<>() {
       @Override
       protected void initChannel(Channel ch) {
+        connections.add(ch); // it leaves the group when it closes
         ch.pipeline()
             .addLast(
                 "nbd-handshake",
@@ -237,6 +255,7 @@ public final class NbdServer implements AutoCloseable {
         log.warn("could not remove NBD socket {}: {}", socketPath, e.getMessage());
       }
     }
+    connections.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
     if (ownLoops != null) {
       ownLoops.shutdownGracefully(0, 2, TimeUnit.SECONDS).awaitUninterruptibly(5, TimeUnit.SECONDS);
     }

@@ -2,9 +2,12 @@ package io.peerflash.node.nbd;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -39,6 +42,19 @@ class NbdThreadsTest {
       assertThat(threads)
           .noneMatch(n -> n.matches("peerflash-nbd-\\d+-\\d+"))
           .anyMatch(n -> n.startsWith("peerflash-netty-"));
+
+      // Closing the front end closes its connections too, although the loops go on serving gRPC.
+      node.node.nbd().close();
+      CompletableFuture<Boolean> closed =
+          CompletableFuture.supplyAsync(
+              () -> {
+                try {
+                  return c.closedByServer();
+                } catch (IOException e) {
+                  return true;
+                }
+              });
+      assertThat(closed.get(10, TimeUnit.SECONDS)).as("connection closed by the server").isTrue();
     }
   }
 }
