@@ -86,12 +86,6 @@ public final class NbdServer implements AutoCloseable {
     this.socketPath = socketPath;
   }
 
-  /** Serves the volumes of {@code engine} (a single node). */
-  public static NbdServer start(Settings settings, CacheEngine engine, Executor waits)
-      throws IOException {
-    return start(settings, new EngineVolumeIo(engine, waits), RequestTimer.NONE, null);
-  }
-
   /**
    * Serves the volumes of a node: of its engine on a single node ({@code cluster} null), of the
    * cluster map in a cluster, every volume on every node (I/O of a volume another node owns is
