@@ -49,13 +49,18 @@ peer_build() { # classpath-file: builds the members and the load client, sets PE
 }
 
 # Starts two members on the two ports, warms them up with a pass at QD32 (not measured), then
-# measures each queue depth of the list (QD N: N client threads of blocking puts) into a results
-# JSON (peerflash-bench/1, one result per QD; its table goes to stdout and to table-log) and stops
-# the members. A member that does not come up is an error; a load run that fails is a warning, as
-# every other run of compare.sh (the caller checks the JSON where it needs the figures).
-peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port
-  local json=$1 qds=$2 dur=$3 warm=$4 pass=$5 table=$6 port1=$7 port2=$8 port pid
-  local members="127.0.0.1:$port1,127.0.0.1:$port2" pids=()
+# measures each queue depth of the list (QD N: N client threads of blocking puts) in each of
+# `rounds` rounds (default 1) into a results JSON (peerflash-bench/1, one result per QD; each
+# round's table goes to stdout and to table-log) and stops the members. With several rounds the
+# result of each QD is its median round, as PeerFlash's QD1 targets are judged by the median of
+# theirs: by p50 at QD1, by IOPS deeper; its label lists every round's figure, and each round's
+# JSON stays beside it (NAME-round-N.json). A member that does not come up is an error; a load
+# run that fails is a warning, as every other run of compare.sh (the caller checks the JSON where
+# it needs the figures).
+peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port [rounds]
+  local json=$1 qds=$2 dur=$3 warm=$4 pass=$5 table=$6 port1=$7 port2=$8 rounds=${9:-1}
+  local members="127.0.0.1:$port1,127.0.0.1:$port2" pids=() port pid n
+  local -a parts=()
   for port in "$port1" "$port2"; do
     java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastMember "$port" "$members" \
       >"$LOGS/hazelcast-$port.log" 2>&1 &
@@ -66,10 +71,60 @@ peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port
   wait_for_line "$LOGS/hazelcast-$port2.log" "member ready" "${pids[1]}" 90
   java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$members" \
     --qd 32 --duration "$pass" --warmup 0 >/dev/null 2>>"$LOGS/hazelcast-load.log" || true
-  if declare -F wait_idle >/dev/null; then wait_idle; fi
-  java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$members" \
-    --qd "$qds" --duration "$dur" --warmup "$warm" --json "$json" \
-    2>>"$LOGS/hazelcast-load.log" | tee -a "$table" \
-    || echo "warning: the Hazelcast run failed; see $LOGS/hazelcast-load.log" >&2
+  for ((n = 1; n <= rounds; n++)); do
+    local part=$json
+    if ((rounds > 1)); then
+      part="${json%.json}-round-$n.json"
+      echo "-- Hazelcast round $n of $rounds"
+    fi
+    rm -f "$part"
+    if declare -F wait_idle >/dev/null; then wait_idle; fi
+    java "${HZ_OPTS[@]}" -cp "$PEER_CP" io.peerflash.itbench.HazelcastLoad --members "$members" \
+      --qd "$qds" --duration "$dur" --warmup "$warm" --json "$part" \
+      2>>"$LOGS/hazelcast-load.log" | tee -a "$table" \
+      || echo "warning: the Hazelcast run failed; see $LOGS/hazelcast-load.log" >&2
+    [ -s "$part" ] && parts+=("$part")
+  done
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
+  if ((rounds > 1)); then
+    rm -f "$json"
+    ((${#parts[@]} > 0)) && peer_median "$json" "${parts[@]}"
+  fi
+  return 0
+}
+
+# Writes to `json` the rounds' median result of each QD (by p50 at QD1, by IOPS deeper), its
+# label naming the rounds' figures in their order. A QD some round lacks is judged by the rounds that have it.
+peer_median() { # json round.json...
+  local out=$1
+  shift
+  python3 - "$out" "$@" <<'PY'
+import json, sys
+
+out, parts = sys.argv[1], sys.argv[2:]
+docs = [json.load(open(p)) for p in parts]
+by_qd = {}
+for d in docs:
+    for r in d["results"]:
+        if r.get("ops", 0) > 0:
+            by_qd.setdefault(r["qd"], []).append(r)
+merged = []
+for qd in sorted(by_qd):
+    rs = list(by_qd[qd])
+    if qd == 1:
+        rs.sort(key=lambda r: r["latency_us"]["p50"])
+        figures = ", ".join("%.1f" % r["latency_us"]["p50"] for r in by_qd[qd])
+        what = "p50 us"
+    else:
+        rs.sort(key=lambda r: r["iops"])
+        figures = ", ".join("%.0f" % r["iops"] for r in by_qd[qd])
+        what = "IOPS"
+    median = dict(rs[(len(rs) - 1) // 2])
+    median["label"] = "%s; the median of %d rounds (%s: %s)" % (
+        median["label"], len(rs), what, figures)
+    merged.append(median)
+doc = dict(docs[0])
+doc["results"] = merged
+json.dump(doc, open(out, "w"), indent=1)
+PY
 }

@@ -320,12 +320,14 @@ stop_pid "$PLAIN_ECHO_PID"
 FLOOR=(--floor "127.0.0.1:$ECHO_PORT")
 
 # ---- 2. the peer: Hazelcast, two members, backup-count 1 --------------------------------------
-# At the run's queue depths (--qd); step 7 reuses its QD1 and QD32 figures for the NBD targets
-# against Hazelcast (and measures them itself when --qd leaves either out).
-echo "== peer: Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1"
-rm -f "$RESULTS/hazelcast.json" # an earlier run's, in a reused --out: step 7 would take it
+# At the run's queue depths (--qd), in --rounds rounds: each QD's figure is its median round, as
+# PeerFlash's QD1 targets are judged by the median of theirs (Hazelcast's QD1 p50 read 100.9 and
+# 108.4 us in two full runs an hour apart). Step 7 reuses its QD1 and QD32 figures for the NBD
+# targets against Hazelcast (and measures them itself when --qd leaves either out).
+echo "== peer: Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1 ($ROUNDS rounds)"
+rm -f "$RESULTS"/hazelcast*.json # an earlier run's, in a reused --out: step 7 would take it
 peer_measure "$RESULTS/hazelcast.json" "$QD" "$HZ_DUR" "$HZ_WARM" "${PASS%s}" "$LOGS/bench.log" \
-  "${HZ_PORTS[@]}"
+  "${HZ_PORTS[@]}" "$ROUNDS"
 
 # ---- 3. PeerFlash: write-back, replicas 0/1/2, reads, mix, sequential -------------------------
 start_cluster cluster-a "$CACHE" $BASE_PORT $RAFT_BASE_PORT

@@ -10,7 +10,8 @@
 #   - the peer: Hazelcast 5.7.0, two members, IMap.put of 4 KiB values with backup-count 1, at
 #     QD1 (p50) and QD32 (rate; 32 client threads of blocking puts), for the replicas-1 targets
 #     against it: compare.sh's step 2 figures of the same run (--hazelcast), or else measured
-#     here before the rounds (the members are stopped before the first fio run).
+#     here before the rounds (the members are stopped before the first fio run); either way
+#     each QD's figure is the median of --rounds Hazelcast rounds.
 # Per target: random writes at QD1 and QD32, and random reads at QD1 after the whole export was
 # written once (for PeerFlash: read hits). Rounds alternate every target, and each ratio is taken
 # against the floor measured in its own round; the report gives the medians of the rounds. A
@@ -74,7 +75,7 @@ RES="$OUT/results/nbd.tsv"
 LOGS="$OUT/logs"
 HZ_JSON="$OUT/results/hazelcast.json"
 : >"$RES"
-$HZ_REUSE || rm -f "$HZ_JSON" # an earlier run's, in a reused --out
+$HZ_REUSE || rm -f "${HZ_JSON%.json}"*.json # an earlier run's, in a reused --out
 unset PEERFLASH_CERTS PEERFLASH_INSECURE PEERFLASH_TARGET
 case "$CACHE" in
   *MiB) CACHE_MIB=${CACHE%MiB} ;;
@@ -120,12 +121,12 @@ else
   # Warmed up by a QD32 pass of at least 5 s, as compare.sh's --quick; each QD then runs as long
   # as a fio run, after a warm-up of its own.
   peer_measure "$HZ_JSON" 1,32 "$SECS" $((SECS < 3 ? SECS : 3)) $((SECS < 5 ? 5 : SECS)) \
-    "$LOGS/hazelcast-table.log" "${HZ_PORTS[@]}"
+    "$LOGS/hazelcast-table.log" "${HZ_PORTS[@]}" "$ROUNDS"
   if ! hz_complete "$HZ_JSON"; then
     echo "error: no Hazelcast figures for QD1 and QD32; see $LOGS/hazelcast-load.log" >&2
     exit 1
   fi
-  HZ_SOURCE="measured by nbd.sh before the rounds, ${SECS} s per QD"
+  HZ_SOURCE="measured by nbd.sh before the rounds, ${SECS} s per QD, the median of $ROUNDS rounds"
 fi
 
 # ---- servers --------------------------------------------------------------------------------

@@ -70,12 +70,23 @@ public final class GrpcTls {
    * directory's CA required; the link then accepts only nodes), without gRPC's ALPN.
    */
   public static SslContext linkServerContext(TlsDirectory directory) throws SSLException {
+    return serverContextWithoutAlpn(directory, PROTOCOL);
+  }
+
+  /**
+   * A server context for a protocol other than gRPC (the replica link, NBD's STARTTLS): the node's
+   * server certificate, a client certificate of this directory's CA required, the native provider
+   * when it loads and no session resumption, as for gRPC; no ALPN, and the given protocol versions
+   * (NBD also offers TLS 1.2, for clients built on older TLS libraries).
+   */
+  public static SslContext serverContextWithoutAlpn(TlsDirectory directory, String... protocols)
+      throws SSLException {
     SslProvider provider = provider();
     SslContextBuilder b =
         SslContextBuilder.forServer(directory.keyManager())
             .trustManager(directory.clientVerifier())
             .clientAuth(ClientAuth.REQUIRE)
-            .protocols(PROTOCOL)
+            .protocols(protocols)
             .sslProvider(provider);
     return withoutResumption(withoutResumptionOnJdk(b, provider).build());
   }

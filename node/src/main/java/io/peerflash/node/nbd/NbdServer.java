@@ -13,14 +13,12 @@ import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerSocketChannel;
 import io.grpc.netty.shaded.io.netty.channel.group.ChannelGroup;
 import io.grpc.netty.shaded.io.netty.channel.group.DefaultChannelGroup;
 import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
-import io.grpc.netty.shaded.io.netty.handler.ssl.ClientAuth;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
-import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
-import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
 import io.grpc.netty.shaded.io.netty.util.concurrent.GlobalEventExecutor;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.observe.RequestTimer;
+import io.peerflash.security.GrpcTls;
 import io.peerflash.security.TlsDirectory;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -213,16 +211,12 @@ public final class NbdServer implements AutoCloseable {
 
   /**
    * The server side of NBD's TLS: the node's server certificate, a client certificate of the
-   * cluster CA required. The JDK's TLS; the key and trust managers are the directory's, so rotated
-   * files apply to new connections.
+   * cluster CA required; the native provider as on the node's other ports. The key and trust
+   * managers are the directory's and no session is resumed, so rotated files and a revoked serial
+   * apply to every new connection.
    */
   static SslContext serverContext(TlsDirectory dir) throws IOException {
-    return SslContextBuilder.forServer(dir.keyManager())
-        .trustManager(dir.clientVerifier())
-        .clientAuth(ClientAuth.REQUIRE)
-        .sslProvider(SslProvider.JDK)
-        .protocols("TLSv1.3", "TLSv1.2")
-        .build();
+    return GrpcTls.serverContextWithoutAlpn(dir, "TLSv1.3", "TLSv1.2");
   }
 
   /** The bound TCP port, or -1 without a TCP listener. */

@@ -2,6 +2,11 @@ package io.peerflash.node.nbd;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.grpc.netty.shaded.io.netty.handler.ssl.OpenSslSessionContext;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
+import io.peerflash.security.GrpcTls;
+import io.peerflash.security.TlsDirectory;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -112,6 +117,27 @@ class NbdProtocolConformanceTest {
               .array());
       assertThat(c.optionReply().type()).isEqualTo(NbdProtocol.REP_ERR_UNKNOWN);
       assertThat(c.go("vol")).isEqualTo(SIZE);
+    }
+  }
+
+  @Test
+  void overTcpTlsRunsOnTheNativeProviderWithoutResumptionAtTls13() throws Exception {
+    // The node's other ports use the native provider; NBD's STARTTLS does too, with no session
+    // cache (a resumed session would skip the certificate checks).
+    assertThat(GrpcTls.provider()).isEqualTo(SslProvider.OPENSSL);
+    SslContext tls = NbdServer.serverContext(TlsDirectory.open(node.certs.node("n1")));
+    assertThat(tls.getClass().getSimpleName()).contains("OpenSsl");
+    assertThat(((OpenSslSessionContext) tls.sessionContext()).isSessionCacheEnabled()).isFalse();
+
+    Path admin = node.certs.admin();
+    try (TlsNbdClient c = new TlsNbdClient(node.tcpPort(), admin, "vol")) {
+      assertThat(c.protocol()).isEqualTo("TLSv1.3");
+      byte[] data = new byte[8192];
+      Arrays.fill(data, (byte) 0x3c);
+      assertThat(c.write(4096, data, true)).isZero();
+      byte[] back = new byte[data.length];
+      assertThat(c.read(4096, back)).isZero();
+      assertThat(back).isEqualTo(data);
     }
   }
 

@@ -130,6 +130,11 @@ final class TlsNbdClient implements AutoCloseable {
   }
 
   /** Writes; returns the NBD error (0: written). */
+  /** The TLS version the connection runs, e.g. TLSv1.3. */
+  String protocol() {
+    return ((SSLSocket) socket).getSession().getProtocol();
+  }
+
   int write(long offset, byte[] data, boolean fua) throws IOException {
     return reply(
         request(
