@@ -54,7 +54,8 @@ peer_build() { # classpath-file: builds the members and the load client, sets PE
 # round's table goes to stdout and to table-log) and stops the members. With several rounds the
 # result of each QD is its median round, as PeerFlash's QD1 targets are judged by the median of
 # theirs: by p50 at QD1, by IOPS deeper; its label lists every round's figure, and each round's
-# JSON stays beside it (NAME-round-N.json). A member that does not come up is an error; a load
+# JSON is kept in a directory beside it (NAME-rounds/round-N.json, out of the report's reach,
+# which reads the JSON files of one directory and takes the first figure of each QD). A member that does not come up is an error; a load
 # run that fails is a warning, as every other run of compare.sh (the caller checks the JSON where
 # it needs the figures).
 peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port [rounds]
@@ -74,7 +75,8 @@ peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port [
   for ((n = 1; n <= rounds; n++)); do
     local part=$json
     if ((rounds > 1)); then
-      part="${json%.json}-round-$n.json"
+      mkdir -p "${json%.json}-rounds"
+      part="${json%.json}-rounds/round-$n.json"
       echo "-- Hazelcast round $n of $rounds"
     fi
     rm -f "$part"
@@ -94,7 +96,9 @@ peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port [
 }
 
 # Writes to `json` the rounds' median result of each QD (by p50 at QD1, by IOPS deeper), its
-# label naming the rounds' figures in their order. A QD some round lacks is judged by the rounds that have it.
+# label naming the rounds' figures in their order. Of an even number of rounds it takes the
+# better of the middle two for Hazelcast (the lower p50, the higher rate): the stricter for
+# PeerFlash. A QD some round lacks is judged by the rounds that have it.
 peer_median() { # json round.json...
   local out=$1
   shift
@@ -116,7 +120,7 @@ for qd in sorted(by_qd):
         figures = ", ".join("%.1f" % r["latency_us"]["p50"] for r in by_qd[qd])
         what = "p50 us"
     else:
-        rs.sort(key=lambda r: r["iops"])
+        rs.sort(key=lambda r: r["iops"], reverse=True)
         figures = ", ".join("%.0f" % r["iops"] for r in by_qd[qd])
         what = "IOPS"
     median = dict(rs[(len(rs) - 1) // 2])

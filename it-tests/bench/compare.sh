@@ -325,7 +325,8 @@ FLOOR=(--floor "127.0.0.1:$ECHO_PORT")
 # 108.4 us in two full runs an hour apart). Step 7 reuses its QD1 and QD32 figures for the NBD
 # targets against Hazelcast (and measures them itself when --qd leaves either out).
 echo "== peer: Hazelcast 5.7.0, 2 members, IMap.put 4 KiB, backup-count 1 ($ROUNDS rounds)"
-rm -f "$RESULTS"/hazelcast*.json # an earlier run's, in a reused --out: step 7 would take it
+# An earlier run's, in a reused --out: step 7 would take it.
+rm -rf "$RESULTS/hazelcast.json" "$RESULTS/hazelcast-rounds"
 peer_measure "$RESULTS/hazelcast.json" "$QD" "$HZ_DUR" "$HZ_WARM" "${PASS%s}" "$LOGS/bench.log" \
   "${HZ_PORTS[@]}" "$ROUNDS"
 

@@ -75,7 +75,7 @@ RES="$OUT/results/nbd.tsv"
 LOGS="$OUT/logs"
 HZ_JSON="$OUT/results/hazelcast.json"
 : >"$RES"
-$HZ_REUSE || rm -f "${HZ_JSON%.json}"*.json # an earlier run's, in a reused --out
+$HZ_REUSE || rm -rf "$HZ_JSON" "${HZ_JSON%.json}-rounds" # an earlier run's, in a reused --out
 unset PEERFLASH_CERTS PEERFLASH_INSECURE PEERFLASH_TARGET
 case "$CACHE" in
   *MiB) CACHE_MIB=${CACHE%MiB} ;;
