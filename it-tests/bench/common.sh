@@ -55,9 +55,9 @@ peer_build() { # classpath-file: builds the members and the load client, sets PE
 # result of each QD is its median round, as PeerFlash's QD1 targets are judged by the median of
 # theirs: by p50 at QD1, by IOPS deeper; its label lists every round's figure, and each round's
 # JSON is kept in a directory beside it (NAME-rounds/round-N.json, out of the report's reach,
-# which reads the JSON files of one directory and takes the first figure of each QD). A member that does not come up is an error; a load
-# run that fails is a warning, as every other run of compare.sh (the caller checks the JSON where
-# it needs the figures).
+# which reads the JSON files of one directory and takes the first figure of each QD). A member
+# that does not come up is an error; a load run that fails is a warning, as every other run of
+# compare.sh (the caller checks the JSON where it needs the figures).
 peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port [rounds]
   local json=$1 qds=$2 dur=$3 warm=$4 pass=$5 table=$6 port1=$7 port2=$8 rounds=${9:-1}
   local members="127.0.0.1:$port1,127.0.0.1:$port2" pids=() port pid n
@@ -85,12 +85,12 @@ peer_measure() { # json qd-list duration-s warmup-s pass-s table-log port port [
       --qd "$qds" --duration "$dur" --warmup "$warm" --json "$part" \
       2>>"$LOGS/hazelcast-load.log" | tee -a "$table" \
       || echo "warning: the Hazelcast run failed; see $LOGS/hazelcast-load.log" >&2
-    [ -s "$part" ] && parts+=("$part")
+    if [ -s "$part" ]; then parts+=("$part"); fi
   done
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   if ((rounds > 1)); then
     rm -f "$json"
-    ((${#parts[@]} > 0)) && peer_median "$json" "${parts[@]}"
+    if ((${#parts[@]} > 0)); then peer_median "$json" "${parts[@]}"; fi
   fi
   return 0
 }
