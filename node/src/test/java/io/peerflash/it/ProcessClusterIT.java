@@ -234,7 +234,18 @@ class ProcessClusterIT {
     }
     killedAt.set(System.nanoTime());
     nodes.get(owner).kill();
-    Thread.sleep(6000);
+    // Until a write is acknowledged by the new owner (the failover's time is what this reports,
+    // not a budget for it), then a second more of writes on the new owner.
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (firstAckAfterKill.get() == 0 && System.nanoTime() < deadline) {
+      synchronized (failures) {
+        if (!failures.isEmpty()) {
+          break;
+        }
+      }
+      Thread.sleep(50);
+    }
+    Thread.sleep(1000);
     stop.set(true);
     for (Thread t : writers) {
       t.join(60_000);
