@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Foreground 4 KiB write IOPS and latency while the destager is idle vs. flat out, against the
-# pwrite floor measured in the same run. Usage: node/bench/destage-impact.sh [seconds] [threads]
+# pwrite floor measured in the same run. Usage: node/bench/destage-impact.sh [seconds] [threads] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # One reactor build: the node's classpath then names the sibling modules' fresh classes, so this

@@ -31,7 +31,7 @@ import org.HdrHistogram.Histogram;
  *   <li>destage flat out: the destager writes to shared storage all the time (watermarks at 0).
  * </ol>
  *
- * <p>Run: {@code node/bench/destage-impact.sh [seconds] [threads]}.
+ * <p>Run: {@code node/bench/destage-impact.sh [seconds] [threads] [rounds]}.
  */
 public final class DestageImpactBenchmark {
   private static final int BLOCK = 4096;
@@ -50,17 +50,47 @@ public final class DestageImpactBenchmark {
   public static void main(String[] args) throws Exception {
     int seconds = args.length > 0 ? Integer.parseInt(args[0]) : 5;
     int threads = args.length > 1 ? Integer.parseInt(args[1]) : 4;
+    int rounds = args.length > 2 ? Integer.parseInt(args[2]) : 3;
     Path dir = Files.createTempDirectory("peerflash-bench");
     try {
       List<Result> results = new ArrayList<>();
       results.add(floor(dir.resolve("floor"), seconds, threads));
-      results.add(engine(dir.resolve("idle"), "destage idle", 1.0, 0.99, seconds, threads));
-      results.add(engine(dir.resolve("busy"), "destage flat out", 0.0001, 0.0, seconds, threads));
+      settle(dir);
+      for (int round = 1; round <= rounds; round++) {
+        results.add(
+            engine(dir.resolve("idle-" + round), "destage idle", 1.0, 0.99, seconds, threads));
+        settle(dir);
+        results.add(
+            engine(
+                dir.resolve("busy-" + round), "destage flat out", 0.0001, 0.0, seconds, threads));
+        settle(dir);
+      }
       print(results, threads);
     } finally {
-      try (var walk = Files.walk(dir)) {
-        walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      deleteTree(dir);
+    }
+  }
+
+  /**
+   * Lets one phase's files leave before the next starts: a finished phase's dirty pages (a gigabyte
+   * of cache file) written back by the kernel during the next phase would be charged to it. Its
+   * files are deleted, which drops their pages, and whatever else is dirty is synced.
+   */
+  private static void settle(Path dir) throws Exception {
+    try (var entries = Files.list(dir)) {
+      for (Path p : entries.toList()) {
+        deleteTree(p);
       }
+    }
+    Process sync = new ProcessBuilder("sync").inheritIO().start();
+    if (sync.waitFor() != 0) {
+      throw new IllegalStateException("sync failed");
+    }
+  }
+
+  private static void deleteTree(Path dir) throws java.io.IOException {
+    try (var walk = Files.walk(dir)) {
+      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     }
   }
 
@@ -144,10 +174,10 @@ public final class DestageImpactBenchmark {
 
   private static void print(List<Result> results, int threads) {
     Result floor = results.get(0);
-    Result idle = results.get(1);
     System.out.printf(
         Locale.ROOT,
-        "4 KiB random writes, %d threads, %.0f s per phase (write-back, no --sync)%n",
+        "4 KiB random writes, %d threads, %.0f s per phase (write-back, no --sync); each round"
+            + " an idle and a flat-out phase, each on a fresh engine%n",
         threads,
         floor.seconds());
     System.out.printf(
@@ -163,7 +193,20 @@ public final class DestageImpactBenchmark {
         "IOPS vs floor",
         "IOPS vs idle");
     System.out.println("|---|---|---|---|---|---|---|---|---|");
+    List<Double> ratios = new ArrayList<>();
+    List<Double> idleIops = new ArrayList<>();
+    List<Double> busyIops = new ArrayList<>();
+    Result idle = null;
     for (Result r : results) {
+      double vsIdle = 1.0;
+      if (r.name().equals("destage idle")) {
+        idle = r;
+        idleIops.add(r.iops());
+      } else if (idle != null) {
+        vsIdle = r.iops() / idle.iops();
+        ratios.add(vsIdle);
+        busyIops.add(r.iops());
+      }
       Histogram h = r.latencyNanos();
       System.out.printf(
           Locale.ROOT,
@@ -176,8 +219,23 @@ public final class DestageImpactBenchmark {
           h.getMaxValue() / 1000.0,
           r.destagedBytes() / r.seconds() / 1e6,
           r.iops() / floor.iops(),
-          r.iops() / idle.iops());
+          vsIdle);
     }
+    System.out.printf(
+        Locale.ROOT,
+        "medians of %d rounds: idle %.0f IOPS, flat out %.0f IOPS, flat out vs idle %.2fx"
+            + " (each round's ratio: %s)%n",
+        ratios.size(),
+        median(idleIops),
+        median(busyIops),
+        median(ratios),
+        ratios.stream().map(x -> String.format(Locale.ROOT, "%.2f", x)).toList());
+  }
+
+  private static double median(List<Double> values) {
+    List<Double> sorted = values.stream().sorted().toList();
+    int n = sorted.size();
+    return n % 2 == 1 ? sorted.get(n / 2) : (sorted.get(n / 2 - 1) + sorted.get(n / 2)) / 2;
   }
 
   private DestageImpactBenchmark() {}
