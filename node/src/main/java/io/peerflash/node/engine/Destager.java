@@ -328,17 +328,21 @@ final class Destager implements AutoCloseable {
       long[] s = new long[limit];
       long[] b = new long[limit];
       int n =
-          v.dirty.oldest(
+          v.dirty.oldestWithNeighbours(
               s,
               b,
               x ->
                   v.corruptBlocks.contains(x)
                       || v.blockRetryAtMs.getOrDefault(x, 0L) > now
-                      || v.copiesInFlight(x));
+                      || v.copiesInFlight(x),
+              x -> {
+                BlockEntry e = v.blocks.get(x);
+                return e != null && e.dirty() ? e.seq() : -1;
+              });
       if (n == 0) {
         return 0;
       }
-      // Oldest first was the choice; block order is the write order, so neighbours merge.
+      // Oldest first with their dirty neighbours; block order is the write order, so runs merge.
       Integer[] order = new Integer[n];
       for (int i = 0; i < n; i++) {
         order[i] = i;

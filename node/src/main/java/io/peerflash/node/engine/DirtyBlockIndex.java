@@ -1,9 +1,12 @@
 package io.peerflash.node.engine;
 
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.LongPredicate;
+import java.util.function.LongUnaryOperator;
 
 /**
  * A volume's dirty blocks in write-sequence order: the destager takes the oldest first, and Flush
@@ -72,23 +75,43 @@ final class DirtyBlockIndex {
   }
 
   /**
-   * Fills {@code seqs}/{@code blocks} with up to their length of the oldest dirty blocks, skipping
-   * blocks the predicate rejects.
+   * Fills {@code seqs}/{@code blocks} with up to their length of dirty blocks: the oldest first,
+   * each followed by the dirty blocks adjacent to it (those after it, then those before it), so
+   * that a batch leaves as few long writes instead of many single blocks wherever the dirty data is
+   * dense. The oldest block is always taken first, so the age bound and Flush's progress are those
+   * of taking the oldest alone; which younger blocks go along only changes how much one batch
+   * destages. A neighbour's sequence comes from {@code dirtySeqOf} (negative: not dirty), read
+   * without its lock; the destager checks it again under the lock, as it does every block's.
    *
    * @return how many were taken
    */
-  int oldest(long[] seqs, long[] blocks, LongPredicate skipBlock) {
+  int oldestWithNeighbours(
+      long[] seqs, long[] blocks, LongPredicate skipBlock, LongUnaryOperator dirtySeqOf) {
+    int limit = seqs.length;
+    Set<Long> taken = new HashSet<>();
     int n = 0;
     for (Map.Entry<Long, Long> e : blockBySeq.entrySet()) {
-      if (n == seqs.length) {
+      if (n == limit) {
         break;
       }
-      if (skipBlock.test(e.getValue())) {
+      long seed = e.getValue();
+      if (taken.contains(seed) || skipBlock.test(seed)) {
         continue;
       }
       seqs[n] = e.getKey();
-      blocks[n] = e.getValue();
-      n++;
+      blocks[n++] = seed;
+      taken.add(seed);
+      for (int dir : new int[] {1, -1}) {
+        for (long b = seed + dir; n < limit && b >= 0 && !taken.contains(b); b += dir) {
+          long seq = dirtySeqOf.applyAsLong(b);
+          if (seq < 0 || skipBlock.test(b)) {
+            break;
+          }
+          seqs[n] = seq;
+          blocks[n++] = b;
+          taken.add(b);
+        }
+      }
     }
     return n;
   }

@@ -93,6 +93,10 @@ public record EngineConfig(
     return edit(b -> b.syncWrites = sync);
   }
 
+  public EngineConfig withDestageBatchBytes(int bytes) {
+    return edit(b -> b.destageBatchBytes = bytes);
+  }
+
   public EngineConfig withDestageIoDepth(int depth) {
     return edit(b -> b.destageIoDepth = depth);
   }
