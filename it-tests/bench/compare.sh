@@ -25,7 +25,7 @@
 # Usage: it-tests/bench/compare.sh [--quick | --full | --smoke] [--rounds N] [--out DIR] [--qd LIST]
 #                                  [--nbd-only]
 #   --quick  about 12 minutes: short runs (3 s each), a 64 MiB cache for the sustained run
-#   --full   (default) about 45 minutes: 15 s runs, a 256 MiB cache, 3 minutes sustained
+#   --full   (default) about an hour: 15 s runs, a 256 MiB cache, 3 minutes sustained
 #   --smoke  about 8 minutes on a busy machine: 1 s runs, hardly any warm-up, no wait for an idle
 #            machine; checks that every step and the report work, its numbers mean nothing
 #   --rounds rounds of TLS against plaintext, of the QD1 runs judged against the echo and of the
