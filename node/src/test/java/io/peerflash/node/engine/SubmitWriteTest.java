@@ -183,6 +183,46 @@ class SubmitWriteTest {
   }
 
   @Test
+  void aDirtyNeighbourWhoseCopyIsOnItsWayIsNotTakenWithTheBlockBesideIt() throws Exception {
+    // Blocks 0, 1 and 2 are dirty and adjacent; the destager takes the oldest with its dirty
+    // neighbours. Block 1's copy is still on its way, so its release must not go out yet: the run
+    // from block 0 stops before it, and block 2 goes in a run of its own.
+    CompletableFuture<WriteAck> first =
+        engine.submitWrite("v", 0, ByteBuffer.wrap(filled(BLOCK, 1)), waits);
+    copies.take().complete(null);
+    first.get(5, TimeUnit.SECONDS);
+    CompletableFuture<WriteAck> second =
+        engine.submitWrite("v", BLOCK, ByteBuffer.wrap(filled(BLOCK, 2)), waits);
+    CompletableFuture<Void> copyOfSecond = copies.take();
+    CompletableFuture<WriteAck> third =
+        engine.submitWrite("v", 2 * BLOCK, ByteBuffer.wrap(filled(BLOCK, 3)), waits);
+    copies.take().complete(null);
+    third.get(5, TimeUnit.SECONDS);
+
+    engine.destageSoon("v");
+    awaitTrue(
+        5000,
+        "blocks 0 and 2 on shared storage",
+        () -> {
+          try {
+            return Arrays.equals(onStorage(0, BLOCK), filled(BLOCK, 1))
+                && Arrays.equals(onStorage(2 * BLOCK, BLOCK), filled(BLOCK, 3));
+          } catch (IOException e) {
+            throw new IllegalStateException(e);
+          }
+        });
+    awaitDestagerStep(engine);
+    assertThat(onStorage(BLOCK, BLOCK)).as("block 1, copy in flight").isEqualTo(new byte[BLOCK]);
+    assertThat(events).as("no release of block 1 (seq 2)").doesNotContain("release 2");
+
+    copyOfSecond.complete(null);
+    second.get(5, TimeUnit.SECONDS);
+    engine.flush("v");
+    assertThat(onStorage(BLOCK, BLOCK)).isEqualTo(filled(BLOCK, 2));
+    assertThat(events.indexOf("release 2")).isGreaterThan(events.indexOf("copy 2"));
+  }
+
+  @Test
   void aWriteWhoseCopiesFailIsDestagedOnTheExecutorBeforeItsAck() throws Exception {
     byte[] data = filled(BLOCK, 9);
     CompletableFuture<WriteAck> acked = engine.submitWrite("v", 0, ByteBuffer.wrap(data), waits);
