@@ -213,7 +213,8 @@ final class WritePath {
       if (local.held == null) {
         return null;
       }
-      // 4. Sequence numbers: their order is the destage order.
+      // 4. Sequence numbers: the destager takes the oldest first and checks them before marking
+      // clean.
       local.seq0 = v.nextSeq.getAndAdd(count);
       local.nowMs = store.time.nowMs();
       // 5. The new content of each block, and the same images for the replicas.
