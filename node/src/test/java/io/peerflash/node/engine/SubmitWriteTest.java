@@ -112,6 +112,15 @@ class SubmitWriteTest {
     return Arrays.copyOfRange(all, (int) offset, (int) offset + length);
   }
 
+  /** Whether shared storage holds {@code data} at {@code offset}, for waits. */
+  private boolean storageHolds(long offset, byte[] data) {
+    try {
+      return Arrays.equals(onStorage(offset, data.length), data);
+    } catch (IOException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
   @Test
   void aWriteThatNeedsNoWaitRunsOnTheCallerAndIsAckedByTheReplicasAck() throws Exception {
     byte[] data = filled(2 * BLOCK, 7);
@@ -158,15 +167,7 @@ class SubmitWriteTest {
 
     engine.destageSoon("v");
     awaitTrue(
-        5000,
-        "the newer write on shared storage",
-        () -> {
-          try {
-            return Arrays.equals(onStorage(5 * BLOCK, BLOCK), filled(BLOCK, 2));
-          } catch (IOException e) {
-            throw new IllegalStateException(e);
-          }
-        });
+        5000, "the newer write on shared storage", () -> storageHolds(5 * BLOCK, filled(BLOCK, 2)));
     awaitDestagerStep(engine);
     assertThat(onStorage(5 * BLOCK, BLOCK))
         .as("the newer write, acked")
@@ -203,14 +204,7 @@ class SubmitWriteTest {
     awaitTrue(
         5000,
         "blocks 0 and 2 on shared storage",
-        () -> {
-          try {
-            return Arrays.equals(onStorage(0, BLOCK), filled(BLOCK, 1))
-                && Arrays.equals(onStorage(2 * BLOCK, BLOCK), filled(BLOCK, 3));
-          } catch (IOException e) {
-            throw new IllegalStateException(e);
-          }
-        });
+        () -> storageHolds(0, filled(BLOCK, 1)) && storageHolds(2 * BLOCK, filled(BLOCK, 3)));
     awaitDestagerStep(engine);
     assertThat(onStorage(BLOCK, BLOCK)).as("block 1, copy in flight").isEqualTo(new byte[BLOCK]);
     assertThat(events).as("no release of block 1 (seq 2)").doesNotContain("release 2");
