@@ -59,6 +59,25 @@ class NbdForwardingTest {
     return cluster.node(node).nbd().tcpPort();
   }
 
+  /**
+   * Waits until {@code node} has applied the volume's creation: a create returns once the map
+   * change is committed, and a follower applies it a moment later (an NBD handshake reaching it
+   * before then is refused with "no volume named").
+   */
+  void awaitKnownOn(String node, String volume) throws Exception {
+    InProcessCluster.await(
+        () -> {
+          try {
+            cluster.node(node).cluster().getVolume(volume);
+            return true;
+          } catch (Exception e) {
+            return false;
+          }
+        },
+        10,
+        volume + " known on " + node);
+  }
+
   /** The replica in sync with the owner, once there is one. */
   String awaitInSyncReplica(String volume, String owner) throws Exception {
     AtomicLong none = new AtomicLong();
@@ -202,6 +221,7 @@ class NbdForwardingTest {
     try (PeerFlashClient c = cluster.client("n1")) {
       c.createVolume("solo", SIZE, CacheMode.WRITE_BACK, 0);
     }
+    awaitKnownOn("n2", "solo");
     try (TlsNbdClient nbd = new TlsNbdClient(nbdPort("n2"), io, "solo")) {
       byte[] d = new byte[4096];
       Arrays.fill(d, (byte) 9);
@@ -224,6 +244,7 @@ class NbdForwardingTest {
     try (PeerFlashClient c = cluster.client("n1")) {
       c.createVolume("slow", SIZE, CacheMode.WRITE_THROUGH, 0);
     }
+    awaitKnownOn("n2", "slow");
     try (TlsNbdClient nbd = new TlsNbdClient(nbdPort("n2"), io, "slow")) {
       byte[] d = new byte[4096];
       Arrays.fill(d, (byte) 1);
@@ -243,6 +264,8 @@ class NbdForwardingTest {
     }
     String a = "n2";
     String b = "n3";
+    awaitKnownOn(a, "disk");
+    awaitKnownOn(b, "disk");
     String json = ClientTools.ok(30, "nbdinfo", "--json", uri(a, "disk"));
     assertThat(json).contains("\"export-size\": " + SIZE).contains("\"can_multi_conn\": true");
     List<String> write = new ArrayList<>(List.of("qemu-io"));
