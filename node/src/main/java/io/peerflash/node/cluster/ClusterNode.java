@@ -612,6 +612,11 @@ public final class ClusterNode
   }
 
   @Override
+  public java.util.concurrent.CompletableFuture<Void> catchUp() {
+    return volumes.catchUp();
+  }
+
+  @Override
   public List<Volume> listVolumes() {
     return volumes.listVolumes();
   }

@@ -5,6 +5,7 @@ import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.SetPolicyRequest;
 import io.peerflash.proto.v1.Volume;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * What the client API needs from the cluster: where a volume lives, and volume administration
@@ -35,7 +36,19 @@ public interface ClusterRouting {
 
   Volume setPolicy(SetPolicyRequest request) throws CacheException;
 
+  /** The volume as this node's replica of the map has it (which may lag the leader's). */
   Volume getVolume(String name) throws CacheException;
+
+  /**
+   * Completes once this node's map holds every change committed before the call (a volume created a
+   * moment ago through another node is then known here); fails when the leader cannot be reached
+   * within {@link #CATCH_UP_TIMEOUT_MS}. Callers use it when a name is missing from the map before
+   * they answer that no such volume exists.
+   */
+  CompletableFuture<Void> catchUp();
+
+  /** How long {@link #catchUp} waits for the leader's answer and this node's applying it. */
+  long CATCH_UP_TIMEOUT_MS = 5_000;
 
   List<Volume> listVolumes();
 }

@@ -35,6 +35,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -288,6 +289,15 @@ final class ClusterVolumes implements ClusterRouting {
               + holders
               + ", or allow a DEGRADED volume (--allow-degraded)");
     }
+  }
+
+  @Override
+  public CompletableFuture<Void> catchUp() {
+    // A dependent future: a timeout here must not fail the read other callers share.
+    return controlPlane
+        .catchUp()
+        .<Void>thenApply(map -> null)
+        .orTimeout(CATCH_UP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
   }
 
   @Override

@@ -1,6 +1,7 @@
 package io.peerflash.node.nbd;
 
 import io.grpc.netty.shaded.io.netty.buffer.ByteBuf;
+import io.grpc.netty.shaded.io.netty.buffer.Unpooled;
 import io.grpc.netty.shaded.io.netty.channel.ChannelFutureListener;
 import io.grpc.netty.shaded.io.netty.channel.ChannelHandlerContext;
 import io.grpc.netty.shaded.io.netty.handler.codec.ByteToMessageDecoder;
@@ -45,6 +46,11 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
   private String metaContextExport; // the export NBD_OPT_SET_META_CONTEXT chose base:allocation for
   private Identity identity;
   private boolean finished;
+  // Set while this node's map catches up with the leader's before an option naming an export it
+  // does not know (or a LIST) is answered: the option stays in the buffer until then.
+  private boolean waitingForMap;
+  private boolean caughtUp;
+  private Throwable catchUpFailure;
 
   NbdHandshakeHandler(
       VolumeIo volumes,
@@ -71,7 +77,7 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
 
   @Override
   protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
-    if (finished) {
+    if (finished || waitingForMap) {
       return;
     }
     if (!clientFlagsRead) {
@@ -103,10 +109,78 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
       if (in.readableBytes() < 16 + length) {
         return;
       }
+      if (!caughtUp && needsCatchUp(option, in.slice(start + 16, (int) length))) {
+        catchUpThenDecode(ctx);
+        return;
+      }
       in.skipBytes(16);
       ByteBuf data = in.readSlice((int) length);
       option(ctx, option, data);
     }
+  }
+
+  /**
+   * Whether an option must wait for this node's map to catch up with the leader's: it lists the
+   * exports, or names one this node does not know (created a moment ago through another node, its
+   * creation not yet applied here). Once per connection: after that, a name not found is not there.
+   */
+  private boolean needsCatchUp(int option, ByteBuf data) {
+    if (tlsRequired()) {
+      return false;
+    }
+    String name;
+    switch (option) {
+      case NbdProtocol.OPT_LIST -> {
+        return true;
+      }
+      case NbdProtocol.OPT_EXPORT_NAME -> name = data.toString(StandardCharsets.UTF_8);
+      case NbdProtocol.OPT_INFO,
+          NbdProtocol.OPT_GO,
+          NbdProtocol.OPT_LIST_META_CONTEXT,
+          NbdProtocol.OPT_SET_META_CONTEXT -> {
+        if (data.readableBytes() < 4) {
+          return false;
+        }
+        long nameLength = data.getUnsignedInt(data.readerIndex());
+        if (nameLength > data.readableBytes() - 4L) {
+          return false; // malformed: answered as such without waiting
+        }
+        name = data.toString(data.readerIndex() + 4, (int) nameLength, StandardCharsets.UTF_8);
+      }
+      default -> {
+        return false;
+      }
+    }
+    return volumes.find(name) == null;
+  }
+
+  /**
+   * Stops reading until this node's map has caught up, then decodes the buffered option again (on
+   * this channel's event loop; the node's other connections go on meanwhile).
+   */
+  private void catchUpThenDecode(ChannelHandlerContext ctx) {
+    waitingForMap = true;
+    ctx.channel().config().setAutoRead(false);
+    volumes
+        .catchUp()
+        .whenComplete(
+            (ok, failure) ->
+                ctx.executor()
+                    .execute(
+                        () -> {
+                          waitingForMap = false;
+                          caughtUp = true;
+                          catchUpFailure = failure;
+                          if (ctx.isRemoved() || !ctx.channel().isActive()) {
+                            return;
+                          }
+                          ctx.channel().config().setAutoRead(true);
+                          try {
+                            channelRead(ctx, Unpooled.EMPTY_BUFFER);
+                          } catch (Exception e) {
+                            ctx.fireExceptionCaught(e);
+                          }
+                        }));
   }
 
   private void drop(ChannelHandlerContext ctx, ByteBuf in, String why) {
@@ -228,7 +302,17 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
       if (refusal != null) {
         Audit.refused(identity, "nbd", name, refusal);
       }
-      String why = v == null ? "no volume named " + io.peerflash.util.Texts.quote(name) : refusal;
+      String why =
+          v != null
+              ? refusal
+              : "no volume named "
+                  + io.peerflash.util.Texts.quote(name)
+                  + (catchUpFailure == null
+                      ? ""
+                      : " on this node (its cluster map may lag: the Raft leader could not be"
+                          + " asked: "
+                          + catchUpFailure
+                          + ")");
       if (option == NbdProtocol.OPT_EXPORT_NAME) {
         log.info("NBD client {}: {}", ctx.channel().remoteAddress(), why);
         finished = true;

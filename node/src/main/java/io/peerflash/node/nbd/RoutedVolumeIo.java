@@ -138,6 +138,11 @@ final class RoutedVolumeIo implements VolumeIo {
   }
 
   @Override
+  public CompletableFuture<Void> catchUp() {
+    return shared.cluster.catchUp();
+  }
+
+  @Override
   public List<Volume> list() {
     List<Volume> out = new ArrayList<>();
     for (io.peerflash.proto.v1.Volume v : shared.cluster.listVolumes()) {

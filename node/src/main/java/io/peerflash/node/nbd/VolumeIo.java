@@ -14,8 +14,17 @@ interface VolumeIo {
   /** A volume a client may see: its name and size. */
   record Volume(String name, long sizeBytes) {}
 
-  /** The volume named {@code name}, or null when there is none. */
+  /** The volume named {@code name} as this node knows it, or null when it knows none. */
   Volume find(String name);
+
+  /**
+   * Completes once {@link #find} and {@link #list} know every volume created before the call, on
+   * any node (a node's replica of the cluster map may lag the leader's a moment); fails when that
+   * cannot be established. Nothing to wait for on a single node.
+   */
+  default CompletableFuture<Void> catchUp() {
+    return CompletableFuture.completedFuture(null);
+  }
 
   /** Every volume, for NBD_OPT_LIST (the caller filters by grant). */
   List<Volume> list();

@@ -117,6 +117,81 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     }
   }
 
+  /**
+   * Routes an I/O call to this node and starts it. A volume this node's map does not hold (yet: it
+   * may have been created through another node a moment ago, which a lagging follower has not
+   * applied) is routed again once the map has caught up with the leader's, on {@code waits}; only
+   * then is NOT_FOUND the answer.
+   */
+  private <T> CompletableFuture<T> routed(String volume, Supplier<CompletableFuture<T>> start) {
+    if (cluster == null) {
+      return start.get();
+    }
+    try {
+      cluster.routeIo(volume);
+    } catch (io.grpc.StatusRuntimeException e) {
+      if (e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+        throw e;
+      }
+      return cluster
+          .catchUp()
+          .handle(
+              (ok, failure) -> {
+                if (failure != null) {
+                  throw catchUpFailed(volume, failure).asRuntimeException();
+                }
+                return ok;
+              })
+          .thenComposeAsync(
+              ok -> {
+                cluster.routeIo(volume);
+                return start.get();
+              },
+              waits);
+    }
+    return start.get();
+  }
+
+  /**
+   * Runs a call on a volume again once this node's map has caught up with the leader's when it
+   * answered NOT_FOUND the first time (see {@link #routed}); blocks, so only for calls served on
+   * {@code waits}.
+   */
+  private <T> T caughtUp(String volume, Call<T> call) throws CacheException {
+    try {
+      return call.run();
+    } catch (CacheException e) {
+      if (cluster == null || e.reason() != CacheException.Reason.NOT_FOUND) {
+        throw e;
+      }
+    } catch (io.grpc.StatusRuntimeException e) {
+      if (cluster == null || e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+        throw e;
+      }
+    }
+    try {
+      cluster.catchUp().get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
+    } catch (java.util.concurrent.ExecutionException e) {
+      throw catchUpFailed(volume, e.getCause()).asRuntimeException();
+    }
+    return call.run();
+  }
+
+  private static Status catchUpFailed(String volume, Throwable why) {
+    Throwable cause =
+        why instanceof CompletionException && why.getCause() != null ? why.getCause() : why;
+    return Status.UNAVAILABLE.withDescription(
+        "volume "
+            + io.peerflash.util.Texts.quote(volume)
+            + " is not in this node's cluster map, and the Raft leader could not be asked within "
+            + ClusterRouting.CATCH_UP_TIMEOUT_MS
+            + " ms whether it exists: "
+            + (cause instanceof java.util.concurrent.TimeoutException ? "no answer" : cause));
+  }
+
   /** A call body that may throw CacheException. */
   private interface Call<T> {
     T run() throws CacheException;
@@ -199,7 +274,9 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         out,
         () ->
             withNbdUris(
-                cluster != null ? cluster.getVolume(req.getName()) : volume(req.getName())));
+                cluster != null
+                    ? caughtUp(req.getName(), () -> cluster.getVolume(req.getName()))
+                    : volume(req.getName())));
   }
 
   private volatile List<String> nbdUriTemplates = List.of();
@@ -232,6 +309,21 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         () -> {
           ListVolumesResponse.Builder b = ListVolumesResponse.newBuilder();
           if (cluster != null) {
+            try {
+              // A volume created a moment ago through another node is listed here too.
+              cluster.catchUp().get();
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
+            } catch (java.util.concurrent.ExecutionException e) {
+              throw Status.UNAVAILABLE
+                  .withDescription(
+                      "the Raft leader could not be asked within "
+                          + ClusterRouting.CATCH_UP_TIMEOUT_MS
+                          + " ms for the cluster's volumes: "
+                          + e.getCause())
+                  .asRuntimeException();
+            }
             return b.addAllVolumes(cluster.listVolumes()).build();
           }
           for (var s : engine.status().volumes()) {
@@ -262,7 +354,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         () -> {
           Protos.checkPolicy(req.getPolicy());
           if (cluster != null) {
-            return cluster.setPolicy(req);
+            return caughtUp(req.getName(), () -> cluster.setPolicy(req));
           }
           engine.setPolicy(
               req.getName(),
@@ -290,13 +382,15 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   /** Routes and starts a write: on this (transport) thread if it need not wait. */
   private CompletableFuture<WriteAck> submitWrite(WriteRequest req) {
-    route(req.getVolume());
-    return engine.submitWrite(
+    return routed(
         req.getVolume(),
-        req.getOffset(),
-        req.getData().asReadOnlyByteBuffer(),
-        waits,
-        callersLoop.get());
+        () ->
+            engine.submitWrite(
+                req.getVolume(),
+                req.getOffset(),
+                req.getData().asReadOnlyByteBuffer(),
+                waits,
+                callersLoop.get()));
   }
 
   @Override
@@ -305,11 +399,14 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     answerLater(
         out,
         () -> {
-          route(req.getVolume());
           return timed(
                   Op.READ,
                   start,
-                  engine.submitRead(req.getVolume(), req.getOffset(), req.getLength(), waits))
+                  routed(
+                      req.getVolume(),
+                      () ->
+                          engine.submitRead(
+                              req.getVolume(), req.getOffset(), req.getLength(), waits)))
               .thenApply(
                   data ->
                       ReadResponse.newBuilder()
@@ -324,12 +421,15 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         out,
         timed(
             Op.FLUSH,
-            () -> {
-              route(req.getVolume());
-              return FlushResponse.newBuilder()
-                  .setDestagedBytes(engine.flush(req.getVolume()))
-                  .build();
-            }));
+            () ->
+                caughtUp(
+                    req.getVolume(),
+                    () -> {
+                      route(req.getVolume());
+                      return FlushResponse.newBuilder()
+                          .setDestagedBytes(engine.flush(req.getVolume()))
+                          .build();
+                    })));
   }
 
   @Override
@@ -338,11 +438,14 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
         out,
         timed(
             Op.TRIM,
-            () -> {
-              route(req.getVolume());
-              engine.trim(req.getVolume(), req.getOffset(), req.getLength());
-              return TrimResponse.getDefaultInstance();
-            }));
+            () ->
+                caughtUp(
+                    req.getVolume(),
+                    () -> {
+                      route(req.getVolume());
+                      engine.trim(req.getVolume(), req.getOffset(), req.getLength());
+                      return TrimResponse.getDefaultInstance();
+                    })));
   }
 
   /**

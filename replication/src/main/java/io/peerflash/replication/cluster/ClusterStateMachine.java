@@ -4,6 +4,7 @@ import io.peerflash.proto.v1.ClusterError;
 import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.MapCommand;
+import io.peerflash.replication.fault.FaultPoints;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
@@ -91,6 +92,15 @@ public final class ClusterStateMachine extends BaseStateMachine {
    */
   public ClusterStateMachine(Executor leaderEventExecutor) {
     this.leaderEventExecutor = Objects.requireNonNull(leaderEventExecutor);
+  }
+
+  private volatile FaultPoints faults = new FaultPoints();
+  private volatile String faultKey = "";
+
+  /** Where tests make this node apply committed commands late ({@link FaultPoints#MAP_APPLY}). */
+  void useFaultPoints(FaultPoints faults, String nodeId) {
+    this.faultKey = nodeId;
+    this.faults = faults;
   }
 
   /** The map as of the last applied command on this node. */
@@ -288,6 +298,7 @@ public final class ClusterStateMachine extends BaseStateMachine {
 
   @Override
   public CompletableFuture<Message> applyTransaction(TransactionContext trx) {
+    faults.hit(FaultPoints.MAP_APPLY, faultKey);
     LogEntryProto entry = trx.getLogEntry();
     TermIndex ti = TermIndex.valueOf(entry);
     ByteString data = entry.getStateMachineLogEntry().getLogData();

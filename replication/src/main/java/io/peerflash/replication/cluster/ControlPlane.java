@@ -99,6 +99,8 @@ public final class ControlPlane implements AutoCloseable {
   private final RaftClient commandClient;
   private final RaftClient heartbeatClient;
   private volatile FaultPoints faults = new FaultPoints();
+  private final ReadsAfterNow<ClusterMap> catchUpReads =
+      new ReadsAfterNow<>(this::readLinearizable);
   private final ThreadPoolExecutor submitExecutor;
   private final ScheduledExecutorService leaseExecutor;
   private final ScheduledExecutorService timer;
@@ -312,6 +314,17 @@ public final class ControlPlane implements AutoCloseable {
   }
 
   /**
+   * Completes once this node's map is at least as new as the leader's was at some instant after
+   * this call, so that a change committed before it (through any node, e.g. a volume created a
+   * moment ago) is in {@link #map()}. Concurrent callers share reads ({@link ReadsAfterNow}): a
+   * node that does not know a name asks the leader, without a flood of such lookups becoming a
+   * flood of reads.
+   */
+  public CompletableFuture<ClusterMap> catchUp() {
+    return catchUpReads.next();
+  }
+
+  /**
    * Reads the map linearizably from the leader (a Raft read-only query), unlike {@link #map()},
    * which is this node's replica and may lag the leader.
    */
@@ -431,6 +444,7 @@ public final class ControlPlane implements AutoCloseable {
   /** Where tests inject faults into this control plane (the node shares its own instance). */
   public void useFaultPoints(FaultPoints faults) {
     this.faults = faults;
+    stateMachine.useFaultPoints(faults, config.nodeId());
   }
 
   /** This node's replica of the map (as of its last applied command). */

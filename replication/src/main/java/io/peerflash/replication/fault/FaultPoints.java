@@ -52,6 +52,12 @@ public final class FaultPoints {
    */
   public static final String REPLICA_APPLY = "replica.apply";
 
+  /**
+   * A node is about to apply a committed map command to its replica of the map; DELAY makes its map
+   * lag the leader's (as a slow follower's does). Key: the node id.
+   */
+  public static final String MAP_APPLY = "map.apply";
+
   /** What an armed point does. */
   public enum Action {
     /** The message is not sent (the caller sees it as lost: its ack times out). */
