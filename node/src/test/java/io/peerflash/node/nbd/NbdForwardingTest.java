@@ -250,6 +250,16 @@ class NbdForwardingTest {
       c.write("fresh2", 0, d);
       assertThat(c.read("fresh2", 0, d.length)).isEqualTo(d);
     }
+    // The first call a lagging node sees for a volume is a write (routed after catching up).
+    faults.arm(FaultPoints.MAP_APPLY, entry, Action.DELAY, 2_500, 1);
+    try (PeerFlashClient c = cluster.client(leader)) {
+      c.createVolume("fresh3", SIZE, CacheMode.WRITE_BACK, 0);
+    }
+    assertThat(knownOn(entry, "fresh3")).as("fresh3 applied on " + entry + " already").isFalse();
+    try (PeerFlashClient c = cluster.client(entry)) {
+      c.write("fresh3", 8192, d);
+      assertThat(c.read("fresh3", 8192, d.length)).isEqualTo(d);
+    }
     // A name no node knows is still refused, once the entry node has asked the leader.
     try (PeerFlashClient c = cluster.client(entry)) {
       assertThatThrownBy(() -> c.getVolume("never"))
