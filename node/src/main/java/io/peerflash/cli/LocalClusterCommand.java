@@ -167,7 +167,21 @@ final class LocalClusterCommand implements Callable<Integer> {
         }
       }
       Files.writeString(dir.resolve("cluster.txt"), clusterFile(started), StandardCharsets.UTF_8);
-      out.println("started " + nodes + " node(s) in " + dir + " (logs: " + dir + "/n<i>.log)");
+      // Said before the wait, which takes a while (JVM start, Raft election, leases), so that
+      // nobody calls a node that cannot answer yet; how to reach them follows once they serve.
+      out.println(
+          "started "
+              + nodes
+              + " node(s) in "
+              + dir
+              + " (logs: "
+              + dir
+              + "/n<i>.log); waiting until every node serves...");
+      out.flush();
+      if (!awaitReady(cli, started, err)) {
+        stopAll(started, err);
+        return PeerFlashCli.EXIT_FAILURE;
+      }
       out.println(
           "NBD: "
               + (insecure ? "nbd" : "nbds")
@@ -183,11 +197,6 @@ final class LocalClusterCommand implements Callable<Integer> {
         out.println("  and: export PEERFLASH_INSECURE=true   (plaintext: no authentication)");
       } else {
         out.println("  and: export PEERFLASH_CERTS=" + adminCerts() + "   (the admin client)");
-      }
-      out.flush();
-      if (!awaitReady(cli, started, err)) {
-        stopAll(started, err);
-        return PeerFlashCli.EXIT_FAILURE;
       }
       if (httpBasePort != 0) {
         out.println(

@@ -130,9 +130,10 @@ final class VolumeCommand implements Callable<Integer> {
             spec.commandLine(),
             "--size "
                 + sizeBytes
-                + " is not a positive multiple of 4096 bytes (4KiB); the nearest valid sizes are "
-                + (below > 0 ? below + " and " : "")
-                + (below + 4096));
+                + " is not a positive multiple of 4096 bytes (4KiB); "
+                + (below > 0
+                    ? "the nearest valid sizes are " + below + " and " + (below + 4096)
+                    : "the smallest valid size is 4096"));
       }
       try (PeerFlashClient c = client.connect()) {
         Volume v =

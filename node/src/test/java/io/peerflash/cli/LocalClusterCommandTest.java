@@ -359,7 +359,38 @@ class LocalClusterCommandTest {
     int base = twoFreePorts();
     PeerFlashCli cli = cli(fakeLauncher("-Dfakenode.fencedStatusCalls=3"));
     AtomicInteger code = new AtomicInteger(-1);
-    Thread runner = startUntilReady(cli, 1, base, code);
+    Thread runner =
+        new Thread(
+            () ->
+                code.set(
+                    cli.execute(
+                        "local-cluster",
+                        "--nodes",
+                        "1",
+                        "--dir",
+                        tmp.toString(),
+                        "--base-port",
+                        Integer.toString(base),
+                        "--raft-base-port",
+                        Integer.toString(base + 100))),
+            "test-local-cluster");
+    runner.start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
+    while (!out().contains("use: --target")) {
+      assertThat(runner.isAlive()).as(out() + err()).isTrue();
+      assertThat(System.nanoTime()).as("connection hints in time").isLessThan(deadline);
+      Thread.sleep(2);
+    }
+    // How to reach the nodes is printed only once they serve: a user who acts on it at once is
+    // not refused.
+    assertThat(Files.readString(tmp.resolve("n1.log")))
+        .as("the node's log when local-cluster printed how to reach it")
+        .contains("fake node: serving after 3 fenced status answers");
+    assertThat(out()).contains("waiting until every node serves");
+    while (!out().contains("cluster ready")) {
+      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
+      Thread.sleep(20);
+    }
     // The node said it was fenced three times; "ready" came only after it said it serves.
     assertThat(Files.readString(tmp.resolve("n1.log")))
         .contains("fake node: serving after 3 fenced status answers");

@@ -188,6 +188,8 @@ class PeerFlashCliTest {
     assertThat(sizes.convert("1GB")).isEqualTo(Sizes.GIB);
     assertThat(run("volume", "create", "v", "--size", "1000000")).isEqualTo(2);
     assertThat(err()).contains("nearest valid sizes are 999424 and 1003520");
+    assertThat(run("volume", "create", "v", "--size", "1000")).isEqualTo(2);
+    assertThat(err()).contains("the smallest valid size is 4096");
     assertThat(run("trim", "v", "--offset", "99999999999999999999", "--length", "512"))
         .isEqualTo(2);
   }

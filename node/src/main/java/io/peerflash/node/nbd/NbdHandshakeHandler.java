@@ -305,12 +305,12 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
       String why =
           v != null
               ? refusal
-              : "no volume named "
+              : "volume "
                   + io.peerflash.util.Texts.quote(name)
                   + (catchUpFailure == null
-                      ? ""
-                      : " on this node (its cluster map may lag: the Raft leader could not be"
-                          + " asked: "
+                      ? " does not exist"
+                      : " is not known to this node (its cluster map may lag: the Raft leader"
+                          + " could not be asked: "
                           + catchUpFailure
                           + ")");
       if (option == NbdProtocol.OPT_EXPORT_NAME) {
