@@ -5,6 +5,7 @@ import io.peerflash.proto.v1.ClusterMapSnapshot;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.util.Time;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
@@ -20,6 +21,8 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 import org.apache.ratis.io.MD5Hash;
 import org.apache.ratis.proto.RaftProtos.LogEntryProto;
@@ -106,6 +109,32 @@ public final class ClusterStateMachine extends BaseStateMachine {
   /** The map as of the last applied command on this node. */
   public ClusterMap map() {
     return map;
+  }
+
+  /**
+   * This node's map once it has applied at least up to {@code index} (polling every 10 ms).
+   *
+   * @throws IOException when it has not within {@code timeoutMs}, or {@code closed} says so first
+   */
+  ClusterMap awaitApplied(long index, long timeoutMs, Time time, BooleanSupplier closed)
+      throws IOException {
+    long deadline = time.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+    while (true) {
+      TermIndex applied = getLastAppliedTermIndex();
+      if (applied != null && applied.getIndex() >= index) {
+        return map;
+      }
+      if (time.nanoTime() - deadline > 0 || closed.getAsBoolean()) {
+        throw new IOException(
+            "this node's map has not caught up with index " + index + " of the leader's");
+      }
+      try {
+        time.sleepMs(10);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new java.io.InterruptedIOException("interrupted");
+      }
+    }
   }
 
   /** The cluster's event history as of the last applied command on this node. */

@@ -101,7 +101,7 @@ public final class ControlPlane implements AutoCloseable {
   private volatile FaultPoints faults = new FaultPoints();
   private final ReadsAfterNow<ClusterMap> catchUpReads =
       new ReadsAfterNow<>(this::readLinearizable);
-  private final ThreadPoolExecutor submitExecutor;
+  private final SubmitThreads submitThreads;
   private final ScheduledExecutorService leaseExecutor;
   private final ScheduledExecutorService timer;
   private final ExecutorService eventExecutor;
@@ -125,14 +125,7 @@ public final class ControlPlane implements AutoCloseable {
             TimeUnit.MILLISECONDS,
             new LinkedBlockingQueue<>(),
             new NamedThreadFactory(prefix + "-events", true));
-    this.submitExecutor =
-        new ThreadPoolExecutor(
-            2,
-            2,
-            0,
-            TimeUnit.MILLISECONDS,
-            new LinkedBlockingQueue<>(),
-            new NamedThreadFactory(prefix + "-submit", true));
+    this.submitThreads = new SubmitThreads(prefix, 2);
     this.leaseExecutor = RaftWiring.scheduler(prefix + "-lease");
     this.timer = RaftWiring.scheduler(prefix + "-timer");
     this.stateMachine = new ClusterStateMachine(eventExecutor);
@@ -268,38 +261,8 @@ public final class ControlPlane implements AutoCloseable {
         });
   }
 
-  /** A task of the submit pool that can be failed if the pool is shut down before it runs. */
-  private static final class SubmitTask<T> implements Runnable {
-    final CompletableFuture<T> future = new CompletableFuture<>();
-    final IoCall<T> call;
-
-    SubmitTask(IoCall<T> call) {
-      this.call = call;
-    }
-
-    @Override
-    public void run() {
-      try {
-        future.complete(call.call());
-      } catch (Throwable t) {
-        future.completeExceptionally(t);
-      }
-    }
-  }
-
-  @FunctionalInterface
-  private interface IoCall<T> {
-    T call() throws IOException;
-  }
-
-  private <T> CompletableFuture<T> onSubmitThread(IoCall<T> call) {
-    SubmitTask<T> task = new SubmitTask<>(call);
-    try {
-      submitExecutor.execute(task);
-    } catch (RejectedExecutionException e) {
-      task.future.completeExceptionally(new IOException("control plane is closed", e));
-    }
-    return task.future;
+  private <T> CompletableFuture<T> onSubmitThread(SubmitThreads.IoCall<T> call) {
+    return submitThreads.run(call);
   }
 
   private static CommandResult send(RaftClient client, MapCommand command) throws IOException {
@@ -342,26 +305,11 @@ public final class ControlPlane implements AutoCloseable {
           // Answer with this node's own map once it has applied at least as far: callers go on
           // to act on map(), which must never be older than what they read here (a node back
           // from a partition would otherwise act on its stale copy right after the read).
-          long deadline = config.time().nanoTime() + TimeUnit.SECONDS.toNanos(10);
-          while (true) {
-            org.apache.ratis.server.protocol.TermIndex applied =
-                stateMachine.getLastAppliedTermIndex();
-            if (applied != null && applied.getIndex() >= leaders.getAppliedIndex()) {
-              return stateMachine.map();
-            }
-            if (config.time().nanoTime() - deadline > 0 || closed) {
-              throw new IOException(
-                  "this node's map has not caught up with index "
-                      + leaders.getAppliedIndex()
-                      + " of the leader's");
-            }
-            try {
-              config.time().sleepMs(10);
-            } catch (InterruptedException e) {
-              Thread.currentThread().interrupt();
-              throw new java.io.InterruptedIOException("interrupted");
-            }
-          }
+          return stateMachine.awaitApplied(
+              leaders.getAppliedIndex(),
+              TimeUnit.SECONDS.toMillis(10),
+              config.time(),
+              () -> closed);
         });
   }
 
@@ -780,13 +728,13 @@ public final class ControlPlane implements AutoCloseable {
     closeQuietly("raft server", server);
     closeQuietly("heartbeat client", heartbeatClient);
     closeQuietly("command client", commandClient);
-    for (Runnable r : submitExecutor.shutdownNow()) {
-      if (r instanceof SubmitTask<?> t) {
-        t.future.completeExceptionally(new IOException("control plane closed"));
-      }
-    }
+    submitThreads.shutdownNow();
     eventExecutor.shutdown();
-    awaitQuietly(submitExecutor);
+    try {
+      submitThreads.awaitTermination(5, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
     awaitQuietly(leaseExecutor);
     awaitQuietly(eventExecutor);
     registered.completeExceptionally(new IOException("closed"));
