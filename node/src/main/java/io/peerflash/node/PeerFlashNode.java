@@ -132,7 +132,8 @@ public final class PeerFlashNode implements AutoCloseable {
       builder.addService(new ClusterGrpcService(cluster));
       // I/O another member's NBD front end forwards to the volumes this node owns.
       builder.addService(
-          new io.peerflash.node.nbd.ForwardedIoGrpcService(engine, rpcExecutor, cluster));
+          new io.peerflash.node.nbd.ForwardedIoGrpcService(
+              engine, rpcExecutor, callersLoop(loops), cluster));
       onTransportThread.addAll(
           List.of(io.peerflash.node.nbd.ForwardedIoGrpcService.transportThreadMethods()));
     }

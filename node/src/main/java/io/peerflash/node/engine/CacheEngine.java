@@ -294,17 +294,29 @@ public final class CacheEngine implements AutoCloseable {
    *     stored without waiting then stores this node's copy in a task queued there after its copies
    *     were sent. A copy handed to a peer channel goes out when the event loop flushes it, after
    *     the task that sent it; storing first would hold the copy back for the whole local store.
-   *     Tasks must run on the calling thread (the write holds the volume's gate until then).
+   *     Tasks must run on the calling thread (the write holds the volume's gate until then). The
+   *     index entries of the writes stored in one turn of it are committed together, by a task
+   *     queued behind them ({@code TurnCommits}).
    */
   public CompletableFuture<WriteAck> submitWrite(
       String name, long offset, ByteBuffer data, Executor waits, Executor storeAfterSend) {
-    return writes.submitWrite(name, offset, data, waits, storeAfterSend);
+    return writes.submitWrite(name, offset, data, waits, storeAfterSend, storeAfterSend != null);
+  }
+
+  /**
+   * Like {@link #submitWrite(String, long, ByteBuffer, Executor, Executor)}, storing this node's
+   * copy right after the copies are sent; {@code callersLoop} (null, or the event loop the calling
+   * thread runs) commits the index entries of the writes stored in one of its turns together.
+   */
+  public CompletableFuture<WriteAck> submitWriteOnLoop(
+      String name, long offset, ByteBuffer data, Executor waits, Executor callersLoop) {
+    return writes.submitWrite(name, offset, data, waits, callersLoop, false);
   }
 
   /** Same as {@link #submitWrite(String, long, ByteBuffer, Executor, Executor)} storing inline. */
   public CompletableFuture<WriteAck> submitWrite(
       String name, long offset, ByteBuffer data, Executor waits) {
-    return writes.submitWrite(name, offset, data, waits, null);
+    return writes.submitWrite(name, offset, data, waits, null, false);
   }
 
   /** Returns {@code length} bytes at {@code offset}: the latest acknowledged data of every byte. */

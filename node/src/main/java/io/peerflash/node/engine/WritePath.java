@@ -44,6 +44,7 @@ final class WritePath {
   private final CacheSpace space;
   private final Destager destager;
   private final EngineConfig config;
+  private final TurnCommits turns;
   private volatile ReplicationPort replication = ReplicationPort.NONE;
 
   WritePath(BlockStore store, Destager destager) {
@@ -51,6 +52,7 @@ final class WritePath {
     this.space = store.space;
     this.destager = destager;
     this.config = store.config;
+    this.turns = new TurnCommits(store);
   }
 
   void setReplicationPort(ReplicationPort port) {
@@ -72,14 +74,26 @@ final class WritePath {
     return awaitAck(v, store(v, BlockStore.range(v, "trim", offset, length), null));
   }
 
-  /** See {@link CacheEngine#submitWrite(String, long, ByteBuffer, Executor, Executor)}. */
+  /**
+   * Starts a write and returns at once (see {@link CacheEngine#submitWrite}).
+   *
+   * @param loop null, or the event loop the calling thread runs: the index entries of the writes it
+   *     stores in one turn are committed together ({@link TurnCommits})
+   * @param storeAfterSend whether this node's own store runs as a task on {@code loop} after the
+   *     copies went out, instead of right after they are sent
+   */
   CompletableFuture<WriteAck> submitWrite(
-      String name, long offset, ByteBuffer data, Executor waits, Executor storeAfterSend) {
+      String name,
+      long offset,
+      ByteBuffer data,
+      Executor waits,
+      Executor loop,
+      boolean storeAfterSend) {
     CompletableFuture<WriteAck> acked = new CompletableFuture<>();
     try {
       CachedVolume v = store.volume(name);
       IoRange range = BlockStore.range(v, "write", offset, data.remaining());
-      Stored now = storeNow(v, range, data, storeAfterSend);
+      Stored now = storeNow(v, range, data, loop, storeAfterSend);
       if (now != null) {
         ackWhenReady(v, now, waits, acked);
         return acked;
@@ -127,7 +141,7 @@ final class WritePath {
       Placement placement = replication.place(v.info);
       store.checkServable(v, placement);
       return v.info.mode() == CacheMode.WRITE_BACK
-          ? writeBack(v, range, data, placement, true, null)
+          ? writeBack(v, range, data, placement, true, null, false)
           : writeToStorage(v, range, data, placement);
     } finally {
       v.gate.readLock().unlock();
@@ -138,7 +152,8 @@ final class WritePath {
    * {@link #store} for a small write-back write that needs no wait at all; null when it would need
    * one (nothing is changed then).
    */
-  private Stored storeNow(CachedVolume v, IoRange range, ByteBuffer data, Executor storeAfterSend)
+  private Stored storeNow(
+      CachedVolume v, IoRange range, ByteBuffer data, Executor loop, boolean storeAfterSend)
       throws CacheException {
     if (v.info.mode() != CacheMode.WRITE_BACK
         || config.syncWrites()
@@ -154,7 +169,7 @@ final class WritePath {
         return null; // the blocking path waits for admission
       }
       store.checkServable(v, placement);
-      stored = writeBack(v, range, data, placement, false, storeAfterSend);
+      stored = writeBack(v, range, data, placement, false, loop, storeAfterSend);
       return stored;
     } finally {
       if (stored != null && stored.local() != null) {
@@ -176,7 +191,8 @@ final class WritePath {
    * @param placement where the write goes, resolved once under the gate (step 1)
    * @param mayWait false: return null instead of waiting for space or a block lock (only for whole
    *     blocks: a partial block may need a read of shared storage)
-   * @param storeAfterSend null, or where to run steps 7-9 after the copies went out
+   * @param loop null, or the calling thread's event loop: step 8 joins the commit of its turn
+   * @param storeAfterSend whether steps 7-9 run as a task on {@code loop} after the copies went out
    */
   private Stored writeBack(
       CachedVolume v,
@@ -184,7 +200,8 @@ final class WritePath {
       ByteBuffer data,
       Placement placement,
       boolean mayWait,
-      Executor storeAfterSend)
+      Executor loop,
+      boolean storeAfterSend)
       throws CacheException {
     long first = range.firstBlock();
     int count = range.blockCount();
@@ -248,20 +265,22 @@ final class WritePath {
       //    are acked the destager leaves these blocks alone (CachedVolume.copiesInFlight).
       CompletableFuture<Void> copies = placement.replicate(v.info, images);
       long lastSeq = local.seq0 + count - 1;
-      if (copies == null) {
-        local.store();
-        return Stored.ACK_NOW;
-      }
-      long seq0 = local.seq0;
-      v.copiesSent(first, count);
-      copies = copies.whenComplete((ok, failure) -> copiesDone(v, first, count, seq0));
-      if (storeAfterSend != null) {
-        storeLater = true;
-        return new Stored(copies, lastSeq, false, local.storeLater(storeAfterSend));
+      if (copies != null) {
+        long seq0 = local.seq0;
+        v.copiesSent(first, count);
+        copies = copies.whenComplete((ok, failure) -> copiesDone(v, first, count, seq0));
       }
       // 7-9. This node's own copy.
+      if (loop != null) {
+        storeLater = true;
+        return new Stored(
+            copies,
+            lastSeq,
+            false,
+            storeAfterSend && copies != null ? local.storeLater(loop) : local.storeInTurn(loop));
+      }
       local.store();
-      return new Stored(copies, lastSeq, false);
+      return copies == null ? Stored.ACK_NOW : new Stored(copies, lastSeq, false);
     } finally {
       if (!storeLater) {
         local.close();
@@ -293,12 +312,29 @@ final class WritePath {
       this.contents = new ByteBuffer[count]; // null: a zero block
     }
 
+    private long started;
+    private BlockEntry[] fresh;
+
+    /** Steps 7-9 here and now. */
     void store() throws CacheException {
-      long started = System.nanoTime();
+      Batch batch = writeSlots();
+      // 8. Durable locally: data before index (group fsync with --sync).
+      commitTried = true;
+      try {
+        store.commit(batch);
+      } catch (CacheException e) {
+        commitTried = BlockStore.mayBeApplied(e);
+        throw e;
+      }
+      install();
+    }
+
+    /** 7. Data into fresh slots (never over the current version), and their index entries. */
+    private Batch writeSlots() throws CacheException {
+      started = System.nanoTime();
       int count = contents.length;
-      BlockEntry[] fresh = new BlockEntry[count];
+      fresh = new BlockEntry[count];
       Batch batch = new Batch();
-      // 7. Data into fresh slots (never over the current version), then index entries.
       for (int i = 0; i < count; i++) {
         if (contents[i] == null) {
           fresh[i] = new BlockEntry(BlockEntry.NO_SLOT, seq0 + i, 0, true, nowMs);
@@ -310,50 +346,85 @@ final class WritePath {
         }
         store.index.put(batch, v.id(), first + i, fresh[i]);
       }
-      // 8. Durable locally: data before index (group fsync with --sync).
-      commitTried = true;
-      try {
-        store.commit(batch);
-      } catch (CacheException e) {
-        commitTried = BlockStore.mayBeApplied(e);
-        throw e;
-      }
-      // 9. Visible: swap the in-memory entries, free the superseded slots, let the next writer of
-      //    these blocks in. The ack still waits for the copies; a reader may see the new data
-      //    before that, as with any write in flight.
-      for (int i = 0; i < count; i++) {
+      return batch;
+    }
+
+    /**
+     * 9. Visible: swap the in-memory entries, free the superseded slots (then {@link #close} lets
+     * the next writer of these blocks in). The ack still waits for the copies; a reader may see the
+     * new data before that, as with any write in flight.
+     */
+    private void install() {
+      for (int i = 0; i < fresh.length; i++) {
         store.install(v, first + i, fresh[i]);
       }
       store.observer.localStored(System.nanoTime() - started);
     }
 
     /**
-     * Runs {@link #store} and {@link #close} as a task on {@code executor} (here and now if it
-     * refuses the task); the future completes after both, on the thread that ran them.
+     * Steps 7-9 with step 8 in the commit of this turn of {@code loop} (the calling thread's), and
+     * {@link #close}; the future completes after both, on {@code loop}.
      */
-    CompletableFuture<Void> storeLater(Executor executor) {
+    CompletableFuture<Void> storeInTurn(Executor loop) {
       CompletableFuture<Void> stored = new CompletableFuture<>();
-      Runnable task =
-          () -> {
-            Throwable failure = null;
+      Batch batch;
+      try {
+        batch = writeSlots();
+      } catch (CacheException | RuntimeException e) {
+        close();
+        stored.completeExceptionally(e);
+        return stored;
+      }
+      commitTried = true;
+      turns.add(
+          loop,
+          batch,
+          failure -> {
+            Throwable outcome = failure;
             try {
-              store();
-            } catch (CacheException | RuntimeException | Error e) {
-              failure = e;
+              if (failure == null) {
+                install();
+              } else {
+                commitTried = BlockStore.mayBeApplied(failure);
+              }
+            } catch (RuntimeException e) {
+              outcome = e;
             } finally {
-              close();
-            }
-            if (failure == null) {
-              stored.complete(null);
-            } else {
-              stored.completeExceptionally(failure);
-              if (failure instanceof Error error) {
-                throw error;
+              try {
+                close();
+              } catch (RuntimeException e) {
+                outcome = outcome == null ? e : outcome;
               }
             }
-          };
+            // Whatever happened, the write hears of it: an open future would hang its client.
+            if (outcome == null) {
+              stored.complete(null);
+            } else {
+              stored.completeExceptionally(outcome);
+            }
+          });
+      return stored;
+    }
+
+    /**
+     * {@link #storeInTurn} as a task on {@code loop} (here and now if it refuses the task): after
+     * the copies went out, and in the turn that runs the task.
+     */
+    CompletableFuture<Void> storeLater(Executor loop) {
+      CompletableFuture<Void> stored = new CompletableFuture<>();
+      Runnable task =
+          () ->
+              storeInTurn(loop)
+                  .whenComplete(
+                      (ok, failure) -> {
+                        if (failure == null) {
+                          stored.complete(null);
+                        } else {
+                          stored.completeExceptionally(failure);
+                        }
+                      });
       try {
-        executor.execute(task);
+        loop.execute(task);
       } catch (RejectedExecutionException e) { // the event loop is shutting down
         task.run();
       }
@@ -639,7 +710,7 @@ final class WritePath {
         store.releaseReserved(newSlots, commitTried ? usedSlots : 0, newSlots.length);
       }
     }
-    Stored stored = writeBack(v, range, data, placement, true, null);
+    Stored stored = writeBack(v, range, data, placement, true, null, false);
     return new Stored(stored.copies(), v.nextSeq.get() - 1, true);
   }
 

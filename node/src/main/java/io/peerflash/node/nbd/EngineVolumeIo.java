@@ -8,6 +8,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.function.Supplier;
 
 /**
  * The volumes of this node's own engine: reads and writes that need no wait run on the calling
@@ -16,10 +17,16 @@ import java.util.concurrent.Executor;
 final class EngineVolumeIo implements VolumeIo {
   private final CacheEngine engine;
   private final Executor waits;
+  private final Supplier<Executor> callersLoop;
 
-  EngineVolumeIo(CacheEngine engine, Executor waits) {
+  /**
+   * @param callersLoop the event loop the calling thread runs, or null: the writes it stores in one
+   *     turn commit their index entries together
+   */
+  EngineVolumeIo(CacheEngine engine, Executor waits, Supplier<Executor> callersLoop) {
     this.engine = engine;
     this.waits = waits;
+    this.callersLoop = callersLoop;
   }
 
   @Override
@@ -48,7 +55,9 @@ final class EngineVolumeIo implements VolumeIo {
 
   @Override
   public CompletableFuture<Void> write(String volume, long offset, ByteBuffer data) {
-    return engine.submitWrite(volume, offset, data, waits).thenApply(ack -> null);
+    return engine
+        .submitWriteOnLoop(volume, offset, data, waits, callersLoop.get())
+        .thenApply(ack -> null);
   }
 
   @Override

@@ -46,9 +46,16 @@ public final class ForwardedIoGrpcService
   private final EngineVolumeIo local;
   private final Set<String> audited = ConcurrentHashMap.newKeySet();
 
-  public ForwardedIoGrpcService(CacheEngine engine, Executor waits, ClusterRouting cluster) {
+  /**
+   * @param callersLoop the event loop the calling (transport) thread runs, or null
+   */
+  public ForwardedIoGrpcService(
+      CacheEngine engine,
+      Executor waits,
+      java.util.function.Supplier<Executor> callersLoop,
+      ClusterRouting cluster) {
     this.cluster = cluster;
-    this.local = new EngineVolumeIo(engine, waits);
+    this.local = new EngineVolumeIo(engine, waits, callersLoop);
   }
 
   /** The methods to serve on the transport thread: the engine hands off whatever may wait. */

@@ -15,6 +15,7 @@ import io.grpc.netty.shaded.io.netty.channel.group.DefaultChannelGroup;
 import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
+import io.grpc.netty.shaded.io.netty.util.concurrent.EventExecutor;
 import io.grpc.netty.shaded.io.netty.util.concurrent.GlobalEventExecutor;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.observe.RequestTimer;
@@ -27,6 +28,8 @@ import java.nio.file.Path;
 import java.nio.file.attribute.GroupPrincipal;
 import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -100,7 +103,7 @@ public final class NbdServer implements AutoCloseable {
       RequestTimer timer,
       EventLoopGroup loops)
       throws IOException {
-    EngineVolumeIo local = new EngineVolumeIo(engine, waits);
+    EngineVolumeIo local = new EngineVolumeIo(engine, waits, callersLoop(loops));
     VolumeIo volumes =
         cluster == null
             ? local
@@ -111,6 +114,24 @@ public final class NbdServer implements AutoCloseable {
       volumes.close();
       throw e;
     }
+  }
+
+  /** The loop of {@code loops} the calling thread runs, or null (also without shared loops). */
+  private static java.util.function.Supplier<java.util.concurrent.Executor> callersLoop(
+      EventLoopGroup loops) {
+    if (loops == null) {
+      return () -> null;
+    }
+    List<EventExecutor> all = new ArrayList<>();
+    loops.forEach(all::add);
+    return () -> {
+      for (EventExecutor loop : all) {
+        if (loop.inEventLoop()) {
+          return loop;
+        }
+      }
+      return null;
+    };
   }
 
   /**

@@ -282,7 +282,7 @@ class SubmitWriteTest {
     assertThat(next).as("the next write of the block").isNotDone();
     assertThat(policy).as("a policy change").isNotDone();
 
-    loop.poll().run();
+    runAll(loop); // the own store, then the commit of the turn it joined
     acked.get(5, TimeUnit.SECONDS);
     policy.get(5, TimeUnit.SECONDS);
     copies.poll(5, TimeUnit.SECONDS).complete(null);
@@ -303,9 +303,91 @@ class SubmitWriteTest {
     assertThat(acked).isNotDone();
     assertThat(handOffs).as("no destage before the own store").hasValue(0);
 
-    loop.poll().run();
+    runAll(loop);
     acked.get(10, TimeUnit.SECONDS);
     assertThat(onStorage(0, BLOCK)).isEqualTo(data);
+  }
+
+  /** Runs a test loop's tasks, those they queue included, until none is left. */
+  private static void runAll(Deque<Runnable> loop) {
+    for (Runnable task = loop.poll(); task != null; task = loop.poll()) {
+      task.run();
+    }
+  }
+
+  @Test
+  void theWritesStoredInOneTurnOfTheLoopCommitTheirIndexEntriesAsOneBatch() throws Exception {
+    engine.createVolume("solo", 1 << 20, CacheMode.WRITE_BACK, 0);
+    Deque<Runnable> loop = new ArrayDeque<>();
+    long groups0 = engine.status().commitGroups();
+    List<CompletableFuture<WriteAck>> acked = new java.util.ArrayList<>();
+    for (int i = 0; i < 32; i++) {
+      acked.add(
+          engine.submitWriteOnLoop(
+              "solo", (long) i * BLOCK, ByteBuffer.wrap(filled(BLOCK, i + 1)), waits, loop::add));
+    }
+    assertThat(loop).as("one commit queued behind the turn's writes").hasSize(1);
+    assertThat(acked)
+        .as("acked before their index entries are committed")
+        .noneMatch(f -> f.isDone());
+    assertThat(engine.read("solo", 0, BLOCK))
+        .as("not visible before the commit")
+        .isEqualTo(new byte[BLOCK]);
+    runAll(loop);
+    for (int i = 0; i < 32; i++) {
+      assertThat(acked.get(i)).isCompletedWithValue(WriteAck.COPIES);
+      assertThat(engine.read("solo", (long) i * BLOCK, BLOCK)).isEqualTo(filled(BLOCK, i + 1));
+    }
+    assertThat(engine.status().commitGroups() - groups0).as("index writes").isEqualTo(1);
+    assertThat(handOffs).as("hand-offs").hasValue(0);
+
+    // A write stored after the commit ran (here: by a task of the next turn) opens a turn of its
+    // own; it is not lost in the one already committed.
+    CompletableFuture<WriteAck> later =
+        engine.submitWriteOnLoop(
+            "solo", 40L * BLOCK, ByteBuffer.wrap(filled(BLOCK, 99)), waits, loop::add);
+    assertThat(loop).hasSize(1);
+    runAll(loop);
+    assertThat(later).isCompletedWithValue(WriteAck.COPIES);
+    assertThat(engine.status().commitGroups() - groups0).isEqualTo(2);
+    // After a restart every acknowledged write is there: the batches reached the index.
+    engine.close();
+    engine =
+        CacheEngine.open(EngineConfig.defaults(dir.resolve("data"), 8 << 20), backing, Time.SYSTEM);
+    engine.setReplicationPort(port);
+    engine.start();
+    for (int i = 0; i < 32; i++) {
+      assertThat(engine.read("solo", (long) i * BLOCK, BLOCK)).isEqualTo(filled(BLOCK, i + 1));
+    }
+    assertThat(engine.read("solo", 40L * BLOCK, BLOCK)).isEqualTo(filled(BLOCK, 99));
+  }
+
+  @Test
+  void aFailedTurnCommitFailsEveryWriteOfTheTurnAndAcknowledgesNone() throws Exception {
+    engine.createVolume("solo", 1 << 20, CacheMode.WRITE_BACK, 0);
+    Deque<Runnable> loop = new ArrayDeque<>();
+    List<CompletableFuture<WriteAck>> acked = new java.util.ArrayList<>();
+    for (int i = 0; i < 4; i++) {
+      acked.add(
+          engine.submitWriteOnLoop(
+              "solo", (long) i * BLOCK, ByteBuffer.wrap(filled(BLOCK, 5)), waits, loop::add));
+    }
+    // The node loses track of what is on its disk (a failed fsync) before the turn commits.
+    io.peerflash.replication.fault.FaultPoints faults =
+        new io.peerflash.replication.fault.FaultPoints();
+    engine.setFaultPoints(faults);
+    faults.arm(
+        io.peerflash.replication.fault.FaultPoints.LOCAL_FSYNC,
+        "cache.slots",
+        io.peerflash.replication.fault.FaultPoints.Action.DROP,
+        0,
+        1);
+    assertThatThrownBy(() -> engine.syncLocal()).isInstanceOf(CacheException.class);
+    runAll(loop);
+    for (CompletableFuture<WriteAck> f : acked) {
+      assertThat(f).isCompletedExceptionally();
+      assertThatThrownBy(f::join).hasMessageContaining("local flash failed");
+    }
   }
 
   @Test
