@@ -5,7 +5,8 @@
 # TLS, to the owner's NBD port), QD1 then QD32, alternating between the builds. Prints each run's
 # IOPS and p50 (fio's completion latency).
 #
-#   it-tests/bench/nbd-ab.sh JAR_A JAR_B [ROUNDS]      (default 3; DUR=S sets the run length, 10)
+#   it-tests/bench/nbd-ab.sh JAR_A JAR_B [ROUNDS]      (default 3; DUR=S sets the run length, 10;
+#                                                       REPLICAS=0 for volumes without a replica)
 #
 # Build each jar from its commit (mvn -B -q -ntp package -DskipTests) and copy
 # node/target/peerflash.jar aside. Run it twice with the jars swapped: the cluster in the first
@@ -20,6 +21,7 @@ B=$2
 R=${3:-3}
 DUR=${DUR:-10}
 TLS=${TLS:-0}
+REPLICAS=${REPLICAS:-1}
 up() { # id jar base raft http nbd
   local d=/tmp/nbd-ab-$1
   rm -rf "$d"
@@ -72,8 +74,8 @@ as_client() { # id command...: as the client of cluster id (its own libnbd home 
   fi
 }
 rm -rf /tmp/nbd-ab-a-home /tmp/nbd-ab-b-home
-pf a 18901 volume create v --size 128MiB --replicas 1 >/dev/null
-pf b 18951 volume create v --size 128MiB --replicas 1 >/dev/null
+pf a 18901 volume create v --size 128MiB --replicas "$REPLICAS" >/dev/null
+pf b 18951 volume create v --size 128MiB --replicas "$REPLICAS" >/dev/null
 SA=$(uri a 18901 18931)
 SB=$(uri b 18951 18981)
 run() { # id uri qd
