@@ -78,21 +78,31 @@ final class TurnCommits {
       open.remove();
     }
     CacheException failure = null;
+    Error fatal = null;
     try {
       store.commit(t.batch);
     } catch (CacheException e) {
       failure = e;
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
       failure =
           new CacheException(
               CacheException.Reason.UNAVAILABLE, "local index commit failed: " + e, e);
+      fatal = e instanceof Error error ? error : null;
     }
+    // Every write of the turn hears how it went, whatever happens to one of them: a write left
+    // waiting would hold its block locks and the volume's gate for good.
     for (Committed c : t.waiting) {
       try {
         c.then(failure);
-      } catch (RuntimeException e) {
+      } catch (RuntimeException | Error e) {
         log.error("a write's completion after its index commit failed", e);
+        if (e instanceof Error error && fatal == null) {
+          fatal = error;
+        }
       }
+    }
+    if (fatal != null) {
+      throw fatal;
     }
   }
 }

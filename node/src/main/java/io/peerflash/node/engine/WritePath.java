@@ -370,9 +370,12 @@ final class WritePath {
       Batch batch;
       try {
         batch = writeSlots();
-      } catch (CacheException | RuntimeException e) {
+      } catch (CacheException | RuntimeException | Error e) {
         close();
         stored.completeExceptionally(e);
+        if (e instanceof Error error) {
+          throw error;
+        }
         return stored;
       }
       commitTried = true;
@@ -387,12 +390,12 @@ final class WritePath {
               } else {
                 commitTried = BlockStore.mayBeApplied(failure);
               }
-            } catch (RuntimeException e) {
+            } catch (RuntimeException | Error e) {
               outcome = e;
             } finally {
               try {
                 close();
-              } catch (RuntimeException e) {
+              } catch (RuntimeException | Error e) {
                 outcome = outcome == null ? e : outcome;
               }
             }

@@ -178,9 +178,20 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
                           try {
                             channelRead(ctx, Unpooled.EMPTY_BUFFER);
                           } catch (Exception e) {
-                            ctx.fireExceptionCaught(e);
+                            exceptionCaught(ctx, e); // this handler's: it closes the connection
                           }
                         }));
+  }
+
+  @Override
+  public void channelReadComplete(ChannelHandlerContext ctx) throws Exception {
+    if (waitingForMap) {
+      // Not the decoder's own: with auto-read off and no message decoded it asks for another
+      // read, so a client could go on sending while the option waits.
+      ctx.fireChannelReadComplete();
+      return;
+    }
+    super.channelReadComplete(ctx);
   }
 
   private void drop(ChannelHandlerContext ctx, ByteBuf in, String why) {

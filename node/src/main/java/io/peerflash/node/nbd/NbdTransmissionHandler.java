@@ -46,6 +46,7 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
   private boolean disconnecting;
   private boolean reading; // inside channelRead .. channelReadComplete; event loop only
   private boolean flushPending; // replies written and not flushed; event loop only
+  private boolean flushQueued; // a task to flush them is queued on the loop; event loop only
   // Replies completed on other threads and not yet written on the loop: the last one flushes.
   private final AtomicInteger repliesQueued = new AtomicInteger();
 
@@ -261,15 +262,30 @@ final class NbdTransmissionHandler extends ChannelInboundHandlerAdapter {
     }
   }
 
-  /** On the event loop: writes a reply, flushing now unless a read or a queued reply follows. */
+  /**
+   * On the event loop: writes a reply, to be flushed at the end of the read it answers, after the
+   * last reply queued from another thread, or else by a task queued behind the loop's current one
+   * (so the replies a task completes together, e.g. the writes of one index commit or of one batch
+   * of replica acks, leave in one send).
+   */
   private void send(ByteBuf reply, boolean wasQueued) {
     channel.write(reply);
     flushPending = true;
     boolean moreQueued = wasQueued && repliesQueued.decrementAndGet() > 0;
-    if (!reading && !moreQueued) {
-      flushIfPending();
+    if (!reading && !moreQueued && !flushQueued) {
+      flushQueued = true;
+      try {
+        channel.eventLoop().execute(this::flushQueued);
+      } catch (RejectedExecutionException e) { // shutting down: flush what there is now
+        flushQueued();
+      }
     }
     finished();
+  }
+
+  private void flushQueued() {
+    flushQueued = false;
+    flushIfPending();
   }
 
   private void finished() {

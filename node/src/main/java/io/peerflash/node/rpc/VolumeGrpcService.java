@@ -180,6 +180,37 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     return call.run();
   }
 
+  /**
+   * {@link #caughtUp} without blocking a thread: the second try runs when the catch-up completes,
+   * on the thread that completes it.
+   */
+  private <T> CompletableFuture<T> caughtUpLater(String volume, Call<T> call) {
+    try {
+      return CompletableFuture.completedFuture(call.run());
+    } catch (CacheException e) {
+      if (e.reason() != CacheException.Reason.NOT_FOUND) {
+        return CompletableFuture.failedFuture(e);
+      }
+    } catch (io.grpc.StatusRuntimeException e) {
+      if (e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+        return CompletableFuture.failedFuture(e);
+      }
+    }
+    return cluster
+        .catchUp()
+        .handle(
+            (ok, failure) -> {
+              if (failure != null) {
+                throw catchUpFailed(volume, failure).asRuntimeException();
+              }
+              try {
+                return call.run();
+              } catch (CacheException e) {
+                throw new CompletionException(e);
+              }
+            });
+  }
+
   private static Status catchUpFailed(String volume, Throwable why) {
     Throwable cause =
         why instanceof CompletionException && why.getCause() != null ? why.getCause() : why;
@@ -270,13 +301,15 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void getVolume(GetVolumeRequest req, StreamObserver<Volume> out) {
-    answer(
+    if (cluster == null) {
+      answer(out, () -> withNbdUris(volume(req.getName())));
+      return;
+    }
+    answerLater(
         out,
         () ->
-            withNbdUris(
-                cluster != null
-                    ? caughtUp(req.getName(), () -> cluster.getVolume(req.getName()))
-                    : volume(req.getName())));
+            caughtUpLater(req.getName(), () -> cluster.getVolume(req.getName()))
+                .thenApply(this::withNbdUris));
   }
 
   private volatile List<String> nbdUriTemplates = List.of();
@@ -304,28 +337,26 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
 
   @Override
   public void listVolumes(ListVolumesRequest req, StreamObserver<ListVolumesResponse> out) {
+    if (cluster != null) {
+      // A volume created a moment ago through another node is listed too. Without the leader
+      // (a partition, an election) the list is this node's map: each volume's state says what
+      // this node knows of it, and a list that fails helps no operator.
+      answerLater(
+          out,
+          () ->
+              cluster
+                  .catchUp()
+                  .handle(
+                      (ok, failure) ->
+                          ListVolumesResponse.newBuilder()
+                              .addAllVolumes(cluster.listVolumes())
+                              .build()));
+      return;
+    }
     answer(
         out,
         () -> {
           ListVolumesResponse.Builder b = ListVolumesResponse.newBuilder();
-          if (cluster != null) {
-            try {
-              // A volume created a moment ago through another node is listed here too.
-              cluster.catchUp().get();
-            } catch (InterruptedException e) {
-              Thread.currentThread().interrupt();
-              throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
-            } catch (java.util.concurrent.ExecutionException e) {
-              throw Status.UNAVAILABLE
-                  .withDescription(
-                      "the Raft leader could not be asked within "
-                          + ClusterRouting.CATCH_UP_TIMEOUT_MS
-                          + " ms for the cluster's volumes: "
-                          + e.getCause())
-                  .asRuntimeException();
-            }
-            return b.addAllVolumes(cluster.listVolumes()).build();
-          }
           for (var s : engine.status().volumes()) {
             b.addVolumes(Protos.volume(s));
           }

@@ -267,7 +267,20 @@ class NbdForwardingTest {
               PeerFlashException.class, e -> assertThat(e.code()).isEqualTo(Status.Code.NOT_FOUND));
     }
     assertThatThrownBy(() -> new TlsNbdClient(nbdPort(entry), io, "never").close())
-        .hasMessageContaining("never");
+        .hasMessageContaining("volume 'never' does not exist");
+
+    // Cut off from the leader, the node answers from its own map: a list of what it knows, and an
+    // NBD refusal that says its map may lag instead of claiming the volume does not exist.
+    faults.arm(FaultPoints.RAFT_SUBMIT, entry, Action.DROP);
+    try (PeerFlashClient c = cluster.client(entry)) {
+      assertThat(c.listVolumes())
+          .extracting(v -> v.getName())
+          .contains("fresh", "fresh2", "fresh3");
+    }
+    assertThatThrownBy(() -> new TlsNbdClient(nbdPort(entry), io, "unknown").close())
+        .hasMessageContaining("volume 'unknown' is not known to this node")
+        .hasMessageContaining("may lag");
+    faults.disarm(FaultPoints.RAFT_SUBMIT, entry);
   }
 
   @Test

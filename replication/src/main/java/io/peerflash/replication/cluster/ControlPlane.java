@@ -99,8 +99,10 @@ public final class ControlPlane implements AutoCloseable {
   private final RaftClient commandClient;
   private final RaftClient heartbeatClient;
   private volatile FaultPoints faults = new FaultPoints();
-  private final ReadsAfterNow<ClusterMap> catchUpReads =
-      new ReadsAfterNow<>(this::readLinearizable);
+  // Catch-ups read on a thread of their own: a read that waits out the Raft client's retries
+  // while no leader answers must not hold up commands or the reads of moves and membership.
+  private final SubmitThreads catchUpThreads;
+  private final ReadsAfterNow<ClusterMap> catchUpReads;
   private final SubmitThreads submitThreads;
   private final ScheduledExecutorService leaseExecutor;
   private final ScheduledExecutorService timer;
@@ -126,6 +128,8 @@ public final class ControlPlane implements AutoCloseable {
             new LinkedBlockingQueue<>(),
             new NamedThreadFactory(prefix + "-events", true));
     this.submitThreads = new SubmitThreads(prefix, 2);
+    this.catchUpThreads = new SubmitThreads(prefix + "-catchup", 1);
+    this.catchUpReads = new ReadsAfterNow<>(() -> readLinearizable(catchUpThreads));
     this.leaseExecutor = RaftWiring.scheduler(prefix + "-lease");
     this.timer = RaftWiring.scheduler(prefix + "-timer");
     this.stateMachine = new ClusterStateMachine(eventExecutor);
@@ -284,7 +288,7 @@ public final class ControlPlane implements AutoCloseable {
    * flood of reads.
    */
   public CompletableFuture<ClusterMap> catchUp() {
-    return catchUpReads.next();
+    return catchUpReads.next().copy(); // a caller's cancel must not fail the others' read
   }
 
   /**
@@ -292,8 +296,17 @@ public final class ControlPlane implements AutoCloseable {
    * which is this node's replica and may lag the leader.
    */
   public CompletableFuture<ClusterMap> readLinearizable() {
-    return onSubmitThread(
+    return readLinearizable(submitThreads);
+  }
+
+  private CompletableFuture<ClusterMap> readLinearizable(SubmitThreads threads) {
+    return threads.run(
         () -> {
+          try {
+            faults.hit(FaultPoints.RAFT_SUBMIT, config.nodeId());
+          } catch (FaultPoints.Dropped e) {
+            throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
+          }
           RaftClientReply reply = commandClient.io().sendReadOnly(Message.EMPTY);
           if (!reply.isSuccess()) {
             throw reply.getException() != null
@@ -729,6 +742,7 @@ public final class ControlPlane implements AutoCloseable {
     closeQuietly("heartbeat client", heartbeatClient);
     closeQuietly("command client", commandClient);
     submitThreads.shutdownNow();
+    catchUpThreads.shutdownNow();
     eventExecutor.shutdown();
     try {
       submitThreads.awaitTermination(5, TimeUnit.SECONDS);

@@ -41,7 +41,7 @@ final class ReadsAfterNow<T> {
     CompletableFuture<T> f;
     try {
       f = read.get();
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) { // the reader must not stay "running" for good
       f = CompletableFuture.failedFuture(e);
     }
     f.whenComplete(

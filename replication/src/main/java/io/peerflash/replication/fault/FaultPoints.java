@@ -21,7 +21,10 @@ public final class FaultPoints {
   /** A node's lease heartbeat to the Raft leader. Key: the node id. */
   public static final String LEASE_HEARTBEAT = "lease.heartbeat";
 
-  /** A node submits a command to the Raft leader (cut off: it cannot commit). Key: node id. */
+  /**
+   * A node submits a command or a linearizable read to the Raft leader (cut off: it can neither
+   * commit nor read). Key: node id.
+   */
   public static final String RAFT_SUBMIT = "raft.submit";
 
   /** Re-protection copied everything and is about to commit the peer in sync. Key: the peer. */
