@@ -437,6 +437,7 @@ final class ClusterVolumes implements ClusterRouting {
           Reason.UNAVAILABLE, "the cluster did not commit the change: " + e, e);
     }
     if (r.getOk()) {
+      awaitOwnMap();
       return r;
     }
     Reason reason =
@@ -448,6 +449,22 @@ final class ClusterVolumes implements ClusterRouting {
           default -> Reason.FAILED_PRECONDITION;
         };
     throw new CacheException(reason, r.getMessage());
+  }
+
+  /**
+   * Waits (bounded) until this node's map holds a change it just committed: the leader answered
+   * once it applied the command, this node applies it a moment later (a follower learns of the
+   * commit with the next append), and a stat or list through this node right after must not show
+   * the volume as it was before (a policy just raised to one replica shown HEALTHY with none).
+   */
+  private void awaitOwnMap() {
+    try {
+      catchUp().get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (java.util.concurrent.ExecutionException e) {
+      // The change is committed either way; only this node's view of it may lag.
+    }
   }
 
   /** A pause in a wait loop, on the node's clock (whose deadlines the loops read). */

@@ -269,6 +269,15 @@ class NbdForwardingTest {
     assertThatThrownBy(() -> new TlsNbdClient(nbdPort(entry), io, "never").close())
         .hasMessageContaining("volume 'never' does not exist");
 
+    // A change made through a lagging node shows in that node's answers at once.
+    faults.arm(FaultPoints.MAP_APPLY, entry, Action.DELAY, 2_500, 1);
+    try (PeerFlashClient c = cluster.client(entry)) {
+      c.setPolicy("fresh3", CacheMode.WRITE_THROUGH, 0);
+      assertThat(c.getVolume("fresh3").getPolicy().getMode())
+          .as("fresh3's mode through " + entry + " right after it changed it")
+          .isEqualTo(CacheMode.WRITE_THROUGH);
+    }
+
     // Cut off from the leader, the node answers from its own map: a list of what it knows, and an
     // NBD refusal that says its map may lag instead of claiming the volume does not exist.
     faults.arm(FaultPoints.RAFT_SUBMIT, entry, Action.DROP);
