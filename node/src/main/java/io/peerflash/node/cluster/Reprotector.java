@@ -97,6 +97,7 @@ final class Reprotector {
     List<VolumeRecord> owned = map.volumesOwnedBy(nodeId);
     pacer.retainOnly(owned.stream().map(VolumeRecord::name).collect(Collectors.toSet()));
     for (VolumeRecord rec : owned) {
+      pacer.seen(rec.name(), rec);
       if (rec.mode() != CacheMode.WRITE_BACK) {
         maybeClearReplicas(rec);
         continue;

@@ -44,6 +44,19 @@ final class RequestPacer {
     return true;
   }
 
+  /**
+   * Tells the pacer the volume's situation as the node sees it now, whether or not it asks for
+   * anything: a situation that changed since the last request was made is a new one even if it
+   * changes back (a policy raised, lowered and raised again is asked for at once, not after the
+   * pause the first ask started).
+   */
+  void seen(String volume, Object situation) {
+    Attempt previous = last.get(volume);
+    if (previous != null && !previous.situation().equals(situation)) {
+      last.remove(volume, previous);
+    }
+  }
+
   /** How long until the same request for the same situation is due again; 0 if it is due now. */
   long msUntilDue(String volume) {
     Attempt previous = last.get(volume);

@@ -30,6 +30,17 @@ class RequestPacerTest {
   }
 
   @Test
+  void aSituationThatChangedAndChangedBackIsANewOne() {
+    assertThat(pacer.due("vm1", "add replicas", "replicas 1, epoch 3")).isTrue();
+    pacer.seen("vm1", "replicas 1, epoch 3"); // looked again, nothing changed: still paced
+    assertThat(pacer.due("vm1", "add replicas", "replicas 1, epoch 3")).isFalse();
+    pacer.seen("vm1", "replicas 0, epoch 3"); // lowered...
+    pacer.seen("vm1", "replicas 1, epoch 3"); // ...and raised again: ask at once
+    assertThat(pacer.due("vm1", "add replicas", "replicas 1, epoch 3")).isTrue();
+    assertThat(pacer.due("vm1", "add replicas", "replicas 1, epoch 3")).isFalse();
+  }
+
+  @Test
   void volumesArePacedApartAndAForgottenOneStartsAfresh() {
     assertThat(pacer.due("vm1", "add replicas", "epoch 3")).isTrue();
     assertThat(pacer.due("vm2", "add replicas", "epoch 3")).isTrue();
