@@ -347,7 +347,14 @@ public final class PeerFlashNode implements AutoCloseable {
     }
     try {
       return NbdServer.start(
-          settings, engine, cluster, config, waits, timer, loops == null ? null : loops.nbdLoops());
+          settings,
+          engine,
+          cluster,
+          config,
+          waits,
+          timer,
+          loops == null ? null : loops.nbdLoops(),
+          callersLoop(loops));
     } catch (IOException | RuntimeException e) {
       server.shutdownNow();
       throw e;

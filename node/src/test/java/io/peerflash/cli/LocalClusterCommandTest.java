@@ -329,6 +329,18 @@ class LocalClusterCommandTest {
    */
   private Thread startUntilReady(PeerFlashCli cli, int nodes, int base, AtomicInteger code)
       throws InterruptedException {
+    Thread runner = start(cli, nodes, base, code);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
+    while (!out().contains("cluster ready")) {
+      assertThat(runner.isAlive()).as(out() + err()).isTrue();
+      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
+      Thread.sleep(20);
+    }
+    return runner;
+  }
+
+  /** Runs local-cluster with {@code nodes} nodes on a thread of its own, started. */
+  private Thread start(PeerFlashCli cli, int nodes, int base, AtomicInteger code) {
     Thread runner =
         new Thread(
             () ->
@@ -345,12 +357,6 @@ class LocalClusterCommandTest {
                         Integer.toString(base + 100))),
             "test-local-cluster");
     runner.start();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
-    while (!out().contains("cluster ready")) {
-      assertThat(runner.isAlive()).as(out() + err()).isTrue();
-      assertThat(System.nanoTime()).as("cluster ready in time").isLessThan(deadline);
-      Thread.sleep(20);
-    }
     return runner;
   }
 
@@ -359,22 +365,7 @@ class LocalClusterCommandTest {
     int base = twoFreePorts();
     PeerFlashCli cli = cli(fakeLauncher("-Dfakenode.fencedStatusCalls=3"));
     AtomicInteger code = new AtomicInteger(-1);
-    Thread runner =
-        new Thread(
-            () ->
-                code.set(
-                    cli.execute(
-                        "local-cluster",
-                        "--nodes",
-                        "1",
-                        "--dir",
-                        tmp.toString(),
-                        "--base-port",
-                        Integer.toString(base),
-                        "--raft-base-port",
-                        Integer.toString(base + 100))),
-            "test-local-cluster");
-    runner.start();
+    Thread runner = start(cli, 1, base, code);
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
     while (!out().contains("use: --target")) {
       assertThat(runner.isAlive()).as(out() + err()).isTrue();

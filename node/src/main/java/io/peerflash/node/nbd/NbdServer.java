@@ -15,7 +15,6 @@ import io.grpc.netty.shaded.io.netty.channel.group.DefaultChannelGroup;
 import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
-import io.grpc.netty.shaded.io.netty.util.concurrent.EventExecutor;
 import io.grpc.netty.shaded.io.netty.util.concurrent.GlobalEventExecutor;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.observe.RequestTimer;
@@ -28,10 +27,9 @@ import java.nio.file.Path;
 import java.nio.file.attribute.GroupPrincipal;
 import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -93,6 +91,8 @@ public final class NbdServer implements AutoCloseable {
    * forwarded to that owner, waiting at most {@code nbd-forward-timeout-ms} for one).
    *
    * @param loops the node's shared event loops (epoll), or null for loops of its own
+   * @param callersLoop the node's loop the calling thread runs, or null (its writes then commit
+   *     their index entries per turn of it)
    */
   public static NbdServer start(
       Settings settings,
@@ -101,9 +101,10 @@ public final class NbdServer implements AutoCloseable {
       io.peerflash.node.NodeConfig config,
       Executor waits,
       RequestTimer timer,
-      EventLoopGroup loops)
+      EventLoopGroup loops,
+      Supplier<Executor> callersLoop)
       throws IOException {
-    EngineVolumeIo local = new EngineVolumeIo(engine, waits, callersLoop(loops));
+    EngineVolumeIo local = new EngineVolumeIo(engine, waits, callersLoop);
     VolumeIo volumes =
         cluster == null
             ? local
@@ -114,24 +115,6 @@ public final class NbdServer implements AutoCloseable {
       volumes.close();
       throw e;
     }
-  }
-
-  /** The loop of {@code loops} the calling thread runs, or null (also without shared loops). */
-  private static java.util.function.Supplier<java.util.concurrent.Executor> callersLoop(
-      EventLoopGroup loops) {
-    if (loops == null) {
-      return () -> null;
-    }
-    List<EventExecutor> all = new ArrayList<>();
-    loops.forEach(all::add);
-    return () -> {
-      for (EventExecutor loop : all) {
-        if (loop.inEventLoop()) {
-          return loop;
-        }
-      }
-      return null;
-    };
   }
 
   /**

@@ -130,18 +130,10 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
     try {
       cluster.routeIo(volume);
     } catch (io.grpc.StatusRuntimeException e) {
-      if (e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+      if (!notFound(e)) {
         throw e;
       }
-      return cluster
-          .catchUp()
-          .handle(
-              (ok, failure) -> {
-                if (failure != null) {
-                  throw catchUpFailed(volume, failure).asRuntimeException();
-                }
-                return ok;
-              })
+      return catchUp(volume)
           .thenComposeAsync(
               ok -> {
                 cluster.routeIo(volume);
@@ -160,22 +152,15 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   private <T> T caughtUp(String volume, Call<T> call) throws CacheException {
     try {
       return call.run();
-    } catch (CacheException e) {
-      if (cluster == null || e.reason() != CacheException.Reason.NOT_FOUND) {
-        throw e;
-      }
-    } catch (io.grpc.StatusRuntimeException e) {
-      if (cluster == null || e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+    } catch (CacheException | io.grpc.StatusRuntimeException e) {
+      if (cluster == null || !notFound(e)) {
         throw e;
       }
     }
     try {
-      cluster.catchUp().get();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
-    } catch (java.util.concurrent.ExecutionException e) {
-      throw catchUpFailed(volume, e.getCause()).asRuntimeException();
+      catchUp(volume).join(); // bounded by ClusterRouting.CATCH_UP_TIMEOUT_MS
+    } catch (CompletionException e) {
+      throw (RuntimeException) e.getCause();
     }
     return call.run();
   }
@@ -187,15 +172,34 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
   private <T> CompletableFuture<T> caughtUpLater(String volume, Call<T> call) {
     try {
       return CompletableFuture.completedFuture(call.run());
-    } catch (CacheException e) {
-      if (e.reason() != CacheException.Reason.NOT_FOUND) {
-        return CompletableFuture.failedFuture(e);
-      }
-    } catch (io.grpc.StatusRuntimeException e) {
-      if (e.getStatus().getCode() != Status.Code.NOT_FOUND) {
+    } catch (CacheException | io.grpc.StatusRuntimeException e) {
+      if (!notFound(e)) {
         return CompletableFuture.failedFuture(e);
       }
     }
+    return catchUp(volume)
+        .thenApply(
+            ok -> {
+              try {
+                return call.run();
+              } catch (CacheException e) {
+                throw new CompletionException(e);
+              }
+            });
+  }
+
+  private static boolean notFound(Exception e) {
+    return e instanceof CacheException c
+        ? c.reason() == CacheException.Reason.NOT_FOUND
+        : e instanceof io.grpc.StatusRuntimeException s
+            && s.getStatus().getCode() == Status.Code.NOT_FOUND;
+  }
+
+  /**
+   * Completes once this node's map has caught up with the leader's; fails with UNAVAILABLE naming
+   * why it could not ({@link #catchUpFailed}).
+   */
+  private CompletableFuture<Void> catchUp(String volume) {
     return cluster
         .catchUp()
         .handle(
@@ -203,11 +207,7 @@ public final class VolumeGrpcService extends VolumeServiceGrpc.VolumeServiceImpl
               if (failure != null) {
                 throw catchUpFailed(volume, failure).asRuntimeException();
               }
-              try {
-                return call.run();
-              } catch (CacheException e) {
-                throw new CompletionException(e);
-              }
+              return null;
             });
   }
 
