@@ -248,10 +248,15 @@ final class BenchCommand implements Callable<Integer> {
       if (!dr.equals("pipeline") && !dr.equals("threads")) {
         throw new IllegalArgumentException("--driver must be pipeline or threads, got " + driver);
       }
-      if (replicas < 0 || replicas > 2) {
-        throw new IllegalArgumentException("--replicas must be 0, 1 or 2, got " + replicas);
+      if (replicas < 0 || replicas > io.peerflash.replication.data.Replicas.MAX_REPLICAS) {
+        throw new IllegalArgumentException(
+            "--replicas must be 0 to "
+                + io.peerflash.replication.data.Replicas.MAX_REPLICAS
+                + ", got "
+                + replicas);
       }
-      if (sizeBytes < Workload.SEQ_WRITE.blockBytes() || sizeBytes % 4096 != 0) {
+      if (sizeBytes < Workload.SEQ_WRITE.blockBytes()
+          || sizeBytes % io.peerflash.util.Blocks.BLOCK_BYTES != 0) {
         throw new IllegalArgumentException(
             "--size must be a multiple of 4 KiB and at least 1 MiB, got " + sizeBytes);
       }

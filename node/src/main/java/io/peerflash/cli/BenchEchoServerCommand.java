@@ -102,6 +102,12 @@ final class BenchEchoServerCommand implements Callable<Integer> {
     }
     TlsDirectory tls = identity();
     PeerFlashCli cli = (PeerFlashCli) spec.root().userObject();
+    if (tls == null) {
+      cli.err()
+          .println(
+              "warning: --insecure: plaintext, anyone who reaches the port may call the echo"
+                  + " server and read what its clients send");
+    }
     Echo.Running server = Echo.start(listen.substring(0, colon), port, rpcThreads, tls);
     Thread hook = new Thread(server::close, "peerflash-echo-stop");
     Runtime.getRuntime().addShutdownHook(hook);

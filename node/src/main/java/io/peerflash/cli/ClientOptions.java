@@ -43,6 +43,14 @@ final class ClientOptions {
   @Spec(Spec.Target.MIXEE)
   CommandSpec command;
 
+  private boolean warnedInsecure;
+
+  /** Whether --insecure was given on the command line (not only through the environment). */
+  private boolean insecureGivenAsOption() {
+    return command.commandLine().getParseResult() != null
+        && command.commandLine().getParseResult().hasMatchedOption("--insecure");
+  }
+
   PeerFlashCli cli() {
     return (PeerFlashCli) command.root().userObject();
   }
@@ -79,6 +87,16 @@ final class ClientOptions {
       throw new ParameterException(command.commandLine(), "give --certs or --insecure, not both");
     }
     if (insecure) {
+      if (!warnedInsecure) {
+        warnedInsecure = true;
+        cli()
+            .err()
+            .println(
+                "warning: --insecure"
+                    + (insecureGivenAsOption() ? "" : " (PEERFLASH_INSECURE)")
+                    + ": plaintext, the node is not authenticated and anyone on the network can"
+                    + " read and change what this command sends and receives");
+      }
       return ClientSecurity.insecure();
     }
     if (certs == null) {

@@ -29,6 +29,8 @@ import picocli.CommandLine.Spec;
     name = "volume",
     description = "Create, list, inspect and delete volumes, and change their cache policy.")
 final class VolumeCommand implements Callable<Integer> {
+  private static final int BLOCK = io.peerflash.util.Blocks.BLOCK_BYTES;
+
   @Spec CommandSpec spec;
 
   @Override
@@ -124,16 +126,18 @@ final class VolumeCommand implements Callable<Integer> {
         throw new ParameterException(
             spec.commandLine(), "Missing required option: '--size=SIZE' (or --adopt)");
       }
-      if (sizeBytes != null && (sizeBytes <= 0 || sizeBytes % 4096 != 0)) {
-        long below = sizeBytes / 4096 * 4096;
+      if (sizeBytes != null && (sizeBytes <= 0 || sizeBytes % BLOCK != 0)) {
+        long below = sizeBytes / BLOCK * BLOCK;
         throw new ParameterException(
             spec.commandLine(),
             "--size "
                 + sizeBytes
-                + " is not a positive multiple of 4096 bytes (4KiB); "
+                + " is not a positive multiple of "
+                + BLOCK
+                + " bytes (4KiB); "
                 + (below > 0
-                    ? "the nearest valid sizes are " + below + " and " + (below + 4096)
-                    : "the smallest valid size is 4096"));
+                    ? "the nearest valid sizes are " + below + " and " + (below + BLOCK)
+                    : "the smallest valid size is " + BLOCK));
       }
       try (PeerFlashClient c = client.connect()) {
         Volume v =

@@ -348,6 +348,13 @@ class PeerFlashCliTest {
     assertThat(runReal("status", "--target", target, "--certs", adminCerts(), "--insecure"))
         .isEqualTo(2);
     assertThat(err()).contains("give --certs or --insecure, not both");
+    // Plaintext is never silent: the command says what it gives up before it connects.
+    assertThat(runReal("status", "--target", target, "--insecure")).isEqualTo(1);
+    assertThat(err())
+        .startsWith(
+            "warning: --insecure: plaintext, the node is not authenticated and anyone on the"
+                + " network can read and change what this command sends and receives\n")
+        .contains("cannot reach peerflash node at " + target);
     Path missing = tmp.resolve("no-such-identity");
     assertThat(runReal("status", "--target", target, "--certs", missing.toString())).isEqualTo(2);
     assertThat(err()).contains("--certs: ").contains(missing.toString());

@@ -225,7 +225,16 @@ class ProcessClusterIT {
       t.start();
       writers.add(t);
     }
-    Thread.sleep(2000);
+    // The kill comes once the writers have a few hundred acknowledged writes on the owner, not
+    // after a fixed time (a loaded machine may have done none).
+    long warm = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (acked.get() < 300 && System.nanoTime() < warm) {
+      synchronized (failures) {
+        assertThat(failures).as("writer failures before the kill").isEmpty();
+      }
+      Thread.sleep(20);
+    }
+    assertThat(acked.get()).as("writes acknowledged before the kill").isGreaterThanOrEqualTo(300);
     String owner = ownerOf("vm");
     assertThat(owner).isEqualTo("n1");
     try (PeerFlashClient c = nodes.get("n1").connect()) {

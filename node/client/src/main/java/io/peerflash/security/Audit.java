@@ -34,6 +34,24 @@ public final class Audit {
   }
 
   /**
+   * A connection or call refused for its certificate before any request was read (at the TLS
+   * handshake, or a call on a connection whose certificate is no longer accepted): what was refused
+   * (e.g. "TLS client", or a Raft peer with its address) and why, naming the certificate.
+   */
+  public static void refusedConnection(String what, String why) {
+    REFUSALS.increment();
+    log.warn("refused {}: {}", what, why);
+  }
+
+  /**
+   * A refusal counted but not logged: a repeat of one logged moments ago (a peer that reconnects
+   * several times a second), summed up in the next line logged for it.
+   */
+  public static void refusedAgain() {
+    REFUSALS.increment();
+  }
+
+  /**
    * An administrative action that was carried out or failed.
    *
    * @param onBehalfOf the client a forwarding node acted for, or null

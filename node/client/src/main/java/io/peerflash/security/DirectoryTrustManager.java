@@ -35,14 +35,25 @@ final class DirectoryTrustManager extends X509ExtendedTrustManager {
   private final TlsDirectory directory;
   private final Sides sides;
   private final String expectedNodeId;
+  private final boolean reports;
 
   /**
    * @param expectedNodeId the node a server must be, or null for one carrying the host dialled
    */
   DirectoryTrustManager(TlsDirectory directory, Sides sides, String expectedNodeId) {
+    this(directory, sides, expectedNodeId, true);
+  }
+
+  /**
+   * @param reports whether a refusal is reported ({@link TlsDirectory#refused}: the audit log and
+   *     the refusal count); false for a caller that reports each refusal itself
+   */
+  DirectoryTrustManager(
+      TlsDirectory directory, Sides sides, String expectedNodeId, boolean reports) {
     this.directory = directory;
     this.sides = sides;
     this.expectedNodeId = expectedNodeId;
+    this.reports = reports;
   }
 
   @Override
@@ -98,7 +109,9 @@ final class DirectoryTrustManager extends X509ExtendedTrustManager {
     try {
       directory.verifyClient(chain);
     } catch (CertificateException e) {
-      directory.refused("TLS client", e);
+      if (reports) {
+        directory.refused("TLS client", e);
+      }
       throw e;
     }
   }
@@ -111,7 +124,9 @@ final class DirectoryTrustManager extends X509ExtendedTrustManager {
     try {
       directory.verifyServer(chain, dialledHost, expectedNodeId);
     } catch (CertificateException e) {
-      directory.refused("TLS server" + (dialledHost == null ? "" : " " + dialledHost), e);
+      if (reports) {
+        directory.refused("TLS server" + (dialledHost == null ? "" : " " + dialledHost), e);
+      }
       throw e;
     }
   }

@@ -242,10 +242,12 @@ public final class TlsDirectory {
 
   /**
    * The trust manager of a node on connections that run both ways between nodes (Raft): peers
-   * connecting in are checked as clients, peers dialled as servers (naming the host dialled).
+   * connecting in are checked as clients, peers dialled as servers (naming the host dialled). Its
+   * refusals are not reported here: Raft's trust manager, which wraps it, reports each one once
+   * (with the membership check's), throttled for peers that keep reconnecting.
    */
   public X509ExtendedTrustManager peerVerifier() {
-    return new DirectoryTrustManager(this, DirectoryTrustManager.Sides.BOTH, null);
+    return new DirectoryTrustManager(this, DirectoryTrustManager.Sides.BOTH, null, false);
   }
 
   /**
@@ -366,9 +368,12 @@ public final class TlsDirectory {
     return time.nowMs();
   }
 
-  /** Logs a refusal of {@code what} (e.g. "TLS client") and tells the refusal listener. */
+  /**
+   * Logs a refusal of {@code what} (e.g. "TLS client") in the audit log and tells the refusal
+   * listener.
+   */
   void refused(String what, CertificateException e) {
-    log.warn("refused {}: {}", what, e.getMessage());
+    Audit.refusedConnection(what, e.getMessage());
     try {
       refusalListener.accept(e.getMessage());
     } catch (RuntimeException listenerFailure) {

@@ -158,10 +158,13 @@ final class TlsMaterial {
   }
 
   /**
-   * What identifies a version of a file cheaply: inode (an atomic replace changes it), mtime, size.
+   * What identifies a version of a file cheaply: inode (an atomic replace changes it), mtime, size,
+   * and where the file system keeps one the inode's change time, which a change of owner or mode
+   * also moves: files that could not be read (a key written by root before its {@code chown} to the
+   * node's user) are tried again once they are given to the node, not only when rewritten.
    */
-  record FileStamp(Object fileKey, long modifiedNanos, long size) {
-    static final FileStamp ABSENT = new FileStamp(null, -1, -1);
+  record FileStamp(Object fileKey, long modifiedNanos, long size, long changedNanos) {
+    static final FileStamp ABSENT = new FileStamp(null, -1, -1, -1);
   }
 
   static Map<String, FileStamp> stamps(Path dir, boolean node) throws IOException {
@@ -169,14 +172,27 @@ final class TlsMaterial {
     for (String name : node ? NODE_FILES : CLIENT_FILES) {
       FileStamp s;
       try {
-        BasicFileAttributes a = Files.readAttributes(dir.resolve(name), BasicFileAttributes.class);
-        s = new FileStamp(a.fileKey(), a.lastModifiedTime().to(TimeUnit.NANOSECONDS), a.size());
+        s = stamp(dir.resolve(name));
       } catch (NoSuchFileException e) {
         s = FileStamp.ABSENT;
       }
       out.put(name, s);
     }
     return out;
+  }
+
+  private static FileStamp stamp(Path file) throws IOException {
+    BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class);
+    long changed = -1;
+    try {
+      if (Files.getAttribute(file, "unix:ctime") instanceof java.nio.file.attribute.FileTime t) {
+        changed = t.to(TimeUnit.NANOSECONDS);
+      }
+    } catch (UnsupportedOperationException | IllegalArgumentException e) {
+      // No "unix" view here: the other three decide.
+    }
+    return new FileStamp(
+        a.fileKey(), a.lastModifiedTime().to(TimeUnit.NANOSECONDS), a.size(), changed);
   }
 
   /** Reads a deny list; a line that is not a hex serial makes the whole file refused. */

@@ -10,6 +10,7 @@ import java.math.BigInteger;
 import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
 import java.security.GeneralSecurityException;
 import java.security.cert.CertificateException;
 import java.security.cert.CertificateExpiredException;
@@ -19,6 +20,7 @@ import java.time.Instant;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.X509ExtendedKeyManager;
 import javax.net.ssl.X509ExtendedTrustManager;
@@ -146,6 +148,33 @@ class TlsDirectoryTest {
         .hasMessageContaining("line 2 is not a hex serial");
   }
 
+  /**
+   * Files that failed to load are tried again when their inode changes, not only their contents: a
+   * key written by root and then given to the node's user ({@code chown}) keeps its inode, mtime
+   * and size, and would otherwise stay refused until the node restarts.
+   */
+  @Test
+  void filesThatFailedAreTriedAgainWhenOnlyTheirInodeChanges() throws Exception {
+    Path list = nodeDir.resolve(TlsDirectory.REVOKED_SERIALS_FILE);
+    Files.writeString(list, "zz\n");
+    assertThatThrownBy(() -> node.reloadIfChanged()).hasMessageContaining("not a hex serial");
+    FileTime modified = Files.getLastModifiedTime(list);
+    Object changed = Files.getAttribute(list, "unix:ctime");
+    // The same inode, size and mtime with other contents, as after a change of owner or mode.
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    do {
+      Files.writeString(list, "1a\n");
+      Files.setLastModifiedTime(list, modified);
+    } while (Files.getAttribute(list, "unix:ctime").equals(changed)
+        && System.nanoTime() < deadline);
+    assertThat(Files.getLastModifiedTime(list)).isEqualTo(modified);
+    assertThat(Files.size(list)).isEqualTo(3);
+
+    assertThat(node.reloadIfChanged()).isTrue();
+    assertThat(node.revokedSerials()).containsExactly(BigInteger.valueOf(0x1a));
+    assertThat(node.lastReloadError()).isEmpty();
+  }
+
   @Test
   void denyListChangesAreLoadedLikeTheRest() throws Exception {
     IssuedCertificate alice = client("alice", Validity.days(30));
@@ -213,6 +242,24 @@ class TlsDirectoryTest {
                         new X509Certificate[] {expired.certificate()}, "UNKNOWN", (SSLEngine) null))
         .isInstanceOf(CertificateExpiredException.class);
     assertThat(refusals.poll()).contains("of client 'old' expired at");
+  }
+
+  /**
+   * A refused certificate is one audit line and one count: the client and server verifiers report
+   * it, the peer verifier does not (Raft's trust manager wraps it and reports each refusal once,
+   * throttled for peers that keep reconnecting).
+   */
+  @Test
+  void aRefusalIsReportedOnceAndNotByTheVerifierRaftWraps() throws Exception {
+    CertificateIssuer other = CertificateIssuer.createCa(null, Validity.days(10));
+    X509Certificate[] foreign = {other.issueNode("n2", List.of(), Validity.days(10)).certificate()};
+    long before = Audit.refusals();
+    assertThatThrownBy(() -> node.clientVerifier().checkClientTrusted(foreign, "UNKNOWN"))
+        .isInstanceOf(CertificateException.class);
+    assertThat(Audit.refusals() - before).isEqualTo(1);
+    assertThatThrownBy(() -> node.peerVerifier().checkClientTrusted(foreign, "UNKNOWN"))
+        .isInstanceOf(CertificateException.class);
+    assertThat(Audit.refusals() - before).isEqualTo(1);
   }
 
   @Test

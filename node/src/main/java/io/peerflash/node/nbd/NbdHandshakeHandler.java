@@ -151,7 +151,8 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
         return false;
       }
     }
-    return volumes.find(name) == null;
+    // A name outside the grant is refused without a look (nor a wait): see export().
+    return NbdGrant.refusal(identity, name) == null && volumes.find(name) == null;
   }
 
   /**
@@ -305,16 +306,20 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
     reply(ctx, option, NbdProtocol.REP_ACK, null);
   }
 
-  /** The export a client may use, or null after answering (or closing) why not. */
+  /**
+   * The export a client may use, or null after answering (or closing) why not. A name outside the
+   * certificate's grant is refused before it is looked up, so a client learns nothing of volumes it
+   * may not use, not even whether they exist.
+   */
   private VolumeExport export(ChannelHandlerContext ctx, int option, String name) {
-    VolumeIo.Volume v = volumes.find(name);
-    String refusal = v == null ? null : NbdGrant.refusal(identity, name);
+    String refusal = NbdGrant.refusal(identity, name);
+    VolumeIo.Volume v = refusal == null ? volumes.find(name) : null;
     if (v == null || refusal != null) {
       if (refusal != null) {
         Audit.refused(identity, "nbd", name, refusal);
       }
       String why =
-          v != null
+          refusal != null
               ? refusal
               : "volume "
                   + io.peerflash.util.Texts.quote(name)
@@ -330,7 +335,10 @@ final class NbdHandshakeHandler extends ByteToMessageDecoder {
         ctx.close();
       } else {
         error(
-            ctx, option, v == null ? NbdProtocol.REP_ERR_UNKNOWN : NbdProtocol.REP_ERR_POLICY, why);
+            ctx,
+            option,
+            refusal != null ? NbdProtocol.REP_ERR_POLICY : NbdProtocol.REP_ERR_UNKNOWN,
+            why);
       }
       return null;
     }

@@ -48,9 +48,10 @@ import java.util.function.Predicate;
  *       by name or prefix; read-only for data when the certificate says so), and status, stat and
  *       list, showing only its volumes.
  *   <li>{@code read-only}: status, stat and list; no data.
- *   <li>a node: the peer methods (replica copies, describing copies) and a move another node
- *       forwards to the owner (that node checked the client's role; the audit line names the
- *       client). Replica copies are further checked against the map's owner by the replica service.
+ *   <li>a node: the peer methods (replica copies, describing copies); a node of the current cluster
+ *       map also a move another node forwards to the owner (that node checked the client's role;
+ *       the audit line names the client). Replica copies are further checked against the map's
+ *       owner by the replica service.
  *   <li>a node of the current cluster map (not a removed one, not a client): I/O another node's NBD
  *       front end forwards to the volume's owner ({@code ForwardedIoService}); that node checked
  *       the client's certificate and grant, and the request names the client for the audit log.
@@ -118,7 +119,8 @@ public final class Authorization implements ServerInterceptor {
 
   /**
    * @param member whether the current cluster map names a node id a member (checked on every
-   *     forwarded-I/O call, so a node removed from the map is cut off at its next call)
+   *     forwarded-I/O call and forwarded move, so a node removed from the map is cut off at its
+   *     next call)
    */
   public Authorization(Predicate<String> member) {
     this.member = member;
@@ -153,6 +155,14 @@ public final class Authorization implements ServerInterceptor {
       refusal =
           who.describe()
               + " is not a member of the cluster map: only members may forward a client's I/O";
+    }
+    if (refusal == null
+        && access == Access.MOVE
+        && who.kind() == Kind.NODE
+        && !member.test(who.name())) {
+      refusal =
+          who.describe()
+              + " is not a member of the cluster map: only members may forward a client's move";
     }
     if (refusal != null) {
       // Refused whatever the request says; its first message only names the volume for the
@@ -213,8 +223,12 @@ public final class Authorization implements ServerInterceptor {
     return !who.volumeNames().isEmpty() || !who.volumePrefixes().isEmpty();
   }
 
+  /**
+   * A scoped io identity's every request that names a volume (a stat included, so that a volume
+   * outside its scope is refused the same way whether it exists or not), and a node's move.
+   */
   private static boolean needsPerMessageCheck(Identity who, Access access) {
-    return (who.role() == Role.IO && scoped(who) && access != Access.STATUS)
+    return (who.role() == Role.IO && scoped(who))
         || (who.kind() == Kind.NODE && access == Access.MOVE);
   }
 
@@ -250,7 +264,10 @@ public final class Authorization implements ServerInterceptor {
     return null;
   }
 
-  /** The client a forwarded request says it is for (as the forwarding node named it), or null. */
+  /**
+   * The client a forwarded request (I/O, or a move) says it is for, as the forwarding node named
+   * it, or null.
+   */
   static String onBehalfOf(Object request) {
     String who = null;
     if (request instanceof ForwardedReadRequest r) {
@@ -260,6 +277,8 @@ public final class Authorization implements ServerInterceptor {
     } else if (request instanceof ForwardedZeroRequest r) {
       who = r.getOnBehalfOf();
     } else if (request instanceof ForwardedFlushRequest r) {
+      who = r.getOnBehalfOf();
+    } else if (request instanceof MoveVolumeRequest r && r.getForwarded()) {
       who = r.getOnBehalfOf();
     }
     return who == null || who.isEmpty() ? null : who;

@@ -147,22 +147,69 @@ class FencingSimulationTest {
   }
 
   private static void runOrFail(long seed, Stats stats) {
-    Sim sim = new Sim(seed, stats);
+    runOrFail(new Sim(seed, stats), seed);
+  }
+
+  private static void runOrFail(Sim sim, long seed) {
     try {
       sim.run();
     } catch (Violation v) {
-      throw new AssertionError(
-          "schedule seed "
-              + seed
-              + " broke an invariant at "
-              + sim.now
-              + " ms: "
-              + v.getMessage()
-              + "\nrerun with -Dpeerflash.sim.seed="
-              + seed
-              + "\nlast events:\n  "
-              + String.join("\n  ", sim.trace),
-          v);
+      throw failed(sim, seed, "broke an invariant", v);
+    } catch (RuntimeException | AssertionError | StackOverflowError e) {
+      // The decision code under test threw: as much a finding as a broken invariant, and as
+      // useless without its seed.
+      throw failed(sim, seed, "failed with " + e.getClass().getSimpleName(), e);
+    }
+  }
+
+  private static AssertionError failed(Sim sim, long seed, String what, Throwable cause) {
+    return new AssertionError(
+        "schedule seed "
+            + seed
+            + " "
+            + what
+            + " at "
+            + sim.now
+            + " ms: "
+            + cause.getMessage()
+            + "\nrerun with -Dpeerflash.sim.seed="
+            + seed
+            + "\nlast events:\n  "
+            + String.join("\n  ", sim.trace),
+        cause);
+  }
+
+  /** Fencing rules a test breaks on purpose (see {@link #aBrokenFencingRuleIsCaught}). */
+  enum BrokenRule {
+    /** Rule (a): an owner serves whether or not its lease is valid. */
+    SERVE_WITHOUT_LEASE,
+    /** Rule (b): an owner whose lease began again serves without reading the map first. */
+    NO_RESYNC_AFTER_LAPSE
+  }
+
+  /**
+   * The schedules are worth only what they catch: each fencing rule broken on purpose (in the
+   * simulation's call of the real {@link Fencing#serve}) is caught as a broken invariant within a
+   * few hundred schedules, and the failure names the seed that reruns it.
+   */
+  @Test
+  void aBrokenFencingRuleIsCaught() {
+    for (BrokenRule rule : BrokenRule.values()) {
+      AssertionError caught = null;
+      int tried = 0;
+      for (long seed = 1; seed <= 2_000 && caught == null; seed++, tried++) {
+        Sim sim = new Sim(seed, new Stats());
+        sim.broken = rule;
+        try {
+          runOrFail(sim, seed);
+        } catch (AssertionError e) {
+          caught = e;
+        }
+      }
+      assertThat(caught).as(rule + " caught within " + tried + " schedules").isNotNull();
+      assertThat(caught.getCause()).isInstanceOf(Violation.class);
+      assertThat(caught.getMessage()).contains("rerun with -Dpeerflash.sim.seed=" + tried);
+      System.out.printf("%s caught by schedule %d of 2000%n", rule, tried);
     }
   }
 
@@ -233,6 +280,9 @@ class FencingSimulationTest {
       String label;
       Runnable action;
     }
+
+    /** A fencing rule broken on purpose, to show that the schedules catch it; null: none. */
+    BrokenRule broken;
 
     Sim(long seed, Stats stats) {
       this.rnd = new Random(seed);
@@ -959,7 +1009,13 @@ class FencingSimulationTest {
 
       Fencing.Serve serveVerdict(String volume) {
         return Fencing.serve(
-            id, inStep, lease.leaseValid(), lease.leaseStarts(), leaseStartsAtSync, map(), volume);
+            id,
+            inStep,
+            broken == BrokenRule.SERVE_WITHOUT_LEASE || lease.leaseValid(),
+            lease.leaseStarts(),
+            broken == BrokenRule.NO_RESYNC_AFTER_LAPSE ? lease.leaseStarts() : leaseStartsAtSync,
+            map(),
+            volume);
       }
 
       /** What the engine would do with a write now: serve only as owner, with the guard's yes. */

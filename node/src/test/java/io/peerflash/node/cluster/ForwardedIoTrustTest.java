@@ -13,12 +13,15 @@ import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.peerflash.client.ClientSecurity;
 import io.peerflash.client.PeerFlashClient;
 import io.peerflash.proto.v1.CacheMode;
+import io.peerflash.proto.v1.ClusterServiceGrpc;
+import io.peerflash.proto.v1.ClusterServiceGrpc.ClusterServiceBlockingStub;
 import io.peerflash.proto.v1.ForwardedFlushRequest;
 import io.peerflash.proto.v1.ForwardedIoServiceGrpc;
 import io.peerflash.proto.v1.ForwardedIoServiceGrpc.ForwardedIoServiceBlockingStub;
 import io.peerflash.proto.v1.ForwardedReadRequest;
 import io.peerflash.proto.v1.ForwardedWriteRequest;
 import io.peerflash.proto.v1.ForwardedZeroRequest;
+import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.security.GrpcTls;
 import io.peerflash.security.Identity.Role;
 import io.peerflash.security.TlsDirectory;
@@ -82,13 +85,18 @@ class ForwardedIoTrustTest {
   }
 
   /** A channel to n1 presenting node {@code id}'s certificate, as a peer's channel does. */
-  private ForwardedIoServiceBlockingStub asNode(String id) throws Exception {
+  private ManagedChannel nodeChannel(String id) throws Exception {
     ManagedChannel ch =
         NettyChannelBuilder.forTarget(cluster.clientAddress.get("n1"))
             .sslContext(GrpcTls.clientContext(TlsDirectory.open(certs.node(id))))
             .build();
     channels.add(ch);
-    return ForwardedIoServiceGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
+    return ch;
+  }
+
+  private ForwardedIoServiceBlockingStub asNode(String id) throws Exception {
+    return ForwardedIoServiceGrpc.newBlockingStub(nodeChannel(id))
+        .withDeadlineAfter(10, TimeUnit.SECONDS);
   }
 
   private static Status.Code codeOf(Supplier<?> call) {
@@ -236,5 +244,60 @@ class ForwardedIoTrustTest {
                     .contains("vm-42")
                     .contains("ForwardedIo")
                     .contains("'vm1'"));
+  }
+
+  /**
+   * A move another node forwards to the owner (the node a client called checked the client's role)
+   * is taken only from a member of the cluster map: a valid node certificate of a node that is not
+   * in the map (never added, or removed and not yet revoked) moves nothing.
+   */
+  @Test
+  void onlyAMemberMayForwardAClientsMove() throws Exception {
+    try (PeerFlashClient admin =
+        PeerFlashClient.builder()
+            .target(cluster.clientAddress.get("n1"))
+            .security(certs.adminSecurity())
+            .deadline(Duration.ofSeconds(20))
+            .build()) {
+      admin.createVolume("vm2", VOLUME, CacheMode.WRITE_BACK, 1);
+      assertThat(admin.getVolume("vm2").getOwner()).isEqualTo("n1");
+      MoveVolumeRequest forged =
+          MoveVolumeRequest.newBuilder()
+              .setVolume("vm2")
+              .setTo("n3")
+              .setForwarded(true)
+              .setOnBehalfOf("client 'mallory'")
+              .build();
+      ClusterServiceBlockingStub outsider =
+          ClusterServiceGrpc.newBlockingStub(nodeChannel("n9"))
+              .withDeadlineAfter(10, TimeUnit.SECONDS);
+      assertThat(codeOf(() -> outsider.moveVolume(forged)))
+          .isEqualTo(Status.Code.PERMISSION_DENIED);
+      // Refused before the request reached the node's cluster service: nothing was started.
+      assertThat(admin.getVolume("vm2").getOwner()).isEqualTo("n1");
+      assertThat(auditLines())
+          .anySatisfy(
+              l ->
+                  assertThat(l)
+                      .contains("n9")
+                      .contains("MoveVolume")
+                      .contains("'vm2'")
+                      .contains("only members may forward a client's move")
+                      .contains("mallory"));
+
+      // A member's forwarded move is carried out; the audit line names the client it was for.
+      ClusterServiceBlockingStub member =
+          ClusterServiceGrpc.newBlockingStub(nodeChannel("n2"))
+              .withDeadlineAfter(60, TimeUnit.SECONDS);
+      retrying(() -> member.moveVolume(forged.toBuilder().setOnBehalfOf("client 'ops'").build()));
+      assertThat(admin.getVolume("vm2").getOwner()).isEqualTo("n3");
+      assertThat(auditLines())
+          .anySatisfy(
+              l ->
+                  assertThat(l)
+                      .startsWith("node 'n2' for ")
+                      .contains("ops")
+                      .endsWith("MoveVolume 'vm2': OK"));
+    }
   }
 }

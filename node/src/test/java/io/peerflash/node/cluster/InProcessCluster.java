@@ -38,7 +38,7 @@ public final class InProcessCluster implements AutoCloseable {
   }
 
   /** A cluster whose nodes take their identities from {@code certs} (a CA of the test's own). */
-  InProcessCluster(Path dir, int n, Map<String, String> extra, TestCertificates certs)
+  public InProcessCluster(Path dir, int n, Map<String, String> extra, TestCertificates certs)
       throws Exception {
     this.dir = dir;
     this.certs = certs;

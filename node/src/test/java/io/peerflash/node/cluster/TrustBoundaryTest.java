@@ -21,6 +21,7 @@ import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.ClusterServiceGrpc;
 import io.peerflash.proto.v1.CreateVolumeRequest;
 import io.peerflash.proto.v1.DeleteVolumeRequest;
+import io.peerflash.proto.v1.GetVolumeRequest;
 import io.peerflash.proto.v1.ListClusterEventsRequest;
 import io.peerflash.proto.v1.ListVolumesRequest;
 import io.peerflash.proto.v1.MoveVolumeRequest;
@@ -219,6 +220,19 @@ class TrustBoundaryTest {
                                 .setLength(BLOCK)
                                 .build())))
         .isEqualTo(Status.Code.PERMISSION_DENIED);
+    // A stat outside its scope is refused the same way whether the volume exists or not, so an
+    // io client cannot learn which names exist.
+    for (String name : List.of("vm1", "no-such-volume")) {
+      assertThatThrownBy(
+              () -> volumes(otherIo).getVolume(GetVolumeRequest.newBuilder().setName(name).build()))
+          .isInstanceOfSatisfying(
+              StatusRuntimeException.class,
+              e -> {
+                assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.PERMISSION_DENIED);
+                assertThat(e.getStatus().getDescription())
+                    .isEqualTo("client 'other-io' may not use volume '" + name + "'");
+              });
+    }
     assertThat(
             volumes(otherIo).listVolumes(ListVolumesRequest.getDefaultInstance()).getVolumesList())
         .as("an io client sees only its volumes")
@@ -335,6 +349,9 @@ class TrustBoundaryTest {
     List<String> lines = audit.list.stream().map(ILoggingEvent::getFormattedMessage).toList();
     assertThat(lines).anyMatch(l -> l.startsWith("refused node 'n2' DeleteVolume 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused client 'other-io' Write 'vm1'"));
+    assertThat(lines).anyMatch(l -> l.startsWith("refused client 'other-io' GetVolume 'vm1'"));
+    assertThat(lines)
+        .anyMatch(l -> l.startsWith("refused client 'other-io' GetVolume 'no-such-volume'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused client 'reader' Write 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' Replicate 'vm1'"));
     assertThat(lines).anyMatch(l -> l.startsWith("refused node '" + forger + "' SyncCopies 'vm1'"));

@@ -1,12 +1,19 @@
 package io.peerflash.node.nbd;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import ch.qos.logback.classic.Logger;
+import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.core.read.ListAppender;
 import io.grpc.netty.shaded.io.netty.handler.ssl.OpenSslSessionContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
 import io.peerflash.security.GrpcTls;
+import io.peerflash.security.Identity;
 import io.peerflash.security.TlsDirectory;
+import io.peerflash.testing.TestCertificates;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -22,6 +29,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.slf4j.LoggerFactory;
 
 /**
  * The protocol's edges, byte by byte, against a real node (TLS on TCP, the Unix socket in
@@ -158,6 +166,61 @@ class NbdProtocolConformanceTest {
       assertThat(c.optionReply().type()).isEqualTo(NbdProtocol.REP_ERR_TLS_REQD);
       c.option(NbdProtocol.OPT_EXPORT_NAME, n); // cannot be refused with a reply: closed
       assertThat(c.closedByServer()).isTrue();
+    }
+  }
+
+  @Test
+  void overTcpCertificatesOfAnotherCaANodeOrTheReadOnlyRoleAreRefusedAndTheDataIsUnchanged()
+      throws Exception {
+    ListAppender<ILoggingEvent> audit = new ListAppender<>();
+    audit.start();
+    Logger auditLog = (Logger) LoggerFactory.getLogger("peerflash.audit");
+    auditLog.addAppender(audit);
+    try {
+      byte[] data = new byte[4096];
+      Arrays.fill(data, (byte) 0x11);
+      try (TlsNbdClient c = new TlsNbdClient(node.tcpPort(), node.certs.admin(), "vol")) {
+        assertThat(c.write(0, data, true)).isZero();
+      }
+      // An admin certificate of another CA: refused in the TLS handshake.
+      Path foreign = TestCertificates.in(dir.resolve("other-ca")).admin();
+      assertThatThrownBy(
+              () -> new TlsNbdClient(node.tcpPort(), foreign, node.certs.admin(), "vol").close())
+          .isInstanceOf(IOException.class);
+      // A node's certificate and a read-only client's: no data over NBD, the export refused.
+      for (Path who :
+          List.of(
+              node.certs.node("n2"), node.certs.client("nbd-viewer", Identity.Role.READ_ONLY))) {
+        assertThatThrownBy(() -> new TlsNbdClient(node.tcpPort(), who, "vol").close())
+            .as(who.toString())
+            .hasMessageContaining(
+                "GO refused: 0x" + Integer.toHexString(NbdProtocol.REP_ERR_POLICY))
+            .hasMessageContaining("it needs the io or admin role");
+      }
+      // An io certificate for other volumes: refused alike for a volume that exists and one that
+      // does not, so it learns nothing of names it may not use.
+      Path otherIo =
+          node.certs.client("nbd-other-io", Identity.Role.IO, List.of("other"), List.of(), false);
+      for (String export : List.of("vol", "no-such-volume")) {
+        assertThatThrownBy(() -> new TlsNbdClient(node.tcpPort(), otherIo, export).close())
+            .hasMessageContaining(
+                "GO refused: 0x" + Integer.toHexString(NbdProtocol.REP_ERR_POLICY))
+            .hasMessageContaining("client 'nbd-other-io' may not use volume '" + export + "'");
+      }
+      try (TlsNbdClient c = new TlsNbdClient(node.tcpPort(), node.certs.admin(), "vol")) {
+        byte[] back = new byte[data.length];
+        assertThat(c.read(0, back)).isZero();
+        assertThat(back).as("the data is unchanged").isEqualTo(data);
+      }
+      List<String> lines = audit.list.stream().map(ILoggingEvent::getFormattedMessage).toList();
+      assertThat(lines)
+          .anySatisfy(l -> assertThat(l).startsWith("refused TLS client"))
+          .anySatisfy(l -> assertThat(l).startsWith("refused node 'n2' nbd 'vol'"))
+          .anySatisfy(l -> assertThat(l).startsWith("refused client 'nbd-viewer' nbd 'vol'"))
+          .anySatisfy(
+              l -> assertThat(l).startsWith("refused client 'nbd-other-io' nbd 'no-such-volume'"));
+    } finally {
+      auditLog.detachAppender(audit);
     }
   }
 

@@ -16,7 +16,13 @@ final class NbdTestNode implements AutoCloseable {
   final TestCertificates certs;
 
   NbdTestNode(Path dir, String cacheSize, Map<String, String> extra) throws IOException {
-    certs = TestCertificates.shared();
+    this(dir, cacheSize, extra, TestCertificates.shared());
+  }
+
+  /** A node whose identity comes from {@code certs} (a CA of the test's own, to change files). */
+  NbdTestNode(Path dir, String cacheSize, Map<String, String> extra, TestCertificates certs)
+      throws IOException {
+    this.certs = certs;
     socket = dir.resolve("nbd.sock");
     Map<String, String> s = new HashMap<>();
     s.put("id", "n1");

@@ -28,6 +28,14 @@ final class TlsNbdClient implements AutoCloseable {
 
   /** Connects to {@code port} on loopback as the identity in {@code identity} and opens export. */
   TlsNbdClient(int port, Path identity, String export) throws Exception {
+    this(port, identity, identity, export);
+  }
+
+  /**
+   * Connects presenting the certificate in {@code identity} and trusting the node by the CA of
+   * {@code trust} (another directory: a certificate of another CA can reach the node's check).
+   */
+  TlsNbdClient(int port, Path identity, Path trust, String export) throws Exception {
     Socket plain = new Socket();
     plain.connect(new InetSocketAddress("127.0.0.1", port), 5_000);
     plain.setTcpNoDelay(true);
@@ -45,8 +53,10 @@ final class TlsNbdClient implements AutoCloseable {
       throw new IOException("STARTTLS refused");
     }
     TlsDirectory dir = TlsDirectory.open(identity);
+    TlsDirectory trusted = trust.equals(identity) ? dir : TlsDirectory.open(trust);
     SSLContext tls = SSLContext.getInstance("TLS");
-    tls.init(new KeyManager[] {dir.keyManager()}, new TrustManager[] {dir.serverVerifier()}, null);
+    tls.init(
+        new KeyManager[] {dir.keyManager()}, new TrustManager[] {trusted.serverVerifier()}, null);
     SSLSocket s = (SSLSocket) tls.getSocketFactory().createSocket(plain, "127.0.0.1", port, true);
     s.setUseClientMode(true);
     s.startHandshake();
@@ -129,12 +139,19 @@ final class TlsNbdClient implements AutoCloseable {
     return error;
   }
 
-  /** Writes; returns the NBD error (0: written). */
+  /** The serial of the certificate the node presented. */
+  java.math.BigInteger serverSerial() throws IOException {
+    return ((java.security.cert.X509Certificate)
+            ((SSLSocket) socket).getSession().getPeerCertificates()[0])
+        .getSerialNumber();
+  }
+
   /** The TLS version the connection runs, e.g. TLSv1.3. */
   String protocol() {
     return ((SSLSocket) socket).getSession().getProtocol();
   }
 
+  /** Writes; returns the NBD error (0: written). */
   int write(long offset, byte[] data, boolean fua) throws IOException {
     return reply(
         request(

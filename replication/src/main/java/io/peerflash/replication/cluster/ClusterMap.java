@@ -50,7 +50,7 @@ public final class ClusterMap {
   /** Peer copies per dirty block, at most. */
 
   /** Volume sizes are multiples of this. */
-  public static final long VOLUME_SIZE_ALIGNMENT = 4096;
+  public static final long VOLUME_SIZE_ALIGNMENT = io.peerflash.util.Blocks.BLOCK_BYTES;
 
   public static final ClusterMap EMPTY = new ClusterMap(new TreeMap<>(), new TreeMap<>(), 1);
 

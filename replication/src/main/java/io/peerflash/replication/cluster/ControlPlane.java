@@ -82,18 +82,10 @@ public final class ControlPlane implements AutoCloseable {
    */
   static final long ADMISSION_TTL_MS = TimeUnit.MINUTES.toMillis(10);
 
-  /**
-   * At most one warning per refused peer in this period (Ratis reconnects several times a second).
-   */
-  private static final long REFUSAL_WARN_INTERVAL_NANOS = TimeUnit.SECONDS.toNanos(10);
-
   private final ControlPlaneConfig config;
   private final ClusterStateMachine stateMachine;
   private final RaftAdmissions admissions = new RaftAdmissions();
-  private final List<Consumer<RaftConnectionRefusal>> refusalListeners =
-      new java.util.concurrent.CopyOnWriteArrayList<>();
-  private final Map<String, Long> lastRefusalWarnNanos =
-      new java.util.concurrent.ConcurrentHashMap<>();
+  private final RaftRefusals refusals;
   private final Parameters raftParameters;
   private final RaftServer server;
   private final RaftClient commandClient;
@@ -151,7 +143,8 @@ public final class ControlPlane implements AutoCloseable {
             timer);
     stateMachine.addCommandListener(livenessMonitor::onApplied);
     stateMachine.addCommandListener(admissions::onApplied);
-    this.raftParameters = RaftWiring.parameters(config, this::allowedRaftPeers, this::refused);
+    this.refusals = new RaftRefusals(config.nodeId(), config.time());
+    this.raftParameters = RaftWiring.parameters(config, this::allowedRaftPeers, refusals);
 
     RaftProperties serverProps = RaftWiring.serverProperties(config);
     Files.createDirectories(config.storageDir());
@@ -571,37 +564,11 @@ public final class ControlPlane implements AutoCloseable {
    * on a Netty event loop or a gRPC thread and must be quick.
    */
   public void addRaftRefusalListener(Consumer<RaftConnectionRefusal> listener) {
-    refusalListeners.add(java.util.Objects.requireNonNull(listener));
+    refusals.addListener(listener);
   }
 
   public void removeRaftRefusalListener(Consumer<RaftConnectionRefusal> listener) {
-    refusalListeners.remove(listener);
-  }
-
-  private void refused(RaftConnectionRefusal r) {
-    String key = r.direction() + " " + r.stage() + " " + r.peerSubject();
-    long now = config.time().nanoTime();
-    Long last = lastRefusalWarnNanos.get(key);
-    if (last == null || now - last > REFUSAL_WARN_INTERVAL_NANOS) {
-      lastRefusalWarnNanos.put(key, now);
-      LOG.warn(
-          "{}: refused Raft {} {}{}{}: {}",
-          config.nodeId(),
-          r.direction() == RaftConnectionRefusal.Direction.INBOUND ? "peer" : "server",
-          r.peerSubject().isEmpty() ? "(no certificate)" : r.peerSubject(),
-          r.remoteAddress().isEmpty() ? "" : " at " + r.remoteAddress(),
-          r.stage() == RaftConnectionRefusal.Stage.CALL ? " on a call" : " at the handshake",
-          r.reason());
-    } else {
-      LOG.debug("{}: refused Raft peer: {}", config.nodeId(), r);
-    }
-    for (Consumer<RaftConnectionRefusal> l : refusalListeners) {
-      try {
-        l.accept(r);
-      } catch (RuntimeException e) {
-        LOG.warn("{}: Raft refusal listener failed", config.nodeId(), e);
-      }
-    }
+    refusals.removeListener(listener);
   }
 
   // ---------------------------------------------------------------- membership

@@ -172,6 +172,89 @@ class RaftTlsTest {
     }
   }
 
+  /** A key manager that has no key: its TLS client presents no certificate. */
+  private static X509KeyManager noCertificate() {
+    return new javax.net.ssl.X509ExtendedKeyManager() {
+      @Override
+      public String[] getClientAliases(String keyType, java.security.Principal[] issuers) {
+        return null;
+      }
+
+      @Override
+      public String chooseClientAlias(
+          String[] keyType, java.security.Principal[] issuers, java.net.Socket socket) {
+        return null;
+      }
+
+      @Override
+      public String chooseEngineClientAlias(
+          String[] keyType, java.security.Principal[] issuers, javax.net.ssl.SSLEngine engine) {
+        return null;
+      }
+
+      @Override
+      public String[] getServerAliases(String keyType, java.security.Principal[] issuers) {
+        return null;
+      }
+
+      @Override
+      public String chooseServerAlias(
+          String keyType, java.security.Principal[] issuers, java.net.Socket socket) {
+        return null;
+      }
+
+      @Override
+      public java.security.cert.X509Certificate[] getCertificateChain(String alias) {
+        return null;
+      }
+
+      @Override
+      public java.security.PrivateKey getPrivateKey(String alias) {
+        return null;
+      }
+    };
+  }
+
+  @Test
+  void aClientWithoutACertificateOrWithoutTlsCommitsNothing() throws Exception {
+    try (TestCluster cluster = tlsCluster(3)) {
+      startWatched(cluster);
+      ControlPlane leader = cluster.awaitLeader(WAIT);
+      cluster.awaitRegistered(WAIT);
+      // TLS that trusts the cluster's CA but presents no certificate.
+      try (RaftClient anonymous = rawClient(cluster.peers, noCertificate(), pki.trustManager())) {
+        assertThatThrownBy(() -> sendRaw(anonymous, create("from-anonymous", 0, "")))
+            .isInstanceOf(IOException.class);
+      }
+      // No TLS at all.
+      RaftProperties properties = new RaftProperties();
+      RaftClientConfigKeys.Rpc.setRequestTimeout(
+          properties, TimeDuration.valueOf(3, TimeUnit.SECONDS));
+      try (RaftClient plaintext =
+          RaftClient.newBuilder()
+              .setProperties(properties)
+              .setRaftGroup(
+                  RaftGroup.valueOf(
+                      ControlPlane.GROUP_ID,
+                      cluster.peers.entrySet().stream()
+                          .map(e -> RaftWiring.peer(e.getKey(), e.getValue()))
+                          .toList()))
+              .setClientId(ClientId.randomId())
+              .setRetryPolicy(
+                  RetryPolicies.retryUpToMaximumCountWithFixedSleep(
+                      3, TimeDuration.valueOf(100, TimeUnit.MILLISECONDS)))
+              .build()) {
+        assertThatThrownBy(() -> sendRaw(plaintext, create("from-plaintext", 0, "")))
+            .isInstanceOf(IOException.class);
+      }
+      assertThat(hasVolume(leader, "from-anonymous")).isFalse();
+      assertThat(hasVolume(leader, "from-plaintext")).isFalse();
+      // The members still commit among themselves.
+      ok(submit(leader, create("after-the-refusals", 0, "")));
+      assertThat(hasVolume(leader, "after-the-refusals")).isTrue();
+    }
+  }
+
   @Test
   void aNodeCertificateOutsideTheConfigurationCannotSubmitOrJoin() throws Exception {
     try (TestCluster cluster = tlsCluster(3)) {

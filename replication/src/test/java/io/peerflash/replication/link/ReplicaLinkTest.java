@@ -51,6 +51,10 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManager;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -259,6 +263,38 @@ class ReplicaLinkTest {
         .isInstanceOf(ReplicaException.class)
         .hasMessageContaining("UNAVAILABLE");
     assertThat(sink.seqByBlock).isEmpty();
+    assertThat(Audit.refusals()).isGreaterThan(refusalsBefore);
+  }
+
+  @Test
+  void aNodeCertificateOfAnotherCaIsRefusedInTheHandshakeAndNothingIsStored() throws Exception {
+    // A certificate naming the owner, from a CA the cluster does not trust.
+    CertificateIssuer otherCa = CertificateIssuer.createCa(null, Validity.days(30));
+    otherCa.writeIdentityDirectory(
+        certs.resolve("impostor"), otherCa.issueNode("owner", List.of(), Validity.days(30)));
+    TlsDirectory impostor = TlsDirectory.open(certs.resolve("impostor"));
+    TlsDirectory trustsTheCluster = TlsDirectory.open(certs.resolve("owner"));
+    SSLContext tls = SSLContext.getInstance("TLS");
+    tls.init(
+        new KeyManager[] {impostor.keyManager()},
+        new TrustManager[] {trustsTheCluster.serverVerifier()},
+        null);
+    long refusalsBefore = Audit.refusals();
+    try (SSLSocket s = (SSLSocket) tls.getSocketFactory().createSocket("127.0.0.1", link.port())) {
+      s.setSoTimeout(10_000);
+      assertThatThrownBy(
+              () -> {
+                s.startHandshake();
+                DataOutputStream out = new DataOutputStream(s.getOutputStream());
+                out.writeLong(ReplicaLinkFrames.HELLO);
+                out.flush();
+                if (s.getInputStream().read() < 0) {
+                  throw new EOFException("closed by the replica");
+                }
+              })
+          .as("the replica neither answers the hello nor keeps the connection")
+          .isInstanceOf(java.io.IOException.class);
+    }
     assertThat(Audit.refusals()).isGreaterThan(refusalsBefore);
   }
 
