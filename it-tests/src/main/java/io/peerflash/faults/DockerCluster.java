@@ -498,6 +498,22 @@ public final class DockerCluster implements AutoCloseable {
         .max(Comparator.comparingLong(ClusterVolume::getEpoch));
   }
 
+  /** The cluster's event history of a volume, as the first node that answers holds it. */
+  public List<io.peerflash.proto.v1.ClusterEvent> events(String volume) {
+    for (Node n : nodes) {
+      try (PeerFlashClient c = clientBuilder().target(n.target()).build()) {
+        return c.clusterEvents(
+                io.peerflash.proto.v1.ListClusterEventsRequest.newBuilder()
+                    .setVolume(volume)
+                    .build())
+            .getEventsList();
+      } catch (RuntimeException e) {
+        // next node
+      }
+    }
+    throw new IllegalStateException("no node answered for the events of " + volume);
+  }
+
   /** The volume's owner in the cluster map. */
   public Node ownerOf(String volume) {
     ClusterVolume v =

@@ -98,6 +98,14 @@ class FaultInjectionIT {
     runFor(3);
     Report r = ConsistencyChecker.check("kill-peer", cluster, w, faultAt);
     assertConsistent(r);
+    // The volume's history, not a look after a wait: no failover or move at any time.
+    assertThat(cluster.events(VOLUME))
+        .as("the volume's events")
+        .extracting(e -> e.getKind())
+        .contains(io.peerflash.proto.v1.ClusterEventKind.EVENT_VOLUME_CREATED)
+        .doesNotContain(
+            io.peerflash.proto.v1.ClusterEventKind.EVENT_FAILOVER,
+            io.peerflash.proto.v1.ClusterEventKind.EVENT_VOLUME_MOVED);
     assertThat(cluster.ownerOf(VOLUME)).as("the owner keeps the volume").isEqualTo(owner);
   }
 
