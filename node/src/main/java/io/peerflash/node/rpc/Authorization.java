@@ -403,7 +403,10 @@ public final class Authorization implements ServerInterceptor {
     }
   }
 
-  /** Shows an io identity only the volumes in its scope. */
+  /**
+   * Shows an io identity only the volumes in its scope in answers that list volumes (a request
+   * naming a volume outside it is refused before it is served: {@link CheckedListener}).
+   */
   private static final class FilteringCall<Q, R> extends SimpleForwardingServerCall<Q, R> {
     private final Identity who;
 
@@ -442,15 +445,6 @@ public final class Authorization implements ServerInterceptor {
             .filter(e -> !e.getVolume().isEmpty() && who.volumeInScope(e.getVolume()))
             .forEach(b::addEvents);
         filtered = b.build();
-      } else if (message instanceof io.peerflash.proto.v1.Volume v
-          && !who.volumeInScope(v.getName())) {
-        close(
-            Status.PERMISSION_DENIED.withDescription(
-                who.describe()
-                    + " may not use volume "
-                    + io.peerflash.util.Texts.quote(v.getName())),
-            new Metadata());
-        return;
       }
       super.sendMessage((R) filtered);
     }

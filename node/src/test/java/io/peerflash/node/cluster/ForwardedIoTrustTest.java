@@ -78,6 +78,15 @@ class ForwardedIoTrustTest {
     ((Logger) LoggerFactory.getLogger("peerflash.audit")).detachAppender(audit);
   }
 
+  /** The admin client, through n1. */
+  private PeerFlashClient admin() {
+    return PeerFlashClient.builder()
+        .target(cluster.clientAddress.get("n1"))
+        .security(certs.adminSecurity())
+        .deadline(Duration.ofSeconds(20))
+        .build();
+  }
+
   private ForwardedIoServiceBlockingStub asClient(Path identity) throws Exception {
     ManagedChannel ch = ClientSecurity.certs(identity).open(cluster.clientAddress.get("n1"));
     channels.add(ch);
@@ -134,12 +143,7 @@ class ForwardedIoTrustTest {
   void forgedForwardedCallsAreRefusedAndOnlyMembersMayForward() throws Exception {
     byte[] model = new byte[VOLUME];
     new Random(3).nextBytes(model);
-    try (PeerFlashClient admin =
-        PeerFlashClient.builder()
-            .target(cluster.clientAddress.get("n1"))
-            .security(certs.adminSecurity())
-            .deadline(Duration.ofSeconds(20))
-            .build()) {
+    try (PeerFlashClient admin = admin()) {
       admin.createVolume("vm1", VOLUME, CacheMode.WRITE_BACK, 1);
       admin.write("vm1", 0, model);
       assertThat(admin.getVolume("vm1").getOwner()).isEqualTo("n1");
@@ -253,12 +257,7 @@ class ForwardedIoTrustTest {
    */
   @Test
   void onlyAMemberMayForwardAClientsMove() throws Exception {
-    try (PeerFlashClient admin =
-        PeerFlashClient.builder()
-            .target(cluster.clientAddress.get("n1"))
-            .security(certs.adminSecurity())
-            .deadline(Duration.ofSeconds(20))
-            .build()) {
+    try (PeerFlashClient admin = admin()) {
       admin.createVolume("vm2", VOLUME, CacheMode.WRITE_BACK, 1);
       assertThat(admin.getVolume("vm2").getOwner()).isEqualTo("n1");
       MoveVolumeRequest forged =

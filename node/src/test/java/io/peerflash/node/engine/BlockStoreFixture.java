@@ -44,6 +44,15 @@ final class BlockStoreFixture implements AutoCloseable {
     store = new BlockStore(config, time, kv, cacheFile, backing, new BitSet(), durability);
   }
 
+  /** A store of {@code cacheBytes} on the plain RocksDB index and a stopped manual clock. */
+  static BlockStoreFixture plain(Path dir, long cacheBytes) throws IOException {
+    return new BlockStoreFixture(
+        dir,
+        EngineConfig.defaults(dir.resolve("data"), cacheBytes),
+        new io.peerflash.util.ManualTime(),
+        UnaryOperator.identity());
+  }
+
   /** A write-back volume owned here, registered with the store. */
   CachedVolume volume(long id, String name, long sizeBytes) {
     CachedVolume v =

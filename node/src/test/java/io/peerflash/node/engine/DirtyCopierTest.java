@@ -10,13 +10,11 @@ import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.replication.data.BlockCopy;
-import io.peerflash.util.ManualTime;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -58,12 +56,7 @@ class DirtyCopierTest {
 
   @BeforeEach
   void open() throws IOException {
-    f =
-        new BlockStoreFixture(
-            dir,
-            EngineConfig.defaults(dir.resolve("data"), 8 << 20),
-            new ManualTime(),
-            UnaryOperator.identity());
+    f = BlockStoreFixture.plain(dir, 8 << 20);
     copier = new DirtyCopier(f.store);
     v = f.volume(1, "v", 1024L * BLOCK);
   }

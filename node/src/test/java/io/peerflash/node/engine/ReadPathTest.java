@@ -5,7 +5,6 @@ import static io.peerflash.node.engine.BlockStoreFixture.content;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.peerflash.node.index.BlockEntry;
-import io.peerflash.util.ManualTime;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -13,7 +12,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -36,12 +34,7 @@ class ReadPathTest {
 
   @BeforeEach
   void open() throws IOException {
-    f =
-        new BlockStoreFixture(
-            dir,
-            EngineConfig.defaults(dir.resolve("data"), 8 << 20),
-            new ManualTime(),
-            UnaryOperator.identity());
+    f = BlockStoreFixture.plain(dir, 8 << 20);
     reads = new ReadPath(f.store);
     v = f.volume(1, "v", VOLUME);
     // Shared storage holds its own content for every block (tags 100 + block).

@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.FaultyKeyValueStorage;
-import io.peerflash.node.index.KeyValueStorage;
 import io.peerflash.node.index.KeyValueStorage.Batch;
 import io.peerflash.util.ManualTime;
 import java.io.IOException;
@@ -30,71 +29,16 @@ class TurnCommitsTest {
   @TempDir Path dir;
   private BlockStoreFixture f;
   private FaultyKeyValueStorage faulty;
-  private ThrowingOnWrite throwing;
   private TurnCommits turns;
   private CachedVolume v;
   private final Deque<Runnable> loop = new ArrayDeque<>();
-
-  /** An index whose next write throws the {@link Error} it is given. */
-  private static final class ThrowingOnWrite implements KeyValueStorage {
-    private final KeyValueStorage delegate;
-    volatile Error next;
-    int writes;
-
-    ThrowingOnWrite(KeyValueStorage delegate) {
-      this.delegate = delegate;
-    }
-
-    @Override
-    public byte[] get(Table table, byte[] key) throws IOException {
-      return delegate.get(table, key);
-    }
-
-    @Override
-    public void write(Batch batch, boolean sync) throws IOException {
-      writes++;
-      Error e = next;
-      if (e != null) {
-        next = null;
-        throw e;
-      }
-      delegate.write(batch, sync);
-    }
-
-    @Override
-    public void scan(Table table, byte[] prefix, Visitor visitor) throws IOException {
-      delegate.scan(table, prefix, visitor);
-    }
-
-    @Override
-    public void sync() throws IOException {
-      delegate.sync();
-    }
-
-    @Override
-    public Health health() {
-      return delegate.health();
-    }
-
-    @Override
-    public void close() {
-      delegate.close();
-    }
-  }
 
   @BeforeEach
   void open() throws IOException {
     EngineConfig config = EngineConfig.defaults(dir.resolve("data"), 8 << 20);
     f =
         new BlockStoreFixture(
-            dir,
-            config,
-            new ManualTime(),
-            kv -> {
-              faulty = new FaultyKeyValueStorage(kv);
-              throwing = new ThrowingOnWrite(faulty);
-              return throwing;
-            });
+            dir, config, new ManualTime(), kv -> faulty = new FaultyKeyValueStorage(kv));
     turns = new TurnCommits(f.store);
     v = f.volume(1, "v", 1 << 20);
   }
@@ -127,9 +71,9 @@ class TurnCommitsTest {
     assertThat(loop).as("one commit task for the turn").hasSize(1);
     assertThat(heard).as("nothing committed before the task").isEmpty();
     assertThat(f.store.index.get(v.id(), 0)).isNull();
-    int writes = throwing.writes;
+    int writes = faulty.writes();
     runAll(loop);
-    assertThat(throwing.writes - writes).as("index writes").isEqualTo(1);
+    assertThat(faulty.writes() - writes).as("index writes").isEqualTo(1);
     assertThat(heard).hasSize(3).containsOnlyNulls();
     for (long block = 0; block < 3; block++) {
       assertThat(f.store.index.get(v.id(), block)).isNotNull();
@@ -177,7 +121,7 @@ class TurnCommitsTest {
       turns.add(loop::add, entryFor(block), heard::add);
     }
     OutOfMemoryError injected = new OutOfMemoryError("injected");
-    throwing.next = injected;
+    faulty.throwOnNextWrite(injected);
     Runnable commit = loop.poll();
     assertThatThrownBy(commit::run).isSameAs(injected);
     assertThat(heard)

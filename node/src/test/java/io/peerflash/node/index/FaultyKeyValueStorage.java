@@ -21,6 +21,9 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
   private volatile Thread failedOn;
   private volatile boolean full;
   private final AtomicInteger refusedAsFull = new AtomicInteger();
+  private final AtomicInteger writes = new AtomicInteger();
+  private final java.util.concurrent.atomic.AtomicReference<Error> nextError =
+      new java.util.concurrent.atomic.AtomicReference<>();
 
   public FaultyKeyValueStorage(KeyValueStorage delegate) {
     this.delegate = delegate;
@@ -65,6 +68,18 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
     return refusedAsFull.get();
   }
 
+  /**
+   * The next write, of any kind, throws {@code error} (once): a bug or a JVM failure mid-commit.
+   */
+  public void throwOnNextWrite(Error error) {
+    nextError.set(error);
+  }
+
+  /** Writes asked of this index so far, failed ones included. */
+  public int writes() {
+    return writes.get();
+  }
+
   /** Writes failed on purpose so far. */
   public int failedWrites() {
     return failed.get();
@@ -82,6 +97,11 @@ public final class FaultyKeyValueStorage implements KeyValueStorage {
 
   @Override
   public void write(Batch batch, boolean sync) throws IOException {
+    writes.incrementAndGet();
+    Error error = nextError.getAndSet(null);
+    if (error != null) {
+      throw error;
+    }
     if (full) {
       refusedAsFull.incrementAndGet();
       throw new SpaceException("No space left on device (injected)", null);

@@ -77,10 +77,13 @@ class RaftTlsTest {
   }
 
   /** A bare Raft client of the cluster's group with the given credentials and few retries. */
+  /** A Raft client of the group {@code peers}; plaintext when {@code trust} is null. */
   static RaftClient rawClient(
       Map<String, String> peers, X509KeyManager keyManager, X509ExtendedTrustManager trust) {
     Parameters parameters = new Parameters();
-    GrpcConfigKeys.TLS.setConf(parameters, new GrpcTlsConfig(keyManager, trust, true));
+    if (trust != null) {
+      GrpcConfigKeys.TLS.setConf(parameters, new GrpcTlsConfig(keyManager, trust, true));
+    }
     RaftProperties properties = new RaftProperties();
     RaftClientConfigKeys.Rpc.setRequestTimeout(
         properties, TimeDuration.valueOf(3, TimeUnit.SECONDS));
@@ -227,23 +230,7 @@ class RaftTlsTest {
             .isInstanceOf(IOException.class);
       }
       // No TLS at all.
-      RaftProperties properties = new RaftProperties();
-      RaftClientConfigKeys.Rpc.setRequestTimeout(
-          properties, TimeDuration.valueOf(3, TimeUnit.SECONDS));
-      try (RaftClient plaintext =
-          RaftClient.newBuilder()
-              .setProperties(properties)
-              .setRaftGroup(
-                  RaftGroup.valueOf(
-                      ControlPlane.GROUP_ID,
-                      cluster.peers.entrySet().stream()
-                          .map(e -> RaftWiring.peer(e.getKey(), e.getValue()))
-                          .toList()))
-              .setClientId(ClientId.randomId())
-              .setRetryPolicy(
-                  RetryPolicies.retryUpToMaximumCountWithFixedSleep(
-                      3, TimeDuration.valueOf(100, TimeUnit.MILLISECONDS)))
-              .build()) {
+      try (RaftClient plaintext = rawClient(cluster.peers, null, null)) {
         assertThatThrownBy(() -> sendRaw(plaintext, create("from-plaintext", 0, "")))
             .isInstanceOf(IOException.class);
       }
