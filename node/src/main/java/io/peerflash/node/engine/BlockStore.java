@@ -33,7 +33,7 @@ import org.slf4j.LoggerFactory;
  * replica store, destager and recovery all change blocks only through {@link #install}, {@link
  * #markDestaged} and {@link #drop}, which keep the slot, dirty and eviction accounting in step.
  */
-final class BlockStore {
+final class BlockStore implements DestageSource {
   static final int BLOCK = CacheFile.SLOT_SIZE;
 
   private static final Logger log = LoggerFactory.getLogger(BlockStore.class);
@@ -133,7 +133,8 @@ final class BlockStore {
     return volumesById.get(id);
   }
 
-  List<CachedVolume> volumes() {
+  @Override
+  public List<CachedVolume> volumes() {
     return new ArrayList<>(volumesById.values());
   }
 
@@ -189,7 +190,8 @@ final class BlockStore {
   }
 
   /** Destaging an owned volume is allowed: the node may serve it and has not handed it over. */
-  boolean mayDestage(CachedVolume v) {
+  @Override
+  public boolean mayDestage(CachedVolume v) {
     // After a failed fsync the cached data may not be what was written: destaging it could put
     // old bytes on shared storage. A replica takes the volume over instead.
     return durability.ok() && v.handover != CachedVolume.Handover.FENCED && mayServe.test(v.info);
@@ -227,7 +229,8 @@ final class BlockStore {
    * Marks a destaged version clean (a zero block is dropped: shared storage now reads as zeros),
    * unless a newer version replaced it meanwhile. Call with the block write-locked.
    */
-  void markDestaged(CachedVolume v, long block, long seq, Batch batch) {
+  @Override
+  public void markDestaged(CachedVolume v, long block, long seq, Batch batch) {
     BlockEntry e = v.blocks.get(block);
     if (e == null || e.seq() != seq || !e.dirty()) {
       return;
@@ -434,6 +437,49 @@ final class BlockStore {
           ex);
     }
     return buf.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // What the destager sees ({@link DestageSource})
+
+  @Override
+  public double dirtyFraction() {
+    return (double) dirtySlots.get() / slots.totalSlots();
+  }
+
+  @Override
+  public boolean writersWaitForSpace() {
+    return space.waiting() > 0;
+  }
+
+  @Override
+  public void readSlot(int slot, ByteBuffer dst) throws IOException {
+    cacheFile.read(slot, dst);
+  }
+
+  @Override
+  public void commitDestaged(Batch batch) throws IOException {
+    // Synced with --sync: once a clean block's slot is reused, the durable index must not still
+    // call it dirty, or a power cut would make its data look damaged.
+    kv.write(batch, config.syncWrites());
+  }
+
+  @Override
+  public void destaged(CachedVolume v, long bytes, long nanos) {
+    observer.destaged(nanos, bytes);
+    v.destagedBytes.add(bytes);
+    stats.destagedBytes.add(bytes);
+    space.spaceFreed();
+  }
+
+  @Override
+  public void checksumFailed() {
+    stats.checksumFailures.increment();
+  }
+
+  @Override
+  public FaultPoints faults() {
+    return faults;
   }
 
   /** A scratch block buffer of the calling thread. */

@@ -64,7 +64,7 @@ public final class CacheEngine implements AutoCloseable {
 
   private CacheEngine(BlockStore store) {
     this.store = store;
-    this.destager = new Destager(store);
+    this.destager = new Destager(store, store.backing, store.config, store.time);
     store.space.onWait(destager::wake);
     this.writes = new WritePath(store, destager);
     this.reads = new ReadPath(store);
@@ -590,13 +590,13 @@ public final class CacheEngine implements AutoCloseable {
     } else if (!v.corruptBlocks.isEmpty()) {
       health = VolumeStatusView.Health.CORRUPT_DIRTY_DATA;
       detail = v.corruptBlocks.size() + " dirty blocks failed their checksum";
-    } else if (v.storageFailing(now, store.config.storageFailingAfterMs())) {
+    } else if (v.destage.failing(now, store.config.storageFailingAfterMs())) {
       health = VolumeStatusView.Health.STORAGE_FAILING;
       detail =
           "shared storage failing for "
-              + (now - v.storageFailingSinceMs)
+              + (now - v.destage.failingSinceMs())
               + " ms: "
-              + v.lastStorageError;
+              + v.destage.lastError();
     }
     long dirtyBlocks = v.dirty.size();
     return new VolumeStatusView(

@@ -47,15 +47,8 @@ final class CachedVolume {
   /** Dirty blocks whose checksum failed: kept (never served, never destaged) and reported. */
   final Set<Long> corruptBlocks = ConcurrentHashMap.newKeySet();
 
-  // Destage health, written by the destager thread only.
-  volatile long storageFailingSinceMs;
-  volatile long lastStorageErrorMs;
-  volatile String lastStorageError = "";
-  volatile long retryAtMs;
-  int consecutiveFailures;
-  int isolatedBatchesLeft;
-  final ConcurrentHashMap<Long, Long> blockRetryAtMs = new ConcurrentHashMap<>();
-  final ConcurrentHashMap<Long, Integer> blockFailures = new ConcurrentHashMap<>();
+  /** How its destage fares: failures, backoff, since when storage fails. */
+  final DestageHealth destage = new DestageHealth();
 
   /**
    * Blocks with a write whose copies are still on their way to the replicas, and how many such
@@ -109,10 +102,5 @@ final class CachedVolume {
     sequentialRunBytes = offset == lastReadEnd ? sequentialRunBytes + length : length;
     lastReadEnd = offset + length;
     return sequentialRunBytes;
-  }
-
-  boolean storageFailing(long nowMs, long failingAfterMs) {
-    long since = storageFailingSinceMs;
-    return since != 0 && nowMs - since >= failingAfterMs;
   }
 }

@@ -6,6 +6,7 @@ import io.peerflash.node.index.KeyValueStorage.Batch;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.storage.BackingStore;
 import io.peerflash.replication.fault.FaultPoints;
+import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -49,9 +50,12 @@ final class Destager implements AutoCloseable {
   private static final long IDLE_WAIT_MS = 100;
   private static final long NOTHING_TO_DO_BACKOFF_MS = 20;
 
-  private final BlockStore store;
+  private final DestageSource source;
+  private final BackingStore storage;
+  private final Time time;
   private volatile ReplicationPort replication = ReplicationPort.NONE;
   private final EngineConfig config;
+  private final DestageHealth.Backoff backoff;
   private final Thread thread;
   private final ReentrantLock lock = new ReentrantLock();
   private final Condition work = lock.newCondition();
@@ -73,9 +77,19 @@ final class Destager implements AutoCloseable {
   // Threads that write a batch's runs in parallel; null: the destager thread writes them itself.
   private final ExecutorService io;
 
-  Destager(BlockStore store) {
-    this.store = store;
-    this.config = store.config;
+  /**
+   * @param source the cache's dirty blocks and the commit that marks them clean
+   * @param storage shared storage, where they go
+   * @param time the clock dirty age and backoff are measured on
+   */
+  Destager(DestageSource source, BackingStore storage, EngineConfig config, Time time) {
+    this.source = source;
+    this.storage = storage;
+    this.time = time;
+    this.config = config;
+    this.backoff =
+        new DestageHealth.Backoff(
+            config.storageRetryInitialBackoffMs(), config.storageRetryMaxBackoffMs());
     this.batchBlocks = config.destageBatchBytes() / BLOCK;
     this.seqs = new long[batchBlocks];
     this.blocks = new long[batchBlocks];
@@ -123,13 +137,9 @@ final class Destager implements AutoCloseable {
 
   /** Called after each write-back write: cheap unless the high watermark was just crossed. */
   void noteDirty() {
-    if (!flatOut && dirtyFraction() >= config.destageHighWatermark()) {
+    if (!flatOut && source.dirtyFraction() >= config.destageHighWatermark()) {
       wake();
     }
-  }
-
-  private double dirtyFraction() {
-    return (double) store.dirtySlots.get() / store.slots.totalSlots();
   }
 
   /**
@@ -147,10 +157,8 @@ final class Destager implements AutoCloseable {
    */
   void flush(CachedVolume v, long targetSeq, long deadlineMs) throws CacheException {
     v.flushTargetSeq.accumulateAndGet(targetSeq, Math::max);
-    long flushStartMs = store.time.nowMs();
-    // A flush is a reason to try failing storage again now rather than after the backoff.
-    v.retryAtMs = 0;
-    v.blockRetryAtMs.clear();
+    long flushStartMs = time.nowMs();
+    v.destage.retryNow();
     wake();
     while (v.dirty.firstSeqExcluding(v.corruptBlocks::contains, targetSeq) <= targetSeq) {
       if (closed) {
@@ -159,12 +167,10 @@ final class Destager implements AutoCloseable {
       if (v.deleted) {
         throw CacheException.notFound(v.name());
       }
-      long now = store.time.nowMs();
-      long failingSince = v.storageFailingSinceMs;
+      long now = time.nowMs();
       // Give up only on a failure seen after this flush began (storage may have healed).
-      if (failingSince != 0
-          && v.lastStorageErrorMs >= flushStartMs
-          && now - failingSince >= config.flushStorageFailureTimeoutMs()) {
+      if (v.destage.lastErrorMs() >= flushStartMs
+          && v.destage.failing(now, config.flushStorageFailureTimeoutMs())) {
         throw new CacheException(
             Reason.UNAVAILABLE,
             String.format(
@@ -172,9 +178,9 @@ final class Destager implements AutoCloseable {
                     + " (flush-storage-failure-timeout-ms %d): %s; %d dirty blocks remain and"
                     + " destage keeps retrying",
                 v.name(),
-                now - failingSince,
+                now - v.destage.failingSinceMs(),
                 config.flushStorageFailureTimeoutMs(),
-                v.lastStorageError,
+                v.destage.lastError(),
                 v.dirty.size()));
       }
       if (now >= deadlineMs) {
@@ -240,13 +246,13 @@ final class Destager implements AutoCloseable {
    * @return how long to pause before the next step (0: go on at once)
    */
   long step() {
-    double dirty = dirtyFraction();
-    if (dirty >= config.destageHighWatermark() || store.space.waiting() > 0) {
+    double dirty = source.dirtyFraction();
+    if (dirty >= config.destageHighWatermark() || source.writersWaitForSpace()) {
       flatOut = true;
     } else if (dirty <= config.destageLowWatermark()) {
       flatOut = false;
     }
-    long now = store.time.nowMs();
+    long now = time.nowMs();
     CachedVolume v = choose(now);
     if (v == null) {
       // A volume backing off is due again sooner than the idle wait: sleeping past its retry
@@ -258,7 +264,7 @@ final class Destager implements AutoCloseable {
     signalProgress();
     if (bytes == 0) {
       // Nothing destageable right now (blocks corrupt or backing off): look at others first.
-      v.retryAtMs = now + NOTHING_TO_DO_BACKOFF_MS;
+      v.destage.pause(now + NOTHING_TO_DO_BACKOFF_MS);
     }
     if (bytes > 0 && paced) {
       return Math.max(1, bytes * 1000 / Math.max(1, config.destageBackgroundRateBytesPerSec()));
@@ -272,7 +278,7 @@ final class Destager implements AutoCloseable {
   }
 
   private CachedVolume choose(long now) {
-    List<CachedVolume> all = store.volumes();
+    List<CachedVolume> all = source.volumes();
     int n = all.size();
     if (n == 0) {
       return null;
@@ -287,8 +293,8 @@ final class Destager implements AutoCloseable {
       if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER || v.dirty.size() == 0) {
         continue;
       }
-      if (v.retryAtMs > now) {
-        earliestRetryAtMs = Math.min(earliestRetryAtMs, v.retryAtMs);
+      if (v.destage.backingOff(now)) {
+        earliestRetryAtMs = Math.min(earliestRetryAtMs, v.destage.retryAtMs());
         continue;
       }
       if (flushPending(v)) {
@@ -321,10 +327,10 @@ final class Destager implements AutoCloseable {
       if (v.deleted || v.info.role() != VolumeInfo.Role.OWNER) {
         return 0; // a replica never destages another node's data
       }
-      if (!store.mayDestage(v)) {
+      if (!source.mayDestage(v)) {
         return 0; // no valid lease (another node may own the volume now), or handed over
       }
-      int limit = v.isolatedBatchesLeft > 0 ? 1 : batchBlocks;
+      int limit = v.destage.batchLimit(batchBlocks);
       long[] s = new long[limit];
       long[] b = new long[limit];
       int n =
@@ -333,7 +339,7 @@ final class Destager implements AutoCloseable {
               b,
               x ->
                   v.corruptBlocks.contains(x)
-                      || v.blockRetryAtMs.getOrDefault(x, 0L) > now
+                      || v.destage.blockBackingOff(x, now)
                       || v.copiesInFlight(x),
               x -> {
                 BlockEntry e = v.blocks.get(x);
@@ -361,22 +367,20 @@ final class Destager implements AutoCloseable {
       try {
         // Checked again right before touching shared storage: the lease may have run out while
         // the batch was read (a long pause).
-        if (!store.mayDestage(v)) {
+        if (!source.mayDestage(v)) {
           return 0;
         }
         bytes = writeBatch(v, n);
-        store.backing.sync(v.name());
-        store.faults.hit(FaultPoints.DESTAGE_AFTER_STORAGE_WRITE, v.name());
+        storage.sync(v.name());
+        source.faults().hit(FaultPoints.DESTAGE_AFTER_STORAGE_WRITE, v.name());
       } catch (IOException e) {
         onFailure(v, n, e, now);
         return -1;
       }
-      store.observer.destaged(System.nanoTime() - started, bytes);
-      onSuccess(v, n, now);
+      long nanos = System.nanoTime() - started;
+      v.destage.succeeded(blocks, skip, n);
       markClean(v, n);
-      v.destagedBytes.add(bytes);
-      store.stats.destagedBytes.add(bytes);
-      store.space.spaceFreed();
+      source.destaged(v, bytes, nanos);
       return bytes;
     } catch (CacheException e) {
       // Local flash or index trouble counts like a storage failure: backoff, status, and a
@@ -403,7 +407,7 @@ final class Destager implements AutoCloseable {
         if (!isZero[i]) {
           ByteBuffer dst = data.duplicate().position(i * BLOCK).limit((i + 1) * BLOCK);
           try {
-            store.cacheFile.read(e.slot(), dst);
+            source.readSlot(e.slot(), dst);
           } catch (IOException ex) {
             throw CacheException.unavailable("local flash read failed", ex);
           }
@@ -421,7 +425,7 @@ final class Destager implements AutoCloseable {
   }
 
   private void corrupt(CachedVolume v, long block) {
-    store.stats.checksumFailures.increment();
+    source.checksumFailed();
     log.error(
         "volume {} block {}: dirty data failed its checksum; not destaging it", v.name(), block);
     // It stays dirty (it is acknowledged data, and a later write may replace it); Flush and the
@@ -492,18 +496,18 @@ final class Destager implements AutoCloseable {
 
   /** One run: the lease and the fault point are checked right before its request. */
   private void writeRun(CachedVolume v, long offset, int len, ByteBuffer src) throws IOException {
-    if (!store.mayDestage(v)) {
+    if (!source.mayDestage(v)) {
       throw new IOException("cluster lease expired during destage; stopping before storage");
     }
     try {
-      store.faults.hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
+      source.faults().hit(FaultPoints.DESTAGE_STORAGE_WRITE, v.name());
     } catch (FaultPoints.Dropped e) {
       throw new IOException("shared storage write failed: " + e.getMessage());
     }
     if (src == null) {
-      store.backing.writeZeros(v.name(), offset, len);
+      storage.writeZeros(v.name(), offset, len);
     } else {
-      store.backing.write(v.name(), offset, src);
+      storage.write(v.name(), offset, src);
     }
   }
 
@@ -540,13 +544,11 @@ final class Destager implements AutoCloseable {
       Batch batch = new Batch();
       for (int i = 0; i < n; i++) {
         if (!skip[i]) {
-          store.markDestaged(v, blocks[i], seqs[i], batch);
+          source.markDestaged(v, blocks[i], seqs[i], batch);
         }
       }
       try {
-        // Synced with --sync: once a clean block's slot is reused, the durable index must not
-        // still call it dirty, or a power cut would make its data look damaged.
-        store.kv.write(batch, config.syncWrites());
+        source.commitDestaged(batch);
         long[] cleanBlocks = new long[m];
         long[] cleanSeqs = new long[m];
         int k = 0;
@@ -569,65 +571,30 @@ final class Destager implements AutoCloseable {
   private void onFailure(CachedVolume v, int n, IOException e, long now) {
     recordFailure(v, e.getMessage() == null ? e.toString() : e.getMessage(), now);
     if (n > 1) {
-      v.isolatedBatchesLeft = n;
+      v.destage.isolateNext(n);
       logFailure(v, now);
     } else {
-      int failures = v.blockFailures.merge(blocks[0], 1, Integer::sum);
-      long blockBackoffMs = backoffMs(failures);
-      v.blockRetryAtMs.put(blocks[0], now + blockBackoffMs);
-      // Let the other blocks go on soon even though this one failed.
-      v.retryAtMs = now + config.storageRetryInitialBackoffMs();
+      int failures = v.destage.blockFailed(blocks[0], now, backoff);
       log.warn(
           "destage of volume {} block {} failed ({} times in a row), retrying it in {} ms: {}",
           v.name(),
           blocks[0],
           failures,
-          blockBackoffMs,
-          v.lastStorageError);
+          v.destage.blockRetryAtMs(blocks[0]) - now,
+          v.destage.lastError());
     }
   }
 
-  /**
-   * Any failed destage attempt (shared storage, or local flash and index): it counts toward
-   * STORAGE_FAILING and a bounded Flush, and backs the volume off exponentially.
-   */
   private void recordFailure(CachedVolume v, String error, long now) {
-    v.lastStorageError = error;
-    v.lastStorageErrorMs = now;
-    if (v.storageFailingSinceMs == 0) {
-      v.storageFailingSinceMs = now;
-    }
-    v.consecutiveFailures++;
-    v.retryAtMs = now + backoffMs(v.consecutiveFailures);
+    v.destage.failed(error, now, backoff);
   }
 
   private void logFailure(CachedVolume v, long now) {
     log.warn(
         "destage of volume {} failed, retrying in {} ms: {}",
         v.name(),
-        v.retryAtMs - now,
-        v.lastStorageError);
-  }
-
-  private void onSuccess(CachedVolume v, int n, long now) {
-    v.consecutiveFailures = 0;
-    if (v.isolatedBatchesLeft > 0) {
-      v.isolatedBatchesLeft--;
-    }
-    for (int i = 0; i < n; i++) {
-      if (!skip[i]) {
-        v.blockFailures.remove(blocks[i]);
-        v.blockRetryAtMs.remove(blocks[i]);
-      }
-    }
-    if (v.blockFailures.isEmpty()) {
-      v.storageFailingSinceMs = 0;
-    }
-  }
-
-  private long backoffMs(int failures) {
-    long backoff = config.storageRetryInitialBackoffMs() << Math.min(failures - 1, 20);
-    return Math.min(backoff, config.storageRetryMaxBackoffMs());
+        v.destage.retryAtMs() - now,
+        v.destage.lastError());
   }
 
   private void signalProgress() {

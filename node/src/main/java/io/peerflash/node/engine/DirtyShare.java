@@ -84,7 +84,7 @@ final class DirtyShare {
   private CacheException overShare(CachedVolume v, int n) {
     String why =
         destageFailing(v)
-            ? "its shared storage is failing (" + v.lastStorageError + ")"
+            ? "its shared storage is failing (" + v.destage.lastError() + ")"
             : "other volumes wait for space";
     return new CacheException(
         Reason.RESOURCE_EXHAUSTED,
@@ -122,6 +122,6 @@ final class DirtyShare {
   }
 
   private static boolean destageFailing(CachedVolume v) {
-    return v.storageFailingSinceMs != 0;
+    return v.destage.failing();
   }
 }
