@@ -351,6 +351,7 @@ public final class PeerFlashNode implements AutoCloseable {
           engine,
           cluster,
           config,
+          Time.SYSTEM,
           waits,
           timer,
           loops == null ? null : loops.nbdLoops(),

@@ -1,5 +1,8 @@
 package io.peerflash.util;
 
+import java.util.ArrayList;
+import java.util.List;
+import java.util.PriorityQueue;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -11,6 +14,11 @@ import java.util.concurrent.TimeUnit;
  * <p>{@link #followingSystem()} gives one that runs with the system clock until {@link #freeze}
  * (for code that must first get going in real time); {@link #resume} lets it run again from where
  * it stood. Thread-safe.
+ *
+ * <p>Scheduled tasks ({@link #schedule}) run when the clock reaches them. Stopped: on the thread
+ * that moves the clock, before {@link #advanceMs} or {@link #sleepMs} returns, so a test sees a
+ * deadline's effect right after it moved the clock past it. Running: on a timer thread of the
+ * clock's own.
  */
 public final class ManualTime implements Time {
   private final long startWallMs = System.currentTimeMillis();
@@ -19,6 +27,10 @@ public final class ManualTime implements Time {
   private boolean stopped;
   private long stoppedNanos;
   private long offsetNanos;
+  // Guarded by this: scheduled tasks by due time, then in the order they were scheduled.
+  private final PriorityQueue<Scheduled> timers = new PriorityQueue<>();
+  private long scheduledCount;
+  private Thread timerThread;
 
   /** A clock stopped at the current date; it moves only when told. */
   public ManualTime() {
@@ -49,24 +61,32 @@ public final class ManualTime implements Time {
   /** Stopped: advances the clock by {@code ms} and returns at once. Running: sleeps for real. */
   @Override
   public void sleepMs(long ms) throws InterruptedException {
+    boolean moved;
     synchronized (this) {
+      moved = stopped;
       if (stopped) {
         stoppedNanos += TimeUnit.MILLISECONDS.toNanos(Math.max(0, ms));
-        return;
       }
     }
-    Time.SYSTEM.sleepMs(ms);
+    if (moved) {
+      runDueTimers();
+    } else {
+      Time.SYSTEM.sleepMs(ms);
+    }
   }
 
-  /** Moves a stopped clock forward by {@code ms}. */
-  public synchronized void advanceMs(long ms) {
-    if (!stopped) {
-      throw new IllegalStateException("advance a stopped clock only (freeze it first)");
+  /** Moves a stopped clock forward by {@code ms}, running the tasks that fall due on the way. */
+  public void advanceMs(long ms) {
+    synchronized (this) {
+      if (!stopped) {
+        throw new IllegalStateException("advance a stopped clock only (freeze it first)");
+      }
+      if (ms < 0) {
+        throw new IllegalArgumentException("time does not go back: advanceMs(" + ms + ")");
+      }
+      stoppedNanos += TimeUnit.MILLISECONDS.toNanos(ms);
     }
-    if (ms < 0) {
-      throw new IllegalArgumentException("time does not go back: advanceMs(" + ms + ")");
-    }
-    stoppedNanos += TimeUnit.MILLISECONDS.toNanos(ms);
+    runDueTimers();
   }
 
   /** Stops the clock where it stands; from now on it moves only when told. */
@@ -74,6 +94,7 @@ public final class ManualTime implements Time {
     if (!stopped) {
       stoppedNanos = nanoTime();
       stopped = true;
+      notifyAll();
     }
   }
 
@@ -82,6 +103,104 @@ public final class ManualTime implements Time {
     if (stopped) {
       offsetNanos = stoppedNanos - System.nanoTime();
       stopped = false;
+      startTimerThread();
+      notifyAll();
+    }
+  }
+
+  @Override
+  public Timer schedule(long delayMs, Runnable task) {
+    Scheduled s;
+    synchronized (this) {
+      s =
+          new Scheduled(
+              nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, delayMs)),
+              scheduledCount++,
+              task);
+      timers.add(s);
+      if (!stopped) {
+        startTimerThread();
+      }
+      notifyAll();
+    }
+    return s;
+  }
+
+  /** How many scheduled tasks have not run yet (nor been cancelled). */
+  public synchronized int pendingTimers() {
+    return timers.size();
+  }
+
+  /** Runs, in order, every task due by the clock now (a task may schedule more). */
+  private void runDueTimers() {
+    while (true) {
+      List<Runnable> due = new ArrayList<>();
+      synchronized (this) {
+        long now = nanoTime();
+        while (!timers.isEmpty() && timers.peek().dueNanos - now <= 0) {
+          due.add(timers.poll().task);
+        }
+      }
+      if (due.isEmpty()) {
+        return;
+      }
+      due.forEach(Runnable::run);
+    }
+  }
+
+  // Guarded by this.
+  private void startTimerThread() {
+    if (timerThread == null) {
+      timerThread = new Thread(this::runTimers, "manual-time-timer");
+      timerThread.setDaemon(true);
+      timerThread.start();
+    }
+  }
+
+  /** The timer thread: runs due tasks while the clock runs; idle while it is stopped. */
+  private void runTimers() {
+    while (true) {
+      synchronized (this) {
+        try {
+          if (stopped || timers.isEmpty()) {
+            wait();
+            continue;
+          }
+          long waitNanos = timers.peek().dueNanos - nanoTime();
+          if (waitNanos > 0) {
+            TimeUnit.NANOSECONDS.timedWait(this, waitNanos);
+            continue;
+          }
+        } catch (InterruptedException e) {
+          return;
+        }
+      }
+      runDueTimers();
+    }
+  }
+
+  private final class Scheduled implements Comparable<Scheduled>, Timer {
+    final long dueNanos;
+    final long order;
+    final Runnable task;
+
+    Scheduled(long dueNanos, long order, Runnable task) {
+      this.dueNanos = dueNanos;
+      this.order = order;
+      this.task = task;
+    }
+
+    @Override
+    public int compareTo(Scheduled o) {
+      int byDue = Long.compare(dueNanos - o.dueNanos, 0);
+      return byDue != 0 ? byDue : Long.compare(order, o.order);
+    }
+
+    @Override
+    public void cancel() {
+      synchronized (ManualTime.this) {
+        timers.remove(this);
+      }
     }
   }
 }

@@ -1,11 +1,15 @@
 package io.peerflash.util;
 
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
- * The clock every time-based decision reads (leases, liveness, dirty age, backoff, backpressure
- * deadlines), so tests can drive time instead of sleeping. Lease arithmetic uses only {@link
- * #nanoTime()}, which must be monotonic.
+ * The clock every time-based decision reads (leases, liveness, dirty age, backoff, backpressure and
+ * ack deadlines), and the timer that acts on it, so tests can drive time instead of sleeping. Lease
+ * arithmetic uses only {@link #nanoTime()}, which must be monotonic.
  */
 public interface Time {
   long nowMs();
@@ -14,21 +18,86 @@ public interface Time {
 
   void sleepMs(long ms) throws InterruptedException;
 
-  Time SYSTEM =
-      new Time() {
-        @Override
-        public long nowMs() {
-          return System.currentTimeMillis();
-        }
+  /**
+   * Runs {@code task} once, {@code delayMs} from now by this clock, on the clock's timer thread.
+   * Tasks must be short (complete a future, wake a waiter): one thread runs them all.
+   */
+  Timer schedule(long delayMs, Runnable task);
 
-        @Override
-        public long nanoTime() {
-          return System.nanoTime();
-        }
+  /** A scheduled task. */
+  interface Timer {
+    /** Stops the task if it has not started; harmless after it ran. */
+    void cancel();
+  }
 
-        @Override
-        public void sleepMs(long ms) throws InterruptedException {
-          TimeUnit.MILLISECONDS.sleep(ms);
-        }
-      };
+  /**
+   * Completes {@code future} with {@code value} unless it completes within {@code delayMs} by this
+   * clock; returns it. Unlike {@link CompletableFuture#completeOnTimeout}, the deadline is this
+   * clock's, so a test moves it by moving the clock.
+   */
+  default <T> CompletableFuture<T> completeOnTimeout(
+      CompletableFuture<T> future, T value, long delayMs) {
+    if (!future.isDone()) {
+      Timer timer = schedule(delayMs, () -> future.complete(value));
+      future.whenComplete((r, e) -> timer.cancel());
+    }
+    return future;
+  }
+
+  /**
+   * Fails {@code future} with a {@link TimeoutException} unless it completes within {@code delayMs}
+   * by this clock; returns it.
+   */
+  default <T> CompletableFuture<T> orTimeout(CompletableFuture<T> future, long delayMs) {
+    if (!future.isDone()) {
+      Timer timer =
+          schedule(
+              delayMs,
+              () -> future.completeExceptionally(new TimeoutException("after " + delayMs + " ms")));
+      future.whenComplete((r, e) -> timer.cancel());
+    }
+    return future;
+  }
+
+  Time SYSTEM = new SystemTime();
+
+  /** The system clock; its timer is one daemon thread shared by the process. */
+  final class SystemTime implements Time {
+    private SystemTime() {}
+
+    // Created on first use: a client that never schedules starts no thread.
+    private static final class TimerThread {
+      static final ScheduledThreadPoolExecutor EXECUTOR = executor();
+
+      private static ScheduledThreadPoolExecutor executor() {
+        ScheduledThreadPoolExecutor e =
+            new ScheduledThreadPoolExecutor(1, new NamedThreadFactory("peerflash-timer", true));
+        // Most deadlines are cancelled long before they are due: do not keep them queued.
+        e.setRemoveOnCancelPolicy(true);
+        return e;
+      }
+    }
+
+    @Override
+    public long nowMs() {
+      return System.currentTimeMillis();
+    }
+
+    @Override
+    public long nanoTime() {
+      return System.nanoTime();
+    }
+
+    @Override
+    public void sleepMs(long ms) throws InterruptedException {
+      TimeUnit.MILLISECONDS.sleep(ms);
+    }
+
+    @Override
+    public Timer schedule(long delayMs, Runnable task) {
+      ScheduledFuture<?> f =
+          TimerThread.EXECUTOR.schedule(task, Math.max(0, delayMs), TimeUnit.MILLISECONDS);
+      return () -> f.cancel(false);
+    }
+  }
 }

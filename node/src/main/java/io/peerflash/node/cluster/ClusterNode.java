@@ -448,8 +448,10 @@ public final class ClusterNode
    * Retried across epoch changes; bounded by the lease.
    */
   private CompletableFuture<Boolean> evictReplica(String volume, String peerId, long epoch) {
-    return CompletableFuture.supplyAsync(() -> evictBlocking(volume, peerId, epoch), evictions)
-        .completeOnTimeout(false, config.leaseTimeoutMs(), TimeUnit.MILLISECONDS);
+    return time.completeOnTimeout(
+        CompletableFuture.supplyAsync(() -> evictBlocking(volume, peerId, epoch), evictions),
+        false,
+        config.leaseTimeoutMs());
   }
 
   private boolean evictBlocking(String volume, String peerId, long epoch) {

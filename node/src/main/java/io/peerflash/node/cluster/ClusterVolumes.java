@@ -294,10 +294,7 @@ final class ClusterVolumes implements ClusterRouting {
   @Override
   public CompletableFuture<Void> catchUp() {
     // A dependent future: a timeout here must not fail the read other callers share.
-    return controlPlane
-        .catchUp()
-        .<Void>thenApply(map -> null)
-        .orTimeout(CATCH_UP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    return time.orTimeout(controlPlane.catchUp().<Void>thenApply(map -> null), CATCH_UP_TIMEOUT_MS);
   }
 
   @Override

@@ -7,6 +7,7 @@ import io.peerflash.node.index.BlockEntry;
 import io.peerflash.node.index.KeyValueStorage.Batch;
 import io.peerflash.node.index.VolumeInfo.CacheMode;
 import io.peerflash.replication.data.BlockCopy;
+import io.peerflash.util.Time;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -15,23 +16,22 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Writes and trims. The write-back path is {@link #writeBack}: read it top to bottom; its step
  * numbers are those of docs/design.md ("Write path"). Every write reaches its acknowledgement
- * through one decision, {@link #ackCondition}, whether its caller blocks ({@link #write}) or not
+ * through one path, {@link #ackWhenReady}, whether its caller blocks ({@link #write}) or not
  * ({@link #submitWrite}).
  */
 final class WritePath {
   private static final Logger log = LoggerFactory.getLogger(WritePath.class);
 
   /** Backs up the replication port's own bound on a replica's ack. */
-  private static final long REPLICATION_WAIT_BACKSTOP_MS = 30_000;
+  static final long REPLICATION_WAIT_BACKSTOP_MS = 30_000;
 
   /**
    * Largest write stored on the calling (network) thread. A larger one would hold that thread for
@@ -466,12 +466,6 @@ final class WritePath {
   // ---------------------------------------------------------------------------------------------
   // Steps 10-11: the acknowledgement
 
-  /**
-   * Steps 10-11 as one decision for both kinds of caller: completes when the write's own store is
-   * done and its copies are acked (or failed), with what it needs before its ack (a destage when a
-   * replica could not take the copies, or when the write said so); fails with the error to answer
-   * with when it must not be acknowledged at all ({@link #refusal}).
-   */
   /** What the write needs before its ack. */
   private enum Decision {
     ACK,
@@ -485,56 +479,16 @@ final class WritePath {
     return stored.destageFirst() ? Decision.DESTAGE_FIRST : Decision.ACK;
   }
 
-  private CompletableFuture<Decision> ackCondition(CachedVolume v, Stored stored) {
-    CompletableFuture<Void> local =
-        stored.local() == null ? CompletableFuture.completedFuture(null) : stored.local();
-    // Own store first: a destage before the ack must find the write in place.
-    return local.thenCompose(
-        ok -> {
-          if (stored.copies() == null) {
-            return CompletableFuture.completedFuture(noCopyFailure(stored));
-          }
-          return stored
-              .copies()
-              .handle(
-                  (acked, failure) -> {
-                    if (failure == null) {
-                      return noCopyFailure(stored);
-                    }
-                    CacheException refused = refusal(v, failure);
-                    if (refused != null) {
-                      throw new CompletionException(refused);
-                    }
-                    return Decision.COPIES_MISSING;
-                  });
-        });
-  }
-
-  /** Waits until a stored write may be acknowledged. Outside the gate: see {@link #store}. */
-  private WriteAck awaitAck(CachedVolume v, Stored stored) throws CacheException {
-    Decision decision;
-    try {
-      decision = ackCondition(v, stored).get(REPLICATION_WAIT_BACKSTOP_MS, TimeUnit.MILLISECONDS);
-    } catch (ExecutionException e) {
-      throw asCacheException(e.getCause());
-    } catch (TimeoutException e) {
-      log.warn(
-          "volume {}: no replica outcome within {} ms; destaging the write before its ack",
-          v.name(),
-          REPLICATION_WAIT_BACKSTOP_MS);
-      decision = Decision.COPIES_MISSING;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      decision = Decision.COPIES_MISSING;
-    }
-    if (decision != Decision.ACK) {
-      // Outside the gate: a policy change or delete queued on it must not stall the destager.
-      destager.flush(v, stored.lastSeq());
-    }
-    return decision == Decision.COPIES_MISSING ? WriteAck.WENT_THROUGH : WriteAck.COPIES;
-  }
-
-  /** {@link #awaitAck} without waiting: completes {@code acked} on the thread that decides. */
+  /**
+   * Steps 10-11 for every write, whether its caller blocks ({@link #write}, which waits on this
+   * through {@link CallerRuns}) or not ({@link #submitWrite}): completes {@code acked} once the
+   * write's own store is done and its copies are acked or failed, after a destage when a replica
+   * could not take the copies or the write asked for one; fails it with the error to answer with
+   * when the write must not be acknowledged at all ({@link #refusal}).
+   *
+   * @param waits runs the destage before an ack (it blocks): never the network thread that
+   *     completes the copies
+   */
   private void ackWhenReady(
       CachedVolume v, Stored stored, Executor waits, CompletableFuture<WriteAck> acked) {
     ackCondition(v, stored)
@@ -549,6 +503,8 @@ final class WritePath {
                     waits,
                     acked,
                     () -> {
+                      // Outside the gate: a policy change or delete queued on it must not stall
+                      // the destager.
                       destager.flush(v, stored.lastSeq());
                       acked.complete(
                           decision == Decision.COPIES_MISSING
@@ -557,6 +513,124 @@ final class WritePath {
                     });
               }
             });
+  }
+
+  private CompletableFuture<Decision> ackCondition(CachedVolume v, Stored stored) {
+    CompletableFuture<Void> local =
+        stored.local() == null ? CompletableFuture.completedFuture(null) : stored.local();
+    // Own store first: a destage before the ack must find the write in place.
+    return local.thenCompose(
+        ok -> {
+          if (stored.copies() == null) {
+            return CompletableFuture.completedFuture(noCopyFailure(stored));
+          }
+          CompletableFuture<Decision> decided =
+              stored
+                  .copies()
+                  .handle(
+                      (acked, failure) -> {
+                        if (failure == null) {
+                          return noCopyFailure(stored);
+                        }
+                        CacheException refused = refusal(v, failure);
+                        if (refused != null) {
+                          throw new CompletionException(refused);
+                        }
+                        return Decision.COPIES_MISSING;
+                      });
+          return withBackstop(v, decided);
+        });
+  }
+
+  /**
+   * The replication port bounds a replica's ack itself; should it ever give no outcome, the write
+   * fails as retryable after {@link #REPLICATION_WAIT_BACKSTOP_MS} (by the engine's clock) instead
+   * of hanging its caller. Not a destage and an ack: the destager leaves blocks whose copies are
+   * still on their way alone (a release must not overtake its copy), so that would hang too.
+   */
+  private CompletableFuture<Decision> withBackstop(
+      CachedVolume v, CompletableFuture<Decision> decided) {
+    if (decided.isDone()) {
+      return decided;
+    }
+    CompletableFuture<Decision> bounded = new CompletableFuture<>();
+    Time.Timer backstop =
+        store.time.schedule(
+            REPLICATION_WAIT_BACKSTOP_MS,
+            () -> {
+              CacheException noOutcome =
+                  new CacheException(
+                      Reason.UNAVAILABLE,
+                      "volume '"
+                          + v.name()
+                          + "': no outcome from its replicas within "
+                          + REPLICATION_WAIT_BACKSTOP_MS
+                          + " ms; the write is not acknowledged, retry it");
+              if (bounded.completeExceptionally(noOutcome)) {
+                log.warn("{}", noOutcome.getMessage());
+              }
+            });
+    decided.whenComplete(
+        (d, failure) -> {
+          backstop.cancel();
+          if (failure != null) {
+            bounded.completeExceptionally(failure);
+          } else {
+            bounded.complete(d);
+          }
+        });
+    return bounded;
+  }
+
+  /** A blocking write's wait: {@link #ackWhenReady}, its destage run on the calling thread. */
+  private WriteAck awaitAck(CachedVolume v, Stored stored) throws CacheException {
+    CompletableFuture<WriteAck> acked = new CompletableFuture<>();
+    CallerRuns caller = new CallerRuns(acked);
+    ackWhenReady(v, stored, caller, acked);
+    caller.runUntilDone();
+    try {
+      return acked.join();
+    } catch (CompletionException | java.util.concurrent.CancellationException e) {
+      throw asCacheException(e);
+    }
+  }
+
+  /**
+   * An executor whose tasks the thread waiting for {@code done} runs: a blocking write's destage
+   * before its ack runs on that write's own thread, as if it had called it directly.
+   */
+  private static final class CallerRuns implements Executor {
+    private static final Runnable WAKE = () -> {};
+    private final LinkedBlockingQueue<Runnable> tasks = new LinkedBlockingQueue<>();
+    private final CompletableFuture<?> done;
+
+    CallerRuns(CompletableFuture<?> done) {
+      this.done = done;
+      done.whenComplete((r, e) -> tasks.add(WAKE));
+    }
+
+    @Override
+    public void execute(Runnable task) {
+      tasks.add(task);
+    }
+
+    /**
+     * Runs handed tasks until {@code done} completes. Not interruptible: the write is stored and
+     * the backstop bounds the wait for its copies; the interrupt is kept for the caller.
+     */
+    void runUntilDone() {
+      boolean interrupted = false;
+      while (!done.isDone()) {
+        try {
+          tasks.take().run();
+        } catch (InterruptedException e) {
+          interrupted = true;
+        }
+      }
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
+    }
   }
 
   private static Throwable unwrap(Throwable failure) {

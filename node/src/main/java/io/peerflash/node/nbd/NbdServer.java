@@ -90,6 +90,7 @@ public final class NbdServer implements AutoCloseable {
    * cluster map in a cluster, every volume on every node (I/O of a volume another node owns is
    * forwarded to that owner, waiting at most {@code nbd-forward-timeout-ms} for one).
    *
+   * @param time the node's clock (forwarded calls' deadlines and retries)
    * @param loops the node's shared event loops (epoll), or null for loops of its own
    * @param callersLoop the node's loop the calling thread runs, or null (its writes then commit
    *     their index entries per turn of it)
@@ -99,6 +100,7 @@ public final class NbdServer implements AutoCloseable {
       CacheEngine engine,
       io.peerflash.node.cluster.ClusterNode cluster,
       io.peerflash.node.NodeConfig config,
+      io.peerflash.util.Time time,
       Executor waits,
       RequestTimer timer,
       EventLoopGroup loops,
@@ -108,7 +110,7 @@ public final class NbdServer implements AutoCloseable {
     VolumeIo volumes =
         cluster == null
             ? local
-            : new RoutedVolumeIo(local, cluster, cluster, config.nbdForwardTimeoutMs());
+            : new RoutedVolumeIo(local, cluster, cluster, config.nbdForwardTimeoutMs(), time);
     try {
       return start(settings, volumes, timer, loops);
     } catch (IOException | RuntimeException e) {

@@ -18,6 +18,7 @@ import io.peerflash.proto.v1.ForwardedReadRequest;
 import io.peerflash.proto.v1.ForwardedWriteRequest;
 import io.peerflash.proto.v1.ForwardedZeroRequest;
 import io.peerflash.util.NamedThreadFactory;
+import io.peerflash.util.Time;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -26,8 +27,9 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import java.util.function.Supplier;
@@ -73,17 +75,27 @@ final class RoutedVolumeIo implements VolumeIo {
     final PeerChannels peers;
     final EngineVolumeIo local;
     final long giveUpMs;
-    final ScheduledExecutorService timer =
-        Executors.newSingleThreadScheduledExecutor(
-            new NamedThreadFactory("peerflash-nbd-forward", true));
+    // Deadlines are measured on the node's clock; its timer wakes retries and the owner check,
+    // which run on a thread of their own (the timer serves every deadline of the node).
+    final Time time;
+    final ExecutorService retries =
+        Executors.newSingleThreadExecutor(new NamedThreadFactory("peerflash-nbd-forward", true));
     final Set<InFlight> inFlight = ConcurrentHashMap.newKeySet();
     final ConcurrentHashMap<String, Long> lastLoggedMs = new ConcurrentHashMap<>();
+    volatile boolean closed;
+    volatile Time.Timer ownerCheck;
 
-    Shared(ClusterRouting cluster, PeerChannels peers, EngineVolumeIo local, long giveUpMs) {
+    Shared(
+        ClusterRouting cluster,
+        PeerChannels peers,
+        EngineVolumeIo local,
+        long giveUpMs,
+        Time time) {
       this.cluster = cluster;
       this.peers = peers;
       this.local = local;
       this.giveUpMs = giveUpMs;
+      this.time = time;
     }
   }
 
@@ -105,11 +117,12 @@ final class RoutedVolumeIo implements VolumeIo {
   /**
    * @param giveUpMs how long a call may wait for the volume's owner before it fails (the node's
    *     {@code nbd-forward-timeout-ms})
+   * @param time the node's clock: a call's deadline and its retries are measured on it
    */
-  RoutedVolumeIo(EngineVolumeIo local, ClusterRouting cluster, PeerChannels peers, long giveUpMs) {
-    this(new Shared(cluster, peers, local, giveUpMs), "");
-    shared.timer.scheduleWithFixedDelay(
-        this::checkOwners, OWNER_CHECK_MS, OWNER_CHECK_MS, TimeUnit.MILLISECONDS);
+  RoutedVolumeIo(
+      EngineVolumeIo local, ClusterRouting cluster, PeerChannels peers, long giveUpMs, Time time) {
+    this(new Shared(cluster, peers, local, giveUpMs, time), "");
+    scheduleOwnerCheck();
   }
 
   private RoutedVolumeIo(Shared shared, String client) {
@@ -124,7 +137,12 @@ final class RoutedVolumeIo implements VolumeIo {
 
   @Override
   public void close() {
-    shared.timer.shutdownNow();
+    shared.closed = true;
+    Time.Timer check = shared.ownerCheck;
+    if (check != null) {
+      check.cancel();
+    }
+    shared.retries.shutdownNow();
   }
 
   @Override
@@ -233,8 +251,28 @@ final class RoutedVolumeIo implements VolumeIo {
         .start();
   }
 
-  /** Cancels forwarded attempts whose target the map no longer names the volume's live owner. */
+  private void scheduleOwnerCheck() {
+    if (!shared.closed) {
+      shared.ownerCheck = shared.time.schedule(OWNER_CHECK_MS, this::checkOwners);
+    }
+  }
+
+  /**
+   * Cancels forwarded attempts whose target the map no longer names the volume's live owner; then
+   * looks again in {@link #OWNER_CHECK_MS}.
+   */
   private void checkOwners() {
+    if (shared.closed) {
+      return;
+    }
+    try {
+      shared.retries.execute(this::checkOwnersNow);
+    } catch (RejectedExecutionException e) {
+      // closed
+    }
+  }
+
+  private void checkOwnersNow() {
     try {
       for (InFlight f : shared.inFlight) {
         if (!shared.peers.servesVolume(f.target(), f.volume())) {
@@ -243,6 +281,8 @@ final class RoutedVolumeIo implements VolumeIo {
       }
     } catch (RuntimeException e) {
       log.warn("checking forwarded NBD calls against the cluster map failed: {}", e.toString());
+    } finally {
+      scheduleOwnerCheck();
     }
   }
 
@@ -258,7 +298,7 @@ final class RoutedVolumeIo implements VolumeIo {
     private final String what;
     private final Supplier<CompletableFuture<T>> local;
     private final Function<ForwardedIoServiceFutureStub, ListenableFuture<T>> forward;
-    private final long startNanos = System.nanoTime();
+    private final long startNanos = shared.time.nanoTime();
     private final long deadlineNanos;
     private final CompletableFuture<T> result = new CompletableFuture<>();
     private int attempts;
@@ -319,7 +359,7 @@ final class RoutedVolumeIo implements VolumeIo {
                 .withDescription("the owner " + target + " is not in this node's cluster map")
                 .asRuntimeException());
       }
-      long remainingNanos = deadlineNanos - System.nanoTime();
+      long remainingNanos = deadlineNanos - shared.time.nanoTime();
       ListenableFuture<T> call =
           forward.apply(
               ForwardedIoServiceGrpc.newFutureStub(channel)
@@ -349,9 +389,9 @@ final class RoutedVolumeIo implements VolumeIo {
         result.completeExceptionally(t);
         return;
       }
-      long remainingNanos = deadlineNanos - System.nanoTime();
+      long remainingNanos = deadlineNanos - shared.time.nanoTime();
       if (remainingNanos <= 0) {
-        long waitedMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos);
+        long waitedMs = TimeUnit.NANOSECONDS.toMillis(shared.time.nanoTime() - startNanos);
         String why =
             "NBD "
                 + what
@@ -371,17 +411,32 @@ final class RoutedVolumeIo implements VolumeIo {
           next == Next.RETRY_NOW && attempts < 3
               ? 0
               : Math.min(MAX_BACKOFF_MS, 5L << Math.min(attempts, 6));
-      long delayNanos = Math.min(TimeUnit.MILLISECONDS.toNanos(delayMs), remainingNanos);
+      if (shared.closed) {
+        result.completeExceptionally(
+            Status.UNAVAILABLE.withDescription("the NBD server is closing").asRuntimeException());
+        return;
+      }
+      long retryInMs =
+          Math.max(1, Math.min(delayMs, TimeUnit.NANOSECONDS.toMillis(remainingNanos)));
+      if (delayMs == 0) {
+        attemptOffTimer(); // at once, at most twice in a row: the answer named a new owner
+      } else {
+        shared.time.schedule(retryInMs, this::attemptOffTimer);
+      }
+    }
+
+    /** A retry, on the retry thread (the clock's timer only wakes it when due). */
+    private void attemptOffTimer() {
       try {
-        shared.timer.schedule(this::attempt, delayNanos, TimeUnit.NANOSECONDS);
-      } catch (java.util.concurrent.RejectedExecutionException e) {
+        shared.retries.execute(this::attempt);
+      } catch (RejectedExecutionException e) {
         result.completeExceptionally(
             Status.UNAVAILABLE.withDescription("the NBD server is closing").asRuntimeException());
       }
     }
 
     private void noteWaiting(Throwable t) {
-      long now = System.currentTimeMillis();
+      long now = shared.time.nowMs();
       Long last = shared.lastLoggedMs.get(volume);
       if (last == null || now - last >= LOG_EVERY_MS) {
         shared.lastLoggedMs.put(volume, now);

@@ -48,6 +48,11 @@ class SlotReservationsTest {
         public void sleepMs(long ms) throws InterruptedException {
           Time.SYSTEM.sleepMs(ms);
         }
+
+        @Override
+        public Timer schedule(long delayMs, Runnable task) {
+          return Time.SYSTEM.schedule(delayMs, task);
+        }
       };
 
   private static void count(Map<Thread, AtomicInteger> perThread) {

@@ -55,6 +55,7 @@ class WritePathTest {
       Executors.newCachedThreadPool(new NamedThreadFactory("write-path-test", true));
   private final BlockingQueue<CompletableFuture<Void>> copies = new LinkedBlockingQueue<>();
   private final BlockingQueue<List<BlockCopy>> sent = new LinkedBlockingQueue<>();
+  private final ManualTime time = new ManualTime();
   private FileBackingStore backing;
   private CacheEngine engine;
 
@@ -79,9 +80,7 @@ class WritePathTest {
   @BeforeEach
   void open() throws Exception {
     backing = new FileBackingStore(dir.resolve("shared"));
-    engine =
-        CacheEngine.open(
-            EngineConfig.defaults(dir.resolve("data"), 8 << 20), backing, new ManualTime());
+    engine = CacheEngine.open(EngineConfig.defaults(dir.resolve("data"), 8 << 20), backing, time);
     engine.setReplicationPort(port);
     engine.start();
     engine.createVolume("v", 1 << 20, CacheMode.WRITE_BACK, 1);
@@ -214,5 +213,23 @@ class WritePathTest {
     assertThat(onStorage(5 * BLOCK))
         .as("not destaged: the replica could still take the volume over without it")
         .isEqualTo(new byte[BLOCK]);
+  }
+
+  @ParameterizedTest
+  @EnumSource(Caller.class)
+  void copiesWithoutAnOutcomeFailTheWriteAsRetryableAtTheBackstopByTheEnginesClock(Caller caller)
+      throws Exception {
+    CompletableFuture<WriteAck> ack = startWrite(caller, 6 * BLOCK, filled(5));
+    CompletableFuture<Void> silent = copies.take(); // a replication port that never answers
+
+    // Timers run on the thread that moves the stopped clock: nothing else can complete the ack.
+    time.advanceMs(WritePath.REPLICATION_WAIT_BACKSTOP_MS - 1);
+    assertThat(ack).as("no answer before the backstop").isNotDone();
+    time.advanceMs(1);
+    CacheException refused = refusal(ack);
+    assertThat(refused.reason()).isEqualTo(Reason.UNAVAILABLE);
+    assertThat(refused.getMessage())
+        .contains("'v'", "no outcome from its replicas within 30000 ms", "retry");
+    assertThat(silent).isNotDone();
   }
 }

@@ -146,17 +146,31 @@ public final class LeaseKeeper implements AutoCloseable {
    * makes the read stale ({@link #leaseStarts()}).
    */
   public boolean awaitLease(long timeoutMs) throws InterruptedException {
-    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-    synchronized (lock) {
-      while (!(granted && validUntilNanos - time.nanoTime() > 0)) {
-        long leftMs = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
-        if (leftMs <= 0) {
-          return false;
+    boolean[] timedOut = {false};
+    // The deadline is this node's clock's: its timer wakes the wait when it passes.
+    io.peerflash.util.Time.Timer deadline =
+        time.schedule(
+            timeoutMs,
+            () -> {
+              synchronized (lock) {
+                timedOut[0] = true;
+                lock.notifyAll();
+              }
+            });
+    try {
+      synchronized (lock) {
+        while (!(granted && validUntilNanos - time.nanoTime() > 0)) {
+          if (timedOut[0]) {
+            return false;
+          }
+          // Woken by a committed heartbeat or the deadline; the lease is checked again on this
+          // node's clock.
+          lock.wait();
         }
-        // Woken by a committed heartbeat; the lease is checked again on this node's clock.
-        lock.wait(leftMs);
+        return true;
       }
-      return true;
+    } finally {
+      deadline.cancel();
     }
   }
 

@@ -95,23 +95,50 @@ class LeaseAndLivenessUnitTest {
   }
 
   @Test
-  void awaitLeaseReturnsWhenAHeartbeatCommitsAndGivesUpAtItsTimeout() throws Exception {
+  void awaitLeaseReturnsWhenAHeartbeatCommitsAndGivesUpAtItsTimeoutOnTheNodesClock()
+      throws Exception {
     ManualTime time = new ManualTime();
     LeaseKeeper keeper = new LeaseKeeper("n1", time, LEASE, MARGIN, () -> OK, unused);
-    assertThat(keeper.awaitLease(20)).as("no heartbeat yet").isFalse();
-    CompletableFuture<Boolean> waiting =
-        CompletableFuture.supplyAsync(
-            () -> {
-              try {
-                return keeper.awaitLease(60_000);
-              } catch (InterruptedException e) {
-                throw new IllegalStateException(e);
-              }
-            });
+    CompletableFuture<Boolean> noHeartbeat = awaitLeaseAsync(keeper, 20);
+    awaitTimers(time, 1);
+    time.advanceMs(19);
+    assertThat(noHeartbeat).as("the deadline has not passed on the node's clock").isNotDone();
+    time.advanceMs(1);
+    assertThat(noHeartbeat.get(10, TimeUnit.SECONDS)).as("no heartbeat yet").isFalse();
+
+    CompletableFuture<Boolean> waiting = awaitLeaseAsync(keeper, 60_000);
+    awaitTimers(time, 1);
     keeper.onHeartbeatCommitted(time.nanoTime());
     assertThat(waiting.get(10, TimeUnit.SECONDS)).isTrue();
+    assertThat(time.pendingTimers()).as("the deadline is cancelled").isZero();
+
     time.advanceMs(LEASE);
-    assertThat(keeper.awaitLease(20)).as("the lease ran out").isFalse();
+    CompletableFuture<Boolean> lapsed = awaitLeaseAsync(keeper, 20);
+    awaitTimers(time, 1);
+    time.advanceMs(20);
+    assertThat(lapsed.get(10, TimeUnit.SECONDS)).as("the lease ran out").isFalse();
+  }
+
+  private static CompletableFuture<Boolean> awaitLeaseAsync(LeaseKeeper keeper, long timeoutMs) {
+    return CompletableFuture.supplyAsync(
+        () -> {
+          try {
+            return keeper.awaitLease(timeoutMs);
+          } catch (InterruptedException e) {
+            throw new IllegalStateException(e);
+          }
+        });
+  }
+
+  /** Waits (on the event, not a sleep) until the waiter has scheduled its deadline. */
+  private static void awaitTimers(ManualTime time, int n) throws InterruptedException {
+    long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (time.pendingTimers() < n) {
+      if (System.nanoTime() - giveUp > 0) {
+        throw new AssertionError("no deadline scheduled");
+      }
+      Thread.onSpinWait();
+    }
   }
 
   @Test
