@@ -122,8 +122,9 @@ final class ReplicaStore implements ReplicaSink {
     if (!mayWait) {
       return false;
     }
-    throw CacheException.unavailable(
-        "this node is not in step with the cluster map for volume '" + name + "'; retry", null);
+    throw new CacheException(
+        Reason.UNAVAILABLE,
+        "this node is not in step with the cluster map for volume '" + name + "'; retry");
   }
 
   private static ReplicaException refused(CacheException e) {

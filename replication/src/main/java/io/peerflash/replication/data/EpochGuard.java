@@ -7,8 +7,12 @@ package io.peerflash.replication.data;
  */
 public interface EpochGuard {
   /**
-   * @throws ReplicaException FAILED_PRECONDITION when the epoch is stale or the sender is not the
-   *     owner at it, NOT_FOUND for an unknown volume
+   * Waits (bounded) while this node's map is behind the sender: a newer epoch than it knows, or a
+   * volume it does not know yet (a sender's map may name a volume this node has not applied).
+   *
+   * @throws ReplicaException FAILED_PRECONDITION when the epoch is stale, the sender is not the
+   *     owner at it or this node is not among the replicas; UNAVAILABLE when the map did not catch
+   *     up in time
    */
   void checkReplicate(String volume, long epoch, String ownerId) throws ReplicaException;
 
