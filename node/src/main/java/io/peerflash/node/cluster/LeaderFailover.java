@@ -1,8 +1,10 @@
 package io.peerflash.node.cluster;
 
+import com.google.common.util.concurrent.ListenableFuture;
 import io.grpc.ManagedChannel;
 import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.DescribeCopiesRequest;
+import io.peerflash.proto.v1.DescribeCopiesResponse;
 import io.peerflash.proto.v1.ReplicaServiceGrpc;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
@@ -14,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Function;
@@ -81,17 +84,32 @@ final class LeaderFailover {
   }
 
   private void failOver(ClusterMap map, VolumeRecord rec) throws Exception {
-    Map<String, Long> answered = new LinkedHashMap<>();
+    // Every candidate is asked at once: a dead one (its DOWN mark not applied yet) costs one
+    // deadline for all, not one each.
+    Map<String, ListenableFuture<DescribeCopiesResponse>> asked = new LinkedHashMap<>();
+    DescribeCopiesRequest describe =
+        DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build();
     for (String candidate : FailoverChoice.candidates(map, rec)) {
       try {
-        long seq =
-            ReplicaServiceGrpc.newBlockingStub(channels.apply(map.member(candidate).orElseThrow()))
+        asked.put(
+            candidate,
+            ReplicaServiceGrpc.newFutureStub(channels.apply(map.member(candidate).orElseThrow()))
                 .withDeadlineAfter(DESCRIBE_TIMEOUT_MS, TimeUnit.MILLISECONDS)
-                .describeCopies(DescribeCopiesRequest.newBuilder().setVolume(rec.name()).build())
-                .getMaxSeq();
-        answered.put(candidate, seq);
+                .describeCopies(describe));
       } catch (RuntimeException e) {
-        log.info("failover of {}: {} did not answer: {}", rec.name(), candidate, e.toString());
+        log.info("failover of {}: {} could not be asked: {}", rec.name(), candidate, e.toString());
+      }
+    }
+    Map<String, Long> answered = new LinkedHashMap<>();
+    for (Map.Entry<String, ListenableFuture<DescribeCopiesResponse>> a : asked.entrySet()) {
+      try {
+        answered.put(a.getKey(), a.getValue().get().getMaxSeq());
+      } catch (ExecutionException e) {
+        log.info(
+            "failover of {}: {} did not answer: {}",
+            rec.name(),
+            a.getKey(),
+            e.getCause().toString());
       }
     }
     String best = FailoverChoice.best(answered);
@@ -106,9 +124,10 @@ final class LeaderFailover {
     }
     long bestSeq = answered.get(best);
     faults.hit(FaultPoints.FAILOVER_BEFORE_CHANGE_OWNER, rec.name());
+    // Conditional on the epoch read here, so safe to commit through this node's own Raft server.
     CommandResult r =
         controlPlane
-            .submit(
+            .submitAsLeader(
                 MapCommands.because(
                     MapCommands.changeOwner(rec.name(), best, rec.epoch()),
                     "owner "

@@ -77,6 +77,17 @@ public final class ControlPlane implements AutoCloseable {
   static final TimeDuration RETRY_SLEEP = TimeDuration.valueOf(100, TimeUnit.MILLISECONDS);
 
   /**
+   * One attempt of the command client, before it tries another node. A commit takes milliseconds;
+   * an attempt that waits longer has most likely gone to a dead node (a killed host's address hangs
+   * rather than refuses), and after a leader's death the client's guesses of the next one may hit
+   * the dead nodes more than once: each wrong guess costs this much.
+   */
+  static final long COMMAND_ATTEMPT_TIMEOUT_MS = 1_000;
+
+  /** How long a command this node submits to itself as the leader may take to commit. */
+  static final long LOCAL_COMMIT_TIMEOUT_MS = 3_000;
+
+  /**
    * How long a node being added may open Raft connections before the configuration names it: covers
    * the leader catching it up and committing the change; withdrawn earlier if the add fails.
    */
@@ -90,6 +101,7 @@ public final class ControlPlane implements AutoCloseable {
   private final RaftServer server;
   private final RaftClient commandClient;
   private final RaftClient heartbeatClient;
+  private final LeaderLocalCalls leaderLocal;
   private volatile FaultPoints faults = new FaultPoints();
   // Catch-ups read on a thread of their own: a read that waits out the Raft client's retries
   // while no leader answers must not hold up commands or the reads of moves and membership.
@@ -139,7 +151,7 @@ public final class ControlPlane implements AutoCloseable {
             stateMachine::map,
             this::isLeaderReady,
             () -> heartbeatHold.get() != null,
-            this::submit,
+            this::submitAsLeader,
             timer);
     stateMachine.addCommandListener(livenessMonitor::onApplied);
     stateMachine.addCommandListener(admissions::onApplied);
@@ -165,16 +177,18 @@ public final class ControlPlane implements AutoCloseable {
         RaftWiring.client(
             raftParameters,
             clusterGroup,
-            TimeDuration.valueOf(3, TimeUnit.SECONDS),
+            TimeDuration.valueOf(COMMAND_ATTEMPT_TIMEOUT_MS, TimeUnit.MILLISECONDS),
             RetryPolicies.retryUpToMaximumCountWithFixedSleep(SUBMIT_ATTEMPTS, RETRY_SLEEP));
+    this.leaderLocal = new LeaderLocalCalls(server, GROUP_ID, this::isLeaderReady);
     // Heartbeats: own client, short per-attempt timeout and few retries, so a lost heartbeat does
     // not hold up the next one for long (the lease is measured from each send anyway).
     long hbMs = config.heartbeatIntervalMs();
+    long heartbeatAttemptMs = Math.max(200, hbMs);
     this.heartbeatClient =
         RaftWiring.client(
             raftParameters,
             clusterGroup,
-            TimeDuration.valueOf(Math.max(200, hbMs), TimeUnit.MILLISECONDS),
+            TimeDuration.valueOf(heartbeatAttemptMs, TimeUnit.MILLISECONDS),
             RetryPolicies.retryUpToMaximumCountWithFixedSleep(
                 3, TimeDuration.valueOf(Math.max(20, hbMs / 10), TimeUnit.MILLISECONDS)));
 
@@ -199,7 +213,9 @@ public final class ControlPlane implements AutoCloseable {
               if (!config.bootstrapsAsVoter() && !raftPeers().containsKey(config.nodeId())) {
                 throw new IllegalStateException("not in the Raft group yet");
               }
-              return send(heartbeatClient, heartbeat);
+              // The leader's own heartbeats commit locally: its client may still aim at a dead
+              // former leader, and the leader must not lose its lease to that.
+              return send(heartbeatClient, heartbeat, heartbeatAttemptMs);
             },
             leaseExecutor);
   }
@@ -254,17 +270,50 @@ public final class ControlPlane implements AutoCloseable {
           } catch (FaultPoints.Dropped e) {
             throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
           }
-          return send(commandClient, command);
+          return send(commandClient, command, 0);
         });
+  }
+
+  /**
+   * {@link #submit} for a command that is harmless applied twice: conditional on an epoch or a
+   * heartbeat count (a DOWN mark, a failover's owner change). While this node is the ready leader
+   * it commits through its own Raft server ({@link LeaderLocalCalls}), without the client's guess
+   * of where the leader is; if it stops leading meanwhile, the command goes through the client.
+   */
+  public CompletableFuture<CommandResult> submitAsLeader(MapCommand proposed) {
+    MapCommand command = MapCommands.proposed(proposed, config.time().nowMs(), config.nodeId());
+    return onSubmitThread(
+        () -> {
+          try {
+            faults.hit(FaultPoints.RAFT_SUBMIT, config.nodeId());
+          } catch (FaultPoints.Dropped e) {
+            throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
+          }
+          return send(commandClient, command, LOCAL_COMMIT_TIMEOUT_MS);
+        });
+  }
+
+  /** How many commands this node committed through its own server as the leader. */
+  long leaderLocalCommands() {
+    return leaderLocal.sent();
   }
 
   private <T> CompletableFuture<T> onSubmitThread(SubmitThreads.IoCall<T> call) {
     return submitThreads.run(call);
   }
 
-  private static CommandResult send(RaftClient client, MapCommand command) throws IOException {
-    RaftClientReply reply =
-        client.io().send(Message.valueOf(UnsafeByteOperations.unsafeWrap(command.toByteArray())));
+  /**
+   * Sends {@code command} through {@code client}; first to this node's own server when it leads and
+   * {@code localTimeoutMs > 0} (only for commands harmless applied twice, see {@link
+   * LeaderLocalCalls}).
+   */
+  private CommandResult send(RaftClient client, MapCommand command, long localTimeoutMs)
+      throws IOException {
+    Message message = Message.valueOf(UnsafeByteOperations.unsafeWrap(command.toByteArray()));
+    RaftClientReply reply = localTimeoutMs > 0 ? leaderLocal.send(message, localTimeoutMs) : null;
+    if (reply == null) {
+      reply = client.io().send(message);
+    }
     if (!reply.isSuccess()) {
       throw reply.getException() != null
           ? reply.getException()
@@ -300,7 +349,19 @@ public final class ControlPlane implements AutoCloseable {
           } catch (FaultPoints.Dropped e) {
             throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
           }
-          RaftClientReply reply = commandClient.io().sendReadOnly(Message.EMPTY);
+          // Through this node's own server, which learns who leads from the Raft traffic itself
+          // and asks it for the read index, rather than through the client's guess of the leader
+          // (after a leader's death, its dead address first). The client knows the initial
+          // voters only: a node added later, one removed, or one that knows no leader yet, asks
+          // through it.
+          RaftClientReply reply =
+              config.initialPeers().containsKey(config.nodeId())
+                      && raftPeers().containsKey(config.nodeId())
+                      && division().map(d -> d.getLeaderId() != null).orElse(false)
+                  ? commandClient
+                      .io()
+                      .sendReadOnly(Message.EMPTY, RaftPeerId.valueOf(config.nodeId()))
+                  : commandClient.io().sendReadOnly(Message.EMPTY);
           if (!reply.isSuccess()) {
             throw reply.getException() != null
                 ? reply.getException()
@@ -613,7 +674,8 @@ public final class ControlPlane implements AutoCloseable {
                         .setNodeId(id)
                         .setRaftAddress(raftAddress)
                         .setUntilMs(untilMs))
-                .build());
+                .build(),
+            0);
     if (!r.getOk()) {
       throw new IOException("admitting " + id + " to Raft failed: " + r.getMessage());
     }

@@ -200,15 +200,25 @@ public final class LivenessMonitor implements AutoCloseable {
                       .setExpectedHeartbeats(h.heartbeats()))
               .build();
       LOG.info("{}: marking {} DOWN, silent for {} ms", nodeId, member.id(), silentMs);
+      long submittedNanos = time.nanoTime();
       submitter
           .apply(markDown)
           .whenComplete(
               (r, e) -> {
                 pending.remove(member.id());
+                long tookMs = TimeUnit.NANOSECONDS.toMillis(time.nanoTime() - submittedNanos);
                 if (e != null) {
-                  LOG.warn("{}: MarkDown {} failed: {}", nodeId, member.id(), e.toString());
+                  LOG.warn(
+                      "{}: MarkDown {} failed after {} ms: {}",
+                      nodeId,
+                      member.id(),
+                      tookMs,
+                      e.toString());
                 } else if (!r.getOk()) {
                   LOG.info("{}: MarkDown {} not applied: {}", nodeId, member.id(), r.getMessage());
+                } else {
+                  // Its time is part of every failover's: a slow commit shows here.
+                  LOG.info("{}: {} marked DOWN (committed in {} ms)", nodeId, member.id(), tookMs);
                 }
               });
     }
