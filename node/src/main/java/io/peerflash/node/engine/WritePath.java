@@ -16,7 +16,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -592,44 +591,6 @@ final class WritePath {
       return acked.join();
     } catch (CompletionException | java.util.concurrent.CancellationException e) {
       throw asCacheException(e);
-    }
-  }
-
-  /**
-   * An executor whose tasks the thread waiting for {@code done} runs: a blocking write's destage
-   * before its ack runs on that write's own thread, as if it had called it directly.
-   */
-  private static final class CallerRuns implements Executor {
-    private static final Runnable WAKE = () -> {};
-    private final LinkedBlockingQueue<Runnable> tasks = new LinkedBlockingQueue<>();
-    private final CompletableFuture<?> done;
-
-    CallerRuns(CompletableFuture<?> done) {
-      this.done = done;
-      done.whenComplete((r, e) -> tasks.add(WAKE));
-    }
-
-    @Override
-    public void execute(Runnable task) {
-      tasks.add(task);
-    }
-
-    /**
-     * Runs handed tasks until {@code done} completes. Not interruptible: the write is stored and
-     * the backstop bounds the wait for its copies; the interrupt is kept for the caller.
-     */
-    void runUntilDone() {
-      boolean interrupted = false;
-      while (!done.isDone()) {
-        try {
-          tasks.take().run();
-        } catch (InterruptedException e) {
-          interrupted = true;
-        }
-      }
-      if (interrupted) {
-        Thread.currentThread().interrupt();
-      }
     }
   }
 

@@ -24,24 +24,19 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
-import org.apache.ratis.client.RaftClient;
 import org.apache.ratis.conf.Parameters;
 import org.apache.ratis.conf.RaftProperties;
 import org.apache.ratis.proto.RaftProtos.RaftPeerRole;
-import org.apache.ratis.protocol.Message;
 import org.apache.ratis.protocol.RaftClientReply;
 import org.apache.ratis.protocol.RaftGroup;
 import org.apache.ratis.protocol.RaftGroupId;
 import org.apache.ratis.protocol.RaftPeer;
 import org.apache.ratis.protocol.RaftPeerId;
 import org.apache.ratis.protocol.SetConfigurationRequest;
-import org.apache.ratis.retry.RetryPolicies;
 import org.apache.ratis.server.DivisionInfo;
 import org.apache.ratis.server.RaftConfiguration;
 import org.apache.ratis.server.RaftServer;
 import org.apache.ratis.server.storage.RaftStorage;
-import org.apache.ratis.thirdparty.com.google.protobuf.UnsafeByteOperations;
-import org.apache.ratis.util.TimeDuration;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -71,22 +66,6 @@ public final class ControlPlane implements AutoCloseable {
   public static final RaftGroupId GROUP_ID =
       RaftGroupId.valueOf(UUID.nameUUIDFromBytes(GROUP_NAME.getBytes(StandardCharsets.UTF_8)));
 
-  /** How long a submitted command is retried (across leader changes) before it fails. */
-  static final int SUBMIT_ATTEMPTS = 150;
-
-  static final TimeDuration RETRY_SLEEP = TimeDuration.valueOf(100, TimeUnit.MILLISECONDS);
-
-  /**
-   * One attempt of the command client, before it tries another node. A commit takes milliseconds;
-   * an attempt that waits longer has most likely gone to a dead node (a killed host's address hangs
-   * rather than refuses), and after a leader's death the client's guesses of the next one may hit
-   * the dead nodes more than once: each wrong guess costs this much.
-   */
-  static final long COMMAND_ATTEMPT_TIMEOUT_MS = 1_000;
-
-  /** How long a command this node submits to itself as the leader may take to commit. */
-  static final long LOCAL_COMMIT_TIMEOUT_MS = 3_000;
-
   /**
    * How long a node being added may open Raft connections before the configuration names it: covers
    * the leader catching it up and committing the change; withdrawn earlier if the add fails.
@@ -99,9 +78,7 @@ public final class ControlPlane implements AutoCloseable {
   private final RaftRefusals refusals;
   private final Parameters raftParameters;
   private final RaftServer server;
-  private final RaftClient commandClient;
-  private final RaftClient heartbeatClient;
-  private final LeaderLocalCalls leaderLocal;
+  private final RaftCalls calls;
   private volatile FaultPoints faults = new FaultPoints();
   // Catch-ups read on a thread of their own: a read that waits out the Raft client's retries
   // while no leader answers must not hold up commands or the reads of moves and membership.
@@ -173,24 +150,13 @@ public final class ControlPlane implements AutoCloseable {
             .setParameters(raftParameters)
             .build();
 
-    this.commandClient =
-        RaftWiring.client(
-            raftParameters,
+    this.calls =
+        new RaftCalls(
+            server,
             clusterGroup,
-            TimeDuration.valueOf(COMMAND_ATTEMPT_TIMEOUT_MS, TimeUnit.MILLISECONDS),
-            RetryPolicies.retryUpToMaximumCountWithFixedSleep(SUBMIT_ATTEMPTS, RETRY_SLEEP));
-    this.leaderLocal = new LeaderLocalCalls(server, GROUP_ID, this::isLeaderReady);
-    // Heartbeats: own client, short per-attempt timeout and few retries, so a lost heartbeat does
-    // not hold up the next one for long (the lease is measured from each send anyway).
-    long hbMs = config.heartbeatIntervalMs();
-    long heartbeatAttemptMs = Math.max(200, hbMs);
-    this.heartbeatClient =
-        RaftWiring.client(
             raftParameters,
-            clusterGroup,
-            TimeDuration.valueOf(heartbeatAttemptMs, TimeUnit.MILLISECONDS),
-            RetryPolicies.retryUpToMaximumCountWithFixedSleep(
-                3, TimeDuration.valueOf(Math.max(20, hbMs / 10), TimeUnit.MILLISECONDS)));
+            config.heartbeatIntervalMs(),
+            this::isLeaderReady);
 
     MapCommand heartbeat =
         MapCommand.newBuilder()
@@ -213,9 +179,7 @@ public final class ControlPlane implements AutoCloseable {
               if (!config.bootstrapsAsVoter() && !raftPeers().containsKey(config.nodeId())) {
                 throw new IllegalStateException("not in the Raft group yet");
               }
-              // The leader's own heartbeats commit locally: its client may still aim at a dead
-              // former leader, and the leader must not lose its lease to that.
-              return send(heartbeatClient, heartbeat, heartbeatAttemptMs);
+              return calls.heartbeat(heartbeat);
             },
             leaseExecutor);
   }
@@ -270,7 +234,7 @@ public final class ControlPlane implements AutoCloseable {
           } catch (FaultPoints.Dropped e) {
             throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
           }
-          return send(commandClient, command, 0);
+          return calls.command(command);
         });
   }
 
@@ -289,37 +253,17 @@ public final class ControlPlane implements AutoCloseable {
           } catch (FaultPoints.Dropped e) {
             throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
           }
-          return send(commandClient, command, LOCAL_COMMIT_TIMEOUT_MS);
+          return calls.commandAsLeader(command);
         });
   }
 
   /** How many commands this node committed through its own server as the leader. */
   long leaderLocalCommands() {
-    return leaderLocal.sent();
+    return calls.leaderLocalCommands();
   }
 
   private <T> CompletableFuture<T> onSubmitThread(SubmitThreads.IoCall<T> call) {
     return submitThreads.run(call);
-  }
-
-  /**
-   * Sends {@code command} through {@code client}; first to this node's own server when it leads and
-   * {@code localTimeoutMs > 0} (only for commands harmless applied twice, see {@link
-   * LeaderLocalCalls}).
-   */
-  private CommandResult send(RaftClient client, MapCommand command, long localTimeoutMs)
-      throws IOException {
-    Message message = Message.valueOf(UnsafeByteOperations.unsafeWrap(command.toByteArray()));
-    RaftClientReply reply = localTimeoutMs > 0 ? leaderLocal.send(message, localTimeoutMs) : null;
-    if (reply == null) {
-      reply = client.io().send(message);
-    }
-    if (!reply.isSuccess()) {
-      throw reply.getException() != null
-          ? reply.getException()
-          : new IOException("command failed: " + reply);
-    }
-    return CommandResult.parseFrom(reply.getMessage().getContent().toByteArray());
   }
 
   /**
@@ -349,26 +293,11 @@ public final class ControlPlane implements AutoCloseable {
           } catch (FaultPoints.Dropped e) {
             throw new IOException("cannot reach the Raft leader: " + e.getMessage(), e);
           }
-          // Through this node's own server, which learns who leads from the Raft traffic itself
-          // and asks it for the read index, rather than through the client's guess of the leader
-          // (after a leader's death, its dead address first). The client knows the initial
-          // voters only: a node added later, one removed, or one that knows no leader yet, asks
-          // through it.
-          RaftClientReply reply =
-              config.initialPeers().containsKey(config.nodeId())
-                      && raftPeers().containsKey(config.nodeId())
-                      && division().map(d -> d.getLeaderId() != null).orElse(false)
-                  ? commandClient
-                      .io()
-                      .sendReadOnly(Message.EMPTY, RaftPeerId.valueOf(config.nodeId()))
-                  : commandClient.io().sendReadOnly(Message.EMPTY);
-          if (!reply.isSuccess()) {
-            throw reply.getException() != null
-                ? reply.getException()
-                : new IOException("query failed: " + reply);
-          }
           ClusterMapSnapshot leaders =
-              ClusterMapSnapshot.parseFrom(reply.getMessage().getContent().toByteArray());
+              calls.readMap(
+                  config.initialPeers().containsKey(config.nodeId())
+                      && raftPeers().containsKey(config.nodeId())
+                      && division().map(d -> d.getLeaderId() != null).orElse(false));
           // Answer with this node's own map once it has applied at least as far: callers go on
           // to act on map(), which must never be older than what they read here (a node back
           // from a partition would otherwise act on its stale copy right after the read).
@@ -666,16 +595,14 @@ public final class ControlPlane implements AutoCloseable {
 
   private void admitRaftPeer(String id, String raftAddress, long untilMs) throws IOException {
     CommandResult r =
-        send(
-            commandClient,
+        calls.command(
             MapCommand.newBuilder()
                 .setAdmitRaftPeer(
                     MapCommand.AdmitRaftPeer.newBuilder()
                         .setNodeId(id)
                         .setRaftAddress(raftAddress)
                         .setUntilMs(untilMs))
-                .build(),
-            0);
+                .build());
     if (!r.getOk()) {
       throw new IOException("admitting " + id + " to Raft failed: " + r.getMessage());
     }
@@ -698,7 +625,8 @@ public final class ControlPlane implements AutoCloseable {
   }
 
   private RaftClientReply setConfigurationAdd(String id, String raftAddress) throws IOException {
-    return commandClient
+    return calls
+        .admin()
         .admin()
         .setConfiguration(
             SetConfigurationRequest.Arguments.newBuilder()
@@ -732,7 +660,8 @@ public final class ControlPlane implements AutoCloseable {
         return;
       }
       RaftClientReply reply =
-          commandClient
+          calls
+              .admin()
               .admin()
               .setConfiguration(
                   SetConfigurationRequest.Arguments.newBuilder()
@@ -768,8 +697,7 @@ public final class ControlPlane implements AutoCloseable {
     leaseExecutor.shutdownNow();
     timer.shutdownNow();
     closeQuietly("raft server", server);
-    closeQuietly("heartbeat client", heartbeatClient);
-    closeQuietly("command client", commandClient);
+    closeQuietly("Raft clients", calls);
     submitThreads.shutdownNow();
     catchUpThreads.shutdownNow();
     eventExecutor.shutdown();

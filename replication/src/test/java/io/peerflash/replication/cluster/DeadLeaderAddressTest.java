@@ -68,7 +68,7 @@ class DeadLeaderAddressTest {
         assertThat(read.members()).containsKey(dead);
         assertThat(readMs)
             .as("a read does not wait out an attempt at the dead address (%d ms)", readMs)
-            .isLessThan(ControlPlane.COMMAND_ATTEMPT_TIMEOUT_MS);
+            .isLessThan(RaftCalls.COMMAND_ATTEMPT_TIMEOUT_MS);
 
         // The leader gives every member lease + margin from its election, then marks the silent
         // one DOWN through its own server: nothing of its client's guess in the way.
@@ -79,7 +79,7 @@ class DeadLeaderAddressTest {
         long downMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - electedNanos);
         assertThat(downMs)
             .as("DOWN %d ms after the election; patience is %d ms", downMs, LEASE_MS + MARGIN_MS)
-            .isLessThan(LEASE_MS + MARGIN_MS + 2 * ControlPlane.COMMAND_ATTEMPT_TIMEOUT_MS);
+            .isLessThan(LEASE_MS + MARGIN_MS + 2 * RaftCalls.COMMAND_ATTEMPT_TIMEOUT_MS);
         assertThat(leader.leaderLocalCommands())
             .as("heartbeats and the DOWN mark committed through the leader's own server")
             .isGreaterThan(localBefore);
