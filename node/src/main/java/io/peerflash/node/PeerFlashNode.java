@@ -112,7 +112,7 @@ public final class PeerFlashNode implements AutoCloseable {
             engine,
             rpcExecutor,
             callersLoop(loops),
-            cluster,
+            cluster == null ? null : cluster.routing(),
             metrics != null ? metrics : NodeMetrics.DISABLED);
     builder
         .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
@@ -129,11 +129,11 @@ public final class PeerFlashNode implements AutoCloseable {
       replicaService = new ReplicaGrpcService(replicaStreams);
       builder.addService(replicaService);
       onTransportThread.add(ReplicaGrpcService.replicateMethod());
-      builder.addService(new ClusterGrpcService(cluster));
+      builder.addService(new ClusterGrpcService(cluster.admin()));
       // I/O another member's NBD front end forwards to the volumes this node owns.
       builder.addService(
           new io.peerflash.node.nbd.ForwardedIoGrpcService(
-              engine, rpcExecutor, callersLoop(loops), cluster));
+              engine, rpcExecutor, callersLoop(loops), cluster.routing()));
       onTransportThread.addAll(
           List.of(io.peerflash.node.nbd.ForwardedIoGrpcService.transportThreadMethods()));
     }
@@ -166,15 +166,17 @@ public final class PeerFlashNode implements AutoCloseable {
         StatusReport report =
             new StatusReport(
                 config.nodeId(),
-                cluster == null ? null : cluster::status,
+                cluster == null ? null : cluster.admin()::status,
                 this::volumesForStatus,
                 cluster == null
                     ? null
                     : () ->
-                        cluster.events(
-                            io.peerflash.proto.v1.ListClusterEventsRequest.newBuilder()
-                                .setLimit(RECENT_EVENTS_ON_PAGE)
-                                .build()),
+                        cluster
+                            .admin()
+                            .events(
+                                io.peerflash.proto.v1.ListClusterEventsRequest.newBuilder()
+                                    .setLimit(RECENT_EVENTS_ON_PAGE)
+                                    .build()),
                 metrics);
         endpoint =
             config.httpTls() == NodeConfig.HttpTls.OFF
@@ -312,7 +314,7 @@ public final class PeerFlashNode implements AutoCloseable {
 
   private List<io.peerflash.proto.v1.Volume> volumesForStatus() {
     if (cluster != null) {
-      return cluster.listVolumes();
+      return cluster.routing().listVolumes();
     }
     List<io.peerflash.proto.v1.Volume> all = new ArrayList<>();
     for (var s : engine.status().volumes()) {
@@ -349,7 +351,8 @@ public final class PeerFlashNode implements AutoCloseable {
       return NbdServer.start(
           settings,
           engine,
-          cluster,
+          cluster == null ? null : cluster.routing(),
+          cluster == null ? null : cluster.peers(),
           config,
           Time.SYSTEM,
           waits,

@@ -4,29 +4,14 @@ import io.grpc.ManagedChannel;
 import io.peerflash.node.NodeConfig;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
-import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.net.EventLoops;
 import io.peerflash.node.net.NodeTls;
 import io.peerflash.node.wire.Protos;
-import io.peerflash.proto.v1.AddNodeRequest;
-import io.peerflash.proto.v1.AddNodeResponse;
-import io.peerflash.proto.v1.CommandResult;
-import io.peerflash.proto.v1.CreateVolumeRequest;
-import io.peerflash.proto.v1.DrainNodeRequest;
-import io.peerflash.proto.v1.DrainNodeResponse;
-import io.peerflash.proto.v1.MoveVolumeRequest;
-import io.peerflash.proto.v1.MoveVolumeResponse;
-import io.peerflash.proto.v1.OnPeerLoss;
-import io.peerflash.proto.v1.RemoveNodeRequest;
-import io.peerflash.proto.v1.RemoveNodeResponse;
-import io.peerflash.proto.v1.SetPolicyRequest;
-import io.peerflash.proto.v1.Volume;
 import io.peerflash.replication.cluster.ClusterMap;
 import io.peerflash.replication.cluster.ControlPlane;
 import io.peerflash.replication.cluster.ControlPlaneConfig;
-import io.peerflash.replication.cluster.MapCommands;
 import io.peerflash.replication.cluster.Member;
 import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.EpochGuard;
@@ -35,14 +20,12 @@ import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.io.IOException;
-import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -53,35 +36,41 @@ import org.slf4j.LoggerFactory;
  * A node as a cluster member: the Raft-held map decides which volumes it owns or replicates; this
  * class keeps the engine in line with the map (volumes, roles), fences the node when its lease
  * lapses or has not begun, and wires the pieces that do the rest: client routing and volume
- * administration ({@link ClusterVolumes}), the replica's epoch guard ({@link ReplicaEpochGuard}),
- * failover on the leader ({@link LeaderFailover}), re-protection, moves and membership.
+ * administration ({@link ClusterVolumes}, as {@link #routing()}), the cluster service's requests
+ * ({@link ClusterAdministration}, as {@link #admin()}), the channels to peers ({@link
+ * PeerConnections}, as {@link #peers()}), an owner's handling of lost replicas ({@link
+ * ReplicaLoss}), the replica's epoch guard ({@link ReplicaEpochGuard}), failover on the leader
+ * ({@link LeaderFailover}), re-protection, moves and membership.
  */
-public final class ClusterNode
-    implements ClusterRouting, ClusterAdmin, PeerChannels, AutoCloseable {
+public final class ClusterNode implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
   private static final long COMMAND_TIMEOUT_MS = 15_000;
+  private static final long RECONCILE_RETRY_MS = 500;
 
-  private final NodeConfig config;
   private final String nodeId;
   private final CacheEngine engine;
   private final ControlPlane controlPlane;
-  private final ScheduledExecutorService timers =
+  private final Time time;
+  // The replicators' ack-deadline sweeps (at a fixed delay) and re-protection's paced second
+  // looks run on it; the node's own retries use the clock's timer (Time.schedule).
+  private final ScheduledExecutorService replicationTimers =
       Executors.newSingleThreadScheduledExecutor(
           new NamedThreadFactory("peerflash-cluster-timer", true));
+  // One reconcile at a time: it blocks on the engine (adopting, dropping volumes) and on reads
+  // of the map.
   private final ExecutorService reconciler =
       Executors.newSingleThreadExecutor(new NamedThreadFactory("peerflash-reconciler", true));
   private final AtomicBoolean reconcileQueued = new AtomicBoolean();
-  private final PeerConnections peers;
-  private final ExecutorService evictions =
-      Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-evict", true));
+  // Re-protection's copies of dirty data to new replicas, a thread each while they run.
   private final ExecutorService copier =
       Executors.newCachedThreadPool(new NamedThreadFactory("peerflash-reprotect", true));
-  private final FaultPoints faults;
-  private final Time time;
+  private final PeerConnections peers;
   private final Reprotector reprotector;
   private final VolumeMover mover;
   private final Membership membership;
   private final ClusterVolumes volumes;
+  private final ClusterAdministration admin;
+  private final ReplicaLoss replicaLoss;
   private final LeaderFailover failover;
   private final ReplicaEpochGuard epochGuard;
   private volatile boolean ready;
@@ -96,34 +85,39 @@ public final class ClusterNode
       Time time,
       EventLoops loops,
       NodeTls tls) {
-    this.config = config;
     this.nodeId = config.nodeId();
-    this.peers = new PeerConnections(nodeId, config, loops, tls, timers, faults, time);
     this.engine = engine;
     this.controlPlane = controlPlane;
-    this.faults = faults;
     this.time = time;
+    this.peers =
+        new PeerConnections(
+            nodeId, controlPlane::map, config, loops, tls, replicationTimers, faults, time);
     this.reprotector =
         new Reprotector(
             nodeId,
             engine,
             controlPlane,
-            this::replicator,
+            peers::replicator,
             copier,
-            timers,
+            replicationTimers,
             time,
             config.replicationAckTimeoutMs(),
             2 * (config.leaseTimeoutMs() + config.clockSkewMarginMs()),
             faults);
-    this.mover = new VolumeMover(nodeId, engine, controlPlane, this::channel, time);
+    this.mover = new VolumeMover(nodeId, engine, controlPlane, peers::channel, time);
     this.membership = new Membership(controlPlane, time);
+    this.admin = new ClusterAdministration(nodeId, controlPlane, mover, membership);
+    this.replicaLoss =
+        new ReplicaLoss(
+            nodeId,
+            controlPlane,
+            reprotector::noteFailed,
+            time,
+            config.leaseTimeoutMs(),
+            config.peerLossWaitMs());
     this.failover =
         new LeaderFailover(
-            controlPlane,
-            this::channel,
-            faults,
-            () -> timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS),
-            COMMAND_TIMEOUT_MS);
+            controlPlane, peers::channel, faults, this::retryReconcileLater, COMMAND_TIMEOUT_MS);
     this.epochGuard = new ReplicaEpochGuard(nodeId, controlPlane, engine, () -> ready, time);
     this.volumes =
         new ClusterVolumes(
@@ -152,7 +146,7 @@ public final class ClusterNode
 
               @Override
               public ManagedChannel channel(Member peer) {
-                return ClusterNode.this.channel(peer);
+                return peers.channel(peer);
               }
             });
   }
@@ -197,7 +191,7 @@ public final class ClusterNode
     // leader can hand its volumes to another node).
     engine.setServeGuard(node::mayServe);
     engine.setReplicationPort(
-        new PeerReplicationPort(node::resolve, node::evictReplica, node::admit));
+        new PeerReplicationPort(node::resolve, node.replicaLoss::evict, node.replicaLoss::admit));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;
@@ -242,8 +236,23 @@ public final class ClusterNode
     ClusterMap map = controlPlane.map();
     return new PeerReplicationPort.Resolved(
         mayServe(map, v.name()),
-        admits(map.volume(v.name()).orElse(null)),
-        v.replicas() == 0 ? null : targets(map, v));
+        ReplicaLoss.admits(map.volume(v.name()).orElse(null)),
+        v.replicas() == 0 ? null : peers.targets(map, v.name()));
+  }
+
+  /** Client routing and volume administration through the map, for the client API and NBD. */
+  public ClusterRouting routing() {
+    return volumes;
+  }
+
+  /** The cluster service's requests (status, events, moves, membership). */
+  public ClusterAdmin admin() {
+    return admin;
+  }
+
+  /** The channels to the other members, for I/O forwarded to a volume's owner. */
+  public PeerChannels peers() {
+    return peers;
   }
 
   public ControlPlane controlPlane() {
@@ -304,21 +313,30 @@ public final class ClusterNode
 
   private void scheduleReconcile() {
     if (ready && !closed && reconcileQueued.compareAndSet(false, true)) {
-      reconciler.execute(
-          () -> {
-            reconcileQueued.set(false);
-            try {
-              ClusterMap map = controlPlane.map();
-              reconcile(map);
-              failover.maybeFailOver(map);
-              reprotector.maybeReprotect(map);
-              mover.maybeDrain(map);
-            } catch (RuntimeException e) {
-              log.warn("reconcile failed; retrying", e);
-              timers.schedule(this::scheduleReconcile, 500, TimeUnit.MILLISECONDS);
-            }
-          });
+      try {
+        reconciler.execute(
+            () -> {
+              reconcileQueued.set(false);
+              try {
+                ClusterMap map = controlPlane.map();
+                reconcile(map);
+                failover.maybeFailOver(map);
+                reprotector.maybeReprotect(map);
+                mover.maybeDrain(map);
+              } catch (RuntimeException e) {
+                log.warn("reconcile failed; retrying", e);
+                retryReconcileLater();
+              }
+            });
+      } catch (RejectedExecutionException e) {
+        // Closed meanwhile: a retry on the clock's timer may still fall due after close.
+      }
     }
+  }
+
+  /** Another reconcile in a moment, on the node's clock (a failed one, a failover not yet due). */
+  private void retryReconcileLater() {
+    time.schedule(RECONCILE_RETRY_MS, this::scheduleReconcile);
   }
 
   private void reconcile(ClusterMap map) {
@@ -392,106 +410,6 @@ public final class ClusterNode
     }
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Replication targets (owner side) and the epoch guard (replica side)
-
-  private PeerReplicationPort.Targets targets(ClusterMap map, VolumeInfo v) {
-    PeerReplicationPort.CopyPlan plan = PeerReplicationPort.CopyPlan.of(nodeId, map, v.name());
-    if (plan == null) {
-      return null;
-    }
-    List<PeerReplicator> peers = new ArrayList<>(plan.peers().size());
-    for (String id : plan.peers()) {
-      peers.add(replicator(map.member(id).orElseThrow()));
-    }
-    return new PeerReplicationPort.Targets(
-        plan.epoch(), nodeId, peers, plan.inSync(), plan.acceptFewer());
-  }
-
-  /**
-   * On-peer-loss {@code block}: a write waits (bounded) while fewer in-sync replicas hold copies
-   * than the policy asks for, then fails with UNAVAILABLE naming the wait.
-   */
-  private static boolean admits(VolumeRecord rec) {
-    return rec == null
-        || rec.onPeerLoss() != OnPeerLoss.ON_PEER_LOSS_BLOCK
-        || !rec.underReplicated();
-  }
-
-  private void admit(VolumeInfo v) throws CacheException {
-    long deadline = time.nowMs() + config.peerLossWaitMs();
-    while (true) {
-      VolumeRecord rec = controlPlane.map().volume(v.name()).orElse(null);
-      if (admits(rec)) {
-        return;
-      }
-      if (time.nowMs() >= deadline) {
-        throw new CacheException(
-            Reason.UNAVAILABLE,
-            "volume '"
-                + v.name()
-                + "' has "
-                + rec.replicaSet().size()
-                + " of "
-                + rec.requestedReplicas()
-                + " replicas in sync and its on-peer-loss policy is block; waited "
-                + config.peerLossWaitMs()
-                + " ms (peer-loss-wait-ms) for re-protection");
-      }
-      sleep(10);
-    }
-  }
-
-  /**
-   * Takes a replica that failed to take a copy (in sync or being filled) out of the volume's
-   * replicas, so it can never win a failover without the write about to be acknowledged without it.
-   * Retried across epoch changes; bounded by the lease.
-   */
-  private CompletableFuture<Boolean> evictReplica(String volume, String peerId, long epoch) {
-    return time.completeOnTimeout(
-        CompletableFuture.supplyAsync(() -> evictBlocking(volume, peerId, epoch), evictions),
-        false,
-        config.leaseTimeoutMs());
-  }
-
-  private boolean evictBlocking(String volume, String peerId, long epoch) {
-    long deadline = time.nowMs() + config.leaseTimeoutMs();
-    VolumeRecord rec = controlPlane.map().volume(volume).orElse(null);
-    while (rec != null && rec.owner().equals(nodeId) && time.nowMs() < deadline) {
-      if (!rec.allReplicas().contains(peerId)) {
-        return rec.epoch() > epoch;
-      }
-      log.warn("volume {}: replica {} did not take a copy; removing it", volume, peerId);
-      reprotector.noteFailed(peerId);
-      CommandResult r;
-      try {
-        r =
-            controlPlane
-                .submit(
-                    MapCommands.because(
-                        MapCommands.removeReplica(volume, peerId, rec.epoch()),
-                        "it did not take a copy of a write within the ack timeout"))
-                .get(Math.max(1, deadline - time.nowMs()), TimeUnit.MILLISECONDS);
-      } catch (Exception e) {
-        return false;
-      }
-      if (r.getOk()) {
-        return true; // committed; this node's copy of the map follows shortly
-      }
-      // Compare-and-set lost to another change: try again at the epoch the map has now.
-      rec = r.hasVolume() ? VolumeRecord.fromProto(r.getVolume()) : null;
-    }
-    return false;
-  }
-
-  private PeerReplicator replicator(String memberId) {
-    return controlPlane.map().member(memberId).map(this::replicator).orElse(null);
-  }
-
-  private PeerReplicator replicator(Member member) {
-    return peers.replicator(member);
-  }
-
   /**
    * Per peer this node sends copies to: the age of its oldest copy not yet acked (the replication
    * lag, 0 when it has acked everything) in ms, and the batches in flight.
@@ -510,117 +428,12 @@ public final class ClusterNode
     return peers.channelState(peerId);
   }
 
-  private ManagedChannel channel(Member peer) {
-    return peers.channel(peer);
-  }
-
-  @Override
-  public ManagedChannel peerChannel(String nodeId) {
-    Member m = controlPlane.map().member(nodeId).orElse(null);
-    return m == null ? null : channel(m);
-  }
-
-  @Override
-  public boolean servesVolume(String nodeId, String volume) {
-    ClusterMap map = controlPlane.map();
-    return map.volume(volume).map(r -> r.owner().equals(nodeId)).orElse(false)
-        && map.member(nodeId).map(Member::isAlive).orElse(false);
-  }
-
   /**
    * Whether the cluster map names {@code nodeId} a member (in any state): only members may send I/O
    * forwarded for a client ({@link io.peerflash.node.rpc.Authorization}).
    */
   public boolean isMember(String nodeId) {
     return controlPlane.map().member(nodeId).isPresent();
-  }
-
-  @Override
-  public MoveVolumeResponse moveVolume(MoveVolumeRequest request) {
-    return mover.move(request);
-  }
-
-  @Override
-  public DrainNodeResponse drainNode(DrainNodeRequest request) {
-    return membership.drain(request);
-  }
-
-  @Override
-  public RemoveNodeResponse removeNode(RemoveNodeRequest request) {
-    return membership.remove(request);
-  }
-
-  @Override
-  public AddNodeResponse addNode(AddNodeRequest request) {
-    return membership.add(request);
-  }
-
-  /** The map as this node holds it, for `cluster status`. */
-  @Override
-  public io.peerflash.proto.v1.ClusterStatus status() {
-    ClusterMap map = controlPlane.map();
-    io.peerflash.proto.v1.ClusterStatus.Builder b =
-        io.peerflash.proto.v1.ClusterStatus.newBuilder()
-            .setAnsweredBy(nodeId)
-            .setLeaderId(controlPlane.leaderId().orElse(""));
-    for (Member m : map.members().values()) {
-      b.addMembers(m.toProto());
-    }
-    for (VolumeRecord v : map.volumes().values()) {
-      b.addVolumes(v.toProto());
-    }
-    return b.build();
-  }
-
-  @Override
-  public io.peerflash.proto.v1.ListClusterEventsResponse events(
-      io.peerflash.proto.v1.ListClusterEventsRequest req) {
-    var page =
-        controlPlane
-            .events()
-            .page(req.getAfterSeq(), req.getVolume(), req.getNode(), req.getLimit());
-    return io.peerflash.proto.v1.ListClusterEventsResponse.newBuilder()
-        .addAllEvents(page.events())
-        .setLastSeq(page.lastSeq())
-        .build();
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Client routing and volume administration ({@link ClusterVolumes})
-
-  @Override
-  public void routeIo(String volume) {
-    volumes.routeIo(volume);
-  }
-
-  @Override
-  public Volume createVolume(CreateVolumeRequest req) throws CacheException {
-    return volumes.createVolume(req);
-  }
-
-  @Override
-  public void deleteVolume(String name) throws CacheException {
-    volumes.deleteVolume(name);
-  }
-
-  @Override
-  public Volume setPolicy(SetPolicyRequest req) throws CacheException {
-    return volumes.setPolicy(req);
-  }
-
-  @Override
-  public Volume getVolume(String name) throws CacheException {
-    return volumes.getVolume(name);
-  }
-
-  @Override
-  public java.util.concurrent.CompletableFuture<Void> catchUp() {
-    return volumes.catchUp();
-  }
-
-  @Override
-  public List<Volume> listVolumes() {
-    return volumes.listVolumes();
   }
 
   /**
@@ -661,9 +474,9 @@ public final class ClusterNode
     membership.close();
     reconciler.shutdownNow();
     copier.shutdownNow();
-    evictions.shutdownNow();
+    replicaLoss.close();
     peers.close();
     controlPlane.close();
-    timers.shutdownNow();
+    replicationTimers.shutdownNow();
   }
 }

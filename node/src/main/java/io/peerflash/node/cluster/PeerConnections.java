@@ -15,19 +15,25 @@ import io.peerflash.replication.fault.FaultPoints;
 import io.peerflash.replication.link.LinkCopyTransport;
 import io.peerflash.replication.link.ReplicaLinkServer;
 import io.peerflash.util.Time;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.function.Supplier;
 
 /**
  * This node's connections to its peers: one gRPC channel per peer and address (with TLS it accepts
  * only that node's certificate), and one {@link PeerReplicator} per peer that copies go to, on the
- * peer's replica link where it has one.
+ * peer's replica link where it has one. As {@link PeerChannels}, the channels that I/O forwarded to
+ * a volume's owner takes.
  */
-final class PeerConnections implements AutoCloseable {
+final class PeerConnections implements PeerChannels, AutoCloseable {
   private final String nodeId;
+  private final Supplier<ClusterMap>
+      currentMap; // this node's replica of the map: who the peers are
   private final NodeConfig config;
   private final EventLoops loops; // null: channels on gRPC's own loops, copies on gRPC (tests)
   private final NodeTls tls;
@@ -39,6 +45,7 @@ final class PeerConnections implements AutoCloseable {
 
   PeerConnections(
       String nodeId,
+      Supplier<ClusterMap> currentMap,
       NodeConfig config,
       EventLoops loops,
       NodeTls tls,
@@ -46,6 +53,7 @@ final class PeerConnections implements AutoCloseable {
       FaultPoints faults,
       Time time) {
     this.nodeId = nodeId;
+    this.currentMap = currentMap;
     this.config = config;
     this.loops = loops;
     this.tls = tls;
@@ -57,6 +65,28 @@ final class PeerConnections implements AutoCloseable {
   /** The replicators made so far, by peer id (live view). */
   Map<String, PeerReplicator> replicators() {
     return replicators;
+  }
+
+  /** The replicator to the member the map names {@code memberId}; null when it names none. */
+  PeerReplicator replicator(String memberId) {
+    return currentMap.get().member(memberId).map(this::replicator).orElse(null);
+  }
+
+  /**
+   * Where an owner's write of {@code volume} sends its copies by {@code map}: the epoch, and the
+   * replicators of the peers the copy plan names; null when the plan has none.
+   */
+  PeerReplicationPort.Targets targets(ClusterMap map, String volume) {
+    PeerReplicationPort.CopyPlan plan = PeerReplicationPort.CopyPlan.of(nodeId, map, volume);
+    if (plan == null) {
+      return null;
+    }
+    List<PeerReplicator> peers = new ArrayList<>(plan.peers().size());
+    for (String id : plan.peers()) {
+      peers.add(replicator(map.member(id).orElseThrow()));
+    }
+    return new PeerReplicationPort.Targets(
+        plan.epoch(), nodeId, peers, plan.inSync(), plan.acceptFewer());
   }
 
   /** The replicator to {@code member}, made on first use. */
@@ -176,6 +206,19 @@ final class PeerConnections implements AutoCloseable {
               .directExecutor()
               .build();
         });
+  }
+
+  @Override
+  public ManagedChannel peerChannel(String memberId) {
+    Member m = currentMap.get().member(memberId).orElse(null);
+    return m == null ? null : channel(m);
+  }
+
+  @Override
+  public boolean servesVolume(String memberId, String volume) {
+    ClusterMap current = currentMap.get();
+    return current.volume(volume).map(r -> r.owner().equals(memberId)).orElse(false)
+        && current.member(memberId).map(Member::isAlive).orElse(false);
   }
 
   @Override

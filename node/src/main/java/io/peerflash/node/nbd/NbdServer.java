@@ -86,10 +86,13 @@ public final class NbdServer implements AutoCloseable {
   }
 
   /**
-   * Serves the volumes of a node: of its engine on a single node ({@code cluster} null), of the
+   * Serves the volumes of a node: of its engine on a single node ({@code routing} null), of the
    * cluster map in a cluster, every volume on every node (I/O of a volume another node owns is
    * forwarded to that owner, waiting at most {@code nbd-forward-timeout-ms} for one).
    *
+   * @param routing where each volume's I/O is served, null on a single node
+   * @param peers the channels to the other members, for I/O another node owns; null with {@code
+   *     routing}
    * @param time the node's clock (forwarded calls' deadlines and retries)
    * @param loops the node's shared event loops (epoll), or null for loops of its own
    * @param callersLoop the node's loop the calling thread runs, or null (its writes then commit
@@ -98,7 +101,8 @@ public final class NbdServer implements AutoCloseable {
   public static NbdServer start(
       Settings settings,
       CacheEngine engine,
-      io.peerflash.node.cluster.ClusterNode cluster,
+      io.peerflash.node.cluster.ClusterRouting routing,
+      io.peerflash.node.cluster.PeerChannels peers,
       io.peerflash.node.NodeConfig config,
       io.peerflash.util.Time time,
       Executor waits,
@@ -108,9 +112,9 @@ public final class NbdServer implements AutoCloseable {
       throws IOException {
     EngineVolumeIo local = new EngineVolumeIo(engine, waits, callersLoop);
     VolumeIo volumes =
-        cluster == null
+        routing == null
             ? local
-            : new RoutedVolumeIo(local, cluster, cluster, config.nbdForwardTimeoutMs(), time);
+            : new RoutedVolumeIo(local, routing, peers, config.nbdForwardTimeoutMs(), time);
     try {
       return start(settings, volumes, timer, loops);
     } catch (IOException | RuntimeException e) {

@@ -572,7 +572,7 @@ class ClusterFaultTest {
     Arrays.fill(data, (byte) 7);
     try (PeerFlashClient c = cluster.client("n1")) {
       c.write("vm1", 0, data);
-      Volume v = cluster.node("n1").cluster().getVolume("vm1");
+      Volume v = cluster.node("n1").cluster().routing().getVolume("vm1");
       assertThat(v.getAtRiskBytes()).isPositive();
       assertThat(v.getStateDetail()).contains("at risk");
       assertThat(c.read("vm1", 0, BLOCK)).isEqualTo(data);

@@ -128,7 +128,7 @@ public final class InProcessCluster implements AutoCloseable {
   public Volume volume(String name) {
     for (PeerFlashNode n : nodes.values()) {
       try {
-        return n.cluster().getVolume(name);
+        return n.cluster().routing().getVolume(name);
       } catch (Exception e) {
         // try the next
       }
@@ -139,7 +139,7 @@ public final class InProcessCluster implements AutoCloseable {
   /** The volume as its owner reports it (with dirty bytes and replica status). */
   Volume volumeFromOwner(String name) throws Exception {
     String owner = volume(name).getOwner();
-    return nodes.get(owner).cluster().getVolume(name);
+    return nodes.get(owner).cluster().routing().getVolume(name);
   }
 
   public static void await(BooleanSupplier condition, int seconds, String what)

@@ -67,7 +67,7 @@ class NbdForwardingTest {
   /** Whether {@code node}'s replica of the map has the volume (has applied its creation). */
   boolean knownOn(String node, String volume) {
     try {
-      cluster.node(node).cluster().getVolume(volume);
+      cluster.node(node).cluster().routing().getVolume(volume);
       return true;
     } catch (Exception e) {
       return false;
@@ -82,7 +82,7 @@ class NbdForwardingTest {
         () -> {
           try {
             for (ReplicaStatus r :
-                cluster.node(owner).cluster().getVolume(volume).getReplicasList()) {
+                cluster.node(owner).cluster().routing().getVolume(volume).getReplicasList()) {
               if (r.getInSync()) {
                 found[0] = r.getNode();
                 return true;
