@@ -191,7 +191,8 @@ public final class ClusterNode implements AutoCloseable {
     // leader can hand its volumes to another node).
     engine.setServeGuard(node::mayServe);
     engine.setReplicationPort(
-        new PeerReplicationPort(node::resolve, node.replicaLoss::evict, node.replicaLoss::admit));
+        new PeerReplicationPort(
+            node::resolve, node.replicaLoss::evict, node.replicaLoss::admit, node.time));
     controlPlane.addListener(map -> node.scheduleReconcile());
     node.reconciler.execute(node::initialReconcile);
     return node;

@@ -13,6 +13,7 @@ import io.peerflash.replication.cluster.VolumeRecord;
 import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
+import io.peerflash.util.Time;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -109,6 +110,7 @@ public final class PeerReplicationPort implements ReplicationPort {
   private final Function<VolumeInfo, Resolved> resolver;
   private final ReplicaEviction eviction;
   private final Admission admission;
+  private final Time time;
 
   /**
    * A port whose volumes are always served and admitted (tests of the copies alone).
@@ -128,9 +130,21 @@ public final class PeerReplicationPort implements ReplicationPort {
    */
   public PeerReplicationPort(
       Function<VolumeInfo, Resolved> resolver, ReplicaEviction eviction, Admission admission) {
+    this(resolver, eviction, admission, Time.SYSTEM);
+  }
+
+  /**
+   * @param time the clock (and its timer) of a refused owner's wait for its own map
+   */
+  public PeerReplicationPort(
+      Function<VolumeInfo, Resolved> resolver,
+      ReplicaEviction eviction,
+      Admission admission,
+      Time time) {
     this.resolver = resolver;
     this.eviction = eviction;
     this.admission = admission;
+    this.time = time;
   }
 
   @Override
@@ -313,7 +327,7 @@ public final class PeerReplicationPort implements ReplicationPort {
   /** How long a refused owner waits for its own map to show the newer epoch, and how often. */
   static final long MAP_CATCH_UP_MS = 500;
 
-  private static final long MAP_CATCH_UP_POLL_MS = 10;
+  static final long MAP_CATCH_UP_POLL_MS = 10;
 
   /**
    * A replica refused this node's epoch: retries with the map's newer targets while this node is
@@ -335,12 +349,9 @@ public final class PeerReplicationPort implements ReplicationPort {
     }
     if (newer != null && newer.epoch() == t.epoch() && waitedMs < MAP_CATCH_UP_MS) {
       // Still the owner at the same epoch by this node's map: it may be behind the replica's.
-      CompletableFuture.delayedExecutor(
-              MAP_CATCH_UP_POLL_MS, java.util.concurrent.TimeUnit.MILLISECONDS, Runnable::run)
-          .execute(
-              () ->
-                  retryFenced(
-                      volume, images, t, attemptNo, result, waitedMs + MAP_CATCH_UP_POLL_MS));
+      time.schedule(
+          MAP_CATCH_UP_POLL_MS,
+          () -> retryFenced(volume, images, t, attemptNo, result, waitedMs + MAP_CATCH_UP_POLL_MS));
       return;
     }
     result.completeExceptionally(new FencedException("a replica refused epoch " + t.epoch()));

@@ -28,6 +28,7 @@ import io.peerflash.replication.data.EpochGuard;
 import io.peerflash.replication.data.PeerReplicator;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaGrpcService;
+import io.peerflash.util.ManualTime;
 import io.peerflash.util.NamedThreadFactory;
 import io.peerflash.util.Time;
 import java.nio.ByteBuffer;
@@ -152,13 +153,29 @@ class PeerReplicationPortTest {
     }
   }
 
+  // The port's clock: a refused owner's wait for its map moves only when the test moves it.
+  private final ManualTime time = new ManualTime();
+
+  /** Waits (for the event, not a sleep) until the port has scheduled its next look at its map. */
+  private void awaitPendingTimer() throws InterruptedException {
+    awaitPendingTimerOr(new CompletableFuture<>());
+  }
+
+  private void awaitPendingTimerOr(CompletableFuture<?> done) throws InterruptedException {
+    long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (time.pendingTimers() == 0 && !done.isDone()) {
+      assertThat(System.nanoTime() - giveUp).as("a look at the map scheduled").isNegative();
+      Thread.sleep(1);
+    }
+  }
+
   @BeforeEach
   void start() throws Exception {
     assertThat(CREATED.volume("v").orElseThrow().replicaSet()).containsExactly("n2", "n3");
     for (String id : List.of("n2", "n3")) {
       replicas.put(id, new Replica(id));
     }
-    port = new PeerReplicationPort(this::resolve, evictions, v -> {});
+    port = new PeerReplicationPort(this::resolve, evictions, v -> {}, time);
   }
 
   /** As ClusterNode.resolve: this node's plan of the owner's current map, as replicators. */
@@ -304,9 +321,12 @@ class PeerReplicationPortTest {
     replicaMap.set(nextEpoch(CREATED)); // the replicas applied epoch 2, the owner not yet
     CompletableFuture<Void> write = port.place(V).replicate(V, block(3, 1));
     assertThat(replicas.get("n2").refused.poll(10, TimeUnit.SECONDS)).isEqualTo(1L);
+    awaitPendingTimer();
+    // On a stopped clock nothing but a move of it can end the wait.
     assertThat(write).as("still waiting for its own map").isNotDone();
 
     ownerMap.set(replicaMap.get());
+    time.advanceMs(PeerReplicationPort.MAP_CATCH_UP_POLL_MS);
     write.get(10, TimeUnit.SECONDS);
     assertThat(replicas.get("n2").dirtyBytes()).isEqualTo(4096);
   }
@@ -314,12 +334,21 @@ class PeerReplicationPortTest {
   @Test
   void anOwnerWhoseMapNeverCatchesUpFailsTheWriteAsFencedAndEvictsNoOne() throws Exception {
     replicaMap.set(nextEpoch(CREATED));
-    long start = System.nanoTime();
-    Throwable f = failure(port.place(V).replicate(V, block(3, 1)));
+    CompletableFuture<Void> write = port.place(V).replicate(V, block(3, 1));
+    long waitedMs = 0;
+    while (!write.isDone()) {
+      awaitPendingTimerOr(write);
+      if (!write.isDone()) {
+        assertThat(waitedMs).as("gives up once the window is over").isLessThan(1_000);
+        time.advanceMs(PeerReplicationPort.MAP_CATCH_UP_POLL_MS);
+        waitedMs += PeerReplicationPort.MAP_CATCH_UP_POLL_MS;
+      }
+    }
+    Throwable f = failure(write);
     assertThat(f).isInstanceOf(FencedException.class).hasMessageContaining("epoch 1");
-    assertThat(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start))
+    assertThat(waitedMs)
         .as("it gave its map the catch-up window first")
-        .isGreaterThanOrEqualTo(PeerReplicationPort.MAP_CATCH_UP_MS);
+        .isEqualTo(PeerReplicationPort.MAP_CATCH_UP_MS);
     assertThat(evictions.asked).isEmpty();
 
     // No longer the owner by its map: fenced at once, without the wait.
