@@ -41,7 +41,7 @@ class LayeringTest {
               "io.peerflash.node.net..",
               "io.peerflash.node.wire..",
               "io.peerflash.node.cluster..",
-              "io.peerflash.replication.cluster..",
+              "io.peerflash.replication.control..",
               "io.peerflash.client..",
               "io.peerflash.cli..",
               "io.peerflash.proto..",

@@ -11,10 +11,10 @@ import io.peerflash.proto.v1.MoveVolumeRequest;
 import io.peerflash.proto.v1.MoveVolumeResponse;
 import io.peerflash.proto.v1.RemoveNodeRequest;
 import io.peerflash.proto.v1.RemoveNodeResponse;
-import io.peerflash.replication.cluster.ClusterMap;
-import io.peerflash.replication.cluster.ControlPlane;
-import io.peerflash.replication.cluster.Member;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.ClusterMap;
+import io.peerflash.replication.control.ControlPlane;
+import io.peerflash.replication.control.Member;
+import io.peerflash.replication.control.VolumeRecord;
 
 /**
  * The cluster service's requests on this node: status and events from this node's replica of the

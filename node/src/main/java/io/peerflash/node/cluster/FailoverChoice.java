@@ -1,8 +1,8 @@
 package io.peerflash.node.cluster;
 
-import io.peerflash.replication.cluster.ClusterMap;
-import io.peerflash.replication.cluster.Member;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.ClusterMap;
+import io.peerflash.replication.control.Member;
+import io.peerflash.replication.control.VolumeRecord;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

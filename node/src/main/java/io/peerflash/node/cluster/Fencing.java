@@ -1,7 +1,7 @@
 package io.peerflash.node.cluster;
 
-import io.peerflash.replication.cluster.ClusterMap;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.ClusterMap;
+import io.peerflash.replication.control.VolumeRecord;
 import io.peerflash.replication.data.ReplicaException;
 import java.util.function.BooleanSupplier;
 

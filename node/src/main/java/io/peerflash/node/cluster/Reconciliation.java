@@ -1,7 +1,7 @@
 package io.peerflash.node.cluster;
 
 import io.peerflash.node.index.VolumeInfo.Role;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.VolumeRecord;
 
 /**
  * What a node does with one volume to follow the map, as a function of the map's record and the

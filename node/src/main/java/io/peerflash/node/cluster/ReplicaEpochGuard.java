@@ -3,7 +3,7 @@ package io.peerflash.node.cluster;
 import io.peerflash.node.engine.CacheEngine;
 import io.peerflash.node.engine.CacheException;
 import io.peerflash.node.index.VolumeInfo.Role;
-import io.peerflash.replication.cluster.ControlPlane;
+import io.peerflash.replication.control.ControlPlane;
 import io.peerflash.replication.data.EpochGuard;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.util.Time;

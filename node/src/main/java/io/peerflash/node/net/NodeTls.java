@@ -3,7 +3,7 @@ package io.peerflash.node.net;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.peerflash.node.NodeConfig;
-import io.peerflash.replication.cluster.ControlPlaneConfig;
+import io.peerflash.replication.control.ControlPlaneConfig;
 import io.peerflash.security.GrpcTls;
 import io.peerflash.security.Identity;
 import io.peerflash.security.TlsDirectory;

@@ -2,8 +2,8 @@ package io.peerflash.node.cluster;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.peerflash.replication.cluster.ClusterMap;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.ClusterMap;
+import io.peerflash.replication.control.VolumeRecord;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.junit.jupiter.api.Test;

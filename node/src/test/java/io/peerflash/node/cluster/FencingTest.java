@@ -3,8 +3,8 @@ package io.peerflash.node.cluster;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.peerflash.replication.cluster.ClusterMap;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.ClusterMap;
+import io.peerflash.replication.control.VolumeRecord;
 import io.peerflash.replication.data.ReplicaException;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;

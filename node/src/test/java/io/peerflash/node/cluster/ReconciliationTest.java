@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.OnPeerLoss;
-import io.peerflash.replication.cluster.VolumeRecord;
+import io.peerflash.replication.control.VolumeRecord;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 

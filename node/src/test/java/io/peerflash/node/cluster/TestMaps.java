@@ -2,7 +2,7 @@ package io.peerflash.node.cluster;
 
 import io.peerflash.proto.v1.CacheMode;
 import io.peerflash.proto.v1.MapCommand;
-import io.peerflash.replication.cluster.ClusterMap;
+import io.peerflash.replication.control.ClusterMap;
 
 /** Cluster maps built by applying the commands Raft would commit, for the decisions' own tests. */
 final class TestMaps {

@@ -97,7 +97,7 @@ class RepeatedWarningFilterTest {
 
   @Test
   void otherLoggersAndLevelsPassUntouched() {
-    Logger ours = context.getLogger("io.peerflash.replication.cluster.LivenessMonitor");
+    Logger ours = context.getLogger("io.peerflash.replication.control.LivenessMonitor");
     for (int i = 0; i < 5; i++) {
       ours.warn("{}: marking n3 DOWN", "n1");
       context.getLogger(APPENDER).info(FORMAT, "n1->n3", null, i, 7);
