@@ -5,6 +5,7 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import org.slf4j.LoggerFactory;
 
 /**
  * The clock every time-based decision reads (leases, liveness, dirty age, backoff, backpressure and
@@ -19,8 +20,9 @@ public interface Time {
   void sleepMs(long ms) throws InterruptedException;
 
   /**
-   * Runs {@code task} once, {@code delayMs} from now by this clock, on the clock's timer thread.
-   * Tasks must be short (complete a future, wake a waiter): one thread runs them all.
+   * Runs {@code task} once, {@code delayMs} from now by this clock, on the clock's timer thread (a
+   * test clock may run it on the thread that moves it). Tasks must be short (complete a future,
+   * wake a waiter, hand work to an executor): one thread runs them all.
    */
   Timer schedule(long delayMs, Runnable task);
 
@@ -96,7 +98,17 @@ public interface Time {
     @Override
     public Timer schedule(long delayMs, Runnable task) {
       ScheduledFuture<?> f =
-          TimerThread.EXECUTOR.schedule(task, Math.max(0, delayMs), TimeUnit.MILLISECONDS);
+          TimerThread.EXECUTOR.schedule(
+              () -> {
+                try {
+                  task.run();
+                } catch (RuntimeException | Error e) {
+                  // The executor would keep it in a future nobody reads.
+                  LoggerFactory.getLogger(Time.class).error("a scheduled task failed", e);
+                }
+              },
+              Math.max(0, delayMs),
+              TimeUnit.MILLISECONDS);
       return () -> f.cancel(false);
     }
   }

@@ -1,7 +1,5 @@
 package io.peerflash.util;
 
-import java.util.ArrayList;
-import java.util.List;
 import java.util.PriorityQueue;
 import java.util.concurrent.TimeUnit;
 
@@ -15,10 +13,13 @@ import java.util.concurrent.TimeUnit;
  * (for code that must first get going in real time); {@link #resume} lets it run again from where
  * it stood. Thread-safe.
  *
- * <p>Scheduled tasks ({@link #schedule}) run when the clock reaches them. Stopped: on the thread
- * that moves the clock, before {@link #advanceMs} or {@link #sleepMs} returns, so a test sees a
- * deadline's effect right after it moved the clock past it. Running: on a timer thread of the
- * clock's own.
+ * <p>Scheduled tasks ({@link #schedule}) run when the clock reaches them, one at a time, in due
+ * order. Stopped: on the thread that moves the clock, before {@link #advanceMs} or {@link #sleepMs}
+ * returns, each with the clock stepped to its due time (a task that schedules itself every 10 ms
+ * runs 50 times when the clock moves 500 ms), so a test sees a deadline's effect right after it
+ * moved the clock past it. Running: on a timer thread of the clock's own. A task that throws does
+ * not stop the others; the first failure is thrown to the thread that moved the clock once every
+ * due task ran.
  */
 public final class ManualTime implements Time {
   private final long startWallMs = System.currentTimeMillis();
@@ -31,6 +32,8 @@ public final class ManualTime implements Time {
   private final PriorityQueue<Scheduled> timers = new PriorityQueue<>();
   private long scheduledCount;
   private Thread timerThread;
+  // Held while tasks run (taken before this): one batch at a time, and freeze() waits for it.
+  private final Object running = new Object();
 
   /** A clock stopped at the current date; it moves only when told. */
   public ManualTime() {
@@ -61,15 +64,12 @@ public final class ManualTime implements Time {
   /** Stopped: advances the clock by {@code ms} and returns at once. Running: sleeps for real. */
   @Override
   public void sleepMs(long ms) throws InterruptedException {
-    boolean moved;
+    boolean stoppedNow;
     synchronized (this) {
-      moved = stopped;
-      if (stopped) {
-        stoppedNanos += TimeUnit.MILLISECONDS.toNanos(Math.max(0, ms));
-      }
+      stoppedNow = stopped;
     }
-    if (moved) {
-      runDueTimers();
+    if (stoppedNow) {
+      moveStoppedClock(TimeUnit.MILLISECONDS.toNanos(Math.max(0, ms)));
     } else {
       Time.SYSTEM.sleepMs(ms);
     }
@@ -84,17 +84,51 @@ public final class ManualTime implements Time {
       if (ms < 0) {
         throw new IllegalArgumentException("time does not go back: advanceMs(" + ms + ")");
       }
-      stoppedNanos += TimeUnit.MILLISECONDS.toNanos(ms);
     }
-    runDueTimers();
+    moveStoppedClock(TimeUnit.MILLISECONDS.toNanos(ms));
   }
 
-  /** Stops the clock where it stands; from now on it moves only when told. */
-  public synchronized void freeze() {
-    if (!stopped) {
-      stoppedNanos = nanoTime();
-      stopped = true;
-      notifyAll();
+  /**
+   * Moves a stopped clock by {@code nanos}, stepping it to each due task's time and running the
+   * task there.
+   */
+  private void moveStoppedClock(long nanos) {
+    Throwable failure = null;
+    synchronized (running) {
+      long target;
+      synchronized (this) {
+        target = stoppedNanos + nanos;
+      }
+      while (true) {
+        Runnable task;
+        synchronized (this) {
+          Scheduled next = timers.peek();
+          if (next == null || next.dueNanos - target > 0) {
+            stoppedNanos = target;
+            break;
+          }
+          timers.poll();
+          if (next.dueNanos - stoppedNanos > 0) {
+            stoppedNanos = next.dueNanos;
+          }
+          task = next.task;
+        }
+        failure = run(task, failure);
+      }
+    }
+    rethrow(failure);
+  }
+
+  /** Stops the clock where it stands (after tasks already running); then it moves when told. */
+  public void freeze() {
+    synchronized (running) {
+      synchronized (this) {
+        if (!stopped) {
+          stoppedNanos = nanoTime();
+          stopped = true;
+          notifyAll();
+        }
+      }
     }
   }
 
@@ -131,20 +165,48 @@ public final class ManualTime implements Time {
     return timers.size();
   }
 
-  /** Runs, in order, every task due by the clock now (a task may schedule more). */
+  /** The timer thread's turn: runs, in order, every task due by the running clock now. */
   private void runDueTimers() {
-    while (true) {
-      List<Runnable> due = new ArrayList<>();
-      synchronized (this) {
-        long now = nanoTime();
-        while (!timers.isEmpty() && timers.peek().dueNanos - now <= 0) {
-          due.add(timers.poll().task);
+    synchronized (running) {
+      while (true) {
+        Runnable task;
+        synchronized (this) {
+          if (stopped || timers.isEmpty() || timers.peek().dueNanos - nanoTime() > 0) {
+            return; // stopped: tasks run on the thread that moves the clock
+          }
+          task = timers.poll().task;
+        }
+        Throwable failure = run(task, null);
+        if (failure != null) {
+          System.err.println("manual-time-timer: a scheduled task failed: " + failure);
+          failure.printStackTrace();
         }
       }
-      if (due.isEmpty()) {
-        return;
+    }
+  }
+
+  private static Throwable run(Runnable task, Throwable earlier) {
+    try {
+      task.run();
+      return earlier;
+    } catch (Throwable t) {
+      if (earlier != null) {
+        earlier.addSuppressed(t);
+        return earlier;
       }
-      due.forEach(Runnable::run);
+      return t;
+    }
+  }
+
+  private static void rethrow(Throwable failure) {
+    if (failure instanceof RuntimeException r) {
+      throw r;
+    }
+    if (failure instanceof Error e) {
+      throw e;
+    }
+    if (failure != null) {
+      throw new IllegalStateException(failure);
     }
   }
 

@@ -432,16 +432,21 @@ public final class PeerReplicationPort implements ReplicationPort {
                 // The replica is at another epoch than this node's map (a policy change or
                 // re-protection a moment ago): ask again at the map's, after a moment; the waits
                 // double, past MAP_CATCH_UP_MS in all, for a map that is behind the replica's.
-                return CompletableFuture.supplyAsync(
-                        () -> lookup(volume),
-                        CompletableFuture.delayedExecutor(
-                            MAP_CATCH_UP_POLL_MS << (attemptNo - 1),
-                            java.util.concurrent.TimeUnit.MILLISECONDS))
-                    .thenCompose(
-                        newer ->
-                            newer == null
-                                ? CompletableFuture.failedFuture(cause)
-                                : syncOne(volume, r, newer, attemptNo + 1));
+                CompletableFuture<Targets> later = new CompletableFuture<>();
+                time.schedule(
+                    MAP_CATCH_UP_POLL_MS << (attemptNo - 1),
+                    () -> {
+                      try {
+                        later.complete(lookup(volume));
+                      } catch (RuntimeException e) {
+                        later.completeExceptionally(e);
+                      }
+                    });
+                return later.thenCompose(
+                    newer ->
+                        newer == null
+                            ? CompletableFuture.failedFuture(cause)
+                            : syncOne(volume, r, newer, attemptNo + 1));
               }
               log.warn(
                   "volume {}: replica {} did not sync its copies for a flush: {}",

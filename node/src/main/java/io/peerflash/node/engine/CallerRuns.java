@@ -25,8 +25,10 @@ final class CallerRuns implements Executor {
   }
 
   /**
-   * Runs handed tasks until {@code done} completes. Not interruptible: the caller's write is stored
-   * and its wait bounded; the interrupt is kept for the caller.
+   * Runs handed tasks until {@code done} completes. The wait itself is not interrupted (the
+   * caller's write is stored, and the wait for its copies is bounded by the backstop); the
+   * interrupt is kept for the caller, and a task that honours it (a destage before the ack) fails
+   * the write as it would on the caller's own thread.
    */
   void runUntilDone() {
     boolean interrupted = false;

@@ -5,7 +5,8 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * How one volume's destage fares: its failures in a row, the backoff of the volume and of single
  * blocks that failed on their own, and since when shared storage has been failing. Written by the
- * destager thread only; read by status, the dirty-share rule and Flush.
+ * destager thread, except {@link #retryNow} (a Flush, on its caller's thread: the volatile retry
+ * time and the concurrent map make that safe); read by status, the dirty-share rule and Flush.
  *
  * <p>A failed batch of several blocks isolates the next ones (one block per batch) so that one bad
  * block gets its own backoff and never holds back the rest; the volume is failing until every block
@@ -116,11 +117,6 @@ final class DestageHealth {
     blockRetryAtMs.put(block, nowMs + backoff.afterFailures(failures));
     retryAtMs = nowMs + backoff.initialMs();
     return failures;
-  }
-
-  /** When a block that failed is tried again. */
-  long blockRetryAtMs(long block) {
-    return blockRetryAtMs.getOrDefault(block, 0L);
   }
 
   /** A batch reached shared storage; {@code blocks} (the first {@code n}) are clean now. */

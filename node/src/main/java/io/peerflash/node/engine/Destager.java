@@ -580,7 +580,7 @@ final class Destager implements AutoCloseable {
           v.name(),
           blocks[0],
           failures,
-          v.destage.blockRetryAtMs(blocks[0]) - now,
+          backoff.afterFailures(failures),
           v.destage.lastError());
     }
   }

@@ -241,7 +241,8 @@ class EngineRaceTest {
 
   // -----------------------------------------------------------------------------------------------
   // 4b. Flush is not bounded when the destager cannot read local flash: readBatch() failures return
-  //     -1 without onFailure(), so storageFailingSinceMs stays 0 and Flush waits forever. (Local
+  //     -1 without onFailure(), so the volume never counted as failing and Flush waits forever.
+  // (Local
   //     flash failing here via the interrupt of 4, but any cache-file read IOException does it.)
 
   @Test

@@ -26,7 +26,9 @@ import org.apache.ratis.server.RaftServer;
  * <p>Only for commands that are harmless applied twice (conditional on an epoch or a heartbeat
  * count, or a heartbeat): when this node stops leading while one is pending, Ratis answers "not
  * leader" although the entry may still commit under the next leader, and the caller resends it
- * through its client.
+ * through its client; and a command that timed out here may still commit after its caller tried
+ * again. Calls from here and from a client carry different client ids, so Ratis' retry cache cannot
+ * tell them apart.
  */
 final class LeaderLocalCalls {
   private final RaftServer server;

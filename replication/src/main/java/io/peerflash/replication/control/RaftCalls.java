@@ -20,8 +20,9 @@ import org.apache.ratis.util.TimeDuration;
 /**
  * How this node's commands, heartbeats and reads reach the Raft leader: a command client (retried
  * across leader changes), a heartbeat client (short attempts, few retries, so a lost heartbeat does
- * not hold up the next), and, while this node leads, its own server ({@link LeaderLocalCalls}).
- * Blocking calls: run them on the control plane's submit threads.
+ * not hold up the next), an admin client for configuration changes, and, while this node leads, its
+ * own server ({@link LeaderLocalCalls}). Every call blocks: callers run them on threads of their
+ * own (the control plane's submit threads, the lease thread).
  */
 final class RaftCalls implements AutoCloseable {
   /** How long a submitted command is retried (across leader changes) before it fails. */
@@ -40,9 +41,18 @@ final class RaftCalls implements AutoCloseable {
   /** How long a command this node submits to itself as the leader may take to commit. */
   static final long LOCAL_COMMIT_TIMEOUT_MS = 3_000;
 
+  /**
+   * One attempt of a configuration change: adding a voter commits only once the leader has caught
+   * the new node up, which may take seconds, and a resent change is not recognised as the same one
+   * (the leader answers that a reconfiguration is in progress). Not much longer: an attempt at a
+   * dead former leader costs this much.
+   */
+  static final long ADMIN_ATTEMPT_TIMEOUT_MS = 10_000;
+
   private final RaftPeerId self;
   private final RaftClient commandClient;
   private final RaftClient heartbeatClient;
+  private final RaftClient adminClient;
   private final long heartbeatAttemptMs;
   private final LeaderLocalCalls leaderLocal;
 
@@ -73,6 +83,12 @@ final class RaftCalls implements AutoCloseable {
                 3,
                 TimeDuration.valueOf(
                     Math.max(20, heartbeatIntervalMs / 10), TimeUnit.MILLISECONDS)));
+    this.adminClient =
+        RaftWiring.client(
+            parameters,
+            group,
+            TimeDuration.valueOf(ADMIN_ATTEMPT_TIMEOUT_MS, TimeUnit.MILLISECONDS),
+            RetryPolicies.retryUpToMaximumCountWithFixedSleep(SUBMIT_ATTEMPTS, RETRY_SLEEP));
     this.leaderLocal = new LeaderLocalCalls(server, group.getGroupId(), leaderReady);
   }
 
@@ -118,9 +134,9 @@ final class RaftCalls implements AutoCloseable {
     return ClusterMapSnapshot.parseFrom(reply.getMessage().getContent().toByteArray());
   }
 
-  /** The command client, for configuration changes. */
+  /** The client for configuration changes ({@link #ADMIN_ATTEMPT_TIMEOUT_MS}). */
   RaftClient admin() {
-    return commandClient;
+    return adminClient;
   }
 
   /** How many commands this node committed through its own server as the leader. */
@@ -147,6 +163,7 @@ final class RaftCalls implements AutoCloseable {
   public void close() throws IOException {
     try {
       heartbeatClient.close();
+      adminClient.close();
     } finally {
       commandClient.close();
     }
