@@ -9,23 +9,17 @@ import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.node.storage.FileBackingStore;
 import io.peerflash.proto.v1.CacheMode;
-import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.replication.control.ControlPlane;
-import io.peerflash.replication.control.ControlPlaneConfig;
 import io.peerflash.replication.control.VolumeRecord;
 import io.peerflash.replication.data.BlockCopy;
 import io.peerflash.replication.data.ReplicaException;
 import io.peerflash.replication.data.ReplicaSink;
 import io.peerflash.util.ManualTime;
 import io.peerflash.util.Time;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Map;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BooleanSupplier;
 import org.assertj.core.api.ThrowableAssert.ThrowingCallable;
@@ -58,34 +52,7 @@ class ReplicaEpochGuardTest {
 
   @BeforeAll
   static void start() throws Exception {
-    String raft = "127.0.0.1:" + freePort();
-    cp =
-        ControlPlane.start(
-            new ControlPlaneConfig(
-                SELF,
-                raft,
-                "127.0.0.1:1",
-                "",
-                Map.of(SELF, raft),
-                dir.resolve("raft"),
-                ControlPlaneConfig.DEFAULT_LEASE_TIMEOUT_MS,
-                ControlPlaneConfig.DEFAULT_CLOCK_SKEW_MARGIN_MS,
-                ControlPlaneConfig.DEFAULT_SNAPSHOT_THRESHOLD,
-                ControlPlaneConfig.DEFAULT_ELECTION_TIMEOUT_MIN_MS,
-                new ManualTime(),
-                Map.of()));
-    cp.registered().get(60, TimeUnit.SECONDS);
-    for (String id : List.of("n1", "n3")) {
-      commit(
-          MapCommand.newBuilder()
-              .setRegisterMember(
-                  MapCommand.RegisterMember.newBuilder()
-                      .setId(id)
-                      .setGrpcAddress(id + ":1")
-                      .setRaftAddress(id + ":2")
-                      .setFaultDomain(id))
-              .build());
-    }
+    cp = OneVoterControlPlane.start(dir, SELF, List.of("n1", "n3"));
     engine =
         CacheEngine.open(
             EngineConfig.defaults(dir.resolve("data"), 8 << 20),
@@ -103,15 +70,8 @@ class ReplicaEpochGuardTest {
     }
   }
 
-  private static int freePort() throws Exception {
-    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      return s.getLocalPort();
-    }
-  }
-
   private static void commit(MapCommand command) throws Exception {
-    CommandResult r = cp.submit(command).get(60, TimeUnit.SECONDS);
-    assertThat(r.getOk()).as(r.toString()).isTrue();
+    OneVoterControlPlane.commit(cp, command);
   }
 
   private static VolumeRecord rec(String name) {

@@ -8,19 +8,14 @@ import io.peerflash.node.engine.CacheException.Reason;
 import io.peerflash.node.index.VolumeInfo;
 import io.peerflash.node.index.VolumeInfo.Role;
 import io.peerflash.proto.v1.CacheMode;
-import io.peerflash.proto.v1.CommandResult;
 import io.peerflash.proto.v1.MapCommand;
 import io.peerflash.proto.v1.OnPeerLoss;
 import io.peerflash.replication.control.ControlPlane;
-import io.peerflash.replication.control.ControlPlaneConfig;
 import io.peerflash.replication.control.MapCommands;
 import io.peerflash.replication.control.VolumeRecord;
 import io.peerflash.util.ManualTime;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -63,34 +58,7 @@ class ReplicaLossTest {
 
   @BeforeAll
   static void start() throws Exception {
-    String raft = "127.0.0.1:" + freePort();
-    cp =
-        ControlPlane.start(
-            new ControlPlaneConfig(
-                SELF,
-                raft,
-                "127.0.0.1:1",
-                "",
-                Map.of(SELF, raft),
-                dir.resolve("raft"),
-                ControlPlaneConfig.DEFAULT_LEASE_TIMEOUT_MS,
-                ControlPlaneConfig.DEFAULT_CLOCK_SKEW_MARGIN_MS,
-                ControlPlaneConfig.DEFAULT_SNAPSHOT_THRESHOLD,
-                ControlPlaneConfig.DEFAULT_ELECTION_TIMEOUT_MIN_MS,
-                new ManualTime(),
-                Map.of()));
-    cp.registered().get(60, TimeUnit.SECONDS);
-    for (String id : List.of("n2", "n3")) {
-      commit(
-          MapCommand.newBuilder()
-              .setRegisterMember(
-                  MapCommand.RegisterMember.newBuilder()
-                      .setId(id)
-                      .setGrpcAddress(id + ":1")
-                      .setRaftAddress(id + ":2")
-                      .setFaultDomain(id))
-              .build());
-    }
+    cp = OneVoterControlPlane.start(dir, SELF, List.of("n2", "n3"));
   }
 
   @AfterAll
@@ -105,15 +73,8 @@ class ReplicaLossTest {
     loss.close();
   }
 
-  private static int freePort() throws Exception {
-    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      return s.getLocalPort();
-    }
-  }
-
   private static void commit(MapCommand command) throws Exception {
-    CommandResult r = cp.submit(command).get(60, TimeUnit.SECONDS);
-    assertThat(r.getOk()).as(r.toString()).isTrue();
+    OneVoterControlPlane.commit(cp, command);
   }
 
   private static VolumeRecord rec(String name) {
